@@ -1,0 +1,389 @@
+"""Seeded synthetic photometry Datasets with a known CTE loss (no images involved).
+
+This factory writes photometry directly in the store's Dataset layout (dims ``image``,
+``star``, ``aperture``; see :mod:`cte.pairs` for the coordinates used) from a
+:class:`cte.lossmodel.LossModel` truth, so that the analysis half of the monitor
+(pairs, loss, model, correction) can be tested and benchmarked without rendering
+images.  It is deliberately simple and fully vectorised (no loop over stars):
+
+- every epoch is one visit of one proposal; in it, for each exposure class (short and
+  long) and each of FLT/FLC, the cluster is observed once on chip 2 and, a few minutes
+  later, on chip 1 after a dither of one chip height (``layout="nominal"``), or twice
+  on the same chip with the field rotated by 180 degrees in a second visit
+  (``layout="180"``, as the NGC 6583 set of proposal 12692);
+- a star's true flux in an aperture of radius ``r`` is ``rate * exptime * ee(r)`` with
+  the encircled energy ``ee(r) = 1 - (1 + (r / 1.5 px)^2)^(-1.5)`` (a Moffat profile);
+  star rates are log-uniform so that long-exposure fluxes span 100–100 000 e-;
+- **injected loss**: in an image with MJD ``m`` and background ``B`` (sky + flash,
+  e-/px), a star with true aperture flux ``F`` and ``n`` parallel transfers is
+  measured as ``F (1 - L(F, m, B) n / 2048)`` plus noise, where ``L`` is the truth
+  model of the image's FLT/FLC kind evaluated at the *aperture* flux (each aperture
+  thus has its own, exactly known, loss law of the same family);
+- noise: Gaussian with variance ``F_obs + A (B + RN^2)`` (Poisson plus sky and read
+  noise over the aperture area ``A = pi r^2``); the FLC of an exposure shares the FLT's
+  noise realisation; the per-star local background is ``B`` plus the noise of its
+  mean over a 500-pixel annulus;
+- cosmic rays: a fraction of (image, star) measurements gets ``U(200, 5000)`` e- added
+  to ``flux`` (not to ``flux_masked``); most of them are flagged
+  :data:`FLAG_COSMIC_RAY`, some are left unflagged to exercise sigma clipping;
+- stars that a dither moves off the chip get NaN fluxes and :data:`FLAG_OFF_CHIP`.
+
+The truth (unattenuated aperture flux and injected ``L`` per image, star and
+aperture) is returned beside the photometry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from cte.lossmodel import LossModel
+
+__all__ = [
+    "CHIP_ROWS",
+    "DEFAULT_EPOCHS",
+    "DEFAULT_TRUTH",
+    "FLAG_COSMIC_RAY",
+    "FLAG_OFF_CHIP",
+    "SyntheticPhotometry",
+    "encircled_energy",
+    "make_photometry",
+]
+
+#: rows of a UVIS chip; parallel transfers are y on chip 2 and CHIP_ROWS - y on chip 1
+CHIP_ROWS = 2051
+#: flag bits used by this factory (same meaning as the photometry's flag registry)
+FLAG_OFF_CHIP = 1
+FLAG_COSMIC_RAY = 8
+
+#: truth of the factory: FLT loss (10–25 % per 2048 transfers for faint stars by 2015,
+#: a few % for bright ones, growing with time, smaller with background); FLC 0.3 x FLT.
+DEFAULT_TRUTH: dict[str, LossModel] = {
+    "FLT": LossModel(
+        {"1": 0.10, "x": -0.06, "x2": 0.012, "t": 0.015, "xt": -0.002, "b": -0.03, "bx": 0.014}
+    ),
+    "FLC": LossModel(
+        {
+            "1": 0.030,
+            "x": -0.018,
+            "x2": 0.0036,
+            "t": 0.0045,
+            "xt": -0.0006,
+            "b": -0.009,
+            "bx": 0.0042,
+        }
+    ),
+}
+
+#: default epochs as (proposal, MJD of the first exposure)
+DEFAULT_EPOCHS: tuple[tuple[int, float], ...] = (
+    (11924, 55120.0),
+    (12379, 55520.0),
+    (12692, 55850.0),
+    (13083, 56240.0),
+    (13566, 56680.0),
+    (14012, 57070.0),
+    (14378, 57420.0),
+    (14541, 57770.0),
+)
+
+_DEFAULT_EXPTIMES = {"short": 30.0, "long": 348.0}
+_MIN_FLUX, _MAX_FLUX = 100.0, 100_000.0  # long-exposure aperture-3 flux range, e-
+
+
+def encircled_energy(radius) -> np.ndarray:
+    """Fraction of a star's flux inside ``radius`` px: ``1 - (1 + (r/1.5)^2)^-1.5``."""
+    r = np.asarray(radius, dtype=float)
+    return 1.0 - (1.0 + (r / 1.5) ** 2) ** -1.5
+
+
+@dataclass(frozen=True)
+class SyntheticPhotometry:
+    """A synthetic photometry Dataset and its truth.
+
+    Attributes
+    ----------
+    photometry : xarray.Dataset
+        Photometry in the store layout (dims ``image``, ``star``, ``aperture``).
+    truth : xarray.Dataset
+        ``true_flux`` (image, star, aperture) in e-, the unattenuated aperture flux,
+        and ``loss`` (image, star, aperture), the injected fraction lost per 2048
+        transfers, on the same coordinates.
+    model : dict of str to LossModel
+        The truth model per ``ctecorr`` (``"FLT"``, ``"FLC"``).
+    """
+
+    photometry: xr.Dataset
+    truth: xr.Dataset
+    model: Mapping[str, LossModel]
+
+
+def _check_options(n_stars, apertures, layout, ctecorr, exptimes, truth) -> None:
+    if int(n_stars) < 1:
+        msg = f"n_stars must be >= 1, got {n_stars!r}"
+        raise ValueError(msg)
+    if len(apertures) == 0 or any(float(r) <= 0 for r in apertures):
+        msg = f"apertures must be a non-empty sequence of radii > 0 px, got {apertures!r}"
+        raise ValueError(msg)
+    if layout not in ("nominal", "180"):
+        msg = f"layout must be 'nominal' or '180', got {layout!r}"
+        raise ValueError(msg)
+    bad = [c for c in ctecorr if c not in ("FLT", "FLC") or c not in truth]
+    if bad or not ctecorr:
+        msg = f"ctecorr must be drawn from the truth's keys {sorted(truth)}, got {ctecorr!r}"
+        raise ValueError(msg)
+    bad_classes = [c for c in exptimes if c not in ("short", "long") or exptimes[c] <= 0]
+    if bad_classes or not exptimes:
+        msg = f"exptimes must map 'short'/'long' to seconds > 0, got {exptimes!r}"
+        raise ValueError(msg)
+
+
+def _image_table(epochs, exptimes, ctecorr, flash, layout, sky_rate) -> dict[str, np.ndarray]:
+    """One row per image; loops over epochs/classes/kinds only (a few dozen images)."""
+    rows: dict[str, list] = {k: [] for k in _IMAGE_COORDS}
+    rows["_pair_slot"] = []  # 0 = first image of its pair (chip 2 / first orientation)
+    rows["_epoch"] = []
+    for e, (proposal, mjd0) in enumerate(epochs):
+        for c, (cls, exptime) in enumerate(exptimes.items()):
+            for slot in (0, 1):
+                if layout == "nominal":
+                    visit, chip = f"{e + 1:02d}", (2, 1)[slot]
+                    mjd = mjd0 + 0.01 * c + 0.003 * slot
+                    postarg2 = (0.0, 80.0)[slot]
+                else:
+                    visit, chip = ("10", "11")[slot], 2
+                    mjd = mjd0 + 0.01 * c + 1.5 * slot
+                    postarg2 = 0.0
+                rootname = f"syn{e:02d}{c}{slot}{int(flash):03d}"[:9].ljust(9, "q")
+                background = float(flash) + sky_rate * exptime
+                for kind in ctecorr:
+                    rows["image"].append(f"{rootname}_{kind.lower()}")
+                    rows["rootname"].append(rootname)
+                    rows["ctecorr"].append(kind)
+                    rows["proposal"].append(int(proposal))
+                    rows["visit"].append(visit)
+                    rows["mjd"].append(mjd)
+                    rows["exptime"].append(float(exptime))
+                    rows["exptime_class"].append(cls)
+                    rows["postarg1"].append(0.0)
+                    rows["postarg2"].append(postarg2)
+                    rows["chip"].append(chip)
+                    rows["flash"].append(float(flash))
+                    rows["background_level"].append(background)
+                    rows["wcs_shift_x"].append(0.0)
+                    rows["wcs_shift_y"].append(0.0)
+                    rows["wcs_rotation"].append(0.0)
+                    rows["wcs_residual_rms"].append(0.02)
+                    rows["_pair_slot"].append(slot)
+                    rows["_epoch"].append(e)
+    out = {k: np.asarray(v) for k, v in rows.items()}
+    out["proposal"] = out["proposal"].astype(np.int64)
+    out["chip"] = out["chip"].astype(np.int8)
+    return out
+
+
+_IMAGE_COORDS = (
+    "image",
+    "rootname",
+    "ctecorr",
+    "proposal",
+    "visit",
+    "mjd",
+    "exptime",
+    "exptime_class",
+    "postarg1",
+    "postarg2",
+    "chip",
+    "flash",
+    "background_level",
+    "wcs_shift_x",
+    "wcs_shift_y",
+    "wcs_rotation",
+    "wcs_residual_rms",
+)
+
+_UNITS = {
+    "mjd": ("d", "exposure start (EXPSTART)"),
+    "exptime": ("s", "exposure time"),
+    "postarg1": ("arcsec", "POSTARG1"),
+    "postarg2": ("arcsec", "POSTARG2"),
+    "flash": ("electron / pixel", "post-flash level (FLASHLVL)"),
+    "background_level": ("electron / pixel", "median sky + flash background of the image"),
+    "wcs_shift_x": ("pixel", "WCS correction shift in x"),
+    "wcs_shift_y": ("pixel", "WCS correction shift in y"),
+    "wcs_rotation": ("deg", "WCS correction rotation"),
+    "wcs_residual_rms": ("pixel", "rms residual of the WCS alignment"),
+}
+
+
+def make_photometry(
+    *,
+    target: str = "ngc104",
+    filter: str = "F502N",
+    flash: float = 12.0,
+    n_stars: int = 1000,
+    epochs: Sequence[tuple[int, float]] = DEFAULT_EPOCHS,
+    exptimes: Mapping[str, float] | None = None,
+    ctecorr: Sequence[str] = ("FLT", "FLC"),
+    apertures: Sequence[float] = (3.0, 5.0, 10.0),
+    layout: str = "nominal",
+    truth: Mapping[str, LossModel] | None = None,
+    read_noise: float = 3.0,
+    sky_rate: float = 0.005,
+    cr_rate: float = 0.02,
+    unflagged_cr_fraction: float = 0.25,
+    seed: int | None = 0,
+) -> SyntheticPhotometry:
+    """Build one photometry Dataset (one target, filter and flash level) with known loss.
+
+    Parameters
+    ----------
+    target, filter : str
+        Stored as the Dataset's attrs.
+    flash : float
+        Post-flash level in e-/px (also the ``flash`` coordinate of every image).
+    n_stars : int
+        Number of catalogue stars (master ids ``0 .. n_stars - 1``).
+    epochs : sequence of (proposal, mjd)
+        One visit per epoch.
+    exptimes : mapping of {"short", "long"} to s
+        Exposure time of each class; default ``{"short": 30, "long": 348}``.
+    ctecorr : sequence of {"FLT", "FLC"}
+        Kinds of image written for every exposure.
+    apertures : sequence of float
+        Aperture radii in px.
+    layout : {"nominal", "180"}
+        Chip-2/chip-1 pairs in one visit, or same-chip pairs rotated by 180 degrees in
+        two visits.
+    truth : mapping of str to LossModel
+        Injected loss per ``ctecorr``; default :data:`DEFAULT_TRUTH`.
+    read_noise : float
+        e- per pixel.
+    sky_rate : float
+        Sky background in e-/px/s, added to the flash.
+    cr_rate : float
+        Fraction of (image, star) measurements hit by a cosmic ray.
+    unflagged_cr_fraction : float
+        Fraction of those hits that are not flagged.
+    seed : int or None
+        Seed of :func:`numpy.random.default_rng`.
+
+    Returns
+    -------
+    SyntheticPhotometry
+    """
+    truth = dict(DEFAULT_TRUTH if truth is None else truth)
+    exptimes = dict(_DEFAULT_EXPTIMES if exptimes is None else exptimes)
+    apertures = tuple(float(r) for r in apertures)
+    _check_options(n_stars, apertures, layout, tuple(ctecorr), exptimes, truth)
+    rng = np.random.default_rng(seed)
+
+    img = _image_table(epochs, exptimes, tuple(ctecorr), flash, layout, sky_rate)
+    n_img, n_ap = img["image"].size, len(apertures)
+    radii = np.asarray(apertures)
+
+    # --- stars: rates, positions (fixed per star), per-epoch dither/rotation ---------
+    long_exptime = max(exptimes.values())
+    log_flux = rng.uniform(np.log10(_MIN_FLUX), np.log10(_MAX_FLUX), n_stars)
+    rate = 10.0**log_flux / long_exptime / encircled_energy(3.0)  # e-/s, total
+    x0 = rng.uniform(20.0, 4076.0, n_stars)
+    y0 = rng.uniform(10.0, CHIP_ROWS - 10.0, n_stars)
+    n_epochs = len(epochs)
+    offset = rng.normal(0.0, 15.0, (n_epochs, 2))  # (epoch, slot) pointing offset, px
+    jitter = rng.normal(0.0, 0.3, (n_epochs, 2, n_stars))  # distortion residuals, px
+
+    epoch, slot = img["_epoch"], img["_pair_slot"]
+    if layout == "nominal":
+        y = y0[None, :] + offset[epoch, slot][:, None] + jitter[epoch, slot]
+    else:  # second orientation rotated by 180 degrees about the chip centre
+        y_first = y0[None, :] + offset[epoch, 0][:, None] + jitter[epoch, 0]
+        y_rot = (CHIP_ROWS - 1.0) - y0[None, :] + offset[epoch, 1][:, None] + jitter[epoch, 1]
+        y = np.where((slot == 0)[:, None], y_first, y_rot)
+    x = np.broadcast_to(x0, (n_img, n_stars)).copy()
+    chip = img["chip"].astype(float)[:, None]
+    transfers = np.where(chip == 2, y, CHIP_ROWS - y)
+    off_chip = (y < 0) | (y > CHIP_ROWS - 1)
+
+    # --- true fluxes and injected loss -------------------------------------------
+    ee = encircled_energy(radii)
+    true_flux = rate[None, :, None] * img["exptime"][:, None, None] * ee[None, None, :]
+    mjd = np.broadcast_to(img["mjd"][:, None, None], true_flux.shape)
+    bkg = np.broadcast_to(img["background_level"][:, None, None], true_flux.shape)
+    loss = np.empty_like(true_flux)
+    for kind, model in truth.items():  # loop over FLT/FLC only
+        sel = img["ctecorr"] == kind
+        loss[sel] = model.loss(true_flux[sel], mjd[sel], bkg[sel])
+    kept = true_flux * (1.0 - loss * transfers[:, :, None] / 2048.0)
+
+    # --- noise: shared between the FLT and FLC of one exposure --------------------
+    area = np.pi * radii**2
+    sky_var = area[None, None, :] * (bkg + read_noise**2)
+    exposure_key = np.unique(img["rootname"], return_inverse=True)[1]
+    n_exp = exposure_key.max() + 1
+    unit_noise = rng.standard_normal((n_exp, n_stars, n_ap))[exposure_key]
+    sigma = np.sqrt(np.clip(kept, 0.0, None) + sky_var)
+    flux_masked = kept + sigma * unit_noise
+    flux_err = np.sqrt(np.clip(flux_masked, 0.0, None) + sky_var)
+    ann_noise = rng.standard_normal((n_exp, n_stars))[exposure_key]
+    background = img["background_level"][:, None] + ann_noise * np.sqrt(
+        (img["background_level"][:, None] + read_noise**2) / 500.0
+    )
+
+    hit = rng.random((n_exp, n_stars))[exposure_key] < cr_rate
+    cr_energy = rng.uniform(200.0, 5000.0, (n_exp, n_stars))[exposure_key]
+    unflagged = rng.random((n_exp, n_stars))[exposure_key] < unflagged_cr_fraction
+    flux = flux_masked + np.where(hit, cr_energy, 0.0)[:, :, None]
+    flags = np.where(hit & ~unflagged, FLAG_COSMIC_RAY, 0) | np.where(off_chip, FLAG_OFF_CHIP, 0)
+
+    nan3 = off_chip[:, :, None]
+    flux = np.where(nan3, np.nan, flux)
+    flux_masked = np.where(nan3, np.nan, flux_masked)
+    flux_err = np.where(nan3, np.nan, flux_err)
+    background = np.where(off_chip, np.nan, background)
+
+    ds = _assemble(img, radii, n_stars, flux, flux_masked, flux_err, background, x, y,
+                   transfers, flags.astype(np.int32))
+    ds.attrs.update({"target": target, "filter": filter, "flash": round(float(flash))})
+    truth_ds = xr.Dataset(
+        {
+            "true_flux": (("image", "star", "aperture"), true_flux,
+                          {"units": "electron", "long_name": "unattenuated aperture flux"}),
+            "loss": (("image", "star", "aperture"), loss,
+                     {"units": "1", "long_name": "injected fraction lost per 2048 transfers"}),
+        },
+        coords={"image": ds["image"], "star": ds["star"], "aperture": ds["aperture"]},
+    )
+    return SyntheticPhotometry(photometry=ds, truth=truth_ds, model=truth)
+
+
+def _assemble(img, radii, n_stars, flux, flux_masked, flux_err, background, x, y,
+              transfers, flags) -> xr.Dataset:
+    coords = {
+        name: ("image", img[name], dict(zip(("units", "long_name"), _UNITS[name], strict=True)))
+        if name in _UNITS
+        else ("image", img[name])
+        for name in _IMAGE_COORDS
+    }
+    coords["image"] = ("image", img["image"])
+    coords["exptime_class"] = ("image", img["exptime_class"])
+    coords["star"] = ("star", np.arange(n_stars, dtype=np.int64), {"long_name": "master_id"})
+    coords["aperture"] = ("aperture", radii, {"units": "pixel", "long_name": "aperture radius"})
+    isa = ("image", "star", "aperture")
+    data = {
+        "flux": (isa, flux, {"units": "electron",
+                             "long_name": "background-subtracted aperture sum"}),
+        "flux_masked": (isa, flux_masked, {"units": "electron",
+                                           "long_name": "aperture sum, flagged pixels masked"}),
+        "flux_err": (isa, flux_err, {"units": "electron", "long_name": "1-sigma error of flux"}),
+        "background": (("image", "star"), background,
+                       {"units": "electron / pixel", "long_name": "local background"}),
+        "x": (("image", "star"), x, {"units": "pixel", "long_name": "centroid x (0-based)"}),
+        "y": (("image", "star"), y, {"units": "pixel", "long_name": "centroid y (0-based)"}),
+        "transfers": (("image", "star"), transfers,
+                      {"units": "1", "long_name": "number of parallel transfers"}),
+        "flags": (("image", "star"), flags, {"units": "1", "long_name": "quality bit flags"}),
+    }
+    return xr.Dataset(data, coords=coords)

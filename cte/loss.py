@@ -1,0 +1,450 @@
+"""CTE loss per image pair, flux bin and aperture, from the chip-1 / chip-2 flux ratio.
+
+For each pair (see :mod:`cte.pairs`), each flux bin ``[lo, hi)`` in e- and each
+aperture, the stars of the bin are taken (see *bin_by* below), their
+flux ratio ``r = F_num / F_den`` (chip 1 / chip 2 for nominal pairs) is fitted against
+the number of parallel transfers ``x`` of the star in the denominator image (the
+chip-2 y position for nominal pairs) with an ordinary least-squares straight line,
+sigma-clipped (:mod:`cte._linefit`).  Stars flagged in either image (``flags &
+reject_flags``) or without finite fluxes never enter.
+
+Bin membership (``bin_by``):
+
+- ``"mean"`` (default): the star's mean flux ``(F_num + F_den) / 2`` lies in the bin.
+  The noise of this mean is uncorrelated with that of the ratio (for equal errors), so
+  the selection does not bias the slope;
+- ``"both"``: the seed's rule, both ``F_num`` and ``F_den`` lie in the bin.  Selecting
+  on the two noisy fluxes that form the ratio truncates the ratio distribution towards
+  1 at both ends of the chip and flattens the slope: on simulated photometry the loss
+  comes out low by 0.5–1.5 sigma per cell (worst in the narrow faint bins), a bias
+  that grows with the number of stars.  Kept for comparison with the seed's results.
+
+From the slope ``b`` the loss is reported as the fraction of flux lost per 2048
+transfers:
+
+- ``loss_linear = b * 2048 / 2`` — the seed's first-order definition (the ratio
+  doubles the gradient because the star moves towards the amplifier on one chip while
+  moving away on the other);
+- ``loss = 2048 a``, where ``a`` is the per-transfer loss for which the exact ratio
+  curve ``r(x) = (1 - a (N - x)) / (1 - a x)`` of the stars used (``N`` = total
+  transfers of the star in both images, about 2051) has least-squares slope ``b``
+  (:func:`cte._linefit.invert_ratio_slope`).  This removes the first-order bias of
+  ``loss_linear`` (relative ``~ L / 2``, 12 % at L = 0.25) and is the quantity that
+  :mod:`cte.lossmodel` describes (a star crossing ``n`` transfers keeps
+  ``1 - L n / 2048``).  ``loss_err = err(b) * 2048 * da/db``.
+
+Optionally (by default for the 180-degree set, seed item 5) the ratio is also fitted
+with the line forced through ``r = 1`` at ``x = pivot_transfers`` (default 1025.5,
+where both images have the same number of transfers; the seed wrote 1024), using the
+stars kept by the free fit; it is reported as ``loss_fixed`` / ``loss_fixed_err``, and
+its difference from the free fit as ``loss_fixed_effect`` = ``loss_fixed - loss``, an
+extra (systematic) uncertainty of the measurement rather than a correction.
+
+Per cell, the stars' unattenuated flux is estimated as
+``F = (F_num + F_den) / (2 - a N)`` (exact for the ratio model), giving ``flux`` (the
+geometric mean, e-) and ``log_flux_var`` (the variance of ``log10 F``, dex^2), which
+:mod:`cte.model` uses to evaluate the loss model at the cell's stars; ``background``
+is the mean local background (e-/px) of the stars in both images.
+
+Everything is computed at once for all pairs, bins and apertures (and all Datasets
+given): the memberships (pair, star, bin, aperture) are found with one boolean
+broadcast and :func:`numpy.nonzero`, and every per-cell sum is a
+:func:`numpy.bincount` (no Python loop over pairs or bins).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+import xarray as xr
+
+from cte._linefit import (
+    invert_ratio_slope,
+    segment_sum,
+    segmented_line_fit,
+    segmented_pivot_fit,
+)
+from cte.pairs import dataset_name, pair_images, validate_photometry
+from stores._version import __version__
+
+__all__ = ["DEFAULT_FLUX_BINS", "measure_loss"]
+
+logger = logging.getLogger(__name__)
+
+#: the monitor's flux bins in e- (overlapping on purpose), lower edge inclusive
+DEFAULT_FLUX_BINS: tuple[tuple[float, float], ...] = (
+    (250.0, 500.0),
+    (500.0, 1000.0),
+    (500.0, 2000.0),
+    (1000.0, 2000.0),
+    (2000.0, 4000.0),
+    (2000.0, 8000.0),
+    (4000.0, 8000.0),
+    (8000.0, 32000.0),
+)
+#: transfers at which both images of a pair have the same number of transfers
+PIVOT_TRANSFERS = 2051 / 2
+_PIVOT_CHOICES = ("180", "all", "none")
+_PAIR_COORDS = (
+    "image_num",
+    "image_den",
+    "kind",
+    "proposal",
+    "visit",
+    "mjd",
+    "exptime",
+    "exptime_class",
+    "ctecorr",
+    "flash",
+    "postarg1",
+    "chip_num",
+    "chip_den",
+)
+
+
+def _check_bins(flux_bins) -> np.ndarray:
+    try:
+        bins = np.asarray(flux_bins, dtype=float)
+    except (TypeError, ValueError) as err:
+        msg = f"flux_bins must be a sequence of (lo, hi) pairs in e-, got {flux_bins!r}"
+        raise ValueError(msg) from err
+    if bins.ndim != 2 or bins.shape[1] != 2 or bins.shape[0] == 0:
+        msg = f"flux_bins must be a sequence of (lo, hi) pairs in e-, got {flux_bins!r}"
+        raise ValueError(msg)
+    ordered = np.all(bins[:, 0] > 0) and np.all(bins[:, 1] > bins[:, 0])
+    if not (np.all(np.isfinite(bins)) and ordered):
+        msg = f"flux_bins must satisfy 0 < lo < hi (finite, e-) for every bin, got {flux_bins!r}"
+        raise ValueError(msg)
+    return bins
+
+
+def _as_datasets(photometry) -> list[xr.Dataset]:
+    if isinstance(photometry, xr.Dataset):
+        return [photometry]
+    if hasattr(photometry, "read_all") and hasattr(photometry, "keys"):  # DatasetStore
+        return list(photometry.read_all().values())
+    if isinstance(photometry, Mapping):
+        return list(photometry.values())
+    if isinstance(photometry, Iterable) and not isinstance(photometry, str | bytes):
+        datasets = list(photometry)
+        bad = [type(d).__name__ for d in datasets if not isinstance(d, xr.Dataset)]
+        if not bad:
+            return datasets
+    msg = (
+        "photometry must be an xarray.Dataset, a sequence or mapping of Datasets, or a "
+        f"stores.DatasetStore, got {type(photometry).__name__}"
+    )
+    raise TypeError(msg)
+
+
+def _validate_options(sigma, maxiters, min_stars, pivot, pivot_transfers, flux_var, reject_flags):
+    if sigma is not None and not (np.isfinite(sigma) and sigma > 0):
+        msg = f"sigma must be a finite number > 0 or None, got {sigma!r}"
+        raise ValueError(msg)
+    if int(maxiters) != maxiters or maxiters < 0:
+        msg = f"maxiters must be an integer >= 0, got {maxiters!r}"
+        raise ValueError(msg)
+    if int(min_stars) != min_stars or min_stars < 3:
+        msg = f"min_stars must be an integer >= 3, got {min_stars!r}"
+        raise ValueError(msg)
+    if pivot not in _PIVOT_CHOICES:
+        msg = f"pivot must be one of {_PIVOT_CHOICES}, got {pivot!r}"
+        raise ValueError(msg)
+    if not (np.isfinite(pivot_transfers) and 0 < pivot_transfers < 2051):
+        msg = f"pivot_transfers must be within (0, 2051), got {pivot_transfers!r}"
+        raise ValueError(msg)
+    if not isinstance(flux_var, str):
+        msg = f"flux_var must be a variable name, got {flux_var!r}"
+        raise ValueError(msg)
+    if reject_flags is not None and int(reject_flags) != reject_flags:
+        msg = f"reject_flags must be an int bit mask or None, got {reject_flags!r}"
+        raise ValueError(msg)
+
+
+def _select_apertures(ds: xr.Dataset, apertures) -> xr.Dataset:
+    if apertures is None:
+        return ds
+    have = np.asarray(ds["aperture"].values, float)
+    want = np.atleast_1d(np.asarray(apertures, float))
+    missing = [float(r) for r in want if not np.any(np.isclose(have, r))]
+    if missing:
+        msg = (
+            f"photometry {dataset_name(ds)}: aperture radii {missing} px not measured "
+            f"(available: {have.tolist()})"
+        )
+        raise ValueError(msg)
+    idx = [int(np.argmin(np.abs(have - r))) for r in want]
+    return ds.isel(aperture=idx)
+
+
+def _memberships(ds, pairs, bins, flux_var, reject_flags, bin_by):
+    """Flat arrays of (pair, bin, aperture, star) memberships of one Dataset."""
+    index = {name: i for i, name in enumerate(ds["image"].values.astype(str))}
+    num = np.array([index[i] for i in pairs["image_num"].values.astype(str)], dtype=int)
+    den = np.array([index[i] for i in pairs["image_den"].values.astype(str)], dtype=int)
+    flux = np.asarray(ds[flux_var].transpose("image", "star", "aperture").values, float)
+    transfers = np.asarray(ds["transfers"].transpose("image", "star").values, float)
+    flags = np.asarray(ds["flags"].transpose("image", "star").values).astype(np.int64)
+    background = np.asarray(ds["background"].transpose("image", "star").values, float)
+    f_num, f_den = flux[num], flux[den]  # (pair, star, aperture)
+    mask = -1 if reject_flags is None else int(reject_flags)
+    good = ((flags[num] | flags[den]) & mask) == 0
+    good &= np.isfinite(transfers[num]) & np.isfinite(transfers[den])
+    lo, hi = bins[:, 0], bins[:, 1]
+    with np.errstate(invalid="ignore"):
+        positive = (f_num > 0) & (f_den > 0) & good[:, :, None]
+        if bin_by == "mean":
+            mean = (0.5 * (f_num + f_den))[..., None]
+            in_bin = (mean >= lo) & (mean < hi)
+        else:
+            in_bin = (
+                (f_num[..., None] >= lo) & (f_num[..., None] < hi)
+                & (f_den[..., None] >= lo) & (f_den[..., None] < hi)
+            )
+        in_bin &= positive[..., None]  # (pair, star, aperture, bin)
+    p, s, a, b = np.nonzero(in_bin)
+    return {
+        "pair": p,
+        "bin": b,
+        "aperture": a,
+        "x": transfers[den][p, s],
+        "total": transfers[num][p, s] + transfers[den][p, s],
+        "ratio": f_num[p, s, a] / f_den[p, s, a],
+        "sum": f_num[p, s, a] + f_den[p, s, a],
+        "background": 0.5 * (background[num][p, s] + background[den][p, s]),
+    }
+
+
+def measure_loss(
+    photometry,
+    *,
+    flux_bins: Sequence[tuple[float, float]] = DEFAULT_FLUX_BINS,
+    apertures: Sequence[float] | None = None,
+    flux_var: str = "flux",
+    bin_by: str = "mean",
+    reject_flags: int | None = None,
+    sigma: float | None = 3.0,
+    maxiters: int = 10,
+    min_stars: int = 10,
+    pivot: str = "180",
+    pivot_transfers: float = PIVOT_TRANSFERS,
+    layout: str = "auto",
+) -> xr.Dataset:
+    """Measure the CTE loss per (pair, flux bin, aperture).
+
+    Parameters
+    ----------
+    photometry : xarray.Dataset, sequence or mapping of Datasets, or DatasetStore
+        Photometry Datasets (one per target, filter, flash) in the store layout.
+    flux_bins : sequence of (lo, hi)
+        Flux bins in e-, ``lo <= flux < hi``; may overlap.
+    apertures : sequence of float, optional
+        Aperture radii (px) to use; default all (identical in every Dataset).
+    flux_var : str
+        ``"flux"`` or ``"flux_masked"``.
+    bin_by : {"mean", "both"}
+        A star enters a bin when its mean flux over the two images lies in it
+        (``"mean"``, unbiased) or when both its fluxes do (``"both"``, the seed's rule,
+        biased low; see the module docstring).
+    reject_flags : int or None
+        Bit mask: a star with ``flags & reject_flags`` in either image is left out;
+        None rejects any flag.
+    sigma : float or None
+        Clipping threshold in units of the residual rms about the line; None: no
+        clipping.
+    maxiters : int
+        Maximum number of clipping rounds.
+    min_stars : int
+        Cells with fewer kept stars get NaN loss (their ``n_stars`` is still given).
+    pivot : {"180", "all", "none"}
+        Which pairs also get the fit forced through ratio 1 at *pivot_transfers*.
+    pivot_transfers : float
+        Transfers (chip-2 y for nominal pairs) of the forced crossing.
+    layout : {"auto", "nominal", "180"}
+        Passed to :func:`cte.pairs.pair_images`.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``pair``, ``flux_bin``, ``aperture``.  Variables (NaN where not
+        measurable): ``loss``, ``loss_err`` (fraction of flux lost per 2048
+        transfers), ``n_stars``, ``n_clipped``, ``loss_linear``, ``slope``,
+        ``slope_err`` (1/transfer), ``intercept``, ``intercept_err``, ``rms``,
+        ``flux`` (e-), ``log_flux_var`` (dex^2), ``background`` (e-/px),
+        ``transfers_mean`` (mean denominator transfers), ``loss_fixed``,
+        ``loss_fixed_err``, ``loss_fixed_effect``.  Coordinates: ``pair`` and the
+        pair's ``target``, ``filter``, ``flash``, ``exptime_class``, ``exptime``,
+        ``mjd``, ``ctecorr``, ``proposal``, ``visit``, ``kind``, ``image_num``,
+        ``image_den``; ``flux_bin`` with ``flux_bin_lo``, ``flux_bin_hi`` (e-);
+        ``aperture`` (px).  The unpaired images are listed on dimension ``unpaired``.
+    """
+    bins = _check_bins(flux_bins)
+    _validate_options(sigma, maxiters, min_stars, pivot, pivot_transfers, flux_var,
+                      reject_flags)
+    if bin_by not in ("mean", "both"):
+        msg = f"bin_by must be 'mean' or 'both', got {bin_by!r}"
+        raise ValueError(msg)
+    datasets = _as_datasets(photometry)
+    if not datasets:
+        msg = "photometry holds no Datasets"
+        raise ValueError(msg)
+    needed = (flux_var, "transfers", "flags", "background")
+    for ds in datasets:  # validate everything before computing anything
+        validate_photometry(ds, variables=needed)
+    datasets = [_select_apertures(ds, apertures) for ds in datasets]
+    radii = np.asarray(datasets[0]["aperture"].values, float)
+    for ds in datasets[1:]:
+        other = np.asarray(ds["aperture"].values, float)
+        if other.shape != radii.shape or not np.allclose(other, radii):
+            msg = (
+                f"photometry {dataset_name(ds)}: apertures {other.tolist()} px differ from "
+                f"{radii.tolist()} px of {dataset_name(datasets[0])}; pass apertures=..."
+            )
+            raise ValueError(msg)
+
+    pair_sets = [pair_images(ds, layout=layout) for ds in datasets]
+    n_bins, n_ap = len(bins), len(radii)
+    parts, offset = [], 0
+    for ds, pairs in zip(datasets, pair_sets, strict=True):  # loop over Datasets (files)
+        m = _memberships(ds, pairs, bins, flux_var, reject_flags, bin_by)
+        m["pair"] = m["pair"] + offset
+        parts.append(m)
+        offset += pairs.sizes["pair"]
+    n_pairs = offset
+    flat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    n_cells = n_pairs * n_bins * n_ap
+    cell = (flat["pair"] * n_bins + flat["bin"]) * n_ap + flat["aperture"]
+
+    fit = segmented_line_fit(cell, flat["x"], flat["ratio"], n_cells, sigma=sigma,
+                             maxiters=maxiters)
+    keep, n = fit.keep, fit.n
+    enough = n >= min_stars
+    a, dadb = invert_ratio_slope(cell, flat["x"], flat["total"], keep, fit.slope,
+                                 fit.x_mean, n_cells)
+    loss = np.where(enough, 2048.0 * a, np.nan)
+    loss_err = np.where(enough, 2048.0 * np.abs(dadb) * fit.slope_err, np.nan)
+
+    stats = _cell_stats(cell, flat, keep, a, n, n_cells)
+    pivot_vars = _pivot_loss(cell, flat, keep, n_cells, pivot_transfers, enough)
+    if pivot != "all":
+        kinds = np.concatenate([p["kind"].values.astype(str) for p in pair_sets])
+        use = (kinds == "180") if pivot == "180" else np.zeros(n_pairs, bool)
+        use_cell = np.repeat(use, n_bins * n_ap)
+        pivot_vars = {k: np.where(use_cell, v, np.nan) for k, v in pivot_vars.items()}
+    pivot_vars["loss_fixed_effect"] = pivot_vars["loss_fixed"] - loss
+
+    shape = (n_pairs, n_bins, n_ap)
+    n_in = segment_sum(cell, np.ones(cell.size), n_cells)
+    variables = {
+        "loss": (loss, "1", "fraction of flux lost per 2048 transfers (exact ratio model)"),
+        "loss_err": (loss_err, "1", "1-sigma uncertainty of loss"),
+        "n_stars": (n.astype(np.int64), "1", "stars used in the fit (after clipping)"),
+        "n_clipped": ((n_in - n).astype(np.int64), "1", "stars removed by sigma clipping"),
+        "loss_linear": (np.where(enough, 1024.0 * fit.slope, np.nan), "1",
+                        "slope * 2048 / 2 (seed's first-order loss)"),
+        "slope": (np.where(enough, fit.slope, np.nan), "1 / transfer",
+                  "slope of flux ratio vs denominator transfers (chip-2 y)"),
+        "slope_err": (np.where(enough, fit.slope_err, np.nan), "1 / transfer",
+                      "1-sigma uncertainty of slope"),
+        "intercept": (np.where(enough, fit.intercept, np.nan), "1",
+                      "flux ratio at zero denominator transfers"),
+        "intercept_err": (np.where(enough, fit.intercept_err, np.nan), "1",
+                          "1-sigma uncertainty of intercept"),
+        "rms": (np.where(enough, fit.rms, np.nan), "1", "rms of the ratio about the fit"),
+        "transfers_mean": (fit.x_mean, "1", "mean denominator transfers of the stars used"),
+        **stats,
+        **{k: (v, "1", _PIVOT_DOC[k]) for k, v in pivot_vars.items()},
+    }
+    data_vars = {
+        name: (("pair", "flux_bin", "aperture"), np.reshape(values, shape),
+               {"units": units, "long_name": doc})
+        for name, (values, units, doc) in variables.items()
+    }
+    out = _assemble(data_vars, datasets, pair_sets, bins, radii, flux_var, sigma,
+                    maxiters, min_stars, reject_flags, pivot, pivot_transfers)
+    out.attrs["bin_by"] = bin_by
+    return out
+
+
+_PIVOT_DOC = {
+    "loss_fixed": "loss from the fit forced through ratio 1 at pivot_transfers",
+    "loss_fixed_err": "1-sigma uncertainty of loss_fixed",
+    "loss_fixed_effect": "loss_fixed - loss: systematic uncertainty of the crossing point",
+}
+
+
+def _cell_stats(cell, flat, keep, a, n, n_cells):
+    w = keep.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        true_flux = flat["sum"] / (2.0 - a[cell] * flat["total"])
+        logf = np.where(keep & (true_flux > 0), np.log10(np.abs(true_flux)), 0.0)
+        mean = segment_sum(cell, logf, n_cells) / n
+        var = segment_sum(cell, np.where(keep, (logf - mean[cell]) ** 2, 0.0), n_cells) / n
+        bkg = segment_sum(cell, w * np.nan_to_num(flat["background"]), n_cells) / n
+    ok = n > 0
+    return {
+        "flux": (np.where(ok, 10.0**mean, np.nan), "electron",
+                 "geometric mean unattenuated flux of the stars used"),
+        "log_flux_var": (np.where(ok, var, np.nan), "dex2",
+                         "variance of log10 unattenuated flux of the stars used"),
+        "background": (np.where(ok, bkg, np.nan), "electron / pixel",
+                       "mean local background of the stars used (both images)"),
+    }
+
+
+def _pivot_loss(cell, flat, keep, n_cells, pivot_transfers, enough):
+    slope, slope_err = segmented_pivot_fit(cell, flat["x"], flat["ratio"], n_cells, keep,
+                                           x_pivot=pivot_transfers)
+    center = np.full(n_cells, float(pivot_transfers))
+    a, dadb = invert_ratio_slope(cell, flat["x"], flat["total"], keep, slope, center, n_cells)
+    return {
+        "loss_fixed": np.where(enough, 2048.0 * a, np.nan),
+        "loss_fixed_err": np.where(enough, 2048.0 * np.abs(dadb) * slope_err, np.nan),
+    }
+
+
+def _assemble(data_vars, datasets, pair_sets, bins, radii, flux_var, sigma, maxiters,
+              min_stars, reject_flags, pivot, pivot_transfers) -> xr.Dataset:
+    pair_coords = {}
+    for name in ("pair", *_PAIR_COORDS):
+        pair_coords[name] = np.concatenate([p[name].values for p in pair_sets])
+    for name in ("target", "filter"):
+        pair_coords[name] = np.concatenate(
+            [np.full(p.sizes["pair"], str(ds.attrs.get(name, ""))) for ds, p in
+             zip(datasets, pair_sets, strict=True)]
+        ).astype(str)
+    ids, counts = np.unique(pair_coords["pair"], return_counts=True)
+    if np.any(counts > 1):
+        msg = f"pair ids are not unique across the Datasets given: {ids[counts > 1][:5].tolist()}"
+        raise ValueError(msg)
+    units = {"mjd": "d", "exptime": "s", "flash": "electron / pixel", "postarg1": "arcsec"}
+    coords = {
+        name: ("pair", values, {"units": units[name]} if name in units else {})
+        for name, values in pair_coords.items()
+    }
+    coords["flux_bin"] = ("flux_bin", np.arange(len(bins)))
+    coords["flux_bin_lo"] = ("flux_bin", bins[:, 0], {"units": "electron"})
+    coords["flux_bin_hi"] = ("flux_bin", bins[:, 1], {"units": "electron"})
+    coords["aperture"] = ("aperture", radii, {"units": "pixel"})
+    coords["unpaired_image"] = (
+        "unpaired", np.concatenate([p["unpaired_image"].values for p in pair_sets]).astype(str)
+    )
+    coords["unpaired_reason"] = (
+        "unpaired", np.concatenate([p["unpaired_reason"].values for p in pair_sets]).astype(str)
+    )
+    attrs = {
+        "title": "CTE loss per image pair, flux bin and aperture",
+        "flux_var": flux_var,
+        "sigma": "none" if sigma is None else float(sigma),
+        "maxiters": int(maxiters),
+        "min_stars": int(min_stars),
+        "reject_flags": -1 if reject_flags is None else int(reject_flags),
+        "pivot": pivot,
+        "pivot_transfers": float(pivot_transfers),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "software": f"stiscube {__version__}, numpy {np.__version__}, xarray {xr.__version__}",
+    }
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)

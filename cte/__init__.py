@@ -5,6 +5,27 @@ Datasets keyed by target/filter/flash; image pairs; the CTE loss per pair and fl
 and a fitted correction formula.
 """
 
+from cte._exceptions import (
+    AlignmentError,
+    CatalogError,
+    ConfigError,
+    CTEError,
+    InvalidImageError,
+    InvalidPhotometryError,
+    WrongInstrumentError,
+)
+from cte.config import Config, load_config
 from stores._version import __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "AlignmentError",
+    "CTEError",
+    "CatalogError",
+    "Config",
+    "ConfigError",
+    "InvalidImageError",
+    "InvalidPhotometryError",
+    "WrongInstrumentError",
+    "__version__",
+    "load_config",
+]

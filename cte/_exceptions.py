@@ -1,13 +1,52 @@
 """Exceptions of the :mod:`cte` package: one root, :class:`CTEError`.
 
-Children are defined next to the code that raises them (for the analysis:
-:mod:`cte._analysis_exceptions`); every one derives from :class:`CTEError`.
+Every error raised on purpose by :mod:`cte` derives from :class:`CTEError` and, where
+one fits, from the closest built-in exception (``except ValueError`` keeps working).
+Messages name the file or configuration key and the problem, and suggest the fix
+where there is one.  The analysis adds its own children in
+:mod:`cte._analysis_exceptions`.
 """
 
 from __future__ import annotations
 
-__all__ = ["CTEError"]
+__all__ = [
+    "AlignmentError",
+    "CTEError",
+    "CatalogError",
+    "ConfigError",
+    "InvalidImageError",
+    "InvalidPhotometryError",
+    "WrongInstrumentError",
+]
 
 
 class CTEError(Exception):
     """Root of every error raised by the :mod:`cte` package."""
+
+
+class ConfigError(CTEError, ValueError):
+    """A configuration file or value is invalid (the message names the key and file)."""
+
+
+class InvalidImageError(CTEError, ValueError):
+    """An image file is corrupt, truncated, or lacks what the monitor needs.
+
+    The message starts with the file's path.  Processing of other images continues:
+    :func:`cte.measure_photometry` records the file as skipped with this message.
+    """
+
+
+class WrongInstrumentError(InvalidImageError):
+    """An image file is valid FITS but not a WFC3/UVIS image (INSTRUME/DETECTOR)."""
+
+
+class CatalogError(CTEError, ValueError):
+    """A master catalog is missing, unreadable, or lacks a required column."""
+
+
+class AlignmentError(CTEError, RuntimeError):
+    """An image's WCS could not be aligned to its master catalog (too few matches)."""
+
+
+class InvalidPhotometryError(CTEError, ValueError):
+    """A photometry Dataset does not follow the photometry-store contract."""

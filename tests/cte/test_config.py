@@ -1,0 +1,130 @@
+"""Configuration as data: defaults, user overrides, and errors naming the key and file."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from cte import ConfigError, load_config
+from cte.config import default_config_path
+from cte.flags import STAR_FLAGS, WFC3_DQ, cf_flag_attrs, decode
+
+
+def test_defaults_match_the_shipped_file():
+    with open(default_config_path(), "rb") as fh:
+        raw = tomllib.load(fh)
+    config = load_config()
+    assert config.programs == tuple(raw["monitor"]["programs"])
+    assert config.programs[0] == 11924 and config.programs[-1] == 14541
+    assert config.flash_levels == (0, 6, 12, 18, 24, 33, 55, 91, 116)
+    assert config.photometry.apertures == (3.0, 5.0, 10.0)
+    assert config.flux_bins[0] == (250.0, 500.0)
+    assert len(config.flux_bins) == 8
+    assert set(config.targets) == {"ngc104", "ngc6791", "ngc6583"}
+    assert config.targets["ngc6583"].same_chip
+    assert config.photometry.dq_mask == 4 | 16 | 128 | 4096 | 8192
+    assert config.sources == (str(default_config_path()),)
+
+
+def test_exclusions_carry_reasons():
+    config = load_config()
+    exc = config.exclusion_for(12379, "13")
+    assert exc is not None and "guide-star" in exc.reason
+    assert config.exclusion_for(14012, "05").proposal == 14012
+    assert config.exclusion_for(14012, "04") is None
+    assert config.exclusion_for(12379, "12") is None
+
+
+def test_targname_mapping_and_exposure_class():
+    config = load_config()
+    assert config.target_for("NGC-104") == "ngc104"
+    assert config.target_for("ngc 6791") == "ngc6791"
+    assert config.target_for("M31") is None
+    assert config.exptime_class(60.0) == "short"
+    assert config.exptime_class(60.1) == "long"
+
+
+def test_user_file_overrides_merge_key_by_key(tmp_path):
+    user = tmp_path / "mine.toml"
+    user.write_text(
+        "[photometry]\napertures = [4.0, 2.0]\n"
+        "[monitor]\nshort_exposure_max = 100.0\n"
+        "[[exclude]]\nproposal = 13083\nvisits = []\nreason = 'whole program'\n"
+    )
+    config = load_config(user)
+    assert config.photometry.apertures == (2.0, 4.0)  # sorted
+    assert config.photometry.annulus == (14.0, 20.0)  # untouched default
+    assert config.short_exposure_max == 100.0
+    assert config.programs[0] == 11924
+    # arrays replace: the user's exclusion list is the whole list
+    assert len(config.exclusions) == 1
+    assert config.exclusion_for(13083, "07").reason == "whole program"
+    assert config.sources[-1] == str(user)
+
+
+def test_overrides_mapping():
+    config = load_config(overrides={"alignment": {"min_matches": 10}})
+    assert config.alignment.min_matches == 10
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[photometry]\napertre = [3.0]\n", r"photometry\.apertre: unknown key"),
+        ("[photometry]\napertures = [-3.0]\n", r"photometry\.apertures\[0\]: must be > 0"),
+        ("[photometry]\napertures = []\n", r"photometry\.apertures: must not be empty"),
+        ("[photometry]\nannulus = [20.0, 14.0]\n", r"photometry\.annulus: .*inner < outer"),
+        ("[photometry]\nannulus = [6.0, 24.0]\n", r"photometry\.annulus: inner radius 6.0"),
+        ("[photometry]\ncentroid_box = 4\n", r"photometry\.centroid_box: must be an odd"),
+        ("[photometry]\ndq_mask = [3]\n", r"photometry\.dq_mask: DQ bit 3"),
+        ("[monitor]\nflux_bins = [[500.0, 250.0]]\n", r"monitor\.flux_bins\[0\]: lower"),
+        ("[monitor]\nprograms = [1, 1]\n", r"monitor\.programs: has duplicate"),
+        ("[monitor]\nfilters = 'F502N'\n", r"monitor\.filters: must be an array"),
+        ("[[exclude]]\nproposal = 1\nvisits = ['123']\nreason = 'x'\n", r"exclude\[0\]\.visits"),
+        ("[[exclude]]\nproposal = 1\nreason = ' '\n", r"exclude\[0\]\.reason: must say why"),
+        ("[[exclude]]\nproposal = 1\n", r"exclude\[0\]\.reason: missing required key"),
+        ("[geometry]\nchip_dither_postarg2 = 1.0\n", r"geometry\.chip_dither_postarg2"),
+        ("[alignment]\nmin_matches = 2\n", r"alignment\.min_matches: must be >= 3"),
+        ("[targets.NGC104]\ntargnames = ['x']\n", r"targets\.NGC104: target names"),
+        ("[targets.ngc1]\ndescription = 'x'\n", r"targets\.ngc1\.targnames: missing"),
+        ("[quality]\nexclude_binned = 'yes'\n", r"quality\.exclude_binned: must be true"),
+        ("[surprise]\nx = 1\n", r"surprise: unknown section"),
+    ],
+)
+def test_invalid_values_name_key_and_file(tmp_path, text, match):
+    user = tmp_path / "bad.toml"
+    user.write_text(text)
+    with pytest.raises(ConfigError, match=match) as info:
+        load_config(user)
+    assert str(user) in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "broken.toml"
+    bad.write_text("[photometry\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_analysis_section_passes_through(tmp_path):
+    user = tmp_path / "a.toml"
+    user.write_text("[analysis]\nclip_sigma = 2.5\n")
+    assert load_config(user).analysis["clip_sigma"] == 2.5
+
+
+def test_flag_registries():
+    bits = [f.bit for f in STAR_FLAGS]
+    assert bits == [1 << i for i in range(len(bits))]  # distinct powers of two
+    assert decode(1 | 128) == ["off_chip", "crowded"]
+    assert decode(4096 | 256, kind="dq") == ["full_well_saturation", "cosmic_ray_drizzle"]
+    assert decode(1 << 20)[-1] == "unknown_bits_1048576"
+    attrs = cf_flag_attrs()
+    assert list(attrs["flag_masks"]) == bits
+    assert attrs["flag_meanings"].split() == [f.name for f in STAR_FLAGS]
+    assert len({f.bit for f in WFC3_DQ}) == len(WFC3_DQ)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        decode(1, kind="nope")

@@ -268,7 +268,10 @@ def _validate_schema(schema: CubeSchema) -> None:
             raise TypeError(msg)
         unknown = [d for d in spec.dims if d not in schema.sizes]
         if unknown:
-            msg = f"variables[{name!r}] uses dims {unknown} that are not in sizes {dict(schema.sizes)}"
+            msg = (
+                f"variables[{name!r}] uses dims {unknown} that are not in sizes "
+                f"{dict(schema.sizes)}"
+            )
             raise ValueError(msg)
         np.dtype(spec.dtype)  # raises TypeError for a bad dtype name
         if np.dtype(spec.dtype).kind not in "biuf":
@@ -327,7 +330,7 @@ def _json_values(arr: np.ndarray) -> list:
     return arr.tolist()
 
 
-def _encode_coord(value: Any, dtype: str, name: str) -> Any:
+def _encode_coord(value: Any, dtype: str, name: str, where: str) -> Any:
     """Encode one slice-coordinate value for the manifest, checking its type."""
     try:
         if dtype == "str":
@@ -342,7 +345,7 @@ def _encode_coord(value: Any, dtype: str, name: str) -> Any:
             raise TypeError
         return _json_scalar(arr.astype(dtype)[()])
     except (TypeError, ValueError):
-        msg = f"slice coordinate {name!r} must be a scalar of type {dtype}, got {value!r}"
+        msg = f"{where}: slice coordinate {name!r} must be a scalar of type {dtype}, got {value!r}"
         raise SchemaMismatchError(msg) from None
 
 
@@ -539,13 +542,14 @@ class CubeStore:
             )
             return None
 
-    def _zarr_group(self):
+    def _zarr_group(self, *, read_only: bool = False):
         import zarr
 
+        read_only = read_only or self.mode == "r"
         try:
             return zarr.open_group(
-                self.location.zarr_store(_DATA, read_only=self.mode == "r"),
-                mode="r" if self.mode == "r" else "r+",
+                self.location.zarr_store(_DATA, read_only=read_only),
+                mode="r" if read_only else "r+",
                 zarr_format=3,
             )
         except (FileNotFoundError, ValueError, KeyError) as exc:
@@ -645,17 +649,15 @@ class CubeStore:
         chosen = self.labels if labels is None else [self._label(x) for x in labels]
         for label in chosen:
             self._require(label)
-        slots = [manifest.slices[label]["slot"] for label in chosen]
-        store = self.location.zarr_store(_DATA, read_only=True)
-        ds = xr.open_zarr(store, consolidated=False, chunks={} if lazy else None)
-        ds = ds[list(self.schema.variables)].isel({self.append_dim: np.asarray(slots, int)})
-        ds = ds.assign_coords(self._coords_for(chosen, manifest))
-        ds.attrs = dict(self.schema.attrs)
+        slots = np.asarray([manifest.slices[label]["slot"] for label in chosen], dtype=np.int64)
+        group = self._zarr_group(read_only=True)
+        variables = {}
         for name, spec in self.schema.variables.items():
-            ds[name].attrs = dict(spec.attrs)
-            ds[name].encoding = {}
-        if not lazy:
-            ds = ds.load()
+            dims = (self.append_dim, *spec.dims)
+            values = _read_slots(group[name], slots, lazy=lazy)
+            variables[name] = xr.Variable(dims, values, attrs=dict(spec.attrs))
+        ds = xr.Dataset(variables, coords=self._coords_for(chosen, manifest))
+        ds.attrs = dict(self.schema.attrs)
         return ds
 
     def read_slice(self, label, *, lazy: bool = False) -> xr.Dataset:
@@ -853,22 +855,42 @@ class CubeStore:
         return out
 
     def _validate_coords(self, coords: Mapping, key) -> dict:
+        where = f"{self.append_dim} {key!r} for {self.location.url}"
         expected, given = set(self.schema.slice_coords), set(coords)
         if expected != given:
             missing, extra = sorted(expected - given), sorted(given - expected)
             msg = (
-                f"{self.append_dim} {key!r}: slice coordinates do not match the schema "
+                f"{where}: slice coordinates do not match the schema "
                 f"(missing {missing}, extra {extra})"
             )
             raise SchemaMismatchError(msg)
         return {
-            name: _encode_coord(coords[name], dtype, name)
+            name: _encode_coord(coords[name], dtype, name, where)
             for name, dtype in self.schema.slice_coords.items()
         }
 
     def break_lock(self) -> None:
         """Remove a stale lock left by a crashed writer on a non-local store."""
         break_lock(self.location, _LOCK)
+
+
+def _read_slots(array, slots: np.ndarray, *, lazy: bool):
+    """Rows *slots* of a zarr array: a dask array (lazy) or a numpy array.
+
+    Arrays are read one by one (not with ``xr.open_zarr``) because a writer that died
+    may have grown some arrays and not others; only committed slots are ever read.
+    """
+    if lazy:
+        import dask.array as da
+
+        stacked = da.from_zarr(array)
+        if slots.size and np.array_equal(slots, np.arange(slots[0], slots[0] + slots.size)):
+            return stacked[slots[0] : slots[0] + slots.size]
+        return stacked[slots]
+    if slots.size == 0:
+        return np.empty((0, *array.shape[1:]), dtype=array.dtype)
+    rest = (slice(None),) * (array.ndim - 1)
+    return array.get_orthogonal_selection((slots, *rest))
 
 
 def _compressors(schema: CubeSchema):

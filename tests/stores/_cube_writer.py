@@ -1,0 +1,88 @@
+"""A writer process for the crash-safety and concurrency tests of CubeStore.
+
+Usage::
+
+    python _cube_writer.py STORE {append|replace} LABEL SEED [--delay S] [--die-at K]
+                           [--lock-timeout S] [--go-file PATH]
+
+Every write of a chunk or manifest object goes through a wrapper that can sleep
+(``--delay``, to stretch the write so another process can kill it at chosen moments)
+or SIGKILL this process just before its K-th object write (``--die-at``).  The process
+prints ``START`` when it begins the write and ``WROTE`` or ``LOCKED`` at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+import zarr.storage
+
+import stores._fs as fs_module
+from stores import CubeStore, StoreLockedError
+from stores._testing import example_coords, example_slice
+
+_count = 0
+
+
+def _tick(args) -> None:
+    global _count
+    _count += 1
+    if args.die_at is not None and _count >= args.die_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if args.delay:
+        time.sleep(args.delay)
+
+
+def _instrument(args) -> None:
+    original_set = zarr.storage.LocalStore.set
+
+    async def slow_set(self, key, value):
+        if not key.endswith("zarr.json"):
+            _tick(args)
+        return await original_set(self, key, value)
+
+    zarr.storage.LocalStore.set = slow_set
+    original_write = fs_module.atomic_write_bytes
+
+    def slow_write(location, path, data):
+        _tick(args)
+        return original_write(location, path, data)
+
+    fs_module.atomic_write_bytes = slow_write
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("store")
+    parser.add_argument("operation", choices=["append", "replace"])
+    parser.add_argument("label", type=int)
+    parser.add_argument("seed", type=int)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--die-at", type=int)
+    parser.add_argument("--lock-timeout", type=float, default=0.0)
+    parser.add_argument("--go-file")
+    args = parser.parse_args()
+    store = CubeStore(args.store, mode="r+", lock_timeout=args.lock_timeout)
+    data = example_slice(store.schema, args.label, seed=args.seed)
+    _instrument(args)
+    if args.go_file:
+        print("READY", flush=True)
+        while not os.path.exists(args.go_file):
+            time.sleep(0.005)
+    print("START", flush=True)
+    write = store.append if args.operation == "append" else store.replace
+    try:
+        write(data, args.label, coords=example_coords(args.label))
+    except StoreLockedError as exc:
+        print(f"LOCKED {exc}", flush=True)
+        return 3
+    print(f"WROTE {_count}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

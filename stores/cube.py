@@ -5,6 +5,8 @@ Layout of a cube store at ``<root>`` (a local directory or any fsspec URL)::
     <root>/cubestore.json        format marker and schema (written once, at creation)
     <root>/data/                 Zarr v3 group: one array per variable, with dims
                                  (<append_dim>, *fixed dims); index 0 is a *slot*
+    <root>/extras/SSSSSSSS.json  optional JSON document attached to the slice in slot S
+                                 (e.g. the table of frames a slice was computed from)
     <root>/manifests/NNNNNNNNNNNN.json
                                  committed states; the newest valid one is the truth
     <root>/.lock                 the writer lock (local stores: ``fcntl.flock``)
@@ -70,6 +72,7 @@ _FORMAT = "stores.CubeStore"
 _FORMAT_VERSION = 1
 _DATA = "data"
 _MANIFESTS = "manifests"
+_EXTRAS = "extras"
 _LOCK = ".lock"
 _KEEP_MANIFESTS = 8
 _MANIFEST_NAME = re.compile(r"^(\d{12})\.json$")
@@ -677,6 +680,27 @@ class CubeStore:
             coords[name] = (dims, np.asarray(values), dict(attrs))
         return coords
 
+    def slice_extras(self, label) -> dict | None:
+        """The extras document committed with slice *label* (None if it has none).
+
+        Raises
+        ------
+        CorruptStoreError
+            The document on disk differs from the one committed.
+        """
+        entry = self._require(label)
+        digest = entry.get("extras_sha256")
+        if digest is None:
+            return None
+        raw = self.location.read_bytes(_EXTRAS, f"{entry['slot']:08d}.json")
+        if hashlib.sha256(raw).hexdigest() != digest:
+            msg = (
+                f"{self.location.url}: extras of {self.append_dim} {label!r} do not match "
+                "their committed checksum"
+            )
+            raise CorruptStoreError(msg)
+        return json.loads(raw)
+
     def verify(self) -> None:
         """Re-read every committed slice and compare it with its recorded checksum.
 
@@ -695,9 +719,17 @@ class CubeStore:
                         "does not match its committed checksum"
                     )
                     raise CorruptStoreError(msg)
+            self.slice_extras(label)
 
     # -- writing -------------------------------------------------------------------------
-    def append(self, data: xr.Dataset, label, *, coords: Mapping | None = None) -> None:
+    def append(
+        self,
+        data: xr.Dataset,
+        label,
+        *,
+        coords: Mapping | None = None,
+        extras: Mapping | None = None,
+    ) -> None:
         """Commit a new slice labelled *label*.
 
         Parameters
@@ -710,15 +742,25 @@ class CubeStore:
             The slice's label along the append dimension.
         coords : dict
             A value for each of the schema's ``slice_coords``.
+        extras : dict, optional
+            A JSON-serialisable document committed with the slice (read it back with
+            :meth:`slice_extras`), for per-slice tables that do not fit a coordinate.
 
         Raises
         ------
         ReadOnlyStoreError, SchemaMismatchError, SliceExistsError, StoreLockedError
             Nothing is written in any of these cases.
         """
-        self._write(data, label, coords, replace=False)
+        self._write(data, label, coords, extras, replace=False)
 
-    def replace(self, data: xr.Dataset, label, *, coords: Mapping | None = None) -> None:
+    def replace(
+        self,
+        data: xr.Dataset,
+        label,
+        *,
+        coords: Mapping | None = None,
+        extras: Mapping | None = None,
+    ) -> None:
         """Atomically replace the committed slice *label* (see :meth:`append`).
 
         Readers see the old slice until the new one is complete.
@@ -728,15 +770,22 @@ class CubeStore:
         KeyNotFoundError
             No slice *label* is committed.
         """
-        self._write(data, label, coords, replace=True)
+        self._write(data, label, coords, extras, replace=True)
 
-    def _write(self, data, label, coords, *, replace: bool) -> None:
+    def _write(self, data, label, coords, extras, *, replace: bool) -> None:
         if self.mode == "r":
             msg = f"cube store {self.location.url} was opened read-only (mode='r')"
             raise ReadOnlyStoreError(msg)
         key = self._label(label)
         values = self._validate_slice(data, key)
         encoded = self._validate_coords(coords or {}, key)
+        extras_doc = None
+        if extras is not None:
+            try:
+                extras_doc = json.dumps(extras, sort_keys=True, allow_nan=False).encode()
+            except (TypeError, ValueError) as exc:
+                msg = f"{self.append_dim} {key!r}: extras are not JSON-serialisable ({exc})"
+                raise SchemaMismatchError(msg) from exc
         self._check_presence(self._manifest, key, replace=replace)  # early, before locking
         sums = {name: _sha256(v) for name, v in values.items()}
         with self.location.lock(_LOCK, timeout=self.lock_timeout, purpose="write"):
@@ -749,6 +798,8 @@ class CubeStore:
                 if arr.shape[0] <= slot:
                     arr.resize((slot + 1, *arr.shape[1:]))
                 arr[slot] = vals
+            if extras_doc is not None:
+                self.location.write_bytes((_EXTRAS, f"{slot:08d}.json"), extras_doc)
             slices = dict(manifest.slices)
             retired = list(manifest.retired)
             if replace:
@@ -757,6 +808,9 @@ class CubeStore:
                 "slot": slot,
                 "coords": encoded,
                 "sha256": sums,
+                "extras_sha256": None
+                if extras_doc is None
+                else hashlib.sha256(extras_doc).hexdigest(),
                 "committed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             new = _Manifest(

@@ -309,3 +309,20 @@ def test_string_labels(store_url):
     ds = store.to_dataset(lazy=False)
     assert list(ds["run"].values) == ["a", "b"]
     np.testing.assert_array_equal(ds["v"].sel(run="b").values, np.arange(4.0))
+
+
+def test_extras_are_committed_with_the_slice(store_url, schema):
+    store = CubeStore.create(store_url, schema)
+    darks = {"darks": [{"rootname": "o3sl01pcq", "exptime": 1100.0}]}
+    store.append(example_slice(schema, 1), 1, coords=example_coords(1), extras=darks)
+    store.append(example_slice(schema, 2), 2, coords=example_coords(2))
+    reopened = CubeStore(store_url)
+    assert reopened.slice_extras(1) == darks
+    assert reopened.slice_extras(2) is None
+    reopened.verify()
+    store.replace(example_slice(schema, 1), 1, coords=example_coords(1), extras={"darks": []})
+    assert CubeStore(store_url).slice_extras(1) == {"darks": []}
+    before = tree_digest(store_url)
+    with pytest.raises(SchemaMismatchError, match="extras are not JSON-serialisable"):
+        store.append(example_slice(schema, 3), 3, coords=example_coords(3), extras={"x": {1, 2}})
+    assert tree_digest(store_url) == before

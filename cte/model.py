@@ -1,0 +1,591 @@
+"""The CTE correction model: one joint weighted fit of the loss per configuration.
+
+For every configuration (target x filter x exposure class x FLT/FLC x aperture) all
+the measured cells (pairs x flux bins, every epoch and flash level) are fitted at once
+with the loss formula of :mod:`cte.lossmodel`::
+
+    L(x, t, b) = c0 + c1 x + c2 x^2 + c3 t + c4 x t + c5 b + c6 b x
+    x = log10(F / 1000 e-),  t = (MJD - 55000) / 365.25,  b = log10(1 + B / (e-/px))
+
+by weighted linear least squares (weights ``1 / sigma_k^2``, ``sigma_k`` the cell's
+``loss_err``, optionally combined in quadrature with an extra systematic term).  The
+model of a cell is the (leverage-weighted, see :mod:`cte.loss`) mean of ``L`` over its
+stars, which is linear in the coefficients: the design row is ``basis(xbar, t, b)``
+with the variance of the stars' ``x`` added to the ``x^2`` column
+(``mean(x^2) = xbar^2 + var(x)``), where ``xbar`` and ``var(x)`` come from
+:func:`cte.loss.measure_loss` (``flux``, ``log_flux_var``) and ``b`` from the cell's
+mean local background.  Unlike a per-epoch polynomial this fits the time terms
+directly, and no flux range is dropped (seed item 4).
+
+The overlapping bins of the monitor (500-2000 = 500-1000 + 1000-2000, and 2000-8000)
+re-use the same stars, so their errors are correlated; by default only a set of
+non-overlapping bins enters the fit (narrowest first; for the default bins they still
+cover the whole 250-32000 e- range and every star once), see *flux_bins* of
+:func:`fit_model`.
+
+Terms a configuration cannot determine are left out (coefficient 0, reported in
+``terms``): the time terms ``t, xt`` when the epochs span less than
+``min_time_span`` years, the background terms ``b, bx`` when ``b`` spans less than
+``min_background_span`` dex.  A configuration with too few cells or a rank-deficient
+design is skipped with the reason (:attr:`CTEModel.skipped`).
+
+Coefficient covariance: ``C = (A^T W A)^-1``; the reduced chi-square
+``chi2 / (n - p)`` is reported, and when it exceeds 1 the covariance is multiplied
+by it (the Birge ratio; ``covariance_scale``) unless ``scale_errors=False``.  The
+model uncertainty of ``L`` at a point is ``sqrt(a^T C a)`` with ``a`` its basis row.
+
+Results are a :class:`CTEModel` (one :class:`FittedLoss` per configuration), written as
+an ECSV table (:meth:`CTEModel.write`) or LaTeX (:meth:`CTEModel.to_latex`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from os import PathLike
+
+import numpy as np
+import xarray as xr
+from astropy.table import Table
+
+from cte._analysis_exceptions import FitError, ModelNotFoundError
+from cte.lossmodel import BASIS_TERMS, LossModel, basis, model_variables
+from stores._version import __version__
+
+__all__ = ["CONFIG_KEYS", "CTEModel", "FittedLoss", "fit_model", "independent_bins"]
+
+logger = logging.getLogger(__name__)
+
+#: the keys of a configuration, in table order
+CONFIG_KEYS: tuple[str, ...] = ("target", "filter", "exptime_class", "ctecorr", "aperture")
+_TIME_TERMS = ("t", "xt")
+_BACKGROUND_TERMS = ("b", "bx")
+_FORMULA = (
+    "L = c_1 + c_x x + c_x2 x^2 + c_t t + c_xt x t + c_b b + c_bx b x; "
+    "x = log10(flux / 1000 e-), t = (MJD - 55000) / 365.25 yr, "
+    "b = log10(1 + background / (e-/px)); L = fraction of flux lost per 2048 parallel "
+    "transfers; a star crossing n transfers keeps 1 - L n / 2048 of its flux"
+)
+
+
+@dataclass(frozen=True)
+class FittedLoss:
+    """The fitted loss model of one configuration.
+
+    Attributes
+    ----------
+    config : dict
+        ``target``, ``filter``, ``exptime_class``, ``ctecorr``, ``aperture`` (px).
+    terms : tuple of str
+        Terms fitted (others have coefficient 0).
+    coefficients : ndarray, shape (7,)
+        Coefficients in the order of :data:`cte.lossmodel.BASIS_TERMS`.
+    covariance : ndarray, shape (7, 7)
+        Their covariance (zero rows/columns for terms not fitted), already multiplied
+        by ``covariance_scale``.
+    chi2_red, dof, n_cells, n_stars, covariance_scale
+        Fit statistics.
+    flux_range : (float, float)
+        Observed flux range of the stars used, e- (``flux_min``/``flux_max`` of the
+        cells, or their bin edges when the loss Dataset lacks those).
+    mjd_range : (float, float)
+        MJD range of the pairs used, d.
+    background_range : (float, float)
+        Range of the cells' mean local background, e-/px.
+    """
+
+    config: Mapping[str, object]
+    terms: tuple[str, ...]
+    coefficients: np.ndarray
+    covariance: np.ndarray
+    chi2_red: float
+    dof: int
+    n_cells: int
+    n_stars: int
+    covariance_scale: float
+    flux_range: tuple[float, float]
+    mjd_range: tuple[float, float]
+    background_range: tuple[float, float]
+
+    @property
+    def lossmodel(self) -> LossModel:
+        """The coefficients as a :class:`cte.lossmodel.LossModel`."""
+        return LossModel(dict(zip(BASIS_TERMS, map(float, self.coefficients), strict=True)))
+
+    @property
+    def errors(self) -> np.ndarray:
+        """1-sigma coefficient uncertainties (sqrt of the covariance diagonal)."""
+        return np.sqrt(np.diag(self.covariance))
+
+    def _design(self, flux, mjd, background) -> np.ndarray:
+        return basis(*model_variables(flux, mjd, background))
+
+    def loss(self, flux, mjd, background) -> np.ndarray:
+        """Model loss per 2048 transfers at flux (e-), MJD (d), background (e-/px).
+
+        The linear formula, not clipped at zero (unlike :meth:`LossModel.loss`).
+        """
+        return self._design(flux, mjd, background) @ self.coefficients
+
+    def loss_err(self, flux, mjd, background) -> np.ndarray:
+        """1-sigma model uncertainty of :meth:`loss`: ``sqrt(a^T C a)``."""
+        a = self._design(flux, mjd, background)
+        return np.sqrt(np.einsum("...i,ij,...j->...", a, self.covariance, a))
+
+    def describe(self) -> str:
+        """One line naming the configuration."""
+        return ", ".join(f"{k}={self.config[k]}" for k in CONFIG_KEYS)
+
+
+@dataclass(frozen=True)
+class CTEModel:
+    """Fitted loss models of several configurations.
+
+    Attributes
+    ----------
+    fits : tuple of FittedLoss
+    skipped : tuple of (dict, str)
+        Configurations that could not be fitted, with the reason.
+    meta : dict
+        Provenance (options, date, versions) written into the table's metadata.
+    """
+
+    fits: tuple[FittedLoss, ...]
+    skipped: tuple[tuple[Mapping[str, object], str], ...] = ()
+    meta: Mapping[str, object] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.fits)
+
+    def __iter__(self):
+        return iter(self.fits)
+
+    def select(self, **config) -> FittedLoss:
+        """The single fit matching the given configuration keys.
+
+        Keys are those of :data:`CONFIG_KEYS`; apertures match within 1e-6 px.
+
+        Raises
+        ------
+        ModelNotFoundError
+            When none or several fits match (lists those available).
+        """
+        unknown = [k for k in config if k not in CONFIG_KEYS]
+        if unknown:
+            msg = f"configuration keys must be drawn from {CONFIG_KEYS}, got {unknown}"
+            raise ValueError(msg)
+
+        def matches(fit):
+            for key, want in config.items():
+                have = fit.config[key]
+                if key == "aperture":
+                    if not np.isclose(float(have), float(want), rtol=0, atol=1e-6):
+                        return False
+                elif str(have) != str(want):
+                    return False
+            return True
+
+        found = [fit for fit in self.fits if matches(fit)]
+        if len(found) == 1:
+            return found[0]
+        available = "; ".join(fit.describe() for fit in self.fits) or "none"
+        what = "no fitted model" if not found else f"{len(found)} fitted models"
+        msg = f"{what} for {config}; specify the configuration fully (available: {available})"
+        raise ModelNotFoundError(msg)
+
+    @property
+    def table(self) -> Table:
+        """One row per configuration: coefficients, errors, covariance, statistics."""
+        return _to_table(self)
+
+    def write(self, path: str | PathLike, *, format: str = "ecsv", overwrite: bool = True) -> None:
+        """Write the coefficient table as ECSV (``format="ecsv"``) or LaTeX (``"latex"``)."""
+        if format == "ecsv":
+            self.table.write(path, format="ascii.ecsv", overwrite=overwrite)
+        elif format == "latex":
+            with open(path, "w" if overwrite else "x", encoding="utf-8") as fh:
+                fh.write(self.to_latex())
+        else:
+            msg = f"format must be 'ecsv' or 'latex', got {format!r}"
+            raise ValueError(msg)
+
+    def to_latex(self, *, digits: int = 2) -> str:
+        """LaTeX table of the coefficients as ``value \\pm error`` (significant *digits*)."""
+        return _to_latex(self, digits)
+
+    @classmethod
+    def read(cls, path: str | PathLike) -> CTEModel:
+        """Read a table written by :meth:`write` (ECSV)."""
+        return _from_table(Table.read(path, format="ascii.ecsv"), source=str(path))
+
+
+def _check_loss_dataset(loss_ds, loss_var, err_var, extra_err_var) -> None:
+    if not isinstance(loss_ds, xr.Dataset):
+        msg = f"loss_ds must be an xarray.Dataset from measure_loss, got {type(loss_ds).__name__}"
+        raise TypeError(msg)
+    needed = [loss_var, err_var, "n_stars", "flux", "log_flux_var", "background"]
+    if extra_err_var is not None:
+        needed.append(extra_err_var)
+    missing = [v for v in needed if v not in loss_ds.data_vars]
+    missing += [c for c in ("mjd", "flux_bin_lo", "flux_bin_hi", *CONFIG_KEYS)
+                if c not in loss_ds.coords]
+    if missing:
+        msg = (
+            f"loss_ds lacks {missing} (variables present: {sorted(loss_ds.data_vars)}); "
+            "pass the Dataset returned by cte.measure_loss"
+        )
+        raise ValueError(msg)
+    dims = {"pair", "flux_bin", "aperture"}
+    if set(loss_ds[loss_var].dims) != dims:
+        msg = f"loss_ds[{loss_var!r}] must have dims {sorted(dims)}, got {loss_ds[loss_var].dims}"
+        raise ValueError(msg)
+
+
+def _cells(loss_ds, loss_var, err_var, extra_err_var) -> dict[str, np.ndarray]:
+    """Flatten (pair, flux_bin, aperture) to cells with their configuration keys."""
+    order = ("pair", "flux_bin", "aperture")
+
+    def var(name):
+        return np.asarray(loss_ds[name].transpose(*order).values, float).ravel()
+
+    n_pair, n_bin, n_ap = (loss_ds.sizes[d] for d in order)
+    shape = (n_pair, n_bin, n_ap)
+
+    def expand(name, axis):
+        values = np.asarray(loss_ds[name].values)
+        index = [None, None, None]
+        index[axis] = slice(None)
+        return np.broadcast_to(values[tuple(index)], shape).ravel()
+
+    cells = {
+        "loss": var(loss_var),
+        "err": var(err_var),
+        "n_stars": var("n_stars"),
+        "flux": var("flux"),
+        "log_flux_var": var("log_flux_var"),
+        "background": var("background"),
+        "mjd": expand("mjd", 0).astype(float),
+        "lo": var("flux_min") if "flux_min" in loss_ds else expand("flux_bin_lo", 1),
+        "hi": var("flux_max") if "flux_max" in loss_ds else expand("flux_bin_hi", 1),
+        "aperture": expand("aperture", 2).astype(float),
+    }
+    for key in ("target", "filter", "exptime_class", "ctecorr"):
+        cells[key] = expand(key, 0).astype(str)
+    if extra_err_var is not None:
+        extra = np.nan_to_num(var(extra_err_var), nan=0.0)
+        cells["err"] = np.hypot(cells["err"], extra)
+    return cells
+
+
+def fit_model(
+    loss_ds: xr.Dataset,
+    *,
+    terms: Sequence[str] = BASIS_TERMS,
+    loss_var: str = "loss",
+    err_var: str = "loss_err",
+    extra_err_var: str | None = None,
+    flux_bins: str = "independent",
+    min_time_span: float = 0.5,
+    min_background_span: float = 0.2,
+    scale_errors: bool = True,
+) -> CTEModel:
+    """Fit the loss model jointly over all epochs and bins, per configuration.
+
+    Parameters
+    ----------
+    loss_ds : xarray.Dataset
+        Output of :func:`cte.loss.measure_loss` (one or several concatenated).
+    terms : sequence of str
+        Terms of :data:`cte.lossmodel.BASIS_TERMS` to fit (at most; see the module
+        docstring for those dropped when the data cannot determine them).
+    loss_var, err_var : str
+        Loss and its 1-sigma error (e.g. ``"loss_fixed"``, ``"loss_fixed_err"``).
+    extra_err_var : str, optional
+        A variable added in quadrature to the error (e.g. ``"loss_fixed_effect"``).
+    flux_bins : {"independent", "all"}
+        ``"independent"`` fits the cells of a set of non-overlapping flux bins, chosen
+        narrowest first (for the default bins: 250-500, 500-1000, 1000-2000,
+        2000-4000, 4000-8000, 8000-32000 e-, which cover the same flux range as all
+        eight, every star entering once); ``"all"`` fits every bin, but the wide bins
+        re-use the stars of the narrow ones, so their errors are correlated and the
+        fit, treating cells as independent, understates the coefficient errors.
+    min_time_span : float
+        Years the epochs must span for the time terms to be fitted.
+    min_background_span : float
+        Span of ``b = log10(1 + B)`` (dex) needed for the background terms.
+    scale_errors : bool
+        Multiply the covariance by the reduced chi-square when it exceeds 1.
+
+    Returns
+    -------
+    CTEModel
+
+    Raises
+    ------
+    FitError
+        When no configuration can be fitted (every reason is listed).
+    """
+    terms = tuple(terms)
+    bad_terms = [t for t in terms if t not in BASIS_TERMS]
+    if bad_terms or not terms or "1" not in terms:
+        msg = f"terms must be a subset of {BASIS_TERMS} including '1', got {terms!r}"
+        raise ValueError(msg)
+    if not (np.isfinite(min_time_span) and min_time_span >= 0):
+        msg = f"min_time_span must be >= 0 (years), got {min_time_span!r}"
+        raise ValueError(msg)
+    if not (np.isfinite(min_background_span) and min_background_span >= 0):
+        msg = f"min_background_span must be >= 0 (dex), got {min_background_span!r}"
+        raise ValueError(msg)
+    if flux_bins not in ("independent", "all"):
+        msg = f"flux_bins must be 'independent' or 'all', got {flux_bins!r}"
+        raise ValueError(msg)
+    _check_loss_dataset(loss_ds, loss_var, err_var, extra_err_var)
+    bin_ok = np.ones(loss_ds.sizes["flux_bin"], dtype=bool)
+    if flux_bins == "independent":
+        bin_ok = independent_bins(loss_ds["flux_bin_lo"].values, loss_ds["flux_bin_hi"].values)
+        if not bin_ok.all():
+            logger.info(
+                "bins overlapping narrower ones left out of the fit: %s",
+                [(float(lo), float(hi)) for lo, hi, ok in zip(
+                    loss_ds["flux_bin_lo"].values, loss_ds["flux_bin_hi"].values, bin_ok,
+                    strict=True) if not ok],
+            )
+    cells = _cells(loss_ds, loss_var, err_var, extra_err_var)
+    cells["bin_ok"] = np.broadcast_to(
+        bin_ok[None, :, None], (loss_ds.sizes["pair"], bin_ok.size, loss_ds.sizes["aperture"])
+    ).ravel()
+    usable = cells["bin_ok"] & np.isfinite(cells["loss"]) & np.isfinite(cells["err"])
+    usable &= cells["err"] > 0
+    usable &= np.isfinite(cells["flux"]) & (cells["flux"] > 0)
+    usable &= np.isfinite(cells["background"]) & (cells["background"] > -1)
+
+    keys = np.rec.fromarrays(
+        [cells[k] for k in CONFIG_KEYS], names=list(CONFIG_KEYS)
+    )
+    unique, inverse = np.unique(keys, return_inverse=True)
+    fits, skipped = [], []
+    for g, key in enumerate(unique):  # loop over configurations (a few dozen)
+        config = {k: (float(key[k]) if k == "aperture" else str(key[k])) for k in CONFIG_KEYS}
+        sel = (inverse.ravel() == g) & usable
+        try:
+            fits.append(_fit_one(config, cells, sel, terms, min_time_span,
+                                 min_background_span, scale_errors))
+        except FitError as err:
+            logger.warning("CTE model not fitted for %s: %s", config, err)
+            skipped.append((config, str(err)))
+    if not fits:
+        reasons = "; ".join(f"{c}: {r}" for c, r in skipped) or "no cells"
+        msg = f"no configuration could be fitted ({reasons})"
+        raise FitError(msg)
+    meta = {
+        "formula": _FORMULA,
+        "loss_var": loss_var,
+        "err_var": err_var,
+        "extra_err_var": extra_err_var or "",
+        "scale_errors": bool(scale_errors),
+        "flux_bins_fitted": [
+            [float(lo), float(hi)] for lo, hi, ok in zip(
+                loss_ds["flux_bin_lo"].values, loss_ds["flux_bin_hi"].values, bin_ok,
+                strict=True) if ok
+        ],
+        "loss_options": {k: (v if isinstance(v, str | int | float) else str(v))
+                         for k, v in loss_ds.attrs.items()},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "software": f"stiscube {__version__}, numpy {np.__version__}",
+    }
+    return CTEModel(fits=tuple(fits), skipped=tuple(skipped), meta=meta)
+
+
+def independent_bins(lo, hi) -> np.ndarray:
+    """Mask of a set of non-overlapping bins ``[lo, hi)``, chosen narrowest first."""
+    lo = np.asarray(lo, float)
+    hi = np.asarray(hi, float)
+    chosen = np.zeros(lo.size, dtype=bool)
+    for i in np.argsort(hi - lo, kind="stable"):  # loop over the few flux bins
+        overlaps = chosen & (lo < hi[i]) & (lo[i] < hi)
+        if not overlaps.any():
+            chosen[i] = True
+    return chosen
+
+
+def _fit_one(config, cells, sel, terms, min_time_span, min_background_span, scale_errors):
+    n = int(sel.sum())
+    if n == 0:
+        raise FitError("no cell with a finite loss and error")
+    x = np.log10(cells["flux"][sel] / 1000.0)
+    _, t, b = model_variables(cells["flux"][sel], cells["mjd"][sel], cells["background"][sel])
+    use = list(terms)
+    if np.ptp(t) < min_time_span:
+        use = [u for u in use if u not in _TIME_TERMS]
+    if np.ptp(b) < min_background_span:
+        use = [u for u in use if u not in _BACKGROUND_TERMS]
+    dropped = [u for u in terms if u not in use]
+    if dropped:
+        logger.info("%s: terms %s not determined by the data, left out", config, dropped)
+    design = basis(x, t, b, terms=BASIS_TERMS)
+    design[:, BASIS_TERMS.index("x2")] += cells["log_flux_var"][sel]
+    columns = [BASIS_TERMS.index(u) for u in use]
+    a = design[:, columns]
+    p = len(columns)
+    if n <= p:
+        msg = f"{n} cells for {p} terms {use}: need more cells than terms"
+        raise FitError(msg)
+    sigma = cells["err"][sel]
+    aw = a / sigma[:, None]
+    yw = cells["loss"][sel] / sigma
+    q, r = np.linalg.qr(aw)
+    rank = np.linalg.matrix_rank(aw)
+    if rank < p:
+        msg = f"design of terms {use} is rank deficient ({rank} < {p}) over {n} cells"
+        raise FitError(msg)
+    coef = np.linalg.solve(r, q.T @ yw)
+    r_inv = np.linalg.inv(r)
+    cov = r_inv @ r_inv.T
+    chi2 = float(np.sum((yw - aw @ coef) ** 2))
+    dof = n - p
+    chi2_red = chi2 / dof
+    scale = max(1.0, chi2_red) if scale_errors else 1.0
+    full = np.zeros(len(BASIS_TERMS))
+    full[columns] = coef
+    full_cov = np.zeros((len(BASIS_TERMS), len(BASIS_TERMS)))
+    full_cov[np.ix_(columns, columns)] = cov * scale
+    return FittedLoss(
+        config=config,
+        terms=tuple(use),
+        coefficients=full,
+        covariance=full_cov,
+        chi2_red=chi2_red,
+        dof=dof,
+        n_cells=n,
+        n_stars=int(np.sum(cells["n_stars"][sel])),
+        covariance_scale=scale,
+        flux_range=(float(cells["lo"][sel].min()), float(cells["hi"][sel].max())),
+        mjd_range=(float(cells["mjd"][sel].min()), float(cells["mjd"][sel].max())),
+        background_range=(float(cells["background"][sel].min()),
+                          float(cells["background"][sel].max())),
+    )
+
+
+# --- tables ----------------------------------------------------------------------
+
+
+def _term_column(term: str) -> str:
+    return f"c_{term}"
+
+
+def _to_table(model: CTEModel) -> Table:
+    fits = model.fits
+    cols: dict[str, object] = {}
+    for key in CONFIG_KEYS:
+        values = [fit.config[key] for fit in fits]
+        cols[key] = np.array(values, dtype=float if key == "aperture" else str)
+    cols["terms"] = np.array([" ".join(fit.terms) for fit in fits], dtype=str)
+    for i, term in enumerate(BASIS_TERMS):
+        cols[_term_column(term)] = np.array([fit.coefficients[i] for fit in fits])
+        cols[f"e_{term}"] = np.array([fit.errors[i] for fit in fits])
+    cols["covariance"] = np.array([fit.covariance for fit in fits]).reshape(
+        len(fits), len(BASIS_TERMS), len(BASIS_TERMS)
+    )
+    for name in ("chi2_red", "covariance_scale"):
+        cols[name] = np.array([getattr(fit, name) for fit in fits], dtype=float)
+    for name in ("dof", "n_cells", "n_stars"):
+        cols[name] = np.array([getattr(fit, name) for fit in fits], dtype=np.int64)
+    for name, attr in (("flux", "flux_range"), ("mjd", "mjd_range"),
+                       ("background", "background_range")):
+        cols[f"{name}_min"] = np.array([getattr(fit, attr)[0] for fit in fits], dtype=float)
+        cols[f"{name}_max"] = np.array([getattr(fit, attr)[1] for fit in fits], dtype=float)
+    table = Table(cols)
+    units = {"aperture": "pix", "flux_min": "electron", "flux_max": "electron",
+             "mjd_min": "d", "mjd_max": "d", "background_min": "electron / pix",
+             "background_max": "electron / pix"}
+    for name, unit in units.items():
+        table[name].unit = unit
+    descriptions = {
+        "terms": "terms fitted (others fixed at 0)",
+        "covariance": "coefficient covariance, order " + " ".join(BASIS_TERMS),
+        "chi2_red": "reduced chi-square of the fit",
+        "covariance_scale": "factor applied to the covariance (max(1, chi2_red))",
+        "n_cells": "cells (pair x flux bin) fitted",
+        "n_stars": "star measurements in those cells",
+    }
+    for term in BASIS_TERMS:
+        descriptions[_term_column(term)] = f"coefficient of term {term}"
+        descriptions[f"e_{term}"] = f"1-sigma uncertainty of c_{term}"
+    for name, text in descriptions.items():
+        table[name].description = text
+    table.meta.update(
+        {
+            "formula": _FORMULA,
+            "terms": list(BASIS_TERMS),
+            "skipped": [{"config": dict(c), "reason": r} for c, r in model.skipped],
+            **{k: v for k, v in model.meta.items() if k != "formula"},
+        }
+    )
+    return table
+
+
+def _from_table(table: Table, *, source: str) -> CTEModel:
+    required = [*CONFIG_KEYS, "terms", "covariance", "chi2_red", "dof", "n_cells",
+                "n_stars", "covariance_scale", "flux_min", "flux_max", "mjd_min", "mjd_max",
+                "background_min", "background_max",
+                *(_term_column(t) for t in BASIS_TERMS)]
+    missing = [c for c in required if c not in table.colnames]
+    if missing:
+        msg = f"{source}: not a CTE coefficient table, missing columns {missing}"
+        raise ValueError(msg)
+    fits = []
+    for row in table:  # loop over configurations
+        config = {k: (float(row[k]) if k == "aperture" else str(row[k])) for k in CONFIG_KEYS}
+        fits.append(
+            FittedLoss(
+                config=config,
+                terms=tuple(str(row["terms"]).split()),
+                coefficients=np.array([float(row[_term_column(t)]) for t in BASIS_TERMS]),
+                covariance=np.array(row["covariance"], dtype=float),
+                chi2_red=float(row["chi2_red"]),
+                dof=int(row["dof"]),
+                n_cells=int(row["n_cells"]),
+                n_stars=int(row["n_stars"]),
+                covariance_scale=float(row["covariance_scale"]),
+                flux_range=(float(row["flux_min"]), float(row["flux_max"])),
+                mjd_range=(float(row["mjd_min"]), float(row["mjd_max"])),
+                background_range=(float(row["background_min"]), float(row["background_max"])),
+            )
+        )
+    skipped = tuple(
+        (dict(s["config"]), str(s["reason"])) for s in table.meta.get("skipped", [])
+    )
+    meta = {k: v for k, v in table.meta.items() if k not in ("skipped", "terms")}
+    return CTEModel(fits=tuple(fits), skipped=skipped, meta=meta)
+
+
+def _format_pm(value: float, error: float, digits: int) -> str:
+    if not np.isfinite(error) or error <= 0:
+        return f"${value:.4g}$" if value != 0 else "--"
+    decimals = max(0, digits - 1 - int(np.floor(np.log10(error))))
+    return f"${value:.{decimals}f} \\pm {error:.{decimals}f}$"
+
+
+def _to_latex(model: CTEModel, digits: int) -> str:
+    header = ["Target", "Filter", "Exp.", "Corr.", "Ap.", *(f"$c_{{{t}}}$" for t in BASIS_TERMS),
+              r"$\chi^2_\nu$"]
+    lines = [
+        r"\begin{table}",
+        r"\centering",
+        r"\caption{CTE loss model coefficients: " + _FORMULA.replace("^", r"\^{}") + "}",
+        r"\begin{tabular}{" + "l" * 5 + "c" * (len(BASIS_TERMS) + 1) + "}",
+        r"\hline",
+        " & ".join(header) + r" \\",
+        r"\hline",
+    ]
+    for fit in model.fits:
+        cells = [str(fit.config[k]).replace("_", r"\_") for k in CONFIG_KEYS[:4]]
+        cells.append(f"{fit.config['aperture']:g}")
+        cells += [_format_pm(c, e, digits) for c, e in zip(fit.coefficients, fit.errors,
+                                                           strict=True)]
+        cells.append(f"{fit.chi2_red:.2f}")
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\hline", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(lines)

@@ -1,0 +1,505 @@
+"""WFC3/UVIS FLT/FLC images: header records, usability, selection, pixel arrays.
+
+:func:`read_headers` turns files into a table with one row per image and chip (the
+successor of the original monitor's FileInfo table): everything the photometry, the
+pairing and the analysis need, plus ``usable`` and ``reason``.  An image is skipped,
+with its reason logged, when
+
+- its target, proposal, filter or flash level is not in the configuration;
+- its proposal and visit are listed in the configuration's ``[[exclude]]``;
+- it was taken with charge injection (``CHINJECT`` other than ``NONE``);
+- its post-flash failed (``FLASHSTA`` not among ``quality.flash_status_ok``);
+- it is binned (``BINAXIS1/2`` other than 1);
+- it is a sub-dither: ``POSTARG2`` is neither ~0 (cluster on chip 2) nor ~ the chip
+  dither (cluster on chip 1), within ``geometry.postarg2_tolerance``.
+
+Files that cannot be read (not FITS, truncated, not WFC3/UVIS, missing keywords or
+extensions) raise :class:`~cte.InvalidImageError` (or its child
+:class:`~cte.WrongInstrumentError`) naming the file; :func:`scan_images` collects them
+without stopping at the first.
+
+Columns of the records (units in brackets): ``path``, ``image``
+(``<rootname>_<flt|flc>``), ``rootname``, ``ctecorr`` (``FLT``/``FLC``), ``proposal``,
+``visit`` (two characters of the rootname), ``targname``, ``target`` (configuration
+name, "" if unknown), ``filter``, ``exptime`` [s], ``exptime_class``
+(``short``/``long``), ``mjd`` [d, EXPSTART], ``flash`` [e-/px, FLASHLVL], ``flashsta``,
+``chinject``, ``postarg1``, ``postarg2`` [arcsec], ``binaxis1``, ``binaxis2``,
+``field_chip`` (chip holding the cluster: 2 for POSTARG2 ~ 0, 1 for the chip dither,
+0 for a sub-dither), ``chip`` (this row's chip, 1 or 2), ``extver`` (SCI extension
+version), ``holds_field``, ``naxis1``, ``naxis2`` [px], ``ltv1``, ``ltv2`` [px, cut-out
+offsets: chip x = image x - LTV1], ``orientat`` [deg], ``bunit``, ``usable``,
+``reason``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from cte._exceptions import InvalidImageError
+from cte._fitsio import check_instrument, open_checked
+from cte.config import Config, load_config
+
+__all__ = [
+    "ChipImage",
+    "ImageScan",
+    "find_images",
+    "lazy_pixels",
+    "read_chip",
+    "read_header",
+    "read_headers",
+    "scan_images",
+    "select_images",
+]
+
+logger = logging.getLogger(__name__)
+
+_SUFFIXES = {"_flt.fits": "FLT", "_flc.fits": "FLC", "_flt.fits.gz": "FLT", "_flc.fits.gz": "FLC"}
+_REQUIRED = ("ROOTNAME", "PROPOSID", "TARGNAME", "FILTER", "EXPTIME", "EXPSTART",
+             "POSTARG1", "POSTARG2")
+
+
+def find_images(paths_or_dir: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """FLT/FLC files: the given files, and ``*_flt.fits``/``*_flc.fits`` under directories.
+
+    Directories are searched recursively (any layout).  Returns sorted, unique paths.
+
+    Raises
+    ------
+    FileNotFoundError
+        A given path does not exist.
+    """
+    items = [paths_or_dir] if isinstance(paths_or_dir, (str, os.PathLike)) else paths_or_dir
+    found = set()
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            for suffix in _SUFFIXES:
+                found.update(p for p in path.rglob(f"*{suffix}") if p.is_file())
+        elif path.is_file():
+            found.add(path)
+        else:
+            msg = f"{path}: no such file or directory"
+            raise FileNotFoundError(msg)
+    return sorted(found)
+
+
+def _ctecorr(path: Path, header: fits.Header) -> str:
+    for name in (path.name, str(header.get("FILENAME", ""))):
+        for suffix, kind in _SUFFIXES.items():
+            if name.lower().endswith(suffix):
+                return kind
+    msg = f"{path}: cannot tell FLT from FLC (file name does not end in _flt/_flc.fits)"
+    raise InvalidImageError(msg)
+
+
+def _field_chip(postarg2: float, config: Config) -> int:
+    tol = config.postarg2_tolerance
+    if abs(postarg2) <= tol:
+        return 2
+    if abs(postarg2 - config.chip_dither_postarg2) <= tol:
+        return 1
+    return 0
+
+
+def read_header(path: str | os.PathLike, *, config: Config | None = None) -> list[dict]:
+    """Header records of one file: one dict per chip (see the module docstring).
+
+    Raises
+    ------
+    InvalidImageError
+        Not FITS, truncated, missing keywords or extensions (message names the file).
+    WrongInstrumentError
+        Not a WFC3/UVIS image.
+    """
+    config = load_config() if config is None else config
+    path = Path(path)
+    with open_checked(path) as hdul:
+        primary = hdul[0].header
+        check_instrument(path, primary)
+        missing = [k for k in _REQUIRED if k not in primary]
+        if missing:
+            msg = f"{path}: primary header lacks required keyword(s) {missing}"
+            raise InvalidImageError(msg)
+        ctecorr = _ctecorr(path, primary)
+        rootname = str(primary["ROOTNAME"]).strip().lower()
+        if len(rootname) < 6:
+            msg = f"{path}: ROOTNAME {rootname!r} is too short to hold a visit"
+            raise InvalidImageError(msg)
+        try:
+            base = {
+                "path": str(path),
+                "image": f"{rootname}_{ctecorr.lower()}",
+                "rootname": rootname,
+                "ctecorr": ctecorr,
+                "proposal": int(primary["PROPOSID"]),
+                "visit": rootname[4:6],
+                "targname": str(primary["TARGNAME"]).strip(),
+                "filter": str(primary["FILTER"]).strip().upper(),
+                "exptime": float(primary["EXPTIME"]),
+                "mjd": float(primary["EXPSTART"]),
+                "flash": float(primary.get("FLASHLVL", 0.0)),
+                "flashsta": str(primary.get("FLASHSTA", "")).strip().upper(),
+                "chinject": str(primary.get("CHINJECT", "NONE")).strip().upper(),
+                "postarg1": float(primary["POSTARG1"]),
+                "postarg2": float(primary["POSTARG2"]),
+                "binaxis1": int(primary.get("BINAXIS1", 1)),
+                "binaxis2": int(primary.get("BINAXIS2", 1)),
+            }
+        except (TypeError, ValueError) as exc:
+            msg = f"{path}: malformed primary header value ({exc})"
+            raise InvalidImageError(msg) from exc
+        base["target"] = config.target_for(base["targname"]) or ""
+        base["exptime_class"] = config.exptime_class(base["exptime"])
+        base["field_chip"] = _field_chip(base["postarg2"], config)
+        extensions = {(h.name, h.ver): h for h in hdul[1:]}
+        rows = []
+        for (name, extver), hdu in sorted(extensions.items()):
+            if name != "SCI":
+                continue
+            h = hdu.header
+            for other in ("ERR", "DQ"):
+                if (other, extver) not in extensions:
+                    msg = f"{path}: SCI,{extver} has no matching {other},{extver} extension"
+                    raise InvalidImageError(msg)
+            if "CCDCHIP" not in h or int(h["CCDCHIP"]) not in (1, 2):
+                msg = f"{path}: SCI,{extver} lacks a CCDCHIP of 1 or 2"
+                raise InvalidImageError(msg)
+            if h.get("NAXIS", 0) != 2:
+                msg = f"{path}: SCI,{extver} is not a 2-D image (NAXIS={h.get('NAXIS')})"
+                raise InvalidImageError(msg)
+            chip = int(h["CCDCHIP"])
+            rows.append({
+                **base,
+                "chip": chip,
+                "extver": int(extver),
+                "holds_field": chip == base["field_chip"],
+                "naxis1": int(h["NAXIS1"]),
+                "naxis2": int(h["NAXIS2"]),
+                "ltv1": float(h.get("LTV1", 0.0)),
+                "ltv2": float(h.get("LTV2", 0.0)),
+                "orientat": float(h.get("ORIENTAT", np.nan)),
+                "bunit": str(h.get("BUNIT", "")).strip().upper(),
+            })
+        if not rows:
+            msg = f"{path}: no SCI extension"
+            raise InvalidImageError(msg)
+    for row in rows:
+        row["reason"] = _skip_reason(row, rows, config)
+        row["usable"] = not row["reason"]
+    return rows
+
+
+def _skip_reason(row: dict, rows: list[dict], config: Config) -> str:
+    """Why an image is not used ("" when it is usable); checks in a fixed order."""
+    if not row["target"]:
+        return f"target {row['targname']!r} not in the configuration"
+    if row["proposal"] not in config.programs:
+        return f"proposal {row['proposal']} not in the configuration's programs"
+    exclusion = config.exclusion_for(row["proposal"], row["visit"])
+    if exclusion is not None:
+        return exclusion.reason
+    if config.exclude_charge_injection and row["chinject"] not in ("NONE", ""):
+        return f"charge injection (CHINJECT={row['chinject']})"
+    if row["flashsta"] not in config.flash_status_ok:
+        return f"post-flash failed (FLASHSTA={row['flashsta']})"
+    if config.exclude_binned and (row["binaxis1"] != 1 or row["binaxis2"] != 1):
+        return f"binned (BINAXIS1={row['binaxis1']}, BINAXIS2={row['binaxis2']})"
+    if row["filter"] not in config.filters:
+        return f"filter {row['filter']} not in the configuration"
+    flash = row["flash"]
+    if not float(flash).is_integer() or int(flash) not in config.flash_levels:
+        return f"flash level {flash:g} e-/px not in the configuration"
+    if row["field_chip"] == 0:
+        return f"sub-dither (POSTARG2={row['postarg2']:g})"
+    field = [r for r in rows if r["chip"] == row["field_chip"]]
+    if not field:
+        return f"chip {row['field_chip']} holding the field is not in the file"
+    if field[0]["bunit"] not in ("ELECTRONS", ""):
+        return f"SCI units are {field[0]['bunit']}, not ELECTRONS"
+    return ""
+
+
+_COLUMNS = {
+    "path": str, "image": str, "rootname": str, "ctecorr": str, "proposal": np.int64,
+    "visit": str, "targname": str, "target": str, "filter": str, "exptime": np.float64,
+    "exptime_class": str, "mjd": np.float64, "flash": np.float64, "flashsta": str,
+    "chinject": str, "postarg1": np.float64, "postarg2": np.float64, "binaxis1": np.int64,
+    "binaxis2": np.int64, "field_chip": np.int8, "chip": np.int8, "extver": np.int64,
+    "holds_field": bool, "naxis1": np.int64, "naxis2": np.int64, "ltv1": np.float64,
+    "ltv2": np.float64, "orientat": np.float64, "bunit": str, "usable": bool, "reason": str,
+}
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(_COLUMNS))
+    return frame.astype({k: (object if v is str else v) for k, v in _COLUMNS.items()})
+
+
+@dataclass(frozen=True)
+class ImageScan:
+    """Result of :func:`scan_images`.
+
+    Attributes
+    ----------
+    records : pandas.DataFrame
+        One row per image and chip of every readable file (usable or not).
+    unreadable : pandas.DataFrame
+        One row per file that could not be read: ``path``, ``error`` (exception class
+        name), ``reason`` (its message).
+    """
+
+    records: pd.DataFrame
+    unreadable: pd.DataFrame
+
+    @property
+    def skipped(self) -> pd.DataFrame:
+        """Readable images not used, one row per image: ``path``, ``image``, ``reason``."""
+        rec = self.records
+        rows = rec[~rec["usable"]].drop_duplicates("image")
+        return rows[["path", "image", "reason"]].reset_index(drop=True)
+
+
+def scan_images(
+    paths_or_dir: str | os.PathLike | Iterable[str | os.PathLike], *, config: Config | None = None
+) -> ImageScan:
+    """Read the headers of all files, collecting unreadable files instead of stopping.
+
+    Every skipped image is logged at INFO level with its reason, every unreadable file
+    at WARNING level with its error.
+    """
+    config = load_config() if config is None else config
+    rows, bad = [], []
+    for path in find_images(paths_or_dir):  # loop over files
+        try:
+            rows.extend(read_header(path, config=config))
+        except InvalidImageError as exc:
+            logger.warning("unreadable image skipped: %s", exc)
+            bad.append({"path": str(path), "error": type(exc).__name__, "reason": str(exc)})
+    records = _frame(rows)
+    if len(records) and records["image"].duplicated().any():
+        dup = records.drop_duplicates(["path"])
+        dup = dup[dup["image"].duplicated(keep=False)]
+        if len(dup):
+            msg = f"the same image occurs in several files: {sorted(dup['path'])}"
+            raise InvalidImageError(msg)
+    scan = ImageScan(records=records, unreadable=pd.DataFrame(bad, columns=["path", "error",
+                                                                           "reason"]))
+    for row in scan.skipped.itertuples():
+        logger.info("skipping %s (%s): %s", row.image, row.path, row.reason)
+    return scan
+
+
+def read_headers(
+    paths_or_dir: str | os.PathLike | Iterable[str | os.PathLike], *, config: Config | None = None
+) -> pd.DataFrame:
+    """Header records, one row per image and chip (see the module docstring).
+
+    Unreadable files are logged and listed in ``records.attrs["unreadable"]`` as
+    ``{path: message}``; use :func:`scan_images` for them as a table.
+    """
+    scan = scan_images(paths_or_dir, config=config)
+    records = scan.records
+    records.attrs["unreadable"] = dict(zip(scan.unreadable["path"], scan.unreadable["reason"],
+                                           strict=True))
+    return records
+
+
+def _as_tuple(name: str, value, convert) -> tuple | None:
+    if value is None:
+        return None
+    values = value if isinstance(value, (list, tuple, set, np.ndarray, pd.Index)) else [value]
+    try:
+        out = tuple(convert(v) for v in values)
+    except (TypeError, ValueError) as exc:
+        msg = f"{name} has an invalid entry: {exc}"
+        raise ValueError(msg) from exc
+    if not out:
+        msg = f"{name} must not be empty (pass None for no selection)"
+        raise ValueError(msg)
+    return out
+
+
+def select_images(
+    records: pd.DataFrame,
+    *,
+    proposals: str | int | Sequence[int | str] = "all",
+    visits: Sequence[str] | None = None,
+    targets: Sequence[str] | None = None,
+    filters: Sequence[str] | None = None,
+    flashes: Sequence[int] | None = None,
+    ctecorr: Sequence[str] | None = None,
+    config: Config | None = None,
+) -> pd.DataFrame:
+    """Usable images matching a selection: one row per image (its field chip).
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        From :func:`read_headers`.
+    proposals : "all", "last", int or sequence of int
+        ``"last"`` is the newest configured program present among the usable images.
+    visits : sequence of str, optional
+        Two-character visits (``"05"``), with *proposals* usually a single ID.
+    targets, filters : sequence of str, optional
+        Configuration target names and filters.
+    flashes : sequence of int, optional
+        Post-flash levels in e-/px.
+    ctecorr : sequence of {"FLT", "FLC"}, optional
+    config : Config, optional
+
+    Raises
+    ------
+    ValueError
+        A selection names a target, filter, flash level or version the configuration
+        does not know (the message names the parameter).
+    """
+    config = load_config() if config is None else config
+    usable = records[records["usable"] & records["holds_field"]]
+    keep = np.ones(len(usable), dtype=bool)
+    if isinstance(proposals, str) and proposals.lower() in ("all", "last"):
+        if proposals.lower() == "last":
+            present = [p for p in config.programs if p in set(usable["proposal"])]
+            keep &= usable["proposal"].to_numpy() == (present[-1] if present else -1)
+            logger.info("--pr last: proposal %s", present[-1] if present else "none present")
+    else:
+        ids = _as_tuple("proposals", proposals, int)
+        keep &= usable["proposal"].isin(ids).to_numpy()
+    selections = {
+        "visits": (visits, lambda v: str(v).lower().zfill(2), None, "visit"),
+        "targets": (targets, str, set(config.targets), "target"),
+        "filters": (filters, lambda v: str(v).upper(), set(config.filters), "filter"),
+        "flashes": (flashes, int, set(config.flash_levels), "flash"),
+        "ctecorr": (ctecorr, lambda v: str(v).upper(), {"FLT", "FLC"}, "ctecorr"),
+    }
+    for name, (value, convert, allowed, column) in selections.items():
+        chosen = _as_tuple(name, value, convert)
+        if chosen is None:
+            continue
+        if allowed is not None:
+            unknown = sorted(set(chosen) - allowed, key=str)
+            if unknown:
+                msg = f"{name} must be drawn from {sorted(allowed, key=str)}, got unknown {unknown}"
+                raise ValueError(msg)
+        keep &= usable[column].isin(chosen).to_numpy()
+    return usable[keep].sort_values(["mjd", "image"]).reset_index(drop=True)
+
+
+# -- pixels ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChipImage:
+    """Pixels and geometry of one chip of one image.
+
+    Attributes
+    ----------
+    path : str
+    chip : int
+    sci, err : ndarray of float32
+        Science and 1-sigma error arrays, e-.
+    dq : ndarray of int32
+        Data-quality bits.
+    wcs : astropy.wcs.WCS
+        The header WCS (image pixel frame).
+    ltv : (float, float)
+        Cut-out offsets: chip ``x = image x - ltv[0]``, ``y = image y - ltv[1]``.
+    """
+
+    path: str
+    chip: int
+    sci: np.ndarray
+    err: np.ndarray
+    dq: np.ndarray
+    wcs: WCS
+    ltv: tuple[float, float]
+
+
+def read_chip(path: str | os.PathLike, chip: int) -> ChipImage:
+    """Read one chip's SCI, ERR, DQ and WCS.
+
+    Safe to call from worker threads (it does not touch the warnings filters); the
+    file is expected to have passed :func:`read_header`.
+
+    Raises
+    ------
+    InvalidImageError
+        The chip is missing, arrays disagree in shape, or the data are unreadable.
+    """
+    path = str(path)
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            sci_hdu = next((h for h in hdul[1:] if h.name == "SCI"
+                            and int(h.header.get("CCDCHIP", 0)) == chip), None)
+            if sci_hdu is None:
+                msg = f"{path}: no SCI extension for chip {chip}"
+                raise InvalidImageError(msg)
+            extver = sci_hdu.ver
+            sci = np.asarray(sci_hdu.data, dtype=np.float32)
+            err = np.asarray(hdul["ERR", extver].data, dtype=np.float32)
+            dq = np.asarray(hdul["DQ", extver].data, dtype=np.int32)
+            header = sci_hdu.header
+            wcs = WCS(header, fobj=hdul)
+            ltv = (float(header.get("LTV1", 0.0)), float(header.get("LTV2", 0.0)))
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, InvalidImageError):
+            raise
+        msg = f"{path}: cannot read chip {chip} ({type(exc).__name__}: {exc})"
+        raise InvalidImageError(msg) from exc
+    if sci.ndim != 2 or err.shape != sci.shape or dq.shape != sci.shape:
+        msg = (f"{path}: chip {chip} arrays disagree in shape (SCI {sci.shape}, "
+               f"ERR {err.shape}, DQ {dq.shape})")
+        raise InvalidImageError(msg)
+    return ChipImage(path=path, chip=chip, sci=sci, err=err, dq=dq, wcs=wcs, ltv=ltv)
+
+
+def _read_array(path: str, extname: str, extver: int, dtype) -> np.ndarray:
+    with fits.open(path, memmap=False) as hdul:
+        return np.asarray(hdul[extname, extver].data, dtype=dtype)
+
+
+def lazy_pixels(records: pd.DataFrame) -> xr.Dataset:
+    """Lazy (dask) SCI, ERR and DQ cubes of the field chips of selected images.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        One row per image, e.g. from :func:`select_images`; all must have one shape.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``sci``, ``err`` (e-) and ``dq`` with dims ``(image, y, x)``, read from the files
+        only when computed.
+    """
+    import dask
+    import dask.array as da
+
+    rows = records.drop_duplicates("image")
+    rows = rows[rows["chip"] == rows["field_chip"]] if "field_chip" in rows else rows
+    shapes = set(zip(rows["naxis2"], rows["naxis1"], strict=True))
+    if len(shapes) != 1:
+        msg = f"records must share one image shape to stack lazily, got {sorted(shapes)}"
+        raise ValueError(msg)
+    shape = shapes.pop()
+    cubes = {}
+    for name, extname, dtype in (("sci", "SCI", np.float32), ("err", "ERR", np.float32),
+                                 ("dq", "DQ", np.int32)):
+        arrays = [
+            da.from_delayed(dask.delayed(_read_array)(p, extname, int(v), dtype), shape, dtype)
+            for p, v in zip(rows["path"], rows["extver"], strict=True)
+        ]
+        cubes[name] = (("image", "y", "x"), da.stack(arrays))
+    ds = xr.Dataset(cubes, coords={"image": rows["image"].to_numpy(dtype=object),
+                                   "chip": ("image", rows["chip"].to_numpy(np.int8))})
+    ds["sci"].attrs.update(units="electron", long_name="science array")
+    ds["err"].attrs.update(units="electron", long_name="1-sigma error")
+    ds["dq"].attrs.update(units="1", long_name="WFC3 data-quality bits")
+    return ds

@@ -1,0 +1,885 @@
+"""Seeded simulated monitor campaigns with a known injected CTE loss.
+
+:func:`simulate_campaign` writes, under one output directory::
+
+    data/<proposal>/<rootname>_flt.fits, _flc.fits   calibrated-like WFC3/UVIS images
+    data/bad/...                                     corrupt/truncated/wrong-instrument files
+    catalogs/<target>.ecsv                           master catalogs (master_id, ra, dec, flux)
+    truth/images.ecsv                                per file: pointing error, background, ...
+    truth/<target>.nc                                per image and star: true flux, x, y,
+                                                     transfers, injected loss
+    truth/lossmodel.json                             the loss coefficients (FLT and FLC)
+    truth/campaign.json                              parameters and expected skips
+    pam/UVIS1wfc3_map.fits, UVIS2wfc3_map.fits       (with ``pam=True``) pixel-area maps
+
+The observations imitate the real monitor (see :mod:`cte._geometry` for the detector
+layout and pointing model): for every epoch, target, filter, flash level and exposure
+time, one exposure puts the cluster on chip 2 (POSTARG2 = 0) and one on chip 1
+(POSTARG2 = one chip height plus the gap), each written as FLT and FLC.  Optional extras
+are the 180-degree same-chip set of NGC 6583 (12692 visits 10 and 11, ORIENTAT and
+ORIENTAT + 180 on one chip) and images the monitor must skip: a charge-injection
+image (12348), the guide-star-failure visit 13 of 12379, the binned visit 05 of 14012,
+a failed post-flash and a sub-dither.
+
+Image model, per pixel, in e- (FLT/FLC SCI units)::
+
+    data = B + sum_stars F_obs * PSF + noise + cosmic rays + hot pixels,  clipped at 63000
+    B = sky_rate(filter) * EXPTIME + FLASHLVL            (flash only if FLASHSTA succeeded)
+    F_true = rate * throughput(filter) * EXPTIME         (rate from the master catalog)
+    F_obs = F_true * (1 - L(F_true, MJD, B) * n / 2048) / PAM(x, y)
+    n = y on chip 2, 2051 - y on chip 1                  (true full-chip row y)
+    noise = Poisson(expected) - expected + Normal(0, read_noise)
+
+with ``L`` from :class:`cte.lossmodel.LossModel` (FLT and FLC coefficients, the FLC ones
+four times smaller) and PSF a Moffat (or Gaussian) of the given FWHM, truncated at
++-12 px and normalised so that each star's image sums to ``F_obs``.  FLT and FLC of one
+exposure share the noise, cosmic rays and pointing.  The header WCS of every SCI
+extension carries a deliberate pointing error: header pixel positions ``p`` relate to
+true positions by ``p_true = R(theta) (p - c) + c + d`` (``c`` the image centre, ``d``
+a shift in px, ``theta`` a rotation in deg), recorded in ``truth/images.ecsv``.
+Cosmic rays are flagged with DQ 4096, hot pixels with 16 and saturation with 256.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from astropy.io import fits
+from astropy.table import Table
+from astropy.time import Time
+
+from cte._geometry import (
+    CHIP_EXTVER,
+    CHIP_GAP,
+    CHIP_NX,
+    CHIP_NY,
+    PIXEL_SCALE,
+    chip_origin_y,
+    rotation_matrix,
+    tan_wcs,
+    transfers,
+)
+from cte._render import bin2x2, cosmic_rays, render_stars
+from cte.lossmodel import BASIS_TERMS, FLUX_SCALE, MJD_ORIGIN, LossModel
+from stores._version import __version__
+
+__all__ = [
+    "DEFAULT_LOSS_MODELS",
+    "DEFAULT_SCHEDULE",
+    "FULL_WELL",
+    "SimulatedCampaign",
+    "load_campaign",
+    "make_catalog",
+    "simulate_campaign",
+]
+
+logger = logging.getLogger(__name__)
+
+#: simulated schedule (proposal, MJD of the epoch): approximate dates of the real
+#: programs' visits (seed table), used only to place simulated epochs in time
+DEFAULT_SCHEDULE: tuple[tuple[int, float], ...] = (
+    (11924, 55120.0),
+    (11924, 55270.0),
+    (12379, 55510.0),
+    (12379, 55640.0),
+    (12692, 55850.0),
+    (12692, 56000.0),
+    (13083, 56240.0),
+    (13083, 56500.0),
+    (13566, 56680.0),
+    (13566, 56850.0),
+    (14012, 57060.0),
+    (14012, 57190.0),
+    (14378, 57400.0),
+    (14378, 57600.0),
+    (14541, 57770.0),
+)
+
+_FLT_COEFFICIENTS = {"1": 0.05, "x": -0.024, "x2": 0.006, "t": 0.017, "xt": -0.0055,
+                     "b": -0.022, "bx": 0.008}
+#: truth of the injected loss (fraction per 2048 transfers): faint stars lose 15-20 %
+#: by 2015-2017 at low background, bright stars ~5 %, growing with time, shrinking
+#: with background; the pixel-based correction (FLC) leaves a quarter of it
+DEFAULT_LOSS_MODELS: Mapping[str, LossModel] = {
+    "FLT": LossModel(_FLT_COEFFICIENTS),
+    "FLC": LossModel({k: 0.25 * v for k, v in _FLT_COEFFICIENTS.items()}),
+}
+
+#: saturation level of the simulated pixels, e-
+FULL_WELL = 63000.0
+#: stamp half-size of the rendered PSF, px
+_STAMP = 12
+
+
+@dataclass(frozen=True)
+class _TargetField:
+    targname: str
+    ra: float
+    dec: float
+    orientat: float
+    density: float
+
+
+_FIELDS = {
+    "ngc104": _TargetField("NGC-104", 5.9003, -72.1051, 37.0, 1.0),
+    "ngc6791": _TargetField("NGC-6791", 290.2440, 37.7525, 108.0, 0.5),
+    "ngc6583": _TargetField("NGC-6583", 278.8163, -22.1420, 92.0, 0.6),
+}
+#: sky rate per filter, e-/s/px, and throughput relative to F502N
+_SKY = {"F502N": 0.004, "F606W": 0.12}
+_THROUGHPUT = {"F502N": 1.0, "F606W": 4.0}
+
+
+@dataclass(frozen=True)
+class _Exposure:
+    proposal: int
+    visit: str
+    exposure: str
+    target: str
+    filter: str
+    exptime: float
+    mjd: float
+    flash: int
+    postarg1: float
+    postarg2: float
+    orientat: float
+    field_chip: int
+    versions: tuple[str, ...]
+    chinject: str = "NONE"
+    flashsta: str = ""
+    binned: bool = False
+    expected_skip: str = ""
+
+    @property
+    def rootname(self) -> str:
+        return f"i{_base36(self.proposal - 11000, 3)}{self.visit}{self.exposure}q"
+
+
+def _base36(value: int, width: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    value = int(value)
+    while value:
+        value, rem = divmod(value, 36)
+        out = digits[rem] + out
+    return out.rjust(width, "0")[-width:]
+
+
+@dataclass(frozen=True)
+class SimulatedCampaign:
+    """What :func:`simulate_campaign` wrote, and its truth.
+
+    Attributes
+    ----------
+    root : Path
+        The output directory.
+    data_dir, catalogs_dir, truth_dir : Path
+        ``root/data``, ``root/catalogs``, ``root/truth``.
+    pam_dir : Path or None
+        ``root/pam`` when pixel-area maps were written.
+    images : pandas.DataFrame
+        One row per written image file (``truth/images.ecsv``): ``image``, ``path``,
+        ``rootname``, ``ctecorr``, ``target``, ``proposal``, ``visit``, ``filter``,
+        ``flash``, ``exptime``, ``mjd``, ``chip`` (field chip), ``orientat``,
+        ``postarg1/2``, ``background`` (true sky + flash, e-/px), ``shift_x/y`` (px),
+        ``rotation`` (deg), ``center_x/y`` (px) of the header pointing error,
+        ``origin_x/y`` (cut-out origin on the chip), ``expected_skip`` (reason, or "").
+    bad_files : dict of str to str
+        Deliberately broken files and the exception class name each must raise.
+    loss_models : dict of str to LossModel
+        Injected loss for ``"FLT"`` and ``"FLC"``.
+    seed : int
+    shape : (int, int)
+        Shape of each chip's image (rows, columns).
+    """
+
+    root: Path
+    images: pd.DataFrame
+    bad_files: Mapping[str, str]
+    loss_models: Mapping[str, LossModel]
+    seed: int
+    shape: tuple[int, int]
+    pam_dir: Path | None = None
+    parameters: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def catalogs_dir(self) -> Path:
+        return self.root / "catalogs"
+
+    @property
+    def truth_dir(self) -> Path:
+        return self.root / "truth"
+
+    @property
+    def files(self) -> list[Path]:
+        """All image files written (good and deliberately bad)."""
+        return [self.root / p for p in self.images["path"]] + [
+            self.root / p for p in self.bad_files
+        ]
+
+    @property
+    def targets(self) -> list[str]:
+        return sorted(self.images["target"].unique())
+
+    def truth(self, target: str) -> xr.Dataset:
+        """Per image and star truth of *target* (``truth/<target>.nc``), loaded.
+
+        Variables (dims ``image, star``): ``x``, ``y`` (px, 0-based full-chip position
+        on the field chip), ``on_image`` (centre inside the written image),
+        ``flux_true`` (e-, before loss), ``transfers``, ``loss`` (injected L, fraction
+        per 2048 transfers), ``flux_expected`` (e- in the image, after loss and PAM).
+        """
+        path = self.truth_dir / f"{target}.nc"
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            return ds.load()
+
+    def catalog(self, target: str) -> Table:
+        """The master catalog of *target*."""
+        return Table.read(self.catalogs_dir / f"{target}.ecsv", format="ascii.ecsv")
+
+
+# -- catalogs ----------------------------------------------------------------------------
+def make_catalog(
+    target: str, n_stars: int, *, shape: tuple[int, int], seed: int = 0, pad: float = 8.0,
+    flux_range: tuple[float, float] = (100.0, 100000.0), reference_exptime: float = 348.0,
+) -> Table:
+    """A seeded master catalog of a simulated cluster field.
+
+    Stars are uniform over the ``shape`` (rows, columns) footprint of an image centred
+    on the target, enlarged by *pad* px on every side (so a few fall just off the
+    image), projected to the sky with the target's nominal orientation.  Their
+    reference count rates follow ``dN/dlog F ~ F^-0.3`` between ``flux_range`` (e-)
+    reached in *reference_exptime* seconds.
+
+    Returns
+    -------
+    astropy.table.Table
+        Columns ``master_id`` (int64), ``ra``, ``dec`` (deg), ``flux`` (e-/s through
+        F502N).
+    """
+    if target not in _FIELDS:
+        msg = f"target must be one of {sorted(_FIELDS)}, got {target!r}"
+        raise ValueError(msg)
+    if n_stars < 1:
+        msg = f"n_stars must be >= 1, got {n_stars!r}"
+        raise ValueError(msg)
+    fld = _FIELDS[target]
+    rng = np.random.default_rng([seed, sorted(_FIELDS).index(target), 7])
+    ny, nx = shape
+    dx = rng.uniform(-nx / 2 - pad, nx / 2 + pad, n_stars)
+    dy = rng.uniform(-ny / 2 - pad, ny / 2 + pad, n_stars)
+    # log-flux from the truncated power law by inverse transform sampling
+    lo, hi = np.log10(flux_range[0]), np.log10(flux_range[1])
+    a = -0.3 * np.log(10.0)
+    u = rng.uniform(0, 1, n_stars)
+    logf = np.log(np.exp(a * lo) + u * (np.exp(a * hi) - np.exp(a * lo))) / a
+    wcs = tan_wcs((fld.ra, fld.dec), (0.0, 0.0), orientat=fld.orientat)
+    ra, dec = wcs.all_pix2world(dx, dy, 0)
+    table = Table()
+    table["master_id"] = np.arange(1, n_stars + 1, dtype=np.int64) + 100000 * (
+        sorted(_FIELDS).index(target) + 1
+    )
+    table["ra"] = ra
+    table["ra"].unit = "deg"
+    table["dec"] = dec
+    table["dec"].unit = "deg"
+    table["flux"] = 10.0**logf / reference_exptime
+    table["flux"].unit = "electron / s"
+    table.meta["target"] = target
+    table.meta["description"] = "simulated master catalog; flux is the F502N count rate"
+    table.meta["seed"] = int(seed)
+    return table
+
+
+# -- planning ----------------------------------------------------------------------------
+def _plan(
+    *, targets, epochs, filters, flashes, exptimes, versions, dither, include_excluded,
+    include_180, rng,
+) -> list[_Exposure]:
+    plan: list[_Exposure] = []
+    visit_counter: dict[int, int] = {}
+
+    def next_visit(proposal: int) -> str:
+        visit_counter[proposal] = visit_counter.get(proposal, 0) + 1
+        return f"{visit_counter[proposal]:02d}"
+
+    for proposal, mjd in epochs:
+        for target in targets:
+            visit = next_visit(proposal)
+            fld = _FIELDS[target]
+            n = 0
+            postarg1 = float(np.round(rng.uniform(-1.0, 1.0), 2))  # per visit
+            for filt in filters:
+                for flash in flashes:
+                    for exptime in exptimes:
+                        for chip, postarg2 in ((2, 0.0), (1, dither)):
+                            n += 1
+                            plan.append(
+                                _Exposure(
+                                    proposal=proposal, visit=visit, exposure=_base36(n, 2),
+                                    target=target, filter=filt, exptime=float(exptime),
+                                    mjd=mjd + 0.004 * n, flash=int(flash),
+                                    postarg1=postarg1, postarg2=postarg2,
+                                    orientat=fld.orientat, field_chip=chip,
+                                    versions=versions,
+                                    flashsta="SUCCESSFUL" if flash else "NOT PERFORMED",
+                                )
+                            )
+    first = targets[0]
+    filt = filters[0]
+    exptime = float(max(exptimes))
+    if include_180:
+        fld = _FIELDS["ngc6583"]
+        for visit, chip, postarg2 in (("10", 2, 0.0), ("11", 1, dither)):
+            n = 0
+            for exptime_180 in exptimes:
+                for turn in (0.0, 180.0):
+                    n += 1
+                    plan.append(
+                        _Exposure(
+                            proposal=12692, visit=visit, exposure=_base36(n, 2),
+                            target="ngc6583", filter=filt, exptime=float(exptime_180),
+                            mjd=56010.0 + (0.3 if visit == "11" else 0.0) + 0.004 * n,
+                            flash=0, postarg1=0.0, postarg2=postarg2,
+                            orientat=(fld.orientat + turn) % 360.0, field_chip=chip,
+                            versions=versions, flashsta="NOT PERFORMED",
+                        )
+                    )
+    if include_excluded:
+        flash = int(max(flashes))
+        base = dict(target=first, filter=filt, exptime=exptime, postarg1=0.0,
+                    orientat=_FIELDS[first].orientat, versions=versions[:1], flash=flash,
+                    flashsta="SUCCESSFUL" if flash else "NOT PERFORMED")
+        plan += [
+            _Exposure(proposal=12348, visit="02", exposure="01", mjd=55450.0, postarg2=0.0,
+                      field_chip=2, chinject="CONT",
+                      expected_skip="charge injection (CHINJECT=CONT)", **base),
+            _Exposure(proposal=12379, visit="13", exposure="01", mjd=55650.0, postarg2=0.0,
+                      field_chip=2, chinject="LINE17",
+                      expected_skip="charge injection and guide-star failure", **base),
+            _Exposure(proposal=14012, visit="05", exposure="01", mjd=57065.0, postarg2=dither,
+                      field_chip=1, binned=True, expected_skip="binned data", **base),
+            _Exposure(proposal=epochs[0][0], visit="x1", exposure="01",
+                      mjd=epochs[0][1] + 1.0, postarg2=0.0, field_chip=2,
+                      expected_skip="post-flash failed (FLASHSTA=ABORTED)",
+                      **{**base, "flash": 12, "flashsta": "ABORTED"}),
+            _Exposure(proposal=epochs[0][0], visit="x2", exposure="01",
+                      mjd=epochs[0][1] + 1.1, postarg2=2.5, field_chip=2,
+                      expected_skip="sub-dither (POSTARG2=2.5)", **base),
+        ]
+    return plan
+
+
+# -- rendering ---------------------------------------------------------------------------
+@dataclass
+class _Scene:
+    """Everything rendered for one exposure: per version the field chip data."""
+
+    hdus: dict[str, fits.HDUList]
+    truth: dict[str, dict[str, np.ndarray]]
+    info: dict[str, float]
+
+
+def _hot_pixels(seed: int, chip: int, origin, shape, exptime: float):
+    rng = np.random.default_rng([seed, chip, 11])
+    n = int(2e-4 * CHIP_NX * CHIP_NY)
+    hx = rng.integers(0, CHIP_NX, n) - origin[0]
+    hy = rng.integers(0, CHIP_NY, n) - origin[1]
+    rate = rng.uniform(0.02, 0.5, n)  # e-/s
+    keep = (hx >= 0) & (hx < shape[1]) & (hy >= 0) & (hy < shape[0])
+    return hy[keep], hx[keep], rate[keep] * exptime
+
+
+def _pam_value(chip: int, x, y):
+    """Smooth synthetic pixel-area map: 1 at the chip centre, +-~2 % at the corners."""
+    u = (np.asarray(x, float) - (CHIP_NX - 1) / 2) / CHIP_NX
+    v = (np.asarray(y, float) - (CHIP_NY - 1) / 2) / CHIP_NY
+    sign = 1.0 if chip == 1 else -1.0
+    return 1.0 + 0.03 * u + sign * 0.02 * v - 0.02 * (u * u + v * v)
+
+
+def _render(exp: _Exposure, catalog: Table, p: dict, seed: int, index: int) -> _Scene:
+    rng = np.random.default_rng([seed, index, 3])
+    ny, nx = p["shape"]
+    fld = _FIELDS[exp.target]
+    center = (fld.ra, fld.dec)
+    # true reference pixel (0-based full chip) of each chip: target + POS TARG
+    crpix_full = {
+        c: np.array([(CHIP_NX - 1) / 2 + exp.postarg1 / PIXEL_SCALE,
+                     (CHIP_NY - 1) / 2 + exp.postarg2 / PIXEL_SCALE - chip_origin_y(c)])
+        for c in (1, 2)
+    }
+    fc = exp.field_chip
+    origin = np.clip(np.rint(crpix_full[fc] - (np.array([nx, ny]) - 1) / 2),
+                     0, [CHIP_NX - nx, CHIP_NY - ny]).astype(int)
+    # deliberate pointing error of the header WCS (px, deg), about the image centre
+    shift = rng.normal(0.0, p["pointing_error"], 2)
+    theta = float(rng.normal(0.0, p["rotation_error"]))
+    c0 = (np.array([nx, ny]) - 1) / 2
+    rot_inv = rotation_matrix(-theta)
+    wcs_true, wcs_head = {}, {}
+    for c in (1, 2):
+        crpix_t = crpix_full[c] - origin
+        crpix_h = rot_inv @ (crpix_t - c0 - shift) + c0
+        wcs_true[c] = tan_wcs(center, crpix_t, orientat=exp.orientat)
+        wcs_head[c] = tan_wcs(center, crpix_h, orientat=exp.orientat, rotation=theta)
+    # star positions and fluxes on the field chip
+    x, y = wcs_true[fc].all_world2pix(catalog["ra"], catalog["dec"], 0)
+    x_full, y_full = x + origin[0], y + origin[1]
+    on_image = (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5)
+    sky = _SKY[exp.filter] * exp.exptime
+    flash = exp.flash if exp.flashsta == "SUCCESSFUL" else 0.0
+    background = sky + flash
+    flux_true = np.asarray(catalog["flux"], float) * _THROUGHPUT[exp.filter] * exp.exptime
+    n_transfers = np.clip(transfers(y_full, fc), 0.0, CHIP_NY)
+    pam = _pam_value(fc, x_full, y_full) if p["pam"] else np.ones_like(x)
+    stars, truth = {}, {}
+    for version in exp.versions:
+        loss = p["loss_models"][version].loss(flux_true, exp.mjd, background)
+        flux_obs = flux_true * (1.0 - loss * n_transfers / 2048.0) / pam
+        stars[version] = render_stars((ny, nx), x, y, flux_obs, psf=p["psf"], fwhm=p["fwhm"],
+                                      beta=p["beta"], half_size=_STAMP)
+        truth[version] = {"x": x_full, "y": y_full, "on_image": on_image,
+                          "flux_true": flux_true, "transfers": n_transfers, "loss": loss,
+                          "flux_expected": flux_obs}
+    # noise, cosmic rays and hot pixels shared by all versions; per chip
+    chips = {}
+    for c in (2, 1):
+        ref = stars[exp.versions[0]] if c == fc else 0.0
+        expected = background + ref
+        noise = (rng.poisson(np.clip(expected, 0, None)) - expected
+                 + rng.normal(0.0, p["read_noise"], (ny, nx)))
+        cr_charge, cr_hit = cosmic_rays((ny, nx), rng,
+                                        expected=p["cr_rate"] * exp.exptime * ny * nx)
+        hy, hx, hot = _hot_pixels(seed, c, origin, (ny, nx), exp.exptime)
+        chips[c] = (noise, cr_charge, cr_hit, (hy, hx, hot))
+    hdus = {}
+    for version in exp.versions:
+        primary = fits.PrimaryHDU()
+        primary.header["EXTEND"] = True
+        primary.header.extend(_primary_header(exp, version, p).cards)
+        hdul = fits.HDUList([primary])
+        for c in (2, 1):
+            noise, cr_charge, cr_hit, (hy, hx, hot) = chips[c]
+            model = background + (stars[version] if c == fc else 0.0)
+            data = model + noise + cr_charge
+            data[hy, hx] += hot
+            dq = np.zeros((ny, nx), np.int16)
+            dq[cr_hit] |= 4096
+            dq[hy, hx] |= 16
+            saturated = data >= FULL_WELL
+            data[saturated] = FULL_WELL
+            dq[saturated] |= 256
+            var = p["read_noise"] ** 2 + np.clip(model + cr_charge, 0, None)
+            var[hy, hx] += hot
+            err = np.sqrt(var)
+            wcs = wcs_head[c]
+            ltv = -origin.astype(float)
+            if exp.binned:
+                data, err, dq = bin2x2(data, err, dq)
+                wcs = _binned_wcs(wcs)
+                ltv = ltv / 2.0
+            hdul += _chip_hdus(c, data.astype(np.float32), err.astype(np.float32), dq, wcs,
+                               ltv, exp)
+        hdus[version] = hdul
+    info = {"background": background, "shift_x": shift[0], "shift_y": shift[1],
+            "rotation": theta, "center_x": c0[0], "center_y": c0[1],
+            "origin_x": float(origin[0]), "origin_y": float(origin[1])}
+    return _Scene(hdus=hdus, truth=truth, info=info)
+
+
+def _binned_wcs(wcs):
+    """WCS of a 2x2-binned image: binned pixel b covers unbinned 2b and 2b + 1."""
+    out = wcs.deepcopy()
+    out.wcs.cd = wcs.wcs.cd * 2.0
+    crpix0 = wcs.wcs.crpix - 1.0
+    out.wcs.crpix = (crpix0 - 0.5) / 2.0 + 1.0
+    return out
+
+
+def _primary_header(exp: _Exposure, version: str, p: dict) -> fits.Header:
+    t = Time(exp.mjd, format="mjd", scale="utc")
+    date, time = t.isot.split("T")
+    h = fits.Header()
+    cards = [
+        ("ORIGIN", "stiscube.cte.simulate", "SIMULATED DATA, not an HST observation"),
+        ("DATE", Time.now().isot[:19], "date this file was written"),
+        ("FILENAME", f"{exp.rootname}_{version.lower()}.fits", "name of this file"),
+        ("FILETYPE", "SCI", "type of data found in data file"),
+        ("TELESCOP", "HST", "telescope used to acquire data"),
+        ("INSTRUME", "WFC3", "identifier for instrument used to acquire data"),
+        ("DETECTOR", "UVIS", "detector in use: UVIS or IR"),
+        ("ROOTNAME", exp.rootname, "rootname of the observation set"),
+        ("PROPOSID", exp.proposal, "PEP proposal identifier"),
+        ("LINENUM", f"{exp.visit}.{int(exp.exposure, 36):03d}", "proposal logsheet line"),
+        ("TARGNAME", _FIELDS[exp.target].targname, "proposer's target name"),
+        ("RA_TARG", _FIELDS[exp.target].ra, "right ascension of the target (deg) (J2000)"),
+        ("DEC_TARG", _FIELDS[exp.target].dec, "declination of the target (deg) (J2000)"),
+        ("OBSTYPE", "IMAGING", "observation type"),
+        ("APERTURE", "UVIS", "aperture name"),
+        ("FILTER", exp.filter, "element selected from filter wheel"),
+        ("EXPTIME", exp.exptime, "exposure duration (seconds)--calculated"),
+        ("EXPSTART", exp.mjd, "exposure start time (Modified Julian Date)"),
+        ("EXPEND", exp.mjd + exp.exptime / 86400.0, "exposure end time (MJD)"),
+        ("DATE-OBS", date, "UT date of start of observation (yyyy-mm-dd)"),
+        ("TIME-OBS", time[:8], "UT time of start of observation (hh:mm:ss)"),
+        ("POSTARG1", exp.postarg1, "POSTARG in axis 1 direction (arcsec)"),
+        ("POSTARG2", exp.postarg2, "POSTARG in axis 2 direction (arcsec)"),
+        ("PA_V3", (exp.orientat + 45.0) % 360.0, "position angle of V3-axis of HST (deg)"),
+        ("CCDAMP", "ABCD", "CCD amplifier read out configuration"),
+        ("CCDGAIN", 1.5, "commanded gain of CCD"),
+        ("BINAXIS1", 2 if exp.binned else 1, "axis1 data bin size in unbinned pixels"),
+        ("BINAXIS2", 2 if exp.binned else 1, "axis2 data bin size in unbinned pixels"),
+        ("SUBARRAY", tuple(p["shape"]) != (CHIP_NY, CHIP_NX), "data from a subarray"),
+        ("FLASHLVL", exp.flash, "post-flash level requested (e-/px)"),
+        ("FLASHSTA", exp.flashsta, "status: SUCCESSFUL, ABORTED, NOT PERFORMED"),
+        ("FLASHDUR", 0.1 * exp.flash, "exposure time of the post-flash (s)"),
+        ("CHINJECT", exp.chinject, "charge injection mode"),
+        ("PCTECORR", "COMPLETE" if version == "FLC" else "OMIT", "pixel-based CTE correction"),
+    ]
+    for key, value, comment in cards:
+        h[key] = (value, comment)
+    return h
+
+
+def _chip_hdus(chip, data, err, dq, wcs, ltv, exp: _Exposure) -> list[fits.ImageHDU]:
+    extver = CHIP_EXTVER[chip]
+    hdus = []
+    for name, arr, bunit in (("SCI", data, "ELECTRONS"), ("ERR", err, "ELECTRONS"),
+                             ("DQ", dq, "UNITLESS")):
+        h = fits.Header()
+        h["EXTNAME"] = (name, "extension name")
+        h["EXTVER"] = (extver, "extension version number")
+        h["CCDCHIP"] = (chip, "CCD chip (1 or 2)")
+        h["BUNIT"] = (bunit, "brightness units")
+        h["LTV1"] = (float(ltv[0]), "offset to subsection start: -x0 on the chip")
+        h["LTV2"] = (float(ltv[1]), "offset to subsection start: -y0 on the chip")
+        h["LTM1_1"] = (0.5 if exp.binned else 1.0, "reciprocal of sampling rate in X")
+        h["LTM2_2"] = (0.5 if exp.binned else 1.0, "reciprocal of sampling rate in Y")
+        if name == "SCI":
+            h["ORIENTAT"] = (exp.orientat, "position angle of image y axis (deg E of N)")
+            h["WCSNAME"] = ("SIMULATED", "header WCS with a deliberate pointing error")
+            h["CTYPE1"], h["CTYPE2"] = wcs.wcs.ctype
+            h["CRVAL1"], h["CRVAL2"] = (float(v) for v in wcs.wcs.crval)
+            h["CRPIX1"], h["CRPIX2"] = (float(v) for v in wcs.wcs.crpix)
+            cd = wcs.wcs.cd
+            h["CD1_1"], h["CD1_2"] = float(cd[0, 0]), float(cd[0, 1])
+            h["CD2_1"], h["CD2_2"] = float(cd[1, 0]), float(cd[1, 1])
+            h["RADESYS"] = "ICRS"
+            h["SATURATE"] = (FULL_WELL, "saturation level, e-")
+        hdus.append(fits.ImageHDU(data=arr, header=h))
+    return hdus
+
+
+# -- the campaign ------------------------------------------------------------------------
+def _check_choice(name: str, values: Sequence, allowed) -> tuple:
+    values = tuple(values)
+    bad = [v for v in values if v not in allowed]
+    if not values or bad:
+        msg = f"{name} must be a non-empty selection from {sorted(allowed)}, got {list(values)}"
+        raise ValueError(msg)
+    return values
+
+
+def simulate_campaign(
+    outdir: str | os.PathLike,
+    *,
+    seed: int = 0,
+    shape: tuple[int, int] = (CHIP_NY, 128),
+    n_stars: int = 400,
+    targets: Sequence[str] = ("ngc104", "ngc6791"),
+    n_epochs: int = 4,
+    epochs: Sequence[tuple[int, float]] | None = None,
+    filters: Sequence[str] = ("F502N",),
+    flashes: Sequence[int] = (0, 12),
+    exptimes: Sequence[float] = (348.0, 30.0),
+    ctecorr: Sequence[str] = ("FLT", "FLC"),
+    include_excluded: bool = True,
+    include_180: bool = True,
+    bad_files: bool = False,
+    pam: bool = False,
+    pointing_error: float = 2.0,
+    rotation_error: float = 0.02,
+    psf: str = "moffat",
+    fwhm: float = 1.8,
+    beta: float = 3.5,
+    read_noise: float = 3.0,
+    cr_rate: float = 2.5e-6,
+    loss_models: Mapping[str, LossModel] | None = None,
+    chip_dither_postarg2: float = (CHIP_NY + CHIP_GAP) * PIXEL_SCALE,
+    overwrite: bool = False,
+) -> SimulatedCampaign:
+    """Write a seeded simulated monitor campaign (see the module docstring for the model).
+
+    Parameters
+    ----------
+    outdir : path-like
+        Output directory; must be empty or absent unless *overwrite*.
+    seed : int
+        Seed of every random draw; equal seeds give identical files.
+    shape : (int, int)
+        Rows and columns of each chip's image: ``(2051, 4096)`` for full chips, smaller
+        for cut-outs centred on the field (their chip origin is kept in LTV1/LTV2).  The
+        default full-height strip keeps the whole range of transfers (0-2051) at a
+        sixteenth of the pixels; small squares such as ``(256, 256)`` suit unit tests.
+    n_stars : int
+        Stars in the densest field (NGC 104); sparser fields get fewer.
+    targets : sequence of str
+        Fields observed every epoch (``ngc104``, ``ngc6791``).
+    n_epochs : int
+        Epochs taken evenly from :data:`DEFAULT_SCHEDULE` (ignored if *epochs* given).
+    epochs : sequence of (proposal, MJD), optional
+        Explicit epochs.
+    filters, flashes, exptimes : sequences
+        Filters, post-flash levels (e-/px) and exposure times (s) of every epoch.
+    ctecorr : sequence of {"FLT", "FLC"}
+        Versions written of each exposure.
+    include_excluded : bool
+        Add the images the monitor must skip (charge injection, guide-star failure
+        visit, binned visit, failed flash, sub-dither).
+    include_180 : bool
+        Add the NGC 6583 180-degree same-chip set.
+    bad_files : bool
+        Add a corrupt, a truncated and a wrong-instrument file under ``data/bad``.
+    pam : bool
+        Scale star fluxes by a synthetic pixel-area map and write it under ``pam/``.
+    pointing_error : float
+        Standard deviation of the header WCS shift per axis, px.
+    rotation_error : float
+        Standard deviation of the header WCS rotation, deg.
+    psf : {"moffat", "gaussian"}
+    fwhm : float
+        PSF FWHM, px.
+    beta : float
+        Moffat index.
+    read_noise : float
+        e- per pixel.
+    cr_rate : float
+        Cosmic-ray events per pixel per second.
+    loss_models : mapping, optional
+        ``{"FLT": LossModel, "FLC": LossModel}``; default :data:`DEFAULT_LOSS_MODELS`.
+    chip_dither_postarg2 : float
+        POSTARG2 (arcsec) of the chip-1 pointing.
+    overwrite : bool
+        Remove an existing non-empty *outdir* first.
+
+    Returns
+    -------
+    SimulatedCampaign
+    """
+    ny, nx = (int(v) for v in shape)
+    if not (16 <= ny <= CHIP_NY and 16 <= nx <= CHIP_NX):
+        msg = f"shape must be (rows, columns) between (16, 16) and {(CHIP_NY, CHIP_NX)}, " \
+              f"got {tuple(shape)!r}"
+        raise ValueError(msg)
+    if n_stars < 1:
+        msg = f"n_stars must be >= 1, got {n_stars!r}"
+        raise ValueError(msg)
+    targets = _check_choice("targets", targets, {"ngc104", "ngc6791", "ngc6583"})
+    filters = _check_choice("filters", filters, set(_SKY))
+    versions = _check_choice("ctecorr", ctecorr, {"FLT", "FLC"})
+    for name, value in (("pointing_error", pointing_error), ("rotation_error", rotation_error),
+                        ("read_noise", read_noise), ("cr_rate", cr_rate)):
+        if not value >= 0:
+            msg = f"{name} must be >= 0, got {value!r}"
+            raise ValueError(msg)
+    if not fwhm > 0:
+        msg = f"fwhm must be > 0 px, got {fwhm!r}"
+        raise ValueError(msg)
+    if not list(flashes) or any(int(f) != f or f < 0 for f in flashes):
+        msg = f"flashes must be non-negative integers (e-/px), got {list(flashes)!r}"
+        raise ValueError(msg)
+    if not list(exptimes) or any(not t > 0 for t in exptimes):
+        msg = f"exptimes must be positive seconds, got {list(exptimes)!r}"
+        raise ValueError(msg)
+    if epochs is None:
+        if not 1 <= n_epochs <= len(DEFAULT_SCHEDULE):
+            msg = f"n_epochs must be between 1 and {len(DEFAULT_SCHEDULE)}, got {n_epochs!r}"
+            raise ValueError(msg)
+        idx = np.unique(np.rint(np.linspace(0, len(DEFAULT_SCHEDULE) - 1, n_epochs)).astype(int))
+        epochs = [DEFAULT_SCHEDULE[i] for i in idx]
+    epochs = [(int(pr), float(mjd)) for pr, mjd in epochs]
+    models = dict(DEFAULT_LOSS_MODELS if loss_models is None else loss_models)
+    missing = [v for v in versions if v not in models]
+    if missing:
+        msg = f"loss_models must give a LossModel for {missing}"
+        raise ValueError(msg)
+    root = Path(outdir)
+    if root.exists() and any(root.iterdir()):
+        if not overwrite:
+            msg = f"{root} exists and is not empty; pass overwrite=True to replace it"
+            raise FileExistsError(msg)
+        shutil.rmtree(root)
+    for sub in ("data", "catalogs", "truth"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+
+    params = {"shape": (ny, nx), "pointing_error": float(pointing_error),
+              "rotation_error": float(rotation_error), "psf": psf, "fwhm": float(fwhm),
+              "beta": float(beta), "read_noise": float(read_noise), "cr_rate": float(cr_rate),
+              "pam": bool(pam), "loss_models": models}
+    rng = np.random.default_rng([seed, 1])
+    plan = _plan(targets=targets, epochs=epochs, filters=filters, flashes=flashes,
+                 exptimes=exptimes, versions=versions, dither=float(chip_dither_postarg2),
+                 include_excluded=include_excluded, include_180=include_180, rng=rng)
+    all_targets = sorted({e.target for e in plan})
+    reference_exptime = float(max(exptimes))
+    catalogs = {}
+    for t in all_targets:
+        n = max(1, round(n_stars * _FIELDS[t].density))
+        catalogs[t] = make_catalog(t, n, shape=(ny, nx), seed=seed,
+                                   reference_exptime=reference_exptime)
+        catalogs[t].write(root / "catalogs" / f"{t}.ecsv", format="ascii.ecsv", overwrite=True)
+
+    rows, truth_parts = [], {t: [] for t in all_targets}
+    for index, exp in enumerate(plan):  # loop over exposures (files), not pixels or stars
+        scene = _render(exp, catalogs[exp.target], params, seed, index)
+        folder = root / "data" / str(exp.proposal)
+        folder.mkdir(exist_ok=True)
+        for version, hdul in scene.hdus.items():
+            name = f"{exp.rootname}_{version.lower()}"
+            path = folder / f"{name}.fits"
+            hdul.writeto(path, overwrite=True)
+            rows.append({
+                "image": name, "path": str(path.relative_to(root)), "rootname": exp.rootname,
+                "ctecorr": version, "target": exp.target, "proposal": exp.proposal,
+                "visit": exp.visit, "filter": exp.filter, "flash": exp.flash,
+                "flashsta": exp.flashsta, "exptime": exp.exptime, "mjd": exp.mjd,
+                "chip": exp.field_chip, "orientat": exp.orientat, "postarg1": exp.postarg1,
+                "postarg2": exp.postarg2, **scene.info, "expected_skip": exp.expected_skip,
+            })
+            truth_parts[exp.target].append((name, scene.truth[version]))
+        logger.info("simulated %s (%s)", exp.rootname, ", ".join(scene.hdus))
+
+    images = pd.DataFrame(rows)
+    Table.from_pandas(images).write(root / "truth" / "images.ecsv", format="ascii.ecsv",
+                                    overwrite=True)
+    for t, parts in truth_parts.items():
+        _write_truth(root / "truth" / f"{t}.nc", t, catalogs[t], parts)
+    bad = _write_bad_files(root, plan, seed) if bad_files else {}
+    pam_dir = _write_pams(root / "pam") if pam else None
+    _write_lossmodel(root / "truth" / "lossmodel.json", models)
+    parameters = {k: v for k, v in params.items() if k != "loss_models"}
+    parameters.update(seed=int(seed), n_stars=int(n_stars), targets=list(targets),
+                      epochs=epochs, filters=list(filters), flashes=[int(f) for f in flashes],
+                      exptimes=[float(e) for e in exptimes], ctecorr=list(versions),
+                      include_excluded=include_excluded, include_180=include_180,
+                      chip_dither_postarg2=float(chip_dither_postarg2), version=__version__)
+    parameters["shape"] = [ny, nx]
+    summary = {"parameters": parameters, "bad_files": bad,
+               "expected_skips": {r["path"]: r["expected_skip"] for r in rows
+                                  if r["expected_skip"]}}
+    (root / "truth" / "campaign.json").write_text(json.dumps(summary, indent=2))
+    logger.info("simulated campaign: %d image files in %s", len(rows), root)
+    return SimulatedCampaign(root=root, images=images, bad_files=bad, loss_models=models,
+                             seed=int(seed), shape=(ny, nx), pam_dir=pam_dir,
+                             parameters=parameters)
+
+
+def _write_truth(path: Path, target: str, catalog: Table, parts) -> None:
+    names = [name for name, _ in parts]
+    data = {}
+    for key in ("x", "y", "flux_true", "transfers", "loss", "flux_expected", "on_image"):
+        data[key] = (("image", "star"), np.stack([t[key] for _, t in parts]))
+    ds = xr.Dataset(data, coords={"image": np.array(names, dtype=object),
+                                  "star": np.asarray(catalog["master_id"], np.int64)})
+    meta = {
+        "x": ("px", "true 0-based x on the field chip (full-chip coordinates)"),
+        "y": ("px", "true 0-based y on the field chip (full-chip coordinates)"),
+        "flux_true": ("electron", "true flux before CTE loss"),
+        "transfers": ("1", "parallel transfers: y on chip 2, 2051 - y on chip 1"),
+        "loss": ("1", "injected loss L: fraction of flux lost per 2048 transfers"),
+        "flux_expected": ("electron", "flux_true * (1 - loss * transfers / 2048) / PAM"),
+        "on_image": ("1", "star centre inside the written image"),
+    }
+    for key, (units, long_name) in meta.items():
+        ds[key].attrs.update(units=units, long_name=long_name)
+    ds["on_image"] = ds["on_image"].astype(np.int8)
+    ds["on_image"].attrs.update(units="1", long_name=meta["on_image"][1])
+    ds.attrs.update(target=target, description="truth of the simulated campaign")
+    ds.to_netcdf(path, engine="h5netcdf")
+
+
+def _write_lossmodel(path: Path, models: Mapping[str, LossModel]) -> None:
+    doc = {
+        "formula": "L = c0 + c1 x + c2 x^2 + c3 t + c4 x t + c5 b + c6 b x; "
+                   "x = log10(flux / 1000 e-), t = (mjd - 55000) / 365.25, "
+                   "b = log10(1 + background e-/px); kept fraction 1 - L n / 2048",
+        "basis_terms": list(BASIS_TERMS),
+        "mjd_origin": MJD_ORIGIN,
+        "flux_scale": FLUX_SCALE,
+        "coefficients": {v: {t: float(m.coefficients.get(t, 0.0)) for t in BASIS_TERMS}
+                         for v, m in models.items()},
+    }
+    path.write_text(json.dumps(doc, indent=2))
+
+
+def _write_pams(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:CHIP_NY, 0:CHIP_NX]
+    for chip in (1, 2):
+        hdu = fits.PrimaryHDU(_pam_value(chip, xx, yy).astype(np.float32))
+        hdu.header["ORIGIN"] = ("stiscube.cte.simulate", "SIMULATED pixel-area map")
+        hdu.header["CCDCHIP"] = chip
+        hdu.writeto(folder / f"UVIS{chip}wfc3_map.fits", overwrite=True)
+    return folder
+
+
+def _write_bad_files(root: Path, plan: list[_Exposure], seed: int) -> dict[str, str]:
+    folder = root / "data" / "bad"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([seed, 99])
+    out = {}
+    corrupt = folder / "ibadcorrq_flt.fits"
+    corrupt.write_bytes(rng.integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    out[str(corrupt.relative_to(root))] = "InvalidImageError"
+    good = next(e for e in plan if not e.expected_skip)
+    source = root / "data" / str(good.proposal) / f"{good.rootname}_flt.fits"
+    if not source.exists():
+        source = source.with_name(f"{good.rootname}_flc.fits")
+    truncated = folder / "ibadtrunq_flt.fits"
+    raw = source.read_bytes()
+    truncated.write_bytes(raw[: int(len(raw) * 0.6)])
+    out[str(truncated.relative_to(root))] = "InvalidImageError"
+    wrong = folder / "ibadinstq_flt.fits"
+    with fits.open(source) as hdul:
+        hdul[0].header["INSTRUME"] = "ACS"
+        hdul[0].header["DETECTOR"] = "WFC"
+        hdul[0].header["ROOTNAME"] = "ibadinstq"
+        hdul.writeto(wrong, overwrite=True)
+    out[str(wrong.relative_to(root))] = "WrongInstrumentError"
+    return out
+
+
+def load_campaign(root: str | os.PathLike) -> SimulatedCampaign:
+    """Re-open a campaign written by :func:`simulate_campaign` (its truth and summary)."""
+    root = Path(root)
+    summary_path = root / "truth" / "campaign.json"
+    if not summary_path.exists():
+        msg = f"{root} does not hold a simulated campaign (no truth/campaign.json)"
+        raise FileNotFoundError(msg)
+    summary = json.loads(summary_path.read_text())
+    images = Table.read(root / "truth" / "images.ecsv", format="ascii.ecsv").to_pandas()
+    images["expected_skip"] = images["expected_skip"].fillna("").astype(str)
+    doc = json.loads((root / "truth" / "lossmodel.json").read_text())
+    models = {v: LossModel(c) for v, c in doc["coefficients"].items()}
+    pam_dir = root / "pam"
+    params = summary["parameters"]
+    return SimulatedCampaign(root=root, images=images, bad_files=summary["bad_files"],
+                             loss_models=models, seed=int(params["seed"]),
+                             shape=tuple(params["shape"]),
+                             pam_dir=pam_dir if pam_dir.exists() else None,
+                             parameters=params)
+

@@ -290,8 +290,9 @@ def measure_loss(
         transfers), ``n_stars``, ``n_clipped``, ``loss_linear``, ``slope``,
         ``slope_err`` (1/transfer), ``intercept``, ``intercept_err``, ``rms``,
         ``flux`` (e-), ``log_flux_var`` (dex^2), ``background`` (e-/px),
-        ``transfers_mean`` (mean denominator transfers), ``loss_fixed``,
-        ``loss_fixed_err``, ``loss_fixed_effect``.  Coordinates: ``pair`` and the
+        ``transfers_mean`` (mean denominator transfers), ``flux_min``, ``flux_max``
+        (e-, observed mean flux range of the stars used), ``slope_fixed``,
+        ``loss_fixed``, ``loss_fixed_err``, ``loss_fixed_effect``.  Coordinates: ``pair`` and the
         pair's ``target``, ``filter``, ``flash``, ``exptime_class``, ``exptime``,
         ``mjd``, ``ctecorr``, ``proposal``, ``visit``, ``kind``, ``image_num``,
         ``image_den``; ``flux_bin`` with ``flux_bin_lo``, ``flux_bin_hi`` (e-);
@@ -377,7 +378,8 @@ def measure_loss(
         "rms": (np.where(enough, fit.rms, np.nan), "1", "rms of the ratio about the fit"),
         "transfers_mean": (fit.x_mean, "1", "mean denominator transfers of the stars used"),
         **stats,
-        **{k: (v, "1", _PIVOT_DOC[k]) for k, v in pivot_vars.items()},
+        **{k: (v, "1 / transfer" if k.startswith("slope") else "1", _PIVOT_DOC[k])
+           for k, v in pivot_vars.items()},
     }
     data_vars = {
         name: (("pair", "flux_bin", "aperture"), np.reshape(values, shape),
@@ -392,6 +394,7 @@ def measure_loss(
 
 
 _PIVOT_DOC = {
+    "slope_fixed": "slope of the fit forced through ratio 1 at pivot_transfers (1/transfer)",
     "loss_fixed": "loss from the fit forced through ratio 1 at pivot_transfers",
     "loss_fixed_err": "1-sigma uncertainty of loss_fixed",
     "loss_fixed_effect": "loss_fixed - loss: systematic uncertainty of the crossing point",
@@ -444,6 +447,7 @@ def _pivot_loss(cell, flat, keep, n_cells, pivot_transfers, enough):
     center = np.full(n_cells, float(pivot_transfers))
     a, dadb = invert_ratio_slope(cell, flat["x"], flat["total"], keep, slope, center, n_cells)
     return {
+        "slope_fixed": np.where(enough, slope, np.nan),
         "loss_fixed": np.where(enough, 2048.0 * a, np.nan),
         "loss_fixed_err": np.where(enough, 2048.0 * np.abs(dadb) * slope_err, np.nan),
     }

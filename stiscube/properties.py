@@ -1,0 +1,328 @@
+"""Per-pixel properties of a set of STIS CCD dark frames (one anneal period).
+
+:func:`compute_properties` validates dark FLT files, stacks them lazily with dask and
+returns an :class:`xarray.Dataset` of five ``(row, col)`` properties; nothing is read or
+computed until the result is (``.compute()``, ``.load()``, ``.to_zarr()``, ...).
+:func:`properties_from_stack` does the same for a stack made by
+:func:`stiscube.darks.open_darks`.  The arithmetic lives in the numpy kernel
+:func:`stiscube._kernels.pixel_properties`, applied per block of pixels with
+``xarray.apply_ufunc(..., dask="parallelized")``.
+
+Definitions (for one pixel, sums over its *kept* samples ``i``: frames whose ``SCI`` and
+``ERR`` are finite with ``ERR > 0``, whose ``DQ`` has no bit of ``dq_mask``, and that are
+not rejected as cosmic rays; ``e_i = gain_i * SCI_i`` and ``E_i = gain_i * ERR_i`` in
+electrons, ``t_i`` the exposure time in seconds, ``r_i = e_i / t_i``):
+
+``sci_mean`` [e-/s]
+    ``sum(e_i) / sum(t_i)``: mean dark rate (exposure-weighted mean of ``r_i``).
+``err_mean`` [e-/s]
+    ``sum(E_i) / sum(t_i)``: the same mean of the ERR arrays.
+``stability`` [1]
+    ``sqrt(sum(((r_i - sci_mean) / (E_i / t_i))**2) / (m - 1))`` with ``m`` kept samples:
+    the reduced-chi spread of the rates about their mean; about 1 for a steady pixel,
+    large for a flickering pixel or one whose rate stepped during the period.
+``nan_count`` [count]
+    ``n - m``: samples excluded (NaN or non-positive ERR, DQ-masked, or cosmic ray).
+``readnoise`` [e-]
+    ``sqrt(sum(max(E_i**2 - max(e_i, 0), 0)) / m)``: read noise from the error model
+    ``ERR**2 = RN**2 + signal`` (electrons), its variance averaged over the kept frames.
+
+Cosmic rays are rejected by one-sided per-pixel sigma clipping about the median rate with
+the noise model ``sqrt(RN_i**2 + c t_i)``; a level recurring in enough frames (a
+flickering pixel's upper state, a pixel that turned hot during the period) is kept as
+a state of the pixel (details in :func:`stiscube._kernels.reject_cosmic_rays`).
+
+Scheduling: the result is lazy.  Computing it uses dask's current scheduler: the
+threaded scheduler unless a ``dask.distributed`` client has been made the default.
+With ``client=`` the work is submitted to that client at once (``client.persist``) and
+the returned Dataset holds its futures.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from stiscube import _kernels
+from stiscube._dates import describe_mjd
+from stiscube._dqbits import DEFAULT_DARK_DQ_MASK
+from stiscube.anneals import AnnealPeriod
+from stiscube.darks import DarkFrame, check_darks, open_darks
+
+__all__ = [
+    "DEFAULT_DQ_MASK",
+    "PROPERTIES",
+    "PROPERTY_ATTRS",
+    "compute_properties",
+    "properties_from_stack",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Property names, in the order of the seed's database columns.
+PROPERTIES: tuple[str, ...] = ("stability", "sci_mean", "err_mean", "nan_count", "readnoise")
+#: Default DQ mask (bits 1, 2, 256, 8192), see :mod:`stiscube._dqbits`.
+DEFAULT_DQ_MASK: int = DEFAULT_DARK_DQ_MASK
+
+#: ``units``, ``long_name`` and ``definition`` attributes of each property.
+PROPERTY_ATTRS: dict[str, dict[str, str]] = {
+    "sci_mean": {
+        "units": "electron / s",
+        "long_name": "mean dark rate",
+        "definition": (
+            "sum(e_i) / sum(t_i) over kept samples i, e_i = ATODGAIN_i * SCI_i (electrons), "
+            "t_i = TEXPTIME_i (s): the exposure-weighted mean dark rate"
+        ),
+    },
+    "err_mean": {
+        "units": "electron / s",
+        "long_name": "mean error rate",
+        "definition": (
+            "sum(E_i) / sum(t_i) over kept samples i, E_i = ATODGAIN_i * ERR_i (electrons): "
+            "the exposure-weighted mean of the per-frame error rates E_i / t_i"
+        ),
+    },
+    "stability": {
+        "units": "1",
+        "long_name": "reduced-chi spread of the dark rate",
+        "definition": (
+            "sqrt(sum(((r_i - sci_mean) / (E_i / t_i))**2) / (m - 1)) over the m kept "
+            "samples, r_i = e_i / t_i; about 1 for a steady pixel; NaN if m < 2"
+        ),
+    },
+    "nan_count": {
+        "units": "1",
+        "long_name": "number of excluded samples",
+        "definition": (
+            "n - m: samples with non-finite SCI or ERR or ERR <= 0, DQ & dq_mask != 0, or "
+            "rejected as cosmic rays by per-pixel sigma clipping"
+        ),
+    },
+    "readnoise": {
+        "units": "electron",
+        "long_name": "read noise",
+        "definition": (
+            "sqrt(sum(max(E_i**2 - max(e_i, 0), 0)) / m) over the m kept samples: the read "
+            "noise of the error model ERR**2 = RN**2 + signal (electrons)"
+        ),
+    },
+}
+
+_OUTPUT_ORDER = ("sci_mean", "err_mean", "stability", "nan_count", "readnoise")
+_OUTPUT_DTYPES = (np.float32, np.float32, np.float32, np.int32, np.float32)
+#: Target number of samples (frames x pixels) per dask block: 4 Mi float32 = 16 MiB.
+_BLOCK_SAMPLES = 1 << 22
+
+
+def _check_row_chunk(row_chunk: Any) -> None:
+    if row_chunk is None:
+        return
+    if isinstance(row_chunk, bool) or not isinstance(row_chunk, int | np.integer) or row_chunk < 1:
+        msg = f"row_chunk must be an integer >= 1 or None, got {row_chunk!r}"
+        raise ValueError(msg)
+
+
+def _auto_row_chunk(n_frames: int, shape: tuple[int, int]) -> int:
+    """Rows per block so that a block holds about ``_BLOCK_SAMPLES`` samples."""
+    return int(max(1, min(shape[0], _BLOCK_SAMPLES // max(1, n_frames * shape[1]))))
+
+
+def properties_from_stack(
+    stack: xr.Dataset,
+    *,
+    dq_mask: int = DEFAULT_DQ_MASK,
+    cr_sigma: float = 5.0,
+    maxiters: int = 10,
+    state_fraction: float = 0.15,
+    min_state: int = 4,
+    state_sigma: float = 3.0,
+) -> xr.Dataset:
+    """The five properties of a stack from :func:`stiscube.darks.open_darks` (lazy).
+
+    Parameters
+    ----------
+    stack : xarray.Dataset
+        Variables ``sci``, ``err``, ``dq`` with dims ``(frame, row, col)`` and frame
+        coordinates ``exptime`` (s) and ``gain`` (e-/count).  A stack chunked along
+        ``frame`` is rechunked to one chunk along ``frame``.
+    dq_mask : int
+        DQ bits that exclude a sample (default bits 1, 2, 256 and 8192).
+    cr_sigma : float
+        Cosmic-ray clipping threshold, in standard deviations (one-sided).
+    maxiters : int
+        Maximum clipping iterations.
+    state_fraction, min_state, state_sigma : float, int, float
+        A level recurring in at least ``max(min_state, ceil(state_fraction * n))`` frames
+        and consistent within ``state_sigma`` is a state of the pixel, not cosmic rays.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``stability``, ``sci_mean``, ``err_mean``, ``nan_count``, ``readnoise`` with dims
+        ``(row, col)`` and attrs ``units``, ``long_name``, ``definition``; the frame
+        coordinates of the stack (``rootname``, ``exptime``, ``start``, ...) are kept
+        along ``frame``; the options are recorded in the Dataset attrs.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For invalid options (the message names the parameter) or a stack without the
+        needed variables and coordinates.
+    """
+    options = _kernels.validate_options(
+        dq_mask=dq_mask,
+        cr_sigma=cr_sigma,
+        maxiters=maxiters,
+        state_fraction=state_fraction,
+        min_state=min_state,
+        state_sigma=state_sigma,
+    )
+    missing = [v for v in ("sci", "err", "dq", "exptime", "gain") if v not in stack.variables]
+    if missing:
+        msg = (
+            f"stack lacks {missing}; expected a Dataset from stiscube.darks.open_darks with "
+            "variables sci, err, dq and frame coordinates exptime, gain"
+        )
+        raise ValueError(msg)
+    for var in ("sci", "err", "dq"):
+        if set(stack[var].dims) != {"frame", "row", "col"}:
+            msg = f"stack[{var!r}] must have dims (frame, row, col), got {stack[var].dims}"
+            raise ValueError(msg)
+    if stack.chunks and len(stack.chunks.get("frame", ())) > 1:
+        stack = stack.chunk({"frame": -1})
+    outputs = xr.apply_ufunc(
+        _kernels.pixel_properties,
+        stack["sci"],
+        stack["err"],
+        stack["dq"],
+        stack["exptime"],
+        stack["gain"],
+        input_core_dims=[["frame"]] * 5,
+        output_core_dims=[[]] * 5,
+        dask="parallelized",
+        output_dtypes=list(_OUTPUT_DTYPES),
+        kwargs={"axis": -1, **options},
+        keep_attrs=False,
+    )
+    data = {}
+    for name, array in zip(_OUTPUT_ORDER, outputs, strict=True):
+        array = array.drop_vars([c for c in array.coords if c not in ("row", "col")])
+        data[name] = array.assign_attrs(PROPERTY_ATTRS[name])
+    frame_coords = {
+        name: coord.variable for name, coord in stack.coords.items() if coord.dims == ("frame",)
+    }
+    from stores._version import __version__
+
+    attrs = {
+        "title": "STIS CCD pixel properties from dark frames",
+        "n_frames": int(stack.sizes["frame"]),
+        "software": f"stiscube {__version__}",
+        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **{f"option_{k}": v for k, v in options.items()},
+    }
+    if "start_mjd" in stack.coords and stack.sizes["frame"]:
+        attrs["first_frame_start_mjd"] = float(stack["start_mjd"].min())
+        attrs["last_frame_start_mjd"] = float(stack["start_mjd"].max())
+    if "simulated" in stack.attrs:
+        attrs["simulated_input"] = int(stack.attrs["simulated"])
+    ds = xr.Dataset({name: data[name] for name in PROPERTIES}, coords=frame_coords, attrs=attrs)
+    return ds
+
+
+def compute_properties(
+    files: Iterable[str | os.PathLike[str] | DarkFrame],
+    *,
+    period: AnnealPeriod | None = None,
+    start: Any = None,
+    end: Any = None,
+    client: Any = None,
+    row_chunk: int | None = None,
+    dq_mask: int = DEFAULT_DQ_MASK,
+    cr_sigma: float = 5.0,
+    maxiters: int = 10,
+    state_fraction: float = 0.15,
+    min_state: int = 4,
+    state_sigma: float = 3.0,
+) -> xr.Dataset:
+    """Per-pixel properties of one set of STIS CCD dark FLT files (lazy Dataset).
+
+    Parameters
+    ----------
+    files : iterable of path or DarkFrame
+        The dark frames of one anneal period.  All files are validated (headers only)
+        before anything is read or computed.
+    period : AnnealPeriod, optional
+        The anneal period the frames belong to: every exposure must start within it,
+        and its number and dates are recorded in the attrs.  Exclusive with start/end.
+    start, end : date, optional
+        The same check with explicit bounds (``start <= TEXPSTRT < end``).
+    client : dask.distributed.Client, optional
+        Submit the computation to this client now (``client.persist``); the result
+        holds its futures.  Default: stay lazy (computing uses dask's current scheduler,
+        the threaded one unless a distributed client is the default).
+    row_chunk : int, optional
+        Rows per dask block (all frames and columns in a block).  Default: about 4 Mi
+        samples per block (68 rows for 60 full frames).
+    dq_mask, cr_sigma, maxiters, state_fraction, min_state, state_sigma
+        See :func:`properties_from_stack`.
+
+    Returns
+    -------
+    xarray.Dataset
+        See :func:`properties_from_stack`; plus attrs ``anneal_number``,
+        ``period_start_mjd`` and ``period_end_mjd`` when a period is given.
+
+    Raises
+    ------
+    InvalidDarkError, IncompatibleDarksError
+        For bad files (see :func:`stiscube.darks.check_darks`).
+    ValueError, TypeError
+        For invalid options, naming the parameter.
+    """
+    options = _kernels.validate_options(
+        dq_mask=dq_mask,
+        cr_sigma=cr_sigma,
+        maxiters=maxiters,
+        state_fraction=state_fraction,
+        min_state=min_state,
+        state_sigma=state_sigma,
+    )
+    _check_row_chunk(row_chunk)
+    if period is not None:
+        if start is not None or end is not None:
+            msg = "give either period or start/end, not both"
+            raise ValueError(msg)
+        if not isinstance(period, AnnealPeriod):
+            msg = f"period must be a stiscube.anneals.AnnealPeriod, got {type(period).__name__}"
+            raise TypeError(msg)
+        start, end = period.start_mjd, period.end_mjd
+    if client is not None and not hasattr(client, "persist"):
+        msg = f"client must be a dask.distributed.Client, got {type(client).__name__}"
+        raise TypeError(msg)
+    frames = check_darks(files, start=start, end=end)
+    rows = row_chunk or _auto_row_chunk(len(frames), frames[0].shape)
+    stack = open_darks(frames, chunks={"frame": -1, "row": rows, "col": -1})
+    ds = properties_from_stack(stack, **options)
+    if period is not None:
+        ds.attrs.update(
+            anneal_number=int(period.number),
+            period_start_mjd=float(period.start_mjd),
+            period_end_mjd=float(period.end_mjd),
+        )
+    logger.info(
+        "properties of %d darks (%s to %s), %s pixels, row blocks of %d",
+        len(frames),
+        describe_mjd(frames[0].start_mjd),
+        describe_mjd(frames[-1].start_mjd),
+        "x".join(map(str, frames[0].shape)),
+        rows,
+    )
+    if client is not None:
+        ds = client.persist(ds)
+    return ds

@@ -1,0 +1,826 @@
+"""Seeded synthetic STIS CCD dark frames over a sequence of anneal periods, with their truth.
+
+:func:`simulate_darks` writes, into one directory:
+
+- ``<rootname>_flt.fits`` — one file per dark, shaped like a calibrated STIS CCD dark
+  (FLT): a primary header with ``INSTRUME='STIS'``, ``DETECTOR='CCD'``,
+  ``TARGNAME='DARK'``, a 9-character ``ROOTNAME``, ``TEXPSTRT``/``TEXPEND`` (MJD),
+  ``TEXPTIME``, ``CCDGAIN``, ``ATODGAIN``, ``CCDAMP='D'``, ``BINAXIS1/2``, ``SUBARRAY``,
+  ``NEXTEND=3``, and three image extensions ``SCI`` (float32, counts), ``ERR`` (float32,
+  counts) and ``DQ`` (int16) with ``EXTNAME``/``EXTVER``.  Every file says it is
+  simulated (``SIMULATE = T``); frames smaller than the 1024 x 1024 CCD are labelled as
+  simulated cut-outs (``SUBARRAY = T``, ``SIZAXIS1/2``, ``CENTERA1/2``, and a comment);
+- ``anneal_periods.ecsv`` — the simulated anneal-period table (STScI columns, with
+  ``meta: simulated: true``);
+- ``truth/period_NNNN.nc`` — the truth of each period (netCDF, see below);
+- ``simulation.json`` — the parameters, the seed and the list of files, which
+  :func:`load_simulation` reads back.
+
+Physics (per pixel ``(y, x)``, per frame ``i`` of exposure time ``t_i`` in seconds)
+-------------------------------------------------------------------------------------
+True dark rate, electrons per second::
+
+    R_i = D + H * a_i + F * s_i
+
+- ``D`` — normal dark current, log-normal about ``dark_rate`` (a few 1e-3 e-/s) with
+  log-scatter ``dark_rate_scatter``; constant in time.
+- ``H`` — hot-pixel excess rate, log-uniform in ``hot_rate_range`` (e-/s).  Hot pixels
+  are created at ``hot_per_day`` per day per 1024 x 1024 pixels (Poisson; scaled by area
+  for smaller frames), at onset times uniform over the period, and ``a_i`` is the
+  fraction of exposure ``i`` after the onset (0 before, 1 after).  A fraction
+  ``initial_hot_fraction`` of the pixels is hot from before the first period.  At each
+  anneal (period boundary) each hot pixel heals (``H -> 0``) with probability
+  ``heal_fraction``; the others stay hot, so the hot population grows slowly.
+- ``F`` — flickering (two-level, random-telegraph) pixels: a fixed fraction
+  ``flicker_fraction`` of pixels, never hot, with amplitude ``F`` log-uniform in
+  ``flicker_amplitude_range`` (e-/s) and state ``s_i`` = 1 (high) with probability
+  ``q`` (the pixel's duty cycle, uniform in ``flicker_duty_range``), independently
+  from frame to frame.
+
+Electrons collected, with read noise ``RN`` (e-, per pixel: ``readnoise`` times
+``1 + readnoise_scatter * N(0, 1)``) and gain ``g = ATODGAIN`` (e-/count)::
+
+    N_i   = Poisson(R_i * t_i) + RN * Normal(0, 1) + C_i
+    SCI_i = N_i / g                                              [counts, float32]
+    ERR_i = sqrt(RN**2 + max(g * SCI_i, 0)) / g                  [counts, float32]
+
+The error model is the calstis one (``sigma = sqrt(signal * gain + readnoise**2)``
+electrons) evaluated from the recorded ``SCI`` like the pipeline does, with each
+pixel's true ``RN``; so ``ERR**2 = RN**2 + signal`` in electrons holds exactly and the
+``readnoise`` property recovers the truth.  (On real data calstis uses one read noise
+per amplifier, which is then what the property returns.)
+
+- Cosmic rays ``C_i``: each pixel is hit with probability ``cr_rate * t_i`` per
+  exposure; a hit deposits a log-normal number of electrons (median
+  ``cr_electrons_median``, log-scatter ``cr_electrons_sigma``, floored at
+  ``cr_electrons_min``), in that one pixel only (no charge-spread tails).  Cosmic rays
+  are **not** flagged in DQ: a single FLT dark has no CR flags (calstis sets DQ 8192
+  only when combining CR-split exposures); they are found by the per-pixel sigma
+  clipping of :mod:`stiscube.properties` and recorded in the truth.
+- NaN samples: a fraction ``nan_fraction`` of samples has ``SCI = ERR = NaN``.
+- Lost-data samples: a fraction ``fill_fraction`` of samples is fill (``SCI = 0``,
+  ``ERR = RN/g``) flagged ``DQ = 2``, which the default DQ mask excludes.
+- Static blemishes: a fraction ``blemish_fraction`` of pixels carries ``DQ = 1024``
+  (small blemish) in every frame; the default mask does *not* exclude it.
+- NaN, lost-data and cosmic-ray samples never coincide.
+
+Exposures: ``frames_per_period`` darks per period spread evenly over it (one per slot,
+at a random time inside the slot), ``round(short_fraction * n)`` of them of
+``short_exptime`` seconds and the rest of ``exptime`` seconds (as in the real programme,
+1100 s with some 60 s).
+
+Truth file of one period (``truth/period_NNNN.nc``), dims ``frame, y, x``
+--------------------------------------------------------------------------
+``dark_rate`` (``D``, e-/s), ``readnoise`` (``RN``, e-), ``hot_rate`` (``H`` of the
+pixels hot at any time in the period, else 0, e-/s), ``hot_onset_mjd`` (onset, ``-inf``
+for pixels hot from before the simulation, NaN if not hot), ``flicker_amplitude`` (``F``,
+e-/s), ``flicker_duty`` (``q``), ``events`` (frame, y, x; bits 1 = cosmic ray, 2 = NaN
+sample, 4 = lost-data sample, 8 = flicker high state), ``cr_electrons`` is not stored;
+``mean_rate`` (the exposure-weighted mean true rate over all frames of the period,
+``sum_i R_i t_i / sum_i t_i``, e-/s), ``n_cosmic_rays``, ``n_nan``, ``n_fill`` (counts per
+pixel), ``blemish`` (bool), and per-frame coordinates ``rootname``, ``exptime`` (s),
+``start_mjd``, ``end_mjd``, ``gain``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from stiscube._dates import describe_mjd, mjd_to_datetime64, to_mjd
+from stiscube.anneals import AnnealPeriod, AnnealTable, format_exposure_mix
+
+__all__ = [
+    "EVENT_COSMIC_RAY",
+    "EVENT_FILL",
+    "EVENT_FLICKER_HIGH",
+    "EVENT_NAN",
+    "FULL_SHAPE",
+    "DarkPhysics",
+    "SimulatedDarks",
+    "load_simulation",
+    "simulate_darks",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Shape (rows, columns) of a full STIS CCD FLT frame.
+FULL_SHAPE: tuple[int, int] = (1024, 1024)
+#: Bits of the truth ``events`` array.
+EVENT_COSMIC_RAY, EVENT_NAN, EVENT_FILL, EVENT_FLICKER_HIGH = 1, 2, 4, 8
+
+_DQ_FILL = 2
+_DQ_SMALL_BLEMISH = 1024
+_FULL_PIXELS = FULL_SHAPE[0] * FULL_SHAPE[1]
+_MANIFEST = "simulation.json"
+_TABLE = "anneal_periods.ecsv"
+_TRUTH_DIR = "truth"
+_SECONDS_PER_DAY = 86400.0
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+@dataclass(frozen=True)
+class DarkPhysics:
+    """Physical parameters of the simulated darks (see the module docstring).
+
+    Rates are in e-/s, times in seconds, charges in electrons, fractions in [0, 1].
+    """
+
+    dark_rate: float = 0.004
+    dark_rate_scatter: float = 0.3
+    readnoise: float = 6.0
+    readnoise_scatter: float = 0.02
+    ccdgain: int = 1
+    atodgain: float = 1.0
+    exptime: float = 1100.0
+    short_exptime: float = 60.0
+    short_fraction: float = 0.1
+    hot_per_day: float = 100.0
+    initial_hot_fraction: float = 0.002
+    hot_rate_range: tuple[float, float] = (0.1, 10.0)
+    heal_fraction: float = 0.8
+    flicker_fraction: float = 0.002
+    flicker_amplitude_range: tuple[float, float] = (0.05, 1.0)
+    flicker_duty_range: tuple[float, float] = (0.3, 0.7)
+    cr_rate: float = 2e-5
+    cr_electrons_median: float = 1000.0
+    cr_electrons_sigma: float = 0.5
+    cr_electrons_min: float = 300.0
+    nan_fraction: float = 1e-4
+    fill_fraction: float = 1e-4
+    blemish_fraction: float = 5e-4
+
+    def __post_init__(self) -> None:
+        positive = ("dark_rate", "readnoise", "atodgain", "exptime", "short_exptime")
+        for name in positive:
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                msg = f"{name} must be > 0, got {value!r}"
+                raise ValueError(msg)
+        non_negative = (
+            "dark_rate_scatter",
+            "readnoise_scatter",
+            "hot_per_day",
+            "cr_rate",
+            "cr_electrons_sigma",
+            "cr_electrons_min",
+            "cr_electrons_median",
+        )
+        for name in non_negative:
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                msg = f"{name} must be >= 0, got {value!r}"
+                raise ValueError(msg)
+        fractions = (
+            "short_fraction",
+            "initial_hot_fraction",
+            "heal_fraction",
+            "flicker_fraction",
+            "nan_fraction",
+            "fill_fraction",
+            "blemish_fraction",
+        )
+        for name in fractions:
+            value = getattr(self, name)
+            if not (0 <= value <= 1):
+                msg = f"{name} must be in [0, 1], got {value!r}"
+                raise ValueError(msg)
+        if self.ccdgain not in (1, 2, 4, 8):
+            msg = f"ccdgain must be one of the STIS CCD gains 1, 2, 4, 8, got {self.ccdgain!r}"
+            raise ValueError(msg)
+        for name in ("hot_rate_range", "flicker_amplitude_range", "flicker_duty_range"):
+            low, high = getattr(self, name)
+            if not (0 < low <= high):
+                msg = f"{name} must be (low, high) with 0 < low <= high, got {(low, high)!r}"
+                raise ValueError(msg)
+        if self.flicker_duty_range[1] > 1:
+            msg = f"flicker_duty_range must lie in (0, 1], got {self.flicker_duty_range!r}"
+            raise ValueError(msg)
+        if self.cr_rate * self.exptime > 0.5:
+            msg = f"cr_rate * exptime must be <= 0.5 (a hit probability), got {self.cr_rate!r}"
+            raise ValueError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The parameters as a JSON-friendly dict."""
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
+
+
+@dataclass(frozen=True)
+class SimulatedDarks:
+    """What :func:`simulate_darks` wrote.
+
+    Attributes
+    ----------
+    outdir : pathlib.Path
+        The output directory.
+    periods : AnnealTable
+        The simulated anneal periods (``periods.simulated`` is True).
+    files : dict
+        Period number -> tuple of FITS paths (in time order).
+    truth_paths : dict
+        Period number -> path of the period's truth netCDF file.
+    shape : tuple of int
+        Frame shape (rows, columns).
+    seed : int
+        The seed of the simulation.
+    physics : DarkPhysics
+        The physical parameters.
+    """
+
+    outdir: Path
+    periods: AnnealTable
+    files: dict[int, tuple[Path, ...]]
+    truth_paths: dict[int, Path]
+    shape: tuple[int, int]
+    seed: int
+    physics: DarkPhysics = field(default_factory=DarkPhysics)
+
+    @property
+    def all_files(self) -> list[Path]:
+        """Every FITS file, period by period, in time order."""
+        return [f for number in sorted(self.files) for f in self.files[number]]
+
+    def truth(self, number: int) -> xr.Dataset:
+        """The truth of one period, loaded in memory (see the module docstring)."""
+        if number not in self.truth_paths:
+            msg = f"no simulated period {number}; periods are {sorted(self.truth_paths)}"
+            raise KeyError(msg)
+        with xr.open_dataset(self.truth_paths[number], engine="h5netcdf") as ds:
+            return ds.load()
+
+
+def _base36(value: int, width: int) -> str:
+    digits = []
+    for _ in range(width):
+        value, rem = divmod(value, 36)
+        digits.append(_BASE36[rem])
+    if value:
+        msg = f"value does not fit in {width} base-36 digits"
+        raise ValueError(msg)
+    return "".join(reversed(digits))
+
+
+def _rootname(period: int, frame: int) -> str:
+    """9-character lowercase rootname ``osm<pp><fff>q`` (``sm`` = simulated)."""
+    return f"osm{_base36(period, 2)}{_base36(frame, 3)}q"
+
+
+def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float], size: int) -> np.ndarray:
+    low, high = np.log(bounds[0]), np.log(bounds[1])
+    return np.exp(rng.uniform(low, high, size))
+
+
+def _validate_call(
+    n_periods: int, frames_per_period: int, shape: Sequence[int], period_days: float
+) -> tuple[int, int]:
+    if not isinstance(n_periods, int | np.integer) or n_periods < 1:
+        msg = f"n_periods must be an integer >= 1, got {n_periods!r}"
+        raise ValueError(msg)
+    if not isinstance(frames_per_period, int | np.integer) or frames_per_period < 1:
+        msg = f"frames_per_period must be an integer >= 1, got {frames_per_period!r}"
+        raise ValueError(msg)
+    if frames_per_period > 36**3:
+        msg = f"frames_per_period must be <= {36**3}, got {frames_per_period!r}"
+        raise ValueError(msg)
+    if len(tuple(shape)) != 2:
+        msg = f"shape must be (rows, columns), got {shape!r}"
+        raise ValueError(msg)
+    ny, nx = (int(s) for s in shape)
+    if not (1 <= ny <= FULL_SHAPE[0] and 1 <= nx <= FULL_SHAPE[1]):
+        msg = f"shape must lie within the {FULL_SHAPE} CCD, got {tuple(shape)!r}"
+        raise ValueError(msg)
+    if not (np.isfinite(period_days) and period_days > 0):
+        msg = f"period_days must be > 0, got {period_days!r}"
+        raise ValueError(msg)
+    return ny, nx
+
+
+def simulate_darks(
+    outdir: str | os.PathLike[str],
+    *,
+    n_periods: int = 3,
+    frames_per_period: int = 20,
+    shape: Sequence[int] = FULL_SHAPE,
+    seed: int = 0,
+    start: Any = "2020-01-01",
+    period_days: float = 30.0,
+    period_jitter: float = 0.1,
+    first_anneal: int = 1,
+    physics: DarkPhysics | None = None,
+    overwrite: bool = False,
+    **physics_overrides: Any,
+) -> SimulatedDarks:
+    """Write seeded synthetic STIS CCD darks over ``n_periods`` anneal periods, with truth.
+
+    Parameters
+    ----------
+    outdir : path
+        Output directory; created if needed.  It must be empty or absent unless
+        ``overwrite`` is true (then files of a previous simulation are removed first).
+    n_periods : int
+        Number of anneal periods.
+    frames_per_period : int
+        Darks per period.
+    shape : (int, int)
+        Frame shape (rows, columns); 1024 x 1024 is a full frame, smaller shapes are
+        simulated cut-outs centred on the CCD (labelled as such in the headers).
+    seed : int
+        Seed of :func:`numpy.random.default_rng`; the same call gives the same files.
+    start : date
+        Start of the first period (any form of :func:`stiscube._dates.to_mjd`).  The
+        default date is arbitrary: the schedule is simulated and labelled so.
+    period_days : float
+        Mean period length in days.
+    period_jitter : float
+        Period lengths are ``period_days * (1 + U(-period_jitter, period_jitter))``,
+        rounded to whole seconds.
+    first_anneal : int
+        Number of the first period (0 <= first_anneal, last number <= 1295).
+    physics : DarkPhysics, optional
+        Physical parameters; ``physics_overrides`` replace individual fields.
+    overwrite : bool
+        Allow writing into a non-empty directory.
+
+    Returns
+    -------
+    SimulatedDarks
+        Paths of the files, the anneal table and the truth files.
+
+    Raises
+    ------
+    ValueError
+        For invalid parameters (the message names the parameter).
+    FileExistsError
+        If ``outdir`` is not empty and ``overwrite`` is false.
+    """
+    ny, nx = _validate_call(n_periods, frames_per_period, shape, period_days)
+    if not (0 <= period_jitter < 1):
+        msg = f"period_jitter must be in [0, 1), got {period_jitter!r}"
+        raise ValueError(msg)
+    if first_anneal < 0 or first_anneal + n_periods - 1 >= 36**2:
+        msg = f"first_anneal must be >= 0 with the last number <= 1295, got {first_anneal!r}"
+        raise ValueError(msg)
+    physics = physics or DarkPhysics()
+    if physics_overrides:
+        unknown = sorted(set(physics_overrides) - {f.name for f in dataclasses.fields(DarkPhysics)})
+        if unknown:
+            msg = f"unknown physics parameter(s) {unknown}; see DarkPhysics for the list"
+            raise TypeError(msg)
+        physics = dataclasses.replace(physics, **physics_overrides)
+    start_mjd = float(to_mjd(start))
+    out = Path(outdir)
+    _prepare_outdir(out, overwrite=overwrite)
+
+    rng = np.random.default_rng(seed)
+    sim = _Simulator(rng, physics, (ny, nx))
+    durations = np.rint(
+        period_days * (1 + rng.uniform(-period_jitter, period_jitter, n_periods)) * _SECONDS_PER_DAY
+    )
+    edges = start_mjd + np.concatenate([[0.0], np.cumsum(durations)]) / _SECONDS_PER_DAY
+    files: dict[int, tuple[Path, ...]] = {}
+    truth_paths: dict[int, Path] = {}
+    periods: list[AnnealPeriod] = []
+    (out / _TRUTH_DIR).mkdir(exist_ok=True)
+    for k in range(n_periods):
+        number = first_anneal + k
+        if k > 0:
+            sim.anneal()
+        frames = sim.schedule(number, edges[k], edges[k + 1], frames_per_period)
+        paths, truth = sim.run_period(number, edges[k], edges[k + 1], frames, out, seed)
+        truth_path = out / _TRUTH_DIR / f"period_{number:04d}.nc"
+        _write_truth(truth, truth_path)
+        files[number] = tuple(paths)
+        truth_paths[number] = truth_path
+        periods.append(
+            AnnealPeriod(
+                number=number,
+                start_mjd=float(edges[k]),
+                end_mjd=float(edges[k + 1]),
+                num=len(paths),
+                exposure_time=format_exposure_mix(frames["exptime"]),
+                darks=tuple(frames["rootname"]),
+            )
+        )
+        logger.info(
+            "simulated period %d: %d darks, %s to %s",
+            number,
+            len(paths),
+            describe_mjd(edges[k]),
+            describe_mjd(edges[k + 1]),
+        )
+    meta = {
+        "simulated": True,
+        "source": "stiscube.simulate.simulate_darks",
+        "seed": int(seed),
+        "description": "Simulated STIS CCD anneal periods; not a real STScI schedule.",
+    }
+    table = AnnealTable(periods, meta=meta, source=str(out / _TABLE))
+    table.write(out / _TABLE, overwrite=True)
+    result = SimulatedDarks(
+        outdir=out,
+        periods=table,
+        files=files,
+        truth_paths=truth_paths,
+        shape=(ny, nx),
+        seed=int(seed),
+        physics=physics,
+    )
+    _write_manifest(result, out / _MANIFEST)
+    return result
+
+
+def load_simulation(outdir: str | os.PathLike[str]) -> SimulatedDarks:
+    """Read back what :func:`simulate_darks` wrote into ``outdir``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``outdir`` holds no ``simulation.json``.
+    """
+    out = Path(outdir)
+    manifest = out / _MANIFEST
+    if not manifest.is_file():
+        msg = f"{out} holds no simulation (no {_MANIFEST}); run simulate_darks first"
+        raise FileNotFoundError(msg)
+    record = json.loads(manifest.read_text())
+    physics = DarkPhysics(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in record["physics"].items()}
+    )
+    return SimulatedDarks(
+        outdir=out,
+        periods=AnnealTable.read(out / _TABLE),
+        files={int(k): tuple(out / f for f in v) for k, v in record["files"].items()},
+        truth_paths={int(k): out / v for k, v in record["truth"].items()},
+        shape=tuple(record["shape"]),
+        seed=int(record["seed"]),
+        physics=physics,
+    )
+
+
+def _prepare_outdir(out: Path, *, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        msg = f"outdir {out} exists and is not a directory"
+        raise NotADirectoryError(msg)
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            msg = f"outdir {out} is not empty; pass overwrite=True to replace a previous simulation"
+            raise FileExistsError(msg)
+        for path in out.glob("*_flt.fits"):
+            path.unlink()
+        for name in (_MANIFEST, _TABLE):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / _TRUTH_DIR, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _write_manifest(result: SimulatedDarks, path: Path) -> None:
+    from stores._version import __version__
+
+    record = {
+        "format": "stiscube.simulate",
+        "software_version": __version__,
+        "simulated": True,
+        "seed": result.seed,
+        "shape": list(result.shape),
+        "physics": result.physics.to_dict(),
+        "files": {str(k): [p.name for p in v] for k, v in sorted(result.files.items())},
+        "truth": {
+            str(k): str(p.relative_to(result.outdir)) for k, p in sorted(result.truth_paths.items())
+        },
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, path)
+
+
+def _write_truth(truth: xr.Dataset, path: Path) -> None:
+    encoding = {
+        name: {"zlib": True, "complevel": 1}
+        for name, var in truth.data_vars.items()
+        if var.ndim >= 2
+    }
+    tmp = path.with_suffix(".nc.tmp")
+    truth.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+    os.replace(tmp, path)
+
+
+class _Simulator:
+    """State of the detector (static pixel maps, hot-pixel population) across periods."""
+
+    def __init__(self, rng: np.random.Generator, physics: DarkPhysics, shape: tuple[int, int]):
+        self.rng = rng
+        self.physics = p = physics
+        self.shape = shape
+        self.npix = npix = shape[0] * shape[1]
+        self.area = npix / _FULL_PIXELS
+        self.dark = (p.dark_rate * np.exp(p.dark_rate_scatter * rng.standard_normal(npix))).astype(
+            np.float64
+        )
+        self.readnoise = p.readnoise * (1 + p.readnoise_scatter * rng.standard_normal(npix))
+        self.readnoise = np.maximum(self.readnoise, 0.1 * p.readnoise)
+        self.blemish = rng.random(npix) < p.blemish_fraction
+        n_flicker = rng.binomial(npix, p.flicker_fraction)
+        self.flicker_idx = np.sort(rng.choice(npix, n_flicker, replace=False))
+        self.flicker_amp = _log_uniform(rng, p.flicker_amplitude_range, n_flicker)
+        self.flicker_duty = rng.uniform(*p.flicker_duty_range, n_flicker)
+        self.eligible = np.ones(npix, dtype=bool)  # may become hot: not flickering, not hot
+        self.eligible[self.flicker_idx] = False
+        self.hot_rate = np.zeros(npix)
+        self.hot_onset = np.full(npix, np.nan)
+        n_initial = min(rng.binomial(npix, p.initial_hot_fraction), int(self.eligible.sum()))
+        self._make_hot(n_initial, onset=lambda n: np.full(n, -np.inf))
+
+    def _make_hot(self, n: int, onset: Any) -> None:
+        if n == 0:
+            return
+        candidates = np.flatnonzero(self.eligible)
+        n = min(n, candidates.size)
+        idx = np.sort(self.rng.choice(candidates, n, replace=False))
+        self.hot_rate[idx] = _log_uniform(self.rng, self.physics.hot_rate_range, n)
+        self.hot_onset[idx] = onset(n)
+        self.eligible[idx] = False
+
+    def anneal(self) -> None:
+        """Heal each hot pixel with probability ``heal_fraction``."""
+        hot = np.flatnonzero(self.hot_rate > 0)
+        healed = hot[self.rng.random(hot.size) < self.physics.heal_fraction]
+        self.hot_rate[healed] = 0.0
+        self.hot_onset[healed] = np.nan
+        self.eligible[healed] = True
+
+    def schedule(self, number: int, start: float, end: float, n: int) -> dict[str, Any]:
+        """Exposure times, start/end MJD and rootnames of one period's darks."""
+        p, rng = self.physics, self.rng
+        exptime = np.full(n, p.exptime)
+        n_short = round(p.short_fraction * n)
+        exptime[rng.choice(n, n_short, replace=False)] = p.short_exptime
+        slot = (end - start) / n
+        longest = exptime.max() / _SECONDS_PER_DAY
+        if longest >= 0.8 * slot:
+            msg = (
+                f"{n} darks of up to {exptime.max():g} s do not fit in a period of "
+                f"{end - start:.3f} days; use fewer frames_per_period"
+            )
+            raise ValueError(msg)
+        offset = rng.uniform(0.05, 0.95 - longest / slot, n)
+        begin = start + (np.arange(n) + offset) * slot
+        return {
+            "exptime": exptime,
+            "start_mjd": begin,
+            "end_mjd": begin + exptime / _SECONDS_PER_DAY,
+            "rootname": [_rootname(number, i) for i in range(n)],
+        }
+
+    def run_period(
+        self,
+        number: int,
+        start: float,
+        end: float,
+        frames: Mapping[str, Any],
+        out: Path,
+        seed: int,
+    ) -> tuple[list[Path], xr.Dataset]:
+        """Create the period's new hot pixels, then simulate and write each frame."""
+        p, rng = self.physics, self.rng
+        n_new = rng.poisson(p.hot_per_day * self.area * (end - start))
+        self._make_hot(n_new, onset=lambda n: rng.uniform(start, end, n))
+        hot_idx = np.flatnonzero(self.hot_rate > 0)
+        ny, nx = self.shape
+        n = len(frames["exptime"])
+        gain = p.atodgain
+        events = np.zeros((n, self.npix), dtype=np.uint8)
+        rate_time = np.zeros(self.npix)  # sum_i R_i t_i
+        paths = []
+        for i in range(n):
+            t = float(frames["exptime"][i])
+            t0, t1 = float(frames["start_mjd"][i]), float(frames["end_mjd"][i])
+            rate = self.dark.copy()
+            after = np.clip((t1 - self.hot_onset[hot_idx]) / (t1 - t0), 0.0, 1.0)
+            rate[hot_idx] += self.hot_rate[hot_idx] * after
+            high = rng.random(self.flicker_idx.size) < self.flicker_duty
+            rate[self.flicker_idx[high]] += self.flicker_amp[high]
+            events[i, self.flicker_idx[high]] |= EVENT_FLICKER_HIGH
+            rate_time += rate * t
+            electrons = rng.poisson(rate * t).astype(np.float64)
+            electrons += self.readnoise * rng.standard_normal(self.npix)
+            n_cr = rng.binomial(self.npix, p.cr_rate * t)
+            n_nan = rng.binomial(self.npix, p.nan_fraction)
+            n_fill = rng.binomial(self.npix, p.fill_fraction)
+            chosen = rng.choice(self.npix, n_cr + n_nan + n_fill, replace=False)
+            cr, nan, fill = np.split(chosen, [n_cr, n_cr + n_nan])
+            deposit = p.cr_electrons_median * np.exp(
+                p.cr_electrons_sigma * rng.standard_normal(n_cr)
+            )
+            electrons[cr] += np.maximum(deposit, p.cr_electrons_min)
+            events[i, cr] |= EVENT_COSMIC_RAY
+            events[i, nan] |= EVENT_NAN
+            events[i, fill] |= EVENT_FILL
+            sci = (electrons / gain).astype(np.float32)
+            sci[fill] = 0.0
+            signal = np.maximum(sci.astype(np.float64) * gain, 0.0)
+            err = (np.sqrt(self.readnoise**2 + signal) / gain).astype(np.float32)
+            sci[nan] = np.nan
+            err[nan] = np.nan
+            dq = np.zeros(self.npix, dtype=np.int16)
+            dq[self.blemish] |= _DQ_SMALL_BLEMISH
+            dq[fill] |= _DQ_FILL
+            path = out / f"{frames['rootname'][i]}_flt.fits"
+            _write_flt(
+                path,
+                sci.reshape(ny, nx),
+                err.reshape(ny, nx),
+                dq.reshape(ny, nx),
+                rootname=frames["rootname"][i],
+                exptime=t,
+                start_mjd=t0,
+                end_mjd=t1,
+                physics=p,
+                period=number,
+                seed=seed,
+                nominal_readnoise=p.readnoise,
+            )
+            paths.append(path)
+        truth = self._truth(number, start, end, frames, events, rate_time, hot_idx)
+        return paths, truth
+
+    def _truth(
+        self,
+        number: int,
+        start: float,
+        end: float,
+        frames: Mapping[str, Any],
+        events: np.ndarray,
+        rate_time: np.ndarray,
+        hot_idx: np.ndarray,
+    ) -> xr.Dataset:
+        ny, nx = self.shape
+        n = events.shape[0]
+        grid = (ny, nx)
+        hot_rate = np.zeros(self.npix)
+        hot_rate[hot_idx] = self.hot_rate[hot_idx]
+        onset = np.full(self.npix, np.nan)
+        onset[hot_idx] = self.hot_onset[hot_idx]
+        flick_amp = np.zeros(self.npix)
+        flick_amp[self.flicker_idx] = self.flicker_amp
+        duty = np.zeros(self.npix)
+        duty[self.flicker_idx] = self.flicker_duty
+        exptime = np.asarray(frames["exptime"], dtype=np.float64)
+
+        def img(values: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
+            return values.reshape(grid).astype(dtype)
+
+        dims = ("y", "x")
+        ds = xr.Dataset(
+            {
+                "dark_rate": (dims, img(self.dark), {"units": "electron / s"}),
+                "readnoise": (dims, img(self.readnoise), {"units": "electron"}),
+                "hot_rate": (dims, img(hot_rate), {"units": "electron / s"}),
+                "hot_onset_mjd": (dims, img(onset, np.float64), {"units": "d"}),
+                "flicker_amplitude": (dims, img(flick_amp), {"units": "electron / s"}),
+                "flicker_duty": (dims, img(duty), {"units": "1"}),
+                "blemish": (dims, img(self.blemish, np.bool_)),
+                "mean_rate": (
+                    dims,
+                    img(rate_time / exptime.sum()),
+                    {
+                        "units": "electron / s",
+                        "definition": "sum_i R_i t_i / sum_i t_i over all frames of the period",
+                    },
+                ),
+                "events": (
+                    ("frame", *dims),
+                    events.reshape(n, ny, nx),
+                    {
+                        "flag_masks": np.array(
+                            [EVENT_COSMIC_RAY, EVENT_NAN, EVENT_FILL, EVENT_FLICKER_HIGH],
+                            dtype=np.uint8,
+                        ),
+                        "flag_meanings": "cosmic_ray nan_sample lost_data flicker_high",
+                    },
+                ),
+                "n_cosmic_rays": (
+                    dims,
+                    img((events & EVENT_COSMIC_RAY).astype(bool).sum(0), np.int16),
+                ),
+                "n_nan": (dims, img((events & EVENT_NAN).astype(bool).sum(0), np.int16)),
+                "n_fill": (dims, img((events & EVENT_FILL).astype(bool).sum(0), np.int16)),
+            },
+            coords={
+                "rootname": ("frame", np.asarray(frames["rootname"], dtype=str)),
+                "exptime": ("frame", exptime, {"units": "s"}),
+                "start_mjd": ("frame", np.asarray(frames["start_mjd"]), {"units": "d"}),
+                "end_mjd": ("frame", np.asarray(frames["end_mjd"]), {"units": "d"}),
+                "gain": ("frame", np.full(n, self.physics.atodgain), {"units": "electron / count"}),
+            },
+            attrs={
+                "title": "truth of a simulated STIS CCD anneal period (stiscube.simulate)",
+                "simulated": 1,
+                "anneal_number": int(number),
+                "start_mjd": float(start),
+                "end_mjd": float(end),
+                "start": str(mjd_to_datetime64(start)),
+                "end": str(mjd_to_datetime64(end)),
+            },
+        )
+        return ds
+
+
+def _write_flt(
+    path: Path,
+    sci: np.ndarray,
+    err: np.ndarray,
+    dq: np.ndarray,
+    *,
+    rootname: str,
+    exptime: float,
+    start_mjd: float,
+    end_mjd: float,
+    physics: DarkPhysics,
+    period: int,
+    seed: int,
+    nominal_readnoise: float,
+) -> None:
+    from astropy.io import fits
+
+    ny, nx = sci.shape
+    full = (ny, nx) == FULL_SHAPE
+    stamp = str(mjd_to_datetime64(start_mjd).astype("datetime64[s]"))
+    primary = fits.Header()
+    cards: list[tuple[str, Any, str]] = [
+        ("NEXTEND", 3, "Number of standard extensions"),
+        ("ORIGIN", "stiscube.simulate", "SIMULATED FILE: not an HST observation"),
+        ("SIMULATE", True, "synthetic frame made by stiscube.simulate"),
+        ("SIMSEED", int(seed), "seed of the simulation"),
+        ("SIMPER", int(period), "simulated anneal period number"),
+        ("FILENAME", path.name, "name of file"),
+        ("FILETYPE", "SCI", "type of data found in data file"),
+        ("TELESCOP", "HST", "telescope used to acquire data"),
+        ("INSTRUME", "STIS", "identifier for instrument used to acquire data"),
+        ("ROOTNAME", rootname, "rootname of the observation set"),
+        ("OBSTYPE", "IMAGING", "observation type - imaging or spectroscopic"),
+        ("OBSMODE", "ACCUM", "operating mode"),
+        ("TARGNAME", "DARK", "proposer's target name"),
+        ("DETECTOR", "CCD", "detector in use: CCD, FUV-MAMA, NUV-MAMA"),
+        ("OPT_ELEM", "MIRVIS", "optical element in use"),
+        ("APERTURE", "50CCD", "aperture name"),
+        ("CCDAMP", "D", "CCD amplifier read out (A,B,C,D)"),
+        ("CCDGAIN", int(physics.ccdgain), "commanded gain of CCD"),
+        ("ATODGAIN", float(physics.atodgain), "[electrons/DN] analog to digital gain"),
+        ("CCDOFFST", 3, "commanded CCD bias offset"),
+        ("BINAXIS1", 1, "axis1 data bin size in unbinned detector pixels"),
+        ("BINAXIS2", 1, "axis2 data bin size in unbinned detector pixels"),
+        ("SUBARRAY", not full, "data from a subarray (T) or full frame (F)"),
+        ("SIZAXIS1", nx, "subarray axis1 size in unbinned detector pixels"),
+        ("SIZAXIS2", ny, "subarray axis2 size in unbinned detector pixels"),
+        ("CENTERA1", 513, "subarray axis1 center pt in unbinned dect. pix"),
+        ("CENTERA2", 513, "subarray axis2 center pt in unbinned dect. pix"),
+        ("TEXPSTRT", float(start_mjd), "[MJD] start time of exposure"),
+        ("TEXPEND", float(end_mjd), "[MJD] end time of exposure"),
+        ("TEXPTIME", float(exptime), "[s] total exposure time"),
+    ]
+    for key, value, comment in cards:
+        primary[key] = (value, comment)
+    if not full:
+        primary.add_comment(
+            f"SIMULATED CUT-OUT: {ny} x {nx} pixels centred on the 1024 x 1024 STIS CCD;"
+            " not a real STIS subarray readout."
+        )
+    primary.add_comment("Simulated by stiscube.simulate; physics and truth: see simulation.json.")
+
+    def ext_header(name: str, bunit: str) -> Any:
+        h = fits.Header()
+        h["EXTNAME"] = (name, "extension name")
+        h["EXTVER"] = (1, "extension version number")
+        h["ROOTNAME"] = (rootname, "rootname of the observation set")
+        h["BUNIT"] = (bunit, "brightness units")
+        if name == "SCI":
+            h["ATODGAIN"] = (float(physics.atodgain), "[electrons/DN] analog to digital gain")
+            h["READNSE"] = (float(nominal_readnoise), "[electrons] nominal read noise")
+            h["EXPTIME"] = (float(exptime), "[s] exposure duration")
+            h["EXPSTART"] = (float(start_mjd), "[MJD] exposure start time")
+            h["EXPEND"] = (float(end_mjd), "[MJD] exposure end time")
+            h["DATE-OBS"] = (stamp[:10], "UT date of start of observation (yyyy-mm-dd)")
+            h["TIME-OBS"] = (stamp[11:], "UT time of start of observation (hh:mm:ss)")
+        return h
+
+    hdul = fits.HDUList(
+        [
+            fits.PrimaryHDU(header=primary),
+            fits.ImageHDU(sci, header=ext_header("SCI", "COUNTS")),
+            fits.ImageHDU(err, header=ext_header("ERR", "COUNTS")),
+            fits.ImageHDU(dq, header=ext_header("DQ", "UNITLESS")),
+        ]
+    )
+    hdul.writeto(path, overwrite=True)

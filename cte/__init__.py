@@ -3,7 +3,12 @@
 Aperture photometry of star clusters observed on both UVIS chips, kept as xarray
 Datasets keyed by target/filter/flash; image pairs; the CTE loss per pair and flux bin;
 and a fitted correction formula.
+
+Heavy entry points (simulator, images, photometry, store) are imported on first use,
+so ``import cte`` stays cheap.
 """
+
+from importlib import import_module
 
 from cte._exceptions import (
     AlignmentError,
@@ -17,6 +22,20 @@ from cte._exceptions import (
 from cte.config import Config, load_config
 from stores._version import __version__
 
+#: public name -> module providing it, imported on first attribute access
+_LAZY = {
+    "simulate_campaign": "cte.simulate",
+    "load_campaign": "cte.simulate",
+    "SimulatedCampaign": "cte.simulate",
+    "read_headers": "cte.images",
+    "scan_images": "cte.images",
+    "select_images": "cte.images",
+    "measure_photometry": "cte.photometry",
+    "PhotometrySummary": "cte.photometry",
+    "read_catalog": "cte.photometry",
+    "PhotometryStore": "cte.store",
+}
+
 __all__ = [
     "AlignmentError",
     "CTEError",
@@ -25,7 +44,30 @@ __all__ = [
     "ConfigError",
     "InvalidImageError",
     "InvalidPhotometryError",
+    "PhotometryStore",
+    "PhotometrySummary",
+    "SimulatedCampaign",
     "WrongInstrumentError",
     "__version__",
+    "load_campaign",
     "load_config",
+    "measure_photometry",
+    "read_catalog",
+    "read_headers",
+    "scan_images",
+    "select_images",
+    "simulate_campaign",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    msg = f"module 'cte' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -25,7 +25,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from cte._exceptions import ConfigError
@@ -101,6 +100,7 @@ class PhotometryOptions:
     background_sigma: float
     background_maxiters: int
     min_annulus_pixels: int
+    recentre_min_snr: float
     centroid_box: int
     max_centroid_shift: float
     dq_mask: int
@@ -376,13 +376,13 @@ class _Validator:
             raise self.fail("analysis", "must be a table")
         return Config(
             **monitor,
-            targets=MappingProxyType(self.targets()),
+            targets=self.targets(),
             exclusions=self.exclusions(monitor["programs"]),
             **quality,
             **geometry,
             photometry=self.photometry(),
             alignment=self.alignment(),
-            analysis=MappingProxyType(copy.deepcopy(dict(analysis))),
+            analysis=copy.deepcopy(dict(analysis)),
             sources=sources,
         )
 
@@ -551,6 +551,8 @@ class _Validator:
                                             integer=True),
             min_annulus_pixels=self.number(k + "min_annulus_pixels", t["min_annulus_pixels"],
                                            positive=True, integer=True),
+            recentre_min_snr=self.number(k + "recentre_min_snr", t["recentre_min_snr"],
+                                         nonneg=True),
             centroid_box=box,
             max_centroid_shift=pos(k + "max_centroid_shift", t["max_centroid_shift"]),
             dq_mask=bits(k + "dq_mask"),
@@ -562,7 +564,7 @@ class _Validator:
             crowding_radius=self.number(k + "crowding_radius", t["crowding_radius"],
                                         nonneg=True),
             crowding_flux_ratio=ratio,
-            pam_files=MappingProxyType(pam_files),
+            pam_files=pam_files,
         )
 
     def alignment(self) -> AlignmentOptions:

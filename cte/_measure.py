@@ -1,0 +1,330 @@
+"""Photometry of one image: alignment, recentring, local background, aperture sums.
+
+Steps for the chip holding the cluster field (all vectorised over stars):
+
+1. SCI and ERR (e-) are multiplied by the pixel-area map when one is given.
+2. Pixels with a DQ bit of ``photometry.dq_mask`` are *masked*; a copy of SCI with
+   masked pixels replaced by the Gaussian-weighted mean of their good neighbours
+   (:func:`cte._stats.fill_masked`) is the *cleaned* image.
+3. ``background_level``: sigma-clipped median of the unmasked pixels (e-/px).
+4. The master catalog is projected through the header WCS and the positions are
+   corrected by :func:`cte.align.align_to_catalog`; catalog stars whose corrected
+   centre falls on the image are measured.
+5. Stars whose signal-to-noise ratio in the ``centroid_box`` box of the cleaned,
+   level-subtracted image reaches ``recentre_min_snr`` are recentred with
+   :func:`photutils.centroids.centroid_sources` (centre of mass); a move beyond
+   ``max_centroid_shift`` px is rejected (BAD_CENTROID) and the aligned position kept.
+6. Local background ``B``: sigma-clipped median of the SCI pixels whose centres lie in
+   the annulus ``r_in <= d < r_out`` and are not masked; ``sigma_B`` their standard
+   deviation and ``n_B`` their number (fewer than ``min_annulus_pixels``: NaN,
+   NO_BACKGROUND).
+7. Aperture sums ``S_r`` and their errors ``E_r = sqrt(sum w ERR^2)`` with the exact
+   pixel overlap ``w`` (:func:`photutils.aperture.aperture_photometry`, all stars and
+   radii in one call), and::
+
+       flux = S_r - B pi r^2
+       flux_err = sqrt(E_r^2 + (pi r^2)^2 sigma_B^2 / n_B)
+       flux_masked = S_r(cleaned) - B pi r^2
+
+   ``flux_masked`` equals ``flux`` for stars without masked pixels in the largest
+   aperture.  Apertures that do not fit entirely on the image are NaN (NEAR_EDGE).
+8. Positions go to full-chip coordinates (``x - LTV1``, ``y - LTV2``) and
+   ``transfers = y`` on chip 2, ``2051 - y`` on chip 1.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from photutils.aperture import CircularAperture, aperture_photometry
+from photutils.centroids import centroid_com, centroid_sources
+from scipy.spatial import cKDTree
+
+from cte import flags as F
+from cte._exceptions import AlignmentError
+from cte._geometry import transfers
+from cte._pam import pam_cutout
+from cte._schema import annotate, key_for
+from cte._stats import clipped_stats, fill_masked
+from cte.align import Alignment, align_to_catalog
+from cte.config import Config
+from cte.images import read_chip
+from stores._version import __version__
+
+__all__ = ["annulus_background", "aperture_sums", "measure_image"]
+
+logger = logging.getLogger(__name__)
+
+
+def _gather(image: np.ndarray, x, y, oy: np.ndarray, ox: np.ndarray, fill):
+    """Values of *image* at offsets ``(oy, ox)`` from each star's nearest pixel.
+
+    Returns ``values (n, k)``, ``inside (n, k)`` and the squared distances ``d2 (n, k)``
+    of the pixel centres from the exact positions ``(x, y)``.
+    """
+    ny, nx = image.shape
+    cx = np.rint(x).astype(np.int64)
+    cy = np.rint(y).astype(np.int64)
+    px = cx[:, None] + ox[None, :]
+    py = cy[:, None] + oy[None, :]
+    inside = (px >= 0) & (px < nx) & (py >= 0) & (py < ny)
+    values = np.where(inside, image[np.clip(py, 0, ny - 1), np.clip(px, 0, nx - 1)], fill)
+    d2 = (px - np.asarray(x)[:, None]) ** 2 + (py - np.asarray(y)[:, None]) ** 2
+    return values, inside, d2
+
+
+def _ring_offsets(r_lo: float, r_hi: float) -> tuple[np.ndarray, np.ndarray]:
+    half = int(np.ceil(r_hi)) + 1
+    off = np.arange(-half, half + 1)
+    oy, ox = np.meshgrid(off, off, indexing="ij")
+    r = np.hypot(oy, ox)
+    keep = (r >= max(r_lo - 1.0, 0.0)) & (r <= r_hi + 1.0)
+    return oy[keep], ox[keep]
+
+
+def annulus_background(
+    image: np.ndarray, mask: np.ndarray, x, y, *, r_in: float, r_out: float,
+    sigma: float = 3.0, maxiters: int = 5,
+):
+    """Sigma-clipped median, std and count of annulus pixels around each star.
+
+    A pixel belongs to a star's annulus when its centre lies at ``r_in <= d < r_out``
+    px from ``(x, y)``, it is on the image and not masked.
+
+    Returns
+    -------
+    median, std : ndarray (e-/px)
+    count : ndarray of int
+    """
+    oy, ox = _ring_offsets(r_in, r_out)
+    values, inside, d2 = _gather(image, x, y, oy, ox, np.nan)
+    masked, _, _ = _gather(mask, x, y, oy, ox, True)
+    use = inside & ~masked & (d2 >= r_in**2) & (d2 < r_out**2)
+    return clipped_stats(np.where(use, values, np.nan), sigma=sigma, maxiters=maxiters, axis=1)
+
+
+def aperture_sums(data: np.ndarray, x, y, radii, *, error: np.ndarray | None = None):
+    """Exact-overlap aperture sums at every radius, one photutils call for all stars.
+
+    Returns
+    -------
+    sums : ndarray, shape (n_star, n_radius)
+    errors : ndarray or None
+        ``sqrt(sum w ERR^2)`` when *error* is given.
+    """
+    positions = np.column_stack([np.asarray(x, float), np.asarray(y, float)])
+    apertures = [CircularAperture(positions, r=float(r)) for r in radii]
+    table = aperture_photometry(data, apertures, error=error, method="exact")
+    sums = np.column_stack([np.asarray(table[f"aperture_sum_{i}"], float)
+                            for i in range(len(radii))])
+    if error is None:
+        return sums, None
+    errors = np.column_stack([np.asarray(table[f"aperture_sum_err_{i}"], float)
+                              for i in range(len(radii))])
+    return sums, errors
+
+
+def _crowded(x, y, flux, *, radius: float, ratio: float) -> np.ndarray:
+    """Stars with a neighbour within *radius* px at least *ratio* times as bright."""
+    out = np.zeros(np.size(x), bool)
+    if radius <= 0 or np.size(x) < 2:
+        return out
+    f = np.where(np.isfinite(flux), flux, np.inf)  # unknown flux counts as bright
+    pairs = cKDTree(np.column_stack([x, y])).query_pairs(radius, output_type="ndarray")
+    if len(pairs):
+        i, j = pairs[:, 0], pairs[:, 1]
+        out[i[f[j] >= ratio * f[i]]] = True
+        out[j[f[i] >= ratio * f[j]]] = True
+    return out
+
+
+def _recentre(data: np.ndarray, err: np.ndarray, x0, y0, *, box: int, min_snr: float,
+              max_shift: float):
+    """Recentred positions, and which recentrings were rejected (module docstring, 5)."""
+    ny, nx = data.shape
+    half = box // 2
+    off = np.arange(-half, half + 1)
+    oy, ox = (a.ravel() for a in np.meshgrid(off, off, indexing="ij"))
+    signal, _, _ = _gather(data, x0, y0, oy, ox, 0.0)
+    noise, _, _ = _gather(err, x0, y0, oy, ox, 0.0)
+    snr = signal.sum(axis=1) / np.sqrt(np.maximum((noise**2).sum(axis=1), 1e-12))
+    cand = np.flatnonzero((snr >= min_snr) & (x0 >= 0) & (x0 <= nx - 1) & (y0 >= 0)
+                          & (y0 <= ny - 1))
+    x, y = np.array(x0, float), np.array(y0, float)
+    bad = np.zeros(x.size, bool)
+    if cand.size:
+        xc, yc = centroid_sources(data, x0[cand], y0[cand], box_size=box,
+                                  centroid_func=centroid_com)
+        good = np.isfinite(xc) & np.isfinite(yc)
+        good &= np.hypot(xc - x0[cand], yc - y0[cand]) <= max_shift
+        x[cand[good]], y[cand[good]] = xc[good], yc[good]
+        bad[cand[~good]] = True
+    return x, y, bad
+
+
+def measure_image(
+    path: str,
+    *,
+    header: dict,
+    catalog: pd.DataFrame,
+    config: Config,
+    apertures=None,
+    pam_path: str | None = None,
+) -> xr.Dataset:
+    """Photometry of one image's field chip as a one-image photometry Dataset.
+
+    Parameters
+    ----------
+    path : str
+        The FLT/FLC file.
+    header : dict
+        Its record from :func:`cte.images.read_header` (the field chip's row).
+    catalog : pandas.DataFrame
+        Master catalog (:func:`cte.photometry.read_catalog`).
+    config : Config
+    apertures : sequence of float, optional
+        Radii in px (default ``config.photometry.apertures``).
+    pam_path : str, optional
+        Pixel-area map of the field chip.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``image`` (1), ``star`` (catalog stars on the image), ``aperture``, as in
+        the photometry-store contract (:mod:`cte._schema`).
+
+    Raises
+    ------
+    InvalidImageError
+        The pixels cannot be read.
+    AlignmentError
+        The WCS could not be aligned, or no catalog star falls on the image.
+    """
+    opts = config.photometry
+    radii = np.array(sorted(opts.apertures if apertures is None else apertures), float)
+    chip = int(header["field_chip"])
+    img = read_chip(path, chip)
+    sci = img.sci.astype(np.float64)
+    err = img.err.astype(np.float64)
+    ny, nx = sci.shape
+    if pam_path is not None:
+        pam = pam_cutout(pam_path, sci.shape, img.ltv, path)
+        sci *= pam
+        err *= pam
+    mask = (img.dq & opts.dq_mask) != 0
+    step = max(1, int(np.sqrt(sci.size / 250_000)))
+    level, _, _ = clipped_stats(sci[::step, ::step][~mask[::step, ::step]],
+                                sigma=opts.background_sigma, maxiters=opts.background_maxiters)
+    level = float(level)
+    cleaned = fill_masked(sci, mask, radius=opts.interpolation_radius, fallback=level)
+
+    x_h, y_h = img.wcs.all_world2pix(catalog["ra"].to_numpy(), catalog["dec"].to_numpy(), 0)
+    flux_cat = catalog["flux"].to_numpy()
+    alignment: Alignment = align_to_catalog(cleaned, x_h, y_h, options=config.alignment,
+                                            flux=flux_cat, mask=mask, path=path)
+    x_a, y_a = alignment.apply(x_h, y_h)
+    on = (x_a >= -0.5) & (x_a < nx - 0.5) & (y_a >= -0.5) & (y_a < ny - 0.5)
+    idx = np.flatnonzero(on)
+    if idx.size == 0:
+        msg = f"{path}: no catalog star falls on the aligned image"
+        raise AlignmentError(msg)
+    flags = np.zeros(idx.size, np.int32)
+    crowded = _crowded(x_a, y_a, flux_cat, radius=opts.crowding_radius,
+                       ratio=opts.crowding_flux_ratio)[idx]
+    flags[crowded] |= F.CROWDED
+
+    x, y, bad_centroid = _recentre(cleaned - level, err, x_a[idx], y_a[idx],
+                                   box=opts.centroid_box, min_snr=opts.recentre_min_snr,
+                                   max_shift=opts.max_centroid_shift)
+    flags[bad_centroid] |= F.BAD_CENTROID
+
+    r_in, r_out = opts.annulus
+    bkg, bkg_std, n_bkg = annulus_background(sci, mask, x, y, r_in=r_in, r_out=r_out,
+                                             sigma=opts.background_sigma,
+                                             maxiters=opts.background_maxiters)
+    no_bkg = n_bkg < opts.min_annulus_pixels
+    bkg[no_bkg] = np.nan
+    bkg_std[no_bkg] = np.nan
+    flags[no_bkg] |= F.NO_BACKGROUND
+
+    sums, sum_err = aperture_sums(sci, x, y, radii, error=err)
+    area = np.pi * radii**2
+    fits_on = ((x[:, None] - radii >= -0.5) & (x[:, None] + radii <= nx - 0.5)
+               & (y[:, None] - radii >= -0.5) & (y[:, None] + radii <= ny - 0.5))
+    annulus_on = (x - r_out >= -0.5) & (x + r_out <= nx - 0.5) & (y - r_out >= -0.5)
+    annulus_on &= y + r_out <= ny - 0.5
+    flags[~(fits_on.all(axis=1) & annulus_on)] |= F.NEAR_EDGE
+    flux = np.where(fits_on, sums - bkg[:, None] * area, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var_bkg = area**2 * (bkg_std**2 / n_bkg)[:, None]
+    flux_err = np.where(fits_on, np.sqrt(sum_err**2 + var_bkg), np.nan)
+
+    # DQ bits touching the largest aperture (pixel centre within r + sqrt(2)/2)
+    r_max = float(radii.max())
+    oy, ox = _ring_offsets(0.0, r_max + 1.0)
+    dq_vals, inside, d2 = _gather(img.dq, x, y, oy, ox, 0)
+    touch = inside & (d2 <= (r_max + np.sqrt(0.5)) ** 2)
+    dq_or = np.bitwise_or.reduce(np.where(touch, dq_vals, 0), axis=1)
+    flags[(dq_or & opts.saturation_dq) != 0] |= F.SATURATED
+    flags[(dq_or & opts.cosmic_ray_dq) != 0] |= F.COSMIC_RAY
+    flags[(dq_or & opts.dq_mask & ~opts.cosmic_ray_dq) != 0] |= F.BAD_PIXEL
+
+    flux_masked = flux.copy()
+    touched = np.flatnonzero((dq_or & opts.dq_mask) != 0)
+    if touched.size:
+        clean_sums, _ = aperture_sums(cleaned, x[touched], y[touched], radii)
+        flux_masked[touched] = np.where(fits_on[touched],
+                                        clean_sums - bkg[touched, None] * area, np.nan)
+
+    x_full = x - img.ltv[0]
+    y_full = y - img.ltv[1]
+    return _dataset(header, catalog["master_id"].to_numpy()[idx], radii, alignment, level,
+                    pam_path is not None, flux=flux, flux_masked=flux_masked,
+                    flux_err=flux_err, background=bkg, x=x_full, y=y_full,
+                    transfers=transfers(y_full, chip), flags=flags)
+
+
+def _dataset(header: dict, star_ids, radii, alignment: Alignment, level: float,
+             pam_corrected: bool, **values) -> xr.Dataset:
+    """Assemble the one-image Dataset of the photometry-store contract."""
+    data_vars = {}
+    for name, arr in values.items():
+        dims = ("image", "star", "aperture") if np.ndim(arr) == 2 else ("image", "star")
+        data_vars[name] = (dims, np.asarray(arr)[None, ...])
+
+    def image_coord(value, dtype):
+        return ("image", np.array([value], dtype=dtype))
+
+    coords = {
+        "image": np.array([header["image"]], dtype=object),
+        "star": np.asarray(star_ids, np.int64),
+        "aperture": np.asarray(radii, np.float64),
+        "rootname": image_coord(header["rootname"], object),
+        "ctecorr": image_coord(header["ctecorr"], object),
+        "proposal": image_coord(header["proposal"], np.int64),
+        "visit": image_coord(header["visit"], object),
+        "mjd": image_coord(header["mjd"], np.float64),
+        "exptime": image_coord(header["exptime"], np.float64),
+        "exptime_class": image_coord(header["exptime_class"], object),
+        "postarg1": image_coord(header["postarg1"], np.float64),
+        "postarg2": image_coord(header["postarg2"], np.float64),
+        "chip": image_coord(header["field_chip"], np.int8),
+        "flash": image_coord(header["flash"], np.float64),
+        "background_level": image_coord(level, np.float64),
+        "wcs_shift_x": image_coord(alignment.shift_x, np.float64),
+        "wcs_shift_y": image_coord(alignment.shift_y, np.float64),
+        "wcs_rotation": image_coord(alignment.rotation, np.float64),
+        "wcs_residual_rms": image_coord(alignment.residual_rms, np.float64),
+        "orientat": image_coord(header.get("orientat", np.nan), np.float64),
+        "pam_corrected": image_coord(int(pam_corrected), np.int8),
+    }
+    ds = xr.Dataset(data_vars, coords=coords)
+    ds["flags"] = ds["flags"].astype(np.int32)
+    ds.attrs.update(target=header["target"], filter=header["filter"],
+                    flash=round(float(header["flash"])),
+                    key=key_for(header["target"], header["filter"], header["flash"]),
+                    created_by=f"stiscube cte {__version__}")
+    return annotate(ds)

@@ -1,0 +1,120 @@
+"""The photometry Dataset contract: dims, variables, coordinates, units.
+
+One Dataset per key ``(target, filter, flash<N>)`` with dims ``image``, ``star``,
+``aperture``.  :data:`VARIABLES` and :data:`COORDS` give, for every name, its dims,
+dtype kind, units and long name; :func:`annotate` writes the attributes and
+:func:`validate` checks a Dataset against the contract.
+
+Beyond the shared contract, two image coordinates are added: ``orientat`` (deg, the
+position angle of the image y axis, which distinguishes the 180-degree set's
+orientations) and ``pam_corrected`` (int8, 1 when the pixel-area map was applied).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from cte._exceptions import InvalidPhotometryError
+from cte.flags import cf_flag_attrs
+
+__all__ = ["COORDS", "DIMS", "VARIABLES", "annotate", "key_for", "validate"]
+
+DIMS = ("image", "star", "aperture")
+
+#: name -> (dims, dtype kind, units, long_name); kinds: f float, i int, U/O string
+VARIABLES: dict[str, tuple[tuple[str, ...], str, str, str]] = {
+    "flux": (DIMS, "f", "electron",
+             "background-subtracted aperture sum, no pixel masking"),
+    "flux_masked": (DIMS, "f", "electron",
+                    "background-subtracted aperture sum with DQ-masked pixels replaced by "
+                    "the Gaussian-weighted mean of their good neighbours"),
+    "flux_err": (DIMS, "f", "electron",
+                 "1-sigma uncertainty of flux: sqrt(sum(ERR^2 w) + area^2 sigma_bkg^2 / n_bkg)"),
+    "background": (("image", "star"), "f", "electron / pixel",
+                   "sigma-clipped median of the background annulus, per pixel"),
+    "x": (("image", "star"), "f", "pixel", "0-based centroid x on the full chip"),
+    "y": (("image", "star"), "f", "pixel", "0-based centroid y on the full chip"),
+    "transfers": (("image", "star"), "f", "1",
+                  "parallel transfers: y on chip 2, 2051 - y on chip 1"),
+    "flags": (("image", "star"), "i", "1", "photometry quality flags (cte.flags.STAR_FLAGS)"),
+}
+
+#: coordinate name -> (dims, dtype kind, units, long_name)
+COORDS: dict[str, tuple[tuple[str, ...], str, str, str]] = {
+    "image": (("image",), "U", "1", "image id <rootname>_<flt|flc>"),
+    "rootname": (("image",), "U", "1", "rootname of the exposure"),
+    "ctecorr": (("image",), "U", "1", "FLT (no pixel-based CTE correction) or FLC"),
+    "proposal": (("image",), "i", "1", "proposal ID (PROPOSID)"),
+    "visit": (("image",), "U", "1", "visit (characters 5-6 of the rootname)"),
+    "mjd": (("image",), "f", "d", "exposure start (EXPSTART), MJD"),
+    "exptime": (("image",), "f", "s", "exposure time (EXPTIME)"),
+    "exptime_class": (("image",), "U", "1", "short or long exposure"),
+    "postarg1": (("image",), "f", "arcsec", "POSTARG1"),
+    "postarg2": (("image",), "f", "arcsec", "POSTARG2"),
+    "chip": (("image",), "i", "1", "chip (1 or 2) holding the cluster field"),
+    "flash": (("image",), "f", "electron / pixel", "post-flash level (FLASHLVL)"),
+    "background_level": (("image",), "f", "electron / pixel",
+                         "sigma-clipped median of the image (sky + flash)"),
+    "wcs_shift_x": (("image",), "f", "pixel", "fitted WCS correction: x shift at image centre"),
+    "wcs_shift_y": (("image",), "f", "pixel", "fitted WCS correction: y shift at image centre"),
+    "wcs_rotation": (("image",), "f", "deg", "fitted WCS correction: rotation"),
+    "wcs_residual_rms": (("image",), "f", "pixel", "RMS residual of the WCS alignment"),
+    "orientat": (("image",), "f", "deg", "position angle of the image y axis (ORIENTAT)"),
+    "pam_corrected": (("image",), "i", "1", "1 if the pixel-area map was applied"),
+    "star": (("star",), "i", "1", "master catalog id"),
+    "aperture": (("aperture",), "f", "pixel", "aperture radius"),
+}
+
+def key_for(target: str, filter: str, flash: float) -> str:
+    """Store key ``"<target>/<filter>/flash<N>"`` (N the integer flash level, e-/px)."""
+    if float(flash) != round(float(flash)):
+        msg = f"flash must be an integer level in e-/px, got {flash!r}"
+        raise ValueError(msg)
+    return f"{target}/{filter}/flash{round(float(flash))}"
+
+
+def annotate(ds: xr.Dataset) -> xr.Dataset:
+    """Write ``units`` and ``long_name`` (and CF flag attributes) on every known name."""
+    for table in (VARIABLES, COORDS):
+        for name, (_, _, units, long_name) in table.items():
+            if name in ds.variables:
+                ds[name].attrs.update(units=units, long_name=long_name)
+    if "flags" in ds:
+        ds["flags"].attrs.update(cf_flag_attrs())
+    return ds
+
+
+def _kind_ok(kind: str, dtype: np.dtype) -> bool:
+    if kind in "UO":
+        return dtype.kind in "UOT"
+    return dtype.kind == kind
+
+
+def validate(ds: xr.Dataset, *, where: str = "dataset") -> None:
+    """Raise :class:`InvalidPhotometryError` unless *ds* follows the contract."""
+    if not isinstance(ds, xr.Dataset):
+        msg = f"{where}: expected an xarray.Dataset, got {type(ds).__name__}"
+        raise InvalidPhotometryError(msg)
+    problems = []
+    for table, label in ((VARIABLES, "variable"), (COORDS, "coordinate")):
+        for name, (dims, kind, _, _) in table.items():
+            if name not in ds.variables:
+                problems.append(f"missing {label} {name!r}")
+                continue
+            var = ds[name]
+            if var.dims != dims:
+                problems.append(f"{label} {name!r} has dims {var.dims}, expected {dims}")
+            if not _kind_ok(kind, var.dtype):
+                problems.append(f"{label} {name!r} has dtype {var.dtype}, expected kind {kind}")
+            for attr in ("units", "long_name"):
+                if attr not in var.attrs:
+                    problems.append(f"{label} {name!r} lacks the {attr!r} attribute")
+    for attr in ("target", "filter", "flash"):
+        if attr not in ds.attrs:
+            problems.append(f"missing attribute {attr!r}")
+    if "image" in ds.indexes and ds.indexes["image"].has_duplicates:
+        problems.append("duplicate image ids")
+    if problems:
+        msg = f"{where}: not a photometry Dataset: " + "; ".join(problems)
+        raise InvalidPhotometryError(msg)

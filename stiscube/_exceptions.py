@@ -11,9 +11,13 @@ from __future__ import annotations
 __all__ = [
     "AnnealPeriodError",
     "AnnealTableError",
+    "CubeQueryError",
     "IncompatibleDarksError",
     "InvalidDarkError",
+    "PeriodExistsError",
+    "SeedCSVError",
     "StiscubeError",
+    "UnitMismatchError",
 ]
 
 
@@ -47,3 +51,22 @@ class AnnealPeriodError(StiscubeError, LookupError):
 
     def __str__(self) -> str:  # LookupError subclasses may quote; keep it readable
         return str(self.args[0]) if self.args else ""
+
+
+class SeedCSVError(StiscubeError, ValueError):
+    """A seed-layout CSV file (``anneal_{N}.csv``) is missing or malformed."""
+
+
+class CubeQueryError(StiscubeError, LookupError):
+    """A query names a pixel outside the frame, or a period or date the cube lacks."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class PeriodExistsError(StiscubeError, ValueError):
+    """A period is already in the cube and ``replace=True`` was not given."""
+
+
+class UnitMismatchError(StiscubeError, ValueError):
+    """An operation would combine periods stored in different unit systems."""

@@ -883,12 +883,6 @@ class CubeStore:
             missing, extra = sorted(expected - given), sorted(given - expected)
             msg = f"{where}: variables do not match the schema (missing {missing}, extra {extra})"
             raise SchemaMismatchError(msg)
-        for name, spec in self.schema.coords.items():
-            if name in data.coords:
-                dims, values, _ = _coord_parts(spec)
-                if data[name].dims != dims or not np.array_equal(data[name].values, values):
-                    msg = f"{where}: coordinate {name!r} differs from the cube's"
-                    raise SchemaMismatchError(msg)
         out = {}
         for name, spec in self.schema.variables.items():
             var = data[name]
@@ -906,6 +900,12 @@ class CubeStore:
                 )
                 raise SchemaMismatchError(msg)
             out[name] = np.ascontiguousarray(np.asarray(var.values, dtype=spec.dtype))
+        for name, spec in self.schema.coords.items():
+            if name in data.coords:
+                dims, values, _ = _coord_parts(spec)
+                if data[name].dims != dims or not np.array_equal(data[name].values, values):
+                    msg = f"{where}: coordinate {name!r} differs from the cube's"
+                    raise SchemaMismatchError(msg)
         return out
 
     def _validate_coords(self, coords: Mapping, key) -> dict:

@@ -1,0 +1,138 @@
+"""Layout of the pixel property cube: properties, units, and the Zarr schema.
+
+The cube holds, for every anneal period and every pixel, five properties.  Periods
+computed by :mod:`stiscube.properties` are in the *rate* unit system; periods loaded
+from the seed's CSV files (``anneal_{N}.csv``) are in the *counts* unit system, since
+those files hold counts per frame.  Every period records its unit system in the
+``unit_system`` coordinate, and operations that combine periods refuse to mix them.
+
+========== ===================== ================= ==========================================
+property   rate units            counts units      meaning
+========== ===================== ================= ==========================================
+stability  1                     1                 reduced-chi spread of the per-frame rates:
+                                                   sqrt(sum(((r_i - mean) / err_i)^2) / (n-1))
+sci_mean   electron / s          count             mean dark signal over the period's frames
+err_mean   electron / s          count             mean of the ERR arrays over the frames
+nan_count  1                     1                 number of excluded samples (NaN,
+                                                   DQ-masked, or rejected as cosmic rays)
+readnoise  electron              count             per-pixel read noise
+========== ===================== ================= ==========================================
+
+Storage: one Zarr array per property with dims (anneal, row, col); ``nan_count`` is
+``uint16``, the others ``float32``.  Rows and columns are 0-based detector indices, as
+in the seed's CSV files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from stores import CubeSchema, VariableSpec
+
+__all__ = [
+    "DEFAULT_CHUNKS",
+    "PROPERTIES",
+    "UNIT_SYSTEMS",
+    "cube_schema",
+    "property_attrs",
+]
+
+#: property labels, in the order of the seed's CSV columns and of ``PixelDB.cube``
+PROPERTIES: tuple[str, ...] = ("stability", "sci_mean", "err_mean", "nan_count", "readnoise")
+
+#: units of each property in each unit system
+UNIT_SYSTEMS: dict[str, dict[str, str]] = {
+    "rate": {
+        "stability": "1",
+        "sci_mean": "electron / s",
+        "err_mean": "electron / s",
+        "nan_count": "1",
+        "readnoise": "electron",
+    },
+    "counts": {
+        "stability": "1",
+        "sci_mean": "count",
+        "err_mean": "count",
+        "nan_count": "1",
+        "readnoise": "count",
+    },
+}
+
+_DEFINITIONS: dict[str, str] = {
+    "stability": (
+        "reduced-chi spread of the pixel's per-frame rates about their mean, "
+        "sqrt(sum(((r_i - mean) / err_i)^2) / (n - 1)); about 1 for a steady pixel"
+    ),
+    "sci_mean": "mean dark signal over the period's frames, excluding rejected samples",
+    "err_mean": "mean of the ERR arrays over the period's frames, excluding rejected samples",
+    "nan_count": "number of excluded samples: NaN, DQ-masked, or rejected as cosmic rays",
+    "readnoise": "per-pixel read noise from the error model ERR^2 = RN^2 + signal",
+}
+
+_DTYPES = {name: ("uint16" if name == "nan_count" else "float32") for name in PROPERTIES}
+
+#: default chunk shape along (anneal, row, col); see benchmarks/bench_cube.py
+DEFAULT_CHUNKS: dict[str, int] = {"anneal": 1, "row": 256, "col": 256}
+
+
+def property_attrs(name: str, unit_system: str = "rate") -> dict[str, str]:
+    """``units``, ``long_name`` and ``definition`` attributes of property *name*."""
+    if unit_system not in UNIT_SYSTEMS:
+        msg = f"unit_system must be one of {sorted(UNIT_SYSTEMS)}, got {unit_system!r}"
+        raise ValueError(msg)
+    return {
+        "units": UNIT_SYSTEMS[unit_system][name],
+        "long_name": name.replace("_", " "),
+        "definition": _DEFINITIONS[name],
+    }
+
+
+def cube_schema(
+    shape: tuple[int, int] = (1024, 1024),
+    *,
+    chunks: Mapping[str, int] | None = None,
+    shards: Mapping[str, int] | None = None,
+    compression: str = "zstd",
+    compression_level: int = 3,
+) -> CubeSchema:
+    """The :class:`stores.CubeSchema` of a pixel property cube of *shape* (rows, cols).
+
+    Units in the variables' attrs are those of the rate system; the unit system of each
+    period is its ``unit_system`` coordinate.
+    """
+    rows, cols = (int(n) for n in shape)
+    variables = {}
+    for name in PROPERTIES:
+        variables[name] = VariableSpec(("row", "col"), _DTYPES[name], property_attrs(name))
+    chosen = dict(DEFAULT_CHUNKS if chunks is None else chunks)
+    chosen["row"] = min(chosen.get("row", rows), rows)
+    chosen["col"] = min(chosen.get("col", cols), cols)
+    return CubeSchema(
+        append_dim="anneal",
+        sizes={"row": rows, "col": cols},
+        variables=variables,
+        label_dtype="int64",
+        slice_coords={
+            "anneal_start": "datetime64[ns]",
+            "anneal_end": "datetime64[ns]",
+            "unit_system": "str",
+            "n_darks": "int64",
+            "source": "str",
+        },
+        coords={
+            "row": ("row", np.arange(rows), {"long_name": "detector row (0-based)"}),
+            "col": ("col", np.arange(cols), {"long_name": "detector column (0-based)"}),
+        },
+        chunks=chosen,
+        shards=shards,
+        compression=compression,
+        compression_level=compression_level,
+        attrs={
+            "title": "STIS CCD pixel property cube",
+            "instrument": "STIS",
+            "detector": "CCD",
+            "conventions": "one slice per anneal period; see stiscube.layout",
+        },
+    )

@@ -1,0 +1,568 @@
+"""The pixel property database: one labelled cube in Zarr, and the seed's query API.
+
+A :class:`PixelDB` lives in a directory (or fsspec URL)::
+
+    <path>/cube/          the cube (a :class:`stores.CubeStore`): one slice per period
+    <path>/periods.ecsv   optional anneal-period table given at creation (dates, darks)
+
+Each period's slice holds the five properties of :mod:`stiscube.layout` on (row, col),
+its dates (``anneal_start``, ``anneal_end``), its unit system, its number of darks and
+its source, and, committed atomically with it, the table of the darks it was computed
+from (rootname, exposure time, start).
+
+Two ways in:
+
+- the seed-compatible methods (:meth:`PixelDB.query_pixel`, :meth:`~PixelDB.query_pixel_region`,
+  :meth:`~PixelDB.query_anneal`, :meth:`~PixelDB.query_anneal_darks`,
+  :meth:`~PixelDB.insert_anneal`), returning pandas DataFrames with the seed's columns;
+- the xarray-native :attr:`PixelDB.dataset` / :attr:`PixelDB.cube` and the ``ds.pixels``
+  accessor (:mod:`stiscube.accessor`), for notebooks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from stiscube import queries
+from stiscube._dates import datetime64_to_mjd, mjd_to_datetime64, to_mjd
+from stiscube._exceptions import CubeQueryError, PeriodExistsError, StiscubeError
+from stiscube.anneals import AnnealTable
+from stiscube.layout import PROPERTIES, UNIT_SYSTEMS, cube_schema
+from stiscube.seedcsv import SEED_COLUMNS, read_seed_csv, seed_csv_path
+from stores import CubeStore, SliceExistsError
+from stores._fs import Location
+
+__all__ = ["PixelDB"]
+
+logger = logging.getLogger(__name__)
+
+_CUBE = "cube"
+_PERIODS = "periods.ecsv"
+_PIXEL_COLUMNS = ["AnnealNumber", "RowNum", "ColumnNum", *SEED_COLUMNS[2:]]
+
+
+class PixelDB:
+    """The STIS CCD pixel property database.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Directory (or fsspec URL) made by :meth:`PixelDB.create`.
+    mode : {"r+", "r"}
+        Read-write (default) or read-only.
+    lock_timeout : float
+        Seconds a write waits for another writer before :class:`stores.StoreLockedError`.
+
+    Examples
+    --------
+    >>> db = PixelDB.create("pixels.db", periods=AnnealTable.read("anneal_periods.csv"))
+    >>> db.insert_anneal(200, csv_loc="example_input")      # doctest: +SKIP
+    >>> db.query_pixel(pixel_row=5, pixel_col=20, anneal_num=200)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, mode: str = "r+", *, lock_timeout: float = 0.0
+    ) -> None:
+        self.location = Location.parse(path)
+        self.store = CubeStore(self.location.join(_CUBE), mode=mode, lock_timeout=lock_timeout)
+        self.mode = mode
+        self.periods: AnnealTable | None = None
+        if self.location.exists(_PERIODS):
+            self.periods = _read_periods(self.location)
+        self._dataset: xr.Dataset | None = None
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        *,
+        periods: AnnealTable | None = None,
+        shape: tuple[int, int] = (1024, 1024),
+        chunks: Mapping[str, int] | None = None,
+        shards: Mapping[str, int] | None = None,
+        compression: str = "zstd",
+        compression_level: int = 3,
+        lock_timeout: float = 0.0,
+    ) -> PixelDB:
+        """Create an empty database at *path* and return it opened read-write.
+
+        Parameters
+        ----------
+        periods : AnnealTable, optional
+            The anneal-period table; dates of ingested periods default to its rows.
+        shape : (int, int)
+            Frame shape (rows, cols); 1024x1024 for the full STIS CCD.
+        chunks, shards, compression, compression_level
+            Storage layout of the cube (see :func:`stiscube.layout.cube_schema`).
+        """
+        if periods is not None and not isinstance(periods, AnnealTable):
+            msg = f"periods must be an AnnealTable, got {type(periods).__name__}"
+            raise TypeError(msg)
+        schema = cube_schema(
+            shape,
+            chunks=chunks,
+            shards=shards,
+            compression=compression,
+            compression_level=compression_level,
+        )
+        loc = Location.parse(path)
+        CubeStore.create(loc.join(_CUBE), schema, lock_timeout=lock_timeout)
+        if periods is not None:
+            _write_periods(loc, periods)
+        return cls(loc, mode="r+", lock_timeout=lock_timeout)
+
+    def __repr__(self) -> str:
+        held = self.anneal_numbers
+        text = f"{held[:3]}...{held[-3:]}" if len(held) > 6 else str(held)
+        return (
+            f"PixelDB({self.location.url!r}, mode={self.mode!r}, shape={self.shape}, "
+            f"periods={text})"
+        )
+
+    # -- the cube ------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Frame shape (rows, cols)."""
+        sizes = self.store.schema.sizes
+        return (int(sizes["row"]), int(sizes["col"]))
+
+    @property
+    def anneal_numbers(self) -> list[int]:
+        """Numbers of the periods held, sorted."""
+        return self.store.labels
+
+    @property
+    def dataset(self) -> xr.Dataset:
+        """The cube as a lazy Dataset: one variable per property, dims (anneal, row, col)."""
+        if self._dataset is None:
+            self._dataset = self.store.to_dataset(lazy=True)
+        return self._dataset
+
+    @property
+    def cube(self) -> xr.DataArray:
+        """The cube as one lazy float32 DataArray with dims (anneal, row, col, property)."""
+        ds = self.dataset
+        stacked = xr.concat(
+            [ds[name].astype("float32") for name in PROPERTIES],
+            dim=pd.Index(list(PROPERTIES), name="property"),
+            coords="minimal",
+            compat="override",
+            join="exact",
+        )
+        stacked.name = "properties"
+        stacked.attrs = {"units_by_property_rate": str(UNIT_SYSTEMS["rate"])}
+        return stacked.transpose("anneal", "row", "col", "property")
+
+    def refresh(self) -> None:
+        """See periods committed by other writers since this handle was opened."""
+        self.store.refresh()
+        self._dataset = None
+
+    # -- darks -----------------------------------------------------------------------------
+    @property
+    def darks(self) -> pd.DataFrame:
+        """The darks of every period: columns anneal, rootname, exptime (s), start."""
+        frames = [self._period_darks(n) for n in self.anneal_numbers]
+        if not frames:
+            return pd.DataFrame({"anneal": [], "rootname": [], "exptime": [], "start": []})
+        return pd.concat(frames, ignore_index=True)
+
+    def _period_darks(self, anneal_num: int) -> pd.DataFrame:
+        extras = self.store.slice_extras(anneal_num) or {}
+        rows = extras.get("darks", [])
+        table = pd.DataFrame(
+            {
+                "anneal": np.full(len(rows), anneal_num, dtype=np.int64),
+                "rootname": [r["rootname"] for r in rows],
+                "exptime": np.array([r.get("exptime", np.nan) for r in rows], dtype=float),
+                "start": pd.to_datetime([r.get("start") for r in rows], format="ISO8601"),
+            }
+        )
+        return table
+
+    # -- ingest ----------------------------------------------------------------------------
+    def ingest_properties(
+        self,
+        properties: xr.Dataset,
+        anneal_num: int,
+        *,
+        start: Any = None,
+        end: Any = None,
+        unit_system: str = "rate",
+        darks: pd.DataFrame | Sequence[Mapping] | None = None,
+        source: str = "properties",
+        replace: bool = False,
+    ) -> None:
+        """Store one period's precomputed properties (the common path of every ingest).
+
+        Parameters
+        ----------
+        properties : xarray.Dataset
+            The five properties on (row, col) of this cube's shape.
+        anneal_num : int
+            The period number.
+        start, end : date-like, optional
+            Period dates; default to the period table's row for *anneal_num*.
+        unit_system : {"rate", "counts"}
+            Units of the values (see :mod:`stiscube.layout`).
+        darks : DataFrame or list of dict, optional
+            The darks used: ``rootname``, ``exptime`` (s), ``start`` (date); defaults to
+            the period table's rootnames.
+        source : str
+            Where the values came from (recorded with the period).
+        replace : bool
+            Replace the period if present (atomically); otherwise that is an error.
+
+        Raises
+        ------
+        PeriodExistsError
+            The period is present and ``replace`` is False.
+        CubeQueryError
+            No dates given or known, or the dates overlap another period held.
+        stores.SchemaMismatchError
+            The properties do not fit the cube (variables, dims, shape, dtype).
+        """
+        anneal_num = _check_anneal_num(anneal_num)
+        if unit_system not in UNIT_SYSTEMS:
+            msg = f"unit_system must be one of {sorted(UNIT_SYSTEMS)}, got {unit_system!r}"
+            raise ValueError(msg)
+        if anneal_num in self.store and not replace:
+            msg = (
+                f"anneal period {anneal_num} is already in {self.location.url}; "
+                "pass replace=True to replace it"
+            )
+            raise PeriodExistsError(msg)
+        start64, end64 = self._period_dates(anneal_num, start, end)
+        self._check_overlap(anneal_num, start64, end64)
+        dark_rows = self._dark_rows(anneal_num, darks)
+        data = xr.Dataset({name: properties[name] for name in PROPERTIES if name in properties})
+        for name in set(properties.data_vars) - set(PROPERTIES):
+            data[name] = properties[name]  # let the store name the extra variable
+        data = data.drop_vars([c for c in data.coords if c not in ("row", "col")])
+        if "nan_count" in data and data["nan_count"].dtype.kind == "f":
+            counts = data["nan_count"].values
+            if (
+                np.any(~np.isfinite(counts))
+                or np.any(counts != np.round(counts))
+                or np.any(counts < 0)
+            ):
+                msg = f"period {anneal_num}: nan_count must hold whole, non-negative numbers"
+                raise StiscubeError(msg)
+            data["nan_count"] = data["nan_count"].astype("uint16")
+        coords = {
+            "anneal_start": start64,
+            "anneal_end": end64,
+            "unit_system": unit_system,
+            "n_darks": len(dark_rows),
+            "source": source,
+        }
+        write = self.store.replace if replace and anneal_num in self.store else self.store.append
+        try:
+            write(data, anneal_num, coords=coords, extras={"darks": dark_rows})
+        except SliceExistsError as exc:  # committed by another writer meanwhile
+            raise PeriodExistsError(str(exc)) from exc
+        self._dataset = None
+        logger.info("stored anneal period %d (%s) in %s", anneal_num, source, self.location.url)
+
+    def insert_anneal(
+        self,
+        anneal_num: int,
+        csv_loc: str | os.PathLike = ".",
+        *,
+        start: Any = None,
+        end: Any = None,
+        replace: bool = False,
+    ) -> None:
+        """Load the seed's ``<csv_loc>/anneal_{anneal_num}.csv`` as period *anneal_num*.
+
+        The values are counts per frame and are stored with ``unit_system="counts"``.
+        Dates come from the period table the cube was created with, or from
+        *start*/*end*; the darks from the period table's row.
+
+        Raises
+        ------
+        SeedCSVError
+            The CSV is missing or malformed (see :func:`stiscube.seedcsv.read_seed_csv`).
+        PeriodExistsError, CubeQueryError
+            As for :meth:`ingest_properties`.
+        """
+        anneal_num = _check_anneal_num(anneal_num)
+        if anneal_num in self.store and not replace:
+            msg = (
+                f"anneal period {anneal_num} is already in {self.location.url}; "
+                "pass replace=True to replace it"
+            )
+            raise PeriodExistsError(msg)
+        self._period_dates(anneal_num, start, end)  # fail on missing dates before reading
+        path = seed_csv_path(anneal_num, csv_loc)
+        properties = read_seed_csv(path, shape=self.shape)
+        self.ingest_properties(
+            properties,
+            anneal_num,
+            start=start,
+            end=end,
+            unit_system="counts",
+            source=f"seed CSV {path.name}",
+            replace=replace,
+        )
+
+    def ingest_darks(
+        self,
+        files: Iterable[str | os.PathLike],
+        anneal_num: int,
+        *,
+        start: Any = None,
+        end: Any = None,
+        replace: bool = False,
+        client: Any = None,
+        **options: Any,
+    ) -> xr.Dataset:
+        """Compute one period's properties from its dark frames and store them.
+
+        Parameters
+        ----------
+        files : iterable of path-like
+            The period's dark FLT files.
+        anneal_num : int
+            The period number.
+        start, end : date-like, optional
+            Period dates; default to the period table's row, else to the frames' first
+            start and last end.  Frames outside the period are refused.
+        replace : bool
+            Replace the period if present.
+        client : dask.distributed.Client, optional
+            Compute on this cluster instead of the threaded scheduler.
+        **options
+            Passed to :func:`stiscube.compute_properties` (e.g. ``sigma``, ``dq_mask``).
+
+        Returns
+        -------
+        xarray.Dataset
+            The computed properties (in memory).
+        """
+        from stiscube.darks import read_dark_headers
+        from stiscube.properties import compute_properties
+
+        anneal_num = _check_anneal_num(anneal_num)
+        if anneal_num in self.store and not replace:
+            msg = (
+                f"anneal period {anneal_num} is already in {self.location.url}; "
+                "pass replace=True to replace it"
+            )
+            raise PeriodExistsError(msg)
+        files = [Path(f) for f in files]
+        headers = read_dark_headers(files)
+        if start is None and end is None and not self._in_table(anneal_num):
+            start = mjd_to_datetime64(float(np.min(headers["start_mjd"])))
+            end = mjd_to_datetime64(float(np.max(headers["end_mjd"])))
+        start64, end64 = self._period_dates(anneal_num, start, end)
+        period = (float(datetime64_to_mjd(start64)), float(datetime64_to_mjd(end64)))
+        properties = compute_properties(files, period=period, client=client, **options)
+        properties = properties.compute() if client is None else client.compute(properties).result()
+        darks = pd.DataFrame(
+            {
+                "rootname": headers["rootname"],
+                "exptime": headers["exptime"],
+                "start": mjd_to_datetime64(np.asarray(headers["start_mjd"], dtype=float)),
+            }
+        )
+        self.ingest_properties(
+            properties,
+            anneal_num,
+            start=start64,
+            end=end64,
+            unit_system="rate",
+            darks=darks,
+            source=f"{len(files)} dark frames",
+            replace=replace,
+        )
+        return properties
+
+    # -- helpers for ingest ------------------------------------------------------------------
+    def _in_table(self, anneal_num: int) -> bool:
+        return self.periods is not None and anneal_num in self.periods
+
+    def _period_dates(self, anneal_num: int, start: Any, end: Any) -> tuple[np.datetime64, ...]:
+        if (start is None) != (end is None):
+            msg = "give both start and end, or neither (to use the period table)"
+            raise ValueError(msg)
+        if start is None:
+            if not self._in_table(anneal_num):
+                known = "no period table" if self.periods is None else "a table without it"
+                msg = (
+                    f"dates of anneal period {anneal_num} are unknown: the cube has {known}; "
+                    "pass start= and end="
+                )
+                raise CubeQueryError(msg)
+            row = self.periods[anneal_num]
+            return row.start.astype("datetime64[ns]"), row.end.astype("datetime64[ns]")
+        s = mjd_to_datetime64(to_mjd(start)).astype("datetime64[ns]")
+        e = mjd_to_datetime64(to_mjd(end)).astype("datetime64[ns]")
+        if not s < e:
+            msg = f"period {anneal_num}: start {s} must be before end {e}"
+            raise ValueError(msg)
+        return s, e
+
+    def _check_overlap(self, anneal_num: int, start, end) -> None:
+        ds = self.store.to_dataset(lazy=True)
+        others = ds["anneal"].values != anneal_num
+        starts = ds["anneal_start"].values[others]
+        ends = ds["anneal_end"].values[others]
+        clash = (starts < end) & (start < ends)
+        if clash.any():
+            other = int(ds["anneal"].values[others][np.argmax(clash)])
+            msg = (
+                f"period {anneal_num} ({start} to {end}) overlaps period {other} already in "
+                "the cube; dates must not overlap"
+            )
+            raise CubeQueryError(msg)
+
+    def _dark_rows(self, anneal_num: int, darks) -> list[dict]:
+        if darks is None:
+            if not self._in_table(anneal_num):
+                return []
+            return [
+                {"rootname": r, "exptime": None, "start": None}
+                for r in self.periods[anneal_num].darks
+            ]
+        table = pd.DataFrame(darks)
+        missing = {"rootname", "exptime", "start"} - set(table.columns)
+        if missing:
+            msg = f"darks must have columns rootname, exptime, start; missing {sorted(missing)}"
+            raise ValueError(msg)
+        starts = pd.to_datetime(table["start"]).dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
+        return [
+            {"rootname": str(r), "exptime": float(x), "start": s}
+            for r, x, s in zip(table["rootname"], table["exptime"], starts, strict=True)
+        ]
+
+    # -- seed-compatible queries -------------------------------------------------------------
+    def query_pixel(
+        self, pixel_row: int, pixel_col: int, date: Any = None, anneal_num: int | None = None
+    ) -> pd.DataFrame:
+        """Properties of one pixel in one period (by *anneal_num* or *date*).
+
+        Returns a one-row DataFrame with the seed's columns AnnealNumber, RowNum,
+        ColumnNum, Stability, Sci_Mean, Err_Mean, NaN_Count, Readnoise.
+        """
+        return self._region_table(
+            [pixel_row, pixel_row],
+            [pixel_col, pixel_col],
+            date,
+            anneal_num,
+            ("pixel_row", "pixel_col"),
+        )
+
+    def query_pixel_region(
+        self,
+        pixel_row_range: Sequence[int],
+        pixel_col_range: Sequence[int],
+        date: Any = None,
+        anneal_num: int | None = None,
+    ) -> pd.DataFrame:
+        """Properties of the pixels in an inclusive row and column range, in one period.
+
+        Rows are ordered by row, then column, as in the seed.
+        """
+        names = ("pixel_row_range", "pixel_col_range")
+        return self._region_table(pixel_row_range, pixel_col_range, date, anneal_num, names)
+
+    def _region_table(self, rows, cols, date, anneal_num, names) -> pd.DataFrame:
+        ds = self.dataset
+        number = queries.resolve_period(ds, date=date, anneal_num=anneal_num)
+        block = queries.region(ds.sel(anneal=number), rows, cols, names=names)
+        block = block.compute()
+        rows, cols = np.meshgrid(block["row"].values, block["col"].values, indexing="ij")
+        table = {
+            "AnnealNumber": np.full(rows.size, number, dtype=np.int64),
+            "RowNum": rows.ravel(),
+            "ColumnNum": cols.ravel(),
+        }
+        for name, column in zip(PROPERTIES, SEED_COLUMNS[2:], strict=True):
+            table[column] = np.asarray(block[name].values).ravel()
+        table["NaN_Count"] = table["NaN_Count"].astype(np.int64)
+        return pd.DataFrame(table, columns=_PIXEL_COLUMNS)
+
+    def query_anneal(self, date: Any = None, anneal_num: int | None = None) -> pd.DataFrame:
+        """The period (by number or date): AnnealNumber, StartDate, EndDate, NumberOfDarks."""
+        ds = self.dataset
+        number = queries.resolve_period(ds, date=date, anneal_num=anneal_num)
+        one = ds.sel(anneal=number)
+        return pd.DataFrame(
+            {
+                "AnnealNumber": [number],
+                "StartDate": [pd.Timestamp(one["anneal_start"].values)],
+                "EndDate": [pd.Timestamp(one["anneal_end"].values)],
+                "NumberOfDarks": [int(one["n_darks"].values)],
+            }
+        )
+
+    def query_anneal_darks(self, date: Any = None, anneal_num: int | None = None) -> pd.DataFrame:
+        """The darks of a period (by number or date): Darks (rootname), AnnealNumber."""
+        number = queries.resolve_period(self.dataset, date=date, anneal_num=anneal_num)
+        darks = self._period_darks(number)
+        return pd.DataFrame({"Darks": darks["rootname"].to_numpy(), "AnnealNumber": number})
+
+    # -- xarray-native conveniences ----------------------------------------------------------
+    def history(self, row: int, col: int) -> xr.Dataset:
+        """All properties of one pixel across every period held, in memory."""
+        return queries.pixel_history(self.dataset, row, col).compute()
+
+    def info(self) -> dict:
+        """Periods held, their units and sources, the frame shape and the size on disk."""
+        ds = self.dataset
+        fs = self.location.fs
+        size = (
+            sum(fs.du(self.location.root, total=False).values())
+            if fs.exists(self.location.root)
+            else 0
+        )
+        return {
+            "path": self.location.url,
+            "shape": self.shape,
+            "periods": self.anneal_numbers,
+            "unit_systems": {
+                int(n): str(u)
+                for n, u in zip(ds["anneal"].values, ds["unit_system"].values, strict=True)
+            },
+            "first_start": None if not len(ds["anneal"]) else str(ds["anneal_start"].values.min()),
+            "last_end": None if not len(ds["anneal"]) else str(ds["anneal_end"].values.max()),
+            "bytes_on_disk": int(size),
+            "period_table": None if self.periods is None else len(self.periods),
+        }
+
+
+def _check_anneal_num(anneal_num: Any) -> int:
+    if isinstance(anneal_num, bool) or not isinstance(anneal_num, (int, np.integer)):
+        msg = f"anneal_num must be an integer, got {anneal_num!r}"
+        raise TypeError(msg)
+    if anneal_num < 0:
+        msg = f"anneal_num must be >= 0, got {anneal_num}"
+        raise ValueError(msg)
+    return int(anneal_num)
+
+
+def _write_periods(loc: Location, periods: AnnealTable) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / _PERIODS
+        periods.write(path)
+        loc.write_bytes((_PERIODS,), path.read_bytes())
+
+
+def _read_periods(loc: Location) -> AnnealTable:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / _PERIODS
+        path.write_bytes(loc.read_bytes(_PERIODS))
+        return AnnealTable.read(path)

@@ -1,0 +1,250 @@
+"""PixelDB: ingest, the seed-compatible queries, and bad input (checked against numpy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stiscube import PixelDB
+from stiscube._exceptions import CubeQueryError, PeriodExistsError, SeedCSVError
+from stiscube._synthcube import random_properties
+from stiscube.anneals import AnnealTable
+from stiscube.layout import PROPERTIES
+from stiscube.seedcsv import SEED_COLUMNS, write_seed_csv
+from stores import ReadOnlyStoreError, SchemaMismatchError
+from stores._testing import tree_digest
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+SHAPE = (40, 30)
+NUMBERS = [100, 101, 102, 103, 104]
+START = np.datetime64("2017-01-05T03:00:00", "s")
+
+
+def period_table(numbers=NUMBERS, days=30) -> AnnealTable:
+    starts = [START + np.timedelta64(days * 86400 * i, "s") for i in range(len(numbers))]
+    ends = [s + np.timedelta64(days * 86400, "s") for s in starts]
+    frame = pd.DataFrame(
+        {
+            "number": [str(n) for n in numbers],
+            "start": [str(s).replace("T", " ") for s in starts],
+            "end": [str(e).replace("T", " ") for e in ends],
+            "duration": [f"{days} days 00:00:00"] * len(numbers),
+            "num": ["2"] * len(numbers),
+            "exposure_time": ["2 x 1100 s"] * len(numbers),
+            "darks": [f"o{n}aaaq, o{n}bbbq" for n in numbers],
+        }
+    )
+    return AnnealTable.from_dataframe(frame, meta={"simulated": True})
+
+
+@pytest.fixture
+def truth():
+    """The property frames ingested, by period number (the independent reference)."""
+    return {n: random_properties(SHAPE, seed=n) for n in NUMBERS[:4]}
+
+
+@pytest.fixture
+def db(tmp_path, truth):
+    db = PixelDB.create(
+        tmp_path / "db", periods=period_table(), shape=SHAPE, chunks={"row": 16, "col": 16}
+    )
+    for n in (102, 100, 103, 101):  # any order
+        db.ingest_properties(truth[n], n)
+    return db
+
+
+def _expected_row(truth, number, r, c):
+    return [number, r, c] + [float(truth[number][p].values[r, c]) for p in PROPERTIES]
+
+
+def test_query_pixel_by_number_and_date(db, truth):
+    got = db.query_pixel(pixel_row=5, pixel_col=20, anneal_num=101)
+    assert list(got.columns) == ["AnnealNumber", "RowNum", "ColumnNum", *SEED_COLUMNS[2:]]
+    assert got.values.tolist() == [_expected_row(truth, 101, 5, 20)]
+    by_date = db.query_pixel(pixel_row=5, pixel_col=20, date="2017-03-01 12:00:00")
+    pd.testing.assert_frame_equal(
+        by_date, db.query_pixel(5, 20, anneal_num=101)
+    )  # 2017-03-01 lies in the second period (Feb 4 - Mar 6)
+
+
+def test_period_boundaries(db):
+    table = period_table()
+    start_101 = table[101].start
+    assert db.query_anneal(date=start_101)["AnnealNumber"].item() == 101  # start is inside
+    assert db.query_anneal(date=table[100].end)["AnnealNumber"].item() == 101  # end is not
+    just_before = start_101 - np.timedelta64(1, "us")
+    assert db.query_anneal(date=just_before)["AnnealNumber"].item() == 100
+    for form in (str(start_101).replace("T", " "), pd.Timestamp(start_101).to_pydatetime()):
+        assert db.query_anneal(date=form)["AnnealNumber"].item() == 101
+    from astropy.time import Time
+
+    assert db.query_anneal(date=Time(str(start_101), scale="utc"))["AnnealNumber"].item() == 101
+    assert db.query_anneal(date=Time(str(start_101)).mjd + 1e-6)["AnnealNumber"].item() == 101
+
+
+def test_query_region_inclusive_and_ordered(db, truth):
+    got = db.query_pixel_region(pixel_row_range=[1, 5], pixel_col_range=[2, 7], anneal_num=103)
+    assert len(got) == 5 * 6
+    expected = [_expected_row(truth, 103, r, c) for r in range(1, 6) for c in range(2, 8)]
+    assert got.values.tolist() == expected
+    assert got["NaN_Count"].dtype == np.int64
+
+
+def test_query_anneal_and_darks(db):
+    got = db.query_anneal(anneal_num=102)
+    table = period_table()
+    assert got.to_dict("records") == [
+        {
+            "AnnealNumber": 102,
+            "StartDate": pd.Timestamp(table[102].start),
+            "EndDate": pd.Timestamp(table[102].end),
+            "NumberOfDarks": 2,
+        }
+    ]
+    darks = db.query_anneal_darks(anneal_num=102)
+    assert darks.to_dict("list") == {"Darks": ["o102aaaq", "o102bbbq"], "AnnealNumber": [102, 102]}
+
+
+def test_history_and_cube(db, truth):
+    hist = db.history(7, 9)
+    assert hist["anneal"].values.tolist() == [100, 101, 102, 103]
+    for p in PROPERTIES:
+        np.testing.assert_array_equal(
+            hist[p].values, [truth[n][p].values[7, 9] for n in NUMBERS[:4]]
+        )
+    cube = db.cube
+    assert cube.dims == ("anneal", "row", "col", "property")
+    assert cube["property"].values.tolist() == list(PROPERTIES)
+    assert "anneal_start" in cube.coords and "anneal_end" in cube.coords
+    np.testing.assert_array_equal(
+        cube.sel(anneal=102, property="sci_mean").values, truth[102]["sci_mean"].values
+    )
+
+
+def test_replace_period(db, truth):
+    new = random_properties(SHAPE, seed=999)
+    before = tree_digest(db.location.url)
+    with pytest.raises(PeriodExistsError, match="period 101 is already in .*replace=True"):
+        db.ingest_properties(new, 101)
+    assert tree_digest(db.location.url) == before
+    db.ingest_properties(new, 101, replace=True)
+    reopened = PixelDB(db.location.url, mode="r")
+    np.testing.assert_array_equal(
+        reopened.dataset["readnoise"].sel(anneal=101).values, new["readnoise"].values
+    )
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    r=st.integers(0, SHAPE[0] - 1),
+    c=st.integers(0, SHAPE[1] - 1),
+    k=st.integers(0, 3),
+    offset=st.floats(0, 0.999999),
+)
+def test_queries_match_numpy_indexing(db, truth, r, c, k, offset):
+    number = NUMBERS[k]
+    period = period_table()[number]
+    date = period.start_mjd + offset * (period.end_mjd - period.start_mjd)
+    assert db.query_pixel(r, c, date=date).values.tolist() == [_expected_row(truth, number, r, c)]
+    r1 = min(r + 3, SHAPE[0] - 1)
+    got = db.query_pixel_region([r, r1], [c, c], anneal_num=number)
+    assert got["Sci_Mean"].tolist() == truth[number]["sci_mean"].values[r : r1 + 1, c].tolist()
+
+
+def test_seed_csv_with_real_snippet_rows(tmp_path):
+    """Full 1024x1024 CSV, first rows the 10 real ones of the snippet, loads as period 200."""
+    snippet = pd.read_csv(DATA / "anneal_200_snippet.csv")
+    synth = random_properties((1024, 1024), seed=200)
+    csv_dir = tmp_path / "input"
+    csv_dir.mkdir()
+    path = write_seed_csv(synth, csv_dir / "anneal_200.csv")
+    table = pd.read_csv(path)
+    table.iloc[: len(snippet)] = snippet.to_numpy()
+    table.to_csv(path, index=False, float_format="%.17g")
+    db = PixelDB.create(tmp_path / "db", shape=(1024, 1024))
+    db.insert_anneal(200, csv_loc=csv_dir, start="2017-09-26", end="2017-10-25")
+    got = db.query_pixel(0, 5, anneal_num=200)
+    assert got["Sci_Mean"].item() == 1170.380859375
+    assert got["Readnoise"].item() == pytest.approx(14.061666488647461, rel=1e-7)
+    assert db.query_pixel(50, 50, date="2017-09-26 13:04:04")["AnnealNumber"].item() == 200
+    assert db.dataset["unit_system"].sel(anneal=200).item() == "counts"
+    region = db.query_pixel_region([0, 0], [0, 9], anneal_num=200)
+    np.testing.assert_allclose(region["Sci_Mean"], snippet["Sci_Mean"], rtol=1e-7)
+    np.testing.assert_array_equal(region["NaN_Count"], snippet["NaN_Count"].astype(int))
+    np.testing.assert_allclose(region["Stability"], snippet["Stability"], rtol=1e-7)
+
+
+# -- bad input: specific errors, store unchanged ------------------------------------------
+def _csv(tmp_path, name="anneal_104.csv", mutate=None):
+    frame = pd.read_csv(write_seed_csv(random_properties(SHAPE, seed=104), tmp_path / name))
+    if mutate is not None:
+        frame = mutate(frame)
+    frame.to_csv(tmp_path / name, index=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda f: f.drop(columns="Readnoise"), r"missing \['Readnoise'\]"),
+        (lambda f: f.assign(Extra=1), r"extra \['Extra'\]"),
+        (lambda f: f.iloc[:-1], "1199 pixel rows, expected 1200"),
+        (
+            lambda f: f.assign(
+                Row=f["Row"].where(f.index != 3, 0).where(f.index != 3, f["Row"]),
+                Column=f["Column"].where(f.index != 1, 0),
+            ),
+            "duplicate pixels",
+        ),
+        (lambda f: f.assign(Row=f["Row"].where(f.index != 5, 40)), "outside the frame"),
+        (
+            lambda f: f.assign(Sci_Mean=f["Sci_Mean"].astype(str).where(f.index != 2, "x")),
+            "non-numeric",
+        ),
+    ],
+    ids=["missing-column", "extra-column", "row-count", "duplicate", "outside", "non-numeric"],
+)
+def test_bad_csv(db, tmp_path, mutate, match):
+    csv_dir = _csv(tmp_path, mutate=mutate)
+    before = tree_digest(db.location.url)
+    with pytest.raises(SeedCSVError, match=match):
+        db.insert_anneal(104, csv_loc=csv_dir)
+    assert tree_digest(db.location.url) == before
+
+
+def test_bad_queries_and_ingests(db, tmp_path, truth):
+    before = tree_digest(db.location.url)
+    with pytest.raises(CubeQueryError, match="pixel_row=40 is outside the frame"):
+        db.query_pixel(40, 0, anneal_num=100)
+    with pytest.raises(CubeQueryError, match="pixel_col_range=-1 is outside the frame"):
+        db.query_pixel_region([0, 1], [-1, 3], anneal_num=100)
+    with pytest.raises(CubeQueryError, match="before the first period held"):
+        db.query_pixel(0, 0, date="2016-12-31")
+    with pytest.raises(CubeQueryError, match="after the last period held"):
+        db.query_anneal(date="2017-12-31 00:00:00")
+    with pytest.raises(CubeQueryError, match="anneal period 7 is not in the cube"):
+        db.query_anneal_darks(anneal_num=7)
+    with pytest.raises(ValueError, match="give exactly one of date or anneal_num"):
+        db.query_pixel(0, 0)
+    with pytest.raises(PeriodExistsError, match="already in"):
+        db.insert_anneal(100, csv_loc=_csv(tmp_path, "anneal_100.csv"))
+    with pytest.raises(CubeQueryError, match="dates of anneal period 555 are unknown"):
+        db.insert_anneal(555, csv_loc=tmp_path)
+    with pytest.raises(SeedCSVError, match="no such CSV file"):
+        db.insert_anneal(104, csv_loc=tmp_path / "nowhere")
+    with pytest.raises(CubeQueryError, match="overlaps period 100"):
+        db.ingest_properties(truth[100], 900, start="2017-01-10", end="2017-01-20")
+    with pytest.raises(SchemaMismatchError, match="has shape"):
+        db.ingest_properties(random_properties((10, 10)), 104)
+    assert tree_digest(db.location.url) == before
+    read_only = PixelDB(db.location.url, mode="r")
+    with pytest.raises(ReadOnlyStoreError):
+        read_only.ingest_properties(truth[100], 104)
+    assert tree_digest(db.location.url) == before

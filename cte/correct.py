@@ -97,7 +97,7 @@ def _first_bad(name: str, values: np.ndarray, bad: np.ndarray, allowed: str) -> 
     index = tuple(int(i) for i in np.argwhere(bad)[0]) if values.ndim else ()
     return (
         f"{name} must lie in {allowed}: {int(bad.sum())} of {values.size} value(s) "
-        f"outside, first {values[index]!r} at index {index}"
+        f"outside, first {float(values[index])!r} at index {index}"
     )
 
 

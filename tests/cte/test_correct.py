@@ -1,0 +1,147 @@
+"""Tests of cte.correct on simulated stars with known true flux."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _analysis_fixtures import campaign_model
+
+from cte._analysis_exceptions import ModelNotFoundError, OutOfRangeError
+from cte._synthphot import DEFAULT_TRUTH
+from cte.correct import correct
+from cte.lossmodel import BASIS_TERMS
+from cte.model import FittedLoss
+
+
+def _exact_model(kind="FLT"):
+    """The simulator's truth as a FittedLoss with zero covariance."""
+    return FittedLoss(
+        config={"target": "ngc104", "filter": "F502N", "exptime_class": "long",
+                "ctecorr": kind, "aperture": 3.0},
+        terms=BASIS_TERMS,
+        coefficients=DEFAULT_TRUTH[kind].vector,
+        covariance=np.zeros((7, 7)),
+        chi2_red=1.0, dof=100, n_cells=107, n_stars=10_000, covariance_scale=1.0,
+        flux_range=(100.0, 50_000.0), mjd_range=(55000.0, 58000.0),
+        background_range=(0.0, 150.0),
+    )
+
+
+def _stars(fit, n, seed):
+    rng = np.random.default_rng(seed)
+    lo, hi = fit.flux_range
+    true = 10 ** rng.uniform(np.log10(lo * 1.5), np.log10(hi * 0.8), n)
+    transfers = rng.uniform(0, 2051, n)
+    mjd = rng.uniform(*fit.mjd_range, n)
+    bkg = rng.uniform(*fit.background_range, n)
+    return true, transfers, mjd, bkg
+
+
+def test_inversion_of_the_exact_model_restores_true_flux():
+    fit = _exact_model()
+    true, n, mjd, bkg = _stars(fit, 5000, 1)
+    truth = DEFAULT_TRUTH["FLT"]
+    observed = true * (1 - truth.loss(true, mjd, bkg) * n / 2048)
+    out = correct(observed, n, mjd, bkg, model=fit)
+    np.testing.assert_allclose(out.flux, true, rtol=1e-9)
+    np.testing.assert_allclose(out.loss, truth.loss(true, mjd, bkg), rtol=1e-8)
+    assert np.all(out.model_err == 0)
+    assert out.iterations < 20
+
+
+def test_acceptance_fitted_model_restores_true_flux_within_its_uncertainty():
+    """Issue 6: correct() on simulated stars gives their true flux within its error."""
+    model = campaign_model()
+    for kind in ("FLT", "FLC"):
+        fit = model.select(ctecorr=kind, exptime_class="long", aperture=3.0)
+        true, n, mjd, bkg = _stars(fit, 4000, 2)
+        observed = true * (1 - DEFAULT_TRUTH[kind].loss(true, mjd, bkg) * n / 2048)
+        out = correct(observed, n, mjd, bkg, model=fit)
+        pull = (out.flux - true) / out.model_err
+        assert np.mean(np.abs(pull) <= 2) >= 0.9, kind
+        # most of the loss is removed
+        before = np.abs(observed - true) / true
+        after = np.abs(out.flux - true) / true
+        assert np.median(after) < 0.1 * np.median(before), kind
+
+
+def test_photometric_errors_are_propagated():
+    model = campaign_model()
+    fit = model.select(ctecorr="FLT", exptime_class="long", aperture=3.0)
+    true, n, mjd, bkg = _stars(fit, 20_000, 3)
+    rng = np.random.default_rng(4)
+    observed = true * (1 - DEFAULT_TRUTH["FLT"].loss(true, mjd, bkg) * n / 2048)
+    sigma = np.sqrt(observed + 28 * (bkg + 9))
+    noisy = observed + rng.normal(0, sigma)
+    keep = (noisy > fit.flux_range[0]) & (noisy < fit.flux_range[1])
+    out = correct(noisy[keep], n[keep], mjd[keep], bkg[keep], model=fit, flux_err=sigma[keep])
+    pull = (out.flux - true[keep]) / out.flux_err
+    assert 0.9 <= np.std(pull) <= 1.1
+    assert abs(np.mean(pull)) < 0.05
+    assert np.all(out.flux_err >= out.model_err)
+
+
+def test_model_given_as_collection_or_file(tmp_path):
+    model = campaign_model()
+    fit = model.select(ctecorr="FLC", exptime_class="short", aperture=5.0)
+    true, n, mjd, bkg = _stars(fit, 10, 5)
+    config = {"ctecorr": "FLC", "exptime_class": "short", "aperture": 5.0}
+    a = correct(true, n, mjd, bkg, model=fit)
+    b = correct(true, n, mjd, bkg, model=model, config=config)
+    path = tmp_path / "coefficients.ecsv"
+    model.write(path)
+    c = correct(true, n, mjd, bkg, model=str(path), config=config)
+    np.testing.assert_array_equal(a.flux, b.flux)
+    np.testing.assert_array_equal(a.flux, c.flux)
+    with pytest.raises(ModelNotFoundError):
+        correct(true, n, mjd, bkg, model=model)
+    with pytest.raises(ValueError, match="does not match the model"):
+        correct(true, n, mjd, bkg, model=fit, config={"ctecorr": "FLT"})
+
+
+def test_broadcasting_of_scalars():
+    fit = _exact_model()
+    out = correct([1000.0, 2000.0], 1000, 56000.0, 12.0, model=fit)
+    assert out.flux.shape == (2,)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((1000.0, -1.0, 56000.0, 12.0), r"transfers must lie in \[0, 2051\]: 1 of 1"),
+        ((1000.0, 2052.0, 56000.0, 12.0), r"transfers must lie in \[0, 2051\]"),
+        ((-5.0, 100.0, 56000.0, 12.0), r"flux must lie in \(0, inf\)"),
+        ((np.nan, 100.0, 56000.0, 12.0), r"flux must lie in \(0, inf\)"),
+        ((60_000.0, 100.0, 56000.0, 12.0), r"flux must lie in the fitted range \[100, 50000\]"),
+        ((1000.0, 100.0, 59000.0, 12.0), r"mjd must lie in the fitted range \[55000, 58000\]"),
+        ((1000.0, 100.0, 56000.0, 200.0), r"background must lie in the fitted range"),
+    ],
+)
+def test_out_of_range_inputs_are_refused(args, match):
+    with pytest.raises(OutOfRangeError, match=match):
+        correct(*args, model=_exact_model())
+
+
+def test_error_names_first_offender_and_count():
+    flux = np.array([1000.0, 2000.0, 80_000.0, 90_000.0])
+    with pytest.raises(OutOfRangeError, match=r"2 of 4 value\(s\) outside, first 80000.0 at "
+                                              r"index \(2,\)"):
+        correct(flux, 100.0, 56000.0, 12.0, model=_exact_model())
+
+
+def test_out_of_range_nan_option():
+    flux = np.array([1000.0, 80_000.0])
+    out = correct(flux, 100.0, 56000.0, 12.0, model=_exact_model(), out_of_range="nan")
+    assert np.isfinite(out.flux[0]) and np.isnan(out.flux[1]) and np.isnan(out.flux_err[1])
+    # invalid transfers are refused regardless
+    with pytest.raises(OutOfRangeError, match="transfers"):
+        correct(flux, -3.0, 56000.0, 12.0, model=_exact_model(), out_of_range="nan")
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="out_of_range must be"):
+        correct(1000.0, 1.0, 56000.0, 1.0, model=_exact_model(), out_of_range="clip")
+    with pytest.raises(TypeError, match="model must be"):
+        correct(1000.0, 1.0, 56000.0, 1.0, model={"1": 0.1})
+    with pytest.raises(ValueError, match="must broadcast"):
+        correct([1.0, 2.0], [1.0, 2.0, 3.0], 56000.0, 1.0, model=_exact_model())

@@ -1,0 +1,215 @@
+"""The campaign simulator: geometry, truth, determinism, injected loss."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from cte._render import render_stars
+from cte.lossmodel import LossModel
+from cte.simulate import DEFAULT_LOSS_MODELS, FULL_WELL, load_campaign, simulate_campaign
+
+
+def _open(campaign, image):
+    row = campaign.images.set_index("image").loc[image]
+    return row, fits.open(campaign.root / row.path)
+
+
+def test_files_catalogs_and_truth_are_written(campaign):
+    assert all(p.is_file() for p in campaign.files)
+    assert set(campaign.targets) == {"ngc104", "ngc6583"}
+    cat = campaign.catalog("ngc104")
+    assert cat.colnames == ["master_id", "ra", "dec", "flux"]
+    assert len(np.unique(cat["master_id"])) == len(cat) == 150
+    truth = campaign.truth("ngc104")
+    assert set(truth["image"].values) == set(campaign.images.query("target == 'ngc104'").image)
+    assert (campaign.truth_dir / "lossmodel.json").is_file()
+    doc = json.loads((campaign.truth_dir / "campaign.json").read_text())
+    assert set(doc["bad_files"]) == set(campaign.bad_files)
+    assert set(campaign.bad_files.values()) == {"InvalidImageError", "WrongInstrumentError"}
+
+
+def test_load_campaign_round_trip(campaign):
+    again = load_campaign(campaign.root)
+    assert list(again.images["image"]) == list(campaign.images["image"])
+    assert again.shape == campaign.shape
+    assert again.loss_models["FLC"] == campaign.loss_models["FLC"]
+    assert dict(again.bad_files) == dict(campaign.bad_files)
+
+
+def test_uvis_layout_and_keywords(campaign):
+    row, hdul = _open(campaign, campaign.images.image.iloc[0])
+    with hdul:
+        h0 = hdul[0].header
+        assert (h0["INSTRUME"], h0["DETECTOR"]) == ("WFC3", "UVIS")
+        assert h0["ROOTNAME"] == row.rootname and h0["PROPOSID"] == row.proposal
+        assert h0["TARGNAME"] == "NGC-104" and h0["EXPSTART"] == pytest.approx(row.mjd)
+        assert [(h.name, h.ver) for h in hdul[1:]] == [
+            ("SCI", 1), ("ERR", 1), ("DQ", 1), ("SCI", 2), ("ERR", 2), ("DQ", 2)]
+        assert hdul["SCI", 1].header["CCDCHIP"] == 2
+        assert hdul["SCI", 2].header["CCDCHIP"] == 1
+        assert hdul["SCI", 1].data.shape == campaign.shape
+        assert hdul["SCI", 1].data.dtype.newbyteorder("=") == np.float32
+        # the cut-out keeps its chip origin
+        assert hdul["SCI", 1].header["LTV2"] == -row.origin_y
+
+
+def test_pairs_put_the_same_stars_on_both_chips(campaign):
+    images = campaign.images.query("target == 'ngc104' and expected_skip == ''")
+    chip2 = images.query("postarg2 == 0 and ctecorr == 'FLT'").iloc[0]
+    chip1 = images.query("postarg2 > 80 and ctecorr == 'FLT' and exptime == @chip2.exptime "
+                         "and flash == @chip2.flash").iloc[0]
+    assert (chip2.chip, chip1.chip) == (2, 1)
+    truth = campaign.truth("ngc104")
+    t2, t1 = truth.sel(image=chip2.image), truth.sel(image=chip1.image)
+    # same rows on both chips (the dither is one chip height plus the gap), so the
+    # transfers are y on chip 2 and 2051 - y on chip 1
+    np.testing.assert_allclose(t1.y, t2.y, atol=0.1)
+    np.testing.assert_allclose(t2.transfers, np.clip(t2.y, 0, 2051))
+    np.testing.assert_allclose(t1.transfers, np.clip(2051 - t1.y, 0, 2051))
+
+
+def test_truth_positions_follow_header_wcs_and_pointing_error(campaign):
+    """Catalog through the header WCS, then the recorded error transform, gives truth."""
+    cat = campaign.catalog("ngc104")
+    truth = campaign.truth("ngc104")
+    for image in campaign.images.query("target == 'ngc104'").image[:6]:
+        row, hdul = _open(campaign, image)
+        with hdul:
+            sci = hdul["SCI", 1 if row.chip == 2 else 2]
+            wcs = WCS(sci.header)
+            ltv = sci.header["LTV1"], sci.header["LTV2"]
+        xh, yh = wcs.all_world2pix(cat["ra"], cat["dec"], 0)
+        a = np.deg2rad(row.rotation)
+        dx, dy = xh - row.center_x, yh - row.center_y
+        xt = row.center_x + np.cos(a) * dx - np.sin(a) * dy + row.shift_x - ltv[0]
+        yt = row.center_y + np.sin(a) * dx + np.cos(a) * dy + row.shift_y - ltv[1]
+        t = truth.sel(image=image)
+        np.testing.assert_allclose(xt, t.x, atol=1e-6)
+        np.testing.assert_allclose(yt, t.y, atol=1e-6)
+        assert np.hypot(row.shift_x, row.shift_y) > 0  # there is an error to recover
+
+
+def test_injected_loss_is_the_loss_model(campaign):
+    truth = campaign.truth("ngc104")
+    images = campaign.images.set_index("image")
+    for image in truth.image.values[:8]:
+        row = images.loc[image]
+        t = truth.sel(image=image)
+        model = DEFAULT_LOSS_MODELS[row.ctecorr]
+        expected_l = model.loss(t.flux_true.values, row.mjd, row.background)
+        np.testing.assert_allclose(t.loss, expected_l)
+        np.testing.assert_allclose(
+            t.flux_expected, t.flux_true * (1 - expected_l * t.transfers / 2048.0))
+    # FLC keeps a quarter of the FLT loss
+    flt = truth.sel(image=truth.image.values[0])
+    flc = truth.sel(image=truth.image.values[0].replace("_flt", "_flc"))
+    np.testing.assert_allclose(flc.loss, 0.25 * flt.loss, rtol=1e-12)
+
+
+def test_loss_is_physically_plausible():
+    flt, flc = DEFAULT_LOSS_MODELS["FLT"], DEFAULT_LOSS_MODELS["FLC"]
+    faint_2015, bright_2015 = flt.loss([500.0, 50000.0], 57100.0, 2.0)
+    assert 0.10 <= faint_2015 <= 0.30 and 0.01 <= bright_2015 <= 0.08
+    assert flt.loss(500.0, 57700.0, 2.0) > flt.loss(500.0, 55200.0, 2.0)  # grows with time
+    assert flt.loss(500.0, 57100.0, 100.0) < faint_2015  # shrinks with background
+    assert flc.loss(500.0, 57100.0, 2.0) == pytest.approx(faint_2015 / 4)
+
+
+def test_rendered_stars_conserve_flux_and_centre():
+    x, y, f = np.array([30.3, 70.8]), np.array([40.6, 20.1]), np.array([1e4, 3e3])
+    img = render_stars((100, 120), x, y, f, fwhm=1.8)
+    assert img.sum() == pytest.approx(f.sum(), rel=1e-12)
+    yy, xx = np.mgrid[0:100, 0:120]
+    for xi, yi, fi in zip(x, y, f, strict=True):
+        box = (np.abs(xx - xi) < 13) & (np.abs(yy - yi) < 13)
+        w = img * box
+        assert w.sum() == pytest.approx(fi, rel=1e-12)
+        assert (w * xx).sum() / w.sum() == pytest.approx(xi, abs=0.01)
+        assert (w * yy).sum() / w.sum() == pytest.approx(yi, abs=0.01)
+        # FWHM ~1.8 px: the central pixel holds a fifth to a third of the flux
+        assert 0.15 < img[round(yi), round(xi)] / fi < 0.35
+
+
+def test_dq_flags_cosmic_rays_and_saturation(campaign):
+    _, hdul = _open(campaign, campaign.images.image.iloc[0])
+    with hdul:
+        sci, dq = hdul["SCI", 1].data, hdul["DQ", 1].data
+    assert (dq & 4096).any()  # cosmic rays flagged
+    assert np.all(sci[(dq & 256) != 0] == FULL_WELL)
+    assert not np.any(sci[(dq & 256) == 0] >= FULL_WELL)
+
+
+def test_excluded_and_special_images(campaign):
+    images = campaign.images
+    skips = images[images.expected_skip != ""]
+    assert len(skips) == 5
+    binned = skips[skips.proposal == 14012].iloc[0]
+    with fits.open(campaign.root / binned.path) as hdul:
+        assert hdul[0].header["BINAXIS1"] == 2
+        assert hdul["SCI", 1].data.shape == (campaign.shape[0] // 2, campaign.shape[1] // 2)
+    ci = skips[skips.proposal == 12348].iloc[0]
+    with fits.open(campaign.root / ci.path) as hdul:
+        assert hdul[0].header["CHINJECT"] == "CONT"
+    same = images[images.target == "ngc6583"]
+    assert set(same.visit) == {"10", "11"}
+    for _, visit in same.groupby("visit"):
+        assert visit.chip.nunique() == 1  # same-chip set
+        assert sorted(np.unique(visit.orientat % 360 - visit.orientat.min())) == [0.0, 180.0]
+
+
+def test_same_seed_same_data(tmp_path):
+    kwargs = dict(shape=(64, 64), n_stars=20, targets=("ngc6791",), n_epochs=1, flashes=(0,),
+                  exptimes=(30.0,), ctecorr=("FLT",), include_excluded=False, include_180=False)
+    a = simulate_campaign(tmp_path / "a", seed=3, **kwargs)
+    b = simulate_campaign(tmp_path / "b", seed=3, **kwargs)
+    c = simulate_campaign(tmp_path / "c", seed=4, **kwargs)
+    path = a.images.path.iloc[0]
+    da = fits.getdata(a.root / path, "SCI", 1)
+    assert np.array_equal(da, fits.getdata(b.root / path, "SCI", 1))
+    assert not np.array_equal(da, fits.getdata(c.root / path, "SCI", 1))
+
+
+def test_custom_loss_model_is_recorded(tmp_path):
+    model = {"FLT": LossModel({"1": 0.1}), "FLC": LossModel({"1": 0.02})}
+    camp = simulate_campaign(tmp_path / "m", seed=0, shape=(64, 64), n_stars=10, n_epochs=1,
+                             targets=("ngc6791",), flashes=(0,), exptimes=(30.0,),
+                             include_excluded=False, include_180=False, loss_models=model)
+    assert load_campaign(camp.root).loss_models["FLC"].coefficients["1"] == 0.02
+    np.testing.assert_allclose(camp.truth("ngc6791").loss.sel(
+        image=camp.images.image[camp.images.ctecorr == "FLT"].iloc[0]), 0.1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"shape": (8, 8)}, "shape must be"),
+        ({"shape": (3000, 100)}, "shape must be"),
+        ({"targets": ("m31",)}, "targets must be"),
+        ({"filters": ("F999W",)}, "filters must be"),
+        ({"ctecorr": ("RAW",)}, "ctecorr must be"),
+        ({"flashes": (1.5,)}, "flashes must be"),
+        ({"exptimes": (0.0,)}, "exptimes must be"),
+        ({"n_epochs": 0}, "n_epochs must be"),
+        ({"fwhm": -1.0}, "fwhm must be"),
+        ({"pointing_error": -1.0}, "pointing_error must be"),
+        ({"n_stars": 0}, "n_stars must be"),
+        ({"loss_models": {"FLT": LossModel({})}}, "loss_models must give"),
+    ],
+)
+def test_invalid_parameters_are_refused(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        simulate_campaign(tmp_path / "x", **kwargs)
+    assert not (tmp_path / "x" / "data").exists()
+
+
+def test_refuses_to_overwrite(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        simulate_campaign(tmp_path / "x", shape=(32, 32), n_stars=5)
+    assert (tmp_path / "x" / "keep.txt").read_text() == "mine"

@@ -5,6 +5,7 @@ count, read noise) for every anneal period, computed from dark frames with dask 
 kept as one labelled cube (anneal x row x col x property) in Zarr.
 """
 
+from stiscube import accessor as _accessor  # registers ds.pixels
 from stiscube.pixeldb import PixelDB
 from stores._version import __version__
 

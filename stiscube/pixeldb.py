@@ -32,7 +32,7 @@ import pandas as pd
 import xarray as xr
 
 from stiscube import queries
-from stiscube._dates import datetime64_to_mjd, mjd_to_datetime64, to_mjd
+from stiscube._dates import mjd_to_datetime64, to_mjd
 from stiscube._exceptions import CubeQueryError, PeriodExistsError, StiscubeError
 from stiscube.anneals import AnnealTable
 from stiscube.layout import PROPERTIES, UNIT_SYSTEMS, cube_schema
@@ -247,14 +247,11 @@ class PixelDB:
         for name in set(properties.data_vars) - set(PROPERTIES):
             data[name] = properties[name]  # let the store name the extra variable
         data = data.drop_vars([c for c in data.coords if c not in ("row", "col")])
-        if "nan_count" in data and data["nan_count"].dtype.kind == "f":
-            counts = data["nan_count"].values
-            if (
-                np.any(~np.isfinite(counts))
-                or np.any(counts != np.round(counts))
-                or np.any(counts < 0)
-            ):
-                msg = f"period {anneal_num}: nan_count must hold whole, non-negative numbers"
+        if "nan_count" in data and data["nan_count"].dtype != np.uint16:
+            counts = np.asarray(data["nan_count"].values)
+            whole = np.isfinite(counts) & (counts == np.round(counts))
+            if not (whole.all() and counts.min(initial=0) >= 0 and counts.max(initial=0) <= 65535):
+                msg = f"period {anneal_num}: nan_count must hold whole numbers from 0 to 65535"
                 raise StiscubeError(msg)
             data["nan_count"] = data["nan_count"].astype("uint16")
         coords = {
@@ -348,7 +345,7 @@ class PixelDB:
         xarray.Dataset
             The computed properties (in memory).
         """
-        from stiscube.darks import read_dark_headers
+        from stiscube.darks import check_darks
         from stiscube.properties import compute_properties
 
         anneal_num = _check_anneal_num(anneal_num)
@@ -358,20 +355,20 @@ class PixelDB:
                 "pass replace=True to replace it"
             )
             raise PeriodExistsError(msg)
-        files = [Path(f) for f in files]
-        headers = read_dark_headers(files)
+        frames = check_darks(files)  # validates every header before anything is read
         if start is None and end is None and not self._in_table(anneal_num):
-            start = mjd_to_datetime64(float(np.min(headers["start_mjd"])))
-            end = mjd_to_datetime64(float(np.max(headers["end_mjd"])))
+            start = mjd_to_datetime64(min(f.start_mjd for f in frames))
+            end = mjd_to_datetime64(max(f.end_mjd for f in frames))
         start64, end64 = self._period_dates(anneal_num, start, end)
-        period = (float(datetime64_to_mjd(start64)), float(datetime64_to_mjd(end64)))
-        properties = compute_properties(files, period=period, client=client, **options)
-        properties = properties.compute() if client is None else client.compute(properties).result()
+        self._check_overlap(anneal_num, start64, end64)
+        frames = check_darks(frames, start=start64, end=end64)  # frames dated in the period
+        lazy = compute_properties(frames, client=client, **options)
+        properties = lazy.compute()
         darks = pd.DataFrame(
             {
-                "rootname": headers["rootname"],
-                "exptime": headers["exptime"],
-                "start": mjd_to_datetime64(np.asarray(headers["start_mjd"], dtype=float)),
+                "rootname": [f.rootname for f in frames],
+                "exptime": [f.exptime for f in frames],
+                "start": [f.start for f in frames],
             }
         )
         self.ingest_properties(

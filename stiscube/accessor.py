@@ -1,0 +1,66 @@
+"""The ``ds.pixels`` accessor: the cube's queries as methods of an xarray Dataset.
+
+A thin layer over :mod:`stiscube.queries`: it holds no state (everything lives in the
+Dataset's coordinates), so it works on any Dataset shaped like the cube (variables on
+``(anneal, row, col)`` with ``anneal_start``/``anneal_end``/``unit_system``), including
+subsets made with ``.sel``/``.isel``.
+
+Examples
+--------
+>>> ds = stiscube.PixelDB("pixels.db", mode="r").dataset        # doctest: +SKIP
+>>> ds.pixels.period(date="2017-09-26 13:04:04")                 # doctest: +SKIP
+>>> ds.pixels.history(512, 100).sci_mean.plot()                  # doctest: +SKIP
+>>> ds.pixels.hot(0.1, k=3)              # above 0.1 e-/s in >= 3 consecutive periods
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import xarray as xr
+
+from stiscube import queries
+
+__all__ = ["PixelsAccessor"]
+
+
+@xr.register_dataset_accessor("pixels")
+class PixelsAccessor:
+    """Queries of the pixel property cube (``ds.pixels``)."""
+
+    def __init__(self, ds: xr.Dataset) -> None:
+        self._ds = ds
+
+    def period(self, *, anneal_num: int | None = None, date: Any = None) -> xr.Dataset:
+        """The cube at one period, chosen by number or by date (``start <= date < end``)."""
+        return queries.select_period(self._ds, anneal_num=anneal_num, date=date)
+
+    def period_at(self, date: Any) -> int:
+        """Number of the period that holds *date*."""
+        return queries.period_at(self._ds, date)
+
+    def history(self, row: int, col: int) -> xr.Dataset:
+        """All properties of one pixel across every period (dims: anneal)."""
+        return queries.pixel_history(self._ds, row, col)
+
+    def region(self, rows: Sequence[int], cols: Sequence[int]) -> xr.Dataset:
+        """Pixels in an inclusive row range and column range, all periods."""
+        return queries.region(self._ds, rows, cols)
+
+    def hot(self, level: float, *, k: int = 1, prop: str = "sci_mean") -> xr.DataArray:
+        """Mask (row, col) of pixels with *prop* above *level* in >= *k* consecutive periods."""
+        return queries.exceeded_in_consecutive_periods(self._ds, level, k, prop=prop)
+
+    def longest_run_above(self, level: float, *, prop: str = "sci_mean") -> xr.DataArray:
+        """Longest run of consecutive periods with *prop* above *level*, per pixel."""
+        queries.require_single_unit_system(self._ds)
+        return queries.consecutive_exceedances(self._ds[prop], level)
+
+    def turned_hot_after(self, date: Any, level: float, *, prop: str = "sci_mean"):
+        """Mask of pixels first above *level* in a period starting on or after *date*."""
+        return queries.turned_hot_after(self._ds, date, level, prop=prop)
+
+    def unit_system(self) -> str:
+        """The unit system shared by all periods (raises if they are mixed)."""
+        return queries.require_single_unit_system(self._ds)

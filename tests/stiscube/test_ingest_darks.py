@@ -1,0 +1,67 @@
+"""PixelDB.ingest_darks: simulated dark frames -> properties -> the cube."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stiscube import PixelDB
+from stiscube._exceptions import InvalidDarkError, PeriodExistsError
+from stiscube.simulate import simulate_darks
+from stores._testing import tree_digest
+
+
+@pytest.fixture(scope="module")
+def simulation(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim")
+    return simulate_darks(out, n_periods=2, frames_per_period=20, shape=(48, 40), seed=3)
+
+
+@pytest.mark.slow
+def test_ingest_simulated_periods(tmp_path, simulation):
+    db = PixelDB.create(tmp_path / "db", periods=simulation.periods, shape=simulation.shape)
+    for number in sorted(simulation.files, reverse=True):  # any order
+        db.ingest_darks(simulation.files[number], number)
+    assert db.anneal_numbers == sorted(simulation.files)
+    for number in simulation.files:
+        period = simulation.periods[number]
+        info = db.query_anneal(anneal_num=number)
+        assert info["StartDate"].item() == period.start
+        assert info["EndDate"].item() == period.end
+        assert info["NumberOfDarks"].item() == len(simulation.files[number])
+        darks = db.query_anneal_darks(anneal_num=number)["Darks"].tolist()
+        expected = sorted(path.name.split("_")[0] for path in simulation.files[number])
+        assert sorted(darks) == expected
+        truth = simulation.truth(number)
+        rate = db.dataset["sci_mean"].sel(anneal=number).values
+        # normal pixels: the period's mean rate matches the injected dark current
+        assert db.dataset["unit_system"].sel(anneal=number).item() == "rate"
+        true_rate = truth["mean_rate"].values
+        normal = true_rate < 0.02
+        assert abs(np.median(rate[normal] - true_rate[normal])) < 3e-4
+        hot = true_rate > 0.1
+        np.testing.assert_allclose(rate[hot], true_rate[hot], rtol=0.1)
+    table = db.darks
+    assert set(table.columns) == {"anneal", "rootname", "exptime", "start"}
+    assert len(table) == sum(len(v) for v in simulation.files.values())
+    assert set(table["exptime"]) <= {1100.0, 60.0}
+
+
+def test_ingest_refuses_frames_outside_the_period(tmp_path, simulation):
+    db = PixelDB.create(tmp_path / "db", periods=simulation.periods, shape=simulation.shape)
+    numbers = sorted(simulation.files)
+    before = tree_digest(db.location.url)
+    with pytest.raises(InvalidDarkError, match="outside|not in"):
+        db.ingest_darks(simulation.files[numbers[1]], numbers[0])
+    assert tree_digest(db.location.url) == before
+
+
+def test_ingest_without_table_uses_frame_dates(tmp_path, simulation):
+    db = PixelDB.create(tmp_path / "db", shape=simulation.shape)
+    number = sorted(simulation.files)[0]
+    files = simulation.files[number]
+    db.ingest_darks(files, 7)
+    got = db.query_anneal(anneal_num=7)
+    assert got["StartDate"].item() <= db.darks["start"].min()
+    with pytest.raises(PeriodExistsError):
+        db.ingest_darks(files, 7)

@@ -1,14 +1,255 @@
-"""The ``stiscube`` command-line program (``stiscube --help``)."""
+"""The ``stiscube`` command-line program (``stiscube --help``).
+
+Subcommands::
+
+    stiscube simulate OUTDIR [--periods N --frames F --shape R C --seed S]
+    stiscube ingest DB --simulation DIR | --darks FILE... --anneal N | --csv DIR --anneal N
+    stiscube query DB pixel ROW COL (--anneal N | --date D) [--format table|csv|json]
+    stiscube query DB region ROW0 ROW1 COL0 COL1 (--anneal N | --date D)
+    stiscube query DB anneal (--anneal N | --date D)
+    stiscube query DB darks (--anneal N | --date D)
+    stiscube history DB ROW COL [--format ...]
+    stiscube dq DB (--anneal N | --date D) --out FILE.fits [rules]
+    stiscube plot DB history ROW COL | map PROPERTY | hot-count  --out FILE.png
+    stiscube info DB
+
+Bad input ends with a one-line message and exit status 1 (a traceback with
+``--verbose``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+import pandas as pd
+
+from stiscube._exceptions import StiscubeError
 from stores import StoreError
 from stores._cli import base_parser, run_cli
 
 __all__ = ["build_parser", "main"]
+
+logger = logging.getLogger(__name__)
+
+
+def _emit(table: pd.DataFrame, fmt: str) -> None:
+    """Write a DataFrame to stdout as an aligned table, CSV or JSON records."""
+    if fmt == "csv":
+        table.to_csv(sys.stdout, index=False)
+    elif fmt == "json":
+        sys.stdout.write(table.to_json(orient="records", date_format="iso", indent=1) + "\n")
+    else:
+        sys.stdout.write(table.to_string(index=False) + "\n")
+
+
+def _period_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    group = p.add_mutually_exclusive_group(required=required)
+    group.add_argument("--anneal", type=int, help="anneal period number")
+    group.add_argument("--date", help="a date in the period ('YYYY-MM-DD[ HH:MM:SS]' or MJD)")
+
+
+def _date_arg(text: str | None):
+    if text is None:
+        return None
+    try:
+        return float(text)  # an MJD
+    except ValueError:
+        return text
+
+
+def _open(path: str, mode: str = "r"):
+    from stiscube.pixeldb import PixelDB
+
+    return PixelDB(path, mode=mode)
+
+
+# -- simulate -----------------------------------------------------------------------------
+def _add_simulate(sub) -> None:
+    p = sub.add_parser("simulate", help="write seeded synthetic STIS CCD darks with truth")
+    p.add_argument("outdir", type=Path)
+    p.add_argument("--periods", type=int, default=3, help="anneal periods (default 3)")
+    p.add_argument("--frames", type=int, default=20, help="darks per period (default 20)")
+    p.add_argument("--shape", type=int, nargs=2, default=(1024, 1024), metavar=("ROWS", "COLS"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--start", default="2020-01-01", help="start of the first period")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous simulation")
+    p.set_defaults(func=_cmd_simulate)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> None:
+    from stiscube.simulate import simulate_darks
+
+    result = simulate_darks(
+        args.outdir,
+        n_periods=args.periods,
+        frames_per_period=args.frames,
+        shape=tuple(args.shape),
+        seed=args.seed,
+        start=args.start,
+        overwrite=args.overwrite,
+    )
+    n = sum(len(v) for v in result.files.values())
+    sys.stdout.write(
+        f"wrote {n} darks in {len(result.files)} simulated periods "
+        f"{sorted(result.files)} to {result.outdir}\n"
+    )
+
+
+# -- ingest -------------------------------------------------------------------------------
+def _add_ingest(sub) -> None:
+    p = sub.add_parser(
+        "ingest",
+        help="add periods to a database (created if absent) from darks, a seed CSV or a simulation",
+    )
+    p.add_argument("db", help="database directory (or fsspec URL)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--simulation", type=Path, help="every period of a `stiscube simulate` run")
+    src.add_argument("--darks", type=Path, nargs="+", help="dark FLT files of one period")
+    src.add_argument("--csv", type=Path, help="directory holding the seed's anneal_{N}.csv")
+    p.add_argument("--anneal", type=int, help="period number (with --darks or --csv)")
+    p.add_argument("--start", help="period start (default: period table, or the frames)")
+    p.add_argument("--end", help="period end, exclusive")
+    p.add_argument("--periods", type=Path, help="anneal-period table (CSV/ECSV) for a new db")
+    p.add_argument("--shape", type=int, nargs=2, metavar=("ROWS", "COLS"), help="for a new db")
+    p.add_argument("--replace", action="store_true", help="replace periods already present")
+    p.set_defaults(func=_cmd_ingest)
+
+
+def _open_or_create(args: argparse.Namespace, *, periods=None, shape=None):
+    from stiscube.anneals import AnnealTable
+    from stiscube.pixeldb import PixelDB
+    from stores._fs import Location
+
+    loc = Location.parse(args.db)
+    if loc.exists("cube"):
+        return PixelDB(args.db, mode="r+")
+    if args.periods is not None:
+        periods = AnnealTable.read(args.periods)
+    shape = tuple(args.shape) if args.shape else shape
+    if shape is None:
+        shape = (1024, 1024)
+    logger.info("creating a new pixel database at %s (shape %s)", args.db, shape)
+    return PixelDB.create(args.db, periods=periods, shape=shape)
+
+
+def _cmd_ingest(args: argparse.Namespace) -> None:
+    from dask.diagnostics import ProgressBar
+
+    if args.simulation is not None:
+        from stiscube.simulate import load_simulation
+
+        sim = load_simulation(args.simulation)
+        db = _open_or_create(args, periods=sim.periods, shape=sim.shape)
+        numbers = sorted(sim.files)
+        for i, number in enumerate(numbers, 1):
+            sys.stderr.write(
+                f"[{i}/{len(numbers)}] period {number}: {len(sim.files[number])} darks\n"
+            )
+            with ProgressBar(out=sys.stderr, minimum=1.0):
+                db.ingest_darks(sim.files[number], number, replace=args.replace)
+        sys.stdout.write(f"ingested periods {numbers} into {args.db}\n")
+        return
+    if args.anneal is None:
+        msg = "--anneal is required with --darks or --csv"
+        raise ValueError(msg)
+    db = _open_or_create(args)
+    if args.darks is not None:
+        with ProgressBar(out=sys.stderr, minimum=1.0):
+            db.ingest_darks(
+                args.darks, args.anneal, start=args.start, end=args.end, replace=args.replace
+            )
+    else:
+        db.insert_anneal(
+            args.anneal, csv_loc=args.csv, start=args.start, end=args.end, replace=args.replace
+        )
+    sys.stdout.write(f"ingested period {args.anneal} into {args.db}\n")
+
+
+# -- query / history ------------------------------------------------------------------------
+def _add_query(sub) -> None:
+    p = sub.add_parser("query", help="the seed's queries: pixel, region, anneal, darks")
+    p.add_argument("db")
+    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    pixel = kinds.add_parser("pixel", help="one pixel in one period")
+    pixel.add_argument("row", type=int)
+    pixel.add_argument("col", type=int)
+    region = kinds.add_parser("region", help="an inclusive row and column range in one period")
+    region.add_argument("rows", type=int, nargs=2, metavar=("ROW0", "ROW1"))
+    region.add_argument("cols", type=int, nargs=2, metavar=("COL0", "COL1"))
+    anneal = kinds.add_parser("anneal", help="a period's dates and number of darks")
+    darks = kinds.add_parser("darks", help="a period's darks")
+    for q in (pixel, region, anneal, darks):
+        _period_args(q)
+        q.add_argument("--format", choices=["table", "csv", "json"], default="table")
+        q.set_defaults(func=_cmd_query)
+
+
+def _cmd_query(args: argparse.Namespace) -> None:
+    db = _open(args.db)
+    when = {"anneal_num": args.anneal, "date": _date_arg(args.date)}
+    if args.kind == "pixel":
+        table = db.query_pixel(args.row, args.col, **when)
+    elif args.kind == "region":
+        table = db.query_pixel_region(list(args.rows), list(args.cols), **when)
+    elif args.kind == "anneal":
+        table = db.query_anneal(**when)
+    else:
+        table = db.query_anneal_darks(**when)
+    _emit(table, args.format)
+
+
+def _add_history(sub) -> None:
+    p = sub.add_parser("history", help="one pixel's properties across all periods")
+    p.add_argument("db")
+    p.add_argument("row", type=int)
+    p.add_argument("col", type=int)
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=_cmd_history)
+
+
+def _cmd_history(args: argparse.Namespace) -> None:
+    db = _open(args.db)
+    hist = db.history(args.row, args.col)
+    table = hist.drop_vars(["row", "col"]).to_dataframe().reset_index()
+    _emit(table, args.format)
+
+
+# -- info -------------------------------------------------------------------------------------
+def _add_info(sub) -> None:
+    p = sub.add_parser("info", help="periods held, units, size on disk")
+    p.add_argument("db")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=_cmd_info)
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    from stiscube.layout import PROPERTIES, UNIT_SYSTEMS
+
+    info = _open(args.db).info()
+    if args.format == "json":
+        sys.stdout.write(json.dumps(info, indent=1, default=str) + "\n")
+        return
+    systems = sorted(set(info["unit_systems"].values()))
+    periods = info["periods"]
+    lines = [
+        f"pixel database {info['path']}",
+        f"  frame shape      {info['shape'][0]} x {info['shape'][1]}",
+        f"  periods held     {len(periods)}"
+        + (f" ({periods[0]} .. {periods[-1]})" if periods else ""),
+        f"  dates            {info['first_start']} to {info['last_end']}",
+        f"  unit systems     {', '.join(systems) or '-'}",
+    ]
+    for system in systems:
+        units = ", ".join(f"{p} [{UNIT_SYSTEMS[system][p]}]" for p in PROPERTIES)
+        lines.append(f"    {system}: {units}")
+    lines.append(f"  size on disk     {info['bytes_on_disk'] / 1e6:.1f} MB")
+    lines.append(f"  period table     {info['period_table'] or 'none'}")
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def _cmd_version(args: argparse.Namespace) -> None:
@@ -20,6 +261,11 @@ def _cmd_version(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``stiscube`` with all its subcommands."""
     parser, sub = base_parser("stiscube", "STIS CCD pixel property cube.")
+    _add_simulate(sub)
+    _add_ingest(sub)
+    _add_query(sub)
+    _add_history(sub)
+    _add_info(sub)
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=_cmd_version)
     return parser
@@ -27,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stiscube`` program; returns the exit status."""
-    return run_cli(build_parser(), argv, (StoreError, OSError, ValueError))
+    return run_cli(build_parser(), argv, (StiscubeError, StoreError, OSError, ValueError))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,111 @@
+"""The stiscube command line, end to end on a small simulation."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from stiscube import PixelDB
+from stiscube.cli import main
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    assert (
+        main(
+            [
+                "simulate",
+                str(root / "sim"),
+                "--periods",
+                "2",
+                "--frames",
+                "20",
+                "--shape",
+                "48",
+                "40",
+                "--seed",
+                "5",
+            ]
+        )
+        == 0
+    )
+    assert main(["ingest", str(root / "db"), "--simulation", str(root / "sim")]) == 0
+    return root
+
+
+def test_query_outputs_agree_with_python_api(built, capsys):
+    db = PixelDB(built / "db", mode="r")
+    capsys.readouterr()
+    assert (
+        main(["query", str(built / "db"), "pixel", "3", "4", "--anneal", "2", "--format", "json"])
+        == 0
+    )
+    records = json.loads(capsys.readouterr().out)
+    expected = db.query_pixel(3, 4, anneal_num=2)
+    assert records[0]["Sci_Mean"] == pytest.approx(float(expected["Sci_Mean"].item()), rel=1e-6)
+    assert (
+        main(
+            [
+                "query",
+                str(built / "db"),
+                "region",
+                "0",
+                "2",
+                "5",
+                "6",
+                "--anneal",
+                "1",
+                "--format",
+                "csv",
+            ]
+        )
+        == 0
+    )
+    from io import StringIO
+
+    table = pd.read_csv(StringIO(capsys.readouterr().out))
+    assert len(table) == 6
+    pd.testing.assert_series_equal(
+        table["Readnoise"],
+        db.query_pixel_region([0, 2], [5, 6], anneal_num=1)["Readnoise"].astype(float),
+        rtol=1e-6,
+        check_dtype=False,
+    )
+    assert main(["query", str(built / "db"), "darks", "--anneal", "1"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 21  # header + 20 darks
+    assert main(["history", str(built / "db"), "3", "4", "--format", "csv"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+    assert main(["info", str(built / "db"), "--format", "json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["periods"] == [1, 2] and info["shape"] == [48, 40]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["query", "{db}", "pixel", "99", "0", "--anneal", "1"],
+            "pixel_row=99 is outside the frame",
+        ),
+        (["query", "{db}", "anneal", "--date", "1999-01-01"], "before the first period held"),
+        (["query", "{db}", "anneal", "--anneal", "77"], "anneal period 77 is not in the cube"),
+        (["info", "{root}/nothing"], "is not a cube store"),
+        (["ingest", "{db}", "--csv", "{root}", "--anneal", "1"], "already in"),
+        (["ingest", "{db}", "--csv", "{root}"], "--anneal is required"),
+    ],
+)
+def test_bad_input_is_one_line_nonzero(built, capsys, argv, message):
+    argv = [a.format(db=built / "db", root=built) for a in argv]
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("stiscube: error:") and message in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_verbose_shows_the_traceback(built):
+    with pytest.raises(Exception, match="outside the frame"):
+        main(["--verbose", "query", str(built / "db"), "pixel", "99", "0", "--anneal", "1"])

@@ -157,7 +157,7 @@ def _image_table(epochs, exptimes, ctecorr, flash, layout, sky_rate) -> dict[str
                     visit, chip = ("10", "11")[slot], 2
                     mjd = mjd0 + 0.01 * c + 1.5 * slot
                     postarg2 = 0.0
-                rootname = f"syn{e:02d}{c}{slot}{int(flash):03d}"[:9].ljust(9, "q")
+                rootname = f"s{e:02d}{c}{slot}f{int(flash):03d}"
                 background = float(flash) + sky_rate * exptime
                 for kind in ctecorr:
                     rows["image"].append(f"{rootname}_{kind.lower()}")

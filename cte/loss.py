@@ -187,39 +187,43 @@ def _memberships(ds, pairs, bins, flux_var, reject_flags, bin_by, min_snr):
     index = {name: i for i, name in enumerate(ds["image"].values.astype(str))}
     num = np.array([index[i] for i in pairs["image_num"].values.astype(str)], dtype=int)
     den = np.array([index[i] for i in pairs["image_den"].values.astype(str)], dtype=int)
-    flux = np.asarray(ds[flux_var].transpose("image", "star", "aperture").values, float)
+    # layout (image, aperture, star): memberships then come out grouped by cell
+    flux = np.asarray(ds[flux_var].transpose("image", "aperture", "star").values, float)
     transfers = np.asarray(ds["transfers"].transpose("image", "star").values, float)
     flags = np.asarray(ds["flags"].transpose("image", "star").values).astype(np.int64)
     background = np.asarray(ds["background"].transpose("image", "star").values, float)
-    f_num, f_den = flux[num], flux[den]  # (pair, star, aperture)
+    f_num, f_den = flux[num], flux[den]  # (pair, aperture, star)
     mask = -1 if reject_flags is None else int(reject_flags)
     good = ((flags[num] | flags[den]) & mask) == 0
     good &= np.isfinite(transfers[num]) & np.isfinite(transfers[den])
     lo, hi = bins[:, 0], bins[:, 1]
     with np.errstate(invalid="ignore"):
-        positive = (f_num > 0) & (f_den > 0) & good[:, :, None]
+        positive = (f_num > 0) & (f_den > 0) & good[:, None, :]
         if min_snr is not None:
-            err = np.asarray(ds["flux_err"].transpose("image", "star", "aperture").values, float)
+            err = np.asarray(ds["flux_err"].transpose("image", "aperture", "star").values, float)
             snr = (f_num + f_den) / np.hypot(err[num], err[den])
             positive &= snr >= min_snr
+        lo = lo[None, :, None, None]  # (pair, bin, aperture, star)
+        hi = hi[None, :, None, None]
         if bin_by == "mean":
-            mean = (0.5 * (f_num + f_den))[..., None]
+            mean = (0.5 * (f_num + f_den))[:, None]
             in_bin = (mean >= lo) & (mean < hi)
         else:
             in_bin = (
-                (f_num[..., None] >= lo) & (f_num[..., None] < hi)
-                & (f_den[..., None] >= lo) & (f_den[..., None] < hi)
+                (f_num[:, None] >= lo) & (f_num[:, None] < hi)
+                & (f_den[:, None] >= lo) & (f_den[:, None] < hi)
             )
-        in_bin &= positive[..., None]  # (pair, star, aperture, bin)
-    p, s, a, b = np.nonzero(in_bin)
+        in_bin &= positive[:, None]
+    p, b, a, s = np.nonzero(in_bin)
+    t_den = transfers[den][p, s]
     return {
         "pair": p,
         "bin": b,
         "aperture": a,
-        "x": transfers[den][p, s],
-        "total": transfers[num][p, s] + transfers[den][p, s],
-        "ratio": f_num[p, s, a] / f_den[p, s, a],
-        "sum": f_num[p, s, a] + f_den[p, s, a],
+        "x": t_den,
+        "total": transfers[num][p, s] + t_den,
+        "ratio": f_num[p, a, s] / f_den[p, a, s],
+        "sum": f_num[p, a, s] + f_den[p, a, s],
         "background": 0.5 * (background[num][p, s] + background[den][p, s]),
     }
 
@@ -350,12 +354,12 @@ def measure_loss(
     loss_err = np.where(enough, 2048.0 * np.abs(dadb) * fit.slope_err, np.nan)
 
     stats = _cell_stats(cell, flat, keep, a, n, fit.x_mean, n_cells)
-    pivot_vars = _pivot_loss(cell, flat, keep, n_cells, pivot_transfers, enough)
-    if pivot != "all":
-        kinds = np.concatenate([p["kind"].values.astype(str) for p in pair_sets])
-        use = (kinds == "180") if pivot == "180" else np.zeros(n_pairs, bool)
-        use_cell = np.repeat(use, n_bins * n_ap)
-        pivot_vars = {k: np.where(use_cell, v, np.nan) for k, v in pivot_vars.items()}
+    kinds = np.concatenate([p["kind"].values.astype(str) for p in pair_sets])
+    use = {"all": np.ones(n_pairs, bool), "180": kinds == "180",
+           "none": np.zeros(n_pairs, bool)}[pivot]
+    use_cell = np.repeat(use, n_bins * n_ap)
+    pivot_vars = _pivot_loss(cell, flat, keep & use_cell[cell], n_cells, pivot_transfers,
+                             enough & use_cell)
     pivot_vars["loss_fixed_effect"] = pivot_vars["loss_fixed"] - loss
 
     shape = (n_pairs, n_bins, n_ap)
@@ -442,10 +446,13 @@ def _cell_stats(cell, flat, keep, a, n, x_mean, n_cells):
 
 
 def _pivot_loss(cell, flat, keep, n_cells, pivot_transfers, enough):
-    slope, slope_err = segmented_pivot_fit(cell, flat["x"], flat["ratio"], n_cells, keep,
+    idx = np.flatnonzero(keep)  # only the cells asked for
+    cell, x, ratio, total = cell[idx], flat["x"][idx], flat["ratio"][idx], flat["total"][idx]
+    every = np.ones(idx.size, dtype=bool)
+    slope, slope_err = segmented_pivot_fit(cell, x, ratio, n_cells, every,
                                            x_pivot=pivot_transfers)
     center = np.full(n_cells, float(pivot_transfers))
-    a, dadb = invert_ratio_slope(cell, flat["x"], flat["total"], keep, slope, center, n_cells)
+    a, dadb = invert_ratio_slope(cell, x, total, every, slope, center, n_cells)
     return {
         "slope_fixed": np.where(enough, slope, np.nan),
         "loss_fixed": np.where(enough, 2048.0 * a, np.nan),

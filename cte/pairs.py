@@ -137,28 +137,39 @@ def validate_photometry(
         raise InvalidPhotometryError(msg)
 
 
-def _image_frame(ds: xr.Dataset) -> pd.DataFrame:
-    frame = pd.DataFrame({c: ds[c].values for c in ("image", *IMAGE_COORDS)})
-    frame["index"] = np.arange(len(frame))
-    frame["exptime_key"] = frame["exptime"].astype(float).round(_EXPTIME_DECIMALS)
-    frame["flash_key"] = frame["flash"].astype(float).round(_FLASH_DECIMALS)
-    frame["postarg1_key"] = frame["postarg1"].astype(float).round(_POSTARG_DECIMALS)
-    frame["visit"] = frame["visit"].astype(str)
-    frame["ctecorr"] = frame["ctecorr"].astype(str)
-    return frame
+def _image_table(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """Image coordinates as numpy arrays, with rounded keys for "identical" tests."""
+    table = {c: np.asarray(ds[c].values) for c in ("image", *IMAGE_COORDS)}
+    for name in ("image", "visit", "ctecorr", "exptime_class"):
+        table[name] = table[name].astype(str)
+    table["mjd"] = table["mjd"].astype(float)
+    table["chip"] = table["chip"].astype(int)
+    table["exptime_key"] = table["exptime"].astype(float).round(_EXPTIME_DECIMALS)
+    table["flash_key"] = table["flash"].astype(float).round(_FLASH_DECIMALS)
+    table["postarg1_key"] = table["postarg1"].astype(float).round(_POSTARG_DECIMALS)
+    return table
 
 
-def _match_by_time(den: pd.DataFrame, num: pd.DataFrame) -> list[tuple[int, int]]:
-    """Row positions ``(i_den, i_num)`` matched by MJD (time order, else closest first)."""
-    den = den.sort_values("mjd")
-    num = num.sort_values("mjd")
-    if len(den) == len(num):
-        return list(zip(den["index"], num["index"], strict=True))
-    dt = np.abs(den["mjd"].to_numpy()[:, None] - num["mjd"].to_numpy()[None, :])
+def _groups(table: dict[str, np.ndarray], keys: Sequence[str]) -> list[np.ndarray]:
+    """Image indices of each group of identical *keys*, each sorted by MJD."""
+    codes = pd.MultiIndex.from_arrays([table[k] for k in keys]).factorize()[0]
+    order = np.lexsort((table["mjd"], codes))
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    return np.split(order, bounds) if order.size else []
+
+
+def _match_by_time(den: np.ndarray, num: np.ndarray, mjd: np.ndarray) -> list[tuple[int, int]]:
+    """Image indices ``(den, num)`` matched by MJD (time order, else closest first).
+
+    *den* and *num* are sorted by MJD.
+    """
+    if den.size == num.size:
+        return list(zip(den.tolist(), num.tolist(), strict=True))
+    dt = np.abs(mjd[den][:, None] - mjd[num][None, :])
     matches = []
-    for _ in range(min(len(den), len(num))):  # loop over images, not stars
+    for _ in range(min(den.size, num.size)):  # loop over images, not stars
         i, j = np.unravel_index(np.argmin(dt), dt.shape)
-        matches.append((int(den["index"].iloc[i]), int(num["index"].iloc[j])))
+        matches.append((int(den[i]), int(num[j])))
         dt[i, :] = np.inf
         dt[:, j] = np.inf
     return sorted(matches)
@@ -221,33 +232,33 @@ def pair_images(
         layout = "180" if str(ds.attrs.get("target", "")) in same_chip_targets else "nominal"
         if layout == "180" and "transfers" not in ds.data_vars:
             validate_photometry(ds, variables=("transfers",))
-    frame = _image_frame(ds)
+    table = _image_table(ds)
     if layout == "nominal":
-        matches, unpaired = _pair_nominal(frame)
+        matches, unpaired = _pair_nominal(table)
     else:
-        matches, unpaired = _pair_same_chip(frame, np.asarray(ds["transfers"].values, float))
+        matches, unpaired = _pair_same_chip(table, np.asarray(ds["transfers"].values, float))
     for image, reason in unpaired:
         logger.info("%s: image %s not paired: %s", dataset_name(ds), image, reason)
-    return _pairs_dataset(ds, frame, matches, unpaired, layout)
+    return _pairs_dataset(ds, table, matches, unpaired, layout)
 
 
 _NOMINAL_KEYS = ["proposal", "visit", "exptime_key", "flash_key", "ctecorr", "postarg1_key"]
 _SAME_CHIP_KEYS = ["proposal", "exptime_key", "flash_key", "ctecorr", "postarg1_key", "chip"]
 
 
-def _pair_nominal(frame: pd.DataFrame):
+def _pair_nominal(table):
     matches, unpaired = [], []
-    for _, group in frame.groupby(_NOMINAL_KEYS, sort=True):  # loop over image groups
-        den, num = group[group["chip"] == 2], group[group["chip"] == 1]
-        found = _match_by_time(den, num)
+    chip = table["chip"]
+    for group in _groups(table, _NOMINAL_KEYS):  # loop over image groups
+        found = _match_by_time(group[chip[group] == 2], group[chip[group] == 1], table["mjd"])
         matches.extend(found)
         used = {i for pair in found for i in pair}
-        for row in group.itertuples():
-            if row.index not in used:
-                other = "chip 1" if row.chip == 2 else "chip 2"
+        for i in group:
+            if i not in used:
+                other = "chip 1" if chip[i] == 2 else "chip 2"
                 unpaired.append(
                     (
-                        row.image,
+                        str(table["image"][i]),
                         f"no {other} image left with the same proposal, visit, exptime, "
                         "flash, FLT/FLC and POSTARG1",
                     )
@@ -255,18 +266,15 @@ def _pair_nominal(frame: pd.DataFrame):
     return matches, unpaired
 
 
-def _pair_same_chip(frame: pd.DataFrame, transfers: np.ndarray):
+def _pair_same_chip(table, transfers: np.ndarray):
     matches, unpaired = [], []
-    for _, group in frame.groupby(_SAME_CHIP_KEYS, sort=True):  # loop over image groups
-        group = group.sort_values("mjd")
-        rows = group["index"].to_numpy()
-        sign = _orientation(transfers[rows], 0)
-        first, rotated = group[sign > 0], group[sign < 0]
-        found = _match_by_time(first, rotated)
+    for group in _groups(table, _SAME_CHIP_KEYS):  # loop over image groups
+        sign = _orientation(transfers[group], 0)
+        found = _match_by_time(group[sign > 0], group[sign < 0], table["mjd"])
         matches.extend(found)
         used = {i for pair in found for i in pair}
-        for row, s in zip(group.itertuples(), sign, strict=True):
-            if row.index in used:
+        for i, s in zip(group, sign, strict=True):
+            if i in used:
                 continue
             reason = (
                 "orientation undetermined (fewer than 3 stars in common with the "
@@ -275,22 +283,21 @@ def _pair_same_chip(frame: pd.DataFrame, transfers: np.ndarray):
                 else "no image of the other orientation left with the same proposal, "
                 "exptime, flash, FLT/FLC, POSTARG1 and chip"
             )
-            unpaired.append((row.image, reason))
+            unpaired.append((str(table["image"][i]), reason))
     return matches, unpaired
 
 
-def _pairs_dataset(ds, frame, matches, unpaired, layout) -> xr.Dataset:
-    matches = sorted(matches, key=lambda m: (frame["mjd"].iloc[m[0]], m[0]))
+def _pairs_dataset(ds, table, matches, unpaired, layout) -> xr.Dataset:
+    matches = sorted(matches, key=lambda m: (table["mjd"][m[0]], m[0]))
     den = np.array([m[0] for m in matches], dtype=int)
     num = np.array([m[1] for m in matches], dtype=int)
-    f_den, f_num = frame.iloc[den], frame.iloc[num]
-    image_den = f_den["image"].to_numpy().astype(str)
-    image_num = f_num["image"].to_numpy().astype(str)
-    pair_ids = np.array([f"{a}|{b}" for a, b in zip(image_num, image_den, strict=True)], dtype=str)
-    mjd = 0.5 * (f_den["mjd"].to_numpy(float) + f_num["mjd"].to_numpy(float))
+    image_den = table["image"][den]
+    image_num = table["image"][num]
+    pair_ids = np.char.add(np.char.add(image_num.astype(str), "|"), image_den.astype(str))
+    mjd = 0.5 * (table["mjd"][den] + table["mjd"][num])
 
     def col(name, dtype):
-        return f_den[name].to_numpy().astype(dtype)
+        return table[name][den].astype(dtype)
 
     coords = {
         "pair": ("pair", pair_ids, {"long_name": "numerator image | denominator image"}),
@@ -305,8 +312,8 @@ def _pairs_dataset(ds, frame, matches, unpaired, layout) -> xr.Dataset:
         "ctecorr": ("pair", col("ctecorr", str)),
         "flash": ("pair", col("flash", float), {"units": "electron / pixel"}),
         "postarg1": ("pair", col("postarg1", float), {"units": "arcsec"}),
-        "chip_num": ("pair", f_num["chip"].to_numpy().astype(np.int8)),
-        "chip_den": ("pair", f_den["chip"].to_numpy().astype(np.int8)),
+        "chip_num": ("pair", table["chip"][num].astype(np.int8)),
+        "chip_den": ("pair", table["chip"][den].astype(np.int8)),
         "unpaired_image": ("unpaired", np.array([u[0] for u in unpaired], dtype=str)),
         "unpaired_reason": ("unpaired", np.array([u[1] for u in unpaired], dtype=str)),
     }

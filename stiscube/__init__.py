@@ -3,10 +3,43 @@
 Per-pixel properties of the STIS CCD (dark rate, its error, stability, excluded-sample
 count, read noise) for every anneal period, computed from dark frames with dask and
 kept as one labelled cube (anneal x row x col x property) in Zarr.
+
+Main entry points: :class:`PixelDB` (the database), :func:`compute_properties` (dark
+frames to properties), :class:`AnnealTable` (anneal periods), :func:`simulate_darks`
+(synthetic darks with a known truth), and the ``ds.pixels`` accessor.
 """
 
 from stiscube import accessor as _accessor  # registers ds.pixels
+from stiscube._exceptions import (
+    AnnealPeriodError,
+    AnnealTableError,
+    CubeQueryError,
+    IncompatibleDarksError,
+    InvalidDarkError,
+    PeriodExistsError,
+    SeedCSVError,
+    StiscubeError,
+    UnitMismatchError,
+)
+from stiscube.anneals import AnnealTable
 from stiscube.pixeldb import PixelDB
+from stiscube.properties import compute_properties
+from stiscube.simulate import simulate_darks
 from stores._version import __version__
 
-__all__ = ["PixelDB", "__version__"]
+__all__ = [
+    "AnnealPeriodError",
+    "AnnealTable",
+    "AnnealTableError",
+    "CubeQueryError",
+    "IncompatibleDarksError",
+    "InvalidDarkError",
+    "PeriodExistsError",
+    "PixelDB",
+    "SeedCSVError",
+    "StiscubeError",
+    "UnitMismatchError",
+    "__version__",
+    "compute_properties",
+    "simulate_darks",
+]

@@ -62,9 +62,9 @@ def demo_pixel_cube(out: Path, *, shape: tuple[int, int], frames: int, periods: 
         f"pixel database {db.location.url}: {len(db.anneal_numbers)} simulated periods "
         f"({str(ds.anneal_start.values[0])[:10]} to {str(ds.anneal_end.values[-1])[:10]}), "
         f"frames {shape[0]}x{shape[1]}, {frames} darks each",
-        f"median dark rate per period (e-/s): "
+        "median dark rate per period (e-/s): "
         + ", ".join(f"{v:.4f}" for v in ds.sci_mean.median(["row", "col"]).values),
-        f"hot pixels (> 0.1 e-/s) per period: "
+        "hot pixels (> 0.1 e-/s) per period: "
         + ", ".join(str(int(v)) for v in (ds.sci_mean > 0.1).sum(["row", "col"]).values),
         f"pixels above 0.1 e-/s in >= 3 consecutive periods: {int(hot.sum())}",
         f"history of pixel ({row}, {col}) sci_mean (e-/s): "

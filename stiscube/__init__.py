@@ -9,7 +9,7 @@ frames to properties), :class:`AnnealTable` (anneal periods), :func:`simulate_da
 (synthetic darks with a known truth), and the ``ds.pixels`` accessor.
 """
 
-from stiscube import accessor as _accessor  # registers ds.pixels
+from stiscube import accessor as _accessor  # noqa: F401  (registers ds.pixels)
 from stiscube._exceptions import (
     AnnealPeriodError,
     AnnealTableError,

@@ -15,9 +15,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.ipynb")))
 def test_notebook_executes(name):
     notebook = nbformat.read(EXAMPLES / name, as_version=4)
-    client = NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(EXAMPLES)}}
-    )
+    resources = {"metadata": {"path": str(EXAMPLES)}}
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources=resources)
     client.execute()
     errors = [
         output

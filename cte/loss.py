@@ -72,7 +72,7 @@ from cte._linefit import (
 from cte.pairs import dataset_name, pair_images, validate_photometry
 from stores._version import __version__
 
-__all__ = ["DEFAULT_FLUX_BINS", "measure_loss"]
+__all__ = ["DEFAULT_FLUX_BINS", "measure_loss", "ratio_points"]
 
 logger = logging.getLogger(__name__)
 
@@ -502,3 +502,33 @@ def _assemble(data_vars, datasets, pair_sets, bins, radii, flux_var, sigma, maxi
         "software": f"stiscube {__version__}, numpy {np.__version__}, xarray {xr.__version__}",
     }
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def ratio_points(photometry: xr.Dataset, loss_ds: xr.Dataset, pair: str, *,
+                 aperture: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (transfers, flux ratio) points of every flux bin of one pair and aperture.
+
+    Stars are selected with the options recorded in *loss_ds*'s attrs (``flux_var``,
+    ``bin_by``, ``reject_flags``, ``min_snr``), i.e. as :func:`measure_loss` selected
+    them before sigma clipping.  Returns one ``(x, ratio)`` tuple per flux bin.
+    """
+    if pair not in loss_ds["pair"].values:
+        msg = f"pair {pair!r} not in loss_ds (it has {loss_ds.sizes['pair']} pairs)"
+        raise KeyError(msg)
+    row = loss_ds.sel(pair=[pair])
+    attrs = loss_ds.attrs
+    reject = attrs.get("reject_flags", -1)
+    min_snr = attrs.get("min_snr", "none")
+    ds = _select_apertures(photometry, [aperture])
+    pairs = xr.Dataset(coords={"image_num": ("pair", row["image_num"].values),
+                               "image_den": ("pair", row["image_den"].values)})
+    missing = [i for i in (*pairs["image_num"].values, *pairs["image_den"].values)
+               if i not in ds["image"].values]
+    if missing:
+        msg = f"photometry {dataset_name(ds)} lacks the images {missing} of pair {pair!r}"
+        raise KeyError(msg)
+    bins = np.column_stack([loss_ds["flux_bin_lo"].values, loss_ds["flux_bin_hi"].values])
+    m = _memberships(ds, pairs, bins, attrs.get("flux_var", "flux"),
+                     None if reject == -1 else int(reject), attrs.get("bin_by", "mean"),
+                     None if min_snr == "none" else float(min_snr))
+    return [(m["x"][m["bin"] == b], m["ratio"][m["bin"] == b]) for b in range(len(bins))]

@@ -2,9 +2,9 @@
 
 Every kernel takes arrays with a *frame axis* (``axis``) and works on all pixels at once;
 the only Python loops are over clipping iterations.  Internally the arrays are viewed as
-``(n_frames, n_pixels)`` (contiguous along pixels, which is how frames come from disk)
-and sorted copies are made as ``(n_pixels, n_frames)`` (contiguous along frames, where
-numpy's SIMD sort is fast).
+``(n_pixels, n_frames)``: that is the layout :func:`xarray.apply_ufunc` hands over (core
+dimension last, contiguous), no copy is needed for it, reductions over frames run along
+contiguous memory, and numpy's SIMD sort works in place on each pixel's samples.
 
 Notation, for one pixel and its samples ``i = 1..n`` (frames):
 
@@ -28,6 +28,7 @@ The properties (:func:`pixel_properties`), sums over kept samples, ``m`` of them
 over total exposure time): an unweighted mean would be dominated by the read noise of
 the short (60 s) darks.  ``err_mean`` is the same weighted mean of the per-frame error
 rates ``E_i / t_i``.  Pixels with no kept sample get NaN (``stability`` needs ``m >= 2``).
+All arithmetic is float32.
 """
 
 from __future__ import annotations
@@ -101,82 +102,149 @@ def validate_options(
     }
 
 
-def masked_median(values: np.ndarray, mask: np.ndarray, *, axis: int = 0) -> np.ndarray:
+def masked_median(values: Any, mask: Any, *, axis: int = -1) -> np.ndarray:
     """Median of ``values`` over the samples where ``mask`` is true, along ``axis``.
 
     For ``k`` selected samples sorted as ``x_(0) <= ... <= x_(k-1)`` the median is
     ``(x_((k-1)//2) + x_(k//2)) / 2``; NaN where ``k == 0``.  Unselected samples may hold
     anything (NaN included).
     """
-    x = np.moveaxis(np.asarray(values), axis, 0)
-    m = np.moveaxis(np.asarray(mask, dtype=bool), axis, 0)
-    n = x.shape[0]
-    out = _masked_median_2d(x.reshape(n, -1), m.reshape(n, -1))
-    return out.reshape(x.shape[1:])
+    x = np.moveaxis(np.asarray(values), axis, -1)
+    m = np.moveaxis(np.asarray(mask, dtype=bool), axis, -1)
+    n = x.shape[-1]
+    out = _masked_median_2d(x.reshape(-1, n), m.reshape(-1, n))
+    return out.reshape(x.shape[:-1])
 
 
 def _masked_median_2d(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Masked median along axis 0 of ``(n, P)`` arrays (see :func:`masked_median`)."""
-    count = mask.sum(axis=0)
-    ordered = np.where(mask, x, np.array(np.inf, dtype=x.dtype)).T.copy()  # (P, n)
+    """Masked median along the last axis of ``(P, n)`` arrays (see :func:`masked_median`)."""
+    return _median_of_sorted(_sorted_samples(x, mask), np.count_nonzero(mask, axis=-1))
+
+
+def _sorted_samples(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Copy of ``(P, n)`` values with each row's selected values sorted first, then +inf."""
+    ordered = np.where(mask, x, np.array(np.inf, dtype=x.dtype))
     ordered.sort(axis=-1)
-    lo = np.maximum((count - 1) // 2, 0)[:, None]
-    hi = np.maximum(count // 2, 0)[:, None]
-    low = np.take_along_axis(ordered, np.minimum(lo, x.shape[0] - 1), axis=-1)[:, 0]
-    high = np.take_along_axis(ordered, np.minimum(hi, x.shape[0] - 1), axis=-1)[:, 0]
+    return ordered
+
+
+def _median_of_sorted(ordered: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Median of the first ``count`` values of each row of ``ordered`` (NaN if none)."""
+    last = ordered.shape[-1] - 1
+    lo = np.clip((count - 1) // 2, 0, last)[:, None]
+    hi = np.clip(count // 2, 0, last)[:, None]
     with np.errstate(invalid="ignore"):
-        median = (low + high) * x.dtype.type(0.5)
+        median = (
+            np.take_along_axis(ordered, lo, axis=-1)[:, 0]
+            + np.take_along_axis(ordered, hi, axis=-1)[:, 0]
+        ) * ordered.dtype.type(0.5)
     median[count == 0] = np.nan
     return median
 
 
-def _per_frame(values: Any, n: int, axis: int, ndim: int, name: str) -> np.ndarray:
-    """Per-frame values as a float32 ``(n, 1)`` column."""
+def _per_frame(values: Any, n: int, name: str) -> np.ndarray:
+    """Per-frame values (one per frame, or constant over pixels) as a float32 ``(1, n)`` row."""
     arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim == 1:
-        flat = arr
-    else:
-        moved = np.moveaxis(arr, axis if arr.ndim == ndim else -1, 0)
-        flat = moved.reshape(moved.shape[0], -1)[:, 0]
-        if not np.all(moved.reshape(moved.shape[0], -1) == flat[:, None]):
-            msg = f"{name} must be the same for every pixel of a frame"
-            raise ValueError(msg)
+    flat = arr.reshape(-1, arr.shape[-1])[0] if arr.ndim > 1 else arr
+    if arr.ndim > 1 and not np.all(arr.reshape(-1, arr.shape[-1]) == flat):
+        msg = f"{name} must be the same for every pixel of a frame"
+        raise ValueError(msg)
     if flat.shape != (n,):
         msg = f"{name} must hold one value per frame ({n}), got shape {arr.shape}"
         raise ValueError(msg)
     if not np.all(np.isfinite(flat) & (flat > 0)):
         msg = f"{name} must be finite and > 0 for every frame, got {flat.tolist()!r}"
         raise ValueError(msg)
-    return flat.astype(_F32)[:, None]
+    return flat.astype(_F32)[None, :]
 
 
 def _prepare(
     sci: Any, err: Any, dq: Any, exptime: Any, gain: Any, axis: int, dq_mask: int
-) -> tuple[np.ndarray, ...]:
-    sci = np.moveaxis(np.asarray(sci), axis, 0)
-    err = np.moveaxis(np.asarray(err), axis, 0)
+) -> tuple[Any, ...]:
+    """``(P, n)`` float32 ``e``, ``E``, ``v``, the ``(1, n)`` ``t`` and the ``valid`` mask."""
+    sci = np.moveaxis(np.asarray(sci), axis, -1)
+    err = np.moveaxis(np.asarray(err), axis, -1)
     if sci.shape != err.shape:
         msg = f"sci and err must have the same shape, got {sci.shape} and {err.shape}"
         raise ValueError(msg)
-    n = sci.shape[0]
-    pixel_shape = sci.shape[1:]
-    sci2 = sci.reshape(n, -1).astype(_F32, copy=False)
-    err2 = err.reshape(n, -1).astype(_F32, copy=False)
-    t = _per_frame(exptime, n, axis, sci.ndim, "exptime")
-    g = _per_frame(gain, n, axis, sci.ndim, "gain")
+    n = sci.shape[-1]
+    pixel_shape = sci.shape[:-1]
+    sci2 = sci.reshape(-1, n).astype(_F32, copy=False)
+    err2 = err.reshape(-1, n).astype(_F32, copy=False)
+    t = _per_frame(
+        np.moveaxis(np.asarray(exptime), axis, -1) if np.ndim(exptime) > 1 else exptime,
+        n,
+        "exptime",
+    )
+    g = _per_frame(
+        np.moveaxis(np.asarray(gain), axis, -1) if np.ndim(gain) > 1 else gain, n, "gain"
+    )
     with np.errstate(invalid="ignore"):
-        valid = np.isfinite(sci2) & np.isfinite(err2) & (err2 > 0)
+        valid = np.isfinite(sci2)
+        valid &= err2 > 0
+        valid &= err2 < np.inf
     if dq is not None and dq_mask:
-        dq2 = np.moveaxis(np.asarray(dq), axis, 0)
+        dq2 = np.moveaxis(np.asarray(dq), axis, -1)
         if dq2.shape != sci.shape:
             msg = f"dq must have the shape of sci {sci.shape}, got {dq2.shape}"
             raise ValueError(msg)
-        valid &= (dq2.reshape(n, -1) & dq_mask) == 0
+        valid &= (dq2.reshape(-1, n) & dq_mask) == 0
+    # Private copies in which invalid samples hold harmless values (e = 0, E = 1), so that
+    # every later step can multiply by 0/1 masks instead of selecting.
     with np.errstate(invalid="ignore", over="ignore"):
-        e = sci2 * g
-        big_e = err2 * g
-        v = np.maximum(big_e * big_e - np.maximum(e, 0), 0)
+        if np.all(g == 1):  # the usual CCDGAIN=1 case
+            e = np.where(valid, sci2, _F32(0))
+            big_e = np.where(valid, err2, _F32(1))
+        else:
+            e = np.where(valid, sci2 * g, _F32(0))
+            big_e = np.where(valid, err2 * g, _F32(1))
+        v = big_e * big_e
+        v -= np.maximum(e, 0)
+        np.maximum(v, 0, out=v)
     return e, big_e, v, t, valid, pixel_shape
+
+
+def _exceeds(
+    e: np.ndarray, v: np.ndarray, t: np.ndarray, center: np.ndarray, k2: Any
+) -> np.ndarray:
+    """``z_i > k`` for ``z_i = (e_i - c t_i) / sqrt(v_i + max(c t_i, 0))``, evaluated as
+    ``d > 0 and d**2 > k**2 (v + max(c t, 0))`` with ``d = e - c t``."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        ct = center[:, None] * t
+        d = e - ct
+        np.maximum(ct, 0, out=ct)
+        ct += v
+        ct *= k2
+        out = d > 0
+        d *= d
+        out &= d > ct
+    return out
+
+
+def _kept_median(
+    rate: np.ndarray,
+    ordered: np.ndarray,
+    kept: np.ndarray,
+    valid: np.ndarray,
+    active: np.ndarray,
+) -> np.ndarray:
+    """Median rate of the kept samples of the ``active`` pixels.
+
+    Where the rejected samples of a pixel are its largest valid rates (the usual case:
+    cosmic rays), the kept rates are the first ``m`` of its sorted valid rates and the
+    median is read from ``ordered``; the other pixels are sorted again.
+    """
+    r_a, k_a = rate[active], kept[active]
+    inf = r_a.dtype.type(np.inf)
+    low_rejected = np.where(valid[active] & ~k_a, r_a, inf).min(axis=-1, initial=inf)
+    high_kept = np.where(k_a, r_a, -inf).max(axis=-1, initial=-inf)
+    m = np.count_nonzero(k_a, axis=-1)
+    on_top = low_rejected >= high_kept
+    median = np.empty(active.size, dtype=rate.dtype)
+    median[on_top] = _median_of_sorted(ordered[active[on_top]], m[on_top])
+    if not on_top.all():
+        median[~on_top] = _masked_median_2d(r_a[~on_top], k_a[~on_top])
+    return median
 
 
 def _state_members(
@@ -195,11 +263,11 @@ def _state_members(
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         level = _masked_median_2d(e / t, cand)
-        lt = level * t
+        lt = level[:, None] * t
         dev = np.abs(e - lt) / np.sqrt(v + np.maximum(lt, 0))
         members = cand & (dev <= state_sigma)
-    enough = members.sum(axis=0) >= min_count
-    return members & enough
+    enough = np.count_nonzero(members, axis=-1) >= min_count
+    return members & enough[:, None]
 
 
 def reject_cosmic_rays(
@@ -277,8 +345,7 @@ def reject_cosmic_rays(
     )
     e, _, v, t, valid, pixel_shape = _prepare(sci, err, dq, exptime, gain, axis, opts["dq_mask"])
     kept = _clip(e, v, t, valid, **{k: opts[k] for k in opts if k != "dq_mask"})
-    n = kept.shape[0]
-    return np.moveaxis(kept.reshape(n, *pixel_shape), 0, axis)
+    return np.moveaxis(kept.reshape(*pixel_shape, kept.shape[-1]), -1, axis)
 
 
 def _clip(
@@ -293,50 +360,46 @@ def _clip(
     min_state: int,
     state_sigma: float,
 ) -> np.ndarray:
-    """The clipping of :func:`reject_cosmic_rays` on ``(n, P)`` arrays; returns ``kept``."""
-    n_valid = valid.sum(axis=0)
+    """The clipping of :func:`reject_cosmic_rays` on ``(P, n)`` arrays; returns ``kept``."""
+    n_valid = np.count_nonzero(valid, axis=-1)
     min_count = np.maximum(min_state, np.ceil(state_fraction * n_valid)).astype(np.int64)
     kept = valid.copy()
     protected = np.zeros_like(valid)
-    threshold = _F32(cr_sigma)
+    k2 = _F32(cr_sigma) ** 2
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = e / t
-    center = _masked_median_2d(rate, valid)
-    # Pixels examined in an iteration: all at first, then those that lost samples.
-    active: np.ndarray | None = None
+    ordered = _sorted_samples(rate, valid)
+    center = _median_of_sorted(ordered, n_valid)
+    # Pixels examined: all in the first iteration, then only those that lost samples.
+    active = np.arange(e.shape[0])
+    first = True
     for _ in range(maxiters):
-        if active is None:
-            e_a, v_a, kept_a, prot_a, c_a, mc_a = e, v, kept, protected, center, min_count
+        if first:
+            cand = _exceeds(e, v, t, center, k2)
+            cand &= kept
         else:
-            e_a, v_a = e[:, active], v[:, active]
-            kept_a, prot_a = kept[:, active], protected[:, active]
-            c_a, mc_a = center[active], min_count[active]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ct = c_a * t
-            z = (e_a - ct) / np.sqrt(v_a + np.maximum(ct, 0))
-        cand = kept_a & ~prot_a & (z > threshold)
-        state_px = np.flatnonzero(cand.sum(axis=0) >= mc_a)
-        if state_px.size:
-            sub = (slice(None), state_px)
-            members = _state_members(e_a[sub], v_a[sub], t, cand[sub], mc_a[state_px], state_sigma)
-            prot_a[:, state_px] |= members
-            cand[:, state_px] &= ~members
-        kept_a &= ~cand
-        if active is not None:
-            kept[:, active] = kept_a
-            protected[:, active] = prot_a
-        changed = cand.any(axis=0)
+            cand = _exceeds(e[active], v[active], t, center[active], k2)
+            cand &= kept[active]
+            cand &= ~protected[active]
+        state_rows = np.flatnonzero(np.count_nonzero(cand, axis=-1) >= min_count[active])
+        if state_rows.size:
+            rows = active[state_rows]
+            members = _state_members(
+                e[rows], v[rows], t, cand[state_rows], min_count[rows], state_sigma
+            )
+            protected[rows] |= members
+            cand[state_rows] &= ~members
+        changed = cand.any(axis=-1)
+        if first:
+            kept &= ~cand
+        else:
+            kept[active] &= ~cand
+        first = False
         if not changed.any():
             break
-        active = np.flatnonzero(changed) if active is None else active[changed]
-        center[active] = _masked_median_2d(rate[:, active], kept[:, active])
+        active = active[changed]
+        center[active] = _kept_median(rate, ordered, kept, valid, active)
     return kept
-
-
-def _weighted_mean(e: np.ndarray, t: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    """``sum(e_i) / sum(t_i)`` over kept samples, along axis 0 (NaN if none kept)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(kept, e, _F32(0)).sum(axis=0) / np.where(kept, t, _F32(0)).sum(axis=0)
 
 
 def pixel_properties(
@@ -379,17 +442,22 @@ min_state, state_sigma
     e, big_e, v, t, valid, pixel_shape = _prepare(
         sci, err, dq, exptime, gain, axis, opts["dq_mask"]
     )
-    n = e.shape[0]
+    n = e.shape[-1]
     kept = _clip(e, v, t, valid, **{k: opts[k] for k in opts if k != "dq_mask"})
-    zero = _F32(0)
-    m = kept.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        total_t = np.where(kept, t, zero).sum(axis=0)
-        sci_mean = np.where(kept, e, zero).sum(axis=0) / total_t
-        err_mean = np.where(kept, big_e, zero).sum(axis=0) / total_t
-        resid = np.where(kept, (e - sci_mean * t) / big_e, zero)
-        stability = np.sqrt((resid * resid).sum(axis=0) / (m - 1).astype(_F32))
-        readnoise = np.sqrt(np.where(kept, v, zero).sum(axis=0) / m.astype(_F32))
+    # Sums over kept samples as products with the 0/1 mask (einsum: one pass, no temporary).
+    weight = kept.astype(_F32)
+    m = np.count_nonzero(kept, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        total_t = weight @ t[0]
+        sci_mean = np.einsum("pn,pn->p", e, weight) / total_t
+        err_mean = np.einsum("pn,pn->p", big_e, weight) / total_t
+        resid = sci_mean[:, None] * t
+        np.subtract(e, resid, out=resid)
+        resid /= big_e
+        resid *= weight
+        chi2 = np.einsum("pn,pn->p", resid, resid)
+        stability = np.sqrt(chi2 / (m - 1).astype(_F32))
+        readnoise = np.sqrt(np.einsum("pn,pn->p", v, weight) / m.astype(_F32))
     stability[m < 2] = np.nan
     nan_count = (n - m).astype(np.int32)
     return (

@@ -11,9 +11,11 @@ Steps for the chip holding the cluster field (all vectorised over stars):
    corrected by :func:`cte.align.align_to_catalog`; catalog stars whose corrected
    centre falls on the image are measured.
 5. Stars whose signal-to-noise ratio in the ``centroid_box`` box of the cleaned,
-   level-subtracted image reaches ``recentre_min_snr`` are recentred with
-   :func:`photutils.centroids.centroid_sources` (centre of mass); a move beyond
-   ``max_centroid_shift`` px is rejected (BAD_CENTROID) and the aligned position kept.
+   level-subtracted image reaches ``recentre_min_snr`` are recentred, by default with
+   the vectorised Gaussian-windowed centroid (:func:`cte._centroid.windowed_centroid`),
+   or with :func:`photutils.centroids.centroid_sources` and its centre of mass
+   (``centroid_method = "com"``); a move beyond ``max_centroid_shift`` px is rejected
+   (BAD_CENTROID) and the aligned position kept.
 6. Local background ``B``: sigma-clipped median of the SCI pixels whose centres lie in
    the annulus ``r_in <= d < r_out`` and are not masked; ``sigma_B`` their standard
    deviation and ``n_B`` their number (fewer than ``min_annulus_pixels``: NaN,
@@ -44,6 +46,7 @@ from photutils.centroids import centroid_com, centroid_sources
 from scipy.spatial import cKDTree
 
 from cte import flags as F
+from cte._centroid import windowed_centroid
 from cte._exceptions import AlignmentError
 from cte._geometry import transfers
 from cte._pam import pam_cutout
@@ -141,8 +144,8 @@ def _crowded(x, y, flux, *, radius: float, ratio: float) -> np.ndarray:
     return out
 
 
-def _recentre(data: np.ndarray, err: np.ndarray, x0, y0, *, box: int, min_snr: float,
-              max_shift: float):
+def _recentre(data: np.ndarray, err: np.ndarray, x0, y0, *, method: str, box: int,
+              window_sigma: float, min_snr: float, max_shift: float):
     """Recentred positions, and which recentrings were rejected (module docstring, 5)."""
     ny, nx = data.shape
     half = box // 2
@@ -156,8 +159,12 @@ def _recentre(data: np.ndarray, err: np.ndarray, x0, y0, *, box: int, min_snr: f
     x, y = np.array(x0, float), np.array(y0, float)
     bad = np.zeros(x.size, bool)
     if cand.size:
-        xc, yc = centroid_sources(data, x0[cand], y0[cand], box_size=box,
-                                  centroid_func=centroid_com)
+        if method == "com":
+            xc, yc = centroid_sources(data, x0[cand], y0[cand], box_size=box,
+                                      centroid_func=centroid_com)
+        else:
+            xc, yc = windowed_centroid(data, x0[cand], y0[cand], sigma=window_sigma,
+                                       half=half)
         good = np.isfinite(xc) & np.isfinite(yc)
         good &= np.hypot(xc - x0[cand], yc - y0[cand]) <= max_shift
         x[cand[good]], y[cand[good]] = xc[good], yc[good]
@@ -237,7 +244,9 @@ def measure_image(
     flags[crowded] |= F.CROWDED
 
     x, y, bad_centroid = _recentre(cleaned - level, err, x_a[idx], y_a[idx],
-                                   box=opts.centroid_box, min_snr=opts.recentre_min_snr,
+                                   method=opts.centroid_method, box=opts.centroid_box,
+                                   window_sigma=opts.centroid_window_sigma,
+                                   min_snr=opts.recentre_min_snr,
                                    max_shift=opts.max_centroid_shift)
     flags[bad_centroid] |= F.BAD_CENTROID
 

@@ -4,24 +4,35 @@ The header WCS of a calibrated image is off by a pointing error of up to a few p
 :func:`align_to_catalog` measures it from the image itself:
 
 1. :func:`detect_stars` finds the brightest stars (local maxima above a threshold,
-   vectorised over candidate pixels) and centres them with
-   :func:`photutils.centroids.centroid_sources` (centre of mass, background removed);
+   vectorised over candidate pixels) and centres them with a Gaussian-windowed
+   centroid (:func:`cte._centroid.windowed_centroid`, unbiased for symmetric stars);
 2. :func:`estimate_offset` finds the common offset between detections and catalog
    positions predicted by the header WCS by voting: the 2-D histogram of all pairwise
    differences within ``max_offset`` peaks at the shift;
 3. detections are matched to their nearest catalog star (:func:`match_nearest`) and a
-   similarity transform is fitted by linear least squares with sigma clipping
-   (:func:`fit_similarity`), twice, the second time within ``match_radius``.
+   rigid transform (shift and rotation) is fitted by least squares with sigma clipping
+   (:func:`fit_rigid`), twice, the second time within ``match_radius``; when at least
+   ``min_matches`` of them are isolated (no catalog neighbour within
+   ``isolation_radius`` px with ``isolation_flux_ratio`` of their flux), only those
+   enter the fit, since neighbours pull centroids.
 
 The result is an :class:`Alignment`, a map from header-predicted pixel positions ``p``
 to corrected ones::
 
-    p' = c + s R(theta) (p - c) + (shift_x, shift_y)
+    p' = c + R(theta) (p - c) + (shift_x, shift_y)
 
-with ``c`` the image centre ``((nx - 1) / 2, (ny - 1) / 2)``, ``R`` the rotation by
-``theta`` (deg, counter-clockwise) and ``s`` a scale that stays within
-``max_scale_error`` of 1.  ``residual_rms`` is ``sqrt(mean(|p'_i - d_i|^2))`` over the
-matched detections ``d_i`` (px).
+with ``c`` the image centre ``((nx - 1) / 2, (ny - 1) / 2)`` and ``R`` the rotation by
+``theta`` (deg, counter-clockwise).  The least-squares rotation and shift of matched
+pairs (reference ``r_i``, detection ``d_i``, both relative to ``c``, weights ``w_i``)
+are closed-form::
+
+    theta = atan2(sum w (r'_x d'_y - r'_y d'_x), sum w (r'_x d'_x + r'_y d'_y))
+    shift = mean_w(d) - R(theta) mean_w(r)
+
+(primes: deviations from the weighted means); ``w_i ~ F_i^2 / (F_i + A sigma^2)`` is
+the inverse centroid variance of a detection of flux ``F_i`` on a background of noise
+``sigma`` per pixel, ``A`` the star's noise-equivalent area.  ``residual_rms`` is
+``sqrt(mean(|p'_i - d_i|^2))`` over the matched detections (px).
 """
 
 from __future__ import annotations
@@ -29,9 +40,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from photutils.centroids import centroid_com, centroid_sources
 from scipy.spatial import cKDTree
 
+from cte._centroid import windowed_centroid
 from cte._exceptions import AlignmentError
 from cte._stats import clipped_stats
 from cte.config import AlignmentOptions
@@ -41,7 +52,7 @@ __all__ = [
     "align_to_catalog",
     "detect_stars",
     "estimate_offset",
-    "fit_similarity",
+    "fit_rigid",
     "match_nearest",
 ]
 
@@ -56,8 +67,6 @@ class Alignment:
         Displacement of the image centre, px.
     rotation : float
         Rotation, deg (counter-clockwise in the pixel frame).
-    scale : float
-        Scale factor (1 for a pure pointing error).
     center : (float, float)
         The centre ``c`` of the rotation, px.
     residual_rms : float
@@ -69,7 +78,6 @@ class Alignment:
     shift_x: float
     shift_y: float
     rotation: float
-    scale: float
     center: tuple[float, float]
     residual_rms: float
     n_matched: int
@@ -77,8 +85,8 @@ class Alignment:
 
     def apply(self, x, y) -> tuple[np.ndarray, np.ndarray]:
         """Corrected positions of header-predicted positions ``(x, y)`` (px)."""
-        a = self.scale * np.cos(np.deg2rad(self.rotation))
-        b = self.scale * np.sin(np.deg2rad(self.rotation))
+        a = np.cos(np.deg2rad(self.rotation))
+        b = np.sin(np.deg2rad(self.rotation))
         dx = np.asarray(x, float) - self.center[0]
         dy = np.asarray(y, float) - self.center[1]
         return (self.center[0] + a * dx - b * dy + self.shift_x,
@@ -98,10 +106,9 @@ def detect_stars(
 
     A pixel is a peak when it exceeds ``background + threshold``, is not masked, lies at
     least ``box // 2`` px from the edge, and is the maximum of its ``box x box``
-    neighbourhood.  The *n_brightest* highest peaks are centred with
-    :func:`~photutils.centroids.centroid_sources` (centre of mass of
-    ``data - background`` in a ``box x box`` box); peaks closer than ``box / 2`` px
-    after centring keep only the brighter.
+    neighbourhood.  The *n_brightest* highest peaks are centred with a Gaussian-windowed
+    centroid of ``data - background`` (:func:`cte._centroid.windowed_centroid`); peaks
+    closer than ``box / 2`` px after centring keep only the brighter.
 
     Returns
     -------
@@ -129,8 +136,7 @@ def detect_stars(
     cy, cx, value = cy[is_peak], cx[is_peak], value[is_peak]
     order = np.argsort(value)[::-1][:n_brightest]
     cy, cx, value = cy[order], cx[order], value[order]
-    xc, yc = centroid_sources(data - background, cx.astype(float), cy.astype(float),
-                              box_size=box, centroid_func=centroid_com)
+    xc, yc = windowed_centroid(data - background, cx.astype(float), cy.astype(float))
     good = np.isfinite(xc) & np.isfinite(yc) & (np.hypot(xc - cx, yc - cy) <= half)
     xc, yc, value = xc[good], yc[good], value[good] - background
     # flat-topped (saturated) stars give several peaks: keep the brightest of close pairs
@@ -190,46 +196,66 @@ def match_nearest(x1, y1, x2, y2, *, radius: float) -> tuple[np.ndarray, np.ndar
     return i1[single], i2[single].astype(np.int64)
 
 
-def fit_similarity(
-    x_ref, y_ref, x_det, y_det, *, center: tuple[float, float], clip_sigma: float = 3.0,
-    maxiters: int = 5,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares similarity transform taking reference to detected positions.
+def fit_rigid(
+    x_ref, y_ref, x_det, y_det, *, center: tuple[float, float], weights=None,
+    clip_sigma: float = 3.0, maxiters: int = 5,
+) -> tuple[tuple[float, float, float], np.ndarray]:
+    """Weighted least-squares rotation and shift taking reference to detected positions.
 
-    Solves ``x_det - cx = a X - b Y + tx`` and ``y_det - cy = b X + a Y + ty`` with
-    ``X = x_ref - cx``, ``Y = y_ref - cy`` for ``(a, b, tx, ty)`` (one linear system for
-    all stars), rejecting pairs whose residual exceeds ``clip_sigma`` times the RMS
-    residual and refitting, up to *maxiters* times.
+    The closed-form solution of the module docstring with weighted means and sums
+    (``weights`` ~ inverse centroid variance; equal by default), for all pairs at
+    once.  Pairs whose normalised residual ``|r_i| sqrt(w_i)`` exceeds ``clip_sigma``
+    times its RMS are rejected and the fit repeated, up to *maxiters* times.
 
     Returns
     -------
-    params : ndarray
-        ``(a, b, tx, ty)``; rotation ``atan2(b, a)``, scale ``hypot(a, b)``.
+    (theta, tx, ty) : tuple of float
+        Rotation (rad) and shift (px) about *center*.
     used : ndarray of bool
         Pairs kept by the clipping.
     """
     cx, cy = center
-    X = np.asarray(x_ref, float) - cx
-    Y = np.asarray(y_ref, float) - cy
-    u = np.asarray(x_det, float) - cx
-    v = np.asarray(y_det, float) - cy
-    one, zero = np.ones_like(X), np.zeros_like(X)
-    design = np.concatenate([np.column_stack([X, -Y, one, zero]),
-                             np.column_stack([Y, X, zero, one])])
-    target = np.concatenate([u, v])
-    used = np.ones(X.size, bool)
-    params = np.array([1.0, 0.0, 0.0, 0.0])
+    rx = np.asarray(x_ref, float) - cx
+    ry = np.asarray(y_ref, float) - cy
+    dx = np.asarray(x_det, float) - cx
+    dy = np.asarray(y_det, float) - cy
+    w_all = np.ones(rx.size) if weights is None else np.asarray(weights, float)
+    if w_all.shape != rx.shape or not np.all(w_all > 0):
+        msg = f"weights must be positive, one per pair; got shape {w_all.shape}"
+        raise ValueError(msg)
+    used = np.ones(rx.size, bool)
+    theta, tx, ty = 0.0, 0.0, 0.0
     for _ in range(maxiters):
-        rows = np.concatenate([used, used])
-        params = np.linalg.lstsq(design[rows], target[rows], rcond=None)[0]
-        resid = (design @ params - target).reshape(2, -1)
-        r = np.hypot(resid[0], resid[1])
+        w = np.where(used, w_all, 0.0)
+        mrx, mry = np.average(rx, weights=w), np.average(ry, weights=w)
+        mdx, mdy = np.average(dx, weights=w), np.average(dy, weights=w)
+        px, py, qx, qy = rx - mrx, ry - mry, dx - mdx, dy - mdy
+        theta = float(np.arctan2(np.sum(w * (px * qy - py * qx)),
+                                 np.sum(w * (px * qx + py * qy))))
+        c, s = np.cos(theta), np.sin(theta)
+        tx, ty = float(mdx - (c * mrx - s * mry)), float(mdy - (s * mrx + c * mry))
+        r = np.hypot(c * rx - s * ry + tx - dx, s * rx + c * ry + ty - dy) * np.sqrt(w_all)
         rms = np.sqrt(np.mean(r[used] ** 2))
-        keep = r <= clip_sigma * max(rms, 1e-3)
+        keep = r <= clip_sigma * max(rms, 1e-6)
         if np.array_equal(keep, used) or keep.sum() < 3:
             break
         used = keep
-    return params, used
+    return (theta, tx, ty), used
+
+
+def _isolated(x, y, flux, *, radius: float, ratio: float) -> np.ndarray:
+    """Catalog stars with no neighbour within *radius* px at least *ratio* as bright."""
+    alone = np.ones(np.size(x), bool)
+    if radius <= 0 or np.size(x) < 2:
+        return alone
+    f = np.full(np.size(x), np.inf) if flux is None else np.asarray(flux, float)
+    f = np.where(np.isfinite(f), f, np.inf)
+    pairs = cKDTree(np.column_stack([x, y])).query_pairs(radius, output_type="ndarray")
+    if len(pairs):
+        i, j = pairs[:, 0], pairs[:, 1]
+        alone[i[f[j] >= ratio * f[i]]] = False
+        alone[j[f[i] >= ratio * f[j]]] = False
+    return alone
 
 
 def align_to_catalog(
@@ -262,8 +288,8 @@ def align_to_catalog(
     Raises
     ------
     AlignmentError
-        Fewer than ``min_matches`` stars matched, or the fitted rotation or scale is
-        implausibly large.
+        Fewer than ``min_matches`` stars matched, or the fitted rotation is implausibly
+        large.
     """
     ny, nx = data.shape
     center = ((nx - 1) / 2.0, (ny - 1) / 2.0)
@@ -274,9 +300,13 @@ def align_to_catalog(
     if not np.isfinite(sigma) or sigma <= 0:
         msg = f"{path}: cannot align, the image has no usable background pixels"
         raise AlignmentError(msg)
-    x_det, y_det, _ = detect_stars(data, threshold=options.detection_nsigma * sigma,
-                                   n_brightest=options.n_brightest, background=level,
-                                   mask=mask)
+    x_det, y_det, peak = detect_stars(data, threshold=options.detection_nsigma * sigma,
+                                      n_brightest=options.n_brightest, background=level,
+                                      mask=mask)
+    # inverse centroid variance ~ F^2 / (F + A sigma^2), F ~ peak / 0.22 for a 1.8 px
+    # FWHM star and A = 4 pi (FWHM / 2.355)^2 its noise-equivalent area (px)
+    flux_det = peak / 0.22
+    weight = flux_det**2 / (flux_det + 4 * np.pi * (options.fwhm / 2.355) ** 2 * sigma**2)
     x_pred = np.asarray(x_pred, float)
     y_pred = np.asarray(y_pred, float)
     margin = options.max_offset
@@ -289,6 +319,8 @@ def align_to_catalog(
             : 2 * options.n_brightest]
     else:
         voters = ref
+    isolated = _isolated(x_pred, y_pred, flux, radius=options.isolation_radius,
+                         ratio=options.isolation_flux_ratio)
     need = options.min_matches
     if x_det.size < need or ref.size < need:
         msg = (f"{path}: cannot align, {x_det.size} stars detected and {ref.size} catalog "
@@ -296,11 +328,11 @@ def align_to_catalog(
         raise AlignmentError(msg)
     dx, dy, votes = estimate_offset(x_det, y_det, x_pred[voters], y_pred[voters],
                                     max_offset=options.max_offset)
-    params = np.array([1.0, 0.0, dx, dy])
+    theta, tx, ty = 0.0, dx, dy
     used = np.array([], bool)
     i_det = i_ref = np.array([], np.int64)
     for radius in (max(3.0, 3 * options.match_radius), options.match_radius):
-        a, b, tx, ty = params
+        a, b = np.cos(theta), np.sin(theta)
         X, Y = x_pred[ref] - center[0], y_pred[ref] - center[1]
         xs, ys = center[0] + a * X - b * Y + tx, center[1] + b * X + a * Y + ty
         i_det, i_ref = match_nearest(x_det, y_det, xs, ys, radius=radius)
@@ -309,20 +341,21 @@ def align_to_catalog(
                    f"stars matched the catalog within {radius:g} px (offset votes: {votes}); "
                    f"at least {need} needed")
             raise AlignmentError(msg)
-        params, used = fit_similarity(x_pred[ref][i_ref], y_pred[ref][i_ref], x_det[i_det],
-                                      y_det[i_det], center=center,
-                                      clip_sigma=options.clip_sigma)
-    a, b, tx, ty = params
-    rotation = float(np.degrees(np.arctan2(b, a)))
-    scale = float(np.hypot(a, b))
-    if abs(rotation) > options.max_rotation or abs(scale - 1.0) > options.max_scale_error:
-        msg = (f"{path}: alignment rejected, fitted rotation {rotation:.4f} deg and scale "
-               f"{scale:.6f} exceed max_rotation {options.max_rotation} deg or "
-               f"max_scale_error {options.max_scale_error}")
+        # fit isolated stars only when there are enough: neighbours pull centroids
+        alone = isolated[ref][i_ref]
+        if alone.sum() >= need:
+            i_det, i_ref = i_det[alone], i_ref[alone]
+        (theta, tx, ty), used = fit_rigid(x_pred[ref][i_ref], y_pred[ref][i_ref],
+                                          x_det[i_det], y_det[i_det], center=center,
+                                          weights=weight[i_det],
+                                          clip_sigma=options.clip_sigma)
+    rotation = float(np.degrees(theta))
+    if abs(rotation) > options.max_rotation:
+        msg = (f"{path}: alignment rejected, fitted rotation {rotation:.4f} deg exceeds "
+               f"max_rotation {options.max_rotation} deg")
         raise AlignmentError(msg)
-    result = Alignment(shift_x=float(tx), shift_y=float(ty), rotation=rotation, scale=scale,
-                       center=center, residual_rms=0.0, n_matched=int(used.sum()),
-                       n_detected=int(x_det.size))
+    result = Alignment(shift_x=tx, shift_y=ty, rotation=rotation, center=center,
+                       residual_rms=0.0, n_matched=int(used.sum()), n_detected=int(x_det.size))
     xm, ym = result.apply(x_pred[ref][i_ref][used], y_pred[ref][i_ref][used])
     rms = float(np.sqrt(np.mean((xm - x_det[i_det][used]) ** 2 + (ym - y_det[i_det][used]) ** 2)))
     return Alignment(**{**result.__dict__, "residual_rms": rms})

@@ -101,7 +101,9 @@ class PhotometryOptions:
     background_maxiters: int
     min_annulus_pixels: int
     recentre_min_snr: float
+    centroid_method: str
     centroid_box: int
+    centroid_window_sigma: float
     max_centroid_shift: float
     dq_mask: int
     cosmic_ray_dq: int
@@ -124,7 +126,8 @@ class AlignmentOptions:
     min_matches: int
     clip_sigma: float
     max_rotation: float
-    max_scale_error: float
+    isolation_radius: float
+    isolation_flux_ratio: float
 
 
 @dataclass(frozen=True)
@@ -527,6 +530,10 @@ class _Validator:
         if box % 2 == 0 or box < 3:
             raise self.fail(k + "centroid_box", f"must be an odd integer >= 3, got {box}")
 
+        method = self.string(k + "centroid_method", t["centroid_method"])
+        if method not in ("windowed", "com"):
+            raise self.fail(k + "centroid_method", f"must be 'windowed' or 'com', got {method!r}")
+
         def bits(key):
             values = self.array(key, t[key.split(".")[1]],
                                 lambda kk, v: self.number(kk, v, positive=True, integer=True),
@@ -553,7 +560,9 @@ class _Validator:
                                            positive=True, integer=True),
             recentre_min_snr=self.number(k + "recentre_min_snr", t["recentre_min_snr"],
                                          nonneg=True),
+            centroid_method=method,
             centroid_box=box,
+            centroid_window_sigma=pos(k + "centroid_window_sigma", t["centroid_window_sigma"]),
             max_centroid_shift=pos(k + "max_centroid_shift", t["max_centroid_shift"]),
             dq_mask=bits(k + "dq_mask"),
             cosmic_ray_dq=bits(k + "cosmic_ray_dq"),
@@ -591,5 +600,8 @@ class _Validator:
             min_matches=min_matches,
             clip_sigma=pos("clip_sigma"),
             max_rotation=pos("max_rotation"),
-            max_scale_error=pos("max_scale_error"),
+            isolation_radius=self.number(k + "isolation_radius", t["isolation_radius"],
+                                         nonneg=True),
+            isolation_flux_ratio=self.number(k + "isolation_flux_ratio",
+                                             t["isolation_flux_ratio"], nonneg=True),
         )

@@ -16,9 +16,9 @@
 - ``simulation.json`` — the parameters, the seed and the list of files, which
   :func:`load_simulation` reads back.
 
-Physics (per pixel ``(y, x)``, per frame ``i`` of exposure time ``t_i`` in seconds)
--------------------------------------------------------------------------------------
-True dark rate, electrons per second::
+Physics (per pixel, per frame ``i`` of exposure time ``t_i`` in seconds)
+-----------------------------------------------------------------------
+True dark rate of pixel ``(row, col)`` in frame ``i``, electrons per second::
 
     R_i = D + H * a_i + F * s_i
 
@@ -69,12 +69,12 @@ at a random time inside the slot), ``round(short_fraction * n)`` of them of
 ``short_exptime`` seconds and the rest of ``exptime`` seconds (as in the real programme,
 1100 s with some 60 s).
 
-Truth file of one period (``truth/period_NNNN.nc``), dims ``frame, y, x``
---------------------------------------------------------------------------
+Truth file of one period (``truth/period_NNNN.nc``), dims ``frame, row, col``
+------------------------------------------------------------------------------
 ``dark_rate`` (``D``, e-/s), ``readnoise`` (``RN``, e-), ``hot_rate`` (``H`` of the
 pixels hot at any time in the period, else 0, e-/s), ``hot_onset_mjd`` (onset, ``-inf``
 for pixels hot from before the simulation, NaN if not hot), ``flicker_amplitude`` (``F``,
-e-/s), ``flicker_duty`` (``q``), ``events`` (frame, y, x; bits 1 = cosmic ray, 2 = NaN
+e-/s), ``flicker_duty`` (``q``), ``events`` (frame, row, col; bits 1 = cosmic ray, 2 = NaN
 sample, 4 = lost-data sample, 8 = flicker high state), ``cr_electrons`` is not stored;
 ``mean_rate`` (the exposure-weighted mean true rate over all frames of the period,
 ``sum_i R_i t_i / sum_i t_i``, e-/s), ``n_cosmic_rays``, ``n_nan``, ``n_fill`` (counts per
@@ -110,6 +110,7 @@ __all__ = [
     "SimulatedDarks",
     "load_simulation",
     "simulate_darks",
+    "simulate_stack",
 ]
 
 logger = logging.getLogger(__name__)
@@ -372,13 +373,7 @@ def simulate_darks(
     if first_anneal < 0 or first_anneal + n_periods - 1 >= 36**2:
         msg = f"first_anneal must be >= 0 with the last number <= 1295, got {first_anneal!r}"
         raise ValueError(msg)
-    physics = physics or DarkPhysics()
-    if physics_overrides:
-        unknown = sorted(set(physics_overrides) - {f.name for f in dataclasses.fields(DarkPhysics)})
-        if unknown:
-            msg = f"unknown physics parameter(s) {unknown}; see DarkPhysics for the list"
-            raise TypeError(msg)
-        physics = dataclasses.replace(physics, **physics_overrides)
+    physics = _with_overrides(physics, physics_overrides)
     start_mjd = float(to_mjd(start))
     out = Path(outdir)
     _prepare_outdir(out, overwrite=overwrite)
@@ -439,6 +434,79 @@ def simulate_darks(
     )
     _write_manifest(result, out / _MANIFEST)
     return result
+
+
+def simulate_stack(
+    *,
+    n_frames: int = 24,
+    shape: Sequence[int] = (64, 64),
+    seed: int = 0,
+    start: Any = "2020-01-01",
+    period_days: float = 30.0,
+    physics: DarkPhysics | None = None,
+    **physics_overrides: Any,
+) -> tuple[xr.Dataset, xr.Dataset]:
+    """One simulated anneal period in memory: the stack of darks and its truth.
+
+    The same physics as :func:`simulate_darks` (first period, numbered 1), without
+    files; convenient for tests and for the numpy kernels.
+
+    Returns
+    -------
+    stack : xarray.Dataset
+        ``sci`` (float32, count), ``err`` (float32, count), ``dq`` (int16) with dims
+        ``(frame, row, col)`` and frame coordinates ``rootname``, ``exptime`` (s),
+        ``start_mjd``, ``end_mjd`` (d), ``gain`` (e-/count): the layout of
+        :func:`stiscube.darks.open_darks`, with numpy instead of dask arrays.
+    truth : xarray.Dataset
+        The truth of the period (see the module docstring).
+    """
+    ny, nx = _validate_call(1, n_frames, shape, period_days)
+    physics = _with_overrides(physics, physics_overrides)
+    start_mjd = float(to_mjd(start))
+    end_mjd = start_mjd + float(np.rint(period_days * _SECONDS_PER_DAY)) / _SECONDS_PER_DAY
+    rng = np.random.default_rng(seed)
+    sim = _Simulator(rng, physics, (ny, nx))
+    frames = sim.schedule(1, start_mjd, end_mjd, n_frames)
+    sci = np.empty((n_frames, ny, nx), dtype=np.float32)
+    err = np.empty_like(sci)
+    dq = np.empty((n_frames, ny, nx), dtype=np.int16)
+
+    def keep(i: int, s: np.ndarray, e: np.ndarray, d: np.ndarray) -> None:
+        sci[i], err[i], dq[i] = s, e, d
+
+    truth = sim.generate_period(1, start_mjd, end_mjd, frames, keep)
+    dims = ("frame", "row", "col")
+    stack = xr.Dataset(
+        {
+            "sci": (dims, sci, {"units": "count"}),
+            "err": (dims, err, {"units": "count"}),
+            "dq": (dims, dq, {"units": "1"}),
+        },
+        coords={
+            "frame": np.arange(n_frames),
+            "row": np.arange(ny),
+            "col": np.arange(nx),
+            "rootname": ("frame", np.asarray(frames["rootname"], dtype=str)),
+            "exptime": ("frame", np.asarray(frames["exptime"], dtype=np.float64), {"units": "s"}),
+            "start_mjd": ("frame", np.asarray(frames["start_mjd"]), {"units": "d"}),
+            "end_mjd": ("frame", np.asarray(frames["end_mjd"]), {"units": "d"}),
+            "gain": ("frame", np.full(n_frames, physics.atodgain), {"units": "electron / count"}),
+        },
+        attrs={"title": "simulated stack of STIS CCD darks (in memory)", "simulated": 1},
+    )
+    return stack, truth
+
+
+def _with_overrides(physics: DarkPhysics | None, overrides: Mapping[str, Any]) -> DarkPhysics:
+    physics = physics or DarkPhysics()
+    if overrides:
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(DarkPhysics)})
+        if unknown:
+            msg = f"unknown physics parameter(s) {unknown}; see DarkPhysics for the list"
+            raise TypeError(msg)
+        physics = dataclasses.replace(physics, **overrides)
+    return physics
 
 
 def load_simulation(outdir: str | os.PathLike[str]) -> SimulatedDarks:
@@ -583,16 +651,19 @@ class _Simulator:
             "rootname": [_rootname(number, i) for i in range(n)],
         }
 
-    def run_period(
+    def generate_period(
         self,
         number: int,
         start: float,
         end: float,
         frames: Mapping[str, Any],
-        out: Path,
-        seed: int,
-    ) -> tuple[list[Path], xr.Dataset]:
-        """Create the period's new hot pixels, then simulate and write each frame."""
+        sink: Any,
+    ) -> xr.Dataset:
+        """Create the period's new hot pixels, then simulate each frame.
+
+        Each frame's ``(i, sci, err, dq)`` (2-D arrays) is handed to ``sink``; the
+        period's truth Dataset is returned.
+        """
         p, rng = self.physics, self.rng
         n_new = rng.poisson(p.hot_per_day * self.area * (end - start))
         self._make_hot(n_new, onset=lambda n: rng.uniform(start, end, n))
@@ -602,7 +673,6 @@ class _Simulator:
         gain = p.atodgain
         events = np.zeros((n, self.npix), dtype=np.uint8)
         rate_time = np.zeros(self.npix)  # sum_i R_i t_i
-        paths = []
         for i in range(n):
             t = float(frames["exptime"][i])
             t0, t1 = float(frames["start_mjd"][i]), float(frames["end_mjd"][i])
@@ -636,23 +706,40 @@ class _Simulator:
             dq = np.zeros(self.npix, dtype=np.int16)
             dq[self.blemish] |= _DQ_SMALL_BLEMISH
             dq[fill] |= _DQ_FILL
+            sink(i, sci.reshape(ny, nx), err.reshape(ny, nx), dq.reshape(ny, nx))
+        return self._truth(number, start, end, frames, events, rate_time, hot_idx)
+
+    def run_period(
+        self,
+        number: int,
+        start: float,
+        end: float,
+        frames: Mapping[str, Any],
+        out: Path,
+        seed: int,
+    ) -> tuple[list[Path], xr.Dataset]:
+        """Simulate one period and write each frame as an FLT file."""
+        paths: list[Path] = []
+
+        def write(i: int, sci: np.ndarray, err: np.ndarray, dq: np.ndarray) -> None:
             path = out / f"{frames['rootname'][i]}_flt.fits"
             _write_flt(
                 path,
-                sci.reshape(ny, nx),
-                err.reshape(ny, nx),
-                dq.reshape(ny, nx),
+                sci,
+                err,
+                dq,
                 rootname=frames["rootname"][i],
-                exptime=t,
-                start_mjd=t0,
-                end_mjd=t1,
-                physics=p,
+                exptime=float(frames["exptime"][i]),
+                start_mjd=float(frames["start_mjd"][i]),
+                end_mjd=float(frames["end_mjd"][i]),
+                physics=self.physics,
                 period=number,
                 seed=seed,
-                nominal_readnoise=p.readnoise,
+                nominal_readnoise=self.physics.readnoise,
             )
             paths.append(path)
-        truth = self._truth(number, start, end, frames, events, rate_time, hot_idx)
+
+        truth = self.generate_period(number, start, end, frames, write)
         return paths, truth
 
     def _truth(
@@ -681,7 +768,7 @@ class _Simulator:
         def img(values: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
             return values.reshape(grid).astype(dtype)
 
-        dims = ("y", "x")
+        dims = ("row", "col")
         ds = xr.Dataset(
             {
                 "dark_rate": (dims, img(self.dark), {"units": "electron / s"}),

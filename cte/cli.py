@@ -1,14 +1,73 @@
-"""The ``cte`` command-line program (``cte --help``)."""
+"""The ``cte`` command-line program (``cte --help``).
+
+Each subcommand is one ``_add_<name>_parser(sub)`` that declares its options and one
+``_cmd_<name>(args)`` that runs it; :func:`build_parser` lists them.  The image
+selection options shared by commands that read FLT/FLC files (``--pr``, ``--v``,
+``--targets``, ``--filters``, ``--flash``, ``--ctecorr``, ``--ap``) come from
+:func:`add_selection_arguments` and turn into keyword arguments of
+:func:`cte.measure_photometry` with :func:`selection_kwargs`.
+"""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
 
+from cte._exceptions import CTEError
 from stores import StoreError
 from stores._cli import base_parser, run_cli
 
-__all__ = ["build_parser", "main"]
+__all__ = ["add_selection_arguments", "build_parser", "main", "selection_kwargs"]
+
+
+# -- shared selection options ------------------------------------------------------------
+def add_selection_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the image-selection options (seed's ``--pr``, ``--v``, ``--ap`` and more)."""
+    g = p.add_argument_group("image selection")
+    g.add_argument("--pr", nargs="+", default=["all"], metavar="PR",
+                   help="proposals: 'last' (newest configured one present), 'all' "
+                        "(default), or proposal IDs")
+    g.add_argument("--v", "--visits", dest="visits", nargs="+", metavar="VISIT",
+                   help="two-character visits, e.g. 05 11")
+    g.add_argument("--targets", nargs="+", metavar="TARGET",
+                   help="configured targets, e.g. ngc104 ngc6791 ngc6583")
+    g.add_argument("--filters", nargs="+", metavar="FILTER", help="e.g. F502N")
+    g.add_argument("--flash", dest="flashes", nargs="+", type=int, metavar="E",
+                   help="post-flash levels in e-/px, e.g. 0 12")
+    g.add_argument("--ctecorr", nargs="+", choices=("FLT", "FLC", "flt", "flc"),
+                   help="FLT and/or FLC images")
+    g.add_argument("--ap", dest="apertures", nargs="+", type=float, metavar="R",
+                   help="aperture radii in px (default: the configuration's)")
+
+
+def _proposals(values: list[str]) -> str | list[int]:
+    words = [v.lower() for v in values]
+    if len(words) == 1 and words[0] in ("last", "all"):
+        return words[0]
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        msg = f"--pr takes 'last', 'all' or proposal IDs, got {' '.join(values)}"
+        raise ValueError(msg) from None
+
+
+def selection_kwargs(args: argparse.Namespace) -> dict:
+    """Keyword arguments of :func:`cte.measure_photometry` from the selection options."""
+    return {
+        "proposals": _proposals(args.pr),
+        "visits": args.visits,
+        "targets": args.targets,
+        "filters": args.filters,
+        "flashes": args.flashes,
+        "ctecorr": None if args.ctecorr is None else [c.upper() for c in args.ctecorr],
+        "apertures": args.apertures,
+    }
+
+
+# -- version -----------------------------------------------------------------------------
+def _add_version_parser(sub) -> None:
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=_cmd_version)
 
 
 def _cmd_version(args: argparse.Namespace) -> None:
@@ -17,17 +76,161 @@ def _cmd_version(args: argparse.Namespace) -> None:
     print(f"cte {__version__}")
 
 
+# -- simulate ----------------------------------------------------------------------------
+def _add_simulate_parser(sub) -> None:
+    p = sub.add_parser("simulate", help="write a simulated monitor campaign",
+                       description="Write seeded simulated FLT/FLC images, master catalogs "
+                                   "and the truth (injected CTE loss) under OUT.")
+    p.add_argument("out", help="output directory (data/, catalogs/, truth/)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shape", nargs=2, type=int, default=[2051, 128], metavar=("NY", "NX"),
+                   help="rows and columns of each chip (default 2051 128; full chips: "
+                        "2051 4096)")
+    p.add_argument("--stars", type=int, default=400, help="stars in the NGC 104 field")
+    p.add_argument("--epochs", type=int, default=4, help="epochs from the default schedule")
+    p.add_argument("--targets", nargs="+", default=["ngc104", "ngc6791"])
+    p.add_argument("--filters", nargs="+", default=["F502N"])
+    p.add_argument("--flash", dest="flashes", nargs="+", type=int, default=[0, 12],
+                   help="post-flash levels, e-/px")
+    p.add_argument("--exptimes", nargs="+", type=float, default=[348.0, 30.0],
+                   help="exposure times, s")
+    p.add_argument("--ctecorr", nargs="+", default=["FLT", "FLC"], choices=("FLT", "FLC"))
+    p.add_argument("--no-excluded", action="store_true",
+                   help="leave out the images the monitor must skip")
+    p.add_argument("--no-180", action="store_true", help="leave out the 180-degree set")
+    p.add_argument("--bad-files", action="store_true",
+                   help="add a corrupt, a truncated and a wrong-instrument file")
+    p.add_argument("--pam", action="store_true", help="apply and write pixel-area maps")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    p.set_defaults(func=_cmd_simulate)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> None:
+    from cte.simulate import simulate_campaign
+
+    campaign = simulate_campaign(
+        args.out, seed=args.seed, shape=tuple(args.shape), n_stars=args.stars,
+        targets=args.targets, n_epochs=args.epochs, filters=args.filters,
+        flashes=args.flashes, exptimes=args.exptimes, ctecorr=args.ctecorr,
+        include_excluded=not args.no_excluded, include_180=not args.no_180,
+        bad_files=args.bad_files, pam=args.pam, overwrite=args.overwrite,
+    )
+    skips = int((campaign.images["expected_skip"] != "").sum())
+    print(f"wrote {len(campaign.images)} images ({skips} to be skipped, "
+          f"{len(campaign.bad_files)} broken) of {', '.join(campaign.targets)} to "
+          f"{campaign.root}")
+    print(f"  data:     {campaign.data_dir}")
+    print(f"  catalogs: {campaign.catalogs_dir}")
+    print(f"  truth:    {campaign.truth_dir}")
+
+
+# -- photometry --------------------------------------------------------------------------
+def _add_photometry_parser(sub) -> None:
+    p = sub.add_parser("photometry", help="measure FLT/FLC images into a photometry store",
+                       description="Align, recentre and measure aperture photometry of the "
+                                   "selected images; store it per target/filter/flash.")
+    p.add_argument("--data", required=True, nargs="+", help="FLT/FLC files or directories")
+    p.add_argument("--catalogs", required=True, help="directory of <target>.ecsv catalogs")
+    p.add_argument("--store", required=True, help="photometry store directory or URL")
+    p.add_argument("--config", help="user TOML merged over the default configuration")
+    add_selection_arguments(p)
+    p.add_argument("--pam", dest="pam_dir", help="directory of the pixel-area maps")
+    p.add_argument("--redo", action="store_true",
+                   help="measure images again even if already stored")
+    p.add_argument("--scheduler", default="threads",
+                   choices=("threads", "processes", "synchronous"),
+                   help="local dask scheduler (default threads)")
+    p.add_argument("--workers", type=int, help="local dask workers")
+    p.add_argument("--address", help="address of a dask.distributed scheduler to use")
+    p.set_defaults(func=_cmd_photometry)
+
+
+def _cmd_photometry(args: argparse.Namespace) -> int:
+    from cte.photometry import measure_photometry
+
+    client = None
+    if args.address:
+        from distributed import Client
+
+        client = Client(args.address)
+    try:
+        summary = measure_photometry(
+            args.data, args.catalogs, args.store, config=args.config, pam_dir=args.pam_dir,
+            redo=args.redo, client=client, scheduler=args.scheduler,
+            num_workers=args.workers, **selection_kwargs(args),
+        )
+    finally:
+        if client is not None:
+            client.close()
+    print(summary)
+    for row in summary.skipped.itertuples():
+        # unreadable files' reasons start with their path already
+        text = row.reason if row.reason.startswith(row.path) else f"{row.image}: {row.reason}"
+        print(f"  skipped ({row.category}) {text}")
+    return 0
+
+
+# -- info --------------------------------------------------------------------------------
+def _add_info_parser(sub) -> None:
+    p = sub.add_parser("info", help="summarise a photometry store or a data directory")
+    p.add_argument("--store", help="photometry store directory or URL")
+    p.add_argument("--data", nargs="+", help="FLT/FLC files or directories")
+    p.add_argument("--config", help="user TOML merged over the default configuration")
+    p.set_defaults(func=_cmd_info)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    if not args.store and not args.data:
+        msg = "info needs --store and/or --data"
+        raise ValueError(msg)
+    if args.data:
+        from cte.config import load_config
+        from cte.images import scan_images
+
+        scan = scan_images(args.data, config=load_config(args.config))
+        images = scan.records.drop_duplicates("image")
+        usable = images[images["usable"]]
+        print(f"{len(images)} images read, {len(usable)} usable, "
+              f"{len(images) - len(usable)} skipped, {len(scan.unreadable)} unreadable")
+        if len(usable):
+            table = usable.groupby(["target", "filter", "flash", "ctecorr"]).size()
+            for (target, filt, flash, kind), n in table.items():
+                print(f"  {target:8s} {filt:6s} flash {flash:5.0f}  {kind}: {n} images")
+        for reason, n in images[~images["usable"]]["reason"].value_counts().items():
+            print(f"  skipped x{n}: {reason}")
+        for row in scan.unreadable.itertuples():
+            print(f"  unreadable ({row.error}): {row.reason}")
+    if args.store:
+        from cte.store import PhotometryStore
+
+        store = PhotometryStore(args.store, mode="r")
+        images = store.images()
+        print(f"photometry store {store.location}: {len(store.keys())} keys, "
+              f"{len(images)} images")
+        for key, group in images.groupby("key"):
+            kinds = ", ".join(f"{n} {k}" for k, n in group["ctecorr"].value_counts()
+                              .sort_index().items())
+            radii = ", ".join(f"{r:g}" for r in sorted({float(r) for rs in group["apertures"]
+                                                         for r in rs}))
+            print(f"  {key}: {len(group)} images ({kinds}), up to {group['n_stars'].max()} "
+                  f"stars, MJD {group['mjd'].min():.1f}-{group['mjd'].max():.1f}, "
+                  f"apertures {radii} px")
+    return 0
+
+
+# -- the program -------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cte`` with all its subcommands."""
     parser, sub = base_parser("cte", "WFC3/UVIS external CTE monitor.")
-    p = sub.add_parser("version", help="print the version")
-    p.set_defaults(func=_cmd_version)
+    for add in (_add_version_parser, _add_simulate_parser, _add_photometry_parser,
+                _add_info_parser):
+        add(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cte`` program; returns the exit status."""
-    return run_cli(build_parser(), argv, (StoreError, OSError, ValueError))
+    return run_cli(build_parser(), argv, (CTEError, StoreError, OSError, ValueError))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,7 +6,8 @@ A :class:`DQRules` says which pixels are flagged and with which STIS DQ bit
 ``(anneal, row, col)``) and returns a ``uint16`` :class:`xarray.DataArray` on
 ``(row, col)``; :func:`write_dq_fits` and :func:`write_flagged_table` save it.
 
-The rules, for the chosen period *P* (all comparisons strict, NaN never flagged):
+The rules, for the chosen period *P* (all comparisons strict and in float64, NaN never
+flagged):
 
 hot (bit ``hot_bit``, default 16 = ``hot_pixel``)
     ``level``:  ``sci_mean > hot_level``, with *hot_level* in electron / s;
@@ -436,6 +437,39 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _as_float64(values: xr.DataArray) -> np.ndarray:
+    """(anneal, row, col) values as float64, so that levels compare in double precision."""
+    return np.asarray(values.transpose("anneal", "row", "col").values, dtype=np.float64)
+
+
+def _hot_flags(sci: np.ndarray, rules: DQRules, window: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Persistent hot mask (row, col) and the clipped (median, std, threshold) per period."""
+    stats = np.full((3, len(window)), np.nan)
+    if rules.hot_nsigma is not None:
+        empty = ~np.isfinite(sci).any(axis=(1, 2))
+        if empty.any():
+            msg = (
+                f"sci_mean of periods {np.asarray(window)[empty].tolist()} is all NaN: "
+                "no clipped statistics for hot_nsigma"
+            )
+            raise ValueError(msg)
+        stats[:] = clipped_threshold(
+            sci,
+            rules.hot_nsigma,
+            clip_sigma=rules.clip_sigma,
+            maxiters=rules.clip_maxiters,
+            axis=(1, 2),
+        )
+    masks = hot_mask(
+        sci,
+        level=rules.hot_level,
+        threshold=stats[2] if rules.hot_nsigma is not None else None,
+        combine=rules.hot_combine,
+        axis=(1, 2),
+    )
+    return persistent(masks, rules.min_count, axis=0), stats
+
+
 def dq_array(
     ds: xr.Dataset,
     rules: DQRules | None = None,
@@ -505,45 +539,18 @@ def dq_array(
         )
         raise UnitMismatchError(msg)
     values = part[list(needed)].compute()
-    rows, cols = ds.sizes["row"], ds.sizes["col"]
-    dq = np.zeros((rows, cols), dtype=np.uint16)
-    thresholds = np.full(len(window), np.nan)
-    clip_median = clip_std = np.nan
-    n_hot = n_unstable = 0
+    dq = np.zeros((ds.sizes["row"], ds.sizes["col"]), dtype=np.uint16)
+    hot = unstable = np.zeros(dq.shape, dtype=bool)
+    stats = np.full((3, len(window)), np.nan)  # clipped median, std, threshold
     if rules.has_hot_rule:
-        sci = values["sci_mean"].transpose("anneal", "row", "col").values
-        if rules.hot_nsigma is not None:
-            empty = ~np.isfinite(sci).any(axis=(1, 2))
-            if empty.any():
-                msg = (
-                    f"sci_mean of periods {np.asarray(window)[empty].tolist()} is all NaN: "
-                    "no clipped statistics for hot_nsigma"
-                )
-                raise ValueError(msg)
-        if rules.hot_nsigma is not None:
-            medians, stds, thresholds = clipped_threshold(
-                sci,
-                rules.hot_nsigma,
-                clip_sigma=rules.clip_sigma,
-                maxiters=rules.clip_maxiters,
-                axis=(1, 2),
-            )
-            clip_median, clip_std = medians[-1], stds[-1]
-        masks = hot_mask(
-            sci,
-            level=rules.hot_level,
-            threshold=thresholds if rules.hot_nsigma is not None else None,
-            combine=rules.hot_combine,
-            axis=(1, 2),
-        )
-        hot = persistent(masks, rules.min_count, axis=0)
-        n_hot = int(np.count_nonzero(hot))
+        sci = _as_float64(values["sci_mean"])
+        hot, stats = _hot_flags(sci, rules, window)
         dq |= np.where(hot, np.uint16(rules.hot_bit), np.uint16(0))
     if rules.has_unstable_rule:
-        stab = values["stability"].transpose("anneal", "row", "col").values
+        stab = _as_float64(values["stability"])
         unstable = persistent(stab > rules.unstable_level, rules.min_count, axis=0)
-        n_unstable = int(np.count_nonzero(unstable))
         dq |= np.where(unstable, np.uint16(rules.unstable_bit), np.uint16(0))
+    n_hot, n_unstable = int(np.count_nonzero(hot)), int(np.count_nonzero(unstable))
     one = ds.sel(anneal=number)
     attrs = {
         "long_name": "STIS CCD data quality from pixel properties",
@@ -554,10 +561,10 @@ def dq_array(
         "unit_system": str(one["unit_system"].values),
         "window_anneals": np.asarray(window, dtype=np.int64),
         "rules": json.dumps(rules.to_dict()),
-        "hot_sigma_thresholds": np.asarray(thresholds, dtype=np.float64),
-        "hot_clip_median": float(clip_median),
-        "hot_clip_std": float(clip_std),
-        "hot_sigma_threshold": float(thresholds[-1]),
+        "hot_sigma_thresholds": stats[2].copy(),
+        "hot_clip_median": float(stats[0, -1]),
+        "hot_clip_std": float(stats[1, -1]),
+        "hot_sigma_threshold": float(stats[2, -1]),
         "n_hot": n_hot,
         "n_unstable": n_unstable,
         "n_flagged": int(np.count_nonzero(dq)),
@@ -606,7 +613,7 @@ def hot_pixel_counts(ds: xr.Dataset, level: float, *, prop: str = "sci_mean") ->
             "system; select rate periods, e.g. ds.where(ds.unit_system == 'rate', drop=True)"
         )
         raise UnitMismatchError(msg)
-    counts = (ds[prop] > level).sum(("row", "col")).astype(np.int64).compute()
+    counts = (ds[prop].astype(np.float64) > level).sum(("row", "col")).astype(np.int64).compute()
     counts.name = "n_hot"
     counts.attrs = {
         "long_name": f"pixels with {prop} > {level:g} {UNIT_SYSTEMS['rate'].get(prop, '')}",

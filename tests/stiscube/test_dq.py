@@ -344,6 +344,19 @@ def test_all_nan_frame_refused(cube):
     assert not dq.values.any()
 
 
+def test_netcdf_keeps_cf_flags(dq7, tmp_path):
+    dq7.to_netcdf(tmp_path / "dq.nc", engine="h5netcdf")
+    with xr.open_dataarray(tmp_path / "dq.nc", engine="h5netcdf") as back:
+        assert back.dtype == np.uint16
+        np.testing.assert_array_equal(back.values, dq7.values)
+        masks = back.attrs["flag_masks"]
+        meanings = back.attrs["flag_meanings"].split()
+        # CF decoding of the hot_pixel meaning equals the bit test written by hand
+        hot = (back.values & masks[meanings.index("hot_pixel")]) != 0
+        np.testing.assert_array_equal(hot, (dq7.values & 16) == 16)
+        assert back.attrs["window_anneals"].tolist() == [5, 6, 7]
+
+
 def test_hot_pixel_counts(cube, truth):
     rate = cube.sel(anneal=RATE_PERIODS)
     counts = hot_pixel_counts(rate, 0.1)

@@ -150,7 +150,9 @@ def test_hot_pixel_counts_plot(rate, truth, dates, tmp_path):
     assert path.is_file()
     (ax,) = fig.axes
     line = ax.lines[0]
-    expected = [int(np.count_nonzero(truth[n]["sci_mean"].values > 0.1)) for n in RATE]
+    expected = [
+        int(np.count_nonzero(truth[n]["sci_mean"].values.astype(np.float64) > 0.1)) for n in RATE
+    ]
     assert line.get_ydata().tolist() == expected
     assert expected == sorted(expected) and expected[0] < expected[-1]  # more hot pixels
     np.testing.assert_allclose(line.get_xdata(orig=False), _num(_mid(dates, RATE)))

@@ -374,6 +374,7 @@ def simulate_darks(
         msg = f"first_anneal must be >= 0 with the last number <= 1295, got {first_anneal!r}"
         raise ValueError(msg)
     physics = _with_overrides(physics, physics_overrides)
+    _check_fit(frames_per_period, period_days * (1 - period_jitter), physics)
     start_mjd = float(to_mjd(start))
     out = Path(outdir)
     _prepare_outdir(out, overwrite=overwrite)
@@ -463,6 +464,7 @@ def simulate_stack(
     """
     ny, nx = _validate_call(1, n_frames, shape, period_days)
     physics = _with_overrides(physics, physics_overrides)
+    _check_fit(n_frames, period_days, physics)
     start_mjd = float(to_mjd(start))
     end_mjd = start_mjd + float(np.rint(period_days * _SECONDS_PER_DAY)) / _SECONDS_PER_DAY
     rng = np.random.default_rng(seed)
@@ -496,6 +498,17 @@ def simulate_stack(
         attrs={"title": "simulated stack of STIS CCD darks (in memory)", "simulated": 1},
     )
     return stack, truth
+
+
+def _check_fit(n: int, shortest_days: float, physics: DarkPhysics) -> None:
+    """Refuse schedules whose darks cannot fit in the (shortest possible) period."""
+    longest = max(physics.exptime, physics.short_exptime) / _SECONDS_PER_DAY
+    if longest >= 0.8 * shortest_days / n:
+        msg = (
+            f"{n} darks of up to {longest * _SECONDS_PER_DAY:g} s do not fit in a period of "
+            f"{shortest_days:.3f} days; use fewer frames_per_period or longer periods"
+        )
+        raise ValueError(msg)
 
 
 def _with_overrides(physics: DarkPhysics | None, overrides: Mapping[str, Any]) -> DarkPhysics:

@@ -21,7 +21,8 @@ hot (bit ``hot_bit``, default 16 = ``hot_pixel``)
     relative to the frame, so it holds in either unit system;
 
     the two are combined with ``hot_combine`` = ``"or"`` (either) or ``"and"`` (both)
-    when both are given.
+    when both are given.  By default (``hot_nsigma="auto"``) the relative rule with
+    N = 5 is used unless an absolute ``hot_level`` is given.
 unstable (bit ``unstable_bit``, default 4 = ``bad_detector_pixel``)
     ``stability > unstable_level`` (``stability`` is dimensionless, about 1 for a
     steady pixel; see :mod:`stiscube.layout`).  STIS has no dedicated "unstable" bit;
@@ -86,6 +87,9 @@ _RATE_UNITS = UNIT_SYSTEMS["rate"]["sci_mean"]
 _PERIOD_COORDS = ("anneal_start", "anneal_end", "unit_system")
 _COMBINES = ("or", "and")
 _PARTIAL = ("error", "available")
+_AUTO = "auto"
+#: the STIS reference pipeline's hot threshold (refstis: clipped median + 5 sigma)
+_DEFAULT_NSIGMA = 5.0
 
 
 # -- rules -----------------------------------------------------------------------------------
@@ -134,9 +138,11 @@ class DQRules:
     hot_level : float or None
         Absolute hot level on ``sci_mean``, in electron / s: hot if ``sci_mean >
         hot_level``.  Requires periods in the ``"rate"`` unit system.
-    hot_nsigma : float or None
+    hot_nsigma : float, None or "auto"
         Relative hot level: hot if ``sci_mean > median_c + hot_nsigma * std_c`` of the
-        period's sigma-clipped frame (default 5, as the STIS reference pipeline).
+        period's sigma-clipped frame.  ``"auto"`` (default) means 5 (as the STIS
+        reference pipeline) when *hot_level* is not given, and None (no relative rule)
+        when it is; give a number to use both.
     hot_combine : {"or", "and"}
         How the two hot rules combine when both are given.  ``"and"`` needs both.
     clip_sigma : float
@@ -169,7 +175,7 @@ class DQRules:
     """
 
     hot_level: float | None = None
-    hot_nsigma: float | None = 5.0
+    hot_nsigma: float | str | None = _AUTO
     hot_combine: str = "or"
     clip_sigma: float = 3.0
     clip_maxiters: int | None = 40
@@ -185,6 +191,8 @@ class DQRules:
             object.__setattr__(self, name, value)
 
         set_("hot_level", _optional_finite("hot_level", self.hot_level))
+        if isinstance(self.hot_nsigma, str) and self.hot_nsigma == _AUTO:
+            set_("hot_nsigma", _DEFAULT_NSIGMA if self.hot_level is None else None)
         set_("hot_nsigma", _optional_finite("hot_nsigma", self.hot_nsigma, positive=True))
         if self.hot_combine not in _COMBINES:
             msg = f"hot_combine must be one of {list(_COMBINES)}, got {self.hot_combine!r}"
@@ -486,7 +494,8 @@ def dq_array(
         ``(anneal, row, col)`` with the coordinates ``anneal_start``, ``anneal_end`` and
         ``unit_system``.  May be lazy; only the periods of the rules' window are read.
     rules : DQRules, optional
-        The rules (default ``DQRules()``: hot above the clipped median + 5 sigma).
+        The rules (default ``DQRules()``: hot above the clipped median + 5 sigma, as
+        the STIS reference pipeline).
     anneal_num : int, optional
         The period number.
     date : date-like, optional

@@ -9,6 +9,8 @@ import pytest
 import xarray as xr
 from astropy.io import fits
 from astropy.table import Table
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from stiscube import PixelDB
 from stiscube._exceptions import CubeQueryError, UnitMismatchError
@@ -199,6 +201,15 @@ def test_bad_rules(kwargs, exc, match):
         DQRules(**kwargs)
 
 
+def test_rules_default_nsigma():
+    assert DQRules().hot_nsigma == 5.0 and DQRules().hot_level is None
+    assert DQRules(unstable_level=3.0).hot_nsigma == 5.0
+    assert DQRules(hot_level=0.1).hot_nsigma is None  # an absolute level alone
+    assert DQRules(hot_level=0.1, hot_nsigma=4).hot_nsigma == 4.0
+    with pytest.raises(TypeError, match="hot_nsigma must be a number or None, got 'five'"):
+        DQRules(hot_nsigma="five")
+
+
 def test_rules_normalised_and_round_trip():
     rules = DQRules(hot_level=1, hot_nsigma=4, unstable_bit="bad_reference_pixel")
     assert rules.hot_level == 1.0 and isinstance(rules.hot_level, float)
@@ -271,6 +282,35 @@ def test_persistence_k_of_m(cube, truth):
         for n in window
     ]
     np.testing.assert_allclose(dq.attrs["hot_sigma_thresholds"], thresholds, rtol=1e-12)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    number=st.sampled_from(RATE_PERIODS),
+    m=st.integers(1, 5),
+    k_frac=st.floats(0, 1),
+    level=st.floats(0.005, 2.0),
+    unstable=st.floats(0.5, 8.0),
+)
+def test_persistence_property(cube, truth, number, m, k_frac, level, unstable):
+    k = 1 + int(k_frac * (m - 1))
+    rules = DQRules(
+        hot_level=level,
+        unstable_level=unstable,
+        persist_k=k,
+        persist_m=m,
+        partial_window="available",
+    )
+    dq = dq_array(cube.sel(anneal=RATE_PERIODS), rules, anneal_num=number)
+    held = sorted(RATE_PERIODS)
+    window = held[: held.index(number) + 1][-m:]
+    with np.errstate(invalid="ignore"):
+        hot_n = sum((_arr(truth, n, "sci_mean") > level).astype(int) for n in window)
+        unst_n = sum((_arr(truth, n, "stability") > unstable).astype(int) for n in window)
+    np.testing.assert_array_equal(dq.values, 16 * (hot_n >= k) | 4 * (unst_n >= k))
+    assert dq.attrs["window_anneals"].tolist() == window
 
 
 def test_partial_window(cube, truth):

@@ -1,6 +1,8 @@
 """Exceptions of the CTE analysis (pairs, loss, model, correction).
 
 All derive from :class:`cte._exceptions.CTEError`, the root of the package's errors.
+A photometry Dataset lacking what the analysis needs raises the package's
+:class:`cte._exceptions.InvalidPhotometryError`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from cte._exceptions import CTEError
 __all__ = [
     "AnalysisError",
     "FitError",
-    "InvalidPhotometryError",
     "ModelNotFoundError",
     "OutOfRangeError",
 ]
@@ -18,10 +19,6 @@ __all__ = [
 
 class AnalysisError(CTEError):
     """Root of the errors raised by the CTE analysis."""
-
-
-class InvalidPhotometryError(AnalysisError, ValueError):
-    """A photometry Dataset lacks what the analysis needs (names the Dataset and item)."""
 
 
 class FitError(AnalysisError, ValueError):

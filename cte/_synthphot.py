@@ -25,8 +25,8 @@ images.  It is deliberately simple and fully vectorised (no loop over stars):
   mean over a 500-pixel annulus;
 - cosmic rays: a fraction of (image, star) measurements gets ``U(200, 5000)`` e- added
   to ``flux`` (not to ``flux_masked``); most of them are flagged
-  :data:`FLAG_COSMIC_RAY`, some are left unflagged to exercise sigma clipping;
-- stars that a dither moves off the chip get NaN fluxes and :data:`FLAG_OFF_CHIP`.
+  :data:`cte.flags.COSMIC_RAY`, some are left unflagged to exercise sigma clipping;
+- stars that a dither moves off the chip get NaN fluxes and :data:`cte.flags.OFF_CHIP`.
 
 The truth (unattenuated aperture flux and injected ``L`` per image, star and
 aperture) is returned beside the photometry.
@@ -40,14 +40,13 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from cte.flags import COSMIC_RAY, OFF_CHIP
 from cte.lossmodel import LossModel
 
 __all__ = [
     "CHIP_ROWS",
     "DEFAULT_EPOCHS",
     "DEFAULT_TRUTH",
-    "FLAG_COSMIC_RAY",
-    "FLAG_OFF_CHIP",
     "SyntheticPhotometry",
     "encircled_energy",
     "make_photometry",
@@ -55,9 +54,6 @@ __all__ = [
 
 #: rows of a UVIS chip; parallel transfers are y on chip 2 and CHIP_ROWS - y on chip 1
 CHIP_ROWS = 2051
-#: flag bits used by this factory (same meaning as the photometry's flag registry)
-FLAG_OFF_CHIP = 1
-FLAG_COSMIC_RAY = 8
 
 #: truth of the factory: FLT loss (10–25 % per 2048 transfers for faint stars by 2015,
 #: a few % for bright ones, growing with time, smaller with background); FLC 0.3 x FLT.
@@ -336,7 +332,7 @@ def make_photometry(
     cr_energy = rng.uniform(200.0, 5000.0, (n_exp, n_stars))[exposure_key]
     unflagged = rng.random((n_exp, n_stars))[exposure_key] < unflagged_cr_fraction
     flux = flux_masked + np.where(hit, cr_energy, 0.0)[:, :, None]
-    flags = np.where(hit & ~unflagged, FLAG_COSMIC_RAY, 0) | np.where(off_chip, FLAG_OFF_CHIP, 0)
+    flags = np.where(hit & ~unflagged, COSMIC_RAY, 0) | np.where(off_chip, OFF_CHIP, 0)
 
     nan3 = off_chip[:, :, None]
     flux = np.where(nan3, np.nan, flux)

@@ -69,24 +69,14 @@ from cte._linefit import (
     segmented_line_fit,
     segmented_pivot_fit,
 )
-from cte.pairs import dataset_name, pair_images, validate_photometry
+from cte.flags import BAD_PIXEL, COSMIC_RAY
+from cte.pairs import dataset_name, default_config, pair_images, validate_photometry
 from stores._version import __version__
 
-__all__ = ["DEFAULT_FLUX_BINS", "measure_loss", "ratio_points"]
+__all__ = ["measure_loss", "ratio_points"]
 
 logger = logging.getLogger(__name__)
 
-#: the monitor's flux bins in e- (overlapping on purpose), lower edge inclusive
-DEFAULT_FLUX_BINS: tuple[tuple[float, float], ...] = (
-    (250.0, 500.0),
-    (500.0, 1000.0),
-    (500.0, 2000.0),
-    (1000.0, 2000.0),
-    (2000.0, 4000.0),
-    (2000.0, 8000.0),
-    (4000.0, 8000.0),
-    (8000.0, 32000.0),
-)
 #: transfers at which both images of a pair have the same number of transfers
 PIVOT_TRANSFERS = 2051 / 2
 _PIVOT_CHOICES = ("180", "all", "none")
@@ -231,7 +221,7 @@ def _memberships(ds, pairs, bins, flux_var, reject_flags, bin_by, min_snr):
 def measure_loss(
     photometry,
     *,
-    flux_bins: Sequence[tuple[float, float]] = DEFAULT_FLUX_BINS,
+    flux_bins: Sequence[tuple[float, float]] | None = None,
     apertures: Sequence[float] | None = None,
     flux_var: str = "flux",
     bin_by: str = "mean",
@@ -250,8 +240,10 @@ def measure_loss(
     ----------
     photometry : xarray.Dataset, sequence or mapping of Datasets, or DatasetStore
         Photometry Datasets (one per target, filter, flash) in the store layout.
-    flux_bins : sequence of (lo, hi)
-        Flux bins in e-, ``lo <= flux < hi``; may overlap.
+    flux_bins : sequence of (lo, hi), optional
+        Flux bins in e-, ``lo <= flux < hi``; may overlap.  Default: ``flux_bins`` of
+        the configuration (:func:`cte.load_config`; the monitor's 250-500, 500-1000,
+        500-2000, 1000-2000, 2000-4000, 2000-8000, 4000-8000, 8000-32000).
     apertures : sequence of float, optional
         Aperture radii (px) to use; default all (identical in every Dataset).
     flux_var : str
@@ -266,8 +258,9 @@ def measure_loss(
         this.  The ratio of two noisy fluxes is biased and skewed at low S/N; this cut
         depends on the sum of the fluxes only, so it does not bias the slope.
     reject_flags : int or None
-        Bit mask: a star with ``flags & reject_flags`` in either image is left out;
-        None rejects any flag.
+        Bit mask (:mod:`cte.flags`): a star with ``flags & reject_flags`` in either
+        image is left out.  None: any flag, except that with ``flux_var="flux_masked"``
+        the cosmic-ray and bad-pixel bits are accepted (those pixels are masked).
     sigma : float or None
         Clipping threshold in units of the residual rms about the line; None: no
         clipping.  The default 4 rather than 3: the ratio of two noisy fluxes is
@@ -302,7 +295,9 @@ def measure_loss(
         ``image_den``; ``flux_bin`` with ``flux_bin_lo``, ``flux_bin_hi`` (e-);
         ``aperture`` (px).  The unpaired images are listed on dimension ``unpaired``.
     """
-    bins = _check_bins(flux_bins)
+    bins = _check_bins(default_config().flux_bins if flux_bins is None else flux_bins)
+    if reject_flags is None and flux_var == "flux_masked":
+        reject_flags = ~(COSMIC_RAY | BAD_PIXEL)
     _validate_options(sigma, maxiters, min_stars, pivot, pivot_transfers, flux_var,
                       reject_flags)
     if bin_by not in ("mean", "both"):

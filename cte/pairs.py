@@ -30,17 +30,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from cte._analysis_exceptions import InvalidPhotometryError
+from cte._exceptions import InvalidPhotometryError
+from cte.config import Config, load_config
 
 __all__ = [
     "IMAGE_COORDS",
-    "SAME_CHIP_TARGETS",
     "dataset_name",
+    "default_config",
     "pair_images",
     "validate_photometry",
 ]
@@ -59,14 +61,18 @@ IMAGE_COORDS: tuple[str, ...] = (
     "chip",
     "flash",
 )
-#: targets observed in the 180-degree (same-chip) layout (from the monitor's config)
-SAME_CHIP_TARGETS: tuple[str, ...] = ("ngc6583",)
 
 _LAYOUTS = ("auto", "nominal", "180")
 # tolerances used to decide that two header values are "identical"
 _EXPTIME_DECIMALS = 2  # s
 _FLASH_DECIMALS = 1  # e-/px
 _POSTARG_DECIMALS = 3  # arcsec
+
+
+@cache
+def default_config() -> Config:
+    """The monitor's shipped configuration (:func:`cte.load_config`), loaded once."""
+    return load_config()
 
 
 def dataset_name(ds: xr.Dataset) -> str:
@@ -193,7 +199,7 @@ def pair_images(
     ds: xr.Dataset,
     *,
     layout: str = "auto",
-    same_chip_targets: Sequence[str] = SAME_CHIP_TARGETS,
+    same_chip_targets: Sequence[str] | None = None,
 ) -> xr.Dataset:
     """Pair the images of one photometry Dataset.
 
@@ -204,8 +210,9 @@ def pair_images(
     layout : {"auto", "nominal", "180"}
         ``"auto"`` uses ``"180"`` when the Dataset's ``target`` attribute is in
         *same_chip_targets*, else ``"nominal"``.
-    same_chip_targets : sequence of str
-        Targets observed in the 180-degree layout.
+    same_chip_targets : sequence of str, optional
+        Targets observed in the 180-degree layout; default those with
+        ``same_chip = true`` in the configuration (:func:`cte.load_config`).
 
     Returns
     -------
@@ -229,6 +236,9 @@ def pair_images(
     needs = ("transfers",) if layout != "nominal" else ()
     validate_photometry(ds, variables=needs)
     if layout == "auto":
+        if same_chip_targets is None:
+            targets = default_config().targets
+            same_chip_targets = [name for name, t in targets.items() if t.same_chip]
         layout = "180" if str(ds.attrs.get("target", "")) in same_chip_targets else "nominal"
         if layout == "180" and "transfers" not in ds.data_vars:
             validate_photometry(ds, variables=("transfers",))

@@ -9,15 +9,18 @@ from _analysis_fixtures import campaign, campaign_loss, reference_cells, same_ch
 from scipy import stats
 
 import cte.loss
-from cte._analysis_exceptions import InvalidPhotometryError
+from cte._exceptions import InvalidPhotometryError
 from cte._linefit import (
     invert_ratio_slope,
     segment_median,
     segmented_line_fit,
     segmented_pivot_fit,
 )
-from cte.loss import DEFAULT_FLUX_BINS, measure_loss
+from cte.config import load_config
+from cte.loss import measure_loss
 from stores import DatasetStore
+
+FLUX_BINS = load_config().flux_bins
 
 # --- kernels -------------------------------------------------------------------
 
@@ -126,9 +129,9 @@ def test_output_layout_units_and_coordinates():
     synth = small()
     out = measure_loss(synth.photometry)
     assert out["loss"].dims == ("pair", "flux_bin", "aperture")
-    assert out.sizes["flux_bin"] == len(DEFAULT_FLUX_BINS)
-    np.testing.assert_array_equal(out["flux_bin_lo"].values, [b[0] for b in DEFAULT_FLUX_BINS])
-    np.testing.assert_array_equal(out["flux_bin_hi"].values, [b[1] for b in DEFAULT_FLUX_BINS])
+    assert out.sizes["flux_bin"] == len(FLUX_BINS)
+    np.testing.assert_array_equal(out["flux_bin_lo"].values, [b[0] for b in FLUX_BINS])
+    np.testing.assert_array_equal(out["flux_bin_hi"].values, [b[1] for b in FLUX_BINS])
     assert out["flux_bin_lo"].attrs["units"] == "electron"
     for name in ("target", "filter", "flash", "exptime_class", "mjd", "ctecorr"):
         assert out[name].dims == ("pair",), name
@@ -148,7 +151,7 @@ def test_slopes_equal_linregress_on_independently_selected_stars():
                                        strict=True)):
         i, j = ids.index(num), ids.index(den)
         ok = (ph["flags"].values[i] | ph["flags"].values[j]) == 0
-        for b, (lo, hi) in enumerate(DEFAULT_FLUX_BINS):
+        for b, (lo, hi) in enumerate(FLUX_BINS):
             for a in range(ph.sizes["aperture"]):
                 f1 = ph["flux"].values[i, :, a]
                 f2 = ph["flux"].values[j, :, a]
@@ -177,7 +180,7 @@ def test_both_fluxes_rule_selects_as_the_seed_did():
     i = ids.index(str(out["image_num"].values[0]))
     j = ids.index(str(out["image_den"].values[0]))
     ok = (ph["flags"].values[i] | ph["flags"].values[j]) == 0
-    for b, (lo, hi) in enumerate(DEFAULT_FLUX_BINS):
+    for b, (lo, hi) in enumerate(FLUX_BINS):
         f1, f2 = ph["flux"].values[i, :, 0], ph["flux"].values[j, :, 0]
         with np.errstate(invalid="ignore"):
             sel = ok & (f1 >= lo) & (f1 < hi) & (f2 >= lo) & (f2 < hi)
@@ -367,3 +370,20 @@ def test_segment_median_equals_numpy():
     for k in range(30):
         np.testing.assert_allclose(med[k], np.median(values[(segment == k) & keep]), rtol=1e-12)
     assert np.isnan(med[30])
+
+
+def test_masked_flux_accepts_cosmic_ray_flags_by_default():
+    from cte.flags import BAD_PIXEL, COSMIC_RAY
+
+    ph = small().photometry
+    out = measure_loss(ph, flux_var="flux_masked", sigma=None, min_stars=3)
+    ids = list(ph["image"].values)
+    i, j = ids.index(str(out["image_num"].values[0])), ids.index(str(out["image_den"].values[0]))
+    flags = ph["flags"].values[i] | ph["flags"].values[j]
+    assert np.any(flags & COSMIC_RAY)
+    ok = (flags & ~(COSMIC_RAY | BAD_PIXEL)) == 0
+    f1, f2 = ph["flux_masked"].values[i, :, 0], ph["flux_masked"].values[j, :, 0]
+    with np.errstate(invalid="ignore"):
+        m = 0.5 * (f1 + f2)
+        sel = ok & (m >= 2000) & (m < 4000) & (f1 > 0) & (f2 > 0)
+    assert out["n_stars"].values[0, 4, 0] == sel.sum()

@@ -10,9 +10,12 @@ from scipy import stats
 
 from cte._analysis_exceptions import FitError, ModelNotFoundError
 from cte._synthphot import DEFAULT_TRUTH
-from cte.loss import DEFAULT_FLUX_BINS, measure_loss
+from cte.config import load_config
+from cte.loss import measure_loss
 from cte.lossmodel import BASIS_TERMS
 from cte.model import CTEModel, fit_model, independent_bins
+
+FLUX_BINS = load_config().flux_bins
 
 
 def _grid(fit, n=(10, 6, 5)):
@@ -92,9 +95,9 @@ def test_fit_equals_numpy_weighted_least_squares():
 
 
 def test_independent_bins_of_the_default_list():
-    lo, hi = np.array(DEFAULT_FLUX_BINS).T
+    lo, hi = np.array(FLUX_BINS).T
     mask = independent_bins(lo, hi)
-    chosen = [DEFAULT_FLUX_BINS[i] for i in np.flatnonzero(mask)]
+    chosen = [FLUX_BINS[i] for i in np.flatnonzero(mask)]
     assert chosen == [(250.0, 500.0), (500.0, 1000.0), (1000.0, 2000.0), (2000.0, 4000.0),
                       (4000.0, 8000.0), (8000.0, 32000.0)]
 

@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 from _analysis_fixtures import same_chip, small
 
-from cte._analysis_exceptions import InvalidPhotometryError
+from cte._exceptions import InvalidPhotometryError
 from cte.pairs import pair_images, validate_photometry
 
 _IDENTICAL = ("proposal", "visit", "exptime", "flash", "ctecorr", "postarg1")

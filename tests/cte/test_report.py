@@ -39,6 +39,7 @@ def analysis():
     return ph, loss, model
 
 
+@pytest.mark.slow
 def test_report_page_and_plots(tmp_path, analysis):
     ph, loss, model = analysis
     model.write(tmp_path / "coefficients.ecsv")

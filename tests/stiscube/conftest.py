@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-import numpy as np
 import pytest
 from dask.callbacks import Callback
 
@@ -80,12 +79,12 @@ class _RaiseIfComputes(Callback):
 
 
 @contextlib.contextmanager
-def raise_if_dask_computes() -> Iterator[None]:
-    """Fail the test if any dask graph is computed inside the block (as in xarray's tests)."""
+def _raise_if_dask_computes() -> Iterator[None]:
     with _RaiseIfComputes():
         yield
 
 
-def float32_rounding(values: np.ndarray, n: int) -> np.ndarray:
-    """Bound on the float32 rounding error of a sum of ``n`` terms of these magnitudes."""
-    return 4 * n * np.finfo(np.float32).eps * np.abs(values)
+@pytest.fixture
+def raise_if_dask_computes():
+    """Context manager failing the test if a dask graph is computed inside it (as in xarray)."""
+    return _raise_if_dask_computes

@@ -387,3 +387,13 @@ def test_masked_flux_accepts_cosmic_ray_flags_by_default():
         m = 0.5 * (f1 + f2)
         sel = ok & (m >= 2000) & (m < 4000) & (f1 > 0) & (f2 > 0)
     assert out["n_stars"].values[0, 4, 0] == sel.sum()
+
+
+def test_no_pairs_gives_an_empty_result_with_the_reasons():
+    ds = small().photometry
+    postarg1 = ds["postarg1"].values.copy()
+    postarg1[ds["chip"].values == 1] = 3.0
+    out = measure_loss(ds.assign_coords(postarg1=("image", postarg1)))
+    assert out.sizes["pair"] == 0
+    assert out.sizes["unpaired"] == ds.sizes["image"]
+    assert all("POSTARG1" in r for r in out["unpaired_reason"].values)

@@ -365,7 +365,7 @@ def _clip(
     min_count = np.maximum(min_state, np.ceil(state_fraction * n_valid)).astype(np.int64)
     kept = valid.copy()
     protected = np.zeros_like(valid)
-    k2 = _F32(cr_sigma) ** 2
+    k2 = _F32(min(cr_sigma * cr_sigma, float(np.finfo(np.float32).max)))
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = e / t
     ordered = _sorted_samples(rate, valid)

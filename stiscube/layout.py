@@ -74,7 +74,7 @@ _DEFINITIONS: dict[str, str] = {
 _DTYPES = {name: ("uint16" if name == "nan_count" else "float32") for name in PROPERTIES}
 
 #: default chunk shape along (anneal, row, col); see benchmarks/bench_cube.py
-DEFAULT_CHUNKS: dict[str, int] = {"anneal": 1, "row": 256, "col": 256}
+DEFAULT_CHUNKS: dict[str, int] = {"anneal": 1, "row": 128, "col": 128}
 
 
 def property_attrs(name: str, unit_system: str = "rate") -> dict[str, str]:

@@ -475,16 +475,20 @@ class PixelDB:
     def _region_table(self, rows, cols, date, anneal_num, names) -> pd.DataFrame:
         ds = self.dataset
         number = queries.resolve_period(ds, date=date, anneal_num=anneal_num)
-        block = queries.region(ds.sel(anneal=number), rows, cols, names=names)
-        block = block.compute()
-        rows, cols = np.meshgrid(block["row"].values, block["col"].values, indexing="ij")
+        row_slice, col_slice = queries.region_slices(ds, rows, cols, names=names)
+        arrays = self.store.read_arrays(number, row=row_slice, col=col_slice)  # fast path
+        rr, cc = np.meshgrid(
+            np.arange(row_slice.start, row_slice.stop),
+            np.arange(col_slice.start, col_slice.stop),
+            indexing="ij",
+        )
         table = {
-            "AnnealNumber": np.full(rows.size, number, dtype=np.int64),
-            "RowNum": rows.ravel(),
-            "ColumnNum": cols.ravel(),
+            "AnnealNumber": np.full(rr.size, number, dtype=np.int64),
+            "RowNum": rr.ravel(),
+            "ColumnNum": cc.ravel(),
         }
         for name, column in zip(PROPERTIES, SEED_COLUMNS[2:], strict=True):
-            table[column] = np.asarray(block[name].values).ravel()
+            table[column] = arrays[name].ravel()
         table["NaN_Count"] = table["NaN_Count"].astype(np.int64)
         return pd.DataFrame(table, columns=_PIXEL_COLUMNS)
 
@@ -510,8 +514,10 @@ class PixelDB:
 
     # -- xarray-native conveniences ----------------------------------------------------------
     def history(self, row: int, col: int) -> xr.Dataset:
-        """All properties of one pixel across every period held, in memory."""
-        return queries.pixel_history(self.dataset, row, col).compute()
+        """All properties of one pixel across every period held, in memory (dims: anneal)."""
+        ds = self.dataset
+        r, c = queries.region_slices(ds, [row, row], [col, col], names=("row", "col"))
+        return self.store.read_window(self.anneal_numbers, row=r.start, col=c.start)
 
     def info(self) -> dict:
         """Periods held, their units and sources, the frame shape and the size on disk."""

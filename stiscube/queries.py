@@ -27,6 +27,7 @@ __all__ = [
     "period_at",
     "pixel_history",
     "region",
+    "region_slices",
     "require_single_unit_system",
     "resolve_period",
     "select_period",
@@ -125,6 +126,17 @@ def pixel_history(ds: xr.Dataset, row: int, col: int) -> xr.Dataset:
     return ds.isel(row=r, col=c)
 
 
+def region_slices(
+    ds: xr.Dataset,
+    rows: Sequence[int],
+    cols: Sequence[int],
+    *,
+    names: tuple[str, str] = ("rows", "cols"),
+) -> tuple[slice, slice]:
+    """Validated row and column slices of an inclusive region (see :func:`region`)."""
+    return _check_range(ds, "row", rows, names[0]), _check_range(ds, "col", cols, names[1])
+
+
 def region(
     ds: xr.Dataset,
     rows: Sequence[int],
@@ -136,9 +148,8 @@ def region(
 
     *names* are the parameter names used in error messages.
     """
-    return ds.isel(
-        row=_check_range(ds, "row", rows, names[0]), col=_check_range(ds, "col", cols, names[1])
-    )
+    row_slice, col_slice = region_slices(ds, rows, cols, names=names)
+    return ds.isel(row=row_slice, col=col_slice)
 
 
 def require_single_unit_system(ds: xr.Dataset) -> str:

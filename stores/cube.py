@@ -75,6 +75,7 @@ _MANIFESTS = "manifests"
 _EXTRAS = "extras"
 _LOCK = ".lock"
 _KEEP_MANIFESTS = 8
+_DIRECT_MAX_CHUNKS = 64  # windows touching more chunks per slot are read through zarr
 _MANIFEST_NAME = re.compile(r"^(\d{12})\.json$")
 _COMPRESSIONS = ("zstd", "blosc", "none")
 _LABEL_DTYPES = ("int64", "str")
@@ -663,6 +664,78 @@ class CubeStore:
         ds.attrs = dict(self.schema.attrs)
         return ds
 
+    def read_arrays(self, labels, **window: slice | int) -> dict[str, np.ndarray]:
+        """Eagerly read a window of one or several slices as plain numpy arrays.
+
+        The fast path behind point and region queries: no xarray objects are built.
+
+        Parameters
+        ----------
+        labels : label or sequence of labels
+            One label (arrays have only the window's dims) or several (arrays gain a
+            leading axis along the append dimension, in the order given).
+        **window : slice or int
+            Per fixed dimension, a slice with step 1 or an index (that dimension is then
+            dropped); dimensions not named are read whole.
+
+        Small windows are read straight from the chunk objects, bypassing zarr's
+        per-call overhead, for the codecs CubeStore writes; large windows and other
+        layouts go through zarr.
+        """
+        single = not isinstance(labels, (list, tuple, np.ndarray))
+        chosen = [labels] if single else list(labels)
+        slots = [self._require(label)["slot"] for label in chosen]
+        unknown = set(window) - set(self.schema.sizes)
+        if unknown:
+            dims = list(self.schema.sizes)
+            msg = f"window names unknown dimensions {sorted(unknown)}; dims are {dims}"
+            raise ValueError(msg)
+        out = {}
+        for name, spec in self.schema.variables.items():
+            slices, keep = _window_slices(spec.dims, self.schema.sizes, window)
+            read = self._reader(name, slices)
+            values = np.stack([read(slot, slices) for slot in slots])
+            values = values[(slice(None), *keep)]
+            out[name] = values[0] if single else values
+        return out
+
+    def read_window(self, labels, **window: slice | int) -> xr.Dataset:
+        """:meth:`read_arrays` as an :class:`xarray.Dataset` with coordinates and attrs."""
+        single = not isinstance(labels, (list, tuple, np.ndarray))
+        chosen = [labels] if single else list(labels)
+        arrays = self.read_arrays(chosen, **window)
+        data = {}
+        for name, spec in self.schema.variables.items():
+            dims = [d for d in spec.dims if not isinstance(window.get(d), (int, np.integer))]
+            data[name] = xr.Variable([self.append_dim, *dims], arrays[name], attrs=dict(spec.attrs))
+        coords = self._coords_for(chosen, self._manifest)
+        for name, spec in self.schema.coords.items():
+            dims, _, _ = _coord_parts(spec)
+            sel = {d: window[d] for d in dims if d in window}
+            coords[name] = xr.Variable(*coords[name][:2], attrs=coords[name][2])[
+                tuple(sel.get(d, slice(None)) for d in dims)
+            ]
+        ds = xr.Dataset(data, coords=coords, attrs=dict(self.schema.attrs))
+        return ds.isel({self.append_dim: 0}) if single else ds
+
+    def _reader(self, name: str, slices: list[slice]):
+        """``(slot, slices) -> ndarray`` for variable *name*: direct for small windows."""
+        readers = self.__dict__.setdefault("_readers", {})
+        if name not in readers:
+            from stores._direct import DirectReader, Unsupported
+
+            array = self._zarr_group(read_only=True)[name]
+            try:
+                direct = DirectReader(self.location, (_DATA, name))
+            except (Unsupported, KeyError, ValueError, OSError) as exc:
+                logger.debug("direct reads of %s unavailable (%s); using zarr", name, exc)
+                direct = None
+            readers[name] = (direct, array)
+        direct, array = readers[name]
+        if direct is not None and direct.n_chunks(slices) <= _DIRECT_MAX_CHUNKS:
+            return direct.read
+        return lambda slot, sl: np.asarray(array[(slot, *sl)])
+
     def read_slice(self, label, *, lazy: bool = False) -> xr.Dataset:
         """One slice as a Dataset without the append dimension (eager by default)."""
         ds = self.to_dataset(lazy=lazy, labels=[label])
@@ -926,6 +999,32 @@ class CubeStore:
     def break_lock(self) -> None:
         """Remove a stale lock left by a crashed writer on a non-local store."""
         break_lock(self.location, _LOCK)
+
+
+def _window_slices(dims, sizes, window) -> tuple[list[slice], tuple]:
+    """Slices (step 1) of a window over *dims*, and the indexer dropping int-indexed dims."""
+    slices, keep = [], []
+    for dim in dims:
+        sel = window.get(dim, slice(None))
+        size = sizes[dim]
+        if isinstance(sel, (int, np.integer)) and not isinstance(sel, bool):
+            if not -size <= sel < size:
+                msg = f"index {sel} is out of range for dimension {dim!r} of size {size}"
+                raise IndexError(msg)
+            sel = int(sel) % size
+            slices.append(slice(sel, sel + 1))
+            keep.append(0)
+        elif isinstance(sel, slice):
+            start, stop, step = sel.indices(size)
+            if step != 1:
+                msg = f"window slices must have step 1, got {sel!r} for {dim!r}"
+                raise ValueError(msg)
+            slices.append(slice(start, max(start, stop)))
+            keep.append(slice(None))
+        else:
+            msg = f"window entries must be ints or slices, got {sel!r} for {dim!r}"
+            raise TypeError(msg)
+    return slices, tuple(keep)
 
 
 def _read_slots(array, slots: np.ndarray, *, lazy: bool):

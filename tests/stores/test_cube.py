@@ -326,3 +326,44 @@ def test_extras_are_committed_with_the_slice(store_url, schema):
     with pytest.raises(SchemaMismatchError, match="extras are not JSON-serialisable"):
         store.append(example_slice(schema, 3), 3, coords=example_coords(3), extras={"x": {1, 2}})
     assert tree_digest(store_url) == before
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"compression": "none"},
+        {"compression": "blosc"},
+        {"shards": {"row": 32, "col": 24}},
+    ],
+    ids=["zstd", "none", "blosc", "sharded"],
+)
+def test_fast_window_reads_match_full_reads(store_url, options):
+    schema = example_schema(shape=(32, 24), chunks=(8, 6), **options)
+    store = CubeStore.create(store_url, schema)
+    for label in (3, 1, 2):
+        store.append(example_slice(schema, label), label, coords=example_coords(label))
+    full = CubeStore(store_url).to_dataset(lazy=False)
+    reader = CubeStore(store_url)
+    windows = [
+        {"row": 5, "col": 7},
+        {"row": slice(3, 20), "col": slice(0, 24)},
+        {"row": slice(30, 32), "col": 23},
+        {},
+    ]
+    for window in windows:
+        for labels in (2, [3, 1]):
+            got = reader.read_arrays(labels, **window)
+            expected = full.sel(period=labels).isel(window)
+            for name in ("signal", "count"):
+                assert got[name].dtype == expected[name].dtype
+                assert got[name].tobytes() == expected[name].values.tobytes(), (window, labels)
+    xr.testing.assert_identical(
+        reader.read_window([1, 2], row=slice(2, 9)), full.sel(period=[1, 2]).isel(row=slice(2, 9))
+    )
+    with pytest.raises(IndexError, match="out of range for dimension 'row'"):
+        reader.read_arrays(1, row=32)
+    with pytest.raises(ValueError, match="step 1"):
+        reader.read_arrays(1, row=slice(0, 10, 2))
+    with pytest.raises(KeyNotFoundError):
+        reader.read_arrays(9)

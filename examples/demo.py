@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import stiscube
+from stiscube import plots
 from stiscube.dq import DQRules, dq_array, write_dq_fits, write_flagged_table
 from stiscube.simulate import simulate_darks
 from stores import CubeStore
@@ -58,6 +59,9 @@ def demo_pixel_cube(out: Path, *, shape: tuple[int, int], frames: int, periods: 
     hot = ds.pixels.hot(0.1, k=3).values
     row, col = (int(v[0]) for v in np.nonzero(hot)) if hot.any() else (0, 0)
     hist = db.history(row, col)
+    plots.plot_pixel_history(ds, row, col, path=out / f"pixel_{row}_{col}_history.png")
+    plots.plot_property_map(ds, "sci_mean", anneal_num=last, path=out / f"sci_mean_{last}.png")
+    plots.plot_hot_pixel_counts(ds, 0.1, path=out / "hot_pixels_per_period.png")
     lines = [
         f"pixel database {db.location.url}: {len(db.anneal_numbers)} simulated periods "
         f"({str(ds.anneal_start.values[0])[:10]} to {str(ds.anneal_end.values[-1])[:10]}), "

@@ -166,8 +166,12 @@ def segmented_line_fit(
     active = np.flatnonzero(keep)  # kept entries of the segments to (re)fit
     n_iter = 0
     while True:  # loop over clipping rounds only
-        seg = segment[active]
-        fitted, resid = _fit(seg, x[active], y[active], n_segments)
+        if active.size == segment.size:  # every entry: no gathering needed
+            seg = segment
+            fitted, resid = _fit(seg, x, y, n_segments)
+        else:
+            seg = segment[active]
+            fitted, resid = _fit(seg, x[active], y[active], n_segments)
         if results is None:
             results = [np.array(v) for v in fitted]
         else:
@@ -272,6 +276,8 @@ def invert_ratio_slope(
     with np.errstate(invalid="ignore", divide="ignore"):
         u = x - center[seg]
         suu = np.bincount(seg, u * u, n_segments)
+        # r(x; a) - 1 = a (2x - N) / (1 - a x), so with lever = u (2x - N):
+        #   g(a) = a sum(lever / (1 - a x)) / suu,  g'(a) = sum(lever / (1 - a x)^2) / suu
         lever = u * (2 * x - total)
         # start: the exact inversion of the slope at the segment's mean x and N
         n = np.bincount(seg, minlength=n_segments)
@@ -281,10 +287,11 @@ def invert_ratio_slope(
         a = (1 + q - np.sqrt(1 + slope * (2 * xm - nm))) / (nm + q * xm)
         a = np.where(np.isfinite(a), a, 0.5 * slope)
         for _ in range(iterations):  # Newton steps, not a loop over cells
-            ai = a[seg]
-            den = 1.0 - ai * x
-            r1 = (1.0 - ai * (total - x)) / den - 1.0
-            g = np.bincount(seg, u * r1, n_segments) / suu
-            dg = np.bincount(seg, lever / den**2, n_segments) / suu
+            inv = 1.0 / (1.0 - a[seg] * x)
+            w1 = lever * inv
+            s1 = np.bincount(seg, w1, n_segments)
+            s2 = np.bincount(seg, w1 * inv, n_segments)
+            g = a * s1 / suu
+            dg = s2 / suu
             a = a - (g - slope) / dg
     return a, 1.0 / dg

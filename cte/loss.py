@@ -177,11 +177,15 @@ def _memberships(ds, pairs, bins, flux_var, reject_flags, bin_by, min_snr):
     index = {name: i for i, name in enumerate(ds["image"].values.astype(str))}
     num = np.array([index[i] for i in pairs["image_num"].values.astype(str)], dtype=int)
     den = np.array([index[i] for i in pairs["image_den"].values.astype(str)], dtype=int)
-    # layout (image, aperture, star): memberships then come out grouped by cell
-    flux = np.asarray(ds[flux_var].transpose("image", "aperture", "star").values, float)
-    transfers = np.asarray(ds["transfers"].transpose("image", "star").values, float)
-    flags = np.asarray(ds["flags"].transpose("image", "star").values).astype(np.int64)
-    background = np.asarray(ds["background"].transpose("image", "star").values, float)
+    # Variable-level access (no coordinate bookkeeping); layout (image, aperture, star)
+    # so that the memberships come out grouped by cell
+    def values(name, dims):
+        return np.asarray(ds.variables[name].transpose(*dims).values)
+
+    flux = values(flux_var, ("image", "aperture", "star")).astype(float, copy=False)
+    transfers = values("transfers", ("image", "star")).astype(float, copy=False)
+    flags = values("flags", ("image", "star")).astype(np.int64)
+    background = values("background", ("image", "star")).astype(float, copy=False)
     f_num, f_den = flux[num], flux[den]  # (pair, aperture, star)
     mask = -1 if reject_flags is None else int(reject_flags)
     good = ((flags[num] | flags[den]) & mask) == 0
@@ -190,7 +194,7 @@ def _memberships(ds, pairs, bins, flux_var, reject_flags, bin_by, min_snr):
     with np.errstate(invalid="ignore"):
         positive = (f_num > 0) & (f_den > 0) & good[:, None, :]
         if min_snr is not None:
-            err = np.asarray(ds["flux_err"].transpose("image", "aperture", "star").values, float)
+            err = values("flux_err", ("image", "aperture", "star")).astype(float, copy=False)
             snr = (f_num + f_den) / np.hypot(err[num], err[den])
             positive &= snr >= min_snr
         lo = lo[None, :, None, None]  # (pair, bin, aperture, star)

@@ -33,7 +33,6 @@ from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from cte._exceptions import InvalidPhotometryError
@@ -145,7 +144,7 @@ def validate_photometry(
 
 def _image_table(ds: xr.Dataset) -> dict[str, np.ndarray]:
     """Image coordinates as numpy arrays, with rounded keys for "identical" tests."""
-    table = {c: np.asarray(ds[c].values) for c in ("image", *IMAGE_COORDS)}
+    table = {c: np.asarray(ds.variables[c].values) for c in ("image", *IMAGE_COORDS)}
     for name in ("image", "visit", "ctecorr", "exptime_class"):
         table[name] = table[name].astype(str)
     table["mjd"] = table["mjd"].astype(float)
@@ -158,10 +157,13 @@ def _image_table(ds: xr.Dataset) -> dict[str, np.ndarray]:
 
 def _groups(table: dict[str, np.ndarray], keys: Sequence[str]) -> list[np.ndarray]:
     """Image indices of each group of identical *keys*, each sorted by MJD."""
-    codes = pd.MultiIndex.from_arrays([table[k] for k in keys]).factorize()[0]
-    order = np.lexsort((table["mjd"], codes))
-    bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    return np.split(order, bounds) if order.size else []
+    groups: dict[tuple, list[int]] = {}
+    columns = [table[k].tolist() for k in keys]
+    for i, key in enumerate(zip(*columns, strict=True)):  # images, a few dozen per Dataset
+        groups.setdefault(key, []).append(i)
+    mjd = table["mjd"]
+    return [np.array(sorted(g, key=lambda i: (mjd[i], i)), dtype=int)
+            for _, g in sorted(groups.items())]
 
 
 def _match_by_time(den: np.ndarray, num: np.ndarray, mjd: np.ndarray) -> list[tuple[int, int]]:

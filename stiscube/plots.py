@@ -28,8 +28,9 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
+from stiscube._cubecheck import check_cube
 from stiscube._exceptions import UnitMismatchError
-from stiscube.dq import _check_cube, hot_pixel_counts
+from stiscube.dq import hot_pixel_counts
 from stiscube.layout import PROPERTIES, UNIT_SYSTEMS
 from stiscube.queries import pixel_history, select_period
 
@@ -183,7 +184,7 @@ def plot_pixel_history(
     if not properties or unknown:
         msg = f"properties must be a non-empty subset of {list(PROPERTIES)}, got {properties!r}"
         raise ValueError(msg)
-    _check_cube(ds, tuple(properties))
+    check_cube(ds, tuple(properties))
     if ds.sizes["anneal"] == 0:
         msg = "the cube holds no anneal periods to plot"
         raise ValueError(msg)
@@ -270,7 +271,7 @@ def plot_property_map(
     if cmap not in colormaps:
         msg = f"cmap {cmap!r} is not a matplotlib colour map"
         raise ValueError(msg)
-    _check_cube(ds, (prop,))
+    check_cube(ds, (prop,))
     size = _figsize(figsize, (7.0, 6.0))
     _check_path(path)
     one = select_period(ds, date=date, anneal_num=anneal_num)
@@ -339,7 +340,7 @@ def plot_hot_pixel_counts(
     if prop not in PROPERTIES:
         msg = f"prop must be one of {list(PROPERTIES)}, got {prop!r}"
         raise ValueError(msg)
-    _check_cube(ds, (prop,))
+    check_cube(ds, (prop,))
     if ds.sizes["anneal"] == 0:
         msg = "the cube holds no anneal periods to plot"
         raise ValueError(msg)

@@ -1,0 +1,349 @@
+"""Numpy kernels of the DQ rules: sigma-clipped statistics, hot masks, persistence.
+
+No xarray, no dask, no I/O: :mod:`stiscube.dq` wraps these for the cube.
+
+Sigma clipping
+--------------
+:func:`clipped_stats` reproduces :func:`astropy.stats.sigma_clipped_stats` with
+``cenfunc="median"``, ``stdfunc="std"`` (population std, ddof = 0), symmetric limits
+``sigma`` and at most ``maxiters`` iterations, on the finite values of a sample
+(NaN and inf excluded), following astropy's C implementation step by step.  Writing
+``K_0`` for the finite values, iteration ``i = 0, 1, ...`` computes::
+
+    m_i  = median(K_i),   s_i = sqrt(mean((K_i - mean(K_i))**2))
+    lo_i = m_i - sigma * s_i,   hi_i = m_i + sigma * s_i
+    K_{i+1} = {x in K_i : lo_i <= x <= hi_i}
+
+and stops when ``K_{i+1} == K_i`` or ``K_{i+1}`` is empty, or after ``maxiters``
+iterations (None: until one of the first two).  The result is the median and std of
+*all* finite values within the last ``[lo, hi]`` (astropy masks the whole sample with
+the last bounds), computed exactly (two-pass std in float64).
+
+Each ``K_i`` is the intersection of intervals, so it is itself a value interval
+``[A_i, B_i]``: the loop never needs the values themselves, only order statistics and
+interval sums.  Those come from :class:`_RankIndex`, a one-pass radix index: every value
+goes to one of at most 2**20 buckets by the top 20 bits of its float32 image (sign,
+exponent and 11 mantissa bits, made order-preserving), each bucket keeping its count and
+the sums of ``d = x - c`` and ``d**2`` about a centre ``c`` (the first median).  An
+order statistic or an interval sum then costs one search over the occupied buckets plus
+an exact look into the one or two buckets that hold the boundary (their members,
+extracted once and sorted).  Rounding to float32 is monotone, so bucket order never
+contradicts value order; values inside a bucket are compared in full precision.  The
+medians are therefore exact; the std inside the loop is
+``sqrt(S2/n - (S1/n)**2)`` from the shifted sums (relative error ~1e-12 for any frame
+whose kept values are not all equal to within 1e-6 of their magnitude), and the final
+std is recomputed exactly.  A 1024x1024 frame costs ~10-20 ms instead of ~120 ms for
+astropy's C path (which sorts the sample anew at every iteration).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = [
+    "clipped_stats",
+    "clipped_threshold",
+    "hot_mask",
+    "persistent",
+]
+
+_SHIFT = 12  # bucket = top 32 - 12 = 20 bits of the order-preserving float32 key
+_SIGN = np.uint32(0x80000000)
+
+
+def _bucket_keys(values: np.ndarray) -> np.ndarray:
+    """Order-preserving bucket ids (uint32, < 2**20) of float values.
+
+    ``f = float32(x) + 0`` (monotone rounding, values beyond the float32 range become
+    +-inf; ``-0.0`` becomes ``+0.0``), then the IEEE bits ``u`` of ``f`` map to ``~u``
+    for negative and ``u | 2**31`` for positive numbers, which sorts like the numbers;
+    the bucket is that key's top 20 bits.
+    """
+    with np.errstate(over="ignore"):
+        f = np.asarray(values, dtype=np.float32) + np.float32(0.0)
+    u = f.view(np.uint32)
+    key = np.where(u >= _SIGN, ~u, u | _SIGN)
+    return key >> np.uint32(_SHIFT)
+
+
+def _bucket_of(value: float) -> int:
+    """:func:`_bucket_keys` of one number."""
+    with np.errstate(over="ignore"):
+        u = int((np.float32(value) + np.float32(0.0)).view(np.uint32))
+    key = (~u & 0xFFFFFFFF) if u >= 0x80000000 else (u | 0x80000000)
+    return key >> _SHIFT
+
+
+class _RankIndex:
+    """Order statistics and interval sums of a 1-D sample of finite float64 values.
+
+    Bucket members are extracted lazily, in blocks of neighbouring buckets holding about
+    ``n / 128`` values (one pass over the sample and one small sort per block).
+    """
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = x
+        keys = _bucket_keys(x)
+        self.base = int(keys.min())
+        keys -= np.uint32(self.base)
+        self.keys = keys  # uint32 bucket ids relative to base, for block extraction
+        self.idx = keys.astype(np.intp)  # the same for np.bincount
+        counts = np.bincount(self.idx)
+        self.occupied = np.flatnonzero(counts)  # bucket ids (minus base), ascending
+        self.cum = np.cumsum(counts[self.occupied])  # values in buckets <= position
+        self.n = int(self.cum[-1])
+        self.budget = max(2048, self.n // 128)
+        self._blocks: list[tuple[int, int, int, np.ndarray]] = []  # p1, p2, rank0, values
+        self.centre = math.nan
+        self.s1 = self.s2 = np.empty(0)
+
+    def set_centre(self, centre: float) -> None:
+        """Per-bucket sums of ``d = x - centre`` and ``d**2`` (for precise moments)."""
+        self.centre = float(centre)
+        d = self.x - self.centre
+        self.s1 = np.bincount(self.idx, weights=d)[self.occupied]
+        d *= d
+        self.s2 = np.bincount(self.idx, weights=d)[self.occupied]
+        del self.idx  # not needed any more
+
+    # -- buckets ---------------------------------------------------------------------------
+    def members(self, pos: int) -> np.ndarray:
+        """Sorted values of the *pos*-th occupied bucket."""
+        block = next((b for b in self._blocks if b[0] <= pos <= b[1]), None)
+        _, _, rank0, values = self._extract(pos) if block is None else block
+        return values[self._before(pos) - rank0 : int(self.cum[pos]) - rank0]
+
+    def _extract(self, pos: int) -> tuple[int, int, int, np.ndarray]:
+        """Sort the values of the buckets around *pos* (about ``budget`` of them)."""
+        half = self.budget // 2
+        low_rank = self._before(pos) - half
+        p1 = 0 if low_rank <= 0 else min(pos, int(np.searchsorted(self.cum, low_rank)) + 1)
+        p2 = max(pos, int(np.searchsorted(self.cum, int(self.cum[pos]) + half, side="right")) - 1)
+        b1 = np.uint32(self.occupied[p1])
+        width = np.uint32(self.occupied[p2] - self.occupied[p1])
+        inside = (self.keys - b1) <= width  # b1 <= key <= b2, by uint32 wrap-around
+        block = (p1, p2, self._before(p1), np.sort(self.x[inside]))
+        self._blocks.append(block)
+        return block
+
+    def _position(self, value: float) -> tuple[int, bool]:
+        """First occupied bucket >= the bucket of *value*, and whether it is that bucket."""
+        bucket = _bucket_of(value) - self.base
+        pos = int(np.searchsorted(self.occupied, bucket, side="left"))
+        same = pos < self.occupied.size and int(self.occupied[pos]) == bucket
+        return pos, same
+
+    def _before(self, pos: int) -> int:
+        return int(self.cum[pos - 1]) if pos > 0 else 0
+
+    # -- queries ---------------------------------------------------------------------------
+    def kth(self, k: int) -> float:
+        """The *k*-th smallest value (0-based)."""
+        pos = int(np.searchsorted(self.cum, k, side="right"))
+        return float(self.members(pos)[k - self._before(pos)])
+
+    def median(self, a: int, b: int) -> float:
+        """Median of the values of ranks ``a..b-1`` (mean of the middle two if even)."""
+        count = b - a
+        if count % 2:
+            return self.kth(a + (count - 1) // 2)
+        return 0.5 * (self.kth(a + count // 2) + self.kth(a + count // 2 - 1))
+
+    def rank(self, value: float, *, inclusive: bool) -> int:
+        """Number of values ``< value`` (or ``<= value`` when *inclusive*)."""
+        if math.isnan(value):
+            msg = "rank of NaN"
+            raise ValueError(msg)
+        pos, same = self._position(value)
+        count = self._before(pos)
+        if same:
+            side = "right" if inclusive else "left"
+            count += int(np.searchsorted(self.members(pos), value, side=side))
+        return count
+
+    def moments(self, lo: float, hi: float) -> tuple[int, float, float]:
+        """Count and sums of ``x - centre`` and its square over values in ``[lo, hi]``."""
+        plo, same_lo = self._position(lo)
+        phi, same_hi = self._position(hi)
+        if not same_hi:
+            phi -= 1  # last occupied bucket below hi's bucket: wholly <= hi
+        if phi < plo:
+            return 0, 0.0, 0.0
+        parts = []
+        first, last = plo, phi
+        if same_lo:
+            parts.append(self._part(plo, lo, hi))
+            first += 1
+        if same_hi and phi >= first:
+            parts.append(self._part(phi, lo, hi))
+            last -= 1
+        n = sum(p[0] for p in parts)
+        s1 = sum(p[1] for p in parts)
+        s2 = sum(p[2] for p in parts)
+        if last >= first:
+            n += int(self.cum[last]) - self._before(first)
+            s1 += float(np.sum(self.s1[first : last + 1]))
+            s2 += float(np.sum(self.s2[first : last + 1]))
+        return n, s1, s2
+
+    def _part(self, pos: int, lo: float, hi: float) -> tuple[int, float, float]:
+        values = self.members(pos)
+        i = int(np.searchsorted(values, lo, side="left"))
+        j = int(np.searchsorted(values, hi, side="right"))
+        d = values[i:j] - self.centre
+        return d.size, float(np.sum(d)), float(np.sum(d * d))
+
+
+def _std_from(n: int, s1: float, s2: float) -> float:
+    mean = s1 / n
+    return math.sqrt(max(s2 / n - mean * mean, 0.0))
+
+
+def clipped_stats(
+    values: np.ndarray, *, sigma: float = 3.0, maxiters: int | None = 40
+) -> tuple[float, float]:
+    """Sigma-clipped median and std of the finite values of *values* (any shape).
+
+    The same numbers as ``astropy.stats.sigma_clipped_stats(values, sigma=sigma,
+    maxiters=maxiters, cenfunc="median", stdfunc="std")[1:]`` (see the module
+    docstring for the algorithm), in float64.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        The sample, any float or integer dtype; NaN and inf are excluded.
+    sigma : float
+        Clipping limit in standard deviations (> 0).
+    maxiters : int or None
+        Maximum number of clipping iterations (>= 1); None iterates to convergence.
+
+    Returns
+    -------
+    median, std : float
+        NaN, NaN when no value is finite.
+    """
+    if not (isinstance(sigma, int | float | np.floating | np.integer) and sigma > 0):
+        msg = f"sigma must be a number > 0, got {sigma!r}"
+        raise ValueError(msg)
+    if maxiters is not None and (isinstance(maxiters, bool) or int(maxiters) < 1):
+        msg = f"maxiters must be an integer >= 1 or None, got {maxiters!r}"
+        raise ValueError(msg)
+    x = np.asarray(values, dtype=np.float64).ravel()
+    finite = np.isfinite(x)
+    if not finite.all():
+        x = x[finite]
+    if x.size == 0:
+        return math.nan, math.nan
+    index = _RankIndex(x)
+    a, b = 0, index.n  # the kept set: ranks a..b-1, values in [A, B]
+    lower, upper = -math.inf, math.inf
+    median = index.median(a, b)
+    index.set_centre(median)
+    iteration = 0
+    while True:
+        n, s1, s2 = index.moments(lower, upper)
+        std = _std_from(n, s1, s2)
+        lo, hi = median - sigma * std, median + sigma * std
+        new_lower, new_upper = max(lower, lo), min(upper, hi)
+        new_a = index.rank(new_lower, inclusive=False)
+        new_b = index.rank(new_upper, inclusive=True)
+        if new_b - new_a in (b - a, 0):
+            break
+        a, b, lower, upper = new_a, new_b, new_lower, new_upper
+        iteration += 1
+        if maxiters is not None and iteration >= maxiters:
+            break
+        median = index.median(a, b)
+    # astropy's final statistics: every finite value within the last bounds
+    a, b = index.rank(lo, inclusive=False), index.rank(hi, inclusive=True)
+    if b <= a:  # only when the std overflowed to inf or NaN
+        return math.nan, math.nan
+    final = x[(x >= lo) & (x <= hi)]
+    return index.median(a, b), float(np.std(final))
+
+
+def clipped_threshold(
+    frames: np.ndarray,
+    nsigma: float,
+    *,
+    clip_sigma: float = 3.0,
+    maxiters: int | None = 40,
+    axis: int | tuple[int, ...] = (-2, -1),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sigma-clipped median, std and the hot threshold ``median + nsigma * std``.
+
+    :func:`clipped_stats` of the values over *axis*, separately for every index of the
+    other axes (e.g. each frame of a ``(period, row, col)`` stack with
+    ``axis=(1, 2)``).  Where all values along *axis* are non-finite, the outputs are NaN.
+
+    Returns
+    -------
+    median, std, threshold : numpy.ndarray
+        float64 arrays of the shape of *frames* without *axis*, in the units of
+        *frames*.
+    """
+    data = np.asarray(frames)
+    axes = (axis,) if np.ndim(axis) == 0 else tuple(axis)
+    axes = tuple(int(a) % data.ndim for a in axes)
+    keep = tuple(a for a in range(data.ndim) if a not in axes)
+    moved = np.moveaxis(data, axes, tuple(range(data.ndim - len(axes), data.ndim)))
+    out_shape = tuple(data.shape[a] for a in keep)
+    flat = moved.reshape(math.prod(out_shape), -1)
+    median = np.full(flat.shape[0], np.nan)
+    std = np.full(flat.shape[0], np.nan)
+    for i, frame in enumerate(flat):  # one clip per frame
+        median[i], std[i] = clipped_stats(frame, sigma=clip_sigma, maxiters=maxiters)
+    median, std = median.reshape(out_shape), std.reshape(out_shape)
+    return median, std, median + nsigma * std
+
+
+def hot_mask(
+    sci: np.ndarray,
+    *,
+    level: float | None = None,
+    threshold: np.ndarray | float | None = None,
+    combine: str = "or",
+    axis: tuple[int, int] = (-2, -1),
+) -> np.ndarray:
+    """Hot-pixel mask of dark-rate frames: ``sci > level`` and/or ``sci > threshold``.
+
+    Parameters
+    ----------
+    sci : numpy.ndarray
+        ``sci_mean`` frames; *axis* are the frame (row, col) axes.
+    level : float, optional
+        Absolute level, in the units of *sci*: ``sci > level``.
+    threshold : numpy.ndarray or float, optional
+        Per-frame relative threshold (shape of *sci* without *axis*), e.g. from
+        :func:`clipped_threshold`: ``sci > threshold``.
+    combine : {"or", "and"}
+        How the two tests combine when both are given.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        Same shape as *sci*; all False when neither test is given.  NaN is never hot.
+    """
+    if combine not in ("or", "and"):
+        msg = f"combine must be 'or' or 'and', got {combine!r}"
+        raise ValueError(msg)
+    sci = np.asarray(sci)
+    parts = []
+    with np.errstate(invalid="ignore"):
+        if level is not None:
+            parts.append(sci > level)
+        if threshold is not None:
+            axes = tuple(int(a) % sci.ndim for a in axis)
+            parts.append(sci > np.expand_dims(np.asarray(threshold), axes))
+    if not parts:
+        return np.zeros(sci.shape, dtype=bool)
+    if len(parts) == 1:
+        return parts[0]
+    return (parts[0] | parts[1]) if combine == "or" else (parts[0] & parts[1])
+
+
+def persistent(masks: np.ndarray, k: int, *, axis: int = 0) -> np.ndarray:
+    """True where *masks* holds in at least *k* entries along *axis*: ``sum(masks) >= k``."""
+    return np.count_nonzero(masks, axis=axis) >= k

@@ -1,0 +1,301 @@
+"""Files of DQ reference arrays: FITS images and ECSV tables of flagged pixels.
+
+:func:`write_dq_fits` writes a DQ array made by :func:`stiscube.dq.dq_array` as a FITS
+file whose headers record the rules, the period and its dates;
+:func:`flagged_pixels_table` lists the flagged pixels with their properties and
+:func:`write_flagged_table` saves that table as ECSV.  Files are written atomically
+(temporary file + rename) and never overwritten unless asked.  These names are also
+importable from :mod:`stiscube.dq`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from stiscube._cubecheck import check_cube
+from stiscube._provenance import iso, now, versions
+from stiscube.dqflags import STIS_DQ, decode_dq_names
+from stiscube.dqrules import DQRules
+from stiscube.layout import PROPERTIES, UNIT_SYSTEMS
+from stiscube.queries import resolve_period
+
+__all__ = ["flagged_pixels_table", "write_dq_fits", "write_flagged_table"]
+
+logger = logging.getLogger(__name__)
+
+_RATE_UNITS = UNIT_SYSTEMS["rate"]["sci_mean"]
+_REQUIRED_ATTRS = ("anneal", "anneal_start", "anneal_end", "unit_system", "rules")
+
+
+def _check_dq(dq: Any) -> DQRules:
+    if not isinstance(dq, xr.DataArray):
+        msg = f"dq must be the xarray.DataArray made by dq_array, got {type(dq).__name__}"
+        raise TypeError(msg)
+    if dq.dims != ("row", "col"):
+        msg = f"dq must have dims ('row', 'col'), got {dq.dims}"
+        raise ValueError(msg)
+    if dq.dtype != np.uint16:
+        msg = f"dq must be uint16, got {dq.dtype}"
+        raise ValueError(msg)
+    missing = [a for a in _REQUIRED_ATTRS if a not in dq.attrs]
+    if missing:
+        msg = f"dq lacks the attributes {missing}; make it with stiscube.dq.dq_array"
+        raise ValueError(msg)
+    return DQRules.from_dict(json.loads(dq.attrs["rules"]))
+
+
+def _target(path: str | os.PathLike, overwrite: bool) -> Path:
+    path = Path(path)
+    if not path.parent.is_dir():
+        msg = f"{path}: directory {path.parent} does not exist"
+        raise FileNotFoundError(msg)
+    if path.is_dir():
+        msg = f"{path}: is a directory"
+        raise IsADirectoryError(msg)
+    if path.exists() and not overwrite:
+        msg = f"{path}: file exists; pass overwrite=True to replace it"
+        raise FileExistsError(msg)
+    return path
+
+
+def _atomic_write(path: Path, write) -> None:
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _set_card(header, key: str, value: Any, comment: str) -> None:
+    """Set a header card, shortening *comment* to fit the 80-character card."""
+    from astropy.io import fits
+
+    if isinstance(value, str) and len(value) > 60:  # long string: CONTINUE cards, no comment
+        header[key] = value
+        return
+    room = 80 - len(fits.Card(key, value).image.rstrip()) - 3
+    header[key] = (value, comment[: max(room, 0)])
+
+
+def write_dq_fits(dq: xr.DataArray, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write a DQ array from :func:`dq_array` as a FITS file (atomically).
+
+    Layout: an empty primary HDU whose header records the period and the rules, and one
+    ``DQ`` image extension (``uint16``; stored as FITS ``BITPIX = 16`` with
+    ``BZERO = 32768``, read back as ``uint16`` by astropy) whose header lists the bit
+    meanings.  Rows of the array are FITS ``NAXIS2`` (row 0 first), columns ``NAXIS1``.
+
+    Primary header keywords: ``TELESCOP``, ``INSTRUME``, ``DETECTOR``, ``FILETYPE``
+    (``'DQ REFERENCE'``), ``ANNEALNM`` (period number), ``ANNSTART``/``ANNEND``
+    (ISO dates, UTC), ``UNITSYS``, ``WINDOW`` (periods the rules looked at), the rules
+    (``HOTLEVEL`` [electron / s], ``HOTNSIG``, ``HOTCOMB``, ``CLIPSIG``, ``CLIPITER``,
+    ``UNSTLEVL``, ``PERSISTK``, ``PERSISTM``, ``PARTWIN``, ``HOTBIT``, ``UNSTBIT``;
+    a rule not given is absent), the clipped statistics of the period (``HOTMED``,
+    ``HOTSTD``, ``HOTTHR``, in the units of ``sci_mean``), the counts ``NHOT``,
+    ``NUNSTAB``, ``NFLAGGED``, the rules as JSON (``RULES``), ``DATE`` and ``SOFTWARE``,
+    and the rules in words as ``COMMENT`` cards.  ``DQ`` header: ``DQBITnn`` (nn = bit
+    position 00-14) = flag name, with the bit value and description as card comment.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    TypeError, ValueError
+        *dq* is not a DQ array made by :func:`dq_array`.
+    FileExistsError
+        The file exists and *overwrite* is False.
+    FileNotFoundError
+        The directory does not exist.
+    """
+    from astropy.io import fits
+
+    rules = _check_dq(dq)
+    path = _target(path, overwrite)
+    attrs = dq.attrs
+    primary = fits.PrimaryHDU()
+    hdr = primary.header
+    _set_card(hdr, "TELESCOP", "HST", "telescope")
+    _set_card(hdr, "INSTRUME", "STIS", "instrument")
+    _set_card(hdr, "DETECTOR", "CCD", "detector")
+    _set_card(hdr, "FILETYPE", "DQ REFERENCE", "DQ flags from the pixel property cube")
+    _set_card(hdr, "ANNEALNM", int(attrs["anneal"]), "anneal period number")
+    _set_card(hdr, "ANNSTART", str(attrs["anneal_start"]), "period start (UTC)")
+    _set_card(hdr, "ANNEND", str(attrs["anneal_end"]), "period end (UTC, exclusive)")
+    _set_card(hdr, "UNITSYS", str(attrs["unit_system"]), "unit system of the period's properties")
+    window = np.asarray(attrs.get("window_anneals", [attrs["anneal"]])).tolist()
+    _set_card(hdr, "WINDOW", ",".join(str(n) for n in window), "periods the rules looked at")
+    cards = {
+        "HOTLEVEL": (rules.hot_level, f"hot: sci_mean > this [{_RATE_UNITS}]"),
+        "HOTNSIG": (rules.hot_nsigma, "hot: sci_mean > clipped median + this x std"),
+        "HOTCOMB": (
+            rules.hot_combine
+            if rules.hot_level is not None and rules.hot_nsigma is not None
+            else None,
+            "how the two hot rules combine",
+        ),
+        "CLIPSIG": (
+            rules.clip_sigma if rules.hot_nsigma is not None else None,
+            "sigma clipping limit [std]",
+        ),
+        "CLIPITER": (
+            rules.clip_maxiters if rules.hot_nsigma is not None else None,
+            "max clipping iterations",
+        ),
+        "UNSTLEVL": (rules.unstable_level, "unstable: stability > this [1]"),
+        "PERSISTK": (rules.persist_k, "rule must hold in >= PERSISTK periods"),
+        "PERSISTM": (rules.persist_m, "... of the last PERSISTM periods"),
+        "PARTWIN": (
+            rules.partial_window if rules.persist_k is not None else None,
+            "handling of a short persistence window",
+        ),
+        "HOTBIT": (rules.hot_bit if rules.has_hot_rule else None, "DQ bit set by the hot rule"),
+        "UNSTBIT": (
+            rules.unstable_bit if rules.has_unstable_rule else None,
+            "DQ bit set by the unstable rule",
+        ),
+    }
+    for key, (value, comment) in cards.items():
+        if value is not None:
+            _set_card(hdr, key, value, comment)
+    if rules.hot_nsigma is not None:
+        unit = UNIT_SYSTEMS[str(attrs["unit_system"])]["sci_mean"]
+        _set_card(
+            hdr, "HOTMED", float(attrs["hot_clip_median"]), f"clipped median of sci_mean [{unit}]"
+        )
+        _set_card(hdr, "HOTSTD", float(attrs["hot_clip_std"]), f"clipped std of sci_mean [{unit}]")
+        _set_card(
+            hdr, "HOTTHR", float(attrs["hot_sigma_threshold"]), f"sigma hot threshold [{unit}]"
+        )
+    _set_card(hdr, "NHOT", int(attrs.get("n_hot", 0)), "pixels flagged hot")
+    _set_card(hdr, "NUNSTAB", int(attrs.get("n_unstable", 0)), "pixels flagged unstable")
+    _set_card(hdr, "NFLAGGED", int(np.count_nonzero(dq.values)), "pixels with any flag")
+    _set_card(hdr, "DATE", now(), "file creation date (UTC)")
+    _set_card(hdr, "DQDATE", str(attrs.get("date", "")), "DQ array creation date (UTC)")
+    _set_card(
+        hdr, "SOFTWARE", str(attrs.get("software", "stiscube")), "software that made this file"
+    )
+    _set_card(hdr, "RULES", json.dumps(rules.to_dict()), "DQ rules as JSON")
+    for line in rules.describe():
+        hdr.add_comment(line)
+    ext = fits.ImageHDU(data=np.ascontiguousarray(dq.values, dtype=np.uint16), name="DQ")
+    ext.header["ANNEALNM"] = (int(attrs["anneal"]), "anneal period number")
+    for position, flag in enumerate(STIS_DQ):
+        _set_card(ext.header, f"DQBIT{position:02d}", flag.name, f"DQ value {flag.bit}")
+    for flag in STIS_DQ:
+        ext.header.add_comment(f"DQ {flag.bit} = {flag.name}: {flag.description}")
+    hdul = fits.HDUList([primary, ext])
+    _atomic_write(path, lambda tmp: hdul.writeto(tmp, overwrite=True))
+    logger.info("wrote DQ array of period %s to %s", attrs["anneal"], path)
+    return path
+
+
+def flagged_pixels_table(dq: xr.DataArray, ds: xr.Dataset):
+    """Table of the flagged pixels of a DQ array, with their properties.
+
+    Parameters
+    ----------
+    dq : xarray.DataArray
+        A DQ array from :func:`dq_array`.
+    ds : xarray.Dataset
+        The cube it was made from (the period ``dq.attrs["anneal"]`` is read).
+
+    Returns
+    -------
+    astropy.table.Table
+        One row per pixel with ``dq > 0``, ordered by row then column: ``row``, ``col``,
+        ``dq`` (uint16), ``flags`` (decoded names, comma-separated), then the five
+        properties of the period with their units (those of its unit system).  ``meta``:
+        ``anneal``, ``anneal_start``, ``anneal_end``, ``unit_system``,
+        ``window_anneals``, ``rules`` (dict), ``rules_text``, ``date`` (table creation,
+        UTC), ``dq_date`` (DQ creation) and ``versions``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        *dq* is not from :func:`dq_array`, or does not match *ds* (shape, dates).
+    CubeQueryError
+        The period of *dq* is not in *ds*.
+    """
+    from astropy.table import Table
+
+    rules = _check_dq(dq)
+    check_cube(ds, PROPERTIES)
+    number = resolve_period(ds, anneal_num=int(dq.attrs["anneal"]))
+    if dq.shape != (ds.sizes["row"], ds.sizes["col"]):
+        frame = (ds.sizes["row"], ds.sizes["col"])
+        msg = f"dq has shape {dq.shape} but the cube's frames have shape {frame}"
+        raise ValueError(msg)
+    one = ds.sel(anneal=number)
+    dates = (iso(one["anneal_start"].values), iso(one["anneal_end"].values))
+    if dates != (dq.attrs["anneal_start"], dq.attrs["anneal_end"]):
+        msg = (
+            f"dq of period {number} is dated {dq.attrs['anneal_start']} to "
+            f"{dq.attrs['anneal_end']}, but the cube's period {number} is {dates[0]} to "
+            f"{dates[1]}: it was made from another cube"
+        )
+        raise ValueError(msg)
+    flags = np.asarray(dq.values)
+    rows, cols = np.nonzero(flags)
+    system = str(one["unit_system"].values)
+    frame = one[list(PROPERTIES)].compute()
+    table = Table()
+    table["row"] = rows.astype(np.int64)
+    table["col"] = cols.astype(np.int64)
+    table["dq"] = flags[rows, cols].astype(np.uint16)
+    table["flags"] = decode_dq_names(flags[rows, cols]).astype(str)
+    for name in PROPERTIES:
+        values = np.asarray(frame[name].transpose("row", "col").values)[rows, cols]
+        unit = UNIT_SYSTEMS[system][name]
+        table[name] = values
+        table[name].unit = None if unit == "1" else unit
+        table[name].description = frame[name].attrs.get("long_name", name)
+    table["row"].description = "detector row (0-based)"
+    table["col"].description = "detector column (0-based)"
+    table["dq"].description = "DQ value (bitwise OR of STIS DQ bits)"
+    table["flags"].description = "names of the DQ bits set"
+    table.meta.update(
+        {
+            "anneal": int(number),
+            "anneal_start": dates[0],
+            "anneal_end": dates[1],
+            "unit_system": system,
+            "window_anneals": np.asarray(dq.attrs.get("window_anneals", [number])).tolist(),
+            "rules": rules.to_dict(),
+            "rules_text": rules.describe(),
+            "date": now(),
+            "dq_date": str(dq.attrs.get("date", "")),
+            "versions": versions(),
+        }
+    )
+    return table
+
+
+def write_flagged_table(
+    dq: xr.DataArray, ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False
+) -> Path:
+    """Write :func:`flagged_pixels_table` of *dq* as an ECSV file (atomically).
+
+    Returns the path written; raises as :func:`flagged_pixels_table`, and
+    ``FileExistsError`` when the file exists and *overwrite* is False.
+    """
+    path = _target(path, overwrite)
+    table = flagged_pixels_table(dq, ds)
+    _atomic_write(path, lambda tmp: table.write(tmp, format="ascii.ecsv", overwrite=True))
+    logger.info(
+        "wrote %d flagged pixels of period %s to %s", len(table), table.meta["anneal"], path
+    )
+    return path

@@ -160,12 +160,15 @@ def check_rootname(name: str, value: Any) -> str:
 
 
 class RawImageStack:
-    """Array-like (frame, row, column) view of one image extension across many files.
+    """Array-like view of one image extension across many files.
 
-    ``stack[frames, rows, cols]`` reads only the requested rows of the requested files
-    (one contiguous read per file), converts them from big-endian and returns a native
-    numpy array.  Suitable for :func:`dask.array.from_array` and picklable (it holds only
-    paths and offsets), so it works with the threaded scheduler and distributed workers.
+    Dimensions are ``(frame, row, col)``, or ``(row, col, frame)`` with
+    ``frames_last=True`` (the layout per-pixel statistics want: each pixel's samples
+    contiguous).  Indexing reads only the requested rows of the requested files (one
+    contiguous read per file), converts them from big-endian and returns a native numpy
+    array; for ``frames_last`` the conversion and the transposition are one pass per
+    frame.  Suitable for :func:`dask.array.from_array` and picklable (it holds only paths
+    and offsets), so it works with the threaded scheduler and distributed workers.
     """
 
     def __init__(
@@ -174,6 +177,8 @@ class RawImageStack:
         offsets: Sequence[int],
         shape: tuple[int, int],
         disk_dtype: str,
+        *,
+        frames_last: bool = False,
     ) -> None:
         if len(paths) != len(offsets):
             msg = "paths and offsets must have the same length"
@@ -182,7 +187,10 @@ class RawImageStack:
         self.offsets = tuple(int(o) for o in offsets)
         self.disk_dtype = np.dtype(disk_dtype)
         self.dtype = self.disk_dtype.newbyteorder("=")
-        self.shape = (len(self.paths), int(shape[0]), int(shape[1]))
+        self.frames_last = bool(frames_last)
+        self._image = (int(shape[0]), int(shape[1]))
+        n = len(self.paths)
+        self.shape = (*self._image, n) if self.frames_last else (n, *self._image)
         self.ndim = 3
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
@@ -192,6 +200,7 @@ class RawImageStack:
             self.paths,
             self.offsets,
             self.shape,
+            self.frames_last,
             self.disk_dtype.str,
             stamps,
         )
@@ -207,35 +216,46 @@ class RawImageStack:
         key = tuple(key) + (slice(None),) * (3 - len(key))
         squeeze = tuple(axis for axis, k in enumerate(key) if isinstance(k, int | np.integer))
         ranges = [_as_range(k, n) for k, n in zip(key, self.shape, strict=True)]
-        frames, rows, cols = ranges
-        ncols = self.shape[2]
-        if len(rows) == 0 or len(frames) == 0:
-            out = np.empty((len(frames), len(rows), len(cols)), dtype=self.dtype)
-            return out.squeeze(axis=squeeze) if squeeze else out
+        if self.frames_last:
+            rows, cols, frames = ranges
+        else:
+            frames, rows, cols = ranges
+        out = self._read(frames, rows, cols)
+        return out.squeeze(axis=squeeze) if squeeze else out
+
+    def _read(self, frames: range, rows: range, cols: range) -> np.ndarray:
+        ncols = self._image[1]
+        shape = (len(rows), len(cols), len(frames))
+        if not self.frames_last:
+            shape = (shape[2], shape[0], shape[1])
+        out = np.empty(shape, dtype=self.dtype)
+        if out.size == 0:
+            return out
         r0 = min(rows[0], rows[-1])
         r1 = max(rows[0], rows[-1]) + 1
-        block = np.empty((len(frames), r1 - r0, ncols), dtype=self.disk_dtype)
         row_bytes = ncols * self.disk_dtype.itemsize
+        buffer = np.empty((r1 - r0, ncols), dtype=self.disk_dtype)
+        raw = buffer.view(np.uint8).reshape(-1)
+        pick_rows = slice(None) if rows.step == 1 else np.asarray(rows) - r0
+        pick_cols = slice(None) if cols == range(ncols) else np.asarray(cols)
         for j, f in enumerate(frames):
-            buffer = block[j].view(np.uint8).reshape(-1)
             with open(self.paths[f], "rb") as handle:
                 handle.seek(self.offsets[f] + r0 * row_bytes)
-                got = handle.readinto(buffer)
-            if got != buffer.size:
+                got = handle.readinto(raw)
+            if got != raw.size:
                 msg = (
-                    f"{self.paths[f]}: truncated: expected {buffer.size} bytes of rows "
+                    f"{self.paths[f]}: truncated: expected {raw.size} bytes of rows "
                     f"{r0}..{r1 - 1} at byte {self.offsets[f] + r0 * row_bytes}, read {got} "
                     "(file changed since it was validated?)"
                 )
                 raise InvalidDarkError(msg)
-        out = (
-            block.byteswap(inplace=True).view(self.dtype) if not self.disk_dtype.isnative else block
-        )
-        if rows.step != 1:
-            out = out[:, np.asarray(rows) - r0, :]
-        if cols != range(ncols):
-            out = out[:, :, np.asarray(cols)]
-        return out.squeeze(axis=squeeze) if squeeze else out
+            image = buffer[pick_rows][:, pick_cols]
+            # One pass: byte order conversion and the copy into place.
+            if self.frames_last:
+                out[:, :, j] = image
+            else:
+                out[j] = image
+        return out
 
 
 def _expand_ellipsis(key: tuple[Any, ...], ndim: int) -> tuple[Any, ...]:

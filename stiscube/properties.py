@@ -192,7 +192,7 @@ def properties_from_stack(
         raise ValueError(msg)
     for var in ("sci", "err", "dq"):
         if set(stack[var].dims) != {"frame", "row", "col"}:
-            msg = f"stack[{var!r}] must have dims (frame, row, col), got {stack[var].dims}"
+            msg = f"stack[{var!r}] must have dims frame, row, col, got {stack[var].dims}"
             raise ValueError(msg)
     if stack.chunks and len(stack.chunks.get("frame", ())) > 1:
         stack = stack.chunk({"frame": -1})
@@ -307,7 +307,7 @@ def compute_properties(
         raise TypeError(msg)
     frames = check_darks(files, start=start, end=end)
     rows = row_chunk or _auto_row_chunk(len(frames), frames[0].shape)
-    stack = open_darks(frames, chunks={"frame": -1, "row": rows, "col": -1})
+    stack = open_darks(frames, chunks={"frame": -1, "row": rows, "col": -1}, frames_last=True)
     ds = properties_from_stack(stack, **options)
     if period is not None:
         ds.attrs.update(

@@ -21,7 +21,7 @@ import xarray as xr
 from stiscube._exceptions import SeedCSVError
 from stiscube.layout import PROPERTIES, property_attrs
 
-__all__ = ["SEED_COLUMNS", "read_seed_csv", "seed_csv_path", "write_seed_csv"]
+__all__ = ["SEED_COLUMNS", "read_seed_csv", "seed_csv_path", "to_seed_table", "write_seed_csv"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,11 +119,11 @@ def read_seed_csv(path: str | os.PathLike, *, shape: tuple[int, int]) -> xr.Data
     )
 
 
-def write_seed_csv(properties: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write the five properties on (row, col) in the seed's CSV layout (row-major)."""
+def to_seed_table(properties: xr.Dataset) -> pd.DataFrame:
+    """The five properties on (row, col) as a DataFrame in the seed's layout (row-major)."""
     missing = [name for name in PROPERTIES if name not in properties]
     if missing:
-        msg = f"properties lacks {missing}; cannot write {path}"
+        msg = f"properties lacks {missing}"
         raise ValueError(msg)
     rows, cols = properties.sizes["row"], properties.sizes["col"]
     rr, cc = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
@@ -131,6 +131,14 @@ def write_seed_csv(properties: xr.Dataset, path: str | os.PathLike) -> Path:
     for name, column in _PROPERTY_COLUMNS.items():
         values = np.asarray(properties[name].transpose("row", "col").values).ravel()
         columns[column] = values.astype("float64")
+    return pd.DataFrame(columns)
+
+
+def write_seed_csv(properties: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write the five properties on (row, col) in the seed's CSV layout (row-major).
+
+    Values are written with 9 significant digits, enough to round-trip float32.
+    """
     path = Path(path)
-    pd.DataFrame(columns).to_csv(path, index=False, float_format="%.9g")
+    to_seed_table(properties).to_csv(path, index=False, float_format="%.9g")
     return path

@@ -15,7 +15,7 @@ from stiscube._exceptions import CubeQueryError, PeriodExistsError, SeedCSVError
 from stiscube._synthcube import random_properties
 from stiscube.anneals import AnnealTable
 from stiscube.layout import PROPERTIES
-from stiscube.seedcsv import SEED_COLUMNS, write_seed_csv
+from stiscube.seedcsv import SEED_COLUMNS, to_seed_table, write_seed_csv
 from stores import ReadOnlyStoreError, SchemaMismatchError
 from stores._testing import tree_digest
 
@@ -158,16 +158,16 @@ def test_queries_match_numpy_indexing(db, truth, r, c, k, offset):
     assert got["Sci_Mean"].tolist() == truth[number]["sci_mean"].values[r : r1 + 1, c].tolist()
 
 
+@pytest.mark.slow
 def test_seed_csv_with_real_snippet_rows(tmp_path):
     """Full 1024x1024 CSV, first rows the 10 real ones of the snippet, loads as period 200."""
     snippet = pd.read_csv(DATA / "anneal_200_snippet.csv")
     synth = random_properties((1024, 1024), seed=200)
     csv_dir = tmp_path / "input"
     csv_dir.mkdir()
-    path = write_seed_csv(synth, csv_dir / "anneal_200.csv")
-    table = pd.read_csv(path)
+    table = to_seed_table(synth)
     table.iloc[: len(snippet)] = snippet.to_numpy()
-    table.to_csv(path, index=False, float_format="%.17g")
+    table.to_csv(csv_dir / "anneal_200.csv", index=False)  # full precision (repr)
     db = PixelDB.create(tmp_path / "db", shape=(1024, 1024))
     db.insert_anneal(200, csv_loc=csv_dir, start="2017-09-26", end="2017-10-25")
     got = db.query_pixel(0, 5, anneal_num=200)

@@ -11,7 +11,8 @@ Steps for the chip holding the cluster field (all vectorised over stars):
    corrected by :func:`cte.align.align_to_catalog`; catalog stars whose corrected
    centre falls on the image are measured.
 5. Stars whose signal-to-noise ratio in the ``centroid_box`` box of the cleaned,
-   level-subtracted image reaches ``recentre_min_snr`` are recentred, by default with
+   level-subtracted image reaches ``recentre_min_snr``, whose box lies on the image and
+   has no masked pixel within 2.5 px of the star, are recentred, by default with
    the vectorised Gaussian-windowed centroid (:func:`cte._centroid.windowed_centroid`),
    or with :func:`photutils.centroids.centroid_sources` and its centre of mass
    (``centroid_method = "com"``); a move beyond ``max_centroid_shift`` px is rejected
@@ -144,18 +145,25 @@ def _crowded(x, y, flux, *, radius: float, ratio: float) -> np.ndarray:
     return out
 
 
-def _recentre(data: np.ndarray, err: np.ndarray, x0, y0, *, method: str, box: int,
-              window_sigma: float, min_snr: float, max_shift: float):
-    """Recentred positions, and which recentrings were rejected (module docstring, 5)."""
+def _recentre(data: np.ndarray, err: np.ndarray, mask: np.ndarray, x0, y0, *, method: str,
+              box: int, window_sigma: float, min_snr: float, max_shift: float):
+    """Recentred positions, and which recentrings were rejected (module docstring, 5).
+
+    Only stars whose whole centroid box is on the image and holds no masked pixel within
+    2.5 px of the star are recentred: a truncated or patched box biases the centroid.
+    """
     ny, nx = data.shape
     half = box // 2
     off = np.arange(-half, half + 1)
     oy, ox = (a.ravel() for a in np.meshgrid(off, off, indexing="ij"))
-    signal, _, _ = _gather(data, x0, y0, oy, ox, 0.0)
+    signal, _, d2 = _gather(data, x0, y0, oy, ox, 0.0)
     noise, _, _ = _gather(err, x0, y0, oy, ox, 0.0)
+    masked, _, _ = _gather(mask, x0, y0, oy, ox, False)
     snr = signal.sum(axis=1) / np.sqrt(np.maximum((noise**2).sum(axis=1), 1e-12))
-    cand = np.flatnonzero((snr >= min_snr) & (x0 >= 0) & (x0 <= nx - 1) & (y0 >= 0)
-                          & (y0 <= ny - 1))
+    cx, cy = np.rint(x0), np.rint(y0)
+    whole = (cx - half >= 0) & (cx + half <= nx - 1) & (cy - half >= 0) & (cy + half <= ny - 1)
+    patched = (masked & (d2 <= 2.5**2)).any(axis=1)
+    cand = np.flatnonzero((snr >= min_snr) & whole & ~patched)
     x, y = np.array(x0, float), np.array(y0, float)
     bad = np.zeros(x.size, bool)
     if cand.size:
@@ -243,7 +251,7 @@ def measure_image(
                        ratio=opts.crowding_flux_ratio)[idx]
     flags[crowded] |= F.CROWDED
 
-    x, y, bad_centroid = _recentre(cleaned - level, err, x_a[idx], y_a[idx],
+    x, y, bad_centroid = _recentre(cleaned - level, err, mask, x_a[idx], y_a[idx],
                                    method=opts.centroid_method, box=opts.centroid_box,
                                    window_sigma=opts.centroid_window_sigma,
                                    min_snr=opts.recentre_min_snr,

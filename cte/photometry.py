@@ -156,6 +156,8 @@ def measure_photometry(
         it fluxes are not corrected for pixel area (a warning is logged).
     redo : bool
         Measure images again even when the store already holds them at every radius.
+        An image measured again is measured at the requested radii and at those it was
+        stored with, and its new photometry replaces the old.
     client : distributed.Client, optional
         Run the per-image tasks on this cluster instead of local threads.
     scheduler : {"threads", "processes", "synchronous"}
@@ -204,10 +206,12 @@ def measure_photometry(
             zip(chosen["target"], chosen["filter"], chosen["flash"], strict=True)]
     chosen = chosen.assign(key=keys)
     reused_rows = []
-    if not redo and len(chosen):
+    have: dict[tuple[str, str], set[float]] = {}
+    if len(chosen):
         stored = store.images()
-        have = {(k, i): set(a) for k, i, a in
+        have = {(k, i): {float(r) for r in a} for k, i, a in
                 zip(stored["key"], stored["image"], stored["apertures"], strict=True)}
+    if not redo and len(chosen):
         done = [set(radii) <= have.get((k, i), set())
                 for k, i in zip(chosen["key"], chosen["image"], strict=True)]
         reused_rows = chosen.loc[done, ["image", "key"]]
@@ -217,7 +221,11 @@ def measure_photometry(
                         "redo=True to measure them again", len(reused_rows))
     reused = pd.DataFrame(reused_rows, columns=["image", "key"]).reset_index(drop=True)
 
-    results = _run_tasks(chosen, catalogs, config, radii, pams, client=client,
+    # an image measured again keeps the radii it was stored with: its new photometry
+    # replaces the old one as a whole
+    radii_per_image = [tuple(sorted(set(radii) | have.get((k, i), set())))
+                       for k, i in zip(chosen["key"], chosen["image"], strict=True)]
+    results = _run_tasks(chosen, catalogs, config, radii_per_image, pams, client=client,
                          scheduler=scheduler, num_workers=num_workers)
 
     measured_rows, failed_rows, datasets = [], [], []
@@ -264,11 +272,12 @@ def _run_tasks(chosen: pd.DataFrame, catalogs: dict, config: Config, radii, pams
     cat_nodes = {t: dask.delayed(c, pure=True, name=f"catalog-{t}") for t, c in catalogs.items()}
     conf_node = dask.delayed(config, pure=True, name="cte-config")
     tasks = []
-    for row in chosen.to_dict("records"):  # one task per image file
+    for row, image_radii in zip(chosen.to_dict("records"), radii, strict=True):  # per file
         pam = None if pams is None else pams[int(row["field_chip"])]
         header = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
         tasks.append(dask.delayed(_measure_task, pure=False)(
-            str(Path(row["path"])), header, cat_nodes[row["target"]], conf_node, radii, pam))
+            str(Path(row["path"])), header, cat_nodes[row["target"]], conf_node, image_radii,
+            pam))
     if client is not None:
         return list(client.gather(client.compute(tasks)))
     kwargs = {"scheduler": scheduler}

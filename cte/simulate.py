@@ -600,6 +600,7 @@ def simulate_campaign(
     seed: int = 0,
     shape: tuple[int, int] = (CHIP_NY, 128),
     n_stars: int = 400,
+    flux_range: tuple[float, float] = (100.0, 100000.0),
     targets: Sequence[str] = ("ngc104", "ngc6791"),
     n_epochs: int = 4,
     epochs: Sequence[tuple[int, float]] | None = None,
@@ -637,6 +638,9 @@ def simulate_campaign(
         sixteenth of the pixels; small squares such as ``(256, 256)`` suit unit tests.
     n_stars : int
         Stars in the densest field (NGC 104); sparser fields get fewer.
+    flux_range : (float, float)
+        Range of the stars' F502N fluxes in the longest exposure, e- (``dN/dlog F ~
+        F^-0.3`` within it).
     targets : sequence of str
         Fields observed every epoch (``ngc104``, ``ngc6791``).
     n_epochs : int
@@ -687,6 +691,9 @@ def simulate_campaign(
         raise ValueError(msg)
     if n_stars < 1:
         msg = f"n_stars must be >= 1, got {n_stars!r}"
+        raise ValueError(msg)
+    if not (len(flux_range) == 2 and 0 < flux_range[0] < flux_range[1]):
+        msg = f"flux_range must be (low, high) e- with 0 < low < high, got {flux_range!r}"
         raise ValueError(msg)
     targets = _check_choice("targets", targets, {"ngc104", "ngc6791", "ngc6583"})
     filters = _check_choice("filters", filters, set(_SKY))
@@ -740,6 +747,7 @@ def simulate_campaign(
     for t in all_targets:
         n = max(1, round(n_stars * _FIELDS[t].density))
         catalogs[t] = make_catalog(t, n, shape=(ny, nx), seed=seed,
+                                   flux_range=(float(flux_range[0]), float(flux_range[1])),
                                    reference_exptime=reference_exptime)
         catalogs[t].write(root / "catalogs" / f"{t}.ecsv", format="ascii.ecsv", overwrite=True)
 
@@ -772,7 +780,9 @@ def simulate_campaign(
     pam_dir = _write_pams(root / "pam") if pam else None
     _write_lossmodel(root / "truth" / "lossmodel.json", models)
     parameters = {k: v for k, v in params.items() if k != "loss_models"}
-    parameters.update(seed=int(seed), n_stars=int(n_stars), targets=list(targets),
+    parameters.update(seed=int(seed), n_stars=int(n_stars),
+                      flux_range=[float(flux_range[0]), float(flux_range[1])],
+                      targets=list(targets),
                       epochs=epochs, filters=list(filters), flashes=[int(f) for f in flashes],
                       exptimes=[float(e) for e in exptimes], ctecorr=list(versions),
                       include_excluded=include_excluded, include_180=include_180,

@@ -41,11 +41,13 @@ def measured(campaign, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def flat_campaign(tmp_path_factory):
-    """A sparse field with no injected loss: two filters, one flash level, FLT only."""
+    """A sparse field of bright stars with no injected loss: two filters (F606W
+    saturates the brightest), one flash level, FLT only."""
     root = tmp_path_factory.mktemp("flat")
     zero = LossModel({})
     return simulate_campaign(
-        root, seed=5, shape=SHAPE, n_stars=70, targets=("ngc104",), n_epochs=1,
+        root, seed=5, shape=SHAPE, n_stars=45, flux_range=(3000.0, 100000.0),
+        targets=("ngc104",), n_epochs=1,
         filters=("F502N", "F606W"), flashes=(12,), exptimes=(348.0,), ctecorr=("FLT",),
         include_excluded=False, include_180=False, loss_models={"FLT": zero, "FLC": zero},
         pointing_error=3.0, rotation_error=0.03,

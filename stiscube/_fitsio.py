@@ -22,7 +22,14 @@ import numpy as np
 
 from stiscube._exceptions import InvalidDarkError
 
-__all__ = ["IMAGE_DTYPES", "ImageLayout", "RawImageStack", "read_layout"]
+__all__ = [
+    "EXTENSION_KEYWORDS",
+    "IMAGE_DTYPES",
+    "PRIMARY_KEYWORDS",
+    "ImageLayout",
+    "RawImageStack",
+    "read_layout",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +49,54 @@ class ImageLayout:
     dtype: str  # numpy dtype string of the on-disk data, e.g. '>f4'
 
 
+#: Primary-header keywords read from a dark frame.
+PRIMARY_KEYWORDS: tuple[str, ...] = (
+    "INSTRUME",
+    "DETECTOR",
+    "TARGNAME",
+    "ROOTNAME",
+    "TEXPTIME",
+    "TEXPSTRT",
+    "TEXPEND",
+    "ATODGAIN",
+    "CCDGAIN",
+    "CCDAMP",
+    "BINAXIS1",
+    "BINAXIS2",
+    "SUBARRAY",
+    "SIMULATE",
+    "NEXTEND",
+)
+#: Extension-header keywords read from a dark frame.
+EXTENSION_KEYWORDS: tuple[str, ...] = (
+    "XTENSION",
+    "EXTNAME",
+    "EXTVER",
+    "NAXIS",
+    "NAXIS1",
+    "NAXIS2",
+    "BITPIX",
+    "BSCALE",
+    "BZERO",
+    "ATODGAIN",
+)
+
+
+def _pick(header: Any, keys: Sequence[str]) -> dict[str, Any]:
+    """The given keywords of a header that are present, as a plain dict."""
+    return {key: header[key] for key in keys if key in header}
+
+
 def _describe_hdus(names: Sequence[tuple[str, int]]) -> str:
     return ", ".join(f"{n},{v}" if v != 1 else n for n, v in names) or "none"
 
 
-def read_layout(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any], dict[str, ImageLayout]]:
-    """Open one file, check its FITS structure, return (primary header, SCI header, layouts).
+def read_layout(
+    path: str | os.PathLike[str],
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, ImageLayout]]:
+    """Open one file, check its FITS structure; return the keywords of
+    :data:`PRIMARY_KEYWORDS` and the SCI header's :data:`EXTENSION_KEYWORDS` (dicts of the
+    keywords present), and the layout of the SCI, ERR and DQ images.
 
     Raises
     ------
@@ -77,12 +126,14 @@ def read_layout(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any], dict
         warnings.simplefilter("always")
         try:
             with fits.open(name, memmap=False, lazy_load_hdus=False) as hdul:
-                primary = hdul[0].header.copy()
+                # Only the keywords used are copied out (copying whole headers makes
+                # astropy parse and verify every card, most of the cost of opening).
+                primary = _pick(hdul[0].header, PRIMARY_KEYWORDS)
                 extensions = []
                 for index in range(1, len(hdul)):
-                    header = hdul[index].header
+                    header = _pick(hdul[index].header, EXTENSION_KEYWORDS)
                     info = hdul.fileinfo(index)
-                    extensions.append((header.copy(), int(info["datLoc"])))
+                    extensions.append((header, int(info["datLoc"])))
         except (OSError, ValueError, IndexError, KeyError) as exc:
             msg = f"{name}: not a readable FITS file (truncated or corrupt?): {exc}"
             raise InvalidDarkError(msg) from exc

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stiscube import PixelDB
+from stiscube._dqkernels import _RankIndex, clipped_stats, clipped_threshold
 from stiscube._exceptions import CubeQueryError, UnitMismatchError
 from stiscube._synthcube import random_properties
 from stiscube.dq import (
@@ -116,6 +117,142 @@ def np_hot(frame, *, level=None, nsigma=None, combine="or", sigma=3.0, maxiters=
     if len(tests) == 1:
         return tests[0]
     return np.logical_or(*tests) if combine == "or" else np.logical_and(*tests)
+
+
+# -- the sigma-clip kernel vs astropy and numpy ------------------------------------------------
+def astropy_clip(values, sigma=3.0, maxiters=40):
+    """astropy.stats.sigma_clipped_stats (median, std), NaN/inf masked, as refstis uses it."""
+    from astropy.stats import sigma_clipped_stats
+
+    values = np.asarray(values, dtype=np.float64)
+    _, median, std = sigma_clipped_stats(
+        values,
+        mask=~np.isfinite(values),
+        sigma=sigma,
+        maxiters=maxiters,
+        cenfunc="median",
+        stdfunc="std",
+    )
+    return float(median), float(std)
+
+
+def _samples():
+    rng = np.random.default_rng(42)
+    core = rng.normal(0.004, 0.001, 60_000)
+    hot = rng.random(core.size) < 0.02
+    core[hot] = 10 ** rng.uniform(-1.3, 0.7, hot.sum())
+    core[rng.integers(0, core.size, 40)] = np.nan
+    core[rng.integers(0, core.size, 5)] = np.inf
+    return {
+        "dark rates with hot tail, NaN, inf": core,
+        "read noise (narrow, far from 0)": rng.normal(6.0, 0.2, 50_000),
+        "cauchy": rng.standard_cauchy(40_000),
+        "lognormal": rng.lognormal(0.0, 2.0, 40_000),
+        "integers (ties)": rng.integers(0, 6, 40_000).astype(float),
+        "negative exponential": -rng.exponential(1.0, 30_000),
+        "float32 counts": rng.normal(4.4, 1.1, 30_000).astype(np.float32),
+        "two values": np.array([1.0, 3.0]),
+        "one value": np.array([7.5]),
+        "constant": np.full(100, -2.5),
+    }
+
+
+@pytest.mark.parametrize("name", list(_samples()))
+@pytest.mark.parametrize(("sigma", "maxiters"), [(3.0, 40), (2.5, 3), (3.0, None), (2.0, 1)])
+def test_clipped_stats_matches_astropy(name, sigma, maxiters):
+    values = _samples()[name]
+    got = clipped_stats(values, sigma=sigma, maxiters=maxiters)
+    want = astropy_clip(values, sigma, maxiters)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=0)
+    if maxiters is not None:  # the test's own numpy clip agrees too
+        np.testing.assert_allclose(
+            got, np_clipped_median_std(values, sigma, maxiters), rtol=1e-9, atol=0
+        )
+
+
+def test_clipped_threshold_per_frame_matches_astropy_axis():
+    from astropy.stats import sigma_clipped_stats
+
+    frames = np.stack(
+        [random_properties((96, 80), seed=s, hot_fraction=0.03)["sci_mean"].values for s in (1, 2)]
+    )
+    frames[1, :5, :7] = np.nan
+    frames = np.concatenate([frames, np.full((1, 96, 80), np.nan, np.float32)])
+    median, std, threshold = clipped_threshold(frames, 5.0, axis=(1, 2))
+    assert median.shape == std.shape == threshold.shape == (3,)
+    assert np.isnan([median[2], std[2], threshold[2]]).all()  # an all-NaN frame
+    data = frames[:2].astype(np.float64)
+    _, med_a, std_a = sigma_clipped_stats(
+        data, mask=~np.isfinite(data), sigma=3.0, maxiters=40, axis=(1, 2), stdfunc="std"
+    )
+    np.testing.assert_allclose(median[:2], np.ma.filled(med_a, np.nan), rtol=1e-9)
+    np.testing.assert_allclose(std[:2], np.ma.filled(std_a, np.nan), rtol=1e-9)
+    np.testing.assert_allclose(threshold[:2], median[:2] + 5.0 * std[:2], rtol=1e-15)
+    # the frame axes may be anywhere
+    moved = clipped_threshold(np.moveaxis(frames, 0, -1), 5.0, axis=(0, 1))
+    np.testing.assert_array_equal(moved[0], median)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(
+            st.floats(-1e6, 1e6, allow_nan=False, width=32),
+            st.sampled_from([0.0, -0.0, 1.0, 1.5, 2.0, np.nan, np.inf]),
+        ),
+        min_size=1,
+        max_size=120,
+    ),
+    sigma=st.sampled_from([1.0, 1.5, 2.5, 3.0]),
+    maxiters=st.sampled_from([1, 2, 5, None]),
+)
+def test_clipped_stats_property_vs_astropy(values, sigma, maxiters):
+    values = np.asarray(values, dtype=np.float64)
+    got = clipped_stats(values, sigma=sigma, maxiters=maxiters)
+    if not np.isfinite(values).any():
+        assert np.isnan(got).all()
+        return
+    np.testing.assert_allclose(got, astropy_clip(values, sigma, maxiters), rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(st.floats(-1e9, 1e9, width=32), st.sampled_from([0.0, -0.0, 2.0, 2.0])),
+        min_size=1,
+        max_size=300,
+    ),
+    probes=st.lists(st.floats(-2e9, 2e9), min_size=1, max_size=6),
+)
+def test_rank_index_vs_sorted_numpy(values, probes):
+    x = np.asarray(values, dtype=np.float64)
+    index = _RankIndex(x)
+    ordered = np.sort(x)
+    for k in range(x.size):
+        assert index.kth(k) == ordered[k]
+    centre = float(np.median(x))
+    index.set_centre(centre)
+    for v in [*probes, *x[:3]]:
+        assert index.rank(v, inclusive=False) == np.count_nonzero(x < v)
+        assert index.rank(v, inclusive=True) == np.count_nonzero(x <= v)
+    for lo, hi in zip(sorted(probes), sorted(probes)[::-1], strict=True):
+        n, s1, s2 = index.moments(lo, hi)
+        d = x[(x >= lo) & (x <= hi)] - centre
+        assert n == d.size
+        np.testing.assert_allclose([s1, s2], [d.sum(), (d * d).sum()], rtol=1e-9, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"sigma": 0.0}, "sigma must be a number > 0"),
+        ({"sigma": "3"}, "sigma must be a number > 0"),
+        ({"maxiters": 0}, "maxiters must be an integer >= 1 or None"),
+    ],
+)
+def test_clipped_stats_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        clipped_stats(np.ones(3), **kwargs)
 
 
 # -- the registry ------------------------------------------------------------------------

@@ -222,6 +222,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cte`` with all its subcommands."""
     parser, sub = base_parser("cte", "WFC3/UVIS external CTE monitor.")
+    # the seed's "--v" (visits) of subcommands must not be read as an abbreviation of
+    # the program's --version/--verbose
+    parser.allow_abbrev = False
     for add in (_add_version_parser, _add_simulate_parser, _add_photometry_parser,
                 _add_info_parser):
         add(sub)

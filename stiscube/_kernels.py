@@ -230,20 +230,28 @@ def _kept_median(
 ) -> np.ndarray:
     """Median rate of the kept samples of the ``active`` pixels.
 
-    Where the rejected samples of a pixel are its largest valid rates (the usual case:
-    cosmic rays), the kept rates are the first ``m`` of its sorted valid rates and the
-    median is read from ``ordered``; the other pixels are sorted again.
+    Where every rejected sample of a pixel has a rate at least its ``m``-th smallest valid
+    rate (``m`` kept samples; the usual case: cosmic rays), the kept rates are the first
+    ``m`` of its sorted valid rates and the median is read from ``ordered``; the other
+    pixels are sorted again.  The rejected samples are few, so they are found sparsely.
     """
-    r_a, k_a = rate[active], kept[active]
-    inf = r_a.dtype.type(np.inf)
-    low_rejected = np.where(valid[active] & ~k_a, r_a, inf).min(axis=-1, initial=inf)
-    high_kept = np.where(k_a, r_a, -inf).max(axis=-1, initial=-inf)
-    m = np.count_nonzero(k_a, axis=-1)
-    on_top = low_rejected >= high_kept
+    n_pix, n = rate.shape
+    rejected = np.flatnonzero(valid & ~kept)
+    pixel = rejected // n
+    low_rejected = np.full(n_pix, np.inf, dtype=rate.dtype)
+    np.minimum.at(low_rejected, pixel, rate.ravel()[rejected])
+    m = np.count_nonzero(valid[active], axis=-1) - np.bincount(pixel, minlength=n_pix)[active]
+    last = np.clip(m - 1, 0, n - 1)
+    on_top = low_rejected[active] >= ordered[active, last]
     median = np.empty(active.size, dtype=rate.dtype)
-    median[on_top] = _median_of_sorted(ordered[active[on_top]], m[on_top])
+    top, count = active[on_top], m[on_top]
+    lo = np.clip((count - 1) // 2, 0, n - 1)
+    hi = np.clip(count // 2, 0, n - 1)
+    median[on_top] = (ordered[top, lo] + ordered[top, hi]) * rate.dtype.type(0.5)
+    median[on_top & (m == 0)] = np.nan
     if not on_top.all():
-        median[~on_top] = _masked_median_2d(r_a[~on_top], k_a[~on_top])
+        other = active[~on_top]
+        median[~on_top] = _masked_median_2d(rate[other], kept[other])
     return median
 
 
@@ -385,6 +393,13 @@ def _clip(
         if first:
             cand = _exceeds(e, v, t, center, k2)
             cand &= kept
+        elif active.size > e.shape[0] // 3:
+            # Many pixels to re-examine: whole arrays beat copying the rows out.  Pixels
+            # not active have no candidates (same centre, same kept samples as before).
+            cand = _exceeds(e, v, t, center, k2)
+            cand &= kept
+            cand &= ~protected
+            active = np.arange(e.shape[0])
         else:
             cand = _exceeds(e[active], v[active], t, center[active], k2)
             cand &= kept[active]
@@ -398,7 +413,7 @@ def _clip(
             protected[rows] |= members
             cand[state_rows] &= ~members
         changed = cand.any(axis=-1)
-        if first:
+        if first or active.size == e.shape[0]:
             kept &= ~cand
         else:
             kept[active] &= ~cand

@@ -205,13 +205,22 @@ def _prepare(
 
 
 def _exceeds(
-    e: np.ndarray, v: np.ndarray, t: np.ndarray, center: np.ndarray, k2: Any
+    e: np.ndarray,
+    v: np.ndarray,
+    t: np.ndarray,
+    center: np.ndarray,
+    k2: Any,
+    work: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """``z_i > k`` for ``z_i = (e_i - c t_i) / sqrt(v_i + max(c t_i, 0))``, evaluated as
-    ``d > 0 and d**2 > k**2 (v + max(c t, 0))`` with ``d = e - c t``."""
+    ``d > 0 and d**2 > k**2 (v + max(c t, 0))`` with ``d = e - c t``.
+
+    ``work``: two float arrays shaped like ``e`` to reuse as scratch space.
+    """
+    ct, d = work if work is not None else (np.empty_like(e), np.empty_like(e))
     with np.errstate(invalid="ignore", over="ignore"):
-        ct = center[:, None] * t
-        d = e - ct
+        np.multiply(center[:, None], t, out=ct)
+        np.subtract(e, ct, out=d)
         np.maximum(ct, 0, out=ct)
         ct += v
         ct *= k2
@@ -386,17 +395,18 @@ def _clip(
         rate = e / t
     ordered = _sorted_samples(rate, valid)
     center = _median_of_sorted(ordered, n_valid)
+    work = (np.empty_like(e), np.empty_like(e))  # scratch for whole-array passes
     # Pixels examined: all in the first iteration, then only those that lost samples.
     active = np.arange(e.shape[0])
     first = True
     for _ in range(maxiters):
         if first:
-            cand = _exceeds(e, v, t, center, k2)
+            cand = _exceeds(e, v, t, center, k2, work)
             cand &= kept
         elif active.size > e.shape[0] // 3:
             # Many pixels to re-examine: whole arrays beat copying the rows out.  Pixels
             # not active have no candidates (same centre, same kept samples as before).
-            cand = _exceeds(e, v, t, center, k2)
+            cand = _exceeds(e, v, t, center, k2, work)
             cand &= kept
             cand &= ~protected
             active = np.arange(e.shape[0])

@@ -75,8 +75,8 @@ Truth file of one period (``truth/period_NNNN.nc``), dims ``frame, row, col``
 pixels hot at any time in the period, else 0, e-/s), ``hot_onset_mjd`` (onset, ``-inf``
 for pixels hot from before the simulation, NaN if not hot), ``flicker_amplitude`` (``F``,
 e-/s), ``flicker_duty`` (``q``), ``events`` (frame, row, col; bits 1 = cosmic ray, 2 = NaN
-sample, 4 = lost-data sample, 8 = flicker high state), ``cr_electrons`` is not stored;
-``mean_rate`` (the exposure-weighted mean true rate over all frames of the period,
+sample, 4 = lost-data sample, 8 = flicker high state; the charge of each cosmic ray is
+not stored), ``mean_rate`` (the exposure-weighted mean true rate over all frames of the period,
 ``sum_i R_i t_i / sum_i t_i``, e-/s), ``n_cosmic_rays``, ``n_nan``, ``n_fill`` (counts per
 pixel), ``blemish`` (bool), and per-frame coordinates ``rootname``, ``exptime`` (s),
 ``start_mjd``, ``end_mjd``, ``gain``.

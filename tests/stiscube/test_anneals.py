@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from astropy.time import Time
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stiscube import AnnealPeriodError, AnnealTableError
 from stiscube._dates import to_mjd
@@ -236,3 +238,31 @@ def test_exposure_mix_round_trip():
 def test_to_mjd_agrees_with_astropy():
     dates = ["1997-02-16 01:04:37", "2017-09-26 13:04:04", "2020-02-29 23:59:59"]
     np.testing.assert_allclose(to_mjd(dates), Time(dates, scale="utc").mjd, rtol=0, atol=1e-9)
+
+
+@given(
+    lengths=st.lists(st.floats(min_value=0.01, max_value=90.0), min_size=1, max_size=12),
+    gaps=st.lists(st.sampled_from([0.0, 0.0, 0.0, 2.5]), min_size=12, max_size=12),
+    offsets=st.lists(st.floats(min_value=-5.0, max_value=400.0), min_size=1, max_size=20),
+)
+@settings(max_examples=60, deadline=None)
+def test_lookup_agrees_with_brute_force(lengths, gaps, offsets):
+    """Random schedules (with gaps): lookup == the one period with start <= d < end."""
+    starts, ends, t = [], [], 50000.0
+    for length, gap in zip(lengths, gaps, strict=False):
+        starts.append(t)
+        ends.append(t + length)
+        t += length + gap
+    table = AnnealTable(
+        [AnnealPeriod(10 + i, s, e) for i, (s, e) in enumerate(zip(starts, ends, strict=True))]
+    )
+    for offset in offsets:
+        date = 50000.0 + offset
+        inside = [
+            10 + i for i, (s, e) in enumerate(zip(starts, ends, strict=True)) if s <= date < e
+        ]
+        if inside:
+            assert table.lookup(date) == inside[0]
+        else:
+            with pytest.raises(AnnealPeriodError):
+                table.lookup(date)

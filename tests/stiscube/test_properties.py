@@ -227,3 +227,17 @@ def test_stack_without_the_needed_variables(stack_and_truth):
     stack, _ = stack_and_truth
     with pytest.raises(ValueError, match=r"stack lacks \['err'\]"):
         properties_from_stack(stack.drop_vars("err"))
+
+
+def test_gain_four_darks():
+    """CCDGAIN=4 frames (counts = electrons / 4): properties still in electrons."""
+    from stiscube.simulate import simulate_stack
+
+    stack, truth = simulate_stack(n_frames=20, shape=(48, 48), seed=8, ccdgain=4, atodgain=4.0)
+    # Counts, not electrons: typical |SCI| ~ 1.5 counts (6 e- read noise / 4), not ~5.
+    assert float(np.nanmedian(np.abs(stack["sci"].values))) < 2.0
+    props = properties_from_stack(stack)
+    np.testing.assert_allclose(props["readnoise"].values, truth["readnoise"].values, rtol=2e-3)
+    normal = _categories(truth)["normal"]
+    pull = (props["sci_mean"].values - truth["dark_rate"].values) / _expected_error(truth)
+    assert 0.8 <= pull[normal].std() <= 1.25

@@ -213,3 +213,28 @@ def test_refuses_to_overwrite(tmp_path):
     with pytest.raises(FileExistsError, match="overwrite=True"):
         simulate_campaign(tmp_path / "x", shape=(32, 32), n_stars=5)
     assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
+
+
+def test_pixel_area_map_is_written_and_applied(tmp_path):
+    camp = simulate_campaign(tmp_path / "p", seed=1, shape=(64, 64), n_stars=15,
+                             targets=("ngc6791",), n_epochs=1, flashes=(0,), exptimes=(348.0,),
+                             ctecorr=("FLT",), include_excluded=False, include_180=False,
+                             pam=True)
+    assert camp.pam_dir == tmp_path / "p" / "pam"
+    truth = camp.truth("ngc6791")
+    for chip in (1, 2):
+        pam = fits.getdata(camp.pam_dir / f"UVIS{chip}wfc3_map.fits")
+        assert pam.shape == (2051, 4096)
+        assert 0.9 < pam.min() and pam.max() < 1.1
+        image = camp.images.query("chip == @chip").image.iloc[0]
+        t = truth.sel(image=image)
+        on = t.on_image.values.astype(bool)
+        at_star = pam[np.rint(t.y.values[on]).astype(int), np.rint(t.x.values[on]).astype(int)]
+        kept = t.flux_true * (1 - t.loss * t.transfers / 2048.0)
+        # smooth map: the value at the star's nearest pixel is within 1e-4 of its own
+        np.testing.assert_allclose((kept / t.flux_expected).values[on], at_star, rtol=1e-4)
+
+
+def test_load_campaign_needs_a_campaign(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not hold a simulated campaign"):
+        load_campaign(tmp_path)

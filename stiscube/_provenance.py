@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["iso", "now", "versions"]
+__all__ = ["iso", "now", "software", "versions"]
 
 
 def iso(value: Any) -> str:
@@ -35,3 +35,10 @@ def versions() -> dict[str, str]:
         "astropy": astropy.__version__,
         "matplotlib": matplotlib.__version__,
     }
+
+
+def software() -> str:
+    """``"stiscube <version>"`` (without importing the plotting libraries)."""
+    from stores._version import __version__
+
+    return f"stiscube {__version__}"

@@ -58,11 +58,12 @@ import xarray as xr
 from stiscube._cubecheck import check_cube
 from stiscube._dqkernels import clipped_threshold, hot_mask, persistent
 from stiscube._exceptions import UnitMismatchError
-from stiscube._provenance import iso, now, versions
+from stiscube._provenance import iso, now, software
 from stiscube.dqfiles import flagged_pixels_table, write_dq_fits, write_flagged_table
 from stiscube.dqflags import cf_flag_attrs
 from stiscube.dqrules import DQRules
 from stiscube.layout import UNIT_SYSTEMS
+from stiscube.pixeldb import PixelDB
 from stiscube.queries import resolve_period
 
 __all__ = [
@@ -96,9 +97,20 @@ def _window(ds: xr.Dataset, number: int, rules: DQRules) -> list[int]:
     return window
 
 
-def _as_float64(values: xr.DataArray) -> np.ndarray:
-    """(anneal, row, col) values as float64, so that levels compare in double precision."""
-    return np.asarray(values.transpose("anneal", "row", "col").values, dtype=np.float64)
+def _read_window(
+    ds: xr.Dataset, db: PixelDB | None, window: list[int], needed: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """(period, row, col) float64 values of the *needed* properties over *window*.
+
+    From the store's eager reader when a :class:`~stiscube.PixelDB` is given, else by
+    computing only those variables and periods of the (possibly lazy) Dataset.  Float64,
+    so that levels compare in double precision.
+    """
+    if db is not None:
+        arrays = db.store.read_arrays(list(window))
+        return {name: np.asarray(arrays[name], dtype=np.float64) for name in needed}
+    part = ds[list(needed)].sel(anneal=window).transpose("anneal", "row", "col").compute()
+    return {name: np.asarray(part[name].values, dtype=np.float64) for name in needed}
 
 
 def _hot_flags(sci: np.ndarray, rules: DQRules, window: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +142,7 @@ def _hot_flags(sci: np.ndarray, rules: DQRules, window: list[int]) -> tuple[np.n
 
 
 def dq_array(
-    ds: xr.Dataset,
+    ds: xr.Dataset | PixelDB,
     rules: DQRules | None = None,
     *,
     anneal_num: int | None = None,
@@ -140,10 +152,13 @@ def dq_array(
 
     Parameters
     ----------
-    ds : xarray.Dataset
+    ds : xarray.Dataset or PixelDB
         The cube (e.g. :attr:`stiscube.PixelDB.dataset`): properties on
         ``(anneal, row, col)`` with the coordinates ``anneal_start``, ``anneal_end`` and
-        ``unit_system``.  May be lazy; only the periods of the rules' window are read.
+        ``unit_system``.  May be lazy; only the needed properties of the periods of the
+        rules' window are read.  Given the :class:`~stiscube.PixelDB` itself, the frames
+        are read with its store's eager reader (``db.store.read_arrays``), which is
+        faster than computing the lazy Dataset (about 2x for whole frames).
     rules : DQRules, optional
         The rules (default ``DQRules()``: hot above the clipped median + 5 sigma, as
         the STIS reference pipeline).
@@ -182,14 +197,17 @@ def dq_array(
     if not isinstance(rules, DQRules):
         msg = f"rules must be a DQRules, got {type(rules).__name__}"
         raise TypeError(msg)
+    db = ds if isinstance(ds, PixelDB) else None
+    if db is not None:
+        ds = db.dataset
     needed = (("sci_mean",) if rules.has_hot_rule else ()) + (
         ("stability",) if rules.has_unstable_rule else ()
     )
     check_cube(ds, needed)
     number = resolve_period(ds, date=date, anneal_num=anneal_num)
     window = _window(ds, number, rules)
-    part = ds.sel(anneal=window)
-    systems = np.atleast_1d(part["unit_system"].values).astype(str)
+    position = {int(n): i for i, n in enumerate(ds["anneal"].values)}
+    systems = np.asarray(ds["unit_system"].values)[[position[n] for n in window]].astype(str)
     if rules.uses_rate_units and np.any(systems != "rate"):
         bad = {int(n): str(s) for n, s in zip(window, systems, strict=True) if s != "rate"}
         msg = (
@@ -198,27 +216,27 @@ def dq_array(
             "hot_nsigma (relative to the frame) for them, or choose rate periods"
         )
         raise UnitMismatchError(msg)
-    values = part[list(needed)].compute()
+    values = _read_window(ds, db, window, needed)
     dq = np.zeros((ds.sizes["row"], ds.sizes["col"]), dtype=np.uint16)
     hot = unstable = np.zeros(dq.shape, dtype=bool)
     stats = np.full((3, len(window)), np.nan)  # clipped median, std, threshold
     if rules.has_hot_rule:
-        sci = _as_float64(values["sci_mean"])
-        hot, stats = _hot_flags(sci, rules, window)
+        hot, stats = _hot_flags(values["sci_mean"], rules, window)
         dq |= np.where(hot, np.uint16(rules.hot_bit), np.uint16(0))
     if rules.has_unstable_rule:
-        stab = _as_float64(values["stability"])
-        unstable = persistent(stab > rules.unstable_level, rules.min_count, axis=0)
+        with np.errstate(invalid="ignore"):
+            above = values["stability"] > rules.unstable_level
+        unstable = persistent(above, rules.min_count, axis=0)
         dq |= np.where(unstable, np.uint16(rules.unstable_bit), np.uint16(0))
     n_hot, n_unstable = int(np.count_nonzero(hot)), int(np.count_nonzero(unstable))
-    one = ds.sel(anneal=number)
+    here = position[number]
     attrs = {
         "long_name": "STIS CCD data quality from pixel properties",
         **cf_flag_attrs(),
         "anneal": number,
-        "anneal_start": iso(one["anneal_start"].values),
-        "anneal_end": iso(one["anneal_end"].values),
-        "unit_system": str(one["unit_system"].values),
+        "anneal_start": iso(ds["anneal_start"].values[here]),
+        "anneal_end": iso(ds["anneal_end"].values[here]),
+        "unit_system": str(systems[-1]),
         "window_anneals": np.asarray(window, dtype=np.int64),
         "rules": json.dumps(rules.to_dict()),
         "hot_sigma_thresholds": stats[2].copy(),
@@ -229,7 +247,7 @@ def dq_array(
         "n_unstable": n_unstable,
         "n_flagged": int(np.count_nonzero(dq)),
         "date": now(),
-        "software": f"stiscube {versions()['stiscube']}",
+        "software": software(),
     }
     logger.info(
         "DQ of period %d: %d hot, %d unstable, %d flagged pixels",

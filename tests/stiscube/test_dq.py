@@ -383,12 +383,13 @@ def test_nsigma_rule_matches_numpy_sigma_clip(cube, truth):
     assert (np_hot(sci, nsigma=5) & ~np_hot(sci, level=0.1)).any()
 
 
+@pytest.mark.parametrize("source", ["dataset", "pixeldb"])
 @pytest.mark.parametrize("combine", ["or", "and"])
-def test_combined_hot_and_unstable(cube, truth, combine):
+def test_combined_hot_and_unstable(db, cube, truth, combine, source):
     rules = DQRules(
         hot_level=0.1, hot_nsigma=5, hot_combine=combine, unstable_level=2.0, unstable_bit=512
     )
-    dq = dq_array(cube, rules, anneal_num=7)
+    dq = dq_array(cube if source == "dataset" else db, rules, anneal_num=7)
     sci, stab = _arr(truth, 7, "sci_mean"), _arr(truth, 7, "stability")
     hot = np_hot(sci, level=0.1, nsigma=5, combine=combine)
     with np.errstate(invalid="ignore"):
@@ -400,9 +401,10 @@ def test_combined_hot_and_unstable(cube, truth, combine):
     assert dq.attrs["n_flagged"] == np.count_nonzero(expected)
 
 
-def test_persistence_k_of_m(cube, truth):
+@pytest.mark.parametrize("source", ["dataset", "pixeldb"])
+def test_persistence_k_of_m(db, cube, truth, source):
     rules = DQRules(hot_level=0.1, hot_nsigma=5, unstable_level=2.0, persist_k=2, persist_m=3)
-    dq = dq_array(cube, rules, anneal_num=7)
+    dq = dq_array(cube if source == "dataset" else db, rules, anneal_num=7)
     window = [5, 6, 7]  # the last three periods held up to 7 (4 is not held)
     assert dq.attrs["window_anneals"].tolist() == window
     with np.errstate(invalid="ignore"):
@@ -478,11 +480,12 @@ def test_select_by_date_and_attrs(cube):
     np.testing.assert_array_equal(by_number["row"].values, np.arange(SHAPE[0]))
 
 
-def test_units_never_mixed(cube, truth):
-    with pytest.raises(
-        UnitMismatchError, match=r"hot_level=0.1 is in electron / s.*\{12: 'counts'\}"
-    ):
-        dq_array(cube, DQRules(hot_level=0.1), anneal_num=COUNTS_PERIOD)
+def test_units_never_mixed(db, cube, truth):
+    for source in (cube, db):
+        with pytest.raises(
+            UnitMismatchError, match=r"hot_level=0.1 is in electron / s.*\{12: 'counts'\}"
+        ):
+            dq_array(source, DQRules(hot_level=0.1), anneal_num=COUNTS_PERIOD)
     rules = DQRules(hot_level=0.1, persist_k=1, persist_m=2)  # window 9, 12 -> mixed
     with pytest.raises(UnitMismatchError, match="'counts'"):
         dq_array(cube, rules, anneal_num=COUNTS_PERIOD)

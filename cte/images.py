@@ -47,11 +47,13 @@ from astropy.wcs import WCS
 
 from cte._exceptions import InvalidImageError
 from cte._fitsio import check_instrument, open_checked
+from cte._stats import clipped_stats
 from cte.config import Config, load_config
 
 __all__ = [
     "ChipImage",
     "ImageScan",
+    "background_levels",
     "find_images",
     "lazy_pixels",
     "read_chip",
@@ -503,3 +505,43 @@ def lazy_pixels(records: pd.DataFrame) -> xr.Dataset:
     ds["err"].attrs.update(units="electron", long_name="1-sigma error")
     ds["dq"].attrs.update(units="1", long_name="WFC3 data-quality bits")
     return ds
+
+
+def _clipped_median_2d(block: np.ndarray, *, sigma: float, maxiters: int) -> np.ndarray:
+    """Kernel: sigma-clipped median over the last two axes."""
+    flat = block.reshape(*block.shape[:-2], -1)
+    return clipped_stats(flat, sigma=sigma, maxiters=maxiters, axis=-1)[0]
+
+
+def background_levels(pixels: xr.Dataset, *, sigma: float = 3.0, maxiters: int = 5,
+                      dq_mask: int = 0) -> xr.DataArray:
+    """Sigma-clipped median of each image's SCI pixels (e-/px), lazily.
+
+    Parameters
+    ----------
+    pixels : xarray.Dataset
+        From :func:`lazy_pixels` (``sci`` and ``dq`` with dims ``image, y, x``).
+    sigma, maxiters : float, int
+        Clipping threshold and iterations.
+    dq_mask : int
+        Pixels with any of these DQ bits are left out.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``image``; dask-backed when *pixels* is (computed with ``.compute()``).
+    """
+    if not sigma > 0:
+        msg = f"sigma must be > 0, got {sigma!r}"
+        raise ValueError(msg)
+    sci = pixels["sci"].astype(np.float64)
+    if dq_mask:
+        sci = sci.where((pixels["dq"] & int(dq_mask)) == 0)
+    level = xr.apply_ufunc(
+        _clipped_median_2d, sci, input_core_dims=[["y", "x"]],
+        kwargs={"sigma": sigma, "maxiters": maxiters}, dask="parallelized",
+        output_dtypes=[np.float64],
+    )
+    level.attrs.update(units="electron / pixel",
+                       long_name="sigma-clipped median of the SCI pixels")
+    return level.rename("background_level")

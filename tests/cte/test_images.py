@@ -10,6 +10,7 @@ from astropy.io import fits
 
 from cte import InvalidImageError, WrongInstrumentError
 from cte.images import (
+    background_levels,
     find_images,
     lazy_pixels,
     read_chip,
@@ -175,3 +176,22 @@ def test_read_chip_and_lazy_pixels(scan, config):
     assert list(cube["chip"].values) == list(chosen["chip"])
     with pytest.raises(InvalidImageError, match="no SCI extension for chip 3"):
         read_chip(row["path"], 3)
+
+
+def test_background_levels_are_lazy_and_match_astropy(scan, config):
+    from astropy.stats import sigma_clipped_stats
+
+    chosen = select_images(scan.records, ctecorr=["FLT"], flashes=[12], config=config)
+    cube = lazy_pixels(chosen)
+    levels = background_levels(cube, dq_mask=config.photometry.dq_mask)
+    assert levels.chunks is not None  # nothing computed yet
+    values = levels.compute().values
+    for i, row in enumerate(chosen.itertuples()):
+        chip = read_chip(row.path, row.chip)
+        good = (chip.dq & config.photometry.dq_mask) == 0
+        _, median, _ = sigma_clipped_stats(chip.sci[good].astype(float), sigma=3.0, maxiters=5,
+                                           cenfunc="median", stdfunc="std")
+        assert values[i] == pytest.approx(median, rel=1e-9)
+    assert levels.attrs["units"] == "electron / pixel"
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        background_levels(cube, sigma=0)

@@ -16,6 +16,7 @@ and prints the numbers (best of --repeat runs).  Run by hand:
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -58,17 +59,19 @@ def main(argv=None) -> None:
         store = build_store(Path(tmp), args.n_stars, args.seed)
         t_build = time.perf_counter() - t0
         best = {"read": np.inf, "loss": np.inf, "fit": np.inf}
+        cpu = {"read": np.inf, "loss": np.inf, "fit": np.inf}
         for _ in range(args.repeat):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             datasets = list(DatasetStore(store.location.url, mode="r").read_all().values())
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             loss = measure_loss(datasets)
-            t2 = time.perf_counter()
+            t2, c2 = time.perf_counter(), time.process_time()
             model = fit_model(loss)
-            t3 = time.perf_counter()
-            best["read"] = min(best["read"], t1 - t0)
-            best["loss"] = min(best["loss"], t2 - t1)
-            best["fit"] = min(best["fit"], t3 - t2)
+            t3, c3 = time.perf_counter(), time.process_time()
+            for name, wall, proc in (("read", t1 - t0, c1 - c0), ("loss", t2 - t1, c2 - c1),
+                                     ("fit", t3 - t2, c3 - c2)):
+                best[name] = min(best[name], wall)
+                cpu[name] = min(cpu[name], proc)
         n_cells = loss.sizes["pair"] * loss.sizes["flux_bin"] * loss.sizes["aperture"]
         n_images = sum(d.sizes["image"] for d in datasets)
         measured = int(np.isfinite(loss["loss"].values).sum())
@@ -78,13 +81,17 @@ def main(argv=None) -> None:
         print(f"configurations fitted: {len(model)}, cells per fit: "
               f"{min(f.n_cells for f in model)}-{max(f.n_cells for f in model)}")
         print(f"building the store (not timed below): {t_build:.2f} s")
-        print(f"read photometry from the store: {best['read']:.3f} s")
-        print(f"measure_loss:                   {best['loss']:.3f} s")
-        print(f"fit_model:                      {best['fit']:.3f} s")
-        print(f"loss + fit:                     {best['loss'] + best['fit']:.3f} s "
-              "(target <= 1 s)")
-        print(f"read + loss + fit:              "
-              f"{best['read'] + best['loss'] + best['fit']:.3f} s")
+        print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on "
+              f"{os.cpu_count()} CPUs")
+        print("                                wall s   CPU s (this process)")
+        for label, key in (("read photometry from the store", "read"),
+                           ("measure_loss", "loss"), ("fit_model", "fit")):
+            print(f"{label:32s}{best[key]:7.3f}  {cpu[key]:7.3f}")
+        print(f"{'loss + fit (target <= 1 s)':32s}{best['loss'] + best['fit']:7.3f}  "
+              f"{cpu['loss'] + cpu['fit']:7.3f}")
+        total = best["read"] + best["loss"] + best["fit"]
+        print(f"{'read + loss + fit':32s}{total:7.3f}  "
+              f"{cpu['read'] + cpu['loss'] + cpu['fit']:7.3f}")
 
 
 if __name__ == "__main__":

@@ -91,22 +91,28 @@ class LineFit:
 
 
 def _fit(segment, x, y, n_segments):
-    """Fit every segment of the (already kept) entries; residuals of the entries."""
+    """Fit every segment of the (already kept) entries; residuals of the entries.
+
+    Single-pass sums of ``x``, ``y``, ``x^2``, ``x y``, ``y^2`` per segment (the
+    callers pass ``x`` and ``y`` shifted near their means, which keeps the
+    differences of sums accurate), then ``Sxx = sum(x^2) - n xbar^2`` etc. and
+    ``sum(r^2) = Syy - Sxy^2 / Sxx``.
+    """
     n = np.bincount(segment, minlength=n_segments).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        xbar = np.bincount(segment, x, n_segments) / n
-        ybar = np.bincount(segment, y, n_segments) / n
-        dx = x - xbar[segment]
-        dy = y - ybar[segment]
-        sxx = np.bincount(segment, dx * dx, n_segments)
-        sxy = np.bincount(segment, dx * dy, n_segments)
+        sx = np.bincount(segment, x, n_segments)
+        sy = np.bincount(segment, y, n_segments)
+        sxx = np.bincount(segment, x * x, n_segments) - sx * sx / n
+        sxy = np.bincount(segment, x * y, n_segments) - sx * sy / n
+        syy = np.bincount(segment, y * y, n_segments) - sy * sy / n
+        xbar, ybar = sx / n, sy / n
         slope = sxy / sxx
         intercept = ybar - slope * xbar
-        resid = dy - slope[segment] * dx
-        ss = np.bincount(segment, resid * resid, n_segments)
+        ss = np.maximum(syy - slope * sxy, 0.0)
         rms = np.sqrt(ss / (n - 2))
         slope_err = rms / np.sqrt(sxx)
         intercept_err = rms * np.sqrt(1.0 / n + xbar * xbar / sxx)
+        resid = y - intercept[segment] - slope[segment] * x
     bad = (n < 3) | ~(sxx > 0)
     out = [np.where(bad, np.nan, v) for v in (slope, intercept, slope_err, intercept_err, rms)]
     return (*out, n, np.where(n > 0, xbar, np.nan)), resid
@@ -158,8 +164,11 @@ def segmented_line_fit(
     y = np.asarray(y, dtype=float)
     finite = np.isfinite(x) & np.isfinite(y)
     keep = finite if keep is None else (np.asarray(keep, dtype=bool) & finite)
-    x = np.where(finite, x, 0.0)
-    y = np.where(finite, y, 0.0)
+    # shift by the (outlier-proof) medians for accurate single-pass sums (undone below)
+    x0 = float(np.median(x[finite])) if finite.any() else 0.0
+    y0 = float(np.median(y[finite])) if finite.any() else 0.0
+    x = np.where(finite, x - x0, 0.0)
+    y = np.where(finite, y - y0, 0.0)
     # Each round refits only the segments whose mask changed in the previous round
     # (the others keep their fit), on the compressed arrays of their kept entries.
     results = None
@@ -194,6 +203,13 @@ def segmented_line_fit(
         changed = np.bincount(seg[clip], minlength=n_segments) > 0
         active = active[~clip & changed[seg]]
     slope, intercept, slope_err, intercept_err, rms, n, xbar = results
+    # undo the shift: y - y0 = a' + b (x - x0)  =>  a = a' + y0 - b x0, and
+    # err(a)^2 = s^2 (1/n + xbar^2 / Sxx) with the unshifted mean
+    xbar = xbar + x0
+    intercept = intercept + y0 - slope * x0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sxx = (rms / slope_err) ** 2
+        intercept_err = rms * np.sqrt(1.0 / n + xbar * xbar / sxx)
     return LineFit(slope, intercept, slope_err, intercept_err, rms, n, xbar, keep, n_iter)
 
 

@@ -415,20 +415,24 @@ def _cell_stats(cell, flat, keep, a, n, x_mean, n_cells):
     same weights (``flux`` = 10^(weighted mean log10 F), ``log_flux_var`` = weighted
     variance of log10 F) for the model fit to be consistent with the measurement.
     """
+    idx = np.flatnonzero(keep)  # the stars used, compressed once
+    seg = cell[idx]
+    x, total, both = flat["x"][idx], flat["total"][idx], flat["sum"][idx]
     with np.errstate(invalid="ignore", divide="ignore"):
-        x = flat["x"]
-        lever = np.where(keep, (x - x_mean[cell]) * (2.0 * x - flat["total"]), 0.0)
-        w_sum = segment_sum(cell, lever, n_cells)
-        true_flux = flat["sum"] / (2.0 - a[cell] * flat["total"])
-        logf = np.where(keep & (true_flux > 0), np.log10(np.abs(true_flux)), 0.0)
-        mean = segment_sum(cell, lever * logf, n_cells) / w_sum
-        var = segment_sum(cell, lever * (logf - mean[cell]) ** 2, n_cells) / w_sum
-        bkg = segment_sum(cell, lever * np.nan_to_num(flat["background"]), n_cells) / w_sum
-        mean_obs = 0.5 * flat["sum"]
+        lever = (x - x_mean[seg]) * (2.0 * x - total)
+        w_sum = np.bincount(seg, lever, n_cells)
+        true_flux = both / (2.0 - a[seg] * total)
+        logf = np.log10(np.where(true_flux > 0, true_flux, np.nan))
+        lever_f = np.where(np.isfinite(logf), lever, 0.0)
+        logf = np.nan_to_num(logf)
+        mean = np.bincount(seg, lever_f * logf, n_cells) / w_sum
+        var = np.bincount(seg, lever_f * (logf - mean[seg]) ** 2, n_cells) / w_sum
+        bkg = np.bincount(seg, lever * np.nan_to_num(flat["background"][idx]), n_cells) / w_sum
+        mean_obs = 0.5 * both
         f_min = np.full(n_cells, np.inf)
         f_max = np.full(n_cells, -np.inf)
-        np.minimum.at(f_min, cell[keep], mean_obs[keep])
-        np.maximum.at(f_max, cell[keep], mean_obs[keep])
+        np.minimum.at(f_min, seg, mean_obs)
+        np.maximum.at(f_max, seg, mean_obs)
         f_min = np.where(np.isfinite(f_min), f_min, np.nan)
         f_max = np.where(np.isfinite(f_max), f_max, np.nan)
     ok = (n >= 3) & (w_sum > 0)

@@ -209,16 +209,23 @@ def _memberships(ds, pairs, bins, flux_var, reject_flags, bin_by, min_snr):
             )
         in_bin &= positive[:, None]
     p, b, a, s = np.nonzero(in_bin)
-    t_den = transfers[den][p, s]
+    # per (pair, aperture, star) and per (pair, star) quantities on the dense grid, then
+    # one flat gather each (cheaper than 2-d fancy indexing of every variable)
+    n_ap, n_star = f_num.shape[1], f_num.shape[2]
+    ias = (p * n_ap + a) * n_star + s
+    ps = p * n_star + s
+    t_den = transfers[den].ravel()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = (f_num / f_den).ravel()
     return {
         "pair": p,
         "bin": b,
         "aperture": a,
-        "x": t_den,
-        "total": transfers[num][p, s] + t_den,
-        "ratio": f_num[p, a, s] / f_den[p, a, s],
-        "sum": f_num[p, a, s] + f_den[p, a, s],
-        "background": 0.5 * (background[num][p, s] + background[den][p, s]),
+        "x": t_den[ps],
+        "total": (transfers[num].ravel() + t_den)[ps],
+        "ratio": ratio[ias],
+        "sum": (f_num + f_den).ravel()[ias],
+        "background": (0.5 * (background[num] + background[den])).ravel()[ps],
     }
 
 

@@ -1,5 +1,7 @@
-"""Validation of the cube Dataset shared by :mod:`stiscube.dq`, :mod:`stiscube.dqfiles`
-and :mod:`stiscube.plots` (private)."""
+"""Validation of the cube Dataset (private).
+
+Shared by :mod:`stiscube.dq`, :mod:`stiscube.dqfiles` and :mod:`stiscube.plots`.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +16,12 @@ PERIOD_COORDS = ("anneal_start", "anneal_end", "unit_system")
 
 
 def check_cube(ds: Any, needed: tuple[str, ...]) -> None:
-    """Raise unless *ds* is the cube: dims (anneal, row, col), variables *needed*,
-    and the per-period coordinates (TypeError, ValueError naming what is missing)."""
+    """Raise unless *ds* is the cube with the variables *needed*.
+
+    The cube is an :class:`xarray.Dataset` with dims (anneal, row, col) and the
+    per-period coordinates :data:`PERIOD_COORDS`; a ``TypeError`` or ``ValueError``
+    names what is wrong or missing.
+    """
     if not isinstance(ds, xr.Dataset):
         msg = f"ds must be an xarray.Dataset (the cube, e.g. PixelDB.dataset), got {type(ds)}"
         raise TypeError(msg)

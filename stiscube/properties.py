@@ -32,6 +32,10 @@ the noise model ``sqrt(RN_i**2 + c t_i)``; a level recurring in enough frames (a
 flickering pixel's upper state, a pixel that turned hot during the period) is kept as
 a state of the pixel (details in :func:`stiscube._kernels.reject_cosmic_rays`).
 
+Blocks: :func:`compute_properties` reads bands of rows of every frame straight into a
+``(row, col, frame)`` layout (each pixel's samples contiguous, what the kernel wants),
+one dask task per band of about 4 Mi samples (68 rows for 60 full frames, 16 tasks).
+
 Scheduling: the result is lazy.  Computing it uses dask's current scheduler: the
 threaded scheduler unless a ``dask.distributed`` client has been made the default.
 With ``client=`` the work is submitted to that client at once (``client.persist``) and

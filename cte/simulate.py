@@ -42,6 +42,7 @@ Cosmic rays are flagged with DQ 4096, hot pixels with 16 and saturation with 256
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -243,12 +244,18 @@ class SimulatedCampaign:
         per 2048 transfers), ``flux_expected`` (e- in the image, after loss and PAM).
         """
         path = self.truth_dir / f"{target}.nc"
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            return ds.load()
+        return _read_truth(str(path), path.stat().st_mtime_ns).copy(deep=True)
 
     def catalog(self, target: str) -> Table:
         """The master catalog of *target*."""
         return Table.read(self.catalogs_dir / f"{target}.ecsv", format="ascii.ecsv")
+
+
+@functools.lru_cache(maxsize=16)
+def _read_truth(path: str, mtime_ns: int) -> xr.Dataset:
+    """A truth file, read once per modification time (callers get deep copies)."""
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        return ds.load()
 
 
 # -- catalogs ----------------------------------------------------------------------------

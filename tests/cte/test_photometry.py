@@ -297,21 +297,21 @@ def test_a_failing_image_does_not_stop_the_others(campaign, tmp_path):
 def test_rerun_reuses_or_replaces(campaign, tmp_path):
     data = campaign.data_dir / "12692"
     store_dir = tmp_path / "store"
-    first = measure_photometry(data, campaign.catalogs_dir, store_dir, ctecorr=["FLT"],
-                               apertures=[3.0, 5.0])
-    again = measure_photometry(data, campaign.catalogs_dir, store_dir, ctecorr=["FLT"],
-                               apertures=[3.0])
+    one = {"ctecorr": ["FLT"], "visits": ["10"]}
+    first = measure_photometry(data, campaign.catalogs_dir, store_dir, apertures=[3.0, 5.0],
+                               **one)
+    assert len(first.measured) == 4
+    again = measure_photometry(data, campaign.catalogs_dir, store_dir, apertures=[3.0], **one)
     assert len(again.measured) == 0 and len(again.reused) == len(first.measured)
     store = PhotometryStore(store_dir)
     before = store.read(first.keys[0])
-    redo = measure_photometry(data, campaign.catalogs_dir, store_dir, ctecorr=["FLT"],
-                              apertures=[3.0, 5.0], redo=True, scheduler="synchronous")
+    redo = measure_photometry(data, campaign.catalogs_dir, store_dir, apertures=[3.0, 5.0],
+                              redo=True, scheduler="synchronous", **one)
     after = store.read(first.keys[0])
     assert len(redo.measured) == len(first.measured)
     assert after.sizes == before.sizes  # replaced, not appended
     np.testing.assert_array_equal(after.flux.values, before.flux.values)  # deterministic
-    more = measure_photometry(data, campaign.catalogs_dir, store_dir, ctecorr=["FLT"],
-                              apertures=[10.0])
+    more = measure_photometry(data, campaign.catalogs_dir, store_dir, apertures=[10.0], **one)
     assert len(more.measured) == len(first.measured)  # 10 px was not stored yet
     assert list(store.read(first.keys[0]).aperture.values) == [3.0, 5.0, 10.0]
 
@@ -323,11 +323,12 @@ def test_pixel_area_maps_scale_the_fluxes(campaign, tmp_path, caplog):
         fits.PrimaryHDU(np.full((CHIP_NY, CHIP_NX), value, np.float32)).writeto(
             pam / f"UVIS{chip}wfc3_map.fits")
     data = campaign.data_dir / "12692"
-    plain = measure_photometry(data, campaign.catalogs_dir, tmp_path / "a", ctecorr=["FLC"])
+    plain = measure_photometry(data, campaign.catalogs_dir, tmp_path / "a", ctecorr=["FLC"],
+                               visits=["11"])
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         scaled = measure_photometry(data, campaign.catalogs_dir, tmp_path / "b",
-                                    ctecorr=["FLC"], pam_dir=pam)
+                                    ctecorr=["FLC"], visits=["11"], pam_dir=pam)
     assert not any("no pixel-area maps" in r.message for r in caplog.records)
     a = PhotometryStore(plain.store).read(plain.keys[0])
     b = PhotometryStore(scaled.store).read(scaled.keys[0])
@@ -338,7 +339,7 @@ def test_pixel_area_maps_scale_the_fluxes(campaign, tmp_path, caplog):
     sums_a = a.flux.values[..., -1] + a.background.values * area
     sums_b = b.flux.values[..., -1] + b.background.values * area
     bright = sums_a > 10000
-    assert bright.sum() >= 20
+    assert bright.sum() >= 10
     ratio = (sums_b / sums_a)[bright]
     np.testing.assert_allclose(ratio, np.broadcast_to(factor[:, None], sums_a.shape)[bright],
                                rtol=1e-4)

@@ -208,7 +208,9 @@ class DatasetStore:
             msg = f"key {name!r}: expected an xarray.Dataset, got {type(dataset).__name__}"
             raise SchemaMismatchError(msg)
         try:
-            payload = dataset.to_netcdf(engine="h5netcdf")
+            # compute dask-backed data first (with whatever scheduler is active): encoding
+            # numpy data to bytes then needs no dask lock, which a distributed client lacks
+            payload = dataset.compute().to_netcdf(engine="h5netcdf")
         except (TypeError, ValueError) as exc:
             msg = f"key {name!r}: dataset cannot be stored as netCDF4: {exc}"
             raise SchemaMismatchError(msg) from exc

@@ -191,3 +191,18 @@ def test_sigkill_during_write_keeps_previous_version(tmp_path):
     reopened.write("a/b", _photometry(seed=2, n_image=2))  # and the same write succeeds again
     xr.testing.assert_identical(reopened.read("a/b"), _photometry(seed=2, n_image=2))
     assert not list((tmp_path / "s" / "a").glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_write_under_a_distributed_client(tmp_path):
+    from dask.distributed import Client, LocalCluster
+
+    ds = _photometry().chunk({"image": 1})
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+        as cluster,
+        Client(cluster),
+    ):
+        store = DatasetStore(tmp_path / "s")
+        store.write("a/b", ds)
+    xr.testing.assert_identical(store.read("a/b"), _photometry())

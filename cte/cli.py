@@ -218,6 +218,145 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- run / fit / plot / report -------------------------------------------------------------
+def _add_analysis_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--masked", action="store_true",
+                   help="use photometry with DQ/cosmic-ray pixels masked (flux_masked)")
+    p.add_argument("--latex", action="store_true", help="also write coefficients.tex")
+
+
+def _add_run_parser(sub) -> None:
+    p = sub.add_parser(
+        "run", help="the whole monitor: photometry if needed, pairs, loss, model, plots, report"
+    )
+    p.add_argument("--data", nargs="+", required=True, help="FLT/FLC files or directories")
+    p.add_argument("--catalogs", required=True, help="directory of <target>.ecsv catalogs")
+    p.add_argument("--store", required=True, help="photometry store directory or URL")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--config", help="user TOML merged over the default configuration")
+    p.add_argument("--pam-dir", help="directory of pixel area maps")
+    p.add_argument("--redo", action="store_true", help="measure stored images again")
+    add_selection_arguments(p)
+    _add_analysis_options(p)
+    p.set_defaults(func=_cmd_run, pr=["last"])
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from cte.pipeline import run
+
+    result = run(
+        args.data, args.catalogs, args.store, args.out, config=args.config,
+        pam_dir=args.pam_dir, redo=args.redo,
+        flux_var="flux_masked" if args.masked else "flux", latex=args.latex,
+        **selection_kwargs(args),
+    )
+    print(result.photometry)
+    print(result)
+    return 0
+
+
+def _add_fit_parser(sub) -> None:
+    p = sub.add_parser("fit", help="fit the correction model to a loss.nc")
+    p.add_argument("--loss", required=True, help="loss.nc written by `cte run`")
+    p.add_argument("--out", required=True, help="coefficient table to write (.ecsv)")
+    p.add_argument("--latex", help="also write the coefficients as a LaTeX table here")
+    p.set_defaults(func=_cmd_fit)
+
+
+def _open_loss(path: str):
+    import xarray as xr
+
+    try:
+        return xr.load_dataset(path, engine="h5netcdf")
+    except (OSError, ValueError) as exc:
+        msg = f"{path}: not a readable loss.nc ({exc})"
+        raise ValueError(msg) from exc
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from cte.model import fit_model
+
+    model = fit_model(_open_loss(args.loss))
+    model.write(args.out)
+    if args.latex:
+        model.write(args.latex, format="latex")
+    print(f"{len(model)} configurations fitted -> {args.out}")
+    return 0
+
+
+def _add_plot_parser(sub) -> None:
+    p = sub.add_parser("plot", help="loss vs flux and vs time plots from loss.nc + coefficients")
+    p.add_argument("--loss", required=True, help="loss.nc written by `cte run`")
+    p.add_argument("--coefficients", help="coefficients.ecsv (model curves are drawn)")
+    p.add_argument("--out", required=True, help="directory for the PNG files")
+    p.add_argument("--ap", dest="aperture", type=float, help="aperture radius (px)")
+    p.set_defaults(func=_cmd_plot)
+
+
+def _model_or_none(path):
+    if path is None:
+        return None
+    from cte.model import CTEModel
+
+    return CTEModel.read(path)
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cte._analysis_exceptions import ModelNotFoundError
+    from cte.plots import plot_loss_vs_flux, plot_loss_vs_time
+
+    loss = _open_loss(args.loss)
+    model = _model_or_none(args.coefficients)
+    aperture = float(loss["aperture"].min()) if args.aperture is None else args.aperture
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = ("target", "filter", "exptime_class", "ctecorr")
+    import pandas as pd
+
+    table = pd.DataFrame({k: loss[k].values.astype(str) for k in keys}).drop_duplicates()
+    configs = table.itertuples(index=False)
+    n = 0
+    for target, filt, expclass, kind in configs:
+        config = {"target": target, "filter": filt, "exptime_class": expclass, "ctecorr": kind}
+        stem = f"{target}_{filt}_{expclass}_{kind}_ap{aperture:g}"
+        fitted = None
+        if model is not None:
+            try:
+                fitted = model.select(aperture=aperture, **config)
+            except ModelNotFoundError:
+                print(f"no fitted model for {stem}: plotting the data only")
+        plot_loss_vs_flux(loss, fitted, aperture=aperture, path=out / f"loss_vs_flux_{stem}.png",
+                          **config)
+        plot_loss_vs_time(loss, fitted, aperture=aperture, path=out / f"loss_vs_time_{stem}.png",
+                          **config)
+        n += 2
+    print(f"wrote {n} plots to {out}")
+    return 0
+
+
+def _add_report_parser(sub) -> None:
+    p = sub.add_parser(
+        "report", help="re-analyse a photometry store (no photometry) and write report.html"
+    )
+    p.add_argument("--store", required=True, help="photometry store directory or URL")
+    p.add_argument("--out", required=True, help="output directory")
+    _add_analysis_options(p)
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from cte.pipeline import analyse_store
+
+    result = analyse_store(
+        args.store, args.out, flux_var="flux_masked" if args.masked else "flux",
+        latex=args.latex,
+    )
+    print(result)
+    return 0
+
+
 # -- the program -------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cte`` with all its subcommands."""
@@ -226,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     # the program's --version/--verbose
     parser.allow_abbrev = False
     for add in (_add_version_parser, _add_simulate_parser, _add_photometry_parser,
+                _add_run_parser, _add_fit_parser, _add_plot_parser, _add_report_parser,
                 _add_info_parser):
         add(sub)
     return parser

@@ -1,0 +1,302 @@
+"""The whole monitor in one call: photometry -> pairs -> CTE loss -> model -> report.
+
+:func:`run` is what ``cte run`` does (the successor of the seed's
+``run_uvis_external_cte.py``):
+
+1. measure aperture photometry of the selected FLT/FLC images into the photometry
+   store (images already stored at every requested radius are reused, so a run can
+   be repeated cheaply or re-analysed without redoing photometry);
+2. pair the images and measure the CTE loss per (pair, flux bin, aperture)
+   (:func:`cte.measure_loss`), written to ``<out>/loss.nc``;
+3. fit the correction model jointly over epochs, fluxes and backgrounds
+   (:func:`cte.fit_model`), written to ``<out>/coefficients.ecsv`` (and ``.tex``);
+4. write the plots and ``<out>/report.html`` (:func:`cte.report.write_report`), listing
+   the data used and the data excluded with their reasons.
+
+Every output file is written to a temporary name and renamed, so an interrupted run
+leaves either the previous file or the new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import xarray as xr
+
+from cte import flags as _flags
+from stores._version import __version__
+
+__all__ = ["RunResult", "analyse_store", "run"]
+
+logger = logging.getLogger(__name__)
+
+#: star flags that leave a star out of the loss fit by default: every flag except
+#: "crowded" (the monitor's clusters are crowded by design; the clipped fit copes)
+DEFAULT_REJECT_FLAGS = ~_flags.CROWDED & 0x7FFFFFFF
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` produced.
+
+    Attributes
+    ----------
+    photometry : cte.PhotometrySummary or None
+        Images measured, reused and skipped (None when only re-analysing a store).
+    loss : xarray.Dataset
+        The CTE loss per (pair, flux bin, aperture).
+    model : cte.model.CTEModel
+        The fitted coefficients.
+    outputs : dict of str to pathlib.Path
+        ``loss``, ``coefficients``, ``report`` (and ``latex``) files written.
+    seconds : float
+        Wall time of the run.
+    """
+
+    photometry: Any
+    loss: xr.Dataset
+    model: Any
+    outputs: dict[str, Path]
+    seconds: float
+
+    def __str__(self) -> str:
+        n_cells = int((self.loss["n_stars"] > 0).sum())
+        return (
+            f"{self.loss.sizes['pair']} pairs, {n_cells} measured cells, "
+            f"{len(self.model)} fitted configurations; report {self.outputs['report']} "
+            f"({self.seconds:.1f} s)"
+        )
+
+
+def _atomic_to_netcdf(ds: xr.Dataset, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    ds.to_netcdf(tmp, engine="h5netcdf")
+    os.replace(tmp, path)
+
+
+def _selected_photometry(store, images: Sequence[str]) -> dict[str, xr.Dataset]:
+    """The stored Datasets restricted to *images* (the ones of this run's selection)."""
+    wanted = set(images)
+    selected = {}
+    for key, ds in store.read_all().items():
+        keep = [i for i in ds["image"].values.tolist() if i in wanted]
+        if keep:
+            selected[key] = ds.sel(image=keep)
+    return selected
+
+
+def analyse_store(
+    store: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    images: Sequence[str] | None = None,
+    excluded: Sequence[tuple[str, str]] = (),
+    flux_var: str = "flux",
+    reject_flags: int | None = DEFAULT_REJECT_FLAGS,
+    latex: bool = False,
+    metadata: dict | None = None,
+    photometry_summary: Any = None,
+    started: float | None = None,
+) -> RunResult:
+    """Steps 2-4 of :func:`run` on photometry already in a store (no photometry redone).
+
+    Parameters
+    ----------
+    store : path or URL
+        The photometry store.
+    out : path
+        Output directory (created if needed).
+    images : sequence of str, optional
+        Image ids to use; default every image in the store.
+    excluded : sequence of (item, reason)
+        Data left out earlier, listed in the report.
+    flux_var : {"flux", "flux_masked"}
+        Unmasked photometry, or photometry with DQ/cosmic-ray pixels masked.
+    reject_flags : int or None
+        Star flags (:mod:`cte.flags`) that leave a star out; see :func:`cte.measure_loss`.
+    latex : bool
+        Also write the coefficients as a LaTeX table.
+    """
+    from cte.loss import measure_loss
+    from cte.model import fit_model
+    from cte.report import write_report
+    from cte.store import PhotometryStore
+
+    started = time.perf_counter() if started is None else started
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    phot_store = PhotometryStore(store, mode="r")
+    if images is None:
+        photometry = phot_store.read_all()
+    else:
+        photometry = _selected_photometry(phot_store, images)
+    if not photometry:
+        msg = f"no photometry to analyse in {phot_store.location} for the selected images"
+        raise ValueError(msg)
+    loss = measure_loss(list(photometry.values()), flux_var=flux_var, reject_flags=reject_flags)
+    outputs = {"loss": out / "loss.nc", "coefficients": out / "coefficients.ecsv"}
+    _atomic_to_netcdf(loss, outputs["loss"])
+    model = fit_model(loss)
+    tmp = out / ".coefficients.ecsv.tmp"
+    model.write(tmp)
+    os.replace(tmp, outputs["coefficients"])
+    if latex:
+        outputs["latex"] = out / "coefficients.tex"
+        model.write(outputs["latex"], format="latex")
+    unpaired = []
+    if "unpaired_image" in loss.coords:
+        unpaired = [
+            (str(image), f"unpaired: {reason}")
+            for image, reason in zip(
+                loss["unpaired_image"].values, loss["unpaired_reason"].values, strict=True
+            )
+        ]
+    meta = {
+        "software": f"stiscube {__version__}",
+        "command": " ".join(sys.argv) if sys.argv else "",
+        "store": str(store),
+        "output": str(out),
+        "flux": flux_var,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        **(metadata or {}),
+    }
+    outputs["report"] = write_report(
+        out,
+        loss=loss,
+        model=model,
+        photometry=photometry,
+        excluded=[*excluded, *unpaired],
+        metadata=meta,
+    )
+    result = RunResult(
+        photometry=photometry_summary,
+        loss=loss,
+        model=model,
+        outputs=outputs,
+        seconds=time.perf_counter() - started,
+    )
+    logger.info("%s", result)
+    return result
+
+
+def run(
+    data: str | os.PathLike | Sequence[str | os.PathLike],
+    catalogs: str | os.PathLike,
+    store: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    config: Any = None,
+    proposals: str | int | Sequence[int] = "last",
+    visits: Sequence[str] | None = None,
+    targets: Sequence[str] | None = None,
+    filters: Sequence[str] | None = None,
+    flashes: Sequence[int] | None = None,
+    ctecorr: Sequence[str] | None = None,
+    apertures: Sequence[float] | None = None,
+    pam_dir: str | os.PathLike | None = None,
+    redo: bool = False,
+    client: Any = None,
+    flux_var: str = "flux",
+    reject_flags: int | None = DEFAULT_REJECT_FLAGS,
+    latex: bool = False,
+) -> RunResult:
+    """Run the monitor: photometry (if needed), pairs, loss, model, plots and report.
+
+    Parameters
+    ----------
+    data : path or sequence of paths
+        FLT/FLC files or directories (searched recursively, any layout).
+    catalogs : path
+        Directory of master catalogs ``<target>.ecsv`` (``master_id, ra, dec``,
+        optional ``flux``).
+    store : path or URL
+        The photometry store (created if absent).
+    out : path
+        Output directory: ``loss.nc``, ``coefficients.ecsv``, plots, ``report.html``.
+    config : cte.Config or path, optional
+        Configuration (default: the shipped TOML).
+    proposals, visits, targets, filters, flashes, ctecorr, apertures
+        Image selection, as the seed's ``--pr last/all/ID``, ``--v``, ``--ap``; see
+        :func:`cte.measure_photometry`.  ``proposals="last"`` (the seed's default) is
+        the newest configured proposal present in *data*.
+    pam_dir : path, optional
+        Pixel area maps (a warning and no correction without them).
+    redo : bool
+        Measure the photometry again even for images already stored.
+    client : dask.distributed.Client, optional
+        Run the photometry on this cluster.
+    flux_var, reject_flags, latex
+        See :func:`analyse_store`.
+
+    Returns
+    -------
+    RunResult
+    """
+    from cte.photometry import measure_photometry
+
+    started = time.perf_counter()
+    summary = measure_photometry(
+        data,
+        catalogs,
+        store,
+        config=config,
+        proposals=proposals,
+        visits=visits,
+        targets=targets,
+        filters=filters,
+        flashes=flashes,
+        ctecorr=ctecorr,
+        apertures=apertures,
+        pam_dir=pam_dir,
+        redo=redo,
+        client=client,
+    )
+    logger.info("photometry: %s", summary)
+    images = [*summary.measured["image"].tolist(), *summary.reused["image"].tolist()]
+    excluded = [
+        (str(row.image if isinstance(row.image, str) and row.image else row.path),
+         f"{row.category}: {row.reason}")
+        for row in summary.skipped.itertuples()
+    ]
+    selection = {
+        "proposals": proposals,
+        "visits": visits,
+        "targets": targets,
+        "filters": filters,
+        "flashes": flashes,
+        "ctecorr": ctecorr,
+        "apertures": apertures,
+    }
+    metadata = {
+        "data": str(data) if isinstance(data, (str, os.PathLike)) else ", ".join(map(str, data)),
+        "catalogs": str(catalogs),
+        "selection": ", ".join(f"{k}={v}" for k, v in selection.items() if v is not None),
+        "photometry": str(summary),
+    }
+    return analyse_store(
+        store,
+        out,
+        images=images,
+        excluded=excluded,
+        flux_var=flux_var,
+        reject_flags=reject_flags,
+        latex=latex,
+        metadata=metadata,
+        photometry_summary=summary,
+        started=started,
+    )
+
+
+def skipped_table(result: RunResult) -> pd.DataFrame:
+    """The images the run skipped, with category and reason (empty when re-analysing)."""
+    if result.photometry is None:
+        return pd.DataFrame(columns=["path", "image", "category", "reason"])
+    return result.photometry.skipped

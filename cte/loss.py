@@ -69,7 +69,7 @@ from cte._linefit import (
     segmented_line_fit,
     segmented_pivot_fit,
 )
-from cte.flags import BAD_PIXEL, COSMIC_RAY
+from cte.flags import BAD_PIXEL, COSMIC_RAY, CROWDED
 from cte.pairs import dataset_name, default_config, pair_images, validate_photometry
 from stores._version import __version__
 
@@ -270,8 +270,10 @@ def measure_loss(
         depends on the sum of the fluxes only, so it does not bias the slope.
     reject_flags : int or None
         Bit mask (:mod:`cte.flags`): a star with ``flags & reject_flags`` in either
-        image is left out.  None: any flag, except that with ``flux_var="flux_masked"``
-        the cosmic-ray and bad-pixel bits are accepted (those pixels are masked).
+        image is left out.  None: any flag except ``CROWDED`` (the monitor's clusters
+        are crowded by design, and the clipped fit copes with the few blended stars),
+        and with ``flux_var="flux_masked"`` the cosmic-ray and bad-pixel bits are
+        accepted too (those pixels are masked).  Pass ``-1`` to reject every flag.
     sigma : float or None
         Clipping threshold in units of the residual rms about the line; None: no
         clipping.  The default 4 rather than 3: the ratio of two noisy fluxes is
@@ -307,8 +309,10 @@ def measure_loss(
         ``aperture`` (px).  The unpaired images are listed on dimension ``unpaired``.
     """
     bins = _check_bins(default_config().flux_bins if flux_bins is None else flux_bins)
-    if reject_flags is None and flux_var == "flux_masked":
-        reject_flags = ~(COSMIC_RAY | BAD_PIXEL)
+    if reject_flags is None:
+        reject_flags = ~CROWDED
+        if flux_var == "flux_masked":
+            reject_flags &= ~(COSMIC_RAY | BAD_PIXEL)
     _validate_options(sigma, maxiters, min_stars, pivot, pivot_transfers, flux_var,
                       reject_flags)
     if bin_by not in ("mean", "both"):

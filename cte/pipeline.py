@@ -31,17 +31,11 @@ from typing import Any
 import pandas as pd
 import xarray as xr
 
-from cte import flags as _flags
 from stores._version import __version__
 
 __all__ = ["RunResult", "analyse_store", "run"]
 
 logger = logging.getLogger(__name__)
-
-#: star flags that leave a star out of the loss fit by default: every flag except
-#: "crowded" (the monitor's clusters are crowded by design; the clipped fit copes)
-DEFAULT_REJECT_FLAGS = ~_flags.CROWDED & 0x7FFFFFFF
-
 
 @dataclass
 class RunResult:
@@ -100,7 +94,7 @@ def analyse_store(
     images: Sequence[str] | None = None,
     excluded: Sequence[tuple[str, str]] = (),
     flux_var: str = "flux",
-    reject_flags: int | None = DEFAULT_REJECT_FLAGS,
+    reject_flags: int | None = None,
     latex: bool = False,
     metadata: dict | None = None,
     photometry_summary: Any = None,
@@ -121,7 +115,8 @@ def analyse_store(
     flux_var : {"flux", "flux_masked"}
         Unmasked photometry, or photometry with DQ/cosmic-ray pixels masked.
     reject_flags : int or None
-        Star flags (:mod:`cte.flags`) that leave a star out; see :func:`cte.measure_loss`.
+        Star flags (:mod:`cte.flags`) that leave a star out; None: every flag but
+        ``CROWDED`` (see :func:`cte.measure_loss`).
     latex : bool
         Also write the coefficients as a LaTeX table.
     """
@@ -205,7 +200,7 @@ def run(
     redo: bool = False,
     client: Any = None,
     flux_var: str = "flux",
-    reject_flags: int | None = DEFAULT_REJECT_FLAGS,
+    reject_flags: int | None = None,
     latex: bool = False,
 ) -> RunResult:
     """Run the monitor: photometry (if needed), pairs, loss, model, plots and report.

@@ -234,12 +234,7 @@ class PixelDB:
         if unit_system not in UNIT_SYSTEMS:
             msg = f"unit_system must be one of {sorted(UNIT_SYSTEMS)}, got {unit_system!r}"
             raise ValueError(msg)
-        if anneal_num in self.store and not replace:
-            msg = (
-                f"anneal period {anneal_num} is already in {self.location.url}; "
-                "pass replace=True to replace it"
-            )
-            raise PeriodExistsError(msg)
+        self._refuse_existing(anneal_num, replace)
         start64, end64 = self._period_dates(anneal_num, start, end)
         self._check_overlap(anneal_num, start64, end64)
         dark_rows = self._dark_rows(anneal_num, darks)
@@ -292,12 +287,7 @@ class PixelDB:
             As for :meth:`ingest_properties`.
         """
         anneal_num = _check_anneal_num(anneal_num)
-        if anneal_num in self.store and not replace:
-            msg = (
-                f"anneal period {anneal_num} is already in {self.location.url}; "
-                "pass replace=True to replace it"
-            )
-            raise PeriodExistsError(msg)
+        self._refuse_existing(anneal_num, replace)
         self._period_dates(anneal_num, start, end)  # fail on missing dates before reading
         path = seed_csv_path(anneal_num, csv_loc)
         properties = read_seed_csv(path, shape=self.shape)
@@ -349,12 +339,7 @@ class PixelDB:
         from stiscube.properties import compute_properties
 
         anneal_num = _check_anneal_num(anneal_num)
-        if anneal_num in self.store and not replace:
-            msg = (
-                f"anneal period {anneal_num} is already in {self.location.url}; "
-                "pass replace=True to replace it"
-            )
-            raise PeriodExistsError(msg)
+        self._refuse_existing(anneal_num, replace)
         frames = check_darks(files)  # validates every header before anything is read
         if start is None and end is None and not self._in_table(anneal_num):
             start = mjd_to_datetime64(min(f.start_mjd for f in frames))
@@ -384,6 +369,14 @@ class PixelDB:
         return properties
 
     # -- helpers for ingest ------------------------------------------------------------------
+    def _refuse_existing(self, anneal_num: int, replace: bool) -> None:
+        if anneal_num in self.store and not replace:
+            msg = (
+                f"anneal period {anneal_num} is already in {self.location.url}; "
+                "pass replace=True to replace it"
+            )
+            raise PeriodExistsError(msg)
+
     def _in_table(self, anneal_num: int) -> bool:
         return self.periods is not None and anneal_num in self.periods
 

@@ -64,7 +64,7 @@ def _bucket_keys(values: np.ndarray) -> np.ndarray:
     the bucket is that key's top 20 bits.
     """
     with np.errstate(over="ignore"):
-        f = np.asarray(values, dtype=np.float32) + np.float32(0.0)
+        f = np.add(values, np.float32(0.0), dtype=np.float32)
     u = f.view(np.uint32)
     key = np.where(u >= _SIGN, ~u, u | _SIGN)
     return key >> np.uint32(_SHIFT)
@@ -79,10 +79,13 @@ def _bucket_of(value: float) -> int:
 
 
 class _RankIndex:
-    """Order statistics and interval sums of a 1-D sample of finite float64 values.
+    """Order statistics and interval sums of a 1-D sample of finite float values.
 
-    Bucket members are extracted lazily, in blocks of neighbouring buckets holding about
-    ``n / 128`` values (one pass over the sample and one small sort per block).
+    *x* is float32 or float64 (values are compared exactly in their own precision; sums
+    are float64).  Bucket members are extracted lazily, in blocks of neighbouring
+    buckets (one pass over the sample and one small sort per block): the ``n / 64``
+    smallest and largest values together on the first request in either tail (where the
+    clipping bounds fall), and about ``n / 64`` values around any other position.
     """
 
     def __init__(self, x: np.ndarray) -> None:
@@ -91,44 +94,66 @@ class _RankIndex:
         self.base = int(keys.min())
         keys -= np.uint32(self.base)
         self.keys = keys  # uint32 bucket ids relative to base, for block extraction
-        self.idx = keys.astype(np.intp)  # the same for np.bincount
-        counts = np.bincount(self.idx)
+        idx = keys.astype(np.intp)  # the same for np.bincount
+        counts = np.bincount(idx)
         self.occupied = np.flatnonzero(counts)  # bucket ids (minus base), ascending
         self.cum = np.cumsum(counts[self.occupied])  # values in buckets <= position
         self.n = int(self.cum[-1])
-        self.budget = max(2048, self.n // 128)
+        self.budget = max(4096, self.n // 64)
+        self.tail = max(1024, self.n // 64)
         self._blocks: list[tuple[int, int, int, np.ndarray]] = []  # p1, p2, rank0, values
+        self._tails_done = False
+        self._idx = idx
         self.centre = math.nan
         self.s1 = self.s2 = np.empty(0)
 
     def set_centre(self, centre: float) -> None:
-        """Per-bucket sums of ``d = x - centre`` and ``d**2`` (for precise moments)."""
+        """Per-bucket sums of ``d = x - centre`` and ``d**2`` (called once)."""
         self.centre = float(centre)
-        d = self.x - self.centre
-        self.s1 = np.bincount(self.idx, weights=d)[self.occupied]
+        d = np.subtract(self.x, self.centre, dtype=np.float64)
+        self.s1 = np.bincount(self._idx, weights=d)[self.occupied]
         d *= d
-        self.s2 = np.bincount(self.idx, weights=d)[self.occupied]
-        del self.idx  # not needed any more
+        self.s2 = np.bincount(self._idx, weights=d)[self.occupied]
+        del self._idx  # not needed any more
 
     # -- buckets ---------------------------------------------------------------------------
     def members(self, pos: int) -> np.ndarray:
         """Sorted values of the *pos*-th occupied bucket."""
         block = next((b for b in self._blocks if b[0] <= pos <= b[1]), None)
-        _, _, rank0, values = self._extract(pos) if block is None else block
+        if block is None:
+            block = self._extract(pos)
+        _, _, rank0, values = block
         return values[self._before(pos) - rank0 : int(self.cum[pos]) - rank0]
 
+    def _block(self, p1: int, p2: int, inside: np.ndarray) -> tuple[int, int, int, np.ndarray]:
+        block = (p1, p2, self._before(p1), np.sort(self.x[inside]))
+        self._blocks.append(block)
+        return block
+
     def _extract(self, pos: int) -> tuple[int, int, int, np.ndarray]:
-        """Sort the values of the buckets around *pos* (about ``budget`` of them)."""
+        """Sort the values of the buckets around *pos*."""
+        lo_end = int(np.searchsorted(self.cum, self.tail, side="left"))  # low tail: 0..lo_end
+        hi_start = int(np.searchsorted(self.cum, self.n - self.tail, side="left")) + 1
+        in_tails = pos <= lo_end or pos >= hi_start
+        if in_tails and not self._tails_done and lo_end + 1 < hi_start:
+            self._tails_done = True
+            high = np.uint32(self.occupied[hi_start]) if hi_start < self.occupied.size else None
+            low = self.keys <= np.uint32(self.occupied[lo_end])
+            inside = low if high is None else low | (self.keys >= high)
+            both = np.sort(self.x[inside])
+            n_low = int(self.cum[lo_end])
+            self._blocks.append((0, lo_end, 0, both[:n_low]))
+            if high is not None:
+                last = self.occupied.size - 1
+                self._blocks.append((hi_start, last, self._before(hi_start), both[n_low:]))
+            return next(b for b in self._blocks if b[0] <= pos <= b[1])
         half = self.budget // 2
         low_rank = self._before(pos) - half
         p1 = 0 if low_rank <= 0 else min(pos, int(np.searchsorted(self.cum, low_rank)) + 1)
         p2 = max(pos, int(np.searchsorted(self.cum, int(self.cum[pos]) + half, side="right")) - 1)
         b1 = np.uint32(self.occupied[p1])
         width = np.uint32(self.occupied[p2] - self.occupied[p1])
-        inside = (self.keys - b1) <= width  # b1 <= key <= b2, by uint32 wrap-around
-        block = (p1, p2, self._before(p1), np.sort(self.x[inside]))
-        self._blocks.append(block)
-        return block
+        return self._block(p1, p2, (self.keys - b1) <= width)  # b1 <= key <= b2, wrapping
 
     def _position(self, value: float) -> tuple[int, bool]:
         """First occupied bucket >= the bucket of *value*, and whether it is that bucket."""
@@ -160,9 +185,9 @@ class _RankIndex:
             raise ValueError(msg)
         pos, same = self._position(value)
         count = self._before(pos)
-        if same:
+        if same:  # exact comparisons in float64 (a Python float would round to float32)
             side = "right" if inclusive else "left"
-            count += int(np.searchsorted(self.members(pos), value, side=side))
+            count += int(np.searchsorted(self.members(pos), np.float64(value), side=side))
         return count
 
     def moments(self, lo: float, hi: float) -> tuple[int, float, float]:
@@ -192,28 +217,38 @@ class _RankIndex:
 
     def _part(self, pos: int, lo: float, hi: float) -> tuple[int, float, float]:
         values = self.members(pos)
-        i = int(np.searchsorted(values, lo, side="left"))
-        j = int(np.searchsorted(values, hi, side="right"))
-        d = values[i:j] - self.centre
+        i = int(np.searchsorted(values, np.float64(lo), side="left"))
+        j = int(np.searchsorted(values, np.float64(hi), side="right"))
+        d = np.subtract(values[i:j], self.centre, dtype=np.float64)
         return d.size, float(np.sum(d)), float(np.sum(d * d))
 
 
 #: largest (mean - centre)**2 / variance for which the shifted sums keep ~1e-10 precision
+#: (inside the loop) and ~1e-14 (for the returned std)
 _MAX_OFFSET2 = 1e6
+_MAX_OFFSET2_FINAL = 1e2
 
 
-def _std_from(n: int, s1: float, s2: float) -> float | None:
+def _std_from(n: int, s1: float, s2: float, limit: float = _MAX_OFFSET2) -> float | None:
     """Population std from shifted sums, or None when cancellation would spoil it.
 
     ``var = S2/n - (S1/n)**2`` with ``S1/n = mean - centre``; its rounding error is about
     ``eps * (var + (mean - centre)**2)``, so it is trusted only while
-    ``(mean - centre)**2 <= 1e6 * var``.
+    ``(mean - centre)**2 <= limit * var``.
     """
+    if n == 0:
+        return None
     offset = s1 / n
     var = s2 / n - offset * offset
-    if offset * offset > _MAX_OFFSET2 * var:
+    if offset * offset > limit * var:
         return None
     return math.sqrt(var)
+
+
+def _exact_std(x: np.ndarray, lo: float, hi: float) -> float:
+    """Two-pass float64 std of the values of *x* in ``[lo, hi]`` (numpy's, as astropy)."""
+    lo, hi = np.float64(lo), np.float64(hi)  # compare in float64 even for float32 *x*
+    return float(np.std(x[(x >= lo) & (x <= hi)], dtype=np.float64))
 
 
 def _near(index: _RankIndex, value: float, tol: float) -> bool:
@@ -237,7 +272,7 @@ def _bounds(
         tol = 1e-9 * (abs(median) + sigma * std)
         if not (_near(index, lo, tol) or _near(index, hi, tol)):
             return lo, hi
-    std = float(np.std(x[(x >= lower) & (x <= upper)]))
+    std = _exact_std(x, lower, upper)
     return median - sigma * std, median + sigma * std
 
 
@@ -270,7 +305,8 @@ def clipped_stats(
     if maxiters is not None and (isinstance(maxiters, bool) or int(maxiters) < 1):
         msg = f"maxiters must be an integer >= 1 or None, got {maxiters!r}"
         raise ValueError(msg)
-    x = np.asarray(values, dtype=np.float64).ravel()
+    x = np.asarray(values)
+    x = x.astype(np.float32 if x.dtype == np.float32 else np.float64, copy=False).ravel()
     finite = np.isfinite(x)
     if not finite.all():
         x = x[finite]
@@ -298,8 +334,8 @@ def clipped_stats(
     a, b = index.rank(lo, inclusive=False), index.rank(hi, inclusive=True)
     if b <= a:  # only when the std overflowed to inf or NaN
         return math.nan, math.nan
-    final = x[(x >= lo) & (x <= hi)]
-    return index.median(a, b), float(np.std(final))
+    std = _std_from(*index.moments(lo, hi), limit=_MAX_OFFSET2_FINAL)
+    return index.median(a, b), _exact_std(x, lo, hi) if std is None else std
 
 
 def clipped_threshold(
@@ -363,18 +399,20 @@ def hot_mask(
     -------
     numpy.ndarray of bool
         Same shape as *sci*; all False when neither test is given.  NaN is never hot.
+        The comparisons are made in float64 whatever the dtype of *sci* (exact for
+        float32 values).
     """
     if combine not in ("or", "and"):
         msg = f"combine must be 'or' or 'and', got {combine!r}"
         raise ValueError(msg)
     sci = np.asarray(sci)
     parts = []
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"):  # float64 levels: compared in double precision
         if level is not None:
-            parts.append(sci > level)
+            parts.append(sci > np.float64(level))
         if threshold is not None:
             axes = tuple(int(a) % sci.ndim for a in axis)
-            parts.append(sci > np.expand_dims(np.asarray(threshold), axes))
+            parts.append(sci > np.expand_dims(np.asarray(threshold, dtype=np.float64), axes))
     if not parts:
         return np.zeros(sci.shape, dtype=bool)
     if len(parts) == 1:

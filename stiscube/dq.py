@@ -100,17 +100,17 @@ def _window(ds: xr.Dataset, number: int, rules: DQRules) -> list[int]:
 def _read_window(
     ds: xr.Dataset, db: PixelDB | None, window: list[int], needed: tuple[str, ...]
 ) -> dict[str, np.ndarray]:
-    """(period, row, col) float64 values of the *needed* properties over *window*.
+    """(period, row, col) values of the *needed* properties over *window*, as stored.
 
     From the store's eager reader when a :class:`~stiscube.PixelDB` is given, else by
-    computing only those variables and periods of the (possibly lazy) Dataset.  Float64,
-    so that levels compare in double precision.
+    computing only those variables and periods of the (possibly lazy) Dataset.  The
+    dtype is kept (float32 in the cube): the rules compare in float64 (exact).
     """
     if db is not None:
         arrays = db.store.read_arrays(list(window))
-        return {name: np.asarray(arrays[name], dtype=np.float64) for name in needed}
+        return {name: np.asarray(arrays[name]) for name in needed}
     part = ds[list(needed)].sel(anneal=window).transpose("anneal", "row", "col").compute()
-    return {name: np.asarray(part[name].values, dtype=np.float64) for name in needed}
+    return {name: np.asarray(part[name].values) for name in needed}
 
 
 def _hot_flags(sci: np.ndarray, rules: DQRules, window: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -225,7 +225,7 @@ def dq_array(
         dq |= np.where(hot, np.uint16(rules.hot_bit), np.uint16(0))
     if rules.has_unstable_rule:
         with np.errstate(invalid="ignore"):
-            above = values["stability"] > rules.unstable_level
+            above = values["stability"] > np.float64(rules.unstable_level)  # in float64
         unstable = persistent(above, rules.min_count, axis=0)
         dq |= np.where(unstable, np.uint16(rules.unstable_bit), np.uint16(0))
     n_hot, n_unstable = int(np.count_nonzero(hot)), int(np.count_nonzero(unstable))

@@ -53,6 +53,7 @@ def _frames(number: int) -> xr.Dataset:
     sci[rng.integers(0, SHAPE[0], 5), rng.integers(0, SHAPE[1], 5)] = np.nan
     # pixels that stay hot / unstable in every period (for the persistence rule)
     sci[10, 10:14] = [0.5, 2.0, 0.02, 0.3]
+    sci[30, 30] = np.float32(0.1)  # float32(0.1) > 0.1 in double, == 0.1 in float32
     ds["stability"].values[20, 5:8] = [7.0, 2.5, 9.0]
     ds["stability"].values[10, 11] = 6.0  # hot and unstable
     ds["stability"].values[rng.integers(0, SHAPE[0], 3), rng.integers(0, SHAPE[1], 3)] = np.nan
@@ -205,9 +206,10 @@ def test_clipped_threshold_per_frame_matches_astropy_axis():
     ),
     sigma=st.sampled_from([1.0, 1.5, 2.5, 3.0]),
     maxiters=st.sampled_from([1, 2, 5, None]),
+    dtype=st.sampled_from([np.float32, np.float64]),
 )
-def test_clipped_stats_property_vs_astropy(values, sigma, maxiters):
-    values = np.asarray(values, dtype=np.float64)
+def test_clipped_stats_property_vs_astropy(values, sigma, maxiters, dtype):
+    values = np.asarray(values, dtype=dtype)  # float32 is clipped in its own precision
     got = clipped_stats(values, sigma=sigma, maxiters=maxiters)
     if not np.isfinite(values).any():
         assert np.isnan(got).all()
@@ -223,21 +225,25 @@ def test_clipped_stats_property_vs_astropy(values, sigma, maxiters):
         max_size=300,
     ),
     probes=st.lists(st.floats(-2e9, 2e9), min_size=1, max_size=6),
+    dtype=st.sampled_from([np.float32, np.float64]),
 )
-def test_rank_index_vs_sorted_numpy(values, probes):
-    x = np.asarray(values, dtype=np.float64)
+def test_rank_index_vs_sorted_numpy(values, probes, dtype):
+    x = np.asarray(values, dtype=dtype)
     index = _RankIndex(x)
     ordered = np.sort(x)
     for k in range(x.size):
         assert index.kth(k) == ordered[k]
+    probes = [*probes, *(np.nextafter(np.float32(v), np.float32(np.inf)) for v in probes)]
     centre = float(np.median(x))
     index.set_centre(centre)
-    for v in [*probes, *x[:3]]:
-        assert index.rank(v, inclusive=False) == np.count_nonzero(x < v)
-        assert index.rank(v, inclusive=True) == np.count_nonzero(x <= v)
-    for lo, hi in zip(sorted(probes), sorted(probes)[::-1], strict=True):
+    x64 = x.astype(np.float64)  # exact comparisons, whatever the dtype of the sample
+    for v in [*map(float, probes), *map(float, x[:3])]:
+        assert index.rank(v, inclusive=False) == np.count_nonzero(x64 < v)
+        assert index.rank(v, inclusive=True) == np.count_nonzero(x64 <= v)
+    bounds = sorted(map(float, probes))
+    for lo, hi in zip(bounds, bounds[::-1], strict=True):
         n, s1, s2 = index.moments(lo, hi)
-        d = x[(x >= lo) & (x <= hi)] - centre
+        d = x64[(x64 >= lo) & (x64 <= hi)] - centre
         assert n == d.size
         np.testing.assert_allclose([s1, s2], [d.sum(), (d * d).sum()], rtol=1e-9, atol=1e-6)
 
@@ -364,6 +370,7 @@ def test_level_rule(cube, truth):
     expected = np.where(_arr(truth, 6, "sci_mean") > 0.1, 16, 0)
     assert dq.dtype == np.uint16 and dq.dims == ("row", "col")
     np.testing.assert_array_equal(dq.values, expected)
+    assert dq.values[30, 30] == 16  # the level is compared in double precision
     assert 0 < dq.attrs["n_hot"] == np.count_nonzero(expected) < dq.size
     assert np.isnan(dq.attrs["hot_sigma_threshold"])
 

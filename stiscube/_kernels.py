@@ -479,9 +479,9 @@ min_state, state_sigma
     kept = _clip(e, v, t, valid, **{k: opts[k] for k in opts if k != "dq_mask"})
     # Sums over kept samples as products with the 0/1 mask (einsum: one pass, no temporary).
     weight = kept.astype(_F32)
-    m = np.count_nonzero(kept, axis=-1)
+    m = np.einsum("pn->p", weight).astype(np.int64)  # exact: small integers in float32
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        total_t = weight @ t[0]
+        total_t = np.einsum("pn,n->p", weight, t[0])
         sci_mean = np.einsum("pn,pn->p", e, weight) / total_t
         err_mean = np.einsum("pn,pn->p", big_e, weight) / total_t
         resid = sci_mean[:, None] * t

@@ -5,8 +5,8 @@ Simulates ``--frames`` full-frame (1024 x 1024) dark FLT files once (kept under
 then times :func:`stiscube.compute_properties` from the files to computed arrays:
 
 - with the threaded scheduler on 2 threads;
-- with a 2-worker ``dask.distributed`` LocalCluster (1 thread each; in-process workers by
-  default, ``--processes`` for worker processes);
+- with a 2-worker ``dask.distributed`` LocalCluster (1 thread each), with in-process
+  workers and with worker processes (``--cluster``);
 
 and, to show where the time goes, header validation alone and reading all pixel data
 alone.  Effective throughput = bytes of the FITS files / wall time.  The files are in the
@@ -79,9 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--threads", type=int, default=2, help="threads / workers (2)")
-    parser.add_argument("--no-cluster", action="store_true", help="skip the LocalCluster runs")
     parser.add_argument(
-        "--processes", action="store_true", help="LocalCluster with worker processes"
+        "--cluster",
+        choices=("none", "threads", "processes", "both"),
+        default="both",
+        help="LocalCluster runs: in-process workers, worker processes, both (default), none",
     )
     args = parser.parse_args(argv)
 
@@ -121,16 +123,17 @@ def main(argv: list[str] | None = None) -> int:
         nbytes,
     )
 
-    if not args.no_cluster:
+    kinds = {"none": (), "threads": (False,), "processes": (True,), "both": (False, True)}
+    for processes in kinds[args.cluster]:
         from dask.distributed import Client, LocalCluster
 
-        kind = "processes" if args.processes else "in-process workers"
+        kind = "worker processes" if processes else "in-process workers"
         start = time.perf_counter()
         with (
             LocalCluster(
                 n_workers=args.threads,
                 threads_per_worker=1,
-                processes=args.processes,
+                processes=processes,
                 dashboard_address=":0",
             ) as cluster,
             Client(cluster) as client,
@@ -140,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"started in {time.perf_counter() - start:.1f} s):"
             )
             _timed(
-                "LocalCluster",
-                lambda: compute_properties(files, client=client).compute(),
+                f"LocalCluster ({kind})",
+                lambda client=client: compute_properties(files, client=client).compute(),
                 args.repeat,
                 nbytes,
             )

@@ -552,7 +552,7 @@ def report(results: dict, sqlite: dict | None, args, raw_per_period: int, stored
     names = list(results)
     header = ["measure", "target", *[f"cube {n}" for n in names]]
     if sqlite:
-        header.append(f"SQLite ({args.sqlite_periods} periods)")
+        header.append(f"SQLite ({args.sqlite_periods} x {args.sqlite_size}^2)")
     lines = []
     for key, label, target in ROWS:
         cells = [label, target]
@@ -577,7 +577,7 @@ def report(results: dict, sqlite: dict | None, args, raw_per_period: int, stored
         size_cells.append(f"{b / len(results[name]['labels']) / mib:.1f}")
         total_cells.append(f"{b / 2**30:.2f}")
     if sqlite:
-        per = sqlite["bytes"] / args.sqlite_periods
+        per = sqlite["bytes"] / args.sqlite_periods * (args.size / args.sqlite_size) ** 2
         size_cells.append(f"{per / mib:.1f}")
         total_cells.append(f"{per * args.periods / 2**30:.2f} (extrapolated)")
     lines += [size_cells, total_cells]
@@ -615,6 +615,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sqlite-history-queries", type=int, default=5)
     parser.add_argument("--region-queries", type=int, default=60)
     parser.add_argument("--frame-queries", type=int, default=15)
+    parser.add_argument(
+        "--sqlite-size",
+        type=int,
+        help="frame size on the SQLite side (default --size); e.g. 256 with "
+        "--sqlite-periods 300 to see how the history query grows with the periods",
+    )
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite layout")
     parser.add_argument(
         "--pixel-major",
@@ -627,8 +633,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="work directory (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the data written")
     args = parser.parse_args(argv)
-    if args.periods < 1 or args.sqlite_periods < 0 or args.size < 100:
-        parser.error("need --periods >= 1, --sqlite-periods >= 0, --size >= 100")
+    args.sqlite_size = args.sqlite_size or args.size
+    if args.periods < 1 or args.sqlite_periods < 0 or min(args.size, args.sqlite_size) < 100:
+        parser.error("need --periods >= 1, --sqlite-periods >= 0, sizes >= 100")
 
     layouts = [s.strip() for s in args.layouts.split(",") if s.strip()]
     for spec in layouts:
@@ -648,7 +655,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     log(
         f"cube: {args.periods} periods of {args.size}x{args.size}; SQLite: "
-        f"{args.sqlite_periods} periods; layouts {layouts}"
+        f"{args.sqlite_periods} periods of {args.sqlite_size}x{args.sqlite_size}; "
+        f"layouts {layouts}"
     )
     with work_ctx as work:
         work = Path(work)
@@ -683,8 +691,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             path = work / "seed_layout.sqlite"
             path.unlink(missing_ok=True)
             log(f"building the seed's relational layout in {path}")
-            conn, ingest = build_sqlite(path, periods, args.sqlite_periods)
-            timings = bench_sqlite(conn, periods, args.sqlite_periods, args, rng)
+            side = (
+                periods if args.sqlite_size == args.size else Periods(args.sqlite_size, args.seed)
+            )
+            conn, ingest = build_sqlite(path, side, args.sqlite_periods)
+            timings = bench_sqlite(conn, side, args.sqlite_periods, args, rng)
             timings["ingest"] = ingest
             conn.close()
             sqlite = {"timings": timings, "bytes": du(path)}

@@ -328,7 +328,7 @@ class PixelDB:
         client : dask.distributed.Client, optional
             Compute on this cluster instead of the threaded scheduler.
         **options
-            Passed to :func:`stiscube.compute_properties` (e.g. ``sigma``, ``dq_mask``).
+            Passed to :func:`stiscube.compute_properties` (e.g. ``cr_sigma``, ``dq_mask``).
 
         Returns
         -------

@@ -29,8 +29,10 @@ True dark rate of pixel ``(row, col)`` in frame ``i``, electrons per second::
   for smaller frames), at onset times uniform over the period, and ``a_i`` is the
   fraction of exposure ``i`` after the onset (0 before, 1 after).  A fraction
   ``initial_hot_fraction`` of the pixels is hot from before the first period.  At each
-  anneal (period boundary) each hot pixel heals (``H -> 0``) with probability
-  ``heal_fraction``; the others stay hot, so the hot population grows slowly.
+  anneal (period boundary) each hot pixel created since the previous anneal heals
+  (``H -> 0``) with probability ``heal_fraction``; one that survives an anneal stays hot
+  for good, so, as on the real CCD, a permanent population grows slowly beneath the
+  monthly crop of new hot pixels.
 - ``F`` — flickering (two-level, random-telegraph) pixels: a fixed fraction
   ``flicker_fraction`` of pixels, never hot, with amplitude ``F`` log-uniform in
   ``flicker_amplitude_range`` (e-/s) and state ``s_i`` = 1 (high) with probability
@@ -619,6 +621,7 @@ class _Simulator:
         self.eligible = np.ones(npix, dtype=bool)  # may become hot: not flickering, not hot
         self.eligible[self.flicker_idx] = False
         self.hot_rate = np.zeros(npix)
+        self.permanent = np.zeros(npix, dtype=bool)  # survived an anneal: never heals
         self.hot_onset = np.full(npix, np.nan)
         n_initial = min(rng.binomial(npix, p.initial_hot_fraction), int(self.eligible.sum()))
         self._make_hot(n_initial, onset=lambda n: np.full(n, -np.inf))
@@ -634,9 +637,12 @@ class _Simulator:
         self.eligible[idx] = False
 
     def anneal(self) -> None:
-        """Heal each hot pixel with probability ``heal_fraction``."""
-        hot = np.flatnonzero(self.hot_rate > 0)
-        healed = hot[self.rng.random(hot.size) < self.physics.heal_fraction]
+        """Heal each hot pixel made since the last anneal with probability
+        ``heal_fraction``; the survivors become permanent."""
+        new = np.flatnonzero((self.hot_rate > 0) & ~self.permanent)
+        heals = self.rng.random(new.size) < self.physics.heal_fraction
+        healed = new[heals]
+        self.permanent[new[~heals]] = True
         self.hot_rate[healed] = 0.0
         self.hot_onset[healed] = np.nan
         self.eligible[healed] = True

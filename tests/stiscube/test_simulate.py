@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -192,6 +194,7 @@ def test_hot_pixels_appear_at_the_rate_and_mostly_heal():
         truths = [sim.truth(n) for n in sorted(sim.files)]
     area = 128 * 128 / 1024**2
     survivors = kept = 0
+    previous_new = None
     for k, truth in enumerate(truths):
         start, end = truth.attrs["start_mjd"], truth.attrs["end_mjd"]
         onset = truth["hot_onset_mjd"].values
@@ -199,14 +202,25 @@ def test_hot_pixels_appear_at_the_rate_and_mostly_heal():
         expected_new = 3000.0 * area * (end - start)
         assert abs(new.sum() - expected_new) < 5 * np.sqrt(expected_new)
         if k:
+            hot_now = (truth["hot_rate"].values > 0) & ~new
             was_hot = truths[k - 1]["hot_rate"].values > 0
-            still = was_hot & (truth["hot_rate"].values > 0) & ~new
-            survivors += still.sum()
-            kept += was_hot.sum()
-    # Healing: each hot pixel survives an anneal with probability 1 - heal_fraction.
+            # pixels made hot during the previous period survive the anneal with
+            # probability 1 - heal_fraction ...
+            survivors += (previous_new & hot_now).sum()
+            kept += previous_new.sum()
+            # ... and those that had already survived an anneal stay hot for good
+            permanent = was_hot & ~previous_new
+            assert hot_now[permanent].all()
+        previous_new = new
     assert abs(survivors - 0.2 * kept) < 5 * np.sqrt(kept * 0.2 * 0.8)
     counts = [(t["hot_rate"].values > 0).sum() for t in truths]
-    assert counts[-1] > counts[0]  # the population grows slowly
+    permanent_counts = [
+        ((t["hot_rate"].values > 0) & (t["hot_onset_mjd"].values < t.attrs["start_mjd"])).sum()
+        for t in truths
+    ]
+    # the permanent population grows by about (1 - heal_fraction) of each period's crop
+    assert all(b > a for a, b in itertools.pairwise(permanent_counts[1:]))
+    assert counts[-1] > counts[1]
 
 
 def test_simulate_stack_matches_its_truth(stack_and_truth):

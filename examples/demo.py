@@ -53,7 +53,7 @@ def demo_pixel_cube(out: Path, *, shape: tuple[int, int], frames: int, periods: 
     ds = db.dataset
     last = db.anneal_numbers[-1]
     rules = DQRules(hot_level=0.1, hot_nsigma=5.0, unstable_level=3.0)
-    dq = dq_array(ds, rules, anneal_num=last)
+    dq = dq_array(db, rules, anneal_num=last)
     write_dq_fits(dq, out / f"dq_anneal{last}.fits")
     write_flagged_table(dq, ds, out / f"dq_anneal{last}_flagged.ecsv")
     hot = ds.pixels.hot(0.1, k=3).values

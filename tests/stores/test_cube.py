@@ -367,3 +367,13 @@ def test_fast_window_reads_match_full_reads(store_url, options):
         reader.read_arrays(1, row=slice(0, 10, 2))
     with pytest.raises(KeyNotFoundError):
         reader.read_arrays(9)
+
+
+def test_read_arrays_subset_of_variables(filled, schema):
+    got = filled.read_arrays([2, 7], variables=["count"], row=3)
+    assert list(got) == ["count"]
+    np.testing.assert_array_equal(
+        got["count"], [example_slice(schema, n)["count"].values[3] for n in (2, 7)]
+    )
+    with pytest.raises(KeyNotFoundError, match=r"no variables \['nope'\]"):
+        filled.read_arrays(2, variables=["nope"])

@@ -39,6 +39,7 @@ plus an atomically published manifest, on plain Zarr v3 that any Zarr reader can
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -945,10 +946,8 @@ class CubeStore:
     def _prune_manifests(self, newest: int) -> None:
         for number in self._manifest_numbers():
             if number <= newest - _KEEP_MANIFESTS:
-                try:
+                with contextlib.suppress(FileNotFoundError):  # already gone
                     self.location.remove(_MANIFESTS, f"{number:012d}.json")
-                except FileNotFoundError:
-                    pass
 
     def _validate_slice(self, data, key) -> dict[str, np.ndarray]:
         where = f"{self.append_dim} {key!r} for {self.location.url}"

@@ -23,11 +23,8 @@ from stiscube.anneals import (
     parse_exposure_mix,
 )
 
-REAL_TABLE = (
-    Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "anneal_periods_1997.csv"
-)
-if not REAL_TABLE.exists():  # layout of the shared checkout
-    REAL_TABLE = Path("/work/shared/data/anneal_periods_1997.csv")
+#: real rows of the STScI table (a copy of shared/data/anneal_periods_1997.csv)
+REAL_TABLE = Path(__file__).resolve().parents[1] / "data" / "anneal_periods_1997.csv"
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ from stores import CubeSchema, VariableSpec
 
 __all__ = [
     "DEFAULT_CHUNKS",
+    "DEFAULT_COMPRESSION",
     "PROPERTIES",
     "UNIT_SYSTEMS",
     "cube_schema",
@@ -73,8 +74,15 @@ _DEFINITIONS: dict[str, str] = {
 
 _DTYPES = {name: ("uint16" if name == "nan_count" else "float32") for name in PROPERTIES}
 
-#: default chunk shape along (anneal, row, col); see benchmarks/bench_cube.py
+#: default chunk shape along (anneal, row, col) and compression, chosen with
+#: benchmarks/bench_cube.py: one chunk row per period keeps ingest cheap and atomic;
+#: 128 x 128 chunks serve a pixel (one 64 KiB read per property) and a whole frame
+#: (64 chunks) alike; no compression, because dark-frame properties are noise-dominated
+#: (zstd saves only ~22 %) while decompression doubles the cost of point and frame
+#: reads.  Uncompressed storage is 18 MiB per 1024 x 1024 period (4 float32 + 1 uint16
+#: properties), below the 20 MiB raw float32 size.
 DEFAULT_CHUNKS: dict[str, int] = {"anneal": 1, "row": 128, "col": 128}
+DEFAULT_COMPRESSION = "none"
 
 
 def property_attrs(name: str, unit_system: str = "rate") -> dict[str, str]:
@@ -94,7 +102,7 @@ def cube_schema(
     *,
     chunks: Mapping[str, int] | None = None,
     shards: Mapping[str, int] | None = None,
-    compression: str = "zstd",
+    compression: str = DEFAULT_COMPRESSION,
     compression_level: int = 3,
 ) -> CubeSchema:
     """The :class:`stores.CubeSchema` of a pixel property cube of *shape* (rows, cols).

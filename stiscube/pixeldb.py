@@ -35,7 +35,7 @@ from stiscube import queries
 from stiscube._dates import mjd_to_datetime64, to_mjd
 from stiscube._exceptions import CubeQueryError, PeriodExistsError, StiscubeError
 from stiscube.anneals import AnnealTable
-from stiscube.layout import PROPERTIES, UNIT_SYSTEMS, cube_schema
+from stiscube.layout import DEFAULT_COMPRESSION, PROPERTIES, UNIT_SYSTEMS, cube_schema
 from stiscube.seedcsv import SEED_COLUMNS, read_seed_csv, seed_csv_path
 from stores import CubeStore, SliceExistsError
 from stores._fs import Location
@@ -88,7 +88,7 @@ class PixelDB:
         shape: tuple[int, int] = (1024, 1024),
         chunks: Mapping[str, int] | None = None,
         shards: Mapping[str, int] | None = None,
-        compression: str = "zstd",
+        compression: str = DEFAULT_COMPRESSION,
         compression_level: int = 3,
         lock_timeout: float = 0.0,
     ) -> PixelDB:
@@ -101,7 +101,9 @@ class PixelDB:
         shape : (int, int)
             Frame shape (rows, cols); 1024x1024 for the full STIS CCD.
         chunks, shards, compression, compression_level
-            Storage layout of the cube (see :func:`stiscube.layout.cube_schema`).
+            Storage layout of the cube (see :func:`stiscube.layout.cube_schema`; the
+            defaults, 1 x 128 x 128 chunks without compression, and their trade-offs
+            are explained in :mod:`stiscube.layout`).
         """
         if periods is not None and not isinstance(periods, AnnealTable):
             msg = f"periods must be an AnnealTable, got {type(periods).__name__}"

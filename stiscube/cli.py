@@ -11,6 +11,7 @@ Subcommands::
     stiscube history DB ROW COL [--format ...]
     stiscube dq DB (--anneal N | --date D) --out FILE.fits [rules]
     stiscube plot DB history ROW COL | map PROPERTY | hot-count  --out FILE.png
+    stiscube index DB
     stiscube info DB
 
 Bad input ends with a one-line message and exit status 1 (a traceback with
@@ -302,6 +303,21 @@ def _cmd_plot(args: argparse.Namespace) -> None:
     sys.stdout.write(f"wrote {args.out}\n")
 
 
+# -- index ------------------------------------------------------------------------------------
+def _add_index(sub) -> None:
+    p = sub.add_parser(
+        "index", help="(re)build the optional pixel-major copy that makes `history` fast"
+    )
+    p.add_argument("db")
+    p.set_defaults(func=_cmd_index)
+
+
+def _cmd_index(args: argparse.Namespace) -> None:
+    db = _open(args.db, mode="r+")
+    db.build_history_index()
+    sys.stdout.write(f"history index of {args.db} built for {len(db.anneal_numbers)} periods\n")
+
+
 # -- info -------------------------------------------------------------------------------------
 def _add_info(sub) -> None:
     p = sub.add_parser("info", help="periods held, units, size on disk")
@@ -332,6 +348,8 @@ def _cmd_info(args: argparse.Namespace) -> None:
         lines.append(f"    {system}: {units}")
     lines.append(f"  size on disk     {info['bytes_on_disk'] / 1e6:.1f} MB")
     lines.append(f"  period table     {info['period_table'] or 'none'}")
+    index = "current" if info["history_index"] else "none or stale (`stiscube index DB`)"
+    lines.append(f"  history index    {index}")
     sys.stdout.write("\n".join(lines) + "\n")
 
 
@@ -350,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_history(sub)
     _add_dq(sub)
     _add_plot(sub)
+    _add_index(sub)
     _add_info(sub)
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=_cmd_version)

@@ -35,9 +35,10 @@ from stiscube import queries
 from stiscube._dates import mjd_to_datetime64, to_mjd
 from stiscube._exceptions import CubeQueryError, PeriodExistsError, StiscubeError
 from stiscube.anneals import AnnealTable
+from stiscube.history_index import HistoryIndex
 from stiscube.layout import DEFAULT_COMPRESSION, PROPERTIES, UNIT_SYSTEMS, cube_schema
 from stiscube.seedcsv import SEED_COLUMNS, read_seed_csv, seed_csv_path
-from stores import CubeStore, SliceExistsError
+from stores import CubeStore, ReadOnlyStoreError, SliceExistsError
 from stores._fs import Location
 
 __all__ = ["PixelDB"]
@@ -78,6 +79,7 @@ class PixelDB:
         if self.location.exists(_PERIODS):
             self.periods = _read_periods(self.location)
         self._dataset: xr.Dataset | None = None
+        self._history_index = HistoryIndex(self)
 
     @classmethod
     def create(
@@ -167,6 +169,7 @@ class PixelDB:
         """See periods committed by other writers since this handle was opened."""
         self.store.refresh()
         self._dataset = None
+        self._history_index = HistoryIndex(self)
 
     # -- darks -----------------------------------------------------------------------------
     @property
@@ -510,9 +513,38 @@ class PixelDB:
     # -- xarray-native conveniences ----------------------------------------------------------
     def history(self, row: int, col: int) -> xr.Dataset:
         """All properties of one pixel across every period held, in memory (dims: anneal)."""
-        ds = self.dataset
-        r, c = queries.region_slices(ds, [row, row], [col, col], names=("row", "col"))
-        return self.store.read_window(self.anneal_numbers, row=r.start, col=c.start)
+        arrays = self.history_values(row, col)
+        return self.store.assemble(self.anneal_numbers, arrays, row=row, col=col)
+
+    def history_values(self, row: int, col: int) -> dict[str, np.ndarray]:
+        """One pixel's properties across every period as plain arrays (fastest path).
+
+        Keys are the property names, values are in the order of :attr:`anneal_numbers`;
+        with a current history index this is one small read per property.
+        """
+        r, c = queries.region_slices(self.dataset, [row, row], [col, col], names=("row", "col"))
+        if self._history_index.usable():
+            return self._history_index.read(r.start, c.start)
+        return self.store.read_arrays(self.anneal_numbers, row=r.start, col=c.start)
+
+    def build_history_index(self) -> None:
+        """Build the optional pixel-major copy that makes :meth:`history` fast.
+
+        See :mod:`stiscube.history_index`: it roughly doubles the disk used, and is
+        used only while it matches the committed cube (rebuild after ingesting).
+        """
+        from stiscube.history_index import build_history_index
+
+        if self.mode == "r":
+            msg = f"{self.location.url} was opened read-only; cannot build its history index"
+            raise ReadOnlyStoreError(msg)
+        build_history_index(self)
+        self._history_index = HistoryIndex(self)
+
+    @property
+    def history_index_current(self) -> bool:
+        """Whether a history index exists and matches the committed cube."""
+        return self._history_index.usable()
 
     def info(self) -> dict:
         """Periods held, their units and sources, the frame shape and the size on disk."""
@@ -535,6 +567,7 @@ class PixelDB:
             "last_end": None if not len(ds["anneal"]) else str(ds["anneal_end"].values.max()),
             "bytes_on_disk": int(size),
             "period_table": None if self.periods is None else len(self.periods),
+            "history_index": self.history_index_current,
         }
 
 

@@ -714,7 +714,16 @@ class CubeStore:
         """:meth:`read_arrays` as an :class:`xarray.Dataset` with coordinates and attrs."""
         single = not isinstance(labels, (list, tuple, np.ndarray))
         chosen = [labels] if single else list(labels)
-        arrays = self.read_arrays(chosen, **window)
+        ds = self.assemble(chosen, self.read_arrays(chosen, **window), **window)
+        return ds.isel({self.append_dim: 0}) if single else ds
+
+    def assemble(self, labels: list, arrays: dict, **window: slice | int) -> xr.Dataset:
+        """A Dataset like :meth:`read_window`'s from arrays read elsewhere.
+
+        *arrays* maps every variable to values with a leading axis along *labels* and the
+        window's shape (as :meth:`read_arrays` returns for a list of labels).
+        """
+        chosen = list(labels)
         data = {}
         for name, spec in self.schema.variables.items():
             dims = [d for d in spec.dims if not isinstance(window.get(d), (int, np.integer))]
@@ -726,8 +735,7 @@ class CubeStore:
             coords[name] = xr.Variable(*coords[name][:2], attrs=coords[name][2])[
                 tuple(sel.get(d, slice(None)) for d in dims)
             ]
-        ds = xr.Dataset(data, coords=coords, attrs=dict(self.schema.attrs))
-        return ds.isel({self.append_dim: 0}) if single else ds
+        return xr.Dataset(data, coords=coords, attrs=dict(self.schema.attrs))
 
     def _reader(self, name: str, slices: list[slice]):
         """``(slot, slices) -> ndarray`` for variable *name*: direct for small windows."""

@@ -248,3 +248,37 @@ def test_bad_queries_and_ingests(db, tmp_path, truth):
     with pytest.raises(ReadOnlyStoreError):
         read_only.ingest_properties(truth[100], 104)
     assert tree_digest(db.location.url) == before
+
+
+def test_history_index_is_used_only_while_current(db, truth):
+    import xarray as xr
+
+    expected = db.history(7, 9)  # from the cube
+    assert not db.history_index_current
+    db.build_history_index()
+    assert db.history_index_current and db.info()["history_index"]
+    xr.testing.assert_identical(db.history(7, 9), expected)
+    values = db.history_values(7, 9)
+    for p in PROPERTIES:
+        np.testing.assert_array_equal(values[p], expected[p].values)
+    for row, col in [(0, 0), (39, 29), (17, 3)]:
+        got = db.history(row, col)
+        for p in PROPERTIES:
+            np.testing.assert_array_equal(
+                got[p].values, [truth[n][p].values[row, col] for n in NUMBERS[:4]]
+            )
+    # a replaced period makes the index stale: answers come from the cube again
+    new = random_properties(SHAPE, seed=4242)
+    db.ingest_properties(new, 101, replace=True)
+    assert not db.history_index_current
+    assert db.history(7, 9)["sci_mean"].sel(anneal=101).item() == new["sci_mean"].values[7, 9]
+    other = PixelDB(db.location.url, mode="r")
+    assert not other.history_index_current
+    db.build_history_index()
+    other.refresh()
+    assert other.history_index_current
+    xr.testing.assert_identical(
+        other.history(7, 9), db.store.read_window(db.anneal_numbers, row=7, col=9)
+    )
+    with pytest.raises(ReadOnlyStoreError, match="read-only"):
+        other.build_history_index()

@@ -148,3 +148,18 @@ def test_dq_and_plots(built, tmp_path, capsys):
         assert main(["plot", str(built / "db"), *kind, "--out", str(png)]) == 0
         assert png.stat().st_size > 1000
     assert main(["plot", str(built / "db"), "map", "nope", "--anneal", "1", "--out", str(png)]) == 1
+
+
+def test_index_command(built, tmp_path, capsys):
+    import shutil
+
+    db_path = tmp_path / "db"
+    shutil.copytree(built / "db", db_path)
+    assert main(["info", str(db_path)]) == 0
+    assert "none or stale" in capsys.readouterr().out
+    assert main(["index", str(db_path)]) == 0
+    assert main(["info", str(db_path)]) == 0
+    assert "history index    current" in capsys.readouterr().out
+    expected = PixelDB(built / "db", mode="r").history(3, 4)
+    got = PixelDB(db_path, mode="r").history(3, 4)
+    assert (got["sci_mean"].values == expected["sci_mean"].values).all()

@@ -157,8 +157,7 @@ class PhotometryStore:
             by_key.setdefault(key, []).append(ds)
         if not by_key:
             return []
-        with _local_scheduler(), self._store.location.lock(_LOCK, timeout=self.lock_timeout,
-                                                           purpose="photometry"):
+        with self._store.location.lock(_LOCK, timeout=self.lock_timeout, purpose="photometry"):
             for key, parts in sorted(by_key.items()):  # loop over keys (files)
                 existing = self.read(key) if key in self._store else None
                 merged = _merge(existing, parts)
@@ -172,8 +171,7 @@ class PhotometryStore:
         """Remove images from a key (the key is deleted when none remain)."""
         key = "/".join(_parts(key))
         images = list(images)
-        with _local_scheduler(), self._store.location.lock(_LOCK, timeout=self.lock_timeout,
-                                                           purpose="photometry"):
+        with self._store.location.lock(_LOCK, timeout=self.lock_timeout, purpose="photometry"):
             ds = self.read(key)
             unknown = sorted(set(images) - set(ds["image"].values))
             if unknown:
@@ -184,19 +182,6 @@ class PhotometryStore:
                 self._store.delete(key)
             else:
                 self._store.write(key, rest)
-
-
-def _local_scheduler():
-    """Encode netCDF with dask's synchronous scheduler.
-
-    With a ``dask.distributed`` client active as the default scheduler, xarray takes a
-    distributed lock named after the in-memory target of ``to_netcdf()`` and fails
-    ("Semaphore or Lock ... not known"); the Datasets written here are in memory, so
-    the local scheduler is always right.
-    """
-    import dask
-
-    return dask.config.set(scheduler="synchronous")
 
 
 def _parts(key: str | tuple) -> tuple[str, ...]:

@@ -260,6 +260,7 @@ def _add_fit_parser(sub) -> None:
     p.add_argument("--loss", required=True, help="loss.nc written by `cte run`")
     p.add_argument("--out", required=True, help="coefficient table to write (.ecsv)")
     p.add_argument("--latex", help="also write the coefficients as a LaTeX table here")
+    p.add_argument("--config", help="user TOML merged over the default configuration")
     p.set_defaults(func=_cmd_fit)
 
 
@@ -275,8 +276,9 @@ def _open_loss(path: str):
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from cte.model import fit_model
+    from cte.pipeline import analysis_options
 
-    model = fit_model(_open_loss(args.loss))
+    model = fit_model(_open_loss(args.loss), **analysis_options(args.config)[1])
     model.write(args.out)
     if args.latex:
         model.write(args.latex, format="latex")
@@ -342,6 +344,7 @@ def _add_report_parser(sub) -> None:
     )
     p.add_argument("--store", required=True, help="photometry store directory or URL")
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--config", help="user TOML merged over the default configuration")
     _add_analysis_options(p)
     p.set_defaults(func=_cmd_report)
 
@@ -350,8 +353,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from cte.pipeline import analyse_store
 
     result = analyse_store(
-        args.store, args.out, flux_var="flux_masked" if args.masked else "flux",
-        latex=args.latex,
+        args.store, args.out, config=args.config,
+        flux_var="flux_masked" if args.masked else "flux", latex=args.latex,
     )
     print(result)
     return 0

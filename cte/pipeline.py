@@ -33,7 +33,7 @@ import xarray as xr
 
 from stores._version import __version__
 
-__all__ = ["RunResult", "analyse_store", "run"]
+__all__ = ["RunResult", "analyse_store", "analysis_options", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +87,46 @@ def _selected_photometry(store, images: Sequence[str]) -> dict[str, xr.Dataset]:
     return selected
 
 
+#: options of measure_loss and fit_model that the configuration's [analysis.loss] and
+#: [analysis.model] tables may set
+_LOSS_OPTIONS = ("sigma", "maxiters", "min_stars", "bin_by", "min_snr", "pivot", "pivot_transfers")
+_MODEL_OPTIONS = ("flux_bins", "min_time_span", "min_background_span", "scale_errors")
+
+
+def analysis_options(config: Any = None) -> tuple[dict, dict]:
+    """The measure_loss and fit_model options of the configuration's ``[analysis]`` table.
+
+    Raises
+    ------
+    cte.ConfigError
+        For an unknown table or option (the message names it).
+    """
+    from cte._exceptions import ConfigError
+    from cte.config import Config, load_config
+
+    if not isinstance(config, Config):
+        config = load_config(config)
+    analysis = dict(config.analysis)
+    unknown_tables = sorted(set(analysis) - {"loss", "model"})
+    if unknown_tables:
+        msg = f"[analysis] has unknown entries {unknown_tables}; expected tables loss, model"
+        raise ConfigError(msg)
+    result = []
+    for table, allowed in (("loss", _LOSS_OPTIONS), ("model", _MODEL_OPTIONS)):
+        options = dict(analysis.get(table, {}))
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            msg = f"[analysis.{table}] has unknown options {unknown}; allowed: {list(allowed)}"
+            raise ConfigError(msg)
+        result.append(options)
+    return result[0], result[1]
+
+
 def analyse_store(
     store: str | os.PathLike,
     out: str | os.PathLike,
     *,
+    config: Any = None,
     images: Sequence[str] | None = None,
     excluded: Sequence[tuple[str, str]] = (),
     flux_var: str = "flux",
@@ -108,6 +144,10 @@ def analyse_store(
         The photometry store.
     out : path
         Output directory (created if needed).
+    config : cte.Config or path, optional
+        Configuration whose ``[analysis.loss]`` and ``[analysis.model]`` tables set the
+        options of :func:`cte.measure_loss` and :func:`cte.fit_model` (default: the
+        shipped TOML).
     images : sequence of str, optional
         Image ids to use; default every image in the store.
     excluded : sequence of (item, reason)
@@ -126,6 +166,7 @@ def analyse_store(
     from cte.store import PhotometryStore
 
     started = time.perf_counter() if started is None else started
+    loss_options, model_options = analysis_options(config)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     phot_store = PhotometryStore(store, mode="r")
@@ -136,10 +177,12 @@ def analyse_store(
     if not photometry:
         msg = f"no photometry to analyse in {phot_store.location} for the selected images"
         raise ValueError(msg)
-    loss = measure_loss(list(photometry.values()), flux_var=flux_var, reject_flags=reject_flags)
+    loss = measure_loss(
+        list(photometry.values()), flux_var=flux_var, reject_flags=reject_flags, **loss_options
+    )
     outputs = {"loss": out / "loss.nc", "coefficients": out / "coefficients.ecsv"}
     _atomic_to_netcdf(loss, outputs["loss"])
-    model = fit_model(loss)
+    model = fit_model(loss, **model_options)
     tmp = out / ".coefficients.ecsv.tmp"
     model.write(tmp)
     os.replace(tmp, outputs["coefficients"])
@@ -279,6 +322,7 @@ def run(
     return analyse_store(
         store,
         out,
+        config=config,
         images=images,
         excluded=excluded,
         flux_var=flux_var,

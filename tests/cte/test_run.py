@@ -68,3 +68,30 @@ def test_fit_plot_report_from_stored_results(run_dirs, tmp_path, capsys):
     capsys.readouterr()
     assert main(["fit", "--loss", str(tmp_path / "nope.nc"), "--out", str(tmp_path / "x")]) == 1
     assert "not a readable loss.nc" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_analysis_options_come_from_the_configuration(run_dirs, tmp_path, capsys):
+    from cte._exceptions import ConfigError
+    from cte.pipeline import analysis_options
+
+    user = tmp_path / "user.toml"
+    user.write_text("[analysis.loss]\nmin_stars = 12\nsigma = 3.5\n")
+    loss_options, model_options = analysis_options(user)
+    assert loss_options["min_stars"] == 12 and loss_options["sigma"] == 3.5
+    assert model_options["flux_bins"] == "independent"  # shipped default kept
+    out = tmp_path / "r"
+    argv = ["report", "--store", str(run_dirs / "store"), "--out", str(out), "--config", str(user)]
+    assert main(argv) == 0
+    loss = xr.load_dataset(out / "loss.nc", engine="h5netcdf")
+    assert loss.attrs["min_stars"] == 12 and loss.attrs["sigma"] == 3.5
+    measured = loss["n_stars"].values[np.isfinite(loss["loss"].values)]
+    assert measured.min() >= 12
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[analysis.loss]\nmin_star = 25\n")
+    with pytest.raises(ConfigError, match=r"unknown options \['min_star'\]"):
+        analysis_options(bad)
+    capsys.readouterr()
+    assert main(["report", "--store", str(run_dirs / "store"), "--out", str(out),
+                 "--config", str(bad)]) == 1
+    assert "min_star" in capsys.readouterr().err

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import xarray as xr
 
 from stores._version import __version__
@@ -333,9 +332,3 @@ def run(
         started=started,
     )
 
-
-def skipped_table(result: RunResult) -> pd.DataFrame:
-    """The images the run skipped, with category and reason (empty when re-analysing)."""
-    if result.photometry is None:
-        return pd.DataFrame(columns=["path", "image", "category", "reason"])
-    return result.photometry.skipped

@@ -1,0 +1,332 @@
+"""A small static-site builder for the monitors' web pages (self-contained, offline).
+
+A :class:`Page` is a headline block (the numbers a reader wants first), then sections
+of text, tables, images and interactive Bokeh figures, then a collapsible provenance
+section (``<details>``) at the end.  :meth:`Page.write` renders it to one HTML file
+with BokehJS **inlined** (:data:`bokeh.resources.INLINE`), so the page works from a
+copied directory or ``file://`` without network access; the write is atomic.
+
+API
+---
+``Metric(label, value, detail="")``
+    One headline number: *value* is already formatted (e.g. ``"0.052 ± 0.003"``).
+``Page(title, *, subtitle="")``
+    ``page.headline(metrics, *, note="")`` sets the headline block (rendered first,
+    ``id="headline"``).
+    ``page.section(title, *, intro="") -> Section`` appends a section.
+    ``page.provenance(items, *, title="Provenance")`` sets the collapsible last section
+    (*items*: mapping or ``(key, value)`` pairs; values may be nested mappings).
+    ``page.n_figures`` is the number of Bokeh root models embedded.
+    ``page.render() -> str``; ``page.write(path) -> Path`` (atomic).
+``Section``
+    ``text(s)`` (escaped paragraph), ``html(s)`` (trusted markup, inserted as is),
+    ``table(header, rows, *, caption="", left=1, collapse_after=25, empty="None.")``,
+    ``bokeh(model, *, caption="")`` (a Bokeh figure or layout), ``image(src, alt)``
+    (a relative link), ``subsection(title)`` (an ``<h3>``).
+``bokeh_figure(*, title, x_label, y_label, x_axis_type="linear", height=320, **kwargs)``
+    A Bokeh figure with the shared tools (pan, box and wheel zoom, hover, reset, save),
+    stretching to the page width.
+``atomic_write(path, data, *, encoding="utf-8")``
+    Write bytes or text to *path* through a temporary sibling and a rename.
+
+Each embedded figure sits in ``<div class="site-plot" data-plots="k">`` (*k* the Bokeh
+plots it holds, several for a grid layout) and the page carries
+``<meta name="site-figures" content="N">``; :mod:`tests.browser` uses both to check
+that every figure rendered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import os
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+
+__all__ = ["Metric", "Page", "Section", "atomic_write", "bokeh_figure"]
+
+TOOLS = "pan,box_zoom,wheel_zoom,hover,reset,save"
+
+_CSS = """
+:root { --fg: #1d2329; --muted: #5b6670; --line: #d5dbe1; --accent: #1f5f99; }
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg);
+       margin: 0 auto; padding: 1.2em 2em 3em; max-width: 1200px; line-height: 1.4; }
+h1 { font-size: 1.6em; margin: 0.2em 0 0.1em; }
+.subtitle { color: var(--muted); margin: 0 0 0.8em; }
+h2 { font-size: 1.25em; border-bottom: 1px solid var(--line); padding-bottom: 0.2em;
+     margin-top: 1.6em; }
+h3 { font-size: 1.05em; margin: 1.2em 0 0.4em; }
+#headline { display: grid; grid-template-columns: repeat(auto-fill, minmax(230px, 1fr));
+            gap: 0.8em; margin: 0.8em 0 0.4em; }
+.metric { border: 1px solid var(--line); border-left: 4px solid var(--accent);
+          border-radius: 4px; padding: 0.6em 0.8em; background: #f7f9fb; }
+.metric .label { font-size: 0.85em; color: var(--muted); }
+.metric .value { font-size: 1.35em; font-weight: 600; margin: 0.15em 0; }
+.metric .detail { font-size: 0.8em; color: var(--muted); }
+.note { font-size: 0.9em; color: var(--muted); }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.85em; }
+th, td { border: 1px solid var(--line); padding: 0.2em 0.5em; text-align: right; }
+th { background: #eef1f4; } td.l, th.l { text-align: left; }
+caption { caption-side: top; text-align: left; color: var(--muted); padding: 0.2em 0; }
+img { max-width: 100%; border: 1px solid var(--line); margin: 0.4em 0; }
+.site-plot { margin: 0.6em 0 1em; }
+details { margin: 0.6em 0; } summary { cursor: pointer; color: var(--accent); }
+details.provenance { margin-top: 2.5em; border-top: 1px solid var(--line);
+                     padding-top: 0.6em; font-size: 0.9em; }
+"""
+
+
+def atomic_write(path: str | PathLike, data: bytes | str, *, encoding: str = "utf-8") -> Path:
+    """Write *data* (bytes, or text encoded with *encoding*) to *path* atomically.
+
+    The data go to a temporary file beside *path* (``.<name>.<uuid>.tmp``), are flushed
+    to disk and renamed over *path*: readers see the old file or the new one, never a
+    partial one.  The parent directory is created if needed.  Returns *path*.
+    """
+    path = Path(path)
+    if isinstance(data, str):
+        data = data.encode(encoding)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return path
+
+
+def _e(value) -> str:
+    return html.escape(str(value))
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One headline number: a label, its formatted value and an optional detail line."""
+
+    label: str
+    value: str
+    detail: str = ""
+
+    def render(self) -> str:
+        detail = f'<div class="detail">{_e(self.detail)}</div>' if self.detail else ""
+        return (f'<div class="metric"><div class="label">{_e(self.label)}</div>'
+                f'<div class="value">{_e(self.value)}</div>{detail}</div>')
+
+
+@dataclass
+class Section:
+    """A titled part of a :class:`Page`; add content with its methods, in order."""
+
+    title: str
+    intro: str = ""
+    _parts: list[tuple[str, object]] = field(default_factory=list, repr=False)
+
+    def text(self, text: str) -> Section:
+        """An escaped paragraph."""
+        self._parts.append(("html", f"<p>{_e(text)}</p>"))
+        return self
+
+    def html(self, markup: str) -> Section:
+        """Trusted markup, inserted as is."""
+        self._parts.append(("html", str(markup)))
+        return self
+
+    def subsection(self, title: str) -> Section:
+        """A sub-heading (``<h3>``)."""
+        self._parts.append(("html", f"<h3>{_e(title)}</h3>"))
+        return self
+
+    def table(
+        self,
+        header: Sequence[str],
+        rows: Iterable[Sequence],
+        *,
+        caption: str = "",
+        left: int = 1,
+        collapse_after: int = 25,
+        empty: str = "None.",
+    ) -> Section:
+        """A table; the first *left* columns are left-aligned (text), the rest right.
+
+        Tables longer than *collapse_after* rows are folded in a ``<details>`` element
+        that says how many rows it holds; an empty table is replaced by *empty*.
+        """
+        rows = [list(r) for r in rows]
+        if not rows:
+            self._parts.append(("html", f'<p class="note">{_e(caption + ": " if caption else "")}'
+                                        f"{_e(empty)}</p>"))
+            return self
+        width = len(header)
+        bad = [i for i, r in enumerate(rows) if len(r) != width]
+        if bad:
+            msg = (f"table {caption or self.title!r}: row {bad[0]} has {len(rows[bad[0]])} "
+                   f"cells, the header {width}")
+            raise ValueError(msg)
+
+        def cls(i):
+            return ' class="l"' if i < left else ""
+
+        head = "".join(f"<th{cls(i)}>{_e(h)}</th>" for i, h in enumerate(header))
+        body = "".join("<tr>" + "".join(f"<td{cls(i)}>{_e(v)}</td>" for i, v in enumerate(r))
+                       + "</tr>" for r in rows)
+        cap = f"<caption>{_e(caption)}</caption>" if caption else ""
+        markup = f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        if len(rows) > collapse_after:
+            markup = (f"<details><summary>{_e(caption or 'table')}: {len(rows)} rows "
+                      f"(click to show)</summary>{markup}</details>")
+        self._parts.append(("html", markup))
+        return self
+
+    def bokeh(self, model, *, caption: str = "") -> Section:
+        """An interactive Bokeh figure or layout (embedded with inlined BokehJS)."""
+        from bokeh.model import Model
+
+        if not isinstance(model, Model):
+            msg = f"bokeh() needs a Bokeh model (figure or layout), got {type(model).__name__}"
+            raise TypeError(msg)
+        self._parts.append(("bokeh", (model, caption)))
+        return self
+
+    def image(self, src: str, alt: str) -> Section:
+        """An image by relative link (e.g. ``plots/x.png``)."""
+        self._parts.append(("html", f'<img src="{_e(src)}" alt="{_e(alt)}">'))
+        return self
+
+    def _models(self):
+        return [p[1][0] for p in self._parts if p[0] == "bokeh"]
+
+
+class Page:
+    """One self-contained HTML page: headline, sections, provenance (see module doc)."""
+
+    def __init__(self, title: str, *, subtitle: str = "") -> None:
+        self.title = str(title)
+        self.subtitle = str(subtitle)
+        self._metrics: list[Metric] = []
+        self._note = ""
+        self._sections: list[Section] = []
+        self._provenance: tuple[str, list[tuple[str, object]]] | None = None
+
+    def headline(self, metrics: Iterable[Metric], *, note: str = "") -> Page:
+        """Set the headline block, shown first."""
+        metrics = list(metrics)
+        for m in metrics:
+            if not isinstance(m, Metric):
+                msg = f"headline() takes Metric objects, got {type(m).__name__}"
+                raise TypeError(msg)
+        self._metrics = metrics
+        self._note = str(note)
+        return self
+
+    def section(self, title: str, *, intro: str = "") -> Section:
+        """Append a section and return it."""
+        sec = Section(str(title), str(intro))
+        self._sections.append(sec)
+        return sec
+
+    def provenance(self, items: Mapping | Iterable[tuple[str, object]], *,
+                   title: str = "Provenance") -> Page:
+        """Set the collapsible provenance section (run options, versions, inputs)."""
+        pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
+        self._provenance = (str(title), pairs)
+        return self
+
+    @property
+    def n_figures(self) -> int:
+        """Bokeh root models embedded in the page."""
+        return sum(len(s._models()) for s in self._sections)
+
+    def render(self) -> str:
+        """The page as one HTML string."""
+        models = [m for s in self._sections for m in s._models()]
+        script, divs, resources = "", [], ""
+        if models:
+            from bokeh.embed import components
+            from bokeh.resources import INLINE
+
+            script, divs = components(models)
+            resources = INLINE.render()
+        divs = list(divs)
+        body = [f"<h1>{_e(self.title)}</h1>"]
+        if self.subtitle:
+            body.append(f'<p class="subtitle">{_e(self.subtitle)}</p>')
+        if self._metrics:
+            body.append('<div id="headline">' + "".join(m.render() for m in self._metrics)
+                        + "</div>")
+            if self._note:
+                body.append(f'<p class="note">{_e(self._note)}</p>')
+        for sec in self._sections:
+            body.append(f"<section><h2>{_e(sec.title)}</h2>")
+            if sec.intro:
+                body.append(f"<p>{_e(sec.intro)}</p>")
+            for kind, content in sec._parts:
+                if kind == "html":
+                    body.append(content)
+                else:
+                    model, caption = content
+                    cap = f'<p class="note">{_e(caption)}</p>' if caption else ""
+                    body.append(f'<div class="site-plot" data-plots="{_n_plots(model)}">'
+                                f"{divs.pop(0)}</div>{cap}")
+            body.append("</section>")
+        if self._provenance is not None:
+            title, pairs = self._provenance
+            body.append(f'<details class="provenance" id="provenance"><summary>{_e(title)}'
+                        f"</summary>{_dl(pairs)}</details>")
+        return (
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<meta name="site-figures" content="{len(models)}">'
+            f"<title>{_e(self.title)}</title><style>{_CSS}</style>{resources}</head>"
+            "<body>\n" + "\n".join(body) + f"\n{script}\n</body></html>\n"
+        )
+
+    def write(self, path: str | PathLike) -> Path:
+        """Render and write the page to *path* atomically; return *path*."""
+        return atomic_write(path, self.render())
+
+
+def _n_plots(model) -> int:
+    from bokeh.models import Plot
+
+    return max(1, len(list(model.select({"type": Plot}))))
+
+
+def _dl(pairs) -> str:
+    rows = []
+    for key, value in pairs:
+        if isinstance(value, Mapping):
+            value_html = _dl(list(value.items()))
+        elif isinstance(value, list | tuple) and len(value) > 8:
+            value_html = ("<details><summary>" + _e(f"{len(value)} items") + "</summary>"
+                          + "<br>".join(_e(v) for v in value) + "</details>")
+        else:
+            value_html = _e(", ".join(map(str, value)) if isinstance(value, list | tuple)
+                            else value)
+        rows.append(f'<tr><th class="l">{_e(key)}</th><td class="l">{value_html}</td></tr>')
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def bokeh_figure(*, title: str, x_label: str, y_label: str, x_axis_type: str = "linear",
+                 height: int = 320, **kwargs):
+    """A Bokeh figure with the shared tools, stretching to the page width.
+
+    *kwargs* go to :func:`bokeh.plotting.figure` (e.g. ``y_axis_type="log"``,
+    ``tooltips=[("loss", "@loss")]``).
+    """
+    from bokeh.plotting import figure
+
+    kwargs.setdefault("tools", TOOLS)
+    kwargs.setdefault("active_scroll", "wheel_zoom")
+    fig = figure(title=title, x_axis_label=x_label, y_axis_label=y_label,
+                 x_axis_type=x_axis_type, height=height, sizing_mode="stretch_width",
+                 **kwargs)
+    fig.toolbar.logo = None
+    return fig

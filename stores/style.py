@@ -1,0 +1,224 @@
+"""One matplotlib plotting style for every figure of :mod:`stiscube` and :mod:`cte`.
+
+Figures are made without pyplot (no global state, Agg canvas) and share these habits:
+
+- no offset or scientific-notation tick labels that magnify noise (a readnoise of
+  ``4.000001`` e- is labelled ``4.000001``, never ``+4`` and ``1e-6``);
+- integer quantities get integer ticks (:func:`integer_ticks`);
+- epochs are shown as calendar dates (:func:`date_axis`, :func:`mjd_to_datetime`);
+- a legend only where something is labelled (:func:`legend`); an empty panel says
+  so (:func:`no_data`);
+- files are written atomically (:func:`save`).
+
+API
+---
+``RC`` : dict
+    The rcParams of the style (applied inside :func:`context`).
+``context()``
+    Context manager applying ``RC``; artists made inside it take the style.
+``styled(func)``
+    Decorator running *func* inside :func:`context`.
+``new_figure(nrows=1, ncols=1, *, size=(6.4, 4.0), n_panels=None, **subplot_kw)``
+    ``(Figure, axes)``: a styled Figure on an Agg canvas and a flat array of its axes
+    (only the first *n_panels* if given; the rest are hidden).
+``integer_ticks(ax, axis="y")``
+    Integer tick locations on one axis (``"x"``, ``"y"`` or ``"both"``).
+``no_offset(ax, axis="both")``
+    Plain tick labels without offset or scientific notation.
+``mjd_to_datetime(mjd)``
+    MJD (days, float) to ``numpy.datetime64[ms]``; NaN becomes NaT.
+``date_axis(ax, axis="x")``
+    Concise calendar-date ticks on an axis holding datetime64 values.
+``legend(ax, **kwargs)``
+    A legend of the labelled artists, or ``None`` when nothing is labelled.
+``no_data(ax, message="no data")``
+    Marks an empty panel: centred note, no ticks.
+``save(fig, path, *, dpi=100)``
+    Writes the figure (format from the suffix) atomically; returns *fig*.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+from collections.abc import Callable, Iterator
+from os import PathLike
+from pathlib import Path
+
+import matplotlib as mpl
+import matplotlib.dates as mdates
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.legend import Legend
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+__all__ = [
+    "RC",
+    "context",
+    "date_axis",
+    "integer_ticks",
+    "legend",
+    "mjd_to_datetime",
+    "new_figure",
+    "no_data",
+    "no_offset",
+    "save",
+    "styled",
+]
+
+#: rcParams of the shared style.
+RC: dict[str, object] = {
+    "axes.formatter.useoffset": False,
+    "axes.formatter.limits": (-4, 5),
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linewidth": 0.5,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 7,
+    "legend.frameon": False,
+    "figure.titlesize": 10,
+    "lines.linewidth": 1.3,
+    "lines.markersize": 4,
+    "errorbar.capsize": 0,
+    "image.cmap": "viridis",
+    "savefig.dpi": 100,
+    "figure.dpi": 100,
+}
+
+_MJD_EPOCH = np.datetime64("1858-11-17T00:00:00", "ms")
+
+
+@contextlib.contextmanager
+def context() -> Iterator[None]:
+    """Apply :data:`RC` for the duration of the block."""
+    with mpl.rc_context(RC):
+        yield
+
+
+def styled(func: Callable) -> Callable:
+    """Decorator: run *func* inside :func:`context`."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with context():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+def new_figure(
+    nrows: int = 1,
+    ncols: int = 1,
+    *,
+    size: tuple[float, float] = (6.4, 4.0),
+    n_panels: int | None = None,
+    **subplot_kw,
+) -> tuple[Figure, np.ndarray]:
+    """A styled Figure (constrained layout, Agg canvas) and a flat array of its axes.
+
+    Parameters
+    ----------
+    nrows, ncols : int
+        Grid of panels.
+    size : (float, float)
+        Size of the whole figure, inches.
+    n_panels : int, optional
+        Panels used; axes beyond it are hidden and left out of the returned array.
+    **subplot_kw
+        Passed to :meth:`matplotlib.figure.Figure.subplots` (e.g. ``sharex=True``).
+    """
+    if nrows < 1 or ncols < 1:
+        msg = f"nrows and ncols must be >= 1, got {nrows} and {ncols}"
+        raise ValueError(msg)
+    with context():
+        fig = Figure(figsize=size, layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False, **subplot_kw).ravel())
+        for ax in axes:
+            no_offset(ax)
+    if n_panels is not None:
+        for ax in axes[n_panels:]:
+            ax.set_visible(False)
+        axes = axes[:n_panels]
+    return fig, axes
+
+
+def integer_ticks(ax: Axes, axis: str = "y") -> None:
+    """Put tick marks at integers only on *axis* (``"x"``, ``"y"`` or ``"both"``)."""
+    for a in _axes_of(ax, axis):
+        a.set_major_locator(MaxNLocator(integer=True))
+
+
+def no_offset(ax: Axes, axis: str = "both") -> None:
+    """Plain tick labels on *axis*: no offset (``+4``) and no ``1e-6`` multiplier."""
+    for a in _axes_of(ax, axis):
+        formatter = a.get_major_formatter()
+        if isinstance(formatter, ScalarFormatter):
+            formatter.set_useOffset(False)
+
+
+def _axes_of(ax: Axes, axis: str):
+    if axis not in ("x", "y", "both"):
+        msg = f"axis must be 'x', 'y' or 'both', got {axis!r}"
+        raise ValueError(msg)
+    return [a for name, a in (("x", ax.xaxis), ("y", ax.yaxis)) if axis in (name, "both")]
+
+
+def mjd_to_datetime(mjd) -> np.ndarray:
+    """Modified Julian Date (days) to ``datetime64[ms]``; NaN becomes NaT."""
+    mjd = np.asarray(mjd, dtype=float)
+    ms = np.where(np.isfinite(mjd), np.rint(mjd * 86_400_000.0), 0).astype(np.int64)
+    out = _MJD_EPOCH + ms.astype("timedelta64[ms]")
+    return np.where(np.isfinite(mjd), out, np.datetime64("NaT", "ms"))
+
+
+def date_axis(ax: Axes, axis: str = "x") -> None:
+    """Calendar-date ticks (concise format) on *axis*, which must hold datetime64 data."""
+    if axis not in ("x", "y"):
+        msg = f"axis must be 'x' or 'y', got {axis!r}"
+        raise ValueError(msg)
+    a = ax.xaxis if axis == "x" else ax.yaxis
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=7)
+    a.set_major_locator(locator)
+    a.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
+def legend(ax: Axes, **kwargs) -> Legend | None:
+    """A legend of the artists with a label (not starting with ``_``); None if none."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return None
+    with context():
+        return ax.legend(handles, labels, **kwargs)
+
+
+def no_data(ax: Axes, message: str = "no data") -> None:
+    """Mark *ax* as an empty panel: a centred note and no ticks."""
+    ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center",
+            fontsize=9, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+
+
+def save(fig: Figure, path: str | PathLike, *, dpi: int = 100) -> Figure:
+    """Write *fig* to *path* (format from the suffix) atomically; return *fig*.
+
+    The image is rendered in memory and replaces *path* in one rename, so a reader
+    never sees a half-written file.
+    """
+    from stores.site import atomic_write
+
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    buffer = io.BytesIO()
+    with context():
+        fig.savefig(buffer, format=fmt, dpi=dpi)
+    atomic_write(path, buffer.getvalue())
+    return fig

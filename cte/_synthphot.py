@@ -18,7 +18,8 @@ images.  It is deliberately simple and fully vectorised (no loop over stars):
   e-/px), a star with true aperture flux ``F`` and ``n`` parallel transfers is
   measured as ``F (1 - L(F, m, B) n / 2048)`` plus noise, where ``L`` is the truth
   model of the image's FLT/FLC kind evaluated at the *aperture* flux (each aperture
-  thus has its own, exactly known, loss law of the same family);
+  thus has its own, exactly known, loss law of the same family), computed by
+  :func:`cte.simulate.true_loss`, written independently of the library's basis;
 - noise: Gaussian with variance ``F_obs + A (B + RN^2)`` (Poisson plus sky and read
   noise over the aperture area ``A = pi r^2``); the FLC of an exposure shares the FLT's
   noise realisation; the per-star local background is ``B`` plus the noise of its
@@ -42,6 +43,7 @@ import xarray as xr
 
 from cte.flags import COSMIC_RAY, OFF_CHIP
 from cte.lossmodel import LossModel
+from cte.simulate import true_loss
 
 __all__ = [
     "CHIP_ROWS",
@@ -300,7 +302,7 @@ def make_photometry(
         y = np.where((slot == 0)[:, None], y_first, y_rot)
     x = np.broadcast_to(x0, (n_img, n_stars)).copy()
     chip = img["chip"].astype(float)[:, None]
-    transfers = np.where(chip == 2, y, CHIP_ROWS - y)
+    transfers = np.where(chip == 2, y, CHIP_ROWS - y)  # independent of cte._geometry
     off_chip = (y < 0) | (y > CHIP_ROWS - 1)
 
     # --- true fluxes and injected loss -------------------------------------------
@@ -311,7 +313,7 @@ def make_photometry(
     loss = np.empty_like(true_flux)
     for kind, model in truth.items():  # loop over FLT/FLC only
         sel = img["ctecorr"] == kind
-        loss[sel] = model.loss(true_flux[sel], mjd[sel], bkg[sel])
+        loss[sel] = true_loss(model.coefficients, true_flux[sel], mjd[sel], bkg[sel])
     kept = true_flux * (1.0 - loss * transfers[:, :, None] / 2048.0)
 
     # --- noise: shared between the FLT and FLC of one exposure --------------------

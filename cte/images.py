@@ -23,12 +23,22 @@ Columns of the records (units in brackets): ``path``, ``image``
 ``visit`` (two characters of the rootname), ``targname``, ``target`` (configuration
 name, "" if unknown), ``filter``, ``exptime`` [s], ``exptime_class``
 (``short``/``long``), ``mjd`` [d, EXPSTART], ``flash`` [e-/px, FLASHLVL], ``flashsta``,
-``chinject``, ``postarg1``, ``postarg2`` [arcsec], ``binaxis1``, ``binaxis2``,
+``flashcur`` (post-flash current), ``chinject``, ``postarg1``, ``postarg2`` [arcsec],
+``binaxis1``, ``binaxis2``,
 ``field_chip`` (chip holding the cluster: 2 for POSTARG2 ~ 0, 1 for the chip dither,
 0 for a sub-dither), ``chip`` (this row's chip, 1 or 2), ``extver`` (SCI extension
 version), ``holds_field``, ``naxis1``, ``naxis2`` [px], ``ltv1``, ``ltv2`` [px, cut-out
 offsets: chip x = image x - LTV1], ``orientat`` [deg], ``bunit``, ``usable``,
 ``reason``.
+
+Where the keywords are read: WFC3 writes the per-chip keywords (``CCDCHIP``,
+``BINAXIS1/2``, ``LTV1/2``, ``ORIENTAT``, ``BUNIT``) in each chip's SCI header, not
+the primary; they are read there, falling back to the primary header (then to their
+default) when a SCI header lacks them.  Exposure keywords (``ROOTNAME``, ``PROPOSID``,
+``TARGNAME``, ``FILTER``, ``EXPTIME``, ``EXPSTART``, ``FLASHLVL``, ``FLASHSTA``,
+``FLASHCUR``, ``CHINJECT``, ``POSTARG1/2``) are read from the primary header.  Extensions
+other than SCI/ERR/DQ (``HDRLET``, ``WCSCORR``, ``WCSDVARR``, ``D2IMARR``) are ignored,
+except that :func:`read_chip` builds the distortion WCS from them as astropy does.
 """
 
 from __future__ import annotations
@@ -137,25 +147,32 @@ def read_header(path: str | os.PathLike, *, config: Config | None = None) -> lis
         if len(rootname) < 6:
             msg = f"{path}: ROOTNAME {rootname!r} is too short to hold a visit"
             raise InvalidImageError(msg)
+        def number(key, convert, default=None):
+            value = primary.get(key, default)
+            try:
+                return convert(value)
+            except (TypeError, ValueError) as exc:
+                msg = f"{path}: primary header keyword {key}={value!r} is not a valid number"
+                raise InvalidImageError(msg) from exc
+
         try:
             base = {
                 "path": str(path),
                 "image": f"{rootname}_{ctecorr.lower()}",
                 "rootname": rootname,
                 "ctecorr": ctecorr,
-                "proposal": int(primary["PROPOSID"]),
+                "proposal": number("PROPOSID", _strict_int),
                 "visit": rootname[4:6],
                 "targname": str(primary["TARGNAME"]).strip(),
                 "filter": str(primary["FILTER"]).strip().upper(),
-                "exptime": float(primary["EXPTIME"]),
-                "mjd": float(primary["EXPSTART"]),
-                "flash": float(primary.get("FLASHLVL", 0.0)),
+                "exptime": number("EXPTIME", _finite),
+                "mjd": number("EXPSTART", _finite),
+                "flash": number("FLASHLVL", _finite, 0.0),
                 "flashsta": str(primary.get("FLASHSTA", "")).strip().upper(),
+                "flashcur": str(primary.get("FLASHCUR", "")).strip().upper(),
                 "chinject": str(primary.get("CHINJECT", "NONE")).strip().upper(),
-                "postarg1": float(primary["POSTARG1"]),
-                "postarg2": float(primary["POSTARG2"]),
-                "binaxis1": int(primary.get("BINAXIS1", 1)),
-                "binaxis2": int(primary.get("BINAXIS2", 1)),
+                "postarg1": number("POSTARG1", _finite),
+                "postarg2": number("POSTARG2", _finite),
             }
         except (TypeError, ValueError) as exc:
             msg = f"{path}: malformed primary header value ({exc})"
@@ -173,24 +190,30 @@ def read_header(path: str | os.PathLike, *, config: Config | None = None) -> lis
                 if (other, extver) not in extensions:
                     msg = f"{path}: SCI,{extver} has no matching {other},{extver} extension"
                     raise InvalidImageError(msg)
-            if "CCDCHIP" not in h or int(h["CCDCHIP"]) not in (1, 2):
-                msg = f"{path}: SCI,{extver} lacks a CCDCHIP of 1 or 2"
-                raise InvalidImageError(msg)
             if h.get("NAXIS", 0) != 2:
                 msg = f"{path}: SCI,{extver} is not a 2-D image (NAXIS={h.get('NAXIS')})"
                 raise InvalidImageError(msg)
-            chip = int(h["CCDCHIP"])
+
+            def chip_value(key, convert, default, h=h, extver=extver):
+                return _chip_keyword(path, f"SCI,{extver}", h, primary, key, convert, default)
+
+            chip = chip_value("CCDCHIP", _strict_int, None)
+            if chip not in (1, 2):
+                msg = f"{path}: SCI,{extver} lacks a CCDCHIP of 1 or 2 (got {chip!r})"
+                raise InvalidImageError(msg)
             rows.append({
                 **base,
+                "binaxis1": chip_value("BINAXIS1", _strict_int, 1),
+                "binaxis2": chip_value("BINAXIS2", _strict_int, 1),
                 "chip": chip,
                 "extver": int(extver),
                 "holds_field": chip == base["field_chip"],
                 "naxis1": int(h["NAXIS1"]),
                 "naxis2": int(h["NAXIS2"]),
-                "ltv1": float(h.get("LTV1", 0.0)),
-                "ltv2": float(h.get("LTV2", 0.0)),
-                "orientat": float(h.get("ORIENTAT", np.nan)),
-                "bunit": str(h.get("BUNIT", "")).strip().upper(),
+                "ltv1": chip_value("LTV1", _finite, 0.0),
+                "ltv2": chip_value("LTV2", _finite, 0.0),
+                "orientat": chip_value("ORIENTAT", float, np.nan),
+                "bunit": chip_value("BUNIT", lambda v: str(v).strip().upper(), ""),
             })
         if not rows:
             msg = f"{path}: no SCI extension"
@@ -199,6 +222,44 @@ def read_header(path: str | os.PathLike, *, config: Config | None = None) -> lis
         row["reason"] = _skip_reason(row, rows, config)
         row["usable"] = not row["reason"]
     return rows
+
+
+def _strict_int(value) -> int:
+    """An integer header value (int, integral float or digit string), else ValueError."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(value)
+    if isinstance(value, str):
+        return int(value.strip())
+    number = float(value)
+    if not number.is_integer():
+        raise ValueError(value)
+    return int(number)
+
+
+def _finite(value) -> float:
+    """A finite float header value, else ValueError."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(value)
+    number = float(value)
+    if not np.isfinite(number):
+        raise ValueError(value)
+    return number
+
+
+def _chip_keyword(path, where: str, sci: fits.Header, primary: fits.Header, key: str,
+                  convert, default):
+    """A per-chip keyword: the SCI header's, else the primary's, else *default*."""
+    if key in sci:
+        value, source = sci[key], where
+    elif key in primary:
+        value, source = primary[key], "primary"
+    else:
+        return default
+    try:
+        return convert(value)
+    except (TypeError, ValueError) as exc:
+        msg = f"{path}: {source} header keyword {key}={value!r} is not valid"
+        raise InvalidImageError(msg) from exc
 
 
 def _skip_reason(row: dict, rows: list[dict], config: Config) -> str:
@@ -235,8 +296,9 @@ _COLUMNS = {
     "path": str, "image": str, "rootname": str, "ctecorr": str, "proposal": np.int64,
     "visit": str, "targname": str, "target": str, "filter": str, "exptime": np.float64,
     "exptime_class": str, "mjd": np.float64, "flash": np.float64, "flashsta": str,
-    "chinject": str, "postarg1": np.float64, "postarg2": np.float64, "binaxis1": np.int64,
-    "binaxis2": np.int64, "field_chip": np.int8, "chip": np.int8, "extver": np.int64,
+    "flashcur": str, "chinject": str, "postarg1": np.float64, "postarg2": np.float64,
+    "binaxis1": np.int64, "binaxis2": np.int64, "field_chip": np.int8, "chip": np.int8,
+    "extver": np.int64,
     "holds_field": bool, "naxis1": np.int64, "naxis2": np.int64, "ltv1": np.float64,
     "ltv2": np.float64, "orientat": np.float64, "bunit": str, "usable": bool, "reason": str,
 }

@@ -27,17 +27,36 @@ Image model, per pixel, in e- (FLT/FLC SCI units)::
     B = sky_rate(filter) * EXPTIME + FLASHLVL            (flash only if FLASHSTA succeeded)
     F_true = rate * throughput(filter) * EXPTIME         (rate from the master catalog)
     F_obs = F_true * (1 - L(F_true, MJD, B) * n / 2048) / PAM(x, y)
-    n = y on chip 2, 2051 - y on chip 1                  (true full-chip row y)
-    noise = Poisson(expected) - expected + Normal(0, read_noise)
+    n = |y - y_amp|, y_amp = 0 on chip 2, 2051 on chip 1 (true full-chip row y)
+    noise = Poisson(expected) - expected + Normal(0, read_noise of the quadrant)
 
-with ``L`` from :class:`cte.lossmodel.LossModel` (FLT and FLC coefficients, the FLC ones
-four times smaller) and PSF a Moffat (or Gaussian) of the given FWHM, truncated at
+with ``L`` the loss formula of :mod:`cte.lossmodel` evaluated on the coefficients of a
+:class:`~cte.lossmodel.LossModel` (FLT and FLC coefficients, the FLC ones four times
+smaller) and PSF a Moffat (or Gaussian) of the given FWHM, truncated at
 +-12 px and normalised so that each star's image sums to ``F_obs``.  FLT and FLC of one
 exposure share the noise, cosmic rays and pointing.  The header WCS of every SCI
 extension carries a deliberate pointing error: header pixel positions ``p`` relate to
 true positions by ``p_true = R(theta) (p - c) + c + d`` (``c`` the image centre, ``d``
 a shift in px, ``theta`` a rotation in deg), recorded in ``truth/images.ecsv``.
 Cosmic rays are flagged with DQ 4096, hot pixels with 16 and saturation with 256.
+
+Independent truth: the transfer count ``n`` and the injected ``L`` are computed here by
+:func:`true_transfers` and :func:`true_loss`, written from the detector layout and the
+documented formula, not with :func:`cte._geometry.transfers` or
+:func:`cte.lossmodel.basis` that the measurement, the fit and :func:`cte.correct` use,
+so tests comparing results with the truth can see an error in either.
+
+Headers follow the archive's FLT/FLC layout (checked against real FLCs in the tests):
+exposure keywords, ``CCDGAIN``, the per-amplifier ``ATODGNA..D`` (1.56 e-/DN) and
+``READNSEA..D`` (3.0-3.2 e-), ``FLASHLVL/FLASHSTA/FLASHCUR``, ``SHUTRPOS`` in the
+primary header; ``CCDCHIP``, ``BINAXIS1/2``, ``ORIENTAT`` in each SCI header; ``LTV``,
+``BUNIT``, ``EXPNAME`` and the WCS in SCI, ERR and DQ.  The read noise of each
+quadrant (amplifiers A, B on chip 1 and C, D on chip 2, split at x = 2048) is the
+``read_noise`` parameter plus the real per-amplifier offsets.
+
+A directory written by :func:`simulate_campaign` holds the marker file
+``.cte-simulation.json`` listing what it wrote; ``overwrite=True`` removes only
+those entries, and refuses a non-empty directory without the marker.
 """
 
 from __future__ import annotations
@@ -67,7 +86,6 @@ from cte._geometry import (
     chip_origin_y,
     rotation_matrix,
     tan_wcs,
-    transfers,
 )
 from cte._render import bin2x2, cosmic_rays, render_stars
 from cte.lossmodel import BASIS_TERMS, FLUX_SCALE, MJD_ORIGIN, LossModel
@@ -81,6 +99,8 @@ __all__ = [
     "load_campaign",
     "make_catalog",
     "simulate_campaign",
+    "true_loss",
+    "true_transfers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -117,6 +137,59 @@ DEFAULT_LOSS_MODELS: Mapping[str, LossModel] = {
 
 #: saturation level of the simulated pixels, e-
 FULL_WELL = 63000.0
+#: marker file of a simulated campaign directory (lists what the simulator wrote)
+MARKER = ".cte-simulation.json"
+#: calibrated gain of every amplifier, e-/DN (real FLCs: 1.5599999)
+_ATODGAIN = 1.56
+#: read noise of each amplifier above the ``read_noise`` parameter, e- (a real FLC of
+#: 2011 has 3.03, 3.13, 3.08, 3.18 e-)
+_READNOISE_OFFSET = {"A": 0.03, "B": 0.13, "C": 0.08, "D": 0.18}
+#: amplifiers of each chip: (x < 2048, x >= 2048)
+_CHIP_AMPS = {1: ("A", "B"), 2: ("C", "D")}
+
+# -- independent truth ---------------------------------------------------------------------
+#: full-chip row coordinate of each chip's serial register (the amplifiers): chip 2
+#: (UVIS2, SCI,1) reads out at the bottom, y = 0; chip 1 (UVIS1, SCI,2) at the top,
+#: y = 2051 (the chips are 2051 rows high)
+_AMPLIFIER_ROW = {2: 0.0, 1: 2051.0}
+
+
+def true_transfers(y, chip: int) -> np.ndarray:
+    """Parallel transfers of a charge packet at 0-based full-chip row *y* of *chip*.
+
+    Written from the readout geometry (:data:`_AMPLIFIER_ROW`), independently of
+    :func:`cte._geometry.transfers`: the distance in rows from the packet to the
+    chip's amplifiers, ``|y - y_amp|``, i.e. ``y`` on chip 2 and ``2051 - y`` on
+    chip 1.  Rows outside ``[0, 2051]`` are clipped to the chip.
+    """
+    if chip not in _AMPLIFIER_ROW:
+        msg = f"chip must be 1 or 2, got {chip!r}"
+        raise ValueError(msg)
+    rows = np.clip(np.asarray(y, dtype=float), 0.0, 2051.0)
+    return np.abs(rows - _AMPLIFIER_ROW[chip])
+
+
+def true_loss(coefficients: Mapping[str, float], flux, mjd, background) -> np.ndarray:
+    """Injected loss ``L`` (fraction lost per 2048 transfers), clipped at 0 from below.
+
+    Written from the formula documented in :mod:`cte.lossmodel`, independently of its
+    ``model_variables`` and ``basis``::
+
+        L = c_1 + c_t T + c_b B + X (c_x + c_x2 X + c_xt T + c_bx B)
+        X = log10(flux) - 3       (flux in e-; X = 0 at 1000 e-)
+        T = (mjd - 55000) / 365.25 (years since 2009-06-18)
+        B = log10(1 + background) (background in e-/px)
+
+    *coefficients* maps the term names ``"1"``, ``"x"``, ``"x2"``, ``"t"``, ``"xt"``,
+    ``"b"``, ``"bx"`` to their values (missing terms are zero).
+    """
+    c = {k: float(coefficients.get(k, 0.0)) for k in ("1", "x", "x2", "t", "xt", "b", "bx")}
+    big_x = np.log10(np.asarray(flux, dtype=float)) - 3.0
+    big_t = (np.asarray(mjd, dtype=float) - 55000.0) / 365.25
+    big_b = np.log10(1.0 + np.asarray(background, dtype=float))
+    value = (c["1"] + c["t"] * big_t + c["b"] * big_b
+             + big_x * (c["x"] + c["x2"] * big_x + c["xt"] * big_t + c["bx"] * big_b))
+    return np.maximum(value, 0.0)
 #: stamp half-size of the rendered PSF, px
 _STAMP = 12
 
@@ -451,11 +524,12 @@ def _render(exp: _Exposure, catalog: Table, p: dict, seed: int, index: int) -> _
     flash = exp.flash if exp.flashsta == "SUCCESSFUL" else 0.0
     background = sky + flash
     flux_true = np.asarray(catalog["flux"], float) * _THROUGHPUT[exp.filter] * exp.exptime
-    n_transfers = np.clip(transfers(y_full, fc), 0.0, CHIP_NY)
+    n_transfers = true_transfers(y_full, fc)
     pam = _pam_value(fc, x_full, y_full) if p["pam"] else np.ones_like(x)
     stars, truth = {}, {}
     for version in exp.versions:
-        loss = p["loss_models"][version].loss(flux_true, exp.mjd, background)
+        loss = true_loss(p["loss_models"][version].coefficients, flux_true, exp.mjd,
+                         background)
         flux_obs = flux_true * (1.0 - loss * n_transfers / 2048.0) / pam
         stars[version] = render_stars((ny, nx), x, y, flux_obs, psf=p["psf"], fwhm=p["fwhm"],
                                       beta=p["beta"], half_size=_STAMP)
@@ -463,12 +537,13 @@ def _render(exp: _Exposure, catalog: Table, p: dict, seed: int, index: int) -> _
                           "flux_true": flux_true, "transfers": n_transfers, "loss": loss,
                           "flux_expected": flux_obs}
     # noise, cosmic rays and hot pixels shared by all versions; per chip
-    chips = {}
+    chips, read_noise = {}, {}
     for c in (2, 1):
+        read_noise[c] = _read_noise_map(c, origin[0], (ny, nx), p["read_noise"])
         ref = stars[exp.versions[0]] if c == fc else 0.0
         expected = background + ref
         noise = (rng.poisson(np.clip(expected, 0, None)) - expected
-                 + rng.normal(0.0, p["read_noise"], (ny, nx)))
+                 + rng.normal(0.0, 1.0, (ny, nx)) * read_noise[c])
         cr_charge, cr_hit = cosmic_rays((ny, nx), rng,
                                         expected=p["cr_rate"] * exp.exptime * ny * nx)
         hy, hx, hot = _hot_pixels(seed, c, origin, (ny, nx), exp.exptime)
@@ -490,7 +565,7 @@ def _render(exp: _Exposure, catalog: Table, p: dict, seed: int, index: int) -> _
             saturated = data >= FULL_WELL
             data[saturated] = FULL_WELL
             dq[saturated] |= 256
-            var = p["read_noise"] ** 2 + np.clip(model + cr_charge, 0, None)
+            var = read_noise[c] ** 2 + np.clip(model + cr_charge, 0, None)
             var[hy, hx] += hot
             err = np.sqrt(var)
             wcs = wcs_head[c]
@@ -506,6 +581,15 @@ def _render(exp: _Exposure, catalog: Table, p: dict, seed: int, index: int) -> _
             "rotation": theta, "center_x": c0[0], "center_y": c0[1],
             "origin_x": float(origin[0]), "origin_y": float(origin[1])}
     return _Scene(hdus=hdus, truth=truth, info=info)
+
+
+def _read_noise_map(chip: int, x0: int, shape, base: float) -> np.ndarray:
+    """Read noise (e-) of each pixel of a cut-out at chip column *x0*: its amplifier's."""
+    left, right = _CHIP_AMPS[chip]
+    columns = np.arange(shape[1]) + x0
+    per_column = np.where(columns < CHIP_NX // 2, base + _READNOISE_OFFSET[left],
+                          base + _READNOISE_OFFSET[right])
+    return np.broadcast_to(per_column, shape)
 
 
 def _binned_wcs(wcs):
@@ -546,47 +630,66 @@ def _primary_header(exp: _Exposure, version: str, p: dict) -> fits.Header:
         ("POSTARG1", exp.postarg1, "POSTARG in axis 1 direction (arcsec)"),
         ("POSTARG2", exp.postarg2, "POSTARG in axis 2 direction (arcsec)"),
         ("PA_V3", (exp.orientat + 45.0) % 360.0, "position angle of V3-axis of HST (deg)"),
+        ("NRPTEXP", 1, "number of repeat exposures in set: default 1"),
+        ("SUBARRAY", tuple(p["shape"]) != (CHIP_NY, CHIP_NX), "data from a subarray"),
+        ("CRSPLIT", 1, "number of cosmic ray split exposures"),
+        ("PCTECORR", "COMPLETE" if version == "FLC" else "OMIT", "pixel-based CTE correction"),
+        ("FLASHDUR", 0.1 * exp.flash, "exposure time of the post-flash (s)"),
+        ("FLASHCUR", _flash_current(exp.flash), "post flash current (zero, low, medium, high)"),
+        ("FLASHLVL", exp.flash, "post flash requested flash level"),
+        ("FLASHSTA", exp.flashsta, "status: SUCCESSFUL, ABORTED, NOT PERFORMED"),
+        ("SHUTRPOS", "AB"[int(exp.exposure, 36) % 2], "shutter position: A or B"),
+        ("CHINJECT", exp.chinject, "charge injection mode"),
         ("CCDAMP", "ABCD", "CCD amplifier read out configuration"),
         ("CCDGAIN", 1.5, "commanded gain of CCD"),
-        ("BINAXIS1", 2 if exp.binned else 1, "axis1 data bin size in unbinned pixels"),
-        ("BINAXIS2", 2 if exp.binned else 1, "axis2 data bin size in unbinned pixels"),
-        ("SUBARRAY", tuple(p["shape"]) != (CHIP_NY, CHIP_NX), "data from a subarray"),
-        ("FLASHLVL", exp.flash, "post-flash level requested (e-/px)"),
-        ("FLASHSTA", exp.flashsta, "status: SUCCESSFUL, ABORTED, NOT PERFORMED"),
-        ("FLASHDUR", 0.1 * exp.flash, "exposure time of the post-flash (s)"),
-        ("CHINJECT", exp.chinject, "charge injection mode"),
-        ("PCTECORR", "COMPLETE" if version == "FLC" else "OMIT", "pixel-based CTE correction"),
+        *((f"ATODGN{a}", _ATODGAIN, f"calibrated gain for amplifier {a}") for a in "ABCD"),
+        *((f"READNSE{a}", round(p["read_noise"] + _READNOISE_OFFSET[a], 4),
+           f"calibrated read noise for amplifier {a}") for a in "ABCD"),
     ]
     for key, value, comment in cards:
         h[key] = (value, comment)
     return h
 
 
+def _flash_current(flash: int) -> str:
+    """FLASHCUR of a post-flash level (e-/px): the lamp current the monitor would use."""
+    if flash <= 0:
+        return "ZERO"
+    return "LOW" if flash <= 33 else "MED"
+
+
 def _chip_hdus(chip, data, err, dq, wcs, ltv, exp: _Exposure) -> list[fits.ImageHDU]:
+    """SCI, ERR, DQ of one chip with the keywords where calwf3 writes them."""
     extver = CHIP_EXTVER[chip]
+    binning = 2 if exp.binned else 1
     hdus = []
     for name, arr, bunit in (("SCI", data, "ELECTRONS"), ("ERR", err, "ELECTRONS"),
                              ("DQ", dq, "UNITLESS")):
         h = fits.Header()
+        h["INHERIT"] = (True, "inherit the primary header")
         h["EXTNAME"] = (name, "extension name")
         h["EXTVER"] = (extver, "extension version number")
-        h["CCDCHIP"] = (chip, "CCD chip (1 or 2)")
+        h["ROOTNAME"] = (exp.rootname, "rootname of the observation set")
+        h["EXPNAME"] = (exp.rootname, "exposure identifier")
         h["BUNIT"] = (bunit, "brightness units")
-        h["LTV1"] = (float(ltv[0]), "offset to subsection start: -x0 on the chip")
-        h["LTV2"] = (float(ltv[1]), "offset to subsection start: -y0 on the chip")
-        h["LTM1_1"] = (0.5 if exp.binned else 1.0, "reciprocal of sampling rate in X")
-        h["LTM2_2"] = (0.5 if exp.binned else 1.0, "reciprocal of sampling rate in Y")
+        if name == "SCI":
+            h["CCDCHIP"] = (chip, "CCD chip (1 or 2)")
+        h["LTV1"] = (float(ltv[0]), "offset in X to subsection start")
+        h["LTV2"] = (float(ltv[1]), "offset in Y to subsection start")
+        h["LTM1_1"] = (1.0 / binning, "reciprocal of sampling rate in X")
+        h["LTM2_2"] = (1.0 / binning, "reciprocal of sampling rate in Y")
         if name == "SCI":
             h["ORIENTAT"] = (exp.orientat, "position angle of image y axis (deg E of N)")
-            h["WCSNAME"] = ("SIMULATED", "header WCS with a deliberate pointing error")
-            h["CTYPE1"], h["CTYPE2"] = wcs.wcs.ctype
-            h["CRVAL1"], h["CRVAL2"] = (float(v) for v in wcs.wcs.crval)
-            h["CRPIX1"], h["CRPIX2"] = (float(v) for v in wcs.wcs.crpix)
-            cd = wcs.wcs.cd
-            h["CD1_1"], h["CD1_2"] = float(cd[0, 0]), float(cd[0, 1])
-            h["CD2_1"], h["CD2_2"] = float(cd[1, 0]), float(cd[1, 1])
-            h["RADESYS"] = "ICRS"
-            h["SATURATE"] = (FULL_WELL, "saturation level, e-")
+            h["BINAXIS1"] = (binning, "axis1 data bin size in unbinned detector pixels")
+            h["BINAXIS2"] = (binning, "axis2 data bin size in unbinned detector pixels")
+        h["RADESYS"] = ("ICRS", "Equatorial coordinate system")
+        h["WCSNAME"] = ("SIMULATED", "header WCS with a deliberate pointing error")
+        h["CTYPE1"], h["CTYPE2"] = wcs.wcs.ctype
+        h["CRVAL1"], h["CRVAL2"] = (float(v) for v in wcs.wcs.crval)
+        h["CRPIX1"], h["CRPIX2"] = (float(v) for v in wcs.wcs.crpix)
+        cd = wcs.wcs.cd
+        h["CD1_1"], h["CD1_2"] = float(cd[0, 0]), float(cd[0, 1])
+        h["CD2_1"], h["CD2_2"] = float(cd[1, 0]), float(cd[1, 1])
         hdus.append(fits.ImageHDU(data=arr, header=h))
     return hdus
 
@@ -685,11 +788,21 @@ def simulate_campaign(
     chip_dither_postarg2 : float
         POSTARG2 (arcsec) of the chip-1 pointing.
     overwrite : bool
-        Remove an existing non-empty *outdir* first.
+        Replace a previous simulation in *outdir*: remove only the files and
+        directories it wrote (listed in its marker file ``.cte-simulation.json``).  A
+        non-empty *outdir* without that marker is refused and left untouched.
 
     Returns
     -------
     SimulatedCampaign
+
+    Raises
+    ------
+    ValueError
+        An invalid parameter (nothing is written).
+    FileExistsError
+        *outdir* is not empty and *overwrite* is false, or it is not empty and holds no
+        simulation marker (nothing is removed).
     """
     ny, nx = (int(v) for v in shape)
     if not (16 <= ny <= CHIP_NY and 16 <= nx <= CHIP_NX):
@@ -732,11 +845,10 @@ def simulate_campaign(
         msg = f"loss_models must give a LossModel for {missing}"
         raise ValueError(msg)
     root = Path(outdir)
-    if root.exists() and any(root.iterdir()):
-        if not overwrite:
-            msg = f"{root} exists and is not empty; pass overwrite=True to replace it"
-            raise FileExistsError(msg)
-        shutil.rmtree(root)
+    _prepare_outdir(root, overwrite)
+    created = [sub for sub in ("data", "catalogs", "truth", "pam")
+               if sub != "pam" or pam]
+    _write_marker(root, created, None)
     for sub in ("data", "catalogs", "truth"):
         (root / sub).mkdir(parents=True, exist_ok=True)
 
@@ -799,10 +911,97 @@ def simulate_campaign(
                "expected_skips": {r["path"]: r["expected_skip"] for r in rows
                                   if r["expected_skip"]}}
     (root / "truth" / "campaign.json").write_text(json.dumps(summary, indent=2))
+    _write_marker(root, created, _written_files(root, created))
     logger.info("simulated campaign: %d image files in %s", len(rows), root)
     return SimulatedCampaign(root=root, images=images, bad_files=bad, loss_models=models,
                              seed=int(seed), shape=(ny, nx), pam_dir=pam_dir,
                              parameters=parameters)
+
+
+def _read_marker(root: Path) -> dict | None:
+    path = root / MARKER
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        msg = f"{path}: unreadable simulation marker ({exc}); remove the directory by hand"
+        raise FileExistsError(msg) from exc
+    if not isinstance(doc, dict) or doc.get("writer") != "cte.simulate":
+        msg = f"{path}: not a marker written by cte.simulate; refusing to delete anything"
+        raise FileExistsError(msg)
+    return doc
+
+
+def _inside(root: Path, relative: str) -> Path | None:
+    """``root / relative`` when *relative* is a plain relative path inside *root*."""
+    rel = Path(str(relative))
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        return None
+    return root / rel
+
+
+def _prepare_outdir(root: Path, overwrite: bool) -> None:
+    """Refuse a non-empty *root*, or remove what a previous simulation wrote there."""
+    if root.exists() and not root.is_dir():
+        msg = f"{root} exists and is not a directory"
+        raise FileExistsError(msg)
+    if not root.exists() or not any(root.iterdir()):
+        return
+    if not overwrite:
+        msg = f"{root} exists and is not empty; pass overwrite=True to replace it"
+        raise FileExistsError(msg)
+    doc = _read_marker(root)
+    if doc is None:
+        msg = (f"{root} is not empty and holds no simulation marker ({MARKER}): it was not "
+               "written by cte simulate, so --overwrite refuses to delete anything in it")
+        raise FileExistsError(msg)
+    directories = [d for d in (_inside(root, d) for d in doc.get("directories", [])) if d]
+    if doc.get("files") is None:  # an interrupted simulation: its directories are its own
+        for folder in directories:
+            if folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder)
+    else:
+        for name in doc["files"]:
+            path = _inside(root, name)
+            if path is not None and (path.is_file() or path.is_symlink()):
+                path.unlink()
+        # directories the simulation created, deepest first, if nothing else is left
+        made = {p for p in (_inside(root, d) for d in doc.get("made", [])) if p}
+        for folder in sorted(made | set(directories), key=lambda p: len(p.parts),
+                             reverse=True):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+    (root / MARKER).unlink()
+    left = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    if left:
+        logger.warning("%s: kept %d file(s) the previous simulation did not write: %s",
+                       root, len(left), left[:5])
+    logger.info("removed the previous simulation in %s", root)
+
+
+def _written_files(root: Path, created: Sequence[str]) -> dict[str, list[str]]:
+    files, made = [], []
+    for sub in created:
+        base = root / sub
+        if not base.exists():
+            continue
+        made.append(sub)
+        for path in sorted(base.rglob("*")):
+            rel = str(path.relative_to(root))
+            (made if path.is_dir() else files).append(rel)
+    return {"files": files, "made": made}
+
+
+def _write_marker(root: Path, created: Sequence[str], written: dict | None) -> None:
+    """The marker file listing what this simulation wrote (``files`` None while running)."""
+    root.mkdir(parents=True, exist_ok=True)
+    doc = {"writer": "cte.simulate", "version": __version__, "directories": list(created),
+           "files": None if written is None else written["files"],
+           "made": [] if written is None else written["made"]}
+    tmp = root / f"{MARKER}.tmp"
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, root / MARKER)
 
 
 def _write_truth(path: Path, target: str, catalog: Table, parts) -> None:

@@ -14,6 +14,14 @@ computed on a microsecond grid with :mod:`numpy` ``datetime64`` arithmetic, so t
 same instant given as a string, a datetime or a Time converts to the *same* float and
 period boundaries (``start <= date < end``) behave exactly.  Leap seconds are ignored (a
 UTC day is 86400 s), as in the HST header convention.
+
+The way back, :func:`mjd_to_datetime64`, gives the latest microsecond whose MJD is not
+after the number given, so ``to_mjd(mjd_to_datetime64(m)) <= m`` always holds (equality
+for instants on the microsecond grid): a period that starts at a frame's own start
+(rounded this way) contains that frame.
+
+Dates must lie in the range of ``datetime64[ns]`` (1677-09-22 to 2262-04-11), the type
+the cube stores; others are refused with :class:`ValueError` instead of wrapping round.
 """
 
 from __future__ import annotations
@@ -30,6 +38,9 @@ __all__ = ["datetime64_to_mjd", "describe_mjd", "mjd_to_datetime64", "to_mjd"]
 _MJD_EPOCH = np.datetime64("1858-11-17T00:00:00", "us")
 _US_PER_DAY = 86_400_000_000
 _DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?$")
+#: the range of datetime64[ns], in which every date must lie (whole days inside it)
+_FIRST = np.datetime64("1677-09-22T00:00:00", "us")
+_LAST = np.datetime64("2262-04-11T00:00:00", "us")
 _ACCEPTED = (
     "'YYYY-MM-DD', 'YYYY-MM-DD HH:MM:SS', a datetime, a numpy datetime64, an astropy Time "
     "or an MJD number"
@@ -42,20 +53,45 @@ def datetime64_to_mjd(value: np.ndarray | np.datetime64) -> np.ndarray | float:
     if np.any(np.isnat(us)):
         msg = f"date {value!r} is not a time (NaT); expected {_ACCEPTED}"
         raise ValueError(msg)
-    offset = (us - _MJD_EPOCH).astype(np.int64)
-    days, rest = np.divmod(offset, _US_PER_DAY)
-    mjd = days.astype(np.float64) + rest.astype(np.float64) / _US_PER_DAY
+    _check_range(np.asarray(value), us)
+    mjd = _us_to_mjd((us - _MJD_EPOCH).astype(np.int64))
     return float(mjd) if mjd.ndim == 0 else mjd
 
 
+def _check_range(original: Any, us: np.ndarray) -> None:
+    outside = (us < _FIRST) | (us > _LAST)
+    if np.any(outside):
+        first = np.asarray(original).ravel()[np.flatnonzero(np.ravel(outside))[0]]
+        msg = (
+            f"date {first!s} is outside the supported range {_FIRST.astype('datetime64[D]')} "
+            f"to {_LAST.astype('datetime64[D]')} (that of datetime64[ns])"
+        )
+        raise ValueError(msg)
+
+
+def _us_to_mjd(offset: np.ndarray) -> np.ndarray:
+    days, rest = np.divmod(offset, _US_PER_DAY)
+    return days.astype(np.float64) + rest.astype(np.float64) / _US_PER_DAY
+
+
 def mjd_to_datetime64(mjd: Any) -> np.ndarray | np.datetime64:
-    """``datetime64[us]`` (UTC) of MJD values (inverse of :func:`datetime64_to_mjd`)."""
+    """``datetime64[us]`` (UTC) of MJD values: the latest microsecond not after each.
+
+    The inverse of :func:`datetime64_to_mjd` on the microsecond grid; for other
+    numbers ``datetime64_to_mjd(mjd_to_datetime64(m)) <= m`` (never a later instant).
+    Non-finite values give NaT.
+    """
     arr = np.asarray(mjd, dtype=np.float64)
+    finite = np.isfinite(arr)
+    arr = np.where(finite, arr, 0.0)  # NaN and inf become NaT below
     whole = np.floor(arr)
-    us = whole.astype(np.int64) * _US_PER_DAY + np.rint((arr - whole) * _US_PER_DAY).astype(
+    us = whole.astype(np.int64) * _US_PER_DAY + np.floor((arr - whole) * _US_PER_DAY).astype(
         np.int64
     )
-    out = _MJD_EPOCH + us.astype("timedelta64[us]")
+    # the product above is rounded: step back or forward by one microsecond where needed
+    us = np.where(_us_to_mjd(us) > arr, us - 1, us)
+    us = np.where(_us_to_mjd(us + 1) <= arr, us + 1, us)
+    out = np.where(finite, _MJD_EPOCH + us.astype("timedelta64[us]"), np.datetime64("NaT", "us"))
     return out[()] if out.ndim == 0 else out
 
 
@@ -113,7 +149,7 @@ astropy.time.Time, float, int, or an array-like of one of these
     from astropy.time import Time  # imported here: astropy.time is slow to import
 
     if isinstance(value, Time):
-        return datetime64_to_mjd(value.utc.datetime64)
+        return _time_to_mjd(value)
     if isinstance(value, bool | np.bool_) or value is None:
         msg = f"date {value!r} has an unsupported type {type(value).__name__}; expected {_ACCEPTED}"
         raise TypeError(msg)
@@ -136,9 +172,34 @@ astropy.time.Time, float, int, or an array-like of one of these
     raise TypeError(msg)
 
 
+def _time_to_mjd(value: Any) -> float | np.ndarray:
+    import warnings
+
+    from erfa import ErfaWarning
+
+    with warnings.catch_warnings():  # "dubious year": refused below if out of range
+        warnings.simplefilter("ignore", ErfaWarning)
+        mjd = np.asarray(value.utc.mjd, dtype=np.float64)
+        # before .datetime64, which wraps round outside its range
+        _check_mjd(mjd, value.utc.iso if value.isscalar else value.utc.iso.tolist())
+        return datetime64_to_mjd(value.utc.datetime64)
+
+
+#: MJD of the first and last supported instants
+_MJD_FIRST = float(_us_to_mjd(np.int64((_FIRST - _MJD_EPOCH).astype(np.int64))))
+_MJD_LAST = float(_us_to_mjd(np.int64((_LAST - _MJD_EPOCH).astype(np.int64))))
+
+
 def _check_mjd(mjd: Any, original: Any) -> Any:
     if not np.all(np.isfinite(mjd)):
         msg = f"MJD {original!r} is not finite; expected {_ACCEPTED}"
+        raise ValueError(msg)
+    if np.any((mjd < _MJD_FIRST) | (mjd > _MJD_LAST)):
+        msg = (
+            f"MJD {original!r} is outside the supported range {_MJD_FIRST:g} to "
+            f"{_MJD_LAST:g} ({_FIRST.astype('datetime64[D]')} to "
+            f"{_LAST.astype('datetime64[D]')}, that of datetime64[ns])"
+        )
         raise ValueError(msg)
     return float(mjd) if np.ndim(mjd) == 0 else mjd
 

@@ -27,6 +27,23 @@ def _exact_model(kind="FLT"):
     )
 
 
+def _observed(kind, true, transfers, mjd, bkg):
+    """Observed flux of stars under the injected truth, written out by hand here.
+
+    Independent of :func:`cte.lossmodel.basis`/``model_variables`` that ``correct``
+    inverts: ``L = c1 + cx X + cx2 X^2 + ct T + cxt X T + cb B + cbx B X`` with
+    ``X = log10(F) - 3``, ``T`` years of 365.25 d since MJD 55000, ``B = log10(1 + bkg)``.
+    """
+    c = DEFAULT_TRUTH[kind].coefficients
+    big_x = np.log10(true) - 3.0
+    years = (mjd - 55000.0) / 365.25
+    big_b = np.log10(1.0 + bkg)
+    loss = (c["1"] + c["x"] * big_x + c["x2"] * big_x**2 + c["t"] * years
+            + c["xt"] * big_x * years + c["b"] * big_b + c["bx"] * big_b * big_x)
+    loss = np.maximum(loss, 0.0)
+    return true * (1.0 - loss * transfers / 2048.0), loss
+
+
 def _stars(fit, n, seed):
     rng = np.random.default_rng(seed)
     lo, hi = fit.flux_range
@@ -40,11 +57,10 @@ def _stars(fit, n, seed):
 def test_inversion_of_the_exact_model_restores_true_flux():
     fit = _exact_model()
     true, n, mjd, bkg = _stars(fit, 5000, 1)
-    truth = DEFAULT_TRUTH["FLT"]
-    observed = true * (1 - truth.loss(true, mjd, bkg) * n / 2048)
+    observed, loss = _observed("FLT", true, n, mjd, bkg)
     out = correct(observed, n, mjd, bkg, model=fit)
     np.testing.assert_allclose(out.flux, true, rtol=1e-9)
-    np.testing.assert_allclose(out.loss, truth.loss(true, mjd, bkg), rtol=1e-8)
+    np.testing.assert_allclose(out.loss, loss, rtol=1e-8)
     assert np.all(out.model_err == 0)
     assert out.iterations < 20
 
@@ -55,7 +71,7 @@ def test_acceptance_fitted_model_restores_true_flux_within_its_uncertainty():
     for kind in ("FLT", "FLC"):
         fit = model.select(ctecorr=kind, exptime_class="long", aperture=3.0)
         true, n, mjd, bkg = _stars(fit, 4000, 2)
-        observed = true * (1 - DEFAULT_TRUTH[kind].loss(true, mjd, bkg) * n / 2048)
+        observed, _ = _observed(kind, true, n, mjd, bkg)
         out = correct(observed, n, mjd, bkg, model=fit)
         pull = (out.flux - true) / out.model_err
         assert np.mean(np.abs(pull) <= 2) >= 0.9, kind
@@ -70,7 +86,7 @@ def test_photometric_errors_are_propagated():
     fit = model.select(ctecorr="FLT", exptime_class="long", aperture=3.0)
     true, n, mjd, bkg = _stars(fit, 20_000, 3)
     rng = np.random.default_rng(4)
-    observed = true * (1 - DEFAULT_TRUTH["FLT"].loss(true, mjd, bkg) * n / 2048)
+    observed, _ = _observed("FLT", true, n, mjd, bkg)
     sigma = np.sqrt(observed + 28 * (bkg + 9))
     noisy = observed + rng.normal(0, sigma)
     keep = (noisy > fit.flux_range[0]) & (noisy < fit.flux_range[1])
@@ -97,6 +113,18 @@ def test_model_given_as_collection_or_file(tmp_path):
         correct(true, n, mjd, bkg, model=model)
     with pytest.raises(ValueError, match="does not match the model"):
         correct(true, n, mjd, bkg, model=fit, config={"ctecorr": "FLT"})
+
+
+def test_hand_computed_inversion():
+    """One star worked by hand: F = 10 000 e-, 1024 transfers, one year, B = 9 e-/px.
+
+    X = 1, T = 1, B = 1 with the FLT truth coefficients of ``cte._synthphot``:
+    L = 0.10 - 0.06 + 0.012 + 0.015 - 0.002 - 0.03 + 0.014 = 0.049;
+    observed = 10 000 (1 - 0.049 / 2) = 9755 e-.
+    """
+    out = correct(9755.0, 1024.0, 55365.25, 9.0, model=_exact_model())
+    np.testing.assert_allclose(out.flux, 10_000.0, rtol=1e-10)
+    np.testing.assert_allclose(out.loss, 0.049, rtol=1e-10)
 
 
 def test_broadcasting_of_scalars():

@@ -1,148 +1,490 @@
-"""An optional pixel-major copy of the cube, for fast pixel histories.
+"""An optional pixel-major copy of the cube, for fast pixel histories, updated incrementally.
 
 The cube is stored frame-major (one chunk row per anneal period), so one pixel's history
-across N periods costs N chunk reads (about 70 ms for 300 periods).  The history index
-is a second, pixel-major copy: per property a Zarr v3 array on (row, col, anneal) whose
-4 x 4-pixel chunks hold every period (in 256 x 256-pixel shards), so a history is one
-small read per property (well under a millisecond).
+across N periods costs N chunk reads.  The history index is a second, pixel-major copy
+of every property, laid out so that one pixel's history is *one* contiguous read per
+property and so that a new period is written in place, without rewriting the rest.
+
+Layout, inside the database directory::
+
+    history/index.json                   the published state (checksummed, see below)
+    history/<generation>/<name>.bin      per property: (tiles, capacity / G, G, T * T)
+    history/<generation>/<name>.sum      per property: uint64 checksums (tiles, capacity)
+    history/.lock                        the writer lock of the index
+
+The frame is cut into tiles of ``T x T = 8 x 8`` pixels.  Each period the index holds
+occupies a *position* (0, 1, 2, ...).  For one tile, the values of all positions are
+contiguous, in blocks of ``G = 16`` positions x 64 pixels (4 KiB for float32): a
+history over N periods reads ``ceil(N / 16)`` blocks in one ``pread`` per property, and
+writing one new position touches one block per tile (16 x the frame's bytes: about
+290 MB of page cache for the five properties of a 1024 x 1024 period).
+
+Positions work like the cube's slots: a new or replaced period is written at a *fresh*
+position, never referenced by the published state, and ``index.json`` (a SHA-256 of its
+own body, replaced atomically) is published last.  Published positions are never written
+again, so a reader holding an older ``index.json`` still reads the values it describes.
+A writer killed at any moment therefore leaves the previous state, which is either still
+current for the periods it lists or, for periods committed since, ignored (their slice
+checksums differ).  When the capacity (sparse files, 512 positions or twice the periods
+held) is exhausted, or on request, the index is rebuilt into a new generation directory
+and the old one removed after the swap.
 
 It is a cache, never the truth:
 
-- it is (re)built on request, :meth:`stiscube.PixelDB.build_history_index` or
-  ``stiscube index DB``, from the committed cube, in a temporary directory swapped in
-  at the end (a crash leaves the previous index or none);
-- it records the periods and the SHA-256 checksums of the cube slices it was built
-  from, and is used only while they equal the cube's committed ones; after an ingest
-  or a replacement, queries fall back to the cube until the index is rebuilt.
+- every period's entry records a digest of the cube slice's SHA-256 checksums, and a
+  reader uses the index only for periods whose digest equals that of the cube state it
+  reads (any version; a replaced period is read from the cube);
+- every read re-checks ``index.json`` (one ``stat``): a state published by another
+  process is re-read and re-verified before use, so cached positions never outlive it;
+- every value read is verified against a per-(tile, position) checksum; a damaged,
+  missing or truncated index file, or an unreadable ``index.json``, makes the reader
+  log a warning and fall back to the cube.
 
-Cost: the index roughly doubles the disk used by the cube (it is stored uncompressed
-like the cube), and a rebuild reads the whole cube.  It is therefore opt-in.
+Cost: about 1.05 x the cube's disk (sparse files; 16 + 64 bytes of checksum per tile
+and position), one block write per tile and period on update.  Opt-in:
+``stiscube index DB`` or ``stiscube ingest --index``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from stores._direct import DirectReader
 from stores._fs import Location
 
-__all__ = ["HistoryIndex", "build_history_index"]
+__all__ = [
+    "HistoryIndex",
+    "HistoryIndexError",
+    "build_history_index",
+    "slice_digest",
+    "update_history_index",
+]
 
 logger = logging.getLogger(__name__)
 
 _DIR = "history"
 _META = "index.json"
-_CHUNK = 4
-_SHARD = 256
+_LOCK = ".lock"
+_FORMAT = "stiscube.HistoryIndex"
+_FORMAT_VERSION = 2
+TILE = 8
+GROUP = 16
+_MIN_CAPACITY = 512
+# odd 64-bit weights of the per-(tile, position) checksum (fixed: part of the format)
+_WEIGHTS = np.random.default_rng(0x5715C0BE).integers(1, 2**63, TILE * TILE, dtype=np.uint64) | 1
+_SALT = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _signature(store) -> dict:
-    """Periods and slice checksums of the cube's committed state."""
-    return {str(label): store.slice_info(label)["sha256"] for label in store.labels}
+class HistoryIndexError(Exception):
+    """The history index is unusable (damaged, missing or stale); callers use the cube."""
 
 
-def build_history_index(db) -> Path:
-    """Build (or rebuild) the pixel-major history index of *db*; returns its directory.
+def slice_digest(entry: Mapping) -> str:
+    """Digest of a cube slice's committed checksums (identifies its values)."""
+    return hashlib.sha256(json.dumps(entry["sha256"], sort_keys=True).encode()).hexdigest()
+
+
+def _checksums(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Checksums of *values* (..., n, T*T) at *positions* (n,): uint64 per (…, position).
+
+    A weighted sum of the raw bits modulo 2**64, salted with the position so that a
+    block at the wrong position, or zeros (a sparse hole), never verify.
+    """
+    bits = values.view(f"<u{values.dtype.itemsize}").astype(np.uint64)
+    with np.errstate(over="ignore"):
+        total = (bits * _WEIGHTS).sum(axis=-1, dtype=np.uint64)
+        return total + (positions.astype(np.uint64) + np.uint64(1)) * _SALT
+
+
+# ---------------------------------------------------------------------------------------
+# published state
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Meta:
+    generation: str
+    shape: tuple[int, int]
+    variables: dict  # name -> dtype
+    capacity: int
+    n_positions: int
+    periods: dict  # label -> {"position": int, "digest": str}
+
+    @property
+    def tiles(self) -> tuple[int, int]:
+        return (math.ceil(self.shape[0] / TILE), math.ceil(self.shape[1] / TILE))
+
+    def body(self) -> dict:
+        return {
+            "format": _FORMAT,
+            "version": _FORMAT_VERSION,
+            "generation": self.generation,
+            "shape": list(self.shape),
+            "tile": TILE,
+            "group": GROUP,
+            "variables": dict(self.variables),
+            "capacity": self.capacity,
+            "n_positions": self.n_positions,
+            "periods": [{"label": k, **v} for k, v in self.periods.items()],
+        }
+
+    @classmethod
+    def from_body(cls, body: Mapping) -> _Meta:
+        if body.get("format") != _FORMAT or body.get("version") != _FORMAT_VERSION:
+            msg = f"not a version-{_FORMAT_VERSION} history index"
+            raise ValueError(msg)
+        if body["tile"] != TILE or body["group"] != GROUP:
+            raise ValueError("unsupported tile or group size")
+        periods = {}
+        for p in body["periods"]:
+            position = int(p["position"])
+            if not 0 <= position < int(body["n_positions"]):
+                raise ValueError(f"position {position} out of range")
+            periods[p["label"]] = {"position": position, "digest": str(p["digest"])}
+        meta = cls(
+            generation=str(body["generation"]),
+            shape=(int(body["shape"][0]), int(body["shape"][1])),
+            variables={str(k): str(v) for k, v in body["variables"].items()},
+            capacity=int(body["capacity"]),
+            n_positions=int(body["n_positions"]),
+            periods=periods,
+        )
+        if not meta.n_positions <= meta.capacity or meta.capacity % GROUP:
+            raise ValueError("capacity inconsistent with positions")
+        if not meta.generation.isalnum():
+            raise ValueError("bad generation name")
+        return meta
+
+
+def _digest(body: Mapping) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _parse_meta(raw: bytes) -> _Meta:
+    doc = json.loads(raw)
+    body = doc["body"]
+    if doc["sha256"] != _digest(body):
+        raise ValueError("index.json does not match its checksum")
+    return _Meta.from_body(body)
+
+
+def _load_meta(root: Path) -> _Meta | None:
+    """The published state, or None (missing or damaged: logged)."""
+    try:
+        raw = (root / _DIR / _META).read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return _parse_meta(raw)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        logger.warning("%s: ignoring the damaged history index (%s)", root / _DIR / _META, exc)
+        return None
+
+
+# ---------------------------------------------------------------------------------------
+# writing
+# ---------------------------------------------------------------------------------------
+def _to_tiles(frames: np.ndarray, tiles: tuple[int, int]) -> np.ndarray:
+    """(n, rows, cols) -> (n_tiles, n, T*T), padding the edges with zeros."""
+    n, rows, cols = frames.shape
+    tr, tc = tiles
+    if (rows, cols) != (tr * TILE, tc * TILE):
+        padded = np.zeros((n, tr * TILE, tc * TILE), dtype=frames.dtype)
+        padded[:, :rows, :cols] = frames
+        frames = padded
+    blocks = frames.reshape(n, tr, TILE, tc, TILE).transpose(1, 3, 0, 2, 4)
+    return blocks.reshape(tr * tc, n, TILE * TILE)
+
+
+def _paths(root: Path, generation: str, name: str) -> tuple[Path, Path]:
+    base = root / _DIR / generation
+    return base / f"{name}.bin", base / f"{name}.sum"
+
+
+def _allocate(root: Path, meta: _Meta) -> None:
+    n_tiles = meta.tiles[0] * meta.tiles[1]
+    (root / _DIR / meta.generation).mkdir(parents=True, exist_ok=True)
+    for name, dtype in meta.variables.items():
+        data, sums = _paths(root, meta.generation, name)
+        for path, size in (
+            (data, n_tiles * meta.capacity * TILE * TILE * np.dtype(dtype).itemsize),
+            (sums, n_tiles * meta.capacity * 8),
+        ):
+            with open(path, "ab") as fh:
+                fh.truncate(size)  # sparse: blocks are allocated when written
+
+
+def _write_positions(root: Path, meta: _Meta, store, labels: list, positions: list[int]) -> None:
+    """Write the slices *labels* of *store* at *positions* (fresh ones), then fsync."""
+    n_tiles = meta.tiles[0] * meta.tiles[1]
+    groups = meta.capacity // GROUP
+    for name, dtype in meta.variables.items():
+        data_path, sum_path = _paths(root, meta.generation, name)
+        data = np.memmap(data_path, dtype=dtype, mode="r+",
+                         shape=(n_tiles, groups, GROUP, TILE * TILE))
+        sums = np.memmap(sum_path, dtype="<u8", mode="r+", shape=(n_tiles, meta.capacity))
+        for start in range(0, len(labels), GROUP):
+            batch = labels[start : start + GROUP]
+            where = np.asarray(positions[start : start + GROUP])
+            frames = store.read_arrays(batch, variables=[name])[name]
+            tiles = _to_tiles(np.asarray(frames, dtype=dtype), meta.tiles)
+            for j, p in enumerate(where):
+                data[:, p // GROUP, p % GROUP, :] = tiles[:, j, :]
+            sums[:, where] = _checksums(tiles, where)
+            logger.debug("history index: %s positions %s written", name, where.tolist())
+        data.flush()
+        sums.flush()
+        del data, sums
+
+
+def _publish(root: Path, meta: _Meta) -> None:
+    body = meta.body()
+    doc = json.dumps({"sha256": _digest(body), "body": body}).encode()
+    directory = root / _DIR
+    tmp = directory / f".{_META}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(doc)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, directory / _META)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _clean(root: Path, keep: str | None) -> None:
+    """Remove generations other than *keep*, temporaries, and the version-1 layout."""
+    directory = root / _DIR
+    for path in directory.iterdir() if directory.is_dir() else ():
+        if path.name in (_META, _LOCK) or path.name == keep:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    for stale in root.glob(f".{_DIR}.*"):  # left by the version-1 builder
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _reader_store(db):
+    from stores import CubeStore
+
+    return CubeStore(db.store.location, mode="r")
+
+
+def update_history_index(db, *, rebuild: bool = False) -> dict:
+    """Bring the history index of *db* up to date with its newest committed cube.
+
+    Periods appended or replaced since the last update are written at fresh positions
+    (no rebuild); a missing, damaged or full index, or ``rebuild=True``, is rebuilt.
+
+    Returns
+    -------
+    dict
+        ``{"rebuilt": bool, "written": [labels], "dropped": [labels]}``.
 
     Raises
     ------
     NotImplementedError
-        For a database that is not on the local filesystem.
+        The database is not on the local filesystem.
     ValueError
-        When the cube holds no period.
+        The cube holds no period.
+    stores.StoreLockedError
+        Another process is updating the index.
     """
-    import zarr
-
     loc: Location = db.location
     if not loc.is_local:
         msg = f"the history index needs a local database, not {loc.url}"
         raise NotImplementedError(msg)
-    store = db.store
-    labels = store.labels
-    if not labels:
-        msg = f"{loc.url}: the cube holds no period to index"
-        raise ValueError(msg)
-    signature = _signature(store)
-    rows, cols = db.shape
     root = Path(loc.root)
-    tmp = root / f".{_DIR}.{uuid.uuid4().hex}.tmp"
-    group = zarr.open_group(tmp / "data", mode="w", zarr_format=3)
-    n = len(labels)
-    chunk = (min(_CHUNK, rows), min(_CHUNK, cols), n)
-    shard = (min(_SHARD, rows), min(_SHARD, cols), n)
-    shard = tuple(s - s % c for s, c in zip(shard, chunk, strict=True))
-    try:
-        for name, spec in store.schema.variables.items():
-            array = group.create_array(
-                name,
-                shape=(rows, cols, n),
-                chunks=chunk,
-                shards=shard,
-                dtype=spec.dtype,
-                compressors=None,
-                fill_value=spec.resolved_fill_value(),
-                dimension_names=("row", "col", "anneal"),
-            )
-            for r0 in range(0, rows, shard[0]):
-                r1 = min(r0 + shard[0], rows)
-                block = store.read_arrays(labels, variables=[name], row=slice(r0, r1))[name]
-                array[r0:r1] = np.moveaxis(block, 0, -1)
-            logger.info("history index: %s done", name)
-        meta = {"labels": labels, "sha256": signature, "chunks": list(chunk)}
-        (tmp / _META).write_text(json.dumps(meta))
-        final = root / _DIR
-        old = root / f".{_DIR}.{uuid.uuid4().hex}.old"
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("built the history index of %s (%d periods)", loc.url, n)
-    return root / _DIR
+    (root / _DIR).mkdir(exist_ok=True)
+    with loc.lock(f"{_DIR}/{_LOCK}", timeout=db.store.lock_timeout, purpose="history index"):
+        store = _reader_store(db)
+        labels = store.labels
+        if not labels:
+            msg = f"{loc.url}: the cube holds no period to index"
+            raise ValueError(msg)
+        wanted = {label: slice_digest(store.slice_info(label)) for label in labels}
+        variables = {name: spec.dtype for name, spec in store.schema.variables.items()}
+        shape = (int(store.schema.sizes["row"]), int(store.schema.sizes["col"]))
+        meta = None if rebuild else _load_meta(root)
+        if meta is not None and (meta.shape != shape or meta.variables != variables):
+            meta = None
+        stale = [] if meta is None else [
+            k for k, d in wanted.items() if meta.periods.get(k, {}).get("digest") != d
+        ]
+        if meta is not None and meta.n_positions + len(stale) > meta.capacity:
+            logger.info("history index of %s is full; rebuilding it", loc.url)
+            meta = None
+        if meta is None:
+            capacity = max(_MIN_CAPACITY, 2 * len(labels))
+            capacity += -capacity % GROUP
+            base = _Meta(uuid.uuid4().hex, shape, variables, capacity, 0, {})
+            _clean(root, keep=None)
+            stale, dropped, rebuilt = list(labels), [], True
+        else:
+            base = meta
+            dropped = [k for k in meta.periods if k not in wanted]
+            rebuilt = False
+        if not stale and not dropped:
+            _clean(root, keep=base.generation)
+            return {"rebuilt": False, "written": [], "dropped": []}
+        positions = list(range(base.n_positions, base.n_positions + len(stale)))
+        if rebuilt:
+            _allocate(root, base)
+        _write_positions(root, base, store, stale, positions)
+        periods = {k: v for k, v in base.periods.items() if k in wanted}
+        for label, position in zip(stale, positions, strict=True):
+            periods[label] = {"position": position, "digest": wanted[label]}
+        new = _Meta(
+            base.generation, shape, variables, base.capacity,
+            base.n_positions + len(stale), periods,
+        )
+        _publish(root, new)
+        _clean(root, keep=new.generation)
+    logger.info(
+        "history index of %s: %s %d period(s)", loc.url,
+        "rebuilt with" if rebuilt else "updated", len(stale),
+    )
+    return {"rebuilt": rebuilt, "written": stale, "dropped": dropped}
 
 
+def build_history_index(db) -> Path:
+    """Rebuild the history index of *db* from scratch; returns its directory."""
+    update_history_index(db, rebuild=True)
+    return Path(db.location.root) / _DIR
+
+
+# ---------------------------------------------------------------------------------------
+# reading
+# ---------------------------------------------------------------------------------------
 class HistoryIndex:
-    """Reader of a database's history index (see the module docstring)."""
+    """Reader of a database's history index (see the module docstring).
 
-    def __init__(self, db) -> None:
-        self.db = db
-        self._state: tuple[int, bool] | None = None  # (manifest sequence, usable)
-        self._readers: dict[str, DirectReader] = {}
-        self._labels: list[int] = []
+    Parameters
+    ----------
+    location : stores Location or path
+        The database directory.
 
-    def usable(self) -> bool:
-        """Whether an index exists and matches the cube's committed state."""
-        store = self.db.store
-        sequence = store._manifest.sequence
-        if self._state is not None and self._state[0] == sequence:
-            return self._state[1]
-        ok = False
-        loc = self.db.location
-        if loc.is_local and loc.exists(_DIR, _META):
-            meta = json.loads(loc.read_bytes(_DIR, _META))
-            ok = meta.get("labels") == store.labels and meta.get("sha256") == _signature(store)
-            if ok:
-                self._labels = meta["labels"]
-                self._readers = {
-                    name: DirectReader(loc, (_DIR, "data", name)) for name in store.schema.variables
-                }
-            else:
-                logger.info("history index of %s is stale; reading the cube", loc.url)
-        self._state = (sequence, ok)
-        return ok
+    The published state is re-checked on every call (one ``stat`` of ``index.json``), so
+    a long-lived reader follows updates and rebuilds made by other processes.
+    """
 
-    def read(self, row: int, col: int) -> dict[str, np.ndarray]:
-        """Every property of pixel (row, col) over the indexed periods (in label order)."""
-        n = len(self._labels)
-        return {
-            name: reader.read(row, [slice(col, col + 1), slice(0, n)])[0]
-            for name, reader in self._readers.items()
-        }
+    def __init__(self, location) -> None:
+        loc = Location.parse(location) if not isinstance(location, Location) else location
+        self.root = Path(loc.root) if loc.is_local else None
+        self._key: tuple | None = None
+        self._meta: _Meta | None = None
+        self._views: dict = {}
+
+    def _current(self) -> _Meta | None:
+        if self.root is None:
+            return None
+        try:
+            st = os.stat(self.root / _DIR / _META)
+        except FileNotFoundError:
+            self._key, self._meta, self._views = None, None, {}
+            return None
+        key = (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
+        if key != self._key:
+            self._key, self._meta, self._views = key, _load_meta(self.root), {}
+        return self._meta
+
+    def positions(self, labels: Sequence, digests: Sequence[str]) -> np.ndarray | None:
+        """Index positions of the periods *labels* (with their slice *digests*), or None.
+
+        None when there is no usable index or one of the periods is not indexed with
+        the same values.
+        """
+        meta = self._current()
+        if meta is None:
+            return None
+        token = (tuple(labels), tuple(digests))
+        if token in self._views:
+            return self._views[token]
+        out = np.empty(len(labels), dtype=np.int64)
+        result: np.ndarray | None = out
+        for i, (label, digest) in enumerate(zip(labels, digests, strict=True)):
+            entry = meta.periods.get(label)
+            if entry is None or entry["digest"] != digest:
+                result = None
+                break
+            out[i] = entry["position"]
+        self._views[token] = result
+        return result
+
+    def read(
+        self, name: str, positions: np.ndarray, rows: slice, cols: slice
+    ) -> np.ndarray:
+        """Values of *name* at *positions* over the window: array (n, n_rows, n_cols).
+
+        Raises
+        ------
+        HistoryIndexError
+            The index changed, is missing or damaged (the caller reads the cube).
+        """
+        meta = self._current()
+        if meta is None or name not in meta.variables or positions.size == 0:
+            raise HistoryIndexError("no usable history index")
+        dtype = np.dtype(meta.variables[name])
+        m = TILE * TILE
+        block = GROUP * m * dtype.itemsize
+        n_groups = int(positions.max()) // GROUP + 1
+        data_path, sum_path = _paths(self.root, meta.generation, name)
+        _, n_tc = meta.tiles
+        out = np.empty((positions.size, rows.stop - rows.start, cols.stop - cols.start), dtype)
+        try:
+            fd_data = os.open(data_path, os.O_RDONLY)
+            fd_sums = os.open(sum_path, os.O_RDONLY)
+        except FileNotFoundError as exc:
+            raise HistoryIndexError(f"{exc.filename} is missing") from exc
+        try:
+            for tr in range(rows.start // TILE, (rows.stop - 1) // TILE + 1):
+                for tc in range(cols.start // TILE, (cols.stop - 1) // TILE + 1):
+                    tile = tr * n_tc + tc
+                    offset = tile * (meta.capacity // GROUP) * block
+                    raw = os.pread(fd_data, n_groups * block, offset)
+                    got = os.pread(fd_sums, n_groups * GROUP * 8, tile * meta.capacity * 8)
+                    if len(raw) != n_groups * block or len(got) != n_groups * GROUP * 8:
+                        raise HistoryIndexError(f"{data_path} is truncated")
+                    values = np.frombuffer(raw, dtype=dtype).reshape(-1, m)[positions]
+                    expected = np.frombuffer(got, dtype="<u8")[positions]
+                    if not np.array_equal(_checksums(values, positions), expected):
+                        msg = f"{data_path}: tile {tile} does not match its checksums"
+                        raise HistoryIndexError(msg)
+                    r0, r1 = max(rows.start, tr * TILE), min(rows.stop, (tr + 1) * TILE)
+                    c0, c1 = max(cols.start, tc * TILE), min(cols.stop, (tc + 1) * TILE)
+                    values = values.reshape(-1, TILE, TILE)
+                    out[:, r0 - rows.start : r1 - rows.start, c0 - cols.start : c1 - cols.start] = (
+                        values[:, r0 - tr * TILE : r1 - tr * TILE, c0 - tc * TILE : c1 - tc * TILE]
+                    )
+        finally:
+            os.close(fd_data)
+            os.close(fd_sums)
+        return out
+
+    @staticmethod
+    def tiles_touched(rows: slice, cols: slice) -> int:
+        """How many tiles a window touches (reads cost one per tile and property)."""
+        if rows.stop <= rows.start or cols.stop <= cols.start:
+            return 0
+        return ((rows.stop - 1) // TILE - rows.start // TILE + 1) * (
+            (cols.stop - 1) // TILE - cols.start // TILE + 1
+        )

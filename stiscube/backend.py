@@ -1,0 +1,382 @@
+"""The ``stiscube`` xarray backend: ``xr.open_dataset("pixels.db", engine="stiscube")``.
+
+The labelled cube, opened lazily **without dask**: every property is a
+:class:`xarray.backends.BackendArray` whose indexing goes straight to the store's direct
+reader (:meth:`stores.CubeStore.read_arrays`), so ``.sel``/``.isel`` read only the chunks
+they need, in one call per variable.  Reads along ``anneal`` of a small (row, col)
+window come from the pixel-major history index (:mod:`stiscube.history_index`) when it
+holds the same values, whichever API was used (``ds.sel(row=r, col=c)``,
+``ds.pixels.history``, ``db.cube.sel(...)``).
+
+Dask is used only when ``chunks=`` is passed; the stored chunks are the preferred ones
+(``encoding["preferred_chunks"]``), so ``chunks={}`` gives one task per stored chunk.
+
+Options of :func:`xarray.open_dataset` (and :func:`open_cube`):
+
+``version``
+    A committed state (a manifest number, see ``stiscube info``); default the newest.
+``layout``
+    ``"dataset"`` (default): one variable per property on (anneal, row, col);
+    ``"cube"``: one float32 variable ``properties`` on (anneal, row, col, property),
+    the view behind :attr:`stiscube.PixelDB.cube` (use with
+    :func:`xarray.open_dataarray`).
+
+Dates select periods through ``ds.pixels.period(date=...)`` (start <= date < end).
+
+Examples
+--------
+>>> ds = xr.open_dataset("pixels.db", engine="stiscube")           # doctest: +SKIP
+>>> ds.sel(anneal=200, row=5, col=20).load()                        # doctest: +SKIP
+>>> old = xr.open_dataset("pixels.db", engine="stiscube", version=3)  # doctest: +SKIP
+>>> cube = xr.open_dataarray("pixels.db", engine="stiscube", layout="cube")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from xarray.backends import BackendArray, BackendEntrypoint
+from xarray.core import indexing
+
+from stiscube.history_index import HistoryIndex, HistoryIndexError, slice_digest
+from stores import CubeStore
+from stores._fs import Location
+
+__all__ = ["StiscubeBackendEntrypoint", "open_cube", "open_store", "snapshot", "source_of"]
+
+logger = logging.getLogger(__name__)
+
+_CUBE = "cube"
+_MARKER = "cubestore.json"
+_LAYOUTS = ("dataset", "cube")
+#: reads along the append dim of at least this many periods, over at most this many
+#: index tiles, go to the history index when it is current
+_INDEX_MIN_PERIODS = 4
+_INDEX_MAX_TILES = 4
+
+
+def _store_supports_version() -> bool:
+    return "version" in inspect.signature(CubeStore.__init__).parameters
+
+
+def _check_version(version: Any) -> int | None:
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 0:
+        msg = f"version must be a non-negative integer (a committed state), got {version!r}"
+        raise ValueError(msg)
+    return int(version)
+
+
+def open_store(location: Location, version: int | None = None) -> CubeStore:
+    """The cube store at *location* opened read-only, at *version* (default newest)."""
+    version = _check_version(version)
+    if version is None:
+        return CubeStore(location, mode="r")
+    if _store_supports_version():
+        return CubeStore(location, mode="r", version=version)
+    store = CubeStore(location, mode="r")
+    current = _store_version(store)
+    if version != current:
+        msg = (
+            f"{location.url}: version {version} cannot be opened by this store "
+            f"(only the newest, {current}, is readable)"
+        )
+        raise NotImplementedError(msg)
+    return store
+
+
+def _store_version(store: CubeStore) -> int:
+    version = getattr(store, "version", None)
+    return int(store._manifest.sequence if version is None else version)
+
+
+def snapshot(store: CubeStore) -> CubeStore:
+    """A read-only view of *store*'s current committed state that later writes leave alone.
+
+    Committed slots are never rewritten, so reading the slots of this state stays
+    consistent however the original handle is used afterwards.
+    """
+    view = copy.copy(store)
+    view.mode = "r"
+    return view
+
+
+# ---------------------------------------------------------------------------------------
+# the reader shared by the arrays of one opened cube
+# ---------------------------------------------------------------------------------------
+class _Source:
+    """One committed state of a cube, read by window (and by the history index)."""
+
+    def __init__(self, store: CubeStore, index_root: Location | None) -> None:
+        self.store = store
+        self.labels = store.labels
+        self.label_array = np.asarray(self.labels, dtype=object)
+        self.sizes = {k: int(v) for k, v in store.schema.sizes.items()}
+        self.index = None
+        if index_root is not None and store.append_dim == "anneal" and set(self.sizes) == {
+            "row",
+            "col",
+        }:
+            self.index = HistoryIndex(index_root)
+        self._digests: list[str] | None = None
+
+    def _index_positions(self, chosen: list) -> np.ndarray | None:
+        if self.index is None:
+            return None
+        if self._digests is None:
+            self._digests = [slice_digest(self.store.slice_info(x)) for x in self.labels]
+        positions = self.index.positions(self.labels, self._digests)
+        if positions is None:
+            return None
+        where = np.searchsorted(np.asarray(self.labels), np.asarray(chosen))
+        return positions[where]
+
+    def read(self, names: list[str], key: tuple) -> dict[str, np.ndarray]:
+        """Outer-indexed values of variables *names* for key (append, *fixed dims)."""
+        akey, *fixed = key
+        chosen = self.label_array[akey]
+        single = np.ndim(chosen) == 0
+        chosen = [chosen] if single else chosen.tolist()
+        dims = list(self.sizes)
+        window, post, drop = {}, [], []
+        for dim, k in zip(dims, fixed, strict=True):
+            size = self.sizes[dim]
+            if isinstance(k, (int, np.integer)):
+                window[dim] = slice(int(k), int(k) + 1)
+                post.append(0)
+                drop.append(True)
+            elif isinstance(k, slice):
+                start, stop, step = k.indices(size)
+                stop = max(stop, start)
+                if step == 1:
+                    window[dim] = slice(start, stop)
+                    post.append(slice(None))
+                else:
+                    window[dim] = slice(start, stop)
+                    post.append(slice(None, None, step))
+                drop.append(False)
+            else:
+                arr = np.asarray(k, dtype=np.int64)
+                if arr.size == 0:
+                    window[dim] = slice(0, 0)
+                    post.append(slice(None))
+                else:
+                    lo = int(arr.min())
+                    window[dim] = slice(lo, int(arr.max()) + 1)
+                    post.append(arr - lo)
+                drop.append(False)
+        out = self._read_window(names, chosen, window)
+        # residual outer indexing (steps, arrays) and dropping integer-indexed dims
+        result = {}
+        for name, values in out.items():
+            for axis, p in enumerate(post, start=1):
+                if isinstance(p, np.ndarray):
+                    values = np.take(values, p, axis=axis)
+                elif p != slice(None) and not isinstance(p, int):
+                    values = values[(slice(None),) * axis + (p,)]
+            squeeze = tuple(i + 1 for i, d in enumerate(drop) if d)
+            if squeeze:
+                values = values.squeeze(axis=squeeze)
+            result[name] = values[0] if single else values
+        return result
+
+    def _read_window(self, names: list[str], chosen: list, window: dict) -> dict:
+        specs = self.store.schema.variables
+        shape = [len(chosen)] + [w.stop - w.start for w in window.values()]
+        if 0 in shape:
+            return {n: np.empty(shape, dtype=specs[n].dtype) for n in names}
+        if len(chosen) >= _INDEX_MIN_PERIODS and self.index is not None:
+            rows, cols = window["row"], window["col"]
+            if HistoryIndex.tiles_touched(rows, cols) <= _INDEX_MAX_TILES:
+                positions = self._index_positions(chosen)
+                if positions is not None:
+                    try:
+                        return {n: self.index.read(n, positions, rows, cols) for n in names}
+                    except HistoryIndexError as exc:
+                        logger.warning("history index unusable (%s); reading the cube", exc)
+        return self.store.read_arrays(chosen, variables=names, **window)
+
+
+# ---------------------------------------------------------------------------------------
+# lazy arrays
+# ---------------------------------------------------------------------------------------
+class StiscubeBackendArray(BackendArray):
+    """One property of the cube on (anneal, row, col), indexed through the direct reader."""
+
+    def __init__(self, source: _Source, name: str) -> None:
+        self.source = source
+        self.name = name
+        spec = source.store.schema.variables[name]
+        self.shape = (len(source.labels), *(source.sizes[d] for d in spec.dims))
+        self.dtype = np.dtype(spec.dtype)
+
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
+        return indexing.explicit_indexing_adapter(
+            key, self.shape, indexing.IndexingSupport.OUTER, self._raw
+        )
+
+    def _raw(self, key: tuple) -> np.ndarray:
+        return self.source.read([self.name], key)[self.name]
+
+
+class StiscubeCubeArray(BackendArray):
+    """All properties as one float32 array on (anneal, row, col, property), not stacked."""
+
+    def __init__(self, source: _Source, names: list[str]) -> None:
+        self.source = source
+        self.names = np.asarray(names, dtype=object)
+        self.shape = (len(source.labels), *source.sizes.values(), len(names))
+        self.dtype = np.dtype("float32")
+
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
+        return indexing.explicit_indexing_adapter(
+            key, self.shape, indexing.IndexingSupport.OUTER, self._raw
+        )
+
+    def _raw(self, key: tuple) -> np.ndarray:
+        *rest, pkey = key
+        names = self.names[pkey]
+        if np.ndim(names) == 0:
+            return self.source.read([names], tuple(rest))[names].astype("float32")
+        if not len(names):  # rare: an empty property selection still needs its shape
+            probe = self.source.read([self.names[0]], tuple(rest))[self.names[0]]
+            return np.empty((*probe.shape, 0), dtype="float32")
+        values = self.source.read(list(names), tuple(rest))
+        out = np.empty((*values[names[0]].shape, len(names)), dtype="float32")
+        for i, name in enumerate(names):
+            out[..., i] = values[name]
+        return out
+
+
+# ---------------------------------------------------------------------------------------
+# opening
+# ---------------------------------------------------------------------------------------
+def _resolve(obj: Any, version: int | None) -> tuple[CubeStore, Location | None]:
+    """(store at the version, database location for the history index) of *obj*."""
+    from stiscube.pixeldb import PixelDB
+
+    if isinstance(obj, PixelDB):
+        if version is None or version == _store_version(obj.store):
+            return snapshot(obj.store), obj.location
+        return open_store(obj.store.location, version), obj.location
+    if isinstance(obj, CubeStore):
+        if version is None or version == _store_version(obj):
+            return snapshot(obj), None
+        return open_store(obj.location, version), None
+    if not isinstance(obj, (str, os.PathLike, Location)):
+        msg = (
+            f"the stiscube engine opens a pixel database path or URL, a PixelDB or a "
+            f"CubeStore, not {type(obj).__name__}"
+        )
+        raise TypeError(msg)
+    loc = Location.parse(obj)
+    if loc.exists(_CUBE, _MARKER):
+        return open_store(Location.parse(loc.join(_CUBE)), version), loc
+    return open_store(loc, version), None
+
+
+def open_cube(
+    source: Any,
+    *,
+    version: int | None = None,
+    layout: str = "dataset",
+    drop_variables: str | Iterable[str] | None = None,
+) -> xr.Dataset:
+    """The labelled cube of *source* as a lazy Dataset (no dask), see the module docs.
+
+    Parameters
+    ----------
+    source : path, URL, PixelDB or CubeStore
+        A pixel database (or a bare cube store).
+    version : int, optional
+        The committed state to read; the newest by default.
+    layout : {"dataset", "cube"}
+        One variable per property, or one ``properties`` variable with a ``property`` dim.
+    drop_variables : str or iterable of str, optional
+        Properties not to expose.
+    """
+    if layout not in _LAYOUTS:
+        msg = f"layout must be one of {_LAYOUTS}, got {layout!r}"
+        raise ValueError(msg)
+    version = _check_version(version)
+    store, db_location = _resolve(source, version)
+    src = _Source(store, db_location)
+    schema = store.schema
+    drop = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
+    names = [n for n in schema.variables if n not in drop]
+    coords = store._coords_for(store.labels, store._manifest)
+    append = store.append_dim
+    chunk_of = {append: int(schema.chunks.get(append, 1))}
+    chunk_of.update({d: int(schema.chunks.get(d, n)) for d, n in schema.sizes.items()})
+    variables = {}
+    if layout == "dataset":
+        for name in names:
+            spec = schema.variables[name]
+            dims = (append, *spec.dims)
+            data = indexing.LazilyIndexedArray(StiscubeBackendArray(src, name))
+            encoding = {"preferred_chunks": {d: chunk_of[d] for d in dims}, "dtype": spec.dtype}
+            variables[name] = xr.Variable(dims, data, attrs=dict(spec.attrs), encoding=encoding)
+    else:
+        dims = (append, *schema.sizes, "property")
+        data = indexing.LazilyIndexedArray(StiscubeCubeArray(src, names))
+        preferred = {d: chunk_of[d] for d in dims[:-1]}
+        preferred["property"] = len(names)
+        attrs = {
+            "long_name": "pixel properties",
+            "units_by_property": {n: schema.variables[n].attrs.get("units", "") for n in names},
+        }
+        variables["properties"] = xr.Variable(
+            dims, data, attrs=attrs, encoding={"preferred_chunks": preferred}
+        )
+        coords["property"] = ("property", np.asarray(names, dtype=str))
+    ds = xr.Dataset(variables, coords=coords, attrs=dict(schema.attrs))
+    ds.attrs["cube_version"] = _store_version(store)
+    ds.encoding["source"] = store.location.url
+    return ds
+
+
+def source_of(ds: xr.Dataset) -> _Source:
+    """The reader behind a Dataset made by :func:`open_cube` (raises if there is none)."""
+    for var in ds.variables.values():
+        data = getattr(var, "_data", None)
+        array = getattr(data, "array", None)
+        if isinstance(array, (StiscubeBackendArray, StiscubeCubeArray)):
+            return array.source
+    msg = "this Dataset was not opened by the stiscube backend"
+    raise TypeError(msg)
+
+
+class StiscubeBackendEntrypoint(BackendEntrypoint):
+    """``engine="stiscube"``: a pixel database (``<db>/cube``) as a lazy labelled cube."""
+
+    description = "STIS pixel property cube (stiscube PixelDB): lazy, no dask unless chunks="
+    url = "https://github.com/stiscube/stiscube"
+    open_dataset_parameters = ("filename_or_obj", "drop_variables", "version", "layout")
+
+    def open_dataset(  # type: ignore[override]
+        self,
+        filename_or_obj: Any,
+        *,
+        drop_variables: str | Iterable[str] | None = None,
+        version: int | None = None,
+        layout: str = "dataset",
+    ) -> xr.Dataset:
+        return open_cube(filename_or_obj, version=version, layout=layout,
+                         drop_variables=drop_variables)
+
+    def guess_can_open(self, filename_or_obj: Any) -> bool:
+        if not isinstance(filename_or_obj, (str, os.PathLike)):
+            return False
+        try:
+            loc = Location.parse(filename_or_obj)
+            return bool(loc.is_local and loc.exists(_CUBE, _MARKER))
+        except (OSError, ValueError, TypeError):
+            return False

@@ -21,6 +21,7 @@ Two ways in:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,10 +36,9 @@ from stiscube import queries
 from stiscube._dates import mjd_to_datetime64, to_mjd
 from stiscube._exceptions import CubeQueryError, PeriodExistsError, StiscubeError
 from stiscube.anneals import AnnealTable
-from stiscube.history_index import HistoryIndex
 from stiscube.layout import DEFAULT_COMPRESSION, PROPERTIES, UNIT_SYSTEMS, cube_schema
 from stiscube.seedcsv import SEED_COLUMNS, read_seed_csv, seed_csv_path
-from stores import CubeStore, ReadOnlyStoreError, SliceExistsError
+from stores import CubeStore, ReadOnlyStoreError, SliceExistsError, StoreExistsError
 from stores._fs import Location
 
 __all__ = ["PixelDB"]
@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 _CUBE = "cube"
 _PERIODS = "periods.ecsv"
+_MAX_ANNEAL = int(np.iinfo(np.int64).max)  # labels are stored as int64
 _PIXEL_COLUMNS = ["AnnealNumber", "RowNum", "ColumnNum", *SEED_COLUMNS[2:]]
 
 
@@ -70,16 +71,39 @@ class PixelDB:
     """
 
     def __init__(
-        self, path: str | os.PathLike, mode: str = "r+", *, lock_timeout: float = 0.0
+        self,
+        path: str | os.PathLike,
+        mode: str = "r+",
+        *,
+        lock_timeout: float = 0.0,
+        version: int | None = None,
     ) -> None:
         self.location = Location.parse(path)
-        self.store = CubeStore(self.location.join(_CUBE), mode=mode, lock_timeout=lock_timeout)
+        if version is None:
+            self.store = CubeStore(self.location.join(_CUBE), mode=mode, lock_timeout=lock_timeout)
+        else:  # an older committed state: read-only
+            from stiscube.backend import open_store
+
+            if mode != "r":
+                msg = f"version={version} opens a committed state read-only; pass mode='r'"
+                raise ValueError(msg)
+            self.store = open_store(Location.parse(self.location.join(_CUBE)), version)
         self.mode = mode
         self.periods: AnnealTable | None = None
         if self.location.exists(_PERIODS):
             self.periods = _read_periods(self.location)
         self._dataset: xr.Dataset | None = None
-        self._history_index = HistoryIndex(self)
+        self._cube: xr.DataArray | None = None
+        self._cube_of: xr.Dataset | None = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, version: int | None = None) -> PixelDB:
+        """Open the database at *path* read-only, at committed state *version* (default newest).
+
+        Versions are listed by ``stiscube info``; a replaced period keeps its old values
+        at the versions before the replacement.
+        """
+        return cls(path, mode="r", version=version)
 
     @classmethod
     def create(
@@ -118,6 +142,12 @@ class PixelDB:
             compression_level=compression_level,
         )
         loc = Location.parse(path)
+        if loc.exists(_PERIODS):  # never overwrite another database's period table
+            msg = (
+                f"cannot create a pixel database at {loc.url}: it already holds a period "
+                f"table ({_PERIODS}); open it with PixelDB or choose an empty directory"
+            )
+            raise StoreExistsError(msg)
         CubeStore.create(loc.join(_CUBE), schema, lock_timeout=lock_timeout)
         if periods is not None:
             _write_periods(loc, periods)
@@ -145,31 +175,42 @@ class PixelDB:
 
     @property
     def dataset(self) -> xr.Dataset:
-        """The cube as a lazy Dataset: one variable per property, dims (anneal, row, col)."""
+        """The cube as a lazy Dataset: one variable per property, dims (anneal, row, col).
+
+        The same object as ``xr.open_dataset(path, engine="stiscube")`` (see
+        :mod:`stiscube.backend`): no dask, every selection reads only the chunks it
+        needs (histories from the history index when it is current), and it keeps
+        showing the state committed when it was made.
+        """
         if self._dataset is None:
-            self._dataset = self.store.to_dataset(lazy=True)
+            from stiscube.backend import open_cube
+
+            self._dataset = open_cube(self)
         return self._dataset
 
     @property
     def cube(self) -> xr.DataArray:
-        """The cube as one lazy float32 DataArray with dims (anneal, row, col, property)."""
+        """The cube as one lazy float32 DataArray with dims (anneal, row, col, property).
+
+        A view over the same reader as :attr:`dataset` (nothing is stacked in memory);
+        ``nan_count`` is given as float32.
+        """
         ds = self.dataset
-        stacked = xr.concat(
-            [ds[name].astype("float32") for name in PROPERTIES],
-            dim=pd.Index(list(PROPERTIES), name="property"),
-            coords="minimal",
-            compat="override",
-            join="exact",
-        )
-        stacked.name = "properties"
-        stacked.attrs = {"units_by_property_rate": str(UNIT_SYSTEMS["rate"])}
-        return stacked.transpose("anneal", "row", "col", "property")
+        if self._cube is None or self._cube_of is not ds:
+            from stiscube.backend import open_cube
+
+            cube = open_cube(self, layout="cube", version=ds.attrs["cube_version"])
+            stacked = cube["properties"]
+            stacked.attrs["units_by_property_rate"] = str(UNIT_SYSTEMS["rate"])
+            self._cube = stacked
+            self._cube_of = ds
+        return self._cube
 
     def refresh(self) -> None:
         """See periods committed by other writers since this handle was opened."""
         self.store.refresh()
         self._dataset = None
-        self._history_index = HistoryIndex(self)
+        self._cube = None
 
     # -- darks -----------------------------------------------------------------------------
     @property
@@ -239,9 +280,8 @@ class PixelDB:
         if unit_system not in UNIT_SYSTEMS:
             msg = f"unit_system must be one of {sorted(UNIT_SYSTEMS)}, got {unit_system!r}"
             raise ValueError(msg)
-        self._refuse_existing(anneal_num, replace)
+        self._refuse_existing(anneal_num, replace)  # early; checked again under the lock
         start64, end64 = self._period_dates(anneal_num, start, end)
-        self._check_overlap(anneal_num, start64, end64)
         dark_rows = self._dark_rows(anneal_num, darks)
         data = xr.Dataset({name: properties[name] for name in PROPERTIES if name in properties})
         for name in set(properties.data_vars) - set(PROPERTIES):
@@ -261,11 +301,15 @@ class PixelDB:
             "n_darks": len(dark_rows),
             "source": source,
         }
-        write = self.store.replace if replace and anneal_num in self.store else self.store.append
-        try:
-            write(data, anneal_num, coords=coords, extras={"darks": dark_rows})
-        except SliceExistsError as exc:  # committed by another writer meanwhile
-            raise PeriodExistsError(str(exc)) from exc
+        with self._writing():  # checks of the committed state and the commit, atomically
+            self._refuse_existing(anneal_num, replace)
+            self._check_overlap(anneal_num, start64, end64)
+            present = anneal_num in self.store
+            write = self.store.replace if replace and present else self.store.append
+            try:
+                write(data, anneal_num, coords=coords, extras={"darks": dark_rows})
+            except SliceExistsError as exc:  # committed by another writer meanwhile
+                raise PeriodExistsError(str(exc)) from exc
         self._dataset = None
         logger.info("stored anneal period %d (%s) in %s", anneal_num, source, self.location.url)
 
@@ -361,6 +405,9 @@ class PixelDB:
                 "start": [f.start for f in frames],
             }
         )
+        prints = file_fingerprints(f.path for f in frames)  # recorded to resume an ingest
+        darks["size"] = [p["size"] for p in prints]
+        darks["sha256"] = [p["sha256"] for p in prints]
         self.ingest_properties(
             properties,
             anneal_num,
@@ -374,7 +421,20 @@ class PixelDB:
         return properties
 
     # -- helpers for ingest ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _writing(self):
+        """The cube's writer lock, held while checks of the committed state and the commit
+        run; the store is refreshed inside it so those checks see other writers' periods."""
+        writing = getattr(self.store, "writing", None)  # stores.CubeStore.writing (new)
+        with contextlib.nullcontext() if writing is None else writing():
+            self.store.refresh()
+            self._dataset = None
+            yield
+
     def _refuse_existing(self, anneal_num: int, replace: bool) -> None:
+        if self.mode == "r":  # before any other check: nothing can be written anyway
+            msg = f"{self.location.url} was opened read-only (mode='r'); cannot store periods"
+            raise ReadOnlyStoreError(msg)
         if anneal_num in self.store and not replace:
             msg = (
                 f"anneal period {anneal_num} is already in {self.location.url}; "
@@ -434,10 +494,30 @@ class PixelDB:
             msg = f"darks must have columns rootname, exptime, start; missing {sorted(missing)}"
             raise ValueError(msg)
         starts = pd.to_datetime(table["start"]).dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
-        return [
+        rows = [
             {"rootname": str(r), "exptime": float(x), "start": s}
             for r, x, s in zip(table["rootname"], table["exptime"], starts, strict=True)
         ]
+        if {"size", "sha256"} <= set(table.columns):  # input fingerprints (resumable ingest)
+            for row, size, digest in zip(rows, table["size"], table["sha256"], strict=True):
+                row.update(size=int(size), sha256=str(digest))
+        return rows
+
+    def same_inputs(self, anneal_num: int, files: Iterable[str | os.PathLike]) -> bool:
+        """Whether period *anneal_num* was computed from exactly these files.
+
+        True when the period is held and its darks table records the same sizes and
+        SHA-256 checksums as *files* (in any order, one per file); False
+        otherwise, also for periods stored without fingerprints.
+        """
+        if anneal_num not in self.store:
+            return False
+        recorded = (self.store.slice_extras(anneal_num) or {}).get("darks", [])
+        if not recorded or not all("sha256" in r and "size" in r for r in recorded):
+            return False
+        have = sorted((int(r["size"]), str(r["sha256"])) for r in recorded)
+        given = sorted((f["size"], f["sha256"]) for f in file_fingerprints(files))
+        return have == given
 
     # -- seed-compatible queries -------------------------------------------------------------
     def query_pixel(
@@ -522,29 +602,42 @@ class PixelDB:
         Keys are the property names, values are in the order of :attr:`anneal_numbers`;
         with a current history index this is one small read per property.
         """
-        r, c = queries.region_slices(self.dataset, [row, row], [col, col], names=("row", "col"))
-        if self._history_index.usable():
-            return self._history_index.read(r.start, c.start)
-        return self.store.read_arrays(self.anneal_numbers, row=r.start, col=c.start)
+        from stiscube.backend import source_of
+
+        ds = self.dataset
+        r, c = queries.region_slices(ds, [row, row], [col, col], names=("row", "col"))
+        source = source_of(ds)
+        return source.read(list(source.store.schema.variables), (slice(None), r.start, c.start))
 
     def build_history_index(self) -> None:
-        """Build the optional pixel-major copy that makes :meth:`history` fast.
+        """(Re)build from scratch the optional pixel-major copy that makes histories fast.
 
-        See :mod:`stiscube.history_index`: it roughly doubles the disk used, and is
-        used only while it matches the committed cube (rebuild after ingesting).
+        See :mod:`stiscube.history_index`; :meth:`update_history_index` keeps it current
+        after ingesting without a rebuild.
         """
-        from stiscube.history_index import build_history_index
+        self.update_history_index(rebuild=True)
+
+    def update_history_index(self, *, rebuild: bool = False) -> dict:
+        """Write the periods committed since the last update into the history index.
+
+        Incremental (the new or replaced periods only); builds the index if there is
+        none, or when ``rebuild=True``.  Returns what was done (see
+        :func:`stiscube.history_index.update_history_index`).
+        """
+        from stiscube.history_index import update_history_index
 
         if self.mode == "r":
-            msg = f"{self.location.url} was opened read-only; cannot build its history index"
+            msg = f"{self.location.url} was opened read-only; cannot update its history index"
             raise ReadOnlyStoreError(msg)
-        build_history_index(self)
-        self._history_index = HistoryIndex(self)
+        return update_history_index(self, rebuild=rebuild)
 
     @property
     def history_index_current(self) -> bool:
-        """Whether a history index exists and matches the committed cube."""
-        return self._history_index.usable()
+        """Whether the history index holds every period of this handle's state, unchanged."""
+        from stiscube.backend import source_of
+
+        source = source_of(self.dataset)
+        return bool(source.labels) and source._index_positions(source.labels) is not None
 
     def info(self) -> dict:
         """Periods held, their units and sources, the frame shape and the size on disk."""
@@ -571,12 +664,34 @@ class PixelDB:
         }
 
 
+def file_fingerprints(files: Iterable[str | os.PathLike]) -> list[dict]:
+    """Rootname (file name up to its first ``_``, lower case), size (bytes) and SHA-256
+    of each file: what a period records to recognise its inputs when ingest resumes."""
+    import hashlib
+
+    out = []
+    for path in files:
+        path = Path(path)
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
+                digest.update(block)
+        out.append(
+            {
+                "rootname": path.name.split("_", 1)[0].lower(),
+                "size": path.stat().st_size,
+                "sha256": digest.hexdigest(),
+            }
+        )
+    return out
+
+
 def _check_anneal_num(anneal_num: Any) -> int:
     if isinstance(anneal_num, bool) or not isinstance(anneal_num, (int, np.integer)):
         msg = f"anneal_num must be an integer, got {anneal_num!r}"
         raise TypeError(msg)
-    if anneal_num < 0:
-        msg = f"anneal_num must be >= 0, got {anneal_num}"
+    if not 0 <= anneal_num <= _MAX_ANNEAL:
+        msg = f"anneal_num must be an integer from 0 to {_MAX_ANNEAL} (int64), got {anneal_num}"
         raise ValueError(msg)
     return int(anneal_num)
 

@@ -33,7 +33,10 @@ unstable (bit ``unstable_bit``, default 4 = ``bad_detector_pixel``)
     steady pixel; see :mod:`stiscube.layout`).  STIS has no dedicated "unstable" bit;
     4 is the default because an unstable (flickering, telegraphic) dark rate is a
     property of the detector pixel that no dark reference file can correct, and STIS's
-    default ``SDQFLAGS`` excludes bit 4 from calibrated products.
+    default ``SDQFLAGS`` excludes bit 4 from calibrated products.  The two rules must
+    use different bits; the flagged-pixel table names the rule behind each bit in its
+    ``categories`` column (an unstable pixel is "unstable", never "hot"), and the file
+    counts hot, unstable, both and any-flag pixels separately.
 persistence (optional, ``persist_k`` of ``persist_m``)
     each rule's bit is set when the rule held in at least *k* of the last *m* periods
     held in the cube up to and including *P* (periods in the cube's order, i.e. sorted
@@ -180,7 +183,8 @@ def dq_array(
         clipped threshold of each window period, in the units of ``sci_mean``; NaN
         without ``hot_nsigma``), ``hot_clip_median``/``hot_clip_std``/
         ``hot_sigma_threshold`` of the chosen period, ``n_hot``, ``n_unstable``,
-        ``n_flagged``, ``date`` (of creation) and ``software``.
+        ``n_both`` (hot and unstable), ``n_flagged`` (``n_hot + n_unstable - n_both``),
+        ``date`` (of creation) and ``software``.
 
     Raises
     ------
@@ -230,6 +234,7 @@ def dq_array(
         unstable = persistent(above, rules.min_count, axis=0)
         dq |= np.where(unstable, np.uint16(rules.unstable_bit), np.uint16(0))
     n_hot, n_unstable = int(np.count_nonzero(hot)), int(np.count_nonzero(unstable))
+    n_both = int(np.count_nonzero(hot & unstable))
     here = position[number]
     attrs = {
         "long_name": "STIS CCD data quality from pixel properties",
@@ -246,6 +251,7 @@ def dq_array(
         "hot_sigma_threshold": float(stats[2, -1]),
         "n_hot": n_hot,
         "n_unstable": n_unstable,
+        "n_both": n_both,
         "n_flagged": int(np.count_nonzero(dq)),
         "date": now(),
         "software": software(),

@@ -52,6 +52,21 @@ def _check_dq(dq: Any) -> DQRules:
     return DQRules.from_dict(json.loads(dq.attrs["rules"]))
 
 
+def _categories(values: np.ndarray, rules: DQRules) -> np.ndarray:
+    """Comma-joined names of the rules whose bit is set in each value ("hot", "unstable")."""
+    parts = []
+    if rules.has_hot_rule:
+        parts.append(np.where(values & rules.hot_bit, "hot", ""))
+    if rules.has_unstable_rule:
+        parts.append(np.where(values & rules.unstable_bit, "unstable", ""))
+    if not parts:
+        return np.zeros(values.shape, dtype=str)
+    if len(parts) == 1:
+        return parts[0].astype(str)
+    both = np.char.add(np.char.add(parts[0], ","), parts[1])
+    return np.char.strip(both, ",").astype(str)
+
+
 def _target(path: str | os.PathLike, overwrite: bool) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
@@ -92,9 +107,12 @@ def write_dq_fits(dq: xr.DataArray, path: str | os.PathLike, *, overwrite: bool 
     """Write a DQ array from :func:`dq_array` as a FITS file (atomically).
 
     Layout: an empty primary HDU whose header records the period and the rules, and one
-    ``DQ`` image extension (``uint16``; stored as FITS ``BITPIX = 16`` with
-    ``BZERO = 32768``, read back as ``uint16`` by astropy) whose header lists the bit
-    meanings.  Rows of the array are FITS ``NAXIS2`` (row 0 first), columns ``NAXIS1``.
+    ``DQ`` image extension (``EXTNAME='DQ'``, ``EXTVER=1``) holding the STIS bit values
+    as plain 16-bit integers, as calstis writes DQ arrays: FITS ``BITPIX = 16`` without
+    ``BZERO``/``BSCALE`` (the OR of all fifteen STIS bits, 32767, fits), read back by
+    astropy as ``>i2``; its header lists the bit meanings.  Rows of the array are FITS
+    ``NAXIS2`` (row 0 first), columns ``NAXIS1``.  For a file with the CRDS selection
+    keywords, see :func:`stiscube.reffiles.write_dq_reference`.
 
     Primary header keywords: ``TELESCOP``, ``INSTRUME``, ``DETECTOR``, ``FILETYPE``
     (``'DQ REFERENCE'``), ``ANNEALNM`` (period number), ``ANNSTART``/``ANNEND``
@@ -103,9 +121,11 @@ def write_dq_fits(dq: xr.DataArray, path: str | os.PathLike, *, overwrite: bool 
     ``UNSTLEVL``, ``PERSISTK``, ``PERSISTM``, ``PARTWIN``, ``HOTBIT``, ``UNSTBIT``;
     a rule not given is absent), the clipped statistics of the period (``HOTMED``,
     ``HOTSTD``, ``HOTTHR``, in the units of ``sci_mean``), the counts ``NHOT``,
-    ``NUNSTAB``, ``NFLAGGED``, the rules as JSON (``RULES``), ``DATE`` and ``SOFTWARE``,
-    and the rules in words as ``COMMENT`` cards.  ``DQ`` header: ``DQBITnn`` (nn = bit
-    position 00-14) = flag name, with the bit value and description as card comment.
+    ``NUNSTAB``, ``NBOTH`` (hot and unstable) and ``NFLAGGED`` (counted on the array
+    written: ``NFLAGGED = NHOT + NUNSTAB - NBOTH``), the rules as JSON (``RULES``),
+    ``DATE`` and ``SOFTWARE``, and the rules in words as ``COMMENT`` cards.  ``DQ``
+    header: ``DQBITnn`` (nn = bit position 00-14) = flag name, with the bit value and
+    description as card comment.
 
     Returns
     -------
@@ -180,9 +200,18 @@ def write_dq_fits(dq: xr.DataArray, path: str | os.PathLike, *, overwrite: bool 
         _set_card(
             hdr, "HOTTHR", float(attrs["hot_sigma_threshold"]), f"sigma hot threshold [{unit}]"
         )
-    _set_card(hdr, "NHOT", int(attrs.get("n_hot", 0)), "pixels flagged hot")
-    _set_card(hdr, "NUNSTAB", int(attrs.get("n_unstable", 0)), "pixels flagged unstable")
-    _set_card(hdr, "NFLAGGED", int(np.count_nonzero(dq.values)), "pixels with any flag")
+    values = np.asarray(dq.values)
+    hot = (values & rules.hot_bit) != 0 if rules.has_hot_rule else np.zeros(values.shape, bool)
+    unstable = (
+        (values & rules.unstable_bit) != 0
+        if rules.has_unstable_rule
+        else np.zeros(values.shape, bool)
+    )
+    # counted on the array written, so the header always agrees with the file
+    _set_card(hdr, "NHOT", int(np.count_nonzero(hot)), "pixels flagged hot")
+    _set_card(hdr, "NUNSTAB", int(np.count_nonzero(unstable)), "pixels flagged unstable")
+    _set_card(hdr, "NBOTH", int(np.count_nonzero(hot & unstable)), "pixels hot and unstable")
+    _set_card(hdr, "NFLAGGED", int(np.count_nonzero(values)), "pixels with any flag")
     _set_card(hdr, "DATE", now(), "file creation date (UTC)")
     _set_card(hdr, "DQDATE", str(attrs.get("date", "")), "DQ array creation date (UTC)")
     _set_card(
@@ -191,7 +220,7 @@ def write_dq_fits(dq: xr.DataArray, path: str | os.PathLike, *, overwrite: bool 
     _set_card(hdr, "RULES", json.dumps(rules.to_dict()), "DQ rules as JSON")
     for line in rules.describe():
         hdr.add_comment(line)
-    ext = fits.ImageHDU(data=np.ascontiguousarray(dq.values, dtype=np.uint16), name="DQ")
+    ext = fits.ImageHDU(data=np.ascontiguousarray(values, dtype=">i2"), name="DQ", ver=1)
     ext.header["ANNEALNM"] = (int(attrs["anneal"]), "anneal period number")
     for position, flag in enumerate(STIS_DQ):
         _set_card(ext.header, f"DQBIT{position:02d}", flag.name, f"DQ value {flag.bit}")
@@ -217,7 +246,8 @@ def flagged_pixels_table(dq: xr.DataArray, ds: xr.Dataset):
     -------
     astropy.table.Table
         One row per pixel with ``dq > 0``, ordered by row then column: ``row``, ``col``,
-        ``dq`` (uint16), ``flags`` (decoded names, comma-separated), then the five
+        ``dq`` (uint16), ``flags`` (decoded STIS bit names, comma-separated),
+        ``categories`` (the rules that flagged it: ``hot``, ``unstable``), then the five
         properties of the period with their units (those of its unit system).  ``meta``:
         ``anneal``, ``anneal_start``, ``anneal_end``, ``unit_system``,
         ``window_anneals``, ``rules`` (dict), ``rules_text``, ``date`` (table creation,
@@ -257,6 +287,7 @@ def flagged_pixels_table(dq: xr.DataArray, ds: xr.Dataset):
     table["col"] = cols.astype(np.int64)
     table["dq"] = flags[rows, cols].astype(np.uint16)
     table["flags"] = decode_dq_names(flags[rows, cols]).astype(str)
+    table["categories"] = _categories(flags[rows, cols], rules)
     for name in PROPERTIES:
         values = np.asarray(frame[name].transpose("row", "col").values)[rows, cols]
         unit = UNIT_SYSTEMS[system][name]
@@ -266,7 +297,11 @@ def flagged_pixels_table(dq: xr.DataArray, ds: xr.Dataset):
     table["row"].description = "detector row (0-based)"
     table["col"].description = "detector column (0-based)"
     table["dq"].description = "DQ value (bitwise OR of STIS DQ bits)"
-    table["flags"].description = "names of the DQ bits set"
+    table["flags"].description = "names of the STIS DQ bits set"
+    table["categories"].description = (
+        "the rules that flagged the pixel (hot, unstable); STIS has no unstable bit, so "
+        "an unstable pixel carries the rules' unstable_bit without being hot"
+    )
     table.meta.update(
         {
             "anneal": int(number),

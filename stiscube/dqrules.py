@@ -68,8 +68,9 @@ class DQRules:
     Parameters
     ----------
     hot_level : float or None
-        Absolute hot level on ``sci_mean``, in electron / s: hot if ``sci_mean >
-        hot_level``.  Requires periods in the ``"rate"`` unit system.
+        Absolute hot level on ``sci_mean``, in electron / s (> 0; a level <= 0 would
+        flag nearly every pixel): hot if ``sci_mean > hot_level``.  Requires periods in
+        the ``"rate"`` unit system.
     hot_nsigma : float, None or "auto"
         Relative hot level: hot if ``sci_mean > median_c + hot_nsigma * std_c`` of the
         period's sigma-clipped frame.  ``"auto"`` (default) means 5 (as the STIS
@@ -82,7 +83,8 @@ class DQRules:
     clip_maxiters : int or None
         Maximum clipping iterations (40 as refstis; None = until convergence).
     unstable_level : float or None
-        Unstable if ``stability > unstable_level`` (dimensionless).  None: no rule.
+        Unstable if ``stability > unstable_level`` (dimensionless, > 0; a steady pixel
+        has about 1).  None: no rule.
     persist_k, persist_m : int or None
         Set a rule's bit only when the rule held in at least *persist_k* of the last
         *persist_m* periods (including the chosen one).  Both or neither.
@@ -91,7 +93,9 @@ class DQRules:
         (``"error"``), or use the periods available (still requiring *persist_k*).
     hot_bit, unstable_bit : int or str
         The DQ bit each rule sets (a value or name of :data:`stiscube.dqflags.STIS_DQ`);
-        defaults 16 (``hot_pixel``) and 4 (``bad_detector_pixel``).
+        defaults 16 (``hot_pixel``) and 4 (``bad_detector_pixel``: STIS has no
+        "unstable" bit, see :mod:`stiscube.dq`).  They must differ, so that the
+        categories can be told apart in the file.
 
     Raises
     ------
@@ -122,7 +126,7 @@ class DQRules:
         def set_(name: str, value: Any) -> None:
             object.__setattr__(self, name, value)
 
-        set_("hot_level", _optional_finite("hot_level", self.hot_level))
+        set_("hot_level", _optional_finite("hot_level", self.hot_level, positive=True))
         if isinstance(self.hot_nsigma, str) and self.hot_nsigma == _AUTO:
             set_("hot_nsigma", _DEFAULT_NSIGMA if self.hot_level is None else None)
         set_("hot_nsigma", _optional_finite("hot_nsigma", self.hot_nsigma, positive=True))
@@ -141,7 +145,9 @@ class DQRules:
             raise ValueError(msg)
         set_("clip_sigma", clip)
         set_("clip_maxiters", _optional_count("clip_maxiters", self.clip_maxiters))
-        set_("unstable_level", _optional_finite("unstable_level", self.unstable_level))
+        set_(
+            "unstable_level", _optional_finite("unstable_level", self.unstable_level, positive=True)
+        )
         k = _optional_count("persist_k", self.persist_k)
         m = _optional_count("persist_m", self.persist_m)
         if (k is None) != (m is None):
@@ -159,6 +165,12 @@ class DQRules:
         set_("unstable_bit", _bit("unstable_bit", self.unstable_bit))
         if not (self.has_hot_rule or self.has_unstable_rule):
             msg = "the rules flag nothing: give hot_level, hot_nsigma or unstable_level"
+            raise ValueError(msg)
+        if self.has_hot_rule and self.has_unstable_rule and self.hot_bit == self.unstable_bit:
+            msg = (
+                f"hot_bit and unstable_bit must differ (both {self.hot_bit}): the flagged-pixel "
+                "table and the file's counts tell the categories apart by their bits"
+            )
             raise ValueError(msg)
 
     # -- derived ---------------------------------------------------------------------------

@@ -322,6 +322,16 @@ def test_registry_errors(call, exc, match):
         ({"hot_nsigma": 0}, ValueError, "hot_nsigma must be > 0"),
         ({"hot_nsigma": -2.0}, ValueError, "hot_nsigma must be > 0"),
         ({"hot_level": float("nan")}, ValueError, "hot_level must be finite"),
+        ({"hot_level": -1}, ValueError, "hot_level must be > 0, got -1"),
+        ({"hot_level": 0.0}, ValueError, "hot_level must be > 0"),
+        ({"unstable_level": -2.0}, ValueError, "unstable_level must be > 0"),
+        ({"unstable_level": float("nan")}, ValueError, "unstable_level must be finite"),
+        ({"hot_level": float("-inf")}, ValueError, "hot_level must be finite"),
+        (
+            {"unstable_level": 3.0, "unstable_bit": 16},
+            ValueError,
+            "hot_bit and unstable_bit must differ",
+        ),
         ({"hot_level": "0.1"}, TypeError, "hot_level must be a number"),
         ({"unstable_level": True}, TypeError, "unstable_level must be a number"),
         ({"hot_combine": "xor"}, ValueError, "hot_combine must be one of"),
@@ -564,10 +574,16 @@ def dq7(cube):
 
 def test_fits_round_trip(dq7, tmp_path):
     path = write_dq_fits(dq7, tmp_path / "dq.fits")
+    with fits.open(path, do_not_scale_image_data=True) as raw:  # the file as stored
+        ext = raw["DQ"].header
+        assert ext["BITPIX"] == 16 and ext["EXTVER"] == 1
+        assert "BZERO" not in ext and "BSCALE" not in ext
+        assert raw["DQ"].data.dtype == np.dtype(">i2")
     with fits.open(path) as hdul:
         assert [h.name for h in hdul] == ["PRIMARY", "DQ"]
         data = hdul["DQ"].data
-        assert data.dtype == np.uint16
+        assert data.dtype == np.dtype(">i2")  # plain int16, as calstis DQ arrays
+        assert data.view(np.uint16).tobytes() == dq7.values.astype("<u2").byteswap().tobytes()
         np.testing.assert_array_equal(data, dq7.values)
         hdr, ext = hdul[0].header, hdul["DQ"].header
         assert hdr["ANNEALNM"] == 7 and ext["ANNEALNM"] == 7
@@ -581,6 +597,9 @@ def test_fits_round_trip(dq7, tmp_path):
         assert hdr["NHOT"] == np.count_nonzero(dq7.values & 16)
         assert hdr["NUNSTAB"] == np.count_nonzero(dq7.values & 4)
         assert hdr["NFLAGGED"] == np.count_nonzero(dq7.values)
+        assert hdr["NBOTH"] == np.count_nonzero((dq7.values & 16) & ((dq7.values & 4) << 2))
+        assert hdr["NFLAGGED"] == hdr["NHOT"] + hdr["NUNSTAB"] - hdr["NBOTH"]
+        assert hdr["NFLAGGED"] == np.count_nonzero(data)  # the header counts the file
         assert DQRules.from_dict(json.loads(hdr["RULES"])) == DQRules.from_dict(
             json.loads(dq7.attrs["rules"])
         )
@@ -623,9 +642,12 @@ def test_ecsv_round_trip(cube, truth, dq7, tmp_path):
     np.testing.assert_array_equal(table["col"], cols)
     np.testing.assert_array_equal(table["dq"], dq7.values[rows, cols])
     assert table["dq"].dtype == np.uint16
-    for v, text in zip(table["dq"], table["flags"], strict=True):
+    for v, text, cats in zip(table["dq"], table["flags"], table["categories"], strict=True):
         names = [m for b, m in ((4, "bad_detector_pixel"), (16, "hot_pixel")) if v & b]
         assert text == ",".join(names)
+        assert cats == ",".join(c for b, c in ((16, "hot"), (4, "unstable")) if v & b)
+    only_unstable = table["dq"] == 4
+    assert only_unstable.any() and set(table["categories"][only_unstable]) == {"unstable"}
     for name in PROPERTIES:
         np.testing.assert_array_equal(table[name], truth[7][name].values[rows, cols])
     assert str(table["sci_mean"].unit) == "electron / s"

@@ -1,0 +1,625 @@
+"""STIS CCD reference files from the pixel property cube: DQ reference and superdark.
+
+Two files, made from one anneal period or a range of periods of a
+:class:`~stiscube.PixelDB`:
+
+DQ reference (:func:`write_dq_reference`)
+    An empty primary HDU and one ``DQ`` image extension (``EXTNAME='DQ'``,
+    ``EXTVER=1``) holding STIS DQ bit values as plain 16-bit integers (FITS
+    ``BITPIX=16`` without ``BZERO``/``BSCALE``, as the DQ arrays of calstis products).
+    Every STIS bit fits: the OR of all fifteen is 32767.  CRDS has no STIS reference
+    type for a DQ image, so ``FILETYPE = 'DQ REFERENCE'``; calstis reads the same DQ
+    from the superdark's ``DQ`` extension.
+superdark (:func:`write_dark_reference`)
+    The STIS imset layout of a dark reference file (``FILETYPE = 'DARK IMAGE'``):
+    primary header + ``SCI``, ``ERR`` (float32, electron / s) and ``DQ`` (int16)
+    extensions with ``EXTVER=1``.  With ``n_p`` the number of usable samples of a
+    pixel in period ``p`` (``n_darks`` of the period minus the pixel's ``nan_count``),
+    ``m_p`` its ``sci_mean`` and ``e_p`` its ``err_mean`` (the mean per-frame error)::
+
+        SCI = sum_p n_p m_p / N,     ERR = sqrt(sum_p n_p e_p**2) / N,     N = sum_p n_p
+
+    i.e. the mean rate over every usable sample of the periods, and the standard error
+    of that mean from the per-frame errors (``e_p / sqrt(n_p)`` for one period).  A
+    pixel without any usable sample (``N = 0``) gets ``SCI = ERR = 0`` and DQ bit 512
+    (``bad_reference_pixel``: "bad pixel in a reference file", which is what it is).
+
+Both files share the DQ array: the bitwise OR, over the chosen periods, of
+:func:`stiscube.dq.dq_array` of each period with the given :class:`~stiscube.dq.DQRules`
+(hot pixels on bit 16; unstable pixels on the rules' ``unstable_bit``, by default 4,
+``bad_detector_pixel``, since STIS has no "unstable" bit).  The counts written in the
+header (``NHOT``, ``NUNSTAB``, ``NBOTH``, ``NNODATA``, ``NFLAGGED``) are counted on the
+array written, so ``NFLAGGED = NHOT + NUNSTAB - NBOTH`` (+ no-data pixels not already
+flagged).
+
+CRDS selection keywords (those of ``hst_stis_darkfile.rmap``: ``DETECTOR``,
+``CCDAMP``, ``CCDGAIN``, and ``USEAFTER`` for the dataset's ``DATE-OBS``/``TIME-OBS``)
+plus ``INSTRUME``, ``FILETYPE``, ``PEDIGREE``, ``DESCRIP`` and ``HISTORY`` cards (the
+rules, the input periods with their darks, the cube version and each period's
+checksum) are written in the formats that ``crds certify`` checks: ``USEAFTER`` as
+``'Mon DD YYYY HH:MM:SS'`` (CRDS converts it to the rmap's ``'YYYY-MM-DD HH:MM:SS'``),
+``PEDIGREE`` as ``'INFLIGHT DD/MM/YYYY DD/MM/YYYY'``.  ``CCDAMP``/``CCDGAIN`` come from
+the cube's per-period coordinates ``ccdamp``/``ccdgain`` when it has them (they must
+agree over the periods and with any value given), else from
+:class:`ReferenceKeywords` (then required).
+
+Provenance: ``CUBEVER`` (the cube version, :attr:`stores.CubeStore.version`, when the
+store has one), ``PERIODS`` (the period numbers), ``CUBESUM`` (SHA-256 over the
+periods' checksums, in order) and one ``HISTORY`` card per period, ``"<period>
+<sha256>"``, with its SHA-256 (over the checksums the store recorded for each property
+at commit).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import re
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from stiscube._exceptions import CubeQueryError, UnitMismatchError
+from stiscube._provenance import iso, now, software
+from stiscube.dqflags import BAD_REFERENCE_PIXEL, STIS_DQ
+from stiscube.dqrules import DQRules
+from stiscube.pixeldb import PixelDB
+
+__all__ = [
+    "NO_DATA_BIT",
+    "ReferenceKeywords",
+    "cube_provenance",
+    "reference_dq",
+    "superdark",
+    "sybdate",
+    "write_dark_reference",
+    "write_dq_reference",
+]
+
+logger = logging.getLogger(__name__)
+
+#: DQ bit of superdark pixels without any usable dark sample (STIS "bad pixel in a
+#: reference file")
+NO_DATA_BIT: int = BAD_REFERENCE_PIXEL
+
+_AMPS = ("A", "B", "C", "D")
+_GAINS = (1, 2, 4, 8)
+_PEDIGREE = re.compile(
+    r"^(GROUND|MODEL|DUMMY|SIMULATION)$|^INFLIGHT (\d\d)/(\d\d)/(\d{4}) (\d\d)/(\d\d)/(\d{4})$"
+)
+_MAX_DESCRIP = 67  # HST reference files: DESCRIP of at most 67 characters
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def sybdate(value: Any) -> str:
+    """A date as HST reference files write ``USEAFTER``: ``'Mon DD YYYY HH:MM:SS'``.
+
+    Examples
+    --------
+    >>> sybdate("2020-01-05T06:07:08.9")
+    'Jan 05 2020 06:07:08'
+    """
+    t = np.datetime64(value, "s").astype(_dt.datetime)
+    return f"{_MONTHS[t.month - 1]} {t.day:02d} {t.year:04d} {t:%H:%M:%S}"
+
+
+def _slash(value: Any) -> str:
+    t = np.datetime64(value, "D").astype(_dt.date)
+    return f"{t.day:02d}/{t.month:02d}/{t.year:04d}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReferenceKeywords:
+    """CRDS selection and description keywords of a reference file (validated).
+
+    Parameters
+    ----------
+    ccdamp : {"A", "B", "C", "D"} or None
+        Amplifier read out.  None: from the cube's ``ccdamp`` coordinate (an error if
+        the cube has none).
+    ccdgain : {1, 2, 4, 8} or None
+        Commanded CCD gain (``CCDGAIN``).  None: from the cube's ``ccdgain``.
+    useafter : date-like or None
+        First observation date the file applies to; default the start of the first
+        period.  Written as ``'Mon DD YYYY HH:MM:SS'`` (UTC, whole seconds).
+    pedigree : str or None
+        ``'INFLIGHT DD/MM/YYYY DD/MM/YYYY'``, ``'GROUND'``, ``'MODEL'``, ``'DUMMY'`` or
+        ``'SIMULATION'``; default ``INFLIGHT`` with the first and last day of the
+        periods (the day before an end at midnight, since ends are exclusive).
+    descrip : str or None
+        One line (at most 67 characters); default names the file kind and periods.
+
+    Raises
+    ------
+    ValueError, TypeError
+        A keyword is out of range (the message names it).
+    """
+
+    ccdamp: str | None = None
+    ccdgain: int | None = None
+    useafter: Any = None
+    pedigree: str | None = None
+    descrip: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.ccdamp is not None and self.ccdamp not in _AMPS:
+            msg = f"ccdamp must be one of {list(_AMPS)}, got {self.ccdamp!r}"
+            raise ValueError(msg)
+        if self.ccdgain is not None:
+            if isinstance(self.ccdgain, bool) or not isinstance(self.ccdgain, int | np.integer):
+                msg = f"ccdgain must be an integer, one of {list(_GAINS)}, got {self.ccdgain!r}"
+                raise TypeError(msg)
+            if int(self.ccdgain) not in _GAINS:
+                msg = f"ccdgain must be one of {list(_GAINS)}, got {self.ccdgain!r}"
+                raise ValueError(msg)
+            object.__setattr__(self, "ccdgain", int(self.ccdgain))
+        if self.useafter is not None:
+            try:
+                when = np.datetime64(self.useafter, "s")
+            except (TypeError, ValueError) as exc:
+                msg = f"useafter must be a date, got {self.useafter!r} ({exc})"
+                raise ValueError(msg) from None
+            if np.isnat(when) or not np.datetime64("1990") <= when < np.datetime64("2100"):
+                msg = f"useafter must be a date between 1990 and 2100, got {self.useafter!r}"
+                raise ValueError(msg)
+            object.__setattr__(self, "useafter", when)
+        if self.pedigree is not None:
+            match = _PEDIGREE.match(str(self.pedigree))
+            if match is None:
+                msg = (
+                    "pedigree must be 'INFLIGHT DD/MM/YYYY DD/MM/YYYY', 'GROUND', 'MODEL', "
+                    f"'DUMMY' or 'SIMULATION', got {self.pedigree!r}"
+                )
+                raise ValueError(msg)
+            if match.group(2) is not None:
+                d = [int(g) for g in match.groups()[1:]]
+                try:
+                    first = _dt.date(d[2], d[1], d[0])
+                    last = _dt.date(d[5], d[4], d[3])
+                except ValueError as exc:
+                    msg = f"pedigree {self.pedigree!r}: {exc}"
+                    raise ValueError(msg) from None
+                if last < first:
+                    msg = f"pedigree {self.pedigree!r}: the end date is before the start"
+                    raise ValueError(msg)
+        if self.descrip is not None:
+            if not isinstance(self.descrip, str) or "\n" in self.descrip:
+                msg = f"descrip must be one line of text, got {self.descrip!r}"
+                raise ValueError(msg)
+            if not 0 < len(self.descrip) <= _MAX_DESCRIP:
+                msg = (
+                    f"descrip must have 1 to {_MAX_DESCRIP} characters, got "
+                    f"{len(self.descrip)}: {self.descrip!r}"
+                )
+                raise ValueError(msg)
+
+
+# -- inputs ----------------------------------------------------------------------------------
+def _periods(db: PixelDB, anneals: int | Sequence[int] | None) -> list[int]:
+    if not isinstance(db, PixelDB):
+        msg = f"db must be a stiscube.PixelDB, got {type(db).__name__}"
+        raise TypeError(msg)
+    held = db.anneal_numbers
+    if not held:
+        msg = f"{db.location.url} holds no anneal periods"
+        raise CubeQueryError(msg)
+    if anneals is None:
+        return [held[-1]]
+    chosen = [anneals] if isinstance(anneals, int | np.integer) else list(anneals)
+    integers = all(isinstance(n, int | np.integer) and not isinstance(n, bool) for n in chosen)
+    if not chosen or not integers:
+        msg = f"anneals must be a period number or a non-empty list of them, got {anneals!r}"
+        raise TypeError(msg)
+    missing = sorted({int(n) for n in chosen} - set(held))
+    if missing:
+        msg = f"anneal periods {missing} are not in {db.location.url}; it holds {held}"
+        raise CubeQueryError(msg)
+    return sorted({int(n) for n in chosen})
+
+
+def cube_provenance(db: PixelDB, anneals: Sequence[int]) -> dict[str, Any]:
+    """Cube version and per-period checksums of the periods *anneals* of *db*.
+
+    Returns
+    -------
+    dict
+        ``version`` (str of :attr:`stores.CubeStore.version`, or ``"unknown"`` when the
+        store has none), ``checksums`` ({period: SHA-256 hex of the JSON of the store's
+        per-property checksums of that period}) and ``cubesum`` (SHA-256 hex of the
+        periods' checksums joined in period order).
+    """
+    sums = {}
+    for number in anneals:
+        info = db.store.slice_info(int(number))
+        text = json.dumps(info["sha256"], sort_keys=True)
+        sums[int(number)] = hashlib.sha256(text.encode()).hexdigest()
+    version = getattr(db.store, "version", None)
+    joined = "".join(sums[n] for n in sorted(sums))
+    return {
+        "version": "unknown" if version is None else str(version),
+        "checksums": sums,
+        "cubesum": hashlib.sha256(joined.encode()).hexdigest(),
+    }
+
+
+def _ccd_setting(ds: xr.Dataset, name: str, given: Any, numbers: list[int]) -> Any:
+    """CCDAMP/CCDGAIN of the periods: the cube's coordinate *name* where it is known
+    (``""`` or NaN mean unknown), else the *given* value (then required)."""
+    unknown = list(numbers)
+    known: dict[int, Any] = {}
+    if name in ds.coords or name in ds:
+        values = np.atleast_1d(ds[name].sel(anneal=numbers).values).tolist()
+        for number, value in zip(numbers, values, strict=True):
+            if name == "ccdgain" and value is not None and np.isfinite(float(value)):
+                known[number] = int(value)
+            elif name == "ccdamp" and str(value).strip():
+                known[number] = str(value).strip()
+        unknown = [n for n in numbers if n not in known]
+    found = sorted(set(known.values()), key=str)
+    if len(found) > 1:
+        msg = f"periods {numbers} mix {name} values {known}: one reference file per setting"
+        raise ValueError(msg)
+    if found and given is not None and found[0] != given:
+        msg = f"{name}={given!r} was given but the cube's periods {sorted(known)} have {found[0]!r}"
+        raise ValueError(msg)
+    if unknown and given is None:
+        msg = (
+            f"the cube records no {name} for periods {unknown}: give it explicitly "
+            f"(ReferenceKeywords({name}=...), or --{name} on the command line)"
+        )
+        raise ValueError(msg)
+    value = found[0] if found else given
+    allowed = _AMPS if name == "ccdamp" else _GAINS
+    if value not in allowed:
+        msg = f"the cube's {name} of periods {numbers} is {value!r}, not a STIS CCD setting"
+        raise ValueError(msg)
+    return value
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    ccdamp: str
+    ccdgain: int
+    useafter: np.datetime64
+    pedigree: str
+    descrip: str
+
+
+def _resolve(
+    db: PixelDB, numbers: list[int], keywords: ReferenceKeywords | None, kind: str
+) -> _Resolved:
+    keywords = ReferenceKeywords() if keywords is None else keywords
+    if not isinstance(keywords, ReferenceKeywords):
+        msg = f"keywords must be a ReferenceKeywords, got {type(keywords).__name__}"
+        raise TypeError(msg)
+    ds = db.dataset
+    amp = _ccd_setting(ds, "ccdamp", keywords.ccdamp, numbers)
+    gain = _ccd_setting(ds, "ccdgain", keywords.ccdgain, numbers)
+    start = ds["anneal_start"].sel(anneal=numbers[0]).values
+    end = ds["anneal_end"].sel(anneal=numbers[-1]).values
+    useafter = np.datetime64(start, "s") if keywords.useafter is None else keywords.useafter
+    last = np.datetime64(end, "us") - np.timedelta64(1, "us")  # the end is exclusive
+    pedigree = keywords.pedigree or f"INFLIGHT {_slash(start)} {_slash(last)}"
+    span = f"{numbers[0]}" if len(numbers) == 1 else f"{numbers[0]}-{numbers[-1]}"
+    descrip = keywords.descrip or f"{kind} of anneal period {span} from the stiscube pixel cube"
+    return _Resolved(amp, gain, useafter, pedigree, descrip[:_MAX_DESCRIP])
+
+
+# -- the arrays ----------------------------------------------------------------------------
+def reference_dq(
+    db: PixelDB, rules: DQRules | None = None, *, anneals: int | Sequence[int] | None = None
+) -> xr.DataArray:
+    """The DQ array of a reference file: the OR of :func:`~stiscube.dq.dq_array` per period.
+
+    Parameters
+    ----------
+    db : PixelDB
+        The database.
+    rules : DQRules, optional
+        The rules (default ``DQRules()``).
+    anneals : int or sequence of int, optional
+        The period or periods (default: the newest).
+
+    Returns
+    -------
+    xarray.DataArray
+        ``uint16`` on ``(row, col)`` with the attributes of the newest period's DQ array,
+        ``anneals`` (the periods), and the counts on this array: ``n_hot``,
+        ``n_unstable``, ``n_both`` (hot and unstable), ``n_flagged``.
+    """
+    from stiscube.dq import dq_array
+
+    rules = DQRules() if rules is None else rules
+    numbers = _periods(db, anneals)
+    arrays = [dq_array(db, rules, anneal_num=n) for n in numbers]
+    dq = arrays[-1].copy()
+    dq.values = np.bitwise_or.reduce([a.values for a in arrays], axis=0)
+    dq.attrs.update(_counts(dq.values, rules))
+    dq.attrs["anneals"] = np.asarray(numbers, dtype=np.int64)
+    return dq
+
+
+def _counts(values: np.ndarray, rules: DQRules, no_data: int = 0) -> dict[str, int]:
+    hot = (values & rules.hot_bit) != 0 if rules.has_hot_rule else np.zeros(values.shape, bool)
+    unstable = (
+        (values & rules.unstable_bit) != 0
+        if rules.has_unstable_rule
+        else np.zeros(values.shape, bool)
+    )
+    return {
+        "n_hot": int(np.count_nonzero(hot)),
+        "n_unstable": int(np.count_nonzero(unstable)),
+        "n_both": int(np.count_nonzero(hot & unstable)),
+        "n_no_data": int(no_data),
+        "n_flagged": int(np.count_nonzero(values)),
+    }
+
+
+def superdark(
+    db: PixelDB, rules: DQRules | None = None, *, anneals: int | Sequence[int] | None = None
+) -> xr.Dataset:
+    """The superdark of one or more periods: SCI, ERR (electron / s), DQ, samples.
+
+    See the module docstring for the formulas.  Periods must be in the ``"rate"`` unit
+    system (electron / s) and record their number of darks.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``sci`` and ``err`` (float32, electron / s), ``dq`` (uint16, see
+        :func:`reference_dq`, plus :data:`NO_DATA_BIT` where no sample is usable) and
+        ``n_samples`` (int32, usable samples per pixel) on ``(row, col)``; attrs as the
+        DQ array's plus ``n_no_data``.
+
+    Raises
+    ------
+    UnitMismatchError
+        A period is in the ``"counts"`` unit system.
+    ValueError
+        A period records no darks, or the rules use bit 512 (kept for no-data pixels).
+    """
+    rules = DQRules() if rules is None else rules
+    if (rules.has_hot_rule and rules.hot_bit == NO_DATA_BIT) or (
+        rules.has_unstable_rule and rules.unstable_bit == NO_DATA_BIT
+    ):
+        msg = f"the rules use DQ bit {NO_DATA_BIT}, which the superdark keeps for no-data pixels"
+        raise ValueError(msg)
+    numbers = _periods(db, anneals)
+    ds = db.dataset.sel(anneal=numbers)
+    systems = np.atleast_1d(ds["unit_system"].values).astype(str)
+    if np.any(systems != "rate"):
+        bad = [n for n, s in zip(numbers, systems, strict=True) if s != "rate"]
+        msg = f"periods {bad} are not in electron / s (unit system 'counts'): no superdark"
+        raise UnitMismatchError(msg)
+    n_darks = np.atleast_1d(ds["n_darks"].values).astype(np.int64)
+    if np.any(n_darks <= 0):
+        bad = [n for n, k in zip(numbers, n_darks, strict=True) if k <= 0]
+        msg = f"periods {bad} record no darks: the samples per pixel are unknown"
+        raise ValueError(msg)
+    arrays = db.store.read_arrays(numbers, variables=["sci_mean", "err_mean", "nan_count"])
+    m = np.asarray(arrays["sci_mean"], dtype=np.float64)
+    e = np.asarray(arrays["err_mean"], dtype=np.float64)
+    n = n_darks[:, None, None] - np.asarray(arrays["nan_count"], dtype=np.int64)
+    n = np.where(np.isfinite(m) & np.isfinite(e), np.clip(n, 0, None), 0)
+    total = n.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sci = np.where(total > 0, np.sum(n * np.nan_to_num(m), axis=0) / total, 0.0)
+        err = np.where(total > 0, np.sqrt(np.sum(n * np.nan_to_num(e) ** 2, axis=0)) / total, 0.0)
+    dq = reference_dq(db, rules, anneals=numbers)
+    no_data = total == 0
+    values = dq.values | np.where(no_data, np.uint16(NO_DATA_BIT), np.uint16(0))
+    attrs = dict(dq.attrs)
+    attrs.update(_counts(values, rules, int(np.count_nonzero(no_data))))
+    dims = ("row", "col")
+    coords = {"row": dq["row"].values, "col": dq["col"].values}
+    return xr.Dataset(
+        {
+            "sci": (dims, sci.astype(np.float32), {"units": "electron / s"}),
+            "err": (dims, err.astype(np.float32), {"units": "electron / s"}),
+            "dq": (dims, values.astype(np.uint16), {"flag_meanings": attrs["flag_meanings"]}),
+            "n_samples": (dims, total.astype(np.int32), {"units": "1"}),
+        },
+        coords=coords,
+        attrs=attrs,
+    )
+
+
+# -- headers ---------------------------------------------------------------------------------
+def _history(
+    db: PixelDB, numbers: list[int], rules: DQRules, prov: dict[str, Any], extra: list[str]
+) -> list[str]:
+    ds = db.dataset
+    lines = [f"Made by {software()} on {now()} UTC from the pixel property cube", db.location.url]
+    lines += extra
+    lines.append("DQ rules (bitwise OR over the periods):")
+    lines += [f"  {line}" for line in rules.describe()]
+    darks = db.darks
+    for number in numbers:
+        one = ds.sel(anneal=number)
+        names = darks.loc[darks["anneal"] == number, "rootname"].tolist()
+        lines.append(
+            f"period {number}: {iso(one['anneal_start'].values)[:19]} to "
+            f"{iso(one['anneal_end'].values)[:19]}, {int(one['n_darks'].values)} darks"
+            + (f": {' '.join(names)}" if names else "")
+        )
+    lines.append(f"cube version {prov['version']}")
+    wrapped = []
+    for line in lines:
+        wrapped += textwrap.wrap(line, 70, subsequent_indent="  ", break_on_hyphens=False) or [""]
+    wrapped.append("period sha256 (of the store's commit checksums):")
+    wrapped += [f"{n} {digest}" for n, digest in prov["checksums"].items()]  # <= 69 chars
+    return wrapped
+
+
+def _primary(
+    db: PixelDB,
+    numbers: list[int],
+    keys: _Resolved,
+    filetype: str,
+    rules: DQRules,
+    counts: dict[str, int],
+    extra_history: list[str],
+):
+    from astropy.io import fits
+
+    from stiscube.dqfiles import _set_card
+
+    prov = cube_provenance(db, numbers)
+    primary = fits.PrimaryHDU()
+    hdr = primary.header
+    cards = [
+        ("TELESCOP", "HST", "telescope"),
+        ("INSTRUME", "STIS", "instrument"),
+        ("DETECTOR", "CCD", "detector"),
+        ("FILETYPE", filetype, "reference file type"),
+        ("CCDAMP", keys.ccdamp, "CCD amplifier read out (CRDS selection)"),
+        ("CCDGAIN", keys.ccdgain, "commanded CCD gain (CRDS selection)"),
+        ("USEAFTER", sybdate(keys.useafter), "use after this date (UTC)"),
+        ("PEDIGREE", keys.pedigree, "origin of the data"),
+        ("DESCRIP", keys.descrip, ""),
+        ("PERIODS", ",".join(str(n) for n in numbers), "anneal periods used"),
+        ("CUBEVER", prov["version"], "pixel cube version read"),
+        ("CUBESUM", prov["cubesum"], "sha256 over the periods' checksums"),
+        ("NHOT", counts["n_hot"], f"pixels with the hot bit {rules.hot_bit}"),
+        ("NUNSTAB", counts["n_unstable"], f"pixels with the unstable bit {rules.unstable_bit}"),
+        ("NBOTH", counts["n_both"], "pixels both hot and unstable"),
+        ("NNODATA", counts["n_no_data"], f"pixels without usable samples (DQ {NO_DATA_BIT})"),
+        ("NFLAGGED", counts["n_flagged"], "pixels with any DQ bit"),
+        ("DATE", now(), "file creation date (UTC)"),
+        ("SOFTWARE", software(), "software that made this file"),
+        ("RULES", json.dumps(rules.to_dict()), "DQ rules as JSON"),
+    ]
+    for key, value, comment in cards:
+        _set_card(hdr, key, value, comment)
+    for line in _history(db, numbers, rules, prov, extra_history):
+        hdr.add_history(line)
+    return primary
+
+
+def _dq_hdu(values: np.ndarray):
+    """The DQ extension: plain int16 (BITPIX 16, no BZERO), EXTNAME DQ, EXTVER 1."""
+    from astropy.io import fits
+
+    if values.max(initial=0) > np.iinfo(np.int16).max:
+        msg = "DQ values above 32767 cannot be stored as STIS int16 DQ"
+        raise ValueError(msg)
+    hdu = fits.ImageHDU(data=np.ascontiguousarray(values, dtype=">i2"), name="DQ", ver=1)
+    for flag in STIS_DQ:
+        hdu.header.add_comment(f"DQ {flag.bit} = {flag.name}: {flag.description}")
+    return hdu
+
+
+def _write(hdul, path: Path) -> None:
+    from stiscube.dqfiles import _atomic_write
+
+    _atomic_write(path, lambda tmp: hdul.writeto(tmp, overwrite=True))
+
+
+def _categories_text(rules: DQRules) -> list[str]:
+    lines = ["categories and their DQ bits:"]
+    if rules.has_hot_rule:
+        lines.append(f"  hot -> {rules.hot_bit}")
+    if rules.has_unstable_rule:
+        lines.append(
+            f"  unstable (STIS has no such bit) -> {rules.unstable_bit}; unstable is not hot"
+        )
+    return lines
+
+
+def write_dq_reference(
+    db: PixelDB,
+    path: str | os.PathLike,
+    *,
+    rules: DQRules | None = None,
+    anneals: int | Sequence[int] | None = None,
+    keywords: ReferenceKeywords | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the DQ reference file of one or more periods (atomically).
+
+    Parameters
+    ----------
+    db : PixelDB
+        The database.
+    path : path-like
+        The FITS file to write.
+    rules : DQRules, optional
+        The DQ rules (default ``DQRules()``).
+    anneals : int or sequence of int, optional
+        The period or periods (default: the newest).
+    keywords : ReferenceKeywords, optional
+        CRDS keywords; ``ccdamp``/``ccdgain`` are required when the cube has none.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+    """
+    from astropy.io import fits
+
+    from stiscube.dqfiles import _target
+
+    rules = DQRules() if rules is None else rules
+    numbers = _periods(db, anneals)
+    keys = _resolve(db, numbers, keywords, "DQ flags")
+    path = _target(path, overwrite)
+    dq = reference_dq(db, rules, anneals=numbers)
+    counts = _counts(dq.values, rules)
+    primary = _primary(db, numbers, keys, "DQ REFERENCE", rules, counts, _categories_text(rules))
+    primary.header["NEXTEND"] = (1, "number of extensions")
+    _write(fits.HDUList([primary, _dq_hdu(dq.values)]), path)
+    logger.info("wrote DQ reference of periods %s to %s (%s)", numbers, path, counts)
+    return path
+
+
+def write_dark_reference(
+    db: PixelDB,
+    path: str | os.PathLike,
+    *,
+    rules: DQRules | None = None,
+    anneals: int | Sequence[int] | None = None,
+    keywords: ReferenceKeywords | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the superdark (:func:`superdark`) as a STIS dark reference file (atomically).
+
+    Parameters and return value as :func:`write_dq_reference`; the layout is the STIS
+    imset: primary + ``SCI``, ``ERR`` (float32, ``BUNIT = 'ELECTRONS/S'``) and ``DQ``
+    (int16), each with ``EXTVER = 1``.
+    """
+    from astropy.io import fits
+
+    from stiscube.dqfiles import _target
+
+    rules = DQRules() if rules is None else rules
+    numbers = _periods(db, anneals)
+    keys = _resolve(db, numbers, keywords, "superdark")
+    path = _target(path, overwrite)
+    dark = superdark(db, rules, anneals=numbers)
+    counts = {k: int(dark.attrs[k]) for k in ("n_hot", "n_unstable", "n_both", "n_no_data")}
+    counts["n_flagged"] = int(np.count_nonzero(dark["dq"].values))
+    formulas = [
+        "SCI = sum_p n_p sci_mean_p / N; ERR = sqrt(sum_p n_p err_mean_p^2) / N;",
+        "N = sum_p n_p, n_p = n_darks_p - nan_count_p (usable samples); e-/s",
+        *_categories_text(rules),
+        f"  no usable sample -> {NO_DATA_BIT} (SCI = ERR = 0)",
+    ]
+    primary = _primary(db, numbers, keys, "DARK IMAGE", rules, counts, formulas)
+    primary.header["NEXTEND"] = (3, "number of extensions")
+    sci = fits.ImageHDU(data=dark["sci"].values.astype(">f4"), name="SCI", ver=1)
+    err = fits.ImageHDU(data=dark["err"].values.astype(">f4"), name="ERR", ver=1)
+    for hdu, what in ((sci, "dark rate"), (err, "standard error of the dark rate")):
+        hdu.header["BUNIT"] = ("ELECTRONS/S", what)
+    _write(fits.HDUList([primary, sci, err, _dq_hdu(dark["dq"].values)]), path)
+    logger.info("wrote superdark of periods %s to %s (%s)", numbers, path, counts)
+    return path

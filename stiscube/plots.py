@@ -7,6 +7,15 @@ coordinates ``anneal_start``, ``anneal_end`` and ``unit_system``), builds a
 without a display), saves it to *path* when given (format from the suffix: png, pdf,
 svg, ...), and returns the Figure.
 
+All figures use the shared style of :mod:`stores.style` (no offset or
+scientific-notation tick labels, calendar-date ticks on time axes, integer ticks for
+counts, a legend for every line or marker that encodes something) and are saved
+atomically.  In :func:`plot_pixel_history` each panel's y range spans at least
+:data:`MIN_RELATIVE_SPAN` (5 %) of the panel's median absolute value (or its smallest
+non-zero value, for values around zero), so that a variation far below that, such as a
+read noise steady to 1e-6 e-, is drawn as the flat line it is instead of being
+stretched over the whole panel.
+
 Time axes are UTC dates.  A period is drawn at its mid-date
 ``anneal_start + (anneal_end - anneal_start) / 2`` (markers) or as a horizontal segment
 from ``anneal_start`` to ``anneal_end`` (steps); dotted vertical lines mark the anneal
@@ -33,12 +42,18 @@ from stiscube._exceptions import UnitMismatchError
 from stiscube.dq import hot_pixel_counts
 from stiscube.layout import PROPERTIES, UNIT_SYSTEMS
 from stiscube.queries import pixel_history, select_period
+from stores import style as _style
 
-__all__ = ["plot_hot_pixel_counts", "plot_pixel_history", "plot_property_map"]
+__all__ = ["MIN_RELATIVE_SPAN", "plot_hot_pixel_counts", "plot_pixel_history", "plot_property_map"]
 
 logger = logging.getLogger(__name__)
 
 _STYLES = ("step", "markers")
+
+#: smallest y range of a history panel, relative to the panel's typical value
+MIN_RELATIVE_SPAN = 0.05
+#: integer-valued properties (integer ticks)
+_INTEGER = ("nan_count",)
 
 
 def _units_label(name: str, units: str) -> str:
@@ -64,8 +79,26 @@ def _check_path(path: str | os.PathLike | None) -> None:
 
 def _save(fig: Figure, path: str | os.PathLike | None, dpi: float) -> None:
     if path is not None:
-        fig.savefig(path, dpi=dpi)
+        _style.save(fig, path, dpi=dpi)
         logger.info("saved plot to %s", path)
+
+
+def _floor_span(ax: Any, values: np.ndarray) -> None:
+    """Widen the y range of *ax* to at least MIN_RELATIVE_SPAN of the values' scale."""
+    finite = np.abs(values[np.isfinite(values)])
+    if finite.size == 0:
+        return
+    scale = float(np.median(finite))
+    if scale == 0:
+        nonzero = finite[finite > 0]
+        scale = float(nonzero.min()) if nonzero.size else 1.0
+    lo, hi = ax.get_ylim()
+    need = MIN_RELATIVE_SPAN * scale
+    if hi - lo < need:
+        centre = 0.5 * (float(np.nanmin(values[np.isfinite(values)])) + float(
+            np.nanmax(values[np.isfinite(values)])
+        ))
+        ax.set_ylim(centre - need / 2, centre + need / 2)
 
 
 def _mid_dates(ds: xr.Dataset) -> np.ndarray:
@@ -197,21 +230,29 @@ def plot_pixel_history(
     edges = _boundaries(history)
     n = start.size
 
-    fig = Figure(figsize=size, layout="constrained")
-    axes = np.atleast_1d(fig.subplots(len(properties), 1, sharex=True, squeeze=False)[:, 0])
-    for ax, name in zip(axes, properties, strict=True):
-        values = np.asarray(history[name].values, dtype=np.float64)
-        if style == "step":
-            # one polyline: (start_i, v_i) - (end_i, v_i), NaN-separated between periods
-            x = np.stack([start, end, np.full(n, np.datetime64("NaT"), "datetime64[ns]")], 1)
-            y = np.stack([values, values, np.full(n, np.nan)], 1)
-            ax.plot(x.ravel(), y.ravel(), "-", color="C0", linewidth=1.5, label=name)
-        else:
-            ax.plot(_mid_dates(history), values, "o", color="C0", markersize=4, label=name)
-        _draw_boundaries(ax, edges)
-        ax.set_ylabel(_units_label(name, units[name]))
-    axes[-1].set_xlabel("date (UTC)" if style == "step" else "period mid-date (UTC)")
-    fig.suptitle(f"pixel (row {row}, col {col}): history over {n} anneal periods")
+    fig, axes = _style.new_figure(len(properties), 1, size=size, sharex=True)
+    with _style.context():
+        for ax, name in zip(axes, properties, strict=True):
+            values = np.asarray(history[name].values, dtype=np.float64)
+            label = "value in the period" if style == "step" else "value (period mid-date)"
+            if style == "step":
+                # one polyline: (start_i, v_i) - (end_i, v_i), NaN-separated between periods
+                nat = np.full(n, np.datetime64("NaT"), "datetime64[ns]")
+                x = np.stack([start, end, nat], 1)
+                y = np.stack([values, values, np.full(n, np.nan)], 1)
+                ax.plot(x.ravel(), y.ravel(), "-", color="C0", linewidth=1.5, label=label)
+            else:
+                ax.plot(_mid_dates(history), values, "o", color="C0", markersize=4, label=label)
+            _draw_boundaries(ax, edges)
+            ax.set_ylabel(_units_label(name, units[name]))
+            if name in _INTEGER:
+                _style.integer_ticks(ax, "y")
+            else:
+                _floor_span(ax, values)
+        _style.date_axis(axes[-1], "x")
+        _style.legend(axes[0], loc="upper left", fontsize=7)
+        axes[-1].set_xlabel("date (UTC)" if style == "step" else "period mid-date (UTC)")
+        fig.suptitle(f"pixel (row {row}, col {col}): history over {n} anneal periods")
     _save(fig, path, dpi)
     return fig
 
@@ -286,19 +327,22 @@ def plot_property_map(
     start = str(one["anneal_start"].values.astype("datetime64[s]")).replace("T", " ")
     end = str(one["anneal_end"].values.astype("datetime64[s]")).replace("T", " ")
 
-    fig = Figure(figsize=size, layout="constrained")
-    ax = fig.subplots()
-    image = ax.imshow(
-        frame, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest"
-    )
-    bar = fig.colorbar(image, ax=ax)
-    bar.set_label(_units_label(prop, units))
-    ax.set_xlabel("column (0-based)")
-    ax.set_ylabel("row (0-based)")
-    ax.set_title(
-        f"{prop}, anneal period {number}\n{start} to {end} "
-        f"(stretch {percentiles[0]:g}-{percentiles[1]:g} percentile)"
-    )
+    fig, (ax,) = _style.new_figure(size=size)
+    with _style.context():
+        image = ax.imshow(
+            frame, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest"
+        )
+        ax.grid(False)
+        bar = fig.colorbar(image, ax=ax)
+        bar.set_label(_units_label(prop, units))
+        if prop in _INTEGER:
+            _style.integer_ticks(bar.ax, "y")
+        ax.set_xlabel("column (0-based)")
+        ax.set_ylabel("row (0-based)")
+        ax.set_title(
+            f"{prop}, anneal period {number}\n{start} to {end} "
+            f"(stretch {percentiles[0]:g}-{percentiles[1]:g} percentile)"
+        )
     _save(fig, path, dpi)
     return fig
 
@@ -349,14 +393,24 @@ def plot_hot_pixel_counts(
     counts = hot_pixel_counts(ds, level, prop=prop)
     units = UNIT_SYSTEMS["rate"][prop]
 
-    fig = Figure(figsize=size, layout="constrained")
-    ax = fig.subplots()
-    ax.plot(_mid_dates(counts), counts.values, "o-", color="C3", markersize=4, label=prop)
-    if boundaries:
-        _draw_boundaries(ax, _boundaries(counts))
-    ax.set_xlabel("period mid-date (UTC)")
-    ax.set_ylabel(f"hot pixels ({prop} > {counts.attrs['level']:g} {units})")
-    ax.set_ylim(bottom=0)
-    ax.set_title(f"hot pixels per anneal period ({counts.sizes['anneal']} periods)")
+    fig, (ax,) = _style.new_figure(size=size)
+    with _style.context():
+        ax.plot(
+            _mid_dates(counts),
+            counts.values,
+            "o-",
+            color="C3",
+            markersize=4,
+            label=f"pixels with {prop} > {counts.attrs['level']:g} {units}",
+        )
+        if boundaries:
+            _draw_boundaries(ax, _boundaries(counts))
+        ax.set_xlabel("period mid-date (UTC)")
+        ax.set_ylabel(f"hot pixels ({prop} > {counts.attrs['level']:g} {units})")
+        ax.set_ylim(bottom=0)
+        _style.integer_ticks(ax, "y")
+        _style.date_axis(ax, "x")
+        _style.legend(ax, loc="upper left")
+        ax.set_title(f"hot pixels per anneal period ({counts.sizes['anneal']} periods)")
     _save(fig, path, dpi)
     return fig

@@ -205,3 +205,50 @@ def test_plot_errors_write_nothing(cube, rate, tmp_path):
         with pytest.raises(exc, match=match):
             call()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_history_readable_axes(tmp_path, dates):
+    """A read noise steady to 1e-6 e- is drawn flat (no offset axis), counts get integer
+    ticks, the time axis shows dates, and the legend names what the artists encode."""
+    import matplotlib.dates as md
+
+    numbers = [20, 21, 22]
+    db = PixelDB.create(tmp_path / "db", shape=(8, 8))
+    for k, n in enumerate(numbers):
+        frame = random_properties((8, 8), seed=n)
+        frame["readnoise"].values[:] = np.float32(4.0) + np.float32(1e-6) * k * 4  # ~1e-6 e-
+        frame["nan_count"].values[3, 3] = [1, 2, 4][k]
+        db.ingest_properties(frame, n, start=dates[n][0], end=dates[n][1])
+    fig = plot_pixel_history(db.dataset, 3, 3, path=tmp_path / "h.png")
+    axes = dict(zip(PROPERTIES, fig.axes, strict=True))
+    fig.canvas.draw()
+    rn = axes["readnoise"]
+    low, high = rn.get_ylim()
+    assert high - low >= 0.05 * 4.0  # the 8e-6 e- spread takes < 1e-4 of the panel
+    values = rn.lines[0].get_ydata()
+    assert np.nanmax(values) - np.nanmin(values) < 1e-5
+    assert rn.yaxis.get_offset_text().get_text() == ""  # no "+4" / "1e-6" offset label
+    labels = [t.get_text() for t in rn.get_yticklabels() if t.get_text()]
+    assert labels and all("e" not in text for text in labels)
+    nan_ticks = axes["nan_count"].get_yticks()
+    assert np.array_equal(nan_ticks, np.round(nan_ticks))  # integer ticks only
+    assert isinstance(fig.axes[-1].xaxis.get_major_formatter(), md.ConciseDateFormatter)
+    legend = fig.axes[0].get_legend()
+    assert legend is not None
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "value in the period",
+        "anneal boundaries",
+    ]
+
+
+def test_hot_count_axes(rate):
+    import matplotlib.dates as md
+
+    fig = plot_hot_pixel_counts(rate, 0.1)
+    (ax,) = fig.axes
+    fig.canvas.draw()
+    ticks = ax.get_yticks()
+    assert np.array_equal(ticks, np.round(ticks))
+    assert isinstance(ax.xaxis.get_major_formatter(), md.ConciseDateFormatter)
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == ["pixels with sci_mean > 0.1 electron / s", "anneal boundaries"]

@@ -15,6 +15,7 @@ from cte._exceptions import (
     CatalogError,
     ConfigError,
     CTEError,
+    EmptySelectionError,
     InvalidImageError,
     InvalidPhotometryError,
     WrongInstrumentError,
@@ -44,6 +45,7 @@ _LAZY = {
     "run": "cte.pipeline",
     "analyse_store": "cte.pipeline",
     "RunResult": "cte.pipeline",
+    "show_versions": "stores._show_versions",
 }
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "CatalogError",
     "Config",
     "ConfigError",
+    "EmptySelectionError",
     "FittedLoss",
     "InvalidImageError",
     "InvalidPhotometryError",
@@ -75,6 +78,7 @@ __all__ = [
     "run",
     "scan_images",
     "select_images",
+    "show_versions",
     "simulate_campaign",
     "write_report",
 ]

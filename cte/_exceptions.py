@@ -14,6 +14,7 @@ __all__ = [
     "CTEError",
     "CatalogError",
     "ConfigError",
+    "EmptySelectionError",
     "InvalidImageError",
     "InvalidPhotometryError",
     "WrongInstrumentError",
@@ -26,6 +27,13 @@ class CTEError(Exception):
 
 class ConfigError(CTEError, ValueError):
     """A configuration file or value is invalid (the message names the key and file)."""
+
+
+class EmptySelectionError(CTEError, ValueError):
+    """An image selection (proposals, visits, targets, ...) matches no image.
+
+    The message lists the proposals and visits the data hold.
+    """
 
 
 class InvalidImageError(CTEError, ValueError):

@@ -21,14 +21,18 @@ __all__ = ["add_selection_arguments", "build_parser", "main", "selection_kwargs"
 
 
 # -- shared selection options ------------------------------------------------------------
-def add_selection_arguments(p: argparse.ArgumentParser) -> None:
-    """Add the image-selection options (seed's ``--pr``, ``--v``, ``--ap`` and more)."""
+def add_selection_arguments(p: argparse.ArgumentParser, *, pr_default: str = "all") -> None:
+    """Add the image-selection options (seed's ``--pr``, ``--v``, ``--ap`` and more).
+
+    *pr_default* is the ``--pr`` default (``"all"``; ``cte run`` uses the seed's
+    ``"last"``), shown as such in the help.
+    """
     g = p.add_argument_group("image selection")
-    g.add_argument("--pr", nargs="+", default=["all"], metavar="PR",
-                   help="proposals: 'last' (newest configured one present), 'all' "
-                        "(default), or proposal IDs")
+    g.add_argument("--pr", nargs="+", default=[pr_default], metavar="PR",
+                   help="proposals: 'last' (newest configured one present), 'all', or "
+                        f"proposal IDs (default: {pr_default})")
     g.add_argument("--v", "--visits", dest="visits", nargs="+", metavar="VISIT",
-                   help="two-character visits, e.g. 05 11")
+                   help="visits, e.g. 05 11 (5 means 05)")
     g.add_argument("--targets", nargs="+", metavar="TARGET",
                    help="configured targets, e.g. ngc104 ngc6791 ngc6583")
     g.add_argument("--filters", nargs="+", metavar="FILTER", help="e.g. F502N")
@@ -51,11 +55,25 @@ def _proposals(values: list[str]) -> str | list[int]:
         raise ValueError(msg) from None
 
 
+def _visits(values: list[str] | None) -> list[str] | None:
+    """Visits as the headers spell them: two characters, lower case (``5`` -> ``05``)."""
+    if values is None:
+        return None
+    out = []
+    for v in values:
+        text = v.strip().lower()
+        if not (1 <= len(text) <= 2 and text.isalnum()):
+            msg = f"--v takes one- or two-character visits such as 05 or 5, got {v!r}"
+            raise ValueError(msg)
+        out.append(text.zfill(2))
+    return out
+
+
 def selection_kwargs(args: argparse.Namespace) -> dict:
     """Keyword arguments of :func:`cte.measure_photometry` from the selection options."""
     return {
         "proposals": _proposals(args.pr),
-        "visits": args.visits,
+        "visits": _visits(args.visits),
         "targets": args.targets,
         "filters": args.filters,
         "flashes": args.flashes,
@@ -74,6 +92,18 @@ def _cmd_version(args: argparse.Namespace) -> None:
     from stores._version import __version__
 
     print(f"cte {__version__}")
+
+
+def _add_show_versions_parser(sub) -> None:
+    p = sub.add_parser("show-versions",
+                       help="versions of cte, Python and its dependencies (bug reports)")
+    p.set_defaults(func=_cmd_show_versions)
+
+
+def _cmd_show_versions(args: argparse.Namespace) -> None:
+    from stores._show_versions import show_versions
+
+    show_versions()
 
 
 # -- simulate ----------------------------------------------------------------------------
@@ -153,15 +183,23 @@ def _cmd_photometry(args: argparse.Namespace) -> int:
         from distributed import Client
 
         client = Client(args.address)
+    from stores.progress import dask_progress
+
     try:
-        summary = measure_photometry(
-            args.data, args.catalogs, args.store, config=args.config, pam_dir=args.pam_dir,
-            redo=args.redo, client=client, scheduler=args.scheduler,
-            num_workers=args.workers, **selection_kwargs(args),
-        )
+        with dask_progress(progress=args.progress and client is None, desc="photometry"):
+            summary = measure_photometry(
+                args.data, args.catalogs, args.store, config=args.config,
+                pam_dir=args.pam_dir, redo=args.redo, client=client,
+                scheduler=args.scheduler, num_workers=args.workers, **selection_kwargs(args),
+            )
     finally:
         if client is not None:
             client.close()
+    if not len(summary.measured) and not len(summary.reused):
+        from cte.pipeline import _nothing_selected
+
+        selection = {k: v for k, v in selection_kwargs(args).items() if k != "apertures"}
+        raise _nothing_selected(args.data, args.config, selection)
     print(summary)
     for row in summary.skipped.itertuples():
         # unreadable files' reasons start with their path already
@@ -176,13 +214,14 @@ def _add_info_parser(sub) -> None:
     p.add_argument("--store", help="photometry store directory or URL")
     p.add_argument("--data", nargs="+", help="FLT/FLC files or directories")
     p.add_argument("--config", help="user TOML merged over the default configuration")
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text (default) or one JSON document")
     p.set_defaults(func=_cmd_info)
 
 
-def _cmd_info(args: argparse.Namespace) -> int:
-    if not args.store and not args.data:
-        msg = "info needs --store and/or --data"
-        raise ValueError(msg)
+def _info(args: argparse.Namespace) -> dict:
+    """What ``cte info`` reports, as plain JSON-ready data."""
+    doc: dict = {}
     if args.data:
         from cte.config import load_config
         from cte.images import scan_images
@@ -190,31 +229,77 @@ def _cmd_info(args: argparse.Namespace) -> int:
         scan = scan_images(args.data, config=load_config(args.config))
         images = scan.records.drop_duplicates("image")
         usable = images[images["usable"]]
-        print(f"{len(images)} images read, {len(usable)} usable, "
-              f"{len(images) - len(usable)} skipped, {len(scan.unreadable)} unreadable")
+        groups = []
         if len(usable):
             table = usable.groupby(["target", "filter", "flash", "ctecorr"]).size()
-            for (target, filt, flash, kind), n in table.items():
-                print(f"  {target:8s} {filt:6s} flash {flash:5.0f}  {kind}: {n} images")
-        for reason, n in images[~images["usable"]]["reason"].value_counts().items():
-            print(f"  skipped x{n}: {reason}")
-        for row in scan.unreadable.itertuples():
-            print(f"  unreadable ({row.error}): {row.reason}")
+            groups = [
+                {"target": t, "filter": f, "flash": float(fl), "ctecorr": k, "images": int(n)}
+                for (t, f, fl, k), n in table.items()
+            ]
+        doc["data"] = {
+            "images": len(images),
+            "usable": len(usable),
+            "skipped": len(images) - len(usable),
+            "unreadable": len(scan.unreadable),
+            "groups": groups,
+            "skipped_reasons": {
+                str(r): int(n)
+                for r, n in images[~images["usable"]]["reason"].value_counts().items()
+            },
+            "unreadable_files": [
+                {"error": row.error, "reason": row.reason} for row in scan.unreadable.itertuples()
+            ],
+        }
     if args.store:
         from cte.store import PhotometryStore
 
         store = PhotometryStore(args.store, mode="r")
         images = store.images()
-        print(f"photometry store {store.location}: {len(store.keys())} keys, "
-              f"{len(images)} images")
+        keys = []
         for key, group in images.groupby("key"):
-            kinds = ", ".join(f"{n} {k}" for k, n in group["ctecorr"].value_counts()
-                              .sort_index().items())
-            radii = ", ".join(f"{r:g}" for r in sorted({float(r) for rs in group["apertures"]
-                                                         for r in rs}))
-            print(f"  {key}: {len(group)} images ({kinds}), up to {group['n_stars'].max()} "
-                  f"stars, MJD {group['mjd'].min():.1f}-{group['mjd'].max():.1f}, "
-                  f"apertures {radii} px")
+            keys.append({
+                "key": key,
+                "images": len(group),
+                "ctecorr": {str(k): int(n) for k, n in
+                            group["ctecorr"].value_counts().sort_index().items()},
+                "max_stars": int(group["n_stars"].max()),
+                "mjd": [float(group["mjd"].min()), float(group["mjd"].max())],
+                "apertures": sorted({float(r) for rs in group["apertures"] for r in rs}),
+            })
+        doc["store"] = {"location": store.location, "n_keys": len(store.keys()),
+                        "images": len(images), "keys": keys}
+    return doc
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    if not args.store and not args.data:
+        msg = "info needs --store and/or --data"
+        raise ValueError(msg)
+    doc = _info(args)
+    if args.format == "json":
+        import json
+
+        print(json.dumps(doc, indent=1))
+        return 0
+    if "data" in doc:
+        d = doc["data"]
+        print(f"{d['images']} images read, {d['usable']} usable, {d['skipped']} skipped, "
+              f"{d['unreadable']} unreadable")
+        for g in d["groups"]:
+            print(f"  {g['target']:8s} {g['filter']:6s} flash {g['flash']:5.0f}  "
+                  f"{g['ctecorr']}: {g['images']} images")
+        for reason, n in d["skipped_reasons"].items():
+            print(f"  skipped x{n}: {reason}")
+        for row in d["unreadable_files"]:
+            print(f"  unreadable ({row['error']}): {row['reason']}")
+    if "store" in doc:
+        st = doc["store"]
+        print(f"photometry store {st['location']}: {st['n_keys']} keys, {st['images']} images")
+        for k in st["keys"]:
+            kinds = ", ".join(f"{n} {c}" for c, n in k["ctecorr"].items())
+            radii = ", ".join(f"{r:g}" for r in k["apertures"])
+            print(f"  {k['key']}: {k['images']} images ({kinds}), up to {k['max_stars']} "
+                  f"stars, MJD {k['mjd'][0]:.1f}-{k['mjd'][1]:.1f}, apertures {radii} px")
     return 0
 
 
@@ -236,9 +321,9 @@ def _add_run_parser(sub) -> None:
     p.add_argument("--config", help="user TOML merged over the default configuration")
     p.add_argument("--pam-dir", help="directory of pixel area maps")
     p.add_argument("--redo", action="store_true", help="measure stored images again")
-    add_selection_arguments(p)
+    add_selection_arguments(p, pr_default="last")
     _add_analysis_options(p)
-    p.set_defaults(func=_cmd_run, pr=["last"])
+    p.set_defaults(func=_cmd_run)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -248,7 +333,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.data, args.catalogs, args.store, args.out, config=args.config,
         pam_dir=args.pam_dir, redo=args.redo,
         flux_var="flux_masked" if args.masked else "flux", latex=args.latex,
-        **selection_kwargs(args),
+        progress=args.progress, **selection_kwargs(args),
     )
     print(result.photometry)
     print(result)
@@ -345,6 +430,8 @@ def _add_report_parser(sub) -> None:
     p.add_argument("--store", required=True, help="photometry store directory or URL")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--config", help="user TOML merged over the default configuration")
+    p.add_argument("--ap", dest="apertures", nargs="+", type=float, metavar="R",
+                   help="aperture radii in px to analyse (default: those every key holds)")
     _add_analysis_options(p)
     p.set_defaults(func=_cmd_report)
 
@@ -355,6 +442,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     result = analyse_store(
         args.store, args.out, config=args.config,
         flux_var="flux_masked" if args.masked else "flux", latex=args.latex,
+        apertures=args.apertures, progress=args.progress,
     )
     print(result)
     return 0
@@ -367,7 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     # the seed's "--v" (visits) of subcommands must not be read as an abbreviation of
     # the program's --version/--verbose
     parser.allow_abbrev = False
-    for add in (_add_version_parser, _add_simulate_parser, _add_photometry_parser,
+    for add in (_add_version_parser, _add_show_versions_parser, _add_simulate_parser,
+                _add_photometry_parser,
                 _add_run_parser, _add_fit_parser, _add_plot_parser, _add_report_parser,
                 _add_info_parser):
         add(sub)
@@ -376,7 +465,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cte`` program; returns the exit status."""
-    return run_cli(build_parser(), argv, (CTEError, StoreError, OSError, ValueError))
+    return run_cli(build_parser(), argv, (CTEError, StoreError, OSError, ValueError),
+                   hints=HINTS)
+
+
+#: library advice -> command-line advice in error messages (see stores._cli.cli_message)
+HINTS = (
+    (r"pass apertures=\.\.\.", "choose the radii with --ap"),
+    (r"create one with mode='a'", "write one with `cte photometry --store ...`"),
+    (r"open it with mode='a'", "write to it with `cte photometry --store ...`"),
+)
 
 
 if __name__ == "__main__":  # pragma: no cover

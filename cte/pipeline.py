@@ -30,7 +30,9 @@ from typing import Any
 
 import xarray as xr
 
+from cte._exceptions import EmptySelectionError
 from stores._version import __version__
+from stores.progress import dask_progress, steps
 
 __all__ = ["RunResult", "analyse_store", "analysis_options", "run"]
 
@@ -121,6 +123,51 @@ def analysis_options(config: Any = None) -> tuple[dict, dict]:
     return result[0], result[1]
 
 
+def _analysis_apertures(
+    photometry: dict[str, xr.Dataset], apertures: Sequence[float] | None
+) -> list[float]:
+    """The radii to analyse: *apertures*, or those every Dataset holds (px)."""
+    if apertures is not None:
+        return sorted({float(r) for r in apertures})
+    common = None
+    for ds in photometry.values():
+        radii = {round(float(r), 6) for r in ds["aperture"].values}
+        common = radii if common is None else common & radii
+    if not common:
+        held = "; ".join(
+            f"{key}: {sorted(float(r) for r in ds['aperture'].values)}"
+            for key, ds in photometry.items()
+        )
+        msg = f"the photometry has no aperture radius common to all its keys ({held}); " \
+              "pass apertures=..."
+        raise ValueError(msg)
+    return sorted(common)
+
+
+def _nothing_selected(data: Any, config: Any, selection: dict) -> EmptySelectionError:
+    """The error for a selection that matches no image, listing what the data hold."""
+    from cte.config import Config, load_config
+    from cte.images import scan_images
+
+    config = config if isinstance(config, Config) else load_config(config)
+    records = scan_images(data, config=config).records
+    usable = records[records["usable"] & records["holds_field"]]
+    held = []
+    for proposal, group in usable.groupby("proposal"):
+        visits = " ".join(sorted({str(v) for v in group["visit"]}))
+        held.append(f"{proposal} (visits {visits})")
+    chosen = ", ".join(
+        f"{k}={' '.join(map(str, v)) if isinstance(v, list | tuple) else v}"
+        for k, v in selection.items()
+        if v is not None
+    )
+    msg = (
+        f"no image matches the selection ({chosen}); the data hold proposals "
+        f"{', '.join(held) or 'none (no usable image)'}"
+    )
+    return EmptySelectionError(msg)
+
+
 def analyse_store(
     store: str | os.PathLike,
     out: str | os.PathLike,
@@ -134,6 +181,8 @@ def analyse_store(
     metadata: dict | None = None,
     photometry_summary: Any = None,
     started: float | None = None,
+    apertures: Sequence[float] | None = None,
+    progress: bool = False,
 ) -> RunResult:
     """Steps 2-4 of :func:`run` on photometry already in a store (no photometry redone).
 
@@ -158,6 +207,13 @@ def analyse_store(
         ``CROWDED`` (see :func:`cte.measure_loss`).
     latex : bool
         Also write the coefficients as a LaTeX table.
+    apertures : sequence of float, optional
+        Aperture radii (px) to analyse, chosen for this run; default: the radii measured
+        for every selected image's key (those common to all keys).  What earlier runs
+        stored at other radii never restricts a later analysis.
+    progress : bool
+        Report progress (a bar on a terminal, log lines otherwise; see
+        :mod:`stores.progress`).
     """
     from cte.loss import measure_loss
     from cte.model import fit_model
@@ -176,11 +232,16 @@ def analyse_store(
     if not photometry:
         msg = f"no photometry to analyse in {phot_store.location} for the selected images"
         raise ValueError(msg)
+    radii = _analysis_apertures(photometry, apertures)
+    stages = steps(["loss", "fit", "report"], progress=progress, desc="analysis")
+    next(stages)
     loss = measure_loss(
-        list(photometry.values()), flux_var=flux_var, reject_flags=reject_flags, **loss_options
+        list(photometry.values()), flux_var=flux_var, reject_flags=reject_flags,
+        apertures=radii, **loss_options,
     )
     outputs = {"loss": out / "loss.nc", "coefficients": out / "coefficients.ecsv"}
     _atomic_to_netcdf(loss, outputs["loss"])
+    next(stages)
     model = fit_model(loss, **model_options)
     tmp = out / ".coefficients.ecsv.tmp"
     model.write(tmp)
@@ -205,6 +266,7 @@ def analyse_store(
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         **(metadata or {}),
     }
+    next(stages)
     outputs["report"] = write_report(
         out,
         loss=loss,
@@ -213,6 +275,8 @@ def analyse_store(
         excluded=[*excluded, *unpaired],
         metadata=meta,
     )
+    for _ in stages:  # closes the progress bar
+        pass
     result = RunResult(
         photometry=photometry_summary,
         loss=loss,
@@ -244,6 +308,7 @@ def run(
     flux_var: str = "flux",
     reject_flags: int | None = None,
     latex: bool = False,
+    progress: bool = False,
 ) -> RunResult:
     """Run the monitor: photometry (if needed), pairs, loss, model, plots and report.
 
@@ -272,30 +337,39 @@ def run(
         Run the photometry on this cluster.
     flux_var, reject_flags, latex
         See :func:`analyse_store`.
+    progress : bool
+        Report progress of the photometry and the analysis (see :mod:`stores.progress`).
 
     Returns
     -------
     RunResult
+
+    Raises
+    ------
+    cte.EmptySelectionError
+        The selection matches no image (the message lists the proposals and visits the
+        data hold).
     """
     from cte.photometry import measure_photometry
 
     started = time.perf_counter()
-    summary = measure_photometry(
-        data,
-        catalogs,
-        store,
-        config=config,
-        proposals=proposals,
-        visits=visits,
-        targets=targets,
-        filters=filters,
-        flashes=flashes,
-        ctecorr=ctecorr,
-        apertures=apertures,
-        pam_dir=pam_dir,
-        redo=redo,
-        client=client,
-    )
+    with dask_progress(progress=progress, desc="photometry"):
+        summary = measure_photometry(
+            data,
+            catalogs,
+            store,
+            config=config,
+            proposals=proposals,
+            visits=visits,
+            targets=targets,
+            filters=filters,
+            flashes=flashes,
+            ctecorr=ctecorr,
+            apertures=apertures,
+            pam_dir=pam_dir,
+            redo=redo,
+            client=client,
+        )
     logger.info("photometry: %s", summary)
     images = [*summary.measured["image"].tolist(), *summary.reused["image"].tolist()]
     excluded = [
@@ -312,6 +386,8 @@ def run(
         "ctecorr": ctecorr,
         "apertures": apertures,
     }
+    if not images:
+        raise _nothing_selected(data, config, selection)
     metadata = {
         "data": str(data) if isinstance(data, (str, os.PathLike)) else ", ".join(map(str, data)),
         "catalogs": str(catalogs),
@@ -330,5 +406,17 @@ def run(
         metadata=metadata,
         photometry_summary=summary,
         started=started,
+        apertures=_run_apertures(apertures, config),
+        progress=progress,
     )
+
+
+def _run_apertures(apertures: Sequence[float] | None, config: Any) -> list[float]:
+    """The radii a run measured and analyses: *apertures*, or the configuration's (px)."""
+    from cte.config import Config, load_config
+
+    if apertures is not None:
+        return sorted({float(r) for r in apertures})
+    config = config if isinstance(config, Config) else load_config(config)
+    return sorted(float(r) for r in config.photometry.apertures)
 

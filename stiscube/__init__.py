@@ -25,6 +25,7 @@ from stiscube.anneals import AnnealTable
 from stiscube.pixeldb import PixelDB
 from stiscube.properties import compute_properties
 from stiscube.simulate import simulate_darks
+from stores._show_versions import show_versions
 from stores._version import __version__
 
 __all__ = [
@@ -41,5 +42,6 @@ __all__ = [
     "UnitMismatchError",
     "__version__",
     "compute_properties",
+    "show_versions",
     "simulate_darks",
 ]

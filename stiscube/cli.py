@@ -117,50 +117,102 @@ def _add_ingest(sub) -> None:
     p.add_argument("--end", help="period end, exclusive")
     p.add_argument("--periods", type=Path, help="anneal-period table (CSV/ECSV) for a new db")
     p.add_argument("--shape", type=int, nargs=2, metavar=("ROWS", "COLS"), help="for a new db")
-    p.add_argument("--replace", action="store_true", help="replace periods already present")
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace periods already present (with --simulation: those whose darks changed)",
+    )
     p.set_defaults(func=_cmd_ingest)
 
 
 def _open_or_create(args: argparse.Namespace, *, periods=None, shape=None):
+    """The database of *args.db*, created if absent; returns (db, created)."""
     from stiscube.anneals import AnnealTable
     from stiscube.pixeldb import PixelDB
     from stores._fs import Location
 
     loc = Location.parse(args.db)
     if loc.exists("cube"):
-        return PixelDB(args.db, mode="r+")
+        return PixelDB(args.db, mode="r+"), False
     if args.periods is not None:
         periods = AnnealTable.read(args.periods)
     shape = tuple(args.shape) if args.shape else shape
     if shape is None:
         shape = (1024, 1024)
+    existed = loc.exists()
     logger.info("creating a new pixel database at %s (shape %s)", args.db, shape)
-    return PixelDB.create(args.db, periods=periods, shape=shape)
+    db = PixelDB.create(args.db, periods=periods, shape=shape)
+    return db, not existed
+
+
+def _remove_new_db(args: argparse.Namespace) -> None:
+    """Remove a database this command created before it failed (nothing left behind)."""
+    from stores._fs import Location
+
+    loc = Location.parse(args.db)
+    logger.info("removing %s, created by this command before it failed", loc.url)
+    loc.fs.rm(loc.root, recursive=True)
 
 
 def _cmd_ingest(args: argparse.Namespace) -> None:
-    from dask.diagnostics import ProgressBar
+    from stiscube.pixeldb import _check_anneal_num
 
+    if args.simulation is None:
+        if args.anneal is None:
+            msg = "--anneal is required with --darks or --csv"
+            raise ValueError(msg)
+        _check_anneal_num(args.anneal)  # before anything is created
+    shape = None
+    if args.darks is not None:
+        from stiscube.darks import check_darks
+
+        shape = check_darks(args.darks)[0].shape  # validates every header; a new db's shape
+    sim = None
     if args.simulation is not None:
         from stiscube.simulate import load_simulation
 
         sim = load_simulation(args.simulation)
-        db = _open_or_create(args, periods=sim.periods, shape=sim.shape)
+        db, created = _open_or_create(args, periods=sim.periods, shape=sim.shape)
+    else:
+        db, created = _open_or_create(args, shape=shape)
+    try:
+        _ingest_into(db, args, sim)
+    except BaseException:
+        if created:
+            _remove_new_db(args)
+        raise
+
+
+def _ingest_into(db, args: argparse.Namespace, sim) -> None:
+    from stiscube._exceptions import PeriodExistsError
+    from stores.progress import dask_progress, steps
+
+    if sim is not None:
         numbers = sorted(sim.files)
-        for i, number in enumerate(numbers, 1):
-            sys.stderr.write(
-                f"[{i}/{len(numbers)}] period {number}: {len(sim.files[number])} darks\n"
-            )
-            with ProgressBar(out=sys.stderr, minimum=1.0):
-                db.ingest_darks(sim.files[number], number, replace=args.replace)
-        sys.stdout.write(f"ingested periods {numbers} into {args.db}\n")
+        done, skipped = [], []
+        for number in steps(numbers, progress=args.progress, desc="ingest periods"):
+            files = sim.files[number]
+            if number in db.store:
+                if db.same_inputs(number, files):
+                    logger.warning("period %d is already stored from the same %d darks; "
+                                   "skipped", number, len(files))
+                    skipped.append(number)
+                    continue
+                if not args.replace:
+                    msg = (
+                        f"anneal period {number} is already in {args.db} but was computed from "
+                        "other darks (or stored without their checksums); use --replace to "
+                        "recompute it"
+                    )
+                    raise PeriodExistsError(msg)
+            with dask_progress(progress=args.progress, desc=f"period {number}"):
+                db.ingest_darks(files, number, replace=args.replace)
+            done.append(number)
+        kept = f" ({skipped} already stored from the same darks)" if skipped else ""
+        sys.stdout.write(f"ingested periods {done} into {args.db}{kept}\n")
         return
-    if args.anneal is None:
-        msg = "--anneal is required with --darks or --csv"
-        raise ValueError(msg)
-    db = _open_or_create(args)
     if args.darks is not None:
-        with ProgressBar(out=sys.stderr, minimum=1.0):
+        with dask_progress(progress=args.progress, desc=f"period {args.anneal}"):
             db.ingest_darks(
                 args.darks, args.anneal, start=args.start, end=args.end, replace=args.replace
             )
@@ -180,8 +232,11 @@ def _add_query(sub) -> None:
     pixel.add_argument("row", type=int)
     pixel.add_argument("col", type=int)
     region = kinds.add_parser("region", help="an inclusive row and column range in one period")
-    region.add_argument("rows", type=int, nargs=2, metavar=("ROW0", "ROW1"))
-    region.add_argument("cols", type=int, nargs=2, metavar=("COL0", "COL1"))
+    # four positionals (argparse cannot show a tuple metavar of an nargs=2 positional)
+    region.add_argument("row0", type=int, metavar="ROW0", help="first row")
+    region.add_argument("row1", type=int, metavar="ROW1", help="last row (inclusive)")
+    region.add_argument("col0", type=int, metavar="COL0", help="first column")
+    region.add_argument("col1", type=int, metavar="COL1", help="last column (inclusive)")
     anneal = kinds.add_parser("anneal", help="a period's dates and number of darks")
     darks = kinds.add_parser("darks", help="a period's darks")
     for q in (pixel, region, anneal, darks):
@@ -196,7 +251,7 @@ def _cmd_query(args: argparse.Namespace) -> None:
     if args.kind == "pixel":
         table = db.query_pixel(args.row, args.col, **when)
     elif args.kind == "region":
-        table = db.query_pixel_region(list(args.rows), list(args.cols), **when)
+        table = db.query_pixel_region([args.row0, args.row1], [args.col0, args.col1], **when)
     elif args.kind == "anneal":
         table = db.query_anneal(**when)
     else:
@@ -330,6 +385,9 @@ def _cmd_info(args: argparse.Namespace) -> None:
     from stiscube.layout import PROPERTIES, UNIT_SYSTEMS
 
     info = _open(args.db).info()
+    for key in ("first_start", "last_end"):  # ISO 8601 without trailing nanoseconds
+        if info.get(key) is not None:
+            info[key] = pd.Timestamp(info[key]).isoformat()
     if args.format == "json":
         sys.stdout.write(json.dumps(info, indent=1, default=str) + "\n")
         return
@@ -340,7 +398,7 @@ def _cmd_info(args: argparse.Namespace) -> None:
         f"  frame shape      {info['shape'][0]} x {info['shape'][1]}",
         f"  periods held     {len(periods)}"
         + (f" ({periods[0]} .. {periods[-1]})" if periods else ""),
-        f"  dates            {info['first_start']} to {info['last_end']}",
+        f"  dates            {info['first_start'] or '-'} to {info['last_end'] or '-'}",
         f"  unit systems     {', '.join(systems) or '-'}",
     ]
     for system in systems:
@@ -359,6 +417,12 @@ def _cmd_version(args: argparse.Namespace) -> None:
     print(f"stiscube {__version__}")
 
 
+def _cmd_show_versions(args: argparse.Namespace) -> None:
+    from stores._show_versions import show_versions
+
+    show_versions()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``stiscube`` with all its subcommands."""
     parser, sub = base_parser("stiscube", "STIS CCD pixel property cube.")
@@ -372,12 +436,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(sub)
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=_cmd_version)
+    p = sub.add_parser(
+        "show-versions", help="versions of stiscube, Python and its dependencies (bug reports)"
+    )
+    p.set_defaults(func=_cmd_show_versions)
     return parser
+
+
+#: library advice -> command-line advice in error messages (see stores._cli.cli_message)
+HINTS = (
+    (r"create one with CubeStore\.create", "create one with `stiscube ingest DB ...`"),
+    (r"pass start= and end=", "give --start and --end"),
+    (r"give both start and end", "give both --start and --end"),
+    (r"anneal_num must be", "--anneal must be"),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stiscube`` program; returns the exit status."""
-    return run_cli(build_parser(), argv, (StiscubeError, StoreError, OSError, ValueError))
+    return run_cli(
+        build_parser(), argv, (StiscubeError, StoreError, OSError, ValueError), hints=HINTS
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -36,7 +36,13 @@ from stiscube import queries
 from stiscube._dates import mjd_to_datetime64, to_mjd
 from stiscube._exceptions import CubeQueryError, PeriodExistsError, StiscubeError
 from stiscube.anneals import AnnealTable
-from stiscube.layout import DEFAULT_COMPRESSION, PROPERTIES, UNIT_SYSTEMS, cube_schema
+from stiscube.layout import (
+    DEFAULT_COMPRESSION,
+    PERIOD_PROVENANCE_DEFAULTS,
+    PROPERTIES,
+    UNIT_SYSTEMS,
+    cube_schema,
+)
 from stiscube.seedcsv import SEED_COLUMNS, read_seed_csv, seed_csv_path
 from stores import CubeStore, ReadOnlyStoreError, SliceExistsError, StoreExistsError
 from stores._fs import Location
@@ -246,6 +252,8 @@ class PixelDB:
         darks: pd.DataFrame | Sequence[Mapping] | None = None,
         source: str = "properties",
         replace: bool = False,
+        provenance: Mapping[str, Any] | None = None,
+        extras: Mapping[str, Any] | None = None,
     ) -> None:
         """Store one period's precomputed properties (the common path of every ingest).
 
@@ -266,6 +274,12 @@ class PixelDB:
             Where the values came from (recorded with the period).
         replace : bool
             Replace the period if present (atomically); otherwise that is an error.
+        provenance : dict, optional
+            Per-period provenance coordinates (``ccdgain``, ``ccdamp``, ``exptime_class``,
+            ``temperature_correction``); missing ones take
+            :data:`stiscube.layout.PERIOD_PROVENANCE_DEFAULTS` (unknown).
+        extras : dict, optional
+            More JSON documents committed with the period (beside ``darks``).
 
         Raises
         ------
@@ -301,13 +315,17 @@ class PixelDB:
             "n_darks": len(dark_rows),
             "source": source,
         }
+        for name, default in PERIOD_PROVENANCE_DEFAULTS.items():  # absent in older cubes
+            if name in self.store.schema.slice_coords:
+                coords[name] = (provenance or {}).get(name, default)
         with self._writing():  # checks of the committed state and the commit, atomically
             self._refuse_existing(anneal_num, replace)
             self._check_overlap(anneal_num, start64, end64)
             present = anneal_num in self.store
             write = self.store.replace if replace and present else self.store.append
             try:
-                write(data, anneal_num, coords=coords, extras={"darks": dark_rows})
+                documents = {**(extras or {}), "darks": dark_rows}
+                write(data, anneal_num, coords=coords, extras=documents)
             except SliceExistsError as exc:  # committed by another writer meanwhile
                 raise PeriodExistsError(str(exc)) from exc
         self._dataset = None
@@ -359,14 +377,21 @@ class PixelDB:
         end: Any = None,
         replace: bool = False,
         client: Any = None,
+        selection: Any = None,
+        temperature: Any = None,
+        storage_options: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> xr.Dataset:
         """Compute one period's properties from its dark frames and store them.
 
+        Every imset of a file is a frame (see :mod:`stiscube.darks`); the period's darks
+        table lists each frame once, as ``rootname`` (one-imset file) or ``rootname[k]``.
+
         Parameters
         ----------
-        files : iterable of path-like
-            The period's dark FLT files.
+        files : iterable of path-like or URL
+            The period's dark files (``_flt``, ``_crj``, ``_sfl``; local paths or fsspec
+            URLs such as ``s3://bucket/o8ab01abq_flt.fits``).
         anneal_num : int
             The period number.
         start, end : date-like, optional
@@ -376,6 +401,15 @@ class PixelDB:
             Replace the period if present.
         client : dask.distributed.Client, optional
             Compute on this cluster instead of the threaded scheduler.
+        selection : stiscube.darks.DarkSelection, optional
+            Homogeneity rules (one CCDGAIN, CCDAMP, binning and exposure class; at least
+            ``min_frames`` usable frames) and an optional choice of group; skipped frames
+            are recorded with their reasons in the period's ``skipped`` extras.
+        temperature : stiscube.darks.TemperatureCorrection, optional
+            Side-2 temperature scaling (default on, 18 deg C); recorded in the period's
+            ``temperature_correction`` coordinate and per frame in the ``frames`` extras.
+        storage_options : dict, optional
+            fsspec options (credentials, ``endpoint_url``) for URLs among *files*.
         **options
             Passed to :func:`stiscube.compute_properties` (e.g. ``cr_sigma``, ``dq_mask``).
 
@@ -383,31 +417,117 @@ class PixelDB:
         -------
         xarray.Dataset
             The computed properties (in memory).
+
+        Raises
+        ------
+        InvalidDarkError, IncompatibleDarksError
+            Bad files or frames (nothing is written); :class:`stiscube.darks.MixedDarksError`
+            for frames of several groups, :class:`stiscube.darks.TooFewDarksError` for fewer
+            than ``min_frames`` usable frames (also after reading: frames whose pixels are
+            mostly invalid, e.g. all-NaN SCI or ERR <= 0 everywhere, do not count).
         """
-        from stiscube.darks import check_darks
+        from stiscube.darks import (
+            DarkSelection,
+            TemperatureCorrection,
+            TooFewDarksError,
+            check_darks,
+            select_darks,
+        )
         from stiscube.properties import compute_properties
 
         anneal_num = _check_anneal_num(anneal_num)
+        selection = DarkSelection() if selection is None else selection
+        temperature = TemperatureCorrection() if temperature is None else temperature
+        if not isinstance(selection, DarkSelection):
+            kind = type(selection).__name__
+            msg = f"selection must be a stiscube.darks.DarkSelection, got {kind}"
+            raise TypeError(msg)
+        if not isinstance(temperature, TemperatureCorrection):
+            msg = (
+                "temperature must be a stiscube.darks.TemperatureCorrection, got "
+                f"{type(temperature).__name__}"
+            )
+            raise TypeError(msg)
+        files = [files] if isinstance(files, str | os.PathLike) else list(files)
         self._refuse_existing(anneal_num, replace)
-        frames = check_darks(files)  # validates every header before anything is read
+        # every header is validated, and the group chosen, before anything is read
+        frames = check_darks(files, storage_options=storage_options)
+        frames, skipped = select_darks(frames, selection)
         if start is None and end is None and not self._in_table(anneal_num):
             start = mjd_to_datetime64(min(f.start_mjd for f in frames))
             end = mjd_to_datetime64(max(f.end_mjd for f in frames))
         start64, end64 = self._period_dates(anneal_num, start, end)
         self._check_overlap(anneal_num, start64, end64)
         frames = check_darks(frames, start=start64, end=end64)  # frames dated in the period
-        lazy = compute_properties(frames, client=client, **options)
+        lazy = compute_properties(
+            frames, client=client, selection=selection, temperature=temperature, **options
+        )
         properties = lazy.compute()
+        valid = properties["valid_fraction"].values
+        usable = valid >= selection.min_valid_fraction
+        warnings_ = []
+        for frame, fraction in zip(frames, valid, strict=True):
+            if fraction < selection.min_valid_fraction:
+                warnings_.append(
+                    f"{frame.frame_id} ({frame.path}): only {fraction:.1%} of its pixels hold "
+                    f"a valid sample (finite SCI, ERR > 0, DQ not masked); not usable"
+                )
+        if usable.sum() < selection.min_frames:
+            msg = (
+                f"period {anneal_num}: only {int(usable.sum())} of {len(frames)} frames are usable "
+                f"(at least {selection.min_frames} needed, min_frames); "
+                + "; ".join(warnings_)
+            )
+            raise TooFewDarksError(msg)
+        finite = np.isfinite(properties["sci_mean"].values)
+        if not finite.any():
+            msg = f"period {anneal_num}: no pixel has a valid sample in any frame; nothing stored"
+            raise TooFewDarksError(msg)
+        for text in warnings_:
+            logger.warning("period %d: %s", anneal_num, text)
+        scaled = properties["temperature_scaled"].values
+        frames_table = [
+            {
+                "frame": f.frame_id,
+                "path": str(f.path),
+                "imset": f.imset,
+                "expname": f.expname,
+                "exptime": f.exptime,
+                "start_mjd": f.start_mjd,
+                "ccdgain": None if f.ccdgain is None else float(f.ccdgain),
+                "ccdamp": f.ccdamp,
+                "occdhtav": None if not np.isfinite(f.occdhtav) else float(f.occdhtav),
+                "dark_scale": float(scale),
+                "temperature_scaled": bool(on),
+                "valid_fraction": float(fraction),
+            }
+            for f, scale, on, fraction in zip(
+                frames, properties["dark_scale"].values, scaled, valid, strict=True
+            )
+        ]
         darks = pd.DataFrame(
             {
-                "rootname": [f.rootname for f in frames],
+                "rootname": [f.frame_id for f in frames],
                 "exptime": [f.exptime for f in frames],
                 "start": [f.start for f in frames],
             }
         )
-        prints = file_fingerprints(f.path for f in frames)  # recorded to resume an ingest
-        darks["size"] = [p["size"] for p in prints]
-        darks["sha256"] = [p["sha256"] for p in prints]
+        if all(not isinstance(f.path, str) for f in frames):  # local files
+            prints = file_fingerprints(f.path for f in frames)  # recorded to resume an ingest
+            darks["size"] = [p["size"] for p in prints]
+            darks["sha256"] = [p["sha256"] for p in prints]
+        gain = frames[0].ccdgain
+        provenance = {
+            "ccdgain": np.nan if gain is None else float(gain),
+            "ccdamp": frames[0].ccdamp,
+            "exptime_class": str(properties.attrs.get("exptime_class", "")),
+            "temperature_correction": _describe_temperature(
+                temperature, scaled, frames, properties["dark_scale"].values
+            ),
+        }
+        properties.attrs.update(provenance)
+        properties.attrs["warnings"] = "\n".join(warnings_)
+        n_files = len({str(f.path) for f in frames})
         self.ingest_properties(
             properties,
             anneal_num,
@@ -415,8 +535,17 @@ class PixelDB:
             end=end64,
             unit_system="rate",
             darks=darks,
-            source=f"{len(files)} dark frames",
+            source=f"{len(frames)} dark frames from {n_files} files",
             replace=replace,
+            provenance=provenance,
+            extras={
+                "frames": frames_table,
+                "skipped": [
+                    {"frame": f.frame_id, "path": str(f.path), "reason": reason}
+                    for f, reason in skipped
+                ],
+                "warnings": warnings_,
+            },
         )
         return properties
 
@@ -424,10 +553,8 @@ class PixelDB:
     @contextlib.contextmanager
     def _writing(self):
         """The cube's writer lock, held while checks of the committed state and the commit
-        run; the store is refreshed inside it so those checks see other writers' periods."""
-        writing = getattr(self.store, "writing", None)  # stores.CubeStore.writing (new)
-        with contextlib.nullcontext() if writing is None else writing():
-            self.store.refresh()
+        run (:meth:`stores.CubeStore.writing`): those checks see other writers' periods."""
+        with self.store.writing():  # refreshes the store to the newest commit
             self._dataset = None
             yield
 
@@ -662,6 +789,27 @@ class PixelDB:
             "period_table": None if self.periods is None else len(self.periods),
             "history_index": self.history_index_current,
         }
+
+
+def _describe_temperature(correction, scaled, frames, scales) -> str:
+    """The period's temperature provenance: formula, frames scaled, frames left as read."""
+    if not correction.enabled:
+        return "off"
+    n = len(frames)
+    on = int(np.count_nonzero(scaled))
+    side2 = [f.start_mjd >= correction.side2_start for f in frames]
+    no_temp = sum(
+        1 for f, s2 in zip(frames, side2, strict=True) if s2 and not np.isfinite(f.occdhtav)
+    )
+    side1 = n - sum(side2)
+    text = f"{correction.describe()}: {on} of {n} frames scaled"
+    if on:
+        text += f" (factor {float(np.min(scales[scaled])):.4f}-{float(np.max(scales[scaled])):.4f})"
+    if no_temp:
+        text += f"; {no_temp} Side-2 frames without a valid OCCDHTAV kept unscaled"
+    if side1:
+        text += f"; {side1} Side-1 frames not scaled"
+    return text
 
 
 def file_fingerprints(files: Iterable[str | os.PathLike]) -> list[dict]:

@@ -101,6 +101,17 @@ def _first_bad(name: str, values: np.ndarray, bad: np.ndarray, allowed: str) -> 
     )
 
 
+def _mjd_values(mjd) -> np.ndarray:
+    """MJD (d, float) of numbers (kept as given, NaN included) or of date-likes."""
+    from astropy.time import Time
+
+    from stores._dates import to_mjd
+
+    if not isinstance(mjd, Time) and np.asarray(mjd).dtype.kind in "iufb":
+        return np.asarray(mjd, dtype=float)
+    return np.asarray(to_mjd(mjd), dtype=float)  # Time, datetime, datetime64, str
+
+
 def correct(
     flux,
     transfers,
@@ -122,8 +133,11 @@ def correct(
         Observed background-subtracted aperture flux, e- (same aperture as the model).
     transfers : array_like
         Parallel transfers: y (0-based row) on chip 2, ``2051 - y`` on chip 1.
-    mjd : array_like
-        Exposure start, MJD (d).
+    mjd : array_like or date-like
+        Exposure start: MJD (d) numbers, or dates as :mod:`stiscube` accepts them
+        (:class:`astropy.time.Time`, :class:`datetime.datetime`, ``numpy.datetime64``,
+        ``'YYYY-MM-DD[ HH:MM:SS]'`` strings, scalar or array-like; see
+        :func:`stores._dates.to_mjd`).
     background : array_like
         Local background (sky + flash), e-/px.
     model : FittedLoss, CTEModel or path
@@ -162,7 +176,8 @@ def correct(
         msg = f"maxiter must be an integer >= 1, got {maxiter!r}"
         raise ValueError(msg)
     fit = _resolve_model(model, config)
-    arrays = [np.asarray(v, dtype=float) for v in (flux, transfers, mjd, background)]
+    arrays = [np.asarray(v, dtype=float) for v in (flux, transfers)]
+    arrays += [_mjd_values(mjd), np.asarray(background, dtype=float)]
     if flux_err is not None:
         arrays.append(np.asarray(flux_err, dtype=float))
     try:

@@ -23,11 +23,20 @@ non-overlapping bins enters the fit (narrowest first; for the default bins they 
 cover the whole 250-32000 e- range and every star once), see *flux_bins* of
 :func:`fit_model`.
 
-Terms a configuration cannot determine are left out (coefficient 0, reported in
-``terms``): the time terms ``t, xt`` when the epochs span less than
-``min_time_span`` years, the background terms ``b, bx`` when ``b`` spans less than
-``min_background_span`` dex.  A configuration with too few cells or a rank-deficient
-design is skipped with the reason (:attr:`CTEModel.skipped`).
+Terms a configuration's data cannot determine are left out (coefficient 0, error NaN,
+listed in ``terms`` and, with the reason, in ``dropped``):
+
+- the time terms ``t, xt`` when the cells come from a single epoch or the epochs span
+  less than ``min_time_span`` years;
+- the flux terms by the number ``k`` of distinct flux bins with data: a polynomial of
+  degree ``d`` in ``x`` needs ``k >= d + 2`` bins (one more than its parameters, so the
+  shape is tested by the data): ``x2`` needs 4 bins, ``x`` (and ``xt``, ``bx``) 3;
+- the background terms ``b, bx`` when ``b`` spans less than ``min_background_span`` dex;
+- then, while the cells do not outnumber the terms, ``xt``, ``bx``, ``x2``, ``x``,
+  ``t``, ``b`` in this order.
+
+A configuration with fewer than two usable cells or a rank-deficient design is skipped
+with the reason (:attr:`CTEModel.skipped`); its data are shown without a model.
 
 Coefficient covariance: ``C = (A^T W A)^-1``; the reduced chi-square
 ``chi2 / (n - p)`` is reported, and when it exceeds 1 the covariance is multiplied
@@ -40,11 +49,13 @@ an ECSV table (:meth:`CTEModel.write`) or LaTeX (:meth:`CTEModel.to_latex`).
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from os import PathLike
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -54,7 +65,8 @@ from cte._analysis_exceptions import FitError, ModelNotFoundError
 from cte.lossmodel import BASIS_TERMS, LossModel, basis, model_variables
 from stores._version import __version__
 
-__all__ = ["CONFIG_KEYS", "CTEModel", "FittedLoss", "fit_model", "independent_bins"]
+__all__ = ["CONFIG_KEYS", "CTEModel", "FittedLoss", "choose_terms", "fit_model",
+           "independent_bins"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,12 +91,13 @@ class FittedLoss:
     config : dict
         ``target``, ``filter``, ``exptime_class``, ``ctecorr``, ``aperture`` (px).
     terms : tuple of str
-        Terms fitted (others have coefficient 0).
+        Terms fitted; the others have coefficient 0 and error NaN.
     coefficients : ndarray, shape (7,)
         Coefficients in the order of :data:`cte.lossmodel.BASIS_TERMS`.
     covariance : ndarray, shape (7, 7)
-        Their covariance (zero rows/columns for terms not fitted), already multiplied
-        by ``covariance_scale``.
+        Their covariance, already multiplied by ``covariance_scale``; rows and columns
+        of terms not fitted are zero (a fixed term adds no model uncertainty), so
+        :meth:`loss_err` and :func:`cte.correct` apply a reduced model as it is.
     chi2_red, dof, n_cells, n_stars, covariance_scale
         Fit statistics.
     flux_range : (float, float)
@@ -94,6 +107,10 @@ class FittedLoss:
         MJD range of the pairs used, d.
     background_range : (float, float)
         Range of the cells' mean local background, e-/px.
+    dropped : tuple of (str, str)
+        Terms left out and why (e.g. ``("t", "one epoch")``).
+    n_epochs, n_flux_bins : int
+        Distinct epochs (MJD rounded to days) and flux bins among the cells fitted.
     """
 
     config: Mapping[str, object]
@@ -108,6 +125,9 @@ class FittedLoss:
     flux_range: tuple[float, float]
     mjd_range: tuple[float, float]
     background_range: tuple[float, float]
+    dropped: tuple[tuple[str, str], ...] = ()
+    n_epochs: int = 0
+    n_flux_bins: int = 0
 
     @property
     def lossmodel(self) -> LossModel:
@@ -116,8 +136,16 @@ class FittedLoss:
 
     @property
     def errors(self) -> np.ndarray:
-        """1-sigma coefficient uncertainties (sqrt of the covariance diagonal)."""
-        return np.sqrt(np.diag(self.covariance))
+        """1-sigma coefficient uncertainties (sqrt of the covariance diagonal); NaN for
+        the terms not fitted."""
+        errors = np.sqrt(np.diag(self.covariance))
+        fitted = np.isin(np.array(BASIS_TERMS), self.terms)
+        return np.where(fitted, errors, np.nan)
+
+    @property
+    def fitted_mask(self) -> np.ndarray:
+        """Boolean mask over :data:`cte.lossmodel.BASIS_TERMS`: True for fitted terms."""
+        return np.isin(np.array(BASIS_TERMS), self.terms)
 
     def _design(self, flux, mjd, background) -> np.ndarray:
         return basis(*model_variables(flux, mjd, background))
@@ -201,15 +229,25 @@ class CTEModel:
         return _to_table(self)
 
     def write(self, path: str | PathLike, *, format: str = "ecsv", overwrite: bool = True) -> None:
-        """Write the coefficient table as ECSV (``format="ecsv"``) or LaTeX (``"latex"``)."""
+        """Write the coefficient table as ECSV (``format="ecsv"``) or LaTeX (``"latex"``).
+
+        The file is written atomically (a temporary sibling renamed over *path*).
+        """
+        from stores.site import atomic_write
+
         if format == "ecsv":
-            self.table.write(path, format="ascii.ecsv", overwrite=overwrite)
+            buffer = io.StringIO()
+            self.table.write(buffer, format="ascii.ecsv")
+            text = buffer.getvalue()
         elif format == "latex":
-            with open(path, "w" if overwrite else "x", encoding="utf-8") as fh:
-                fh.write(self.to_latex())
+            text = self.to_latex()
         else:
             msg = f"format must be 'ecsv' or 'latex', got {format!r}"
             raise ValueError(msg)
+        if not overwrite and Path(path).exists():
+            msg = f"{path} exists (overwrite=False)"
+            raise FileExistsError(msg)
+        atomic_write(path, text)
 
     def to_latex(self, *, digits: int = 2) -> str:
         """LaTeX table of the coefficients as ``value \\pm error`` (significant *digits*)."""
@@ -259,6 +297,11 @@ def _cells(loss_ds, loss_var, err_var, extra_err_var) -> dict[str, np.ndarray]:
         index[axis] = slice(None)
         return np.broadcast_to(values[tuple(index)], shape).ravel()
 
+    def expand_index(axis, n):
+        index = [None, None, None]
+        index[axis] = slice(None)
+        return np.broadcast_to(np.arange(n)[tuple(index)], shape).ravel()
+
     cells = {
         "loss": var(loss_var),
         "err": var(err_var),
@@ -270,6 +313,7 @@ def _cells(loss_ds, loss_var, err_var, extra_err_var) -> dict[str, np.ndarray]:
         "lo": var("flux_min") if "flux_min" in loss_ds else expand("flux_bin_lo", 1),
         "hi": var("flux_max") if "flux_max" in loss_ds else expand("flux_bin_hi", 1),
         "aperture": expand("aperture", 2).astype(float),
+        "bin": expand_index(1, n_bin),
     }
     for key in ("target", "filter", "exptime_class", "ctecorr"):
         cells[key] = expand(key, 0).astype(str)
@@ -410,18 +454,57 @@ def independent_bins(lo, hi) -> np.ndarray:
     return chosen
 
 
+#: order in which terms are given up when the cells do not outnumber the terms
+_DROP_ORDER = ("xt", "bx", "x2", "x", "t", "b")
+
+
+def choose_terms(
+    terms: Sequence[str], *, n_cells: int, n_epochs: int, time_span: float,
+    n_flux_bins: int, background_span: float, min_time_span: float,
+    min_background_span: float,
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """The terms the data can determine, and the others with the reason (module doc)."""
+    use = list(terms)
+    dropped: list[tuple[str, str]] = []
+
+    def drop(names, reason):
+        for name in names:
+            if name in use:
+                use.remove(name)
+                dropped.append((name, reason))
+
+    if n_epochs < 2:
+        drop(_TIME_TERMS, "one epoch")
+    elif time_span < min_time_span:
+        drop(_TIME_TERMS, f"epochs span {time_span:.2g} yr < min_time_span {min_time_span:g}")
+    if n_flux_bins < 4:
+        drop(("x2",), f"{n_flux_bins} flux bins with data (x^2 needs 4)")
+    if n_flux_bins < 3:
+        drop(("x", "xt", "bx"), f"{n_flux_bins} flux bins with data (x needs 3)")
+    if background_span < min_background_span:
+        drop(_BACKGROUND_TERMS, f"background spans {background_span:.2g} dex < "
+                                f"min_background_span {min_background_span:g}")
+    for name in _DROP_ORDER:
+        if n_cells > len(use):
+            break
+        drop((name,), f"{n_cells} cells do not outnumber the terms")
+    return use, dropped
+
+
 def _fit_one(config, cells, sel, terms, min_time_span, min_background_span, scale_errors):
     n = int(sel.sum())
     if n == 0:
         raise FitError("no cell with a finite loss and error")
+    if n < 2:
+        raise FitError("one cell: nothing to fit a model to")
     x = np.log10(cells["flux"][sel] / 1000.0)
     _, t, b = model_variables(cells["flux"][sel], cells["mjd"][sel], cells["background"][sel])
-    use = list(terms)
-    if np.ptp(t) < min_time_span:
-        use = [u for u in use if u not in _TIME_TERMS]
-    if np.ptp(b) < min_background_span:
-        use = [u for u in use if u not in _BACKGROUND_TERMS]
-    dropped = [u for u in terms if u not in use]
+    n_epochs = int(np.unique(np.round(cells["mjd"][sel])).size)
+    n_flux_bins = int(np.unique(cells["bin"][sel]).size)
+    use, dropped = choose_terms(
+        terms, n_cells=n, n_epochs=n_epochs, time_span=float(np.ptp(t)),
+        n_flux_bins=n_flux_bins, background_span=float(np.ptp(b)),
+        min_time_span=min_time_span, min_background_span=min_background_span)
     if dropped:
         logger.info("%s: terms %s not determined by the data, left out", config, dropped)
     design = basis(x, t, b, terms=BASIS_TERMS)
@@ -429,9 +512,6 @@ def _fit_one(config, cells, sel, terms, min_time_span, min_background_span, scal
     columns = [BASIS_TERMS.index(u) for u in use]
     a = design[:, columns]
     p = len(columns)
-    if n <= p:
-        msg = f"{n} cells for {p} terms {use}: need more cells than terms"
-        raise FitError(msg)
     sigma = cells["err"][sel]
     aw = a / sigma[:, None]
     yw = cells["loss"][sel] / sigma
@@ -465,6 +545,9 @@ def _fit_one(config, cells, sel, terms, min_time_span, min_background_span, scal
         mjd_range=(float(cells["mjd"][sel].min()), float(cells["mjd"][sel].max())),
         background_range=(float(cells["background"][sel].min()),
                           float(cells["background"][sel].max())),
+        dropped=tuple(dropped),
+        n_epochs=n_epochs,
+        n_flux_bins=n_flux_bins,
     )
 
 
@@ -482,6 +565,10 @@ def _to_table(model: CTEModel) -> Table:
         values = [fit.config[key] for fit in fits]
         cols[key] = np.array(values, dtype=float if key == "aperture" else str)
     cols["terms"] = np.array([" ".join(fit.terms) for fit in fits], dtype=str)
+    cols["dropped"] = np.array(["; ".join(f"{t}: {r}" for t, r in fit.dropped) or "-"
+                                for fit in fits], dtype=str)
+    for term in BASIS_TERMS:
+        cols[f"fitted_{term}"] = np.array([term in fit.terms for fit in fits], dtype=bool)
     for i, term in enumerate(BASIS_TERMS):
         cols[_term_column(term)] = np.array([fit.coefficients[i] for fit in fits])
         cols[f"e_{term}"] = np.array([fit.errors[i] for fit in fits])
@@ -490,7 +577,7 @@ def _to_table(model: CTEModel) -> Table:
     )
     for name in ("chi2_red", "covariance_scale"):
         cols[name] = np.array([getattr(fit, name) for fit in fits], dtype=float)
-    for name in ("dof", "n_cells", "n_stars"):
+    for name in ("dof", "n_cells", "n_stars", "n_epochs", "n_flux_bins"):
         cols[name] = np.array([getattr(fit, name) for fit in fits], dtype=np.int64)
     for name, attr in (("flux", "flux_range"), ("mjd", "mjd_range"),
                        ("background", "background_range")):
@@ -503,7 +590,10 @@ def _to_table(model: CTEModel) -> Table:
     for name, unit in units.items():
         table[name].unit = unit
     descriptions = {
-        "terms": "terms fitted (others fixed at 0)",
+        "terms": "terms fitted (the others are fixed at 0, their errors are NaN)",
+        "dropped": "terms not fitted, with the reason",
+        "n_epochs": "distinct epochs among the cells fitted",
+        "n_flux_bins": "distinct flux bins among the cells fitted",
         "covariance": "coefficient covariance, order " + " ".join(BASIS_TERMS),
         "chi2_red": "reduced chi-square of the fit",
         "covariance_scale": "factor applied to the covariance (max(1, chi2_red))",
@@ -512,7 +602,8 @@ def _to_table(model: CTEModel) -> Table:
     }
     for term in BASIS_TERMS:
         descriptions[_term_column(term)] = f"coefficient of term {term}"
-        descriptions[f"e_{term}"] = f"1-sigma uncertainty of c_{term}"
+        descriptions[f"e_{term}"] = f"1-sigma uncertainty of c_{term} (NaN: not fitted)"
+        descriptions[f"fitted_{term}"] = f"True if term {term} was fitted"
     for name, text in descriptions.items():
         table[name].description = text
     table.meta.update(
@@ -552,6 +643,9 @@ def _from_table(table: Table, *, source: str) -> CTEModel:
                 flux_range=(float(row["flux_min"]), float(row["flux_max"])),
                 mjd_range=(float(row["mjd_min"]), float(row["mjd_max"])),
                 background_range=(float(row["background_min"]), float(row["background_max"])),
+                dropped=_parse_dropped(row["dropped"]) if "dropped" in table.colnames else (),
+                n_epochs=int(row["n_epochs"]) if "n_epochs" in table.colnames else 0,
+                n_flux_bins=int(row["n_flux_bins"]) if "n_flux_bins" in table.colnames else 0,
             )
         )
     skipped = tuple(
@@ -559,6 +653,13 @@ def _from_table(table: Table, *, source: str) -> CTEModel:
     )
     meta = {k: v for k, v in table.meta.items() if k not in ("skipped", "terms")}
     return CTEModel(fits=tuple(fits), skipped=skipped, meta=meta)
+
+
+def _parse_dropped(text) -> tuple[tuple[str, str], ...]:
+    text = str(text)
+    if text in ("", "-"):
+        return ()
+    return tuple(tuple(part.split(": ", 1)) for part in text.split("; "))
 
 
 def _format_pm(value: float, error: float, digits: int) -> str:

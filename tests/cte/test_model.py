@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import xarray as xr
 from _analysis_fixtures import campaign, campaign_loss, campaign_model, small
 from astropy.table import Table
 from scipy import stats
@@ -118,7 +119,13 @@ def test_undetermined_terms_are_left_out():
         assert "t" not in fit.terms and "xt" not in fit.terms
         for term in ("t", "xt", "b", "bx"):
             i = BASIS_TERMS.index(term)
-            assert fit.coefficients[i] == 0 and fit.errors[i] == 0
+            # issue 11: a term not fitted has coefficient 0 and error NaN (not 0)
+            assert fit.coefficients[i] == 0 and np.isnan(fit.errors[i])
+            assert not fit.fitted_mask[i]
+            assert np.all(fit.covariance[i] == 0) and np.all(fit.covariance[:, i] == 0)
+        reasons = dict(fit.dropped)
+        assert reasons["t"].startswith("epochs span 1.1 yr < min_time_span 2")
+        assert reasons["b"].startswith("background spans")
 
 
 def test_no_fittable_configuration_raises_with_reasons():
@@ -191,3 +198,71 @@ def test_bad_loss_dataset():
         fit_model(campaign_loss().drop_vars("flux"))
     with pytest.raises(TypeError, match="loss_ds must be an xarray.Dataset"):
         fit_model(campaign()[0])
+
+
+def test_single_epoch_is_fitted_without_time_terms():
+    """Issue 11: one epoch cannot constrain t or xt; the table says so."""
+    loss_ds = measure_loss(small().photometry)
+    first = np.flatnonzero(np.round(loss_ds["mjd"].values) == np.round(loss_ds["mjd"].values.min()))
+    model = fit_model(loss_ds.isel(pair=first))
+    for fit in model:
+        assert fit.n_epochs == 1
+        assert "t" not in fit.terms and "xt" not in fit.terms
+        assert dict(fit.dropped)["t"] == "one epoch"
+        assert fit.mjd_range[0] == fit.mjd_range[1]
+    row = model.table[0]
+    assert not row["fitted_t"] and not row["fitted_xt"] and row["fitted_1"]
+    assert np.isnan(row["e_t"]) and row["c_t"] == 0
+    assert "t: one epoch" in row["dropped"]
+
+
+def test_few_flux_bins_give_fewer_flux_terms_and_the_fit_is_least_squares():
+    loss_ds = measure_loss(small().photometry).copy()
+    lo = loss_ds["flux_bin_lo"].values
+    hi = loss_ds["flux_bin_hi"].values
+    keep = ((lo == 250) & (hi == 500)) | ((lo == 1000) & (hi == 2000))
+    for name in ("loss", "loss_err"):
+        loss_ds[name] = loss_ds[name].where(xr.DataArray(keep, dims="flux_bin"))
+    model = fit_model(loss_ds, min_time_span=0.5)
+    fit = model.select(ctecorr="FLT", exptime_class="long", aperture=3.0)
+    assert fit.n_flux_bins == 2
+    assert fit.terms == ("1", "t")
+    assert dict(fit.dropped)["x"] == "2 flux bins with data (x needs 3)"
+    # independent: weighted least squares of loss on [1, t] with numpy
+    sub = loss_ds.sel(aperture=3.0)
+    pick = ((sub["ctecorr"] == "FLT") & (sub["exptime_class"] == "long")).values
+    sub = sub.isel(pair=pick)
+    y = sub["loss"].values
+    e = sub["loss_err"].values
+    t = np.broadcast_to(((sub["mjd"].values - 55000.0) / 365.25)[:, None], y.shape)
+    ok = np.isfinite(y) & np.isfinite(e) & (e > 0)
+    a = np.column_stack([np.ones(ok.sum()), t[ok]]) / e[ok][:, None]
+    coef, *_ = np.linalg.lstsq(a, y[ok] / e[ok], rcond=None)
+    np.testing.assert_allclose(fit.coefficients[[0, 3]], coef, rtol=1e-9, atol=1e-12)
+    assert np.all(np.isnan(fit.errors[[1, 2, 4, 5, 6]]))
+
+
+def test_reduced_model_is_applied_by_correct(tmp_path):
+    """A model without flux or time terms still corrects: F = F_obs / (1 - c0 k / 2048)."""
+    import cte
+
+    loss_ds = measure_loss(small().photometry).copy()
+    lo = loss_ds["flux_bin_lo"].values
+    hi = loss_ds["flux_bin_hi"].values
+    keep = ((lo == 1000) & (hi == 2000)) | ((lo == 250) & (hi == 500))
+    loss_ds["loss"] = loss_ds["loss"].where(xr.DataArray(keep, dims="flux_bin"))
+    first = np.flatnonzero(np.round(loss_ds["mjd"].values) == np.round(loss_ds["mjd"].values.min()))
+    model = fit_model(loss_ds.isel(pair=first))
+    fit = model.select(ctecorr="FLT", exptime_class="long", aperture=3.0)
+    assert fit.terms == ("1",)
+    path = tmp_path / "c.ecsv"
+    model.write(path)
+    again = CTEModel.read(path).select(ctecorr="FLT", exptime_class="long", aperture=3.0)
+    assert again.dropped == fit.dropped and again.terms == ("1",)
+    flux = np.array([400.0, 1500.0])
+    transfers = np.array([100.0, 1800.0])
+    out = cte.correct(flux, transfers, fit.mjd_range[0], np.mean(fit.background_range),
+                      model=again)
+    c0 = fit.coefficients[0]
+    np.testing.assert_allclose(out.flux, flux / (1 - c0 * transfers / 2048), rtol=1e-9)
+    assert np.all(np.isfinite(out.flux_err))

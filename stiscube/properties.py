@@ -47,7 +47,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -57,7 +57,14 @@ from stiscube import _kernels
 from stiscube._dates import describe_mjd
 from stiscube._dqbits import DEFAULT_DARK_DQ_MASK
 from stiscube.anneals import AnnealPeriod
-from stiscube.darks import DarkFrame, check_darks, open_darks
+from stiscube.darks import (
+    DarkFrame,
+    DarkSelection,
+    TemperatureCorrection,
+    check_darks,
+    open_darks,
+    select_darks,
+)
 
 __all__ = [
     "DEFAULT_DQ_MASK",
@@ -200,12 +207,16 @@ def properties_from_stack(
             raise ValueError(msg)
     if stack.chunks and len(stack.chunks.get("frame", ())) > 1:
         stack = stack.chunk({"frame": -1})
+    # Temperature scaling (Side-2 darks): rates e / (s t), see stiscube.darks.
+    exptime = stack["exptime"]
+    if "dark_scale" in stack.coords:
+        exptime = exptime * stack["dark_scale"]
     outputs = xr.apply_ufunc(
         _kernels.pixel_properties,
         stack["sci"],
         stack["err"],
         stack["dq"],
-        stack["exptime"],
+        exptime,
         stack["gain"],
         input_core_dims=[["frame"]] * 5,
         output_core_dims=[[]] * 5,
@@ -221,6 +232,21 @@ def properties_from_stack(
     frame_coords = {
         name: coord.variable for name, coord in stack.coords.items() if coord.dims == ("frame",)
     }
+    # Per-frame fraction of pixels with a valid sample (lazy; read with the same blocks).
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(stack["sci"]) & np.isfinite(stack["err"]) & (stack["err"] > 0)
+        if options["dq_mask"]:
+            valid = valid & ((stack["dq"] & options["dq_mask"]) == 0)
+    frame_coords["valid_fraction"] = (
+        valid.mean(("row", "col"))
+        .drop_vars([c for c in valid.coords if c != "frame"], errors="ignore")
+        .variable.astype(np.float64)
+    )
+    frame_coords["valid_fraction"].attrs = {
+        "units": "1",
+        "long_name": "fraction of the frame's pixels with a valid sample",
+        "definition": "finite SCI, finite ERR > 0 and DQ & dq_mask == 0",
+    }
     from stores._version import __version__
 
     attrs = {
@@ -235,6 +261,8 @@ def properties_from_stack(
         attrs["last_frame_start_mjd"] = float(stack["start_mjd"].max())
     if "simulated" in stack.attrs:
         attrs["simulated_input"] = int(stack.attrs["simulated"])
+    if "temperature_correction" in stack.attrs:
+        attrs["temperature_correction"] = str(stack.attrs["temperature_correction"])
     ds = xr.Dataset({name: data[name] for name in PROPERTIES}, coords=frame_coords, attrs=attrs)
     return ds
 
@@ -253,6 +281,9 @@ def compute_properties(
     state_fraction: float = 0.2,
     min_state: int = 4,
     state_sigma: float = 4.0,
+    selection: DarkSelection | None = None,
+    temperature: TemperatureCorrection | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Per-pixel properties of one set of STIS CCD dark FLT files (lazy Dataset).
 
@@ -275,6 +306,17 @@ def compute_properties(
         samples per block (68 rows for 60 full frames).
     dq_mask, cr_sigma, maxiters, state_fraction, min_state, state_sigma
         See :func:`properties_from_stack`.
+    selection : DarkSelection, optional
+        Homogeneity rules and an optional choice of CCDGAIN, CCDAMP and exposure class
+        (default :class:`~stiscube.darks.DarkSelection`: frames of more than one group are
+        an error; at least 3 frames).  Frames skipped by a selection are listed in the
+        ``skipped`` attribute.
+    temperature : TemperatureCorrection, optional
+        Scaling of Side-2 frames to 18 deg C (default); ``TemperatureCorrection(enabled=
+        False)`` switches it off.  Recorded per frame (``dark_scale``, ``occdhtav``) and in
+        the ``temperature_correction`` attribute.
+    storage_options : dict, optional
+        fsspec options for URLs among *files*.
 
     Returns
     -------
@@ -285,7 +327,9 @@ def compute_properties(
     Raises
     ------
     InvalidDarkError, IncompatibleDarksError
-        For bad files (see :func:`stiscube.darks.check_darks`).
+        For bad files (see :func:`stiscube.darks.check_darks`); its subclasses
+        :class:`~stiscube.darks.MixedDarksError` for frames of several groups and
+        :class:`~stiscube.darks.TooFewDarksError` for too few frames.
     ValueError, TypeError
         For invalid options, naming the parameter.
     """
@@ -309,10 +353,24 @@ def compute_properties(
     if client is not None and not hasattr(client, "persist"):
         msg = f"client must be a dask.distributed.Client, got {type(client).__name__}"
         raise TypeError(msg)
-    frames = check_darks(files, start=start, end=end)
+    if selection is not None and not isinstance(selection, DarkSelection):
+        msg = f"selection must be a stiscube.darks.DarkSelection, got {type(selection).__name__}"
+        raise TypeError(msg)
+    frames = check_darks(files, start=start, end=end, storage_options=storage_options)
+    frames, skipped = select_darks(frames, selection)
     rows = row_chunk or _auto_row_chunk(len(frames), frames[0].shape)
-    stack = open_darks(frames, chunks={"frame": -1, "row": rows, "col": -1}, frames_last=True)
+    stack = open_darks(
+        frames,
+        chunks={"frame": -1, "row": rows, "col": -1},
+        frames_last=True,
+        temperature=temperature,
+    )
     ds = properties_from_stack(stack, **options)
+    selection = selection or DarkSelection()
+    ds.attrs["exptime_class"] = selection.describe_class(
+        selection.exposure_class(frames[0].exptime)
+    )
+    ds.attrs["skipped"] = "\n".join(f"{f.frame_id} ({f.path}): {why}" for f, why in skipped)
     if period is not None:
         ds.attrs.update(
             anneal_number=int(period.number),

@@ -101,6 +101,7 @@ import xarray as xr
 
 from stiscube._dates import describe_mjd, mjd_to_datetime64, to_mjd
 from stiscube.anneals import AnnealPeriod, AnnealTable, format_exposure_mix
+from stiscube.darks import SIDE2_START_MJD
 
 __all__ = [
     "EVENT_COSMIC_RAY",
@@ -147,7 +148,7 @@ class DarkPhysics:
     atodgain: float = 1.0
     exptime: float = 1100.0
     short_exptime: float = 60.0
-    short_fraction: float = 0.1
+    short_fraction: float = 0.0
     hot_per_day: float = 100.0
     initial_hot_fraction: float = 0.002
     hot_rate_range: tuple[float, float] = (0.1, 10.0)
@@ -162,6 +163,12 @@ class DarkPhysics:
     nan_fraction: float = 1e-4
     fill_fraction: float = 1e-4
     blemish_fraction: float = 5e-4
+    ccdamp: str = "D"
+    temperature: float = 18.0
+    temperature_drift: float = 0.0
+    temperature_coefficient: float = 0.07
+    side2_start: float = SIDE2_START_MJD
+    imsets_per_file: int = 1
 
     def __post_init__(self) -> None:
         positive = ("dark_rate", "readnoise", "atodgain", "exptime", "short_exptime")
@@ -208,6 +215,31 @@ class DarkPhysics:
                 raise ValueError(msg)
         if self.flicker_duty_range[1] > 1:
             msg = f"flicker_duty_range must lie in (0, 1], got {self.flicker_duty_range!r}"
+            raise ValueError(msg)
+        if self.ccdamp not in ("A", "B", "C", "D"):
+            msg = f"ccdamp must be one of 'A', 'B', 'C', 'D', got {self.ccdamp!r}"
+            raise ValueError(msg)
+        if not (np.isfinite(self.temperature) and -20 <= self.temperature <= 40):
+            msg = f"temperature must be in [-20, 40] deg C, got {self.temperature!r}"
+            raise ValueError(msg)
+        if not (np.isfinite(self.temperature_drift) and 0 <= self.temperature_drift <= 10):
+            msg = f"temperature_drift must be in [0, 10] deg C, got {self.temperature_drift!r}"
+            raise ValueError(msg)
+        if not 0 <= self.temperature_coefficient < 0.5:
+            msg = (
+                f"temperature_coefficient must be in [0, 0.5) per deg C, got "
+                f"{self.temperature_coefficient!r}"
+            )
+            raise ValueError(msg)
+        if not np.isfinite(self.side2_start):
+            msg = f"side2_start must be an MJD, got {self.side2_start!r}"
+            raise ValueError(msg)
+        if (
+            isinstance(self.imsets_per_file, bool)
+            or not isinstance(self.imsets_per_file, int | np.integer)
+            or not 1 <= self.imsets_per_file <= 8
+        ):
+            msg = f"imsets_per_file must be an integer in [1, 8], got {self.imsets_per_file!r}"
             raise ValueError(msg)
         if self.cr_rate * self.exptime > 0.5:
             msg = f"cr_rate * exptime must be <= 0.5 (a hit probability), got {self.cr_rate!r}"
@@ -408,7 +440,7 @@ def simulate_darks(
                 end_mjd=float(edges[k + 1]),
                 num=len(paths),
                 exposure_time=format_exposure_mix(frames["exptime"]),
-                darks=tuple(frames["rootname"]),
+                darks=tuple(frames["file_rootnames"]),
             )
         )
         logger.info(
@@ -496,6 +528,8 @@ def simulate_stack(
             "start_mjd": ("frame", np.asarray(frames["start_mjd"]), {"units": "d"}),
             "end_mjd": ("frame", np.asarray(frames["end_mjd"]), {"units": "d"}),
             "gain": ("frame", np.full(n_frames, physics.atodgain), {"units": "electron / count"}),
+            "occdhtav": ("frame", np.where(frames["occdhtav"] == -1, np.nan, frames["occdhtav"])),
+            "dark_scale": ("frame", np.asarray(frames["dark_scale"], dtype=np.float64)),
         },
         attrs={"title": "simulated stack of STIS CCD darks (in memory)", "simulated": 1},
     )
@@ -648,26 +682,59 @@ class _Simulator:
         self.eligible[healed] = True
 
     def schedule(self, number: int, start: float, end: float, n: int) -> dict[str, Any]:
-        """Exposure times, start/end MJD and rootnames of one period's darks."""
+        """Exposure times, start/end MJD, files, imsets, names and temperatures of one
+        period's darks.
+
+        With ``imsets_per_file = k`` the darks are written ``k`` per file, back to back
+        (as CR-SPLIT/repeat exposures: one association rootname ``osm<pp><fff>0``, each
+        imset with its own ``EXPNAME``); the files are spread over the period.
+        """
         p, rng = self.physics, self.rng
-        exptime = np.full(n, p.exptime)
-        n_short = round(p.short_fraction * n)
-        exptime[rng.choice(n, n_short, replace=False)] = p.short_exptime
-        slot = (end - start) / n
-        longest = exptime.max() / _SECONDS_PER_DAY
-        if longest >= 0.8 * slot:
+        k = p.imsets_per_file
+        n_files = -(-n // k)
+        file_exptime = np.full(n_files, p.exptime)
+        n_short = round(p.short_fraction * n_files)
+        file_exptime[rng.choice(n_files, n_short, replace=False)] = p.short_exptime
+        file_of = np.arange(n) // k
+        imset = np.arange(n) % k + 1
+        exptime = file_exptime[file_of]
+        gap = 30.0 / _SECONDS_PER_DAY  # between the imsets of one file
+        file_length = k * (exptime.max() / _SECONDS_PER_DAY + gap)
+        slot = (end - start) / n_files
+        if file_length >= 0.8 * slot:
             msg = (
                 f"{n} darks of up to {exptime.max():g} s do not fit in a period of "
                 f"{end - start:.3f} days; use fewer frames_per_period"
             )
             raise ValueError(msg)
-        offset = rng.uniform(0.05, 0.95 - longest / slot, n)
-        begin = start + (np.arange(n) + offset) * slot
+        offset = rng.uniform(0.05, 0.95 - file_length / slot, n_files)
+        file_start = start + (np.arange(n_files) + offset) * slot
+        begin = file_start[file_of] + (imset - 1) * (exptime / _SECONDS_PER_DAY + gap)
+        if k == 1:
+            file_root = [_rootname(number, j) for j in range(n_files)]
+            frame_id = list(file_root)
+        else:
+            file_root = [_rootname(number, j)[:-1] + "0" for j in range(n_files)]
+            frame_id = [f"{file_root[j]}[{m}]" for j, m in zip(file_of, imset, strict=True)]
+        # Side-2 housing temperature: a drift of +-temperature_drift over the period.
+        side2 = begin >= p.side2_start
+        phase = 2 * np.pi * (begin - start) / (end - start)
+        temp = p.temperature + p.temperature_drift * np.sin(phase)
+        occdhtav = np.where(side2, np.round(temp, 3), -1.0)
+        scale = np.where(side2, 1 + p.temperature_coefficient * (occdhtav - 18.0), 1.0)
         return {
             "exptime": exptime,
             "start_mjd": begin,
             "end_mjd": begin + exptime / _SECONDS_PER_DAY,
-            "rootname": [_rootname(number, i) for i in range(n)],
+            "rootname": frame_id,
+            "file_rootname": [file_root[j] for j in file_of],
+            "file_index": file_of,
+            "imset": imset,
+            "n_imsets": np.bincount(file_of)[file_of],
+            "expname": [_rootname(number, i) for i in range(n)],
+            "occdhtav": occdhtav,
+            "dark_scale": scale,
+            "file_rootnames": file_root,
         }
 
     def generate_period(
@@ -691,7 +758,8 @@ class _Simulator:
         n = len(frames["exptime"])
         gain = p.atodgain
         events = np.zeros((n, self.npix), dtype=np.uint8)
-        rate_time = np.zeros(self.npix)  # sum_i R_i t_i
+        rate_time = np.zeros(self.npix)  # sum_i R_i t_i (18 deg C)
+        observed_time = np.zeros(self.npix)  # the same at each frame's temperature
         for i in range(n):
             t = float(frames["exptime"][i])
             t0, t1 = float(frames["start_mjd"][i]), float(frames["end_mjd"][i])
@@ -701,7 +769,10 @@ class _Simulator:
             high = rng.random(self.flicker_idx.size) < self.flicker_duty
             rate[self.flicker_idx[high]] += self.flicker_amp[high]
             events[i, self.flicker_idx[high]] |= EVENT_FLICKER_HIGH
-            rate_time += rate * t
+            rate_time += rate * t  # at the reference temperature (18 deg C)
+            scale = float(frames["dark_scale"][i]) if "dark_scale" in frames else 1.0
+            rate *= scale  # Side-2: the rate at the frame's OCCDHTAV
+            observed_time += rate * t
             electrons = rng.poisson(rate * t).astype(np.float64)
             electrons += self.readnoise * rng.standard_normal(self.npix)
             n_cr = rng.binomial(self.npix, p.cr_rate * t)
@@ -726,7 +797,7 @@ class _Simulator:
             dq[self.blemish] |= _DQ_SMALL_BLEMISH
             dq[fill] |= _DQ_FILL
             sink(i, sci.reshape(ny, nx), err.reshape(ny, nx), dq.reshape(ny, nx))
-        return self._truth(number, start, end, frames, events, rate_time, hot_idx)
+        return self._truth(number, start, end, frames, events, rate_time, hot_idx, observed_time)
 
     def run_period(
         self,
@@ -737,25 +808,40 @@ class _Simulator:
         out: Path,
         seed: int,
     ) -> tuple[list[Path], xr.Dataset]:
-        """Simulate one period and write each frame as an FLT file."""
+        """Simulate one period and write its frames as FLT files (``imsets_per_file`` each)."""
         paths: list[Path] = []
+        pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+        n = len(frames["exptime"])
 
         def write(i: int, sci: np.ndarray, err: np.ndarray, dq: np.ndarray) -> None:
-            path = out / f"{frames['rootname'][i]}_flt.fits"
+            pending.append((i, sci, err, dq))
+            last_of_file = i == n - 1 or frames["file_index"][i + 1] != frames["file_index"][i]
+            if not last_of_file:
+                return
+            rootname = frames["file_rootname"][i]
+            path = out / f"{rootname}_flt.fits"
             _write_flt(
                 path,
-                sci,
-                err,
-                dq,
-                rootname=frames["rootname"][i],
-                exptime=float(frames["exptime"][i]),
-                start_mjd=float(frames["start_mjd"][i]),
-                end_mjd=float(frames["end_mjd"][i]),
+                [
+                    _ImsetData(
+                        sci=s_,
+                        err=e_,
+                        dq=d_,
+                        exptime=float(frames["exptime"][j]),
+                        start_mjd=float(frames["start_mjd"][j]),
+                        end_mjd=float(frames["end_mjd"][j]),
+                        expname=frames["expname"][j],
+                        occdhtav=float(frames["occdhtav"][j]),
+                    )
+                    for j, s_, e_, d_ in pending
+                ],
+                rootname=rootname,
                 physics=self.physics,
                 period=number,
                 seed=seed,
                 nominal_readnoise=self.physics.readnoise,
             )
+            pending.clear()
             paths.append(path)
 
         truth = self.generate_period(number, start, end, frames, write)
@@ -770,6 +856,7 @@ class _Simulator:
         events: np.ndarray,
         rate_time: np.ndarray,
         hot_idx: np.ndarray,
+        observed_time: np.ndarray | None = None,
     ) -> xr.Dataset:
         ny, nx = self.shape
         n = events.shape[0]
@@ -802,7 +889,21 @@ class _Simulator:
                     img(rate_time / exptime.sum()),
                     {
                         "units": "electron / s",
-                        "definition": "sum_i R_i t_i / sum_i t_i over all frames of the period",
+                        "definition": (
+                            "sum_i R_i t_i / sum_i t_i over all frames of the period, R_i at "
+                            "the reference temperature 18 deg C"
+                        ),
+                    },
+                ),
+                "mean_rate_observed": (
+                    dims,
+                    img((rate_time if observed_time is None else observed_time) / exptime.sum()),
+                    {
+                        "units": "electron / s",
+                        "definition": (
+                            "sum_i s_i R_i t_i / sum_i t_i: the mean rate at each frame's "
+                            "OCCDHTAV (s_i = dark_scale; 1 for Side-1 frames)"
+                        ),
                     },
                 ),
                 "events": (
@@ -829,6 +930,19 @@ class _Simulator:
                 "start_mjd": ("frame", np.asarray(frames["start_mjd"]), {"units": "d"}),
                 "end_mjd": ("frame", np.asarray(frames["end_mjd"]), {"units": "d"}),
                 "gain": ("frame", np.full(n, self.physics.atodgain), {"units": "electron / count"}),
+                "occdhtav": (
+                    "frame",
+                    np.asarray(frames.get("occdhtav", np.full(n, -1.0)), dtype=float),
+                    {"units": "deg C", "long_name": "OCCDHTAV written (-1: Side-1)"},
+                ),
+                "dark_scale": (
+                    "frame",
+                    np.asarray(frames.get("dark_scale", np.ones(n)), dtype=float),
+                    {
+                        "units": "1",
+                        "definition": "true rate factor 1 + c (OCCDHTAV - 18), 1 on Side-1",
+                    },
+                ),
             },
             attrs={
                 "title": "truth of a simulated STIS CCD anneal period (stiscube.simulate)",
@@ -843,29 +957,47 @@ class _Simulator:
         return ds
 
 
+@dataclass(frozen=True)
+class _ImsetData:
+    """One imset (exposure) to write: images and its SCI-header exposure keywords."""
+
+    sci: np.ndarray
+    err: np.ndarray
+    dq: np.ndarray
+    exptime: float
+    start_mjd: float
+    end_mjd: float
+    expname: str
+    occdhtav: float
+
+
 def _write_flt(
     path: Path,
-    sci: np.ndarray,
-    err: np.ndarray,
-    dq: np.ndarray,
+    imsets: Sequence[_ImsetData],
     *,
     rootname: str,
-    exptime: float,
-    start_mjd: float,
-    end_mjd: float,
     physics: DarkPhysics,
     period: int,
     seed: int,
     nominal_readnoise: float,
 ) -> None:
+    """Write one FLT file with the keywords where calstis puts them.
+
+    As in a real calibrated STIS CCD file (``o4k19a010_flt.fits``): ATODGAIN, READNSE,
+    TEXPSTRT/TEXPEND/TEXPTIME (the total of all imsets), CCDGAIN, CCDAMP, BINAXIS1/2,
+    NRPTEXP, CRSPLIT and the calibration switches in the primary header; EXPSTART, EXPEND,
+    EXPTIME, EXPNAME and OCCDHTAV in each imset's SCI header.
+    """
     from astropy.io import fits
 
-    ny, nx = sci.shape
+    ny, nx = imsets[0].sci.shape
     full = (ny, nx) == FULL_SHAPE
-    stamp = str(mjd_to_datetime64(start_mjd).astype("datetime64[s]"))
+    first, last = imsets[0], imsets[-1]
+    stamp = str(mjd_to_datetime64(first.start_mjd).astype("datetime64[s]"))
+    total = float(sum(im.exptime for im in imsets))
     primary = fits.Header()
     cards: list[tuple[str, Any, str]] = [
-        ("NEXTEND", 3, "Number of standard extensions"),
+        ("NEXTEND", 3 * len(imsets), "Number of standard extensions"),
         ("ORIGIN", "stiscube.simulate", "SIMULATED FILE: not an HST observation"),
         ("SIMULATE", True, "synthetic frame made by stiscube.simulate"),
         ("SIMSEED", int(seed), "seed of the simulation"),
@@ -881,9 +1013,8 @@ def _write_flt(
         ("DETECTOR", "CCD", "detector in use: CCD, FUV-MAMA, NUV-MAMA"),
         ("OPT_ELEM", "MIRVIS", "optical element in use"),
         ("APERTURE", "50CCD", "aperture name"),
-        ("CCDAMP", "D", "CCD amplifier read out (A,B,C,D)"),
+        ("CCDAMP", physics.ccdamp, "CCD amplifier read out (A,B,C,D)"),
         ("CCDGAIN", int(physics.ccdgain), "commanded gain of CCD"),
-        ("ATODGAIN", float(physics.atodgain), "[electrons/DN] analog to digital gain"),
         ("CCDOFFST", 3, "commanded CCD bias offset"),
         ("BINAXIS1", 1, "axis1 data bin size in unbinned detector pixels"),
         ("BINAXIS2", 1, "axis2 data bin size in unbinned detector pixels"),
@@ -892,9 +1023,19 @@ def _write_flt(
         ("SIZAXIS2", ny, "subarray axis2 size in unbinned detector pixels"),
         ("CENTERA1", 513, "subarray axis1 center pt in unbinned dect. pix"),
         ("CENTERA2", 513, "subarray axis2 center pt in unbinned dect. pix"),
-        ("TEXPSTRT", float(start_mjd), "[MJD] start time of exposure"),
-        ("TEXPEND", float(end_mjd), "[MJD] end time of exposure"),
-        ("TEXPTIME", float(exptime), "[s] total exposure time"),
+        ("NRPTEXP", len(imsets), "number of repeat exposures in set: default 1"),
+        ("CRSPLIT", 1, "number of cosmic ray split exposures"),
+        ("TEXPSTRT", float(first.start_mjd), "[MJD] start time of exposure"),
+        ("TEXPEND", float(last.end_mjd), "[MJD] end time of exposure"),
+        ("TEXPTIME", total, "[s] total exposure time"),
+        ("ATODGAIN", float(physics.atodgain), "[electrons/DN] analog to digital gain"),
+        ("READNSE", float(nominal_readnoise), "[electrons] nominal read noise"),
+        ("DQICORR", "COMPLETE", "data quality initialization"),
+        ("BLEVCORR", "COMPLETE", "subtract bias level computed from overscan img"),
+        ("BIASCORR", "COMPLETE", "Subtract bias image"),
+        ("CRCORR", "OMIT", "combine observations to reject cosmic rays"),
+        ("DARKCORR", "OMIT", "Subtract dark image"),
+        ("FLATCORR", "OMIT", "flat field data"),
     ]
     for key, value, comment in cards:
         primary[key] = (value, comment)
@@ -905,28 +1046,28 @@ def _write_flt(
         )
     primary.add_comment("Simulated by stiscube.simulate; physics and truth: see simulation.json.")
 
-    def ext_header(name: str, bunit: str) -> Any:
+    def ext_header(name: str, bunit: str, extver: int, im: _ImsetData) -> Any:
         h = fits.Header()
         h["EXTNAME"] = (name, "extension name")
-        h["EXTVER"] = (1, "extension version number")
+        h["EXTVER"] = (extver, "extension version number")
         h["ROOTNAME"] = (rootname, "rootname of the observation set")
+        h["EXPNAME"] = (im.expname, "exposure identifier")
         h["BUNIT"] = (bunit, "brightness units")
         if name == "SCI":
-            h["ATODGAIN"] = (float(physics.atodgain), "[electrons/DN] analog to digital gain")
-            h["READNSE"] = (float(nominal_readnoise), "[electrons] nominal read noise")
-            h["EXPTIME"] = (float(exptime), "[s] exposure duration")
-            h["EXPSTART"] = (float(start_mjd), "[MJD] exposure start time")
-            h["EXPEND"] = (float(end_mjd), "[MJD] exposure end time")
-            h["DATE-OBS"] = (stamp[:10], "UT date of start of observation (yyyy-mm-dd)")
-            h["TIME-OBS"] = (stamp[11:], "UT time of start of observation (hh:mm:ss)")
+            start = str(mjd_to_datetime64(im.start_mjd).astype("datetime64[s]"))
+            h["DATE-OBS"] = (start[:10], "UT date of start of observation (yyyy-mm-dd)")
+            h["TIME-OBS"] = (start[11:], "UT time of start of observation (hh:mm:ss)")
+            h["EXPSTART"] = (float(im.start_mjd), "exposure start time (Modified Julian Date)")
+            h["EXPEND"] = (float(im.end_mjd), "exposure end time (Modified Julian Date)")
+            h["EXPTIME"] = (float(im.exptime), "exposure duration (seconds)--calculated")
+            h["OCCDHTAV"] = (float(im.occdhtav), "average CCD housing temperature (degC)")
+            h["NCOMBINE"] = (1, "number of image sets combined during CR rejecti")
         return h
 
-    hdul = fits.HDUList(
-        [
-            fits.PrimaryHDU(header=primary),
-            fits.ImageHDU(sci, header=ext_header("SCI", "COUNTS")),
-            fits.ImageHDU(err, header=ext_header("ERR", "COUNTS")),
-            fits.ImageHDU(dq, header=ext_header("DQ", "UNITLESS")),
-        ]
-    )
-    hdul.writeto(path, overwrite=True)
+    hdus: list[Any] = [fits.PrimaryHDU(header=primary)]
+    for k, im in enumerate(imsets, 1):
+        hdus.append(fits.ImageHDU(im.sci, header=ext_header("SCI", "COUNTS", k, im)))
+        hdus.append(fits.ImageHDU(im.err, header=ext_header("ERR", "COUNTS", k, im)))
+        hdus.append(fits.ImageHDU(im.dq, header=ext_header("DQ", "UNITLESS", k, im)))
+    primary.add_history(f"simulated observation date {stamp}")
+    fits.HDUList(hdus).writeto(path, overwrite=True)

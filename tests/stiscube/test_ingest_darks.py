@@ -14,7 +14,9 @@ from stores._testing import tree_digest
 @pytest.fixture(scope="module")
 def simulation(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim")
-    return simulate_darks(out, n_periods=2, frames_per_period=20, shape=(48, 40), seed=3)
+    return simulate_darks(
+        out, n_periods=2, frames_per_period=20, shape=(48, 40), seed=3, initial_hot_fraction=0.01
+    )
 
 
 @pytest.mark.slow

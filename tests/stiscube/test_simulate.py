@@ -52,7 +52,10 @@ def test_flt_layout_of_a_cut_out(small_darks):
     assert any("SIMULATED CUT-OUT: 16 x 12" in str(c) for c in primary["COMMENT"])
     assert [(h["EXTNAME"], h["EXTVER"]) for h in headers] == [("SCI", 1), ("ERR", 1), ("DQ", 1)]
     assert [h["BITPIX"] for h in headers] == [-32, -32, 16]
-    assert headers[0]["BUNIT"] == "COUNTS" and headers[0]["ATODGAIN"] == 1.0
+    assert headers[0]["BUNIT"] == "COUNTS" and "ATODGAIN" not in headers[0]  # primary only
+    assert headers[0]["EXPTIME"] == primary["TEXPTIME"]  # one imset: its time is the total
+    assert headers[0]["EXPSTART"] == primary["TEXPSTRT"]
+    assert headers[0]["OCCDHTAV"] == 18.0  # Side-2 date (2020), no drift by default
     assert sci.shape == err.shape == dq.shape == (16, 12)
     assert sci.dtype == np.dtype(">f4") and dq.dtype == np.dtype(">i2")
 
@@ -82,12 +85,21 @@ def test_schedule_and_table(small_darks):
     assert period.exposure_mix == {1100.0: 5}
 
 
-def test_short_darks_in_the_mix(sim_periods):
-    for number in sim_periods.files:
-        exptimes = [fits.getval(p, "TEXPTIME") for p in sim_periods.files[number]]
+def test_short_darks_in_the_mix(tmp_path):
+    sim = simulate_darks(
+        tmp_path, n_periods=2, frames_per_period=24, shape=(8, 8), seed=4, short_fraction=0.1
+    )
+    for number in sim.files:
+        exptimes = [fits.getval(p, "TEXPTIME") for p in sim.files[number]]
         assert sorted(set(exptimes)) == [60.0, 1100.0]
         assert exptimes.count(60.0) == round(0.1 * 24) == 2
-        assert sim_periods.periods[number].exposure_time == "22 x 1100 s / 2 x 60 s"
+        assert sim.periods[number].exposure_time == "22 x 1100 s / 2 x 60 s"
+
+
+def test_default_periods_hold_long_darks_only(small_darks):
+    """Like the STScI reference darks: by default every simulated dark is 1100 s."""
+    exptimes = {fits.getval(p, "TEXPTIME") for p in small_darks.files[1]}
+    assert exptimes == {1100.0}
 
 
 def test_same_seed_same_files(tmp_path):

@@ -34,6 +34,7 @@ from stores import CubeSchema, VariableSpec
 __all__ = [
     "DEFAULT_CHUNKS",
     "DEFAULT_COMPRESSION",
+    "PERIOD_PROVENANCE_DEFAULTS",
     "PROPERTIES",
     "UNIT_SYSTEMS",
     "cube_schema",
@@ -85,6 +86,20 @@ DEFAULT_CHUNKS: dict[str, int] = {"anneal": 1, "row": 128, "col": 128}
 DEFAULT_COMPRESSION = "none"
 
 
+#: Per-period provenance coordinates of the input darks and their values for periods not
+#: computed from darks (seed CSV, precomputed properties): unknown.  ``ccdgain`` is the
+#: commanded CCDGAIN (float64, NaN unknown), ``ccdamp`` the amplifier (``""`` unknown),
+#: ``exptime_class`` e.g. ``"long (1000-1200 s)"`` and ``temperature_correction`` the
+#: scaling applied (``"1/(1+0.07*(OCCDHTAV-18)) Side-2: 20 of 24 frames scaled, ..."``,
+#: ``"off"``; ``""`` unknown), see :mod:`stiscube.darks`.
+PERIOD_PROVENANCE_DEFAULTS: dict[str, object] = {
+    "ccdgain": float("nan"),
+    "ccdamp": "",
+    "exptime_class": "",
+    "temperature_correction": "",
+}
+
+
 def property_attrs(name: str, unit_system: str = "rate") -> dict[str, str]:
     """``units``, ``long_name`` and ``definition`` attributes of property *name*."""
     if unit_system not in UNIT_SYSTEMS:
@@ -128,6 +143,10 @@ def cube_schema(
             "unit_system": "str",
             "n_darks": "int64",
             "source": "str",
+            "ccdgain": "float64",
+            "ccdamp": "str",
+            "exptime_class": "str",
+            "temperature_correction": "str",
         },
         coords={
             "row": ("row", np.arange(rows), {"long_name": "detector row (0-based)"}),

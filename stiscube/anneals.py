@@ -42,12 +42,18 @@ logger = logging.getLogger(__name__)
 
 #: Columns of the STScI table layout, in order.
 COLUMNS: tuple[str, ...] = ("number", "start", "end", "duration", "num", "exposure_time", "darks")
-_MIX_ITEM = re.compile(r"^\s*(\d+)\s*x\s*(\d+(?:\.\d*)?)\s*s\s*$")
+_MIX_ITEM = re.compile(r"^\s*(\d+)\s*[x×]\s*(\d+(?:\.\d*)?)\s*(?:s|sec|secs|seconds)\s*$")
+#: separators of the items of an exposure-mix cell: " / " or line breaks (the STScI page
+#: puts each item on its own line; a copied table keeps them as newlines or <br>)
+_MIX_SEPARATOR = re.compile(r"/|\r\n|\n|\r|<br\s*/?>", re.IGNORECASE)
 _DURATION_TOLERANCE_S = 1.0
 
 
 def parse_exposure_mix(text: str) -> dict[float, int]:
     """Parse an ``exposure_time`` cell such as ``'23 x 1800 s / 2 x 1000 s'``.
+
+    Items are separated by ``/`` or by line breaks (``'23 x 1800 s\n2 x 1000 s'``, the
+    layout of the STScI anneal page); blank lines are ignored.
 
     Returns
     -------
@@ -63,7 +69,9 @@ def parse_exposure_mix(text: str) -> dict[float, int]:
     mix: dict[float, int] = {}
     if not text or not text.strip():
         return mix
-    for item in text.split("/"):
+    for item in _MIX_SEPARATOR.split(text):
+        if not item.strip():
+            continue
         match = _MIX_ITEM.match(item)
         if match is None:
             msg = f"exposure_time item {item.strip()!r} is not of the form '<count> x <seconds> s'"

@@ -263,3 +263,24 @@ def test_lookup_agrees_with_brute_force(lengths, gaps, offsets):
         else:
             with pytest.raises(AnnealPeriodError):
                 table.lookup(date)
+
+
+def test_exposure_mix_items_on_separate_lines(tmp_path):
+    """The STScI page puts each item of an exposure-mix cell on its own line (issue 9.7)."""
+    assert parse_exposure_mix("23 x 1800 s\n2 x 1000 s\n12 x 1350 s") == {
+        1800.0: 23,
+        1000.0: 2,
+        1350.0: 12,
+    }
+    assert parse_exposure_mix("4 x 1000 s\r\n\r\n24 x 1350 s\n") == {1000.0: 4, 1350.0: 24}
+    assert parse_exposure_mix("3 x 1000 s<br>18 x 1350 s") == {1000.0: 3, 1350.0: 18}
+    with pytest.raises(ValueError, match=r"item 'two x 60' is not of the form"):
+        parse_exposure_mix("23 x 1800 s\ntwo x 60")
+    # a table whose cell spans lines (quoted in the CSV) reads like the one-line form
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "number,start,end,duration,num,exposure_time,darks\n"
+        '3,1997-06-19 12:23:09,1997-07-21 05:48:04,,28,"4 x 1000 s\n24 x 1350 s",\n'
+    )
+    table = AnnealTable.read(path)
+    assert table[3].exposure_mix == {1000.0: 4, 1350.0: 24}

@@ -110,12 +110,36 @@ def _add_ingest(sub) -> None:
     p.add_argument("db", help="database directory (or fsspec URL)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--simulation", type=Path, help="every period of a `stiscube simulate` run")
-    src.add_argument("--darks", type=Path, nargs="+", help="dark FLT files of one period")
+    src.add_argument(
+        "--darks",
+        nargs="+",
+        help="dark files (_flt, _crj, _sfl; paths or fsspec URLs) of one period",
+    )
     src.add_argument("--csv", type=Path, help="directory holding the seed's anneal_{N}.csv")
     p.add_argument("--anneal", type=int, help="period number (with --darks or --csv)")
     p.add_argument("--start", help="period start (default: period table, or the frames)")
     p.add_argument("--end", help="period end, exclusive")
-    p.add_argument("--periods", type=Path, help="anneal-period table (CSV/ECSV) for a new db")
+    p.add_argument(
+        "--periods",
+        type=Path,
+        help="anneal-period table (CSV/ECSV): a new db's table; with --anneal N, the table "
+        "must hold period N and gives its dates",
+    )
+    sel = p.add_argument_group("selection of the darks (one CCDGAIN, CCDAMP and exposure class)")
+    sel.add_argument("--gain", type=float, help="use only frames of this CCDGAIN (1, 2, 4, 8)")
+    sel.add_argument("--amp", help="use only frames read through this CCDAMP (A-D)")
+    sel.add_argument(
+        "--exptime",
+        help="use only this exposure class ('long' = 1000-1200 s) or time in seconds",
+    )
+    sel.add_argument(
+        "--min-frames", type=int, default=3, help="usable frames a period needs (default 3)"
+    )
+    sel.add_argument(
+        "--no-temperature-correction",
+        action="store_true",
+        help="do not scale Side-2 darks to 18 C with 1/(1+0.07*(OCCDHTAV-18))",
+    )
     p.add_argument("--shape", type=int, nargs=2, metavar=("ROWS", "COLS"), help="for a new db")
     p.add_argument(
         "--replace",
@@ -162,11 +186,15 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
             msg = "--anneal is required with --darks or --csv"
             raise ValueError(msg)
         _check_anneal_num(args.anneal)  # before anything is created
+    args.dark_options = _dark_options(args)  # validated before anything is created
+    args.period_row = _period_row(args)
     shape = None
     if args.darks is not None:
-        from stiscube.darks import check_darks
+        from stiscube.darks import check_darks, select_darks
 
-        shape = check_darks(args.darks)[0].shape  # validates every header; a new db's shape
+        frames = check_darks(args.darks)  # validates every header; a new db's shape
+        select_darks(frames, args.dark_options["selection"])  # homogeneous, enough frames
+        shape = frames[0].shape
     sim = None
     if args.simulation is not None:
         from stiscube.simulate import load_simulation
@@ -181,6 +209,45 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
         if created:
             _remove_new_db(args)
         raise
+
+
+def _dark_options(args: argparse.Namespace) -> dict:
+    """DarkSelection and TemperatureCorrection of the ingest options (validated)."""
+    from stiscube.darks import DarkSelection, TemperatureCorrection
+
+    exptime = args.exptime
+    if exptime is not None:
+        try:
+            exptime = float(exptime)
+        except ValueError:
+            exptime = exptime.strip()
+    selection = DarkSelection(
+        ccdgain=args.gain,
+        ccdamp=None if args.amp is None else args.amp.strip().upper(),
+        exptime=exptime,
+        min_frames=args.min_frames,
+    )
+    temperature = TemperatureCorrection(enabled=not args.no_temperature_correction)
+    return {"selection": selection, "temperature": temperature}
+
+
+def _period_row(args: argparse.Namespace):
+    """The --periods table's row of --anneal N; refuses an N the table does not hold."""
+    if args.periods is None or args.anneal is None:
+        return None
+    from stiscube._exceptions import AnnealPeriodError
+    from stiscube.anneals import AnnealTable
+
+    table = AnnealTable.read(args.periods)
+    if args.anneal not in table:
+        numbers = [period.number for period in table]
+        held = f"{numbers[0]}..{numbers[-1]}" if numbers else "none"
+        msg = (
+            f"{args.periods}: the anneal-period table holds no period {args.anneal} "
+            f"(periods {held}); give a period of the table, or --start/--end without --periods"
+        )
+        raise AnnealPeriodError(msg)
+    return table[args.anneal]
 
 
 def _ingest_into(db, args: argparse.Namespace, sim) -> None:
@@ -206,19 +273,27 @@ def _ingest_into(db, args: argparse.Namespace, sim) -> None:
                     )
                     raise PeriodExistsError(msg)
             with dask_progress(progress=args.progress, desc=f"period {number}"):
-                db.ingest_darks(files, number, replace=args.replace)
+                db.ingest_darks(files, number, replace=args.replace, **args.dark_options)
             done.append(number)
         kept = f" ({skipped} already stored from the same darks)" if skipped else ""
         sys.stdout.write(f"ingested periods {done} into {args.db}{kept}\n")
         return
+    start, end = args.start, args.end
+    if start is None and end is None and args.period_row is not None:
+        start, end = args.period_row.start, args.period_row.end  # the --periods table's dates
     if args.darks is not None:
         with dask_progress(progress=args.progress, desc=f"period {args.anneal}"):
             db.ingest_darks(
-                args.darks, args.anneal, start=args.start, end=args.end, replace=args.replace
+                args.darks,
+                args.anneal,
+                start=start,
+                end=end,
+                replace=args.replace,
+                **args.dark_options,
             )
     else:
         db.insert_anneal(
-            args.anneal, csv_loc=args.csv, start=args.start, end=args.end, replace=args.replace
+            args.anneal, csv_loc=args.csv, start=start, end=end, replace=args.replace
         )
     sys.stdout.write(f"ingested period {args.anneal} into {args.db}\n")
 

@@ -119,6 +119,7 @@ class _Source:
         self.store = store
         self.labels = store.labels
         self.label_array = np.asarray(self.labels, dtype=object)
+        self.positions_array = np.arange(len(self.labels))
         self.sizes = {k: int(v) for k, v in store.schema.sizes.items()}
         self.index = None
         if index_root is not None and store.append_dim == "anneal" and set(self.sizes) == {
@@ -128,23 +129,30 @@ class _Source:
             self.index = HistoryIndex(index_root)
         self._digests: list[str] | None = None
 
-    def _index_positions(self, chosen: list) -> np.ndarray | None:
+    def _index_lookup(self, where) -> tuple | None:
+        """(index state, positions) of the periods at *where* (indices into labels)."""
         if self.index is None:
             return None
         if self._digests is None:
             self._digests = [slice_digest(self.store.slice_info(x)) for x in self.labels]
-        positions = self.index.positions(self.labels, self._digests)
-        if positions is None:
+        found = self.index.lookup(self.labels, self._digests, token=id(self))
+        if found is None:
             return None
+        return found[0], found[1][where]
+
+    def _index_positions(self, chosen: list) -> np.ndarray | None:
+        """Index positions of the periods *chosen*, or None if the index is not current."""
         where = np.searchsorted(np.asarray(self.labels), np.asarray(chosen))
-        return positions[where]
+        found = self._index_lookup(where)
+        return None if found is None else found[1]
 
     def read(self, names: list[str], key: tuple) -> dict[str, np.ndarray]:
         """Outer-indexed values of variables *names* for key (append, *fixed dims)."""
         akey, *fixed = key
-        chosen = self.label_array[akey]
-        single = np.ndim(chosen) == 0
-        chosen = [chosen] if single else chosen.tolist()
+        where = self.positions_array[akey]
+        single = np.ndim(where) == 0
+        where = np.atleast_1d(where)
+        chosen = self.label_array[where].tolist()
         dims = list(self.sizes)
         window, post, drop = {}, [], []
         for dim, k in zip(dims, fixed, strict=True):
@@ -173,7 +181,7 @@ class _Source:
                     window[dim] = slice(lo, int(arr.max()) + 1)
                     post.append(arr - lo)
                 drop.append(False)
-        out = self._read_window(names, chosen, window)
+        out = self._read_window(names, chosen, where, window)
         # residual outer indexing (steps, arrays) and dropping integer-indexed dims
         result = {}
         for name, values in out.items():
@@ -188,7 +196,7 @@ class _Source:
             result[name] = values[0] if single else values
         return result
 
-    def _read_window(self, names: list[str], chosen: list, window: dict) -> dict:
+    def _read_window(self, names: list[str], chosen: list, where, window: dict) -> dict:
         specs = self.store.schema.variables
         shape = [len(chosen)] + [w.stop - w.start for w in window.values()]
         if 0 in shape:
@@ -196,10 +204,11 @@ class _Source:
         if len(chosen) >= _INDEX_MIN_PERIODS and self.index is not None:
             rows, cols = window["row"], window["col"]
             if HistoryIndex.tiles_touched(rows, cols) <= _INDEX_MAX_TILES:
-                positions = self._index_positions(chosen)
-                if positions is not None:
+                found = self._index_lookup(where)
+                if found is not None:
                     try:
-                        return {n: self.index.read(n, positions, rows, cols) for n in names}
+                        return {n: self.index.read(*found[:1], n, found[1], rows, cols)
+                                for n in names}
                     except HistoryIndexError as exc:
                         logger.warning("history index unusable (%s); reading the cube", exc)
         return self.store.read_arrays(chosen, variables=names, **window)

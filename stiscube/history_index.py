@@ -8,16 +8,16 @@ property and so that a new period is written in place, without rewriting the res
 Layout, inside the database directory::
 
     history/index.json                   the published state (checksummed, see below)
-    history/<generation>/<name>.bin      per property: (tiles, capacity / G, G, T * T)
-    history/<generation>/<name>.sum      per property: uint64 checksums (tiles, capacity)
+    history/<generation>/<name>.bin      per property: blocks (tiles, capacity / G)
     history/.lock                        the writer lock of the index
 
 The frame is cut into tiles of ``T x T = 8 x 8`` pixels.  Each period the index holds
-occupies a *position* (0, 1, 2, ...).  For one tile, the values of all positions are
-contiguous, in blocks of ``G = 16`` positions x 64 pixels (4 KiB for float32): a
-history over N periods reads ``ceil(N / 16)`` blocks in one ``pread`` per property, and
-writing one new position touches one block per tile (16 x the frame's bytes: about
-290 MB of page cache for the five properties of a 1024 x 1024 period).
+occupies a *position* (0, 1, 2, ...).  A block holds ``G = 16`` positions of one tile:
+their values (G x 64, C order) followed by one uint64 checksum per position.  The
+blocks of one tile are contiguous, so a history over N periods is ``ceil(N / 16)``
+blocks read in one ``pread`` per property; writing one new position touches one block
+per tile (about 16 x the frame's bytes of page cache, 290 MB for the five properties
+of a 1024 x 1024 period).
 
 Positions work like the cube's slots: a new or replaced period is written at a *fresh*
 position, never referenced by the published state, and ``index.json`` (a SHA-256 of its
@@ -40,8 +40,10 @@ It is a cache, never the truth:
   missing or truncated index file, or an unreadable ``index.json``, makes the reader
   log a warning and fall back to the cube.
 
-Cost: about 1.05 x the cube's disk (sparse files; 16 + 64 bytes of checksum per tile
-and position), one block write per tile and period on update.  Opt-in:
+Cost: about the cube's disk again (sparse files: only written blocks are allocated; 8
+bytes of checksum per tile and position), one block write per tile and period on an
+update.  Data blocks are not ``fsync``-ed (as for the cube's chunks); after a power
+loss, unwritten blocks fail their checksums and the reader uses the cube.  Opt-in:
 ``stiscube index DB`` or ``stiscube ingest --index``.
 """
 
@@ -103,8 +105,7 @@ def _checksums(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """
     bits = values.view(f"<u{values.dtype.itemsize}").astype(np.uint64)
     with np.errstate(over="ignore"):
-        total = (bits * _WEIGHTS).sum(axis=-1, dtype=np.uint64)
-        return total + (positions.astype(np.uint64) + np.uint64(1)) * _SALT
+        return bits @ _WEIGHTS + (positions.astype(np.uint64) + np.uint64(1)) * _SALT
 
 
 # ---------------------------------------------------------------------------------------
@@ -205,45 +206,45 @@ def _to_tiles(frames: np.ndarray, tiles: tuple[int, int]) -> np.ndarray:
     return blocks.reshape(tr * tc, n, TILE * TILE)
 
 
-def _paths(root: Path, generation: str, name: str) -> tuple[Path, Path]:
-    base = root / _DIR / generation
-    return base / f"{name}.bin", base / f"{name}.sum"
+def _path(root: Path, generation: str, name: str) -> Path:
+    return root / _DIR / generation / f"{name}.bin"
+
+
+def _block_bytes(dtype) -> tuple[int, int]:
+    """(bytes of a block's values, bytes of a whole block)."""
+    values = GROUP * TILE * TILE * np.dtype(dtype).itemsize
+    return values, values + GROUP * 8
 
 
 def _allocate(root: Path, meta: _Meta) -> None:
     n_tiles = meta.tiles[0] * meta.tiles[1]
     (root / _DIR / meta.generation).mkdir(parents=True, exist_ok=True)
     for name, dtype in meta.variables.items():
-        data, sums = _paths(root, meta.generation, name)
-        for path, size in (
-            (data, n_tiles * meta.capacity * TILE * TILE * np.dtype(dtype).itemsize),
-            (sums, n_tiles * meta.capacity * 8),
-        ):
-            with open(path, "ab") as fh:
-                fh.truncate(size)  # sparse: blocks are allocated when written
+        size = n_tiles * (meta.capacity // GROUP) * _block_bytes(dtype)[1]
+        with open(_path(root, meta.generation, name), "ab") as fh:
+            fh.truncate(size)  # sparse: blocks are allocated when written
 
 
 def _write_positions(root: Path, meta: _Meta, store, labels: list, positions: list[int]) -> None:
-    """Write the slices *labels* of *store* at *positions* (fresh ones), then fsync."""
+    """Write the slices *labels* of *store* at *positions* (fresh ones)."""
     n_tiles = meta.tiles[0] * meta.tiles[1]
     groups = meta.capacity // GROUP
     for name, dtype in meta.variables.items():
-        data_path, sum_path = _paths(root, meta.generation, name)
-        data = np.memmap(data_path, dtype=dtype, mode="r+",
-                         shape=(n_tiles, groups, GROUP, TILE * TILE))
-        sums = np.memmap(sum_path, dtype="<u8", mode="r+", shape=(n_tiles, meta.capacity))
+        vb, bb = _block_bytes(dtype)
+        blocks = np.memmap(_path(root, meta.generation, name), dtype=np.uint8, mode="r+",
+                           shape=(n_tiles, groups, bb))
         for start in range(0, len(labels), GROUP):
             batch = labels[start : start + GROUP]
             where = np.asarray(positions[start : start + GROUP])
             frames = store.read_arrays(batch, variables=[name])[name]
             tiles = _to_tiles(np.asarray(frames, dtype=dtype), meta.tiles)
+            sums = _checksums(tiles, where)
             for j, p in enumerate(where):
-                data[:, p // GROUP, p % GROUP, :] = tiles[:, j, :]
-            sums[:, where] = _checksums(tiles, where)
+                block = blocks[:, p // GROUP, :]
+                block[:, :vb].view(dtype).reshape(n_tiles, GROUP, -1)[:, p % GROUP] = tiles[:, j]
+                block[:, vb:].view("<u8")[:, p % GROUP] = sums[:, j]
             logger.debug("history index: %s positions %s written", name, where.tolist())
-        data.flush()
-        sums.flush()
-        del data, sums
+        del blocks  # dirty pages reach the file through the page cache, even if we die now
 
 
 def _publish(root: Path, meta: _Meta) -> None:
@@ -390,84 +391,96 @@ class HistoryIndex:
     def __init__(self, location) -> None:
         loc = Location.parse(location) if not isinstance(location, Location) else location
         self.root = Path(loc.root) if loc.is_local else None
+        self._meta_path = None if self.root is None else os.fspath(self.root / _DIR / _META)
         self._key: tuple | None = None
         self._meta: _Meta | None = None
+        self._paths: dict[str, str] = {}
         self._views: dict = {}
 
     def _current(self) -> _Meta | None:
-        if self.root is None:
+        """The published state, re-read whenever ``index.json`` was replaced."""
+        if self._meta_path is None:
             return None
         try:
-            st = os.stat(self.root / _DIR / _META)
+            st = os.stat(self._meta_path)
         except FileNotFoundError:
             self._key, self._meta, self._views = None, None, {}
             return None
         key = (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
         if key != self._key:
             self._key, self._meta, self._views = key, _load_meta(self.root), {}
+            if self._meta is not None:
+                self._paths = {
+                    n: os.fspath(_path(self.root, self._meta.generation, n))
+                    for n in self._meta.variables
+                }
         return self._meta
 
-    def positions(self, labels: Sequence, digests: Sequence[str]) -> np.ndarray | None:
-        """Index positions of the periods *labels* (with their slice *digests*), or None.
+    def lookup(self, labels: Sequence, digests: Sequence[str], token=None):
+        """``(state, positions)`` of the periods *labels* with slice *digests*, or None.
 
         None when there is no usable index or one of the periods is not indexed with
-        the same values.
+        the same values.  *token* (hashable) identifies (labels, digests) for caching.
         """
         meta = self._current()
         if meta is None:
             return None
-        token = (tuple(labels), tuple(digests))
-        if token in self._views:
-            return self._views[token]
-        out = np.empty(len(labels), dtype=np.int64)
-        result: np.ndarray | None = out
-        for i, (label, digest) in enumerate(zip(labels, digests, strict=True)):
-            entry = meta.periods.get(label)
-            if entry is None or entry["digest"] != digest:
-                result = None
-                break
-            out[i] = entry["position"]
-        self._views[token] = result
-        return result
+        token = (tuple(labels), tuple(digests)) if token is None else token
+        if token not in self._views:
+            out = np.empty(len(labels), dtype=np.int64)
+            result: np.ndarray | None = out
+            for i, (label, digest) in enumerate(zip(labels, digests, strict=True)):
+                entry = meta.periods.get(label)
+                if entry is None or entry["digest"] != digest:
+                    result = None
+                    break
+                out[i] = entry["position"]
+            self._views[token] = result
+        positions = self._views[token]
+        return None if positions is None else (meta, positions)
+
+    def positions(self, labels: Sequence, digests: Sequence[str]) -> np.ndarray | None:
+        """Index positions of the periods *labels* (see :meth:`lookup`), or None."""
+        found = self.lookup(labels, digests)
+        return None if found is None else found[1]
 
     def read(
-        self, name: str, positions: np.ndarray, rows: slice, cols: slice
+        self, state: _Meta, name: str, positions: np.ndarray, rows: slice, cols: slice
     ) -> np.ndarray:
         """Values of *name* at *positions* over the window: array (n, n_rows, n_cols).
+
+        *state* and *positions* come from :meth:`lookup`.
 
         Raises
         ------
         HistoryIndexError
-            The index changed, is missing or damaged (the caller reads the cube).
+            The index is missing, truncated or damaged (the caller reads the cube).
         """
-        meta = self._current()
-        if meta is None or name not in meta.variables or positions.size == 0:
-            raise HistoryIndexError("no usable history index")
+        meta = state
+        if name not in meta.variables or positions.size == 0:
+            raise HistoryIndexError(f"no {name!r} in the history index")
         dtype = np.dtype(meta.variables[name])
-        m = TILE * TILE
-        block = GROUP * m * dtype.itemsize
+        vb, bb = _block_bytes(dtype)
         n_groups = int(positions.max()) // GROUP + 1
-        data_path, sum_path = _paths(self.root, meta.generation, name)
+        path = self._paths.get(name) or os.fspath(_path(self.root, meta.generation, name))
         _, n_tc = meta.tiles
         out = np.empty((positions.size, rows.stop - rows.start, cols.stop - cols.start), dtype)
         try:
-            fd_data = os.open(data_path, os.O_RDONLY)
-            fd_sums = os.open(sum_path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError as exc:
-            raise HistoryIndexError(f"{exc.filename} is missing") from exc
+            raise HistoryIndexError(f"{path} is missing") from exc
         try:
             for tr in range(rows.start // TILE, (rows.stop - 1) // TILE + 1):
                 for tc in range(cols.start // TILE, (cols.stop - 1) // TILE + 1):
                     tile = tr * n_tc + tc
-                    offset = tile * (meta.capacity // GROUP) * block
-                    raw = os.pread(fd_data, n_groups * block, offset)
-                    got = os.pread(fd_sums, n_groups * GROUP * 8, tile * meta.capacity * 8)
-                    if len(raw) != n_groups * block or len(got) != n_groups * GROUP * 8:
-                        raise HistoryIndexError(f"{data_path} is truncated")
-                    values = np.frombuffer(raw, dtype=dtype).reshape(-1, m)[positions]
-                    expected = np.frombuffer(got, dtype="<u8")[positions]
+                    raw = os.pread(fd, n_groups * bb, tile * (meta.capacity // GROUP) * bb)
+                    if len(raw) != n_groups * bb:
+                        raise HistoryIndexError(f"{path} is truncated")
+                    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(n_groups, bb)
+                    values = blocks[:, :vb].view(dtype).reshape(-1, TILE * TILE)[positions]
+                    expected = blocks[:, vb:].view("<u8").reshape(-1)[positions]
                     if not np.array_equal(_checksums(values, positions), expected):
-                        msg = f"{data_path}: tile {tile} does not match its checksums"
+                        msg = f"{path}: tile {tile} does not match its checksums"
                         raise HistoryIndexError(msg)
                     r0, r1 = max(rows.start, tr * TILE), min(rows.stop, (tr + 1) * TILE)
                     c0, c1 = max(cols.start, tc * TILE), min(cols.stop, (tc + 1) * TILE)
@@ -476,8 +489,7 @@ class HistoryIndex:
                         values[:, r0 - tr * TILE : r1 - tr * TILE, c0 - tc * TILE : c1 - tc * TILE]
                     )
         finally:
-            os.close(fd_data)
-            os.close(fd_sums)
+            os.close(fd)
         return out
 
     @staticmethod

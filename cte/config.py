@@ -9,8 +9,10 @@ that set it, raised before anything is computed.
 The sections are ``[monitor]`` (programs, filters, flash levels, exposure split, flux
 bins), ``[targets.<name>]``, ``[[exclude]]`` (visits to leave out with a reason),
 ``[quality]``, ``[geometry]``, ``[photometry]`` and ``[alignment]``; the shipped file
-documents each key with its unit.  An ``[analysis]`` table is accepted as is and kept
-in :attr:`Config.analysis` for the analysis modules to validate.
+documents each key with its unit.  The ``[analysis.loss]`` and ``[analysis.model]``
+tables hold options of :func:`cte.measure_loss` and :func:`cte.fit_model`; their
+keys, types and ranges are validated here, when the configuration is loaded (before
+any photometry runs), and kept in :attr:`Config.analysis`.
 """
 
 from __future__ import annotations
@@ -155,7 +157,8 @@ class Config:
     photometry : PhotometryOptions
     alignment : AlignmentOptions
     analysis : mapping
-        The ``[analysis]`` table, unvalidated here.
+        The ``[analysis]`` table: ``{"loss": {...}, "model": {...}}``, options of
+        :func:`cte.measure_loss` and :func:`cte.fit_model`, validated.
     sources : tuple of str
         Files merged, defaults first.
     """
@@ -287,6 +290,41 @@ def load_config(
 
 
 # -- validation --------------------------------------------------------------------------
+def _pivot_transfers(v: _Validator, key: str, value) -> float:
+    value = v.number(key, value)
+    if not 0 < value < 2051:
+        raise v.fail(key, f"must lie within (0, 2051) transfers, got {value!r}")
+    return value
+
+
+def _min_stars(v: _Validator, key: str, value) -> int:
+    value = v.number(key, value, integer=True)
+    if value < 3:
+        raise v.fail(key, f"must be an integer >= 3 (a line needs 3 stars), got {value!r}")
+    return value
+
+
+#: options of the ``[analysis.*]`` tables and their checks; the names and ranges are
+#: those of :func:`cte.measure_loss` (``loss``) and :func:`cte.fit_model` (``model``)
+_ANALYSIS_OPTIONS: dict[str, dict[str, Callable]] = {
+    "loss": {
+        "sigma": lambda v, k, x: v.number(k, x, positive=True),
+        "maxiters": lambda v, k, x: v.number(k, x, nonneg=True, integer=True),
+        "min_stars": _min_stars,
+        "bin_by": lambda v, k, x: v.choice(k, x, ("mean", "both")),
+        "min_snr": lambda v, k, x: v.number(k, x, positive=True),
+        "pivot": lambda v, k, x: v.choice(k, x, ("180", "all", "none")),
+        "pivot_transfers": _pivot_transfers,
+    },
+    "model": {
+        "flux_bins": lambda v, k, x: v.choice(k, x, ("independent", "all")),
+        "min_time_span": lambda v, k, x: v.number(k, x, nonneg=True),
+        "min_background_span": lambda v, k, x: v.number(k, x, nonneg=True),
+        "scale_errors": lambda v, k, x: v.boolean(k, x),
+    },
+}
+
+
 class _Validator:
     """Turns the merged TOML mapping into a :class:`Config`, naming bad keys."""
 
@@ -374,9 +412,7 @@ class _Validator:
         monitor = self.monitor()
         quality = self.quality()
         geometry = self.geometry()
-        analysis = self.data.get("analysis", {})
-        if not isinstance(analysis, Mapping):
-            raise self.fail("analysis", "must be a table")
+        analysis = self.analysis()
         return Config(
             **monitor,
             targets=self.targets(),
@@ -482,6 +518,35 @@ class _Validator:
                 raise self.fail(f"{key}.reason", "must say why the visits are excluded")
             out.append(Exclusion(proposal=proposal, visits=visits, reason=reason))
         return tuple(out)
+
+    def analysis(self) -> dict:
+        """``[analysis.loss]`` and ``[analysis.model]``: option names, types and ranges."""
+        raw = self.data.get("analysis", {})
+        if not isinstance(raw, Mapping):
+            raise self.fail("analysis", f"must be a table, got {raw!r}")
+        unknown = sorted(set(raw) - set(_ANALYSIS_OPTIONS))
+        if unknown:
+            raise self.fail(f"analysis.{unknown[0]}", f"unknown table [analysis.{unknown[0]}]; "
+                            f"known tables: {sorted(_ANALYSIS_OPTIONS)}")
+        out = {}
+        for table, options in _ANALYSIS_OPTIONS.items():
+            values = raw.get(table, {})
+            name = f"analysis.{table}"
+            if not isinstance(values, Mapping):
+                raise self.fail(name, f"must be a table, got {values!r}")
+            unknown = sorted(set(values) - set(options))
+            if unknown:
+                raise self.fail(f"{name}.{unknown[0]}", f"unknown options {unknown} in [{name}]; "
+                                f"known options: {sorted(options)}")
+            out[table] = {key: check(self, f"{name}.{key}", values[key])
+                          for key, check in options.items() if key in values}
+        return copy.deepcopy(out)
+
+    def choice(self, key: str, value, allowed: tuple[str, ...]) -> str:
+        value = self.string(key, value)
+        if value not in allowed:
+            raise self.fail(key, f"must be one of {list(allowed)}, got {value!r}")
+        return value
 
     def quality(self) -> dict:
         keys = {"exclude_charge_injection", "flash_status_ok", "exclude_binned"}

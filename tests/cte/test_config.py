@@ -110,10 +110,55 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(bad)
 
 
-def test_analysis_section_passes_through(tmp_path):
+def test_analysis_options_are_validated_and_kept(tmp_path):
     user = tmp_path / "a.toml"
-    user.write_text("[analysis]\nclip_sigma = 2.5\n")
-    assert load_config(user).analysis["clip_sigma"] == 2.5
+    user.write_text("[analysis.loss]\nsigma = 2.5\nmin_snr = 5\n"
+                    "[analysis.model]\nscale_errors = false\n")
+    analysis = load_config(user).analysis
+    assert analysis["loss"]["sigma"] == 2.5 and analysis["loss"]["min_snr"] == 5.0
+    assert analysis["loss"]["min_stars"] == 10  # shipped default kept
+    assert analysis["model"] == {"flux_bins": "independent", "min_time_span": 0.5,
+                                 "min_background_span": 0.2, "scale_errors": False}
+
+
+@pytest.mark.parametrize(("toml", "match"), [
+    ("[analysis.loss]\nsigma = -1.0", r"analysis\.loss\.sigma: must be > 0, got -1.0"),
+    ("[analysis.loss]\nsigma = nan", r"analysis\.loss\.sigma: must be finite"),
+    ("[analysis.loss]\nmaxiters = 2.5", r"analysis\.loss\.maxiters: must be an integer"),
+    ("[analysis.loss]\nmin_stars = 2", r"analysis\.loss\.min_stars: must be an integer >= 3"),
+    ("[analysis.loss]\nmin_stars = \"10\"", r"analysis\.loss\.min_stars: must be a number"),
+    ("[analysis.loss]\nbin_by = \"median\"",
+     r"analysis\.loss\.bin_by: must be one of \['mean', 'both'\], got 'median'"),
+    ("[analysis.loss]\npivot = 180", r"analysis\.loss\.pivot: must be a string"),
+    ("[analysis.loss]\npivot_transfers = 2051",
+     r"analysis\.loss\.pivot_transfers: must lie within \(0, 2051\)"),
+    ("[analysis.loss]\nmin_snr = 0", r"analysis\.loss\.min_snr: must be > 0"),
+    ("[analysis.loss]\nmin_star = 25", r"analysis\.loss\.min_star: unknown options \['min_star'\]"),
+    ("[analysis.model]\nflux_bins = \"some\"", r"analysis\.model\.flux_bins: must be one of"),
+    ("[analysis.model]\nmin_time_span = -0.5", r"analysis\.model\.min_time_span: must be >= 0"),
+    ("[analysis.model]\nscale_errors = 1", r"analysis\.model\.scale_errors: must be true or false"),
+    ("[analysis.fit]\nx = 1", r"analysis\.fit: unknown table \[analysis\.fit\]"),
+    ("[analysis]\nloss = 3", r"analysis\.loss: must be a table"),
+])
+def test_invalid_analysis_options_are_refused_at_load(tmp_path, toml, match):
+    """Issue 14: bad [analysis.*] values fail when the configuration is loaded,
+    naming the file, table and key (not after the photometry has run)."""
+    user = tmp_path / "bad.toml"
+    user.write_text(toml + "\n")
+    with pytest.raises(ConfigError, match=match) as info:
+        load_config(user)
+    assert str(user) in str(info.value)
+
+
+def test_bad_analysis_option_stops_a_run_before_photometry(tmp_path, campaign):
+    from cte.pipeline import run
+
+    user = tmp_path / "bad.toml"
+    user.write_text("[analysis.loss]\nsigma = 0\n")
+    with pytest.raises(ConfigError, match=r"analysis\.loss\.sigma: must be > 0"):
+        run(campaign.data_dir, campaign.catalogs_dir, tmp_path / "store", tmp_path / "out",
+            config=user, proposals="all")
+    assert not (tmp_path / "store").exists() and not (tmp_path / "out").exists()
 
 
 def test_flag_registries():

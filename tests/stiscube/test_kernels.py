@@ -259,3 +259,35 @@ def test_bad_per_frame_values():
         pixel_properties(sci, sci, None, [1.0] * 3, [1.0] * 2, axis=0)
     with pytest.raises(ValueError, match="sci and err must have the same shape"):
         pixel_properties(sci, sci[:2], None, [1.0] * 3, [1.0] * 3, axis=0)
+
+
+@pytest.mark.parametrize(("z", "rejected"), [(4.8, False), (5.2, True), (5.8, True), (4.99, False)])
+def test_cosmic_ray_cut_sits_at_cr_sigma(z, rejected):
+    """Issue 15: one sample at z = 4.8 is kept and one at 5.2 rejected with cr_sigma = 5
+    (a cut moved to 5.5 sigma, e.g. (cr_sigma + 0.5)**2, keeps the 5.2 sample).
+
+    Hand-built pixel: 19 samples of 0 e- and one of ``z * RN`` e- (RN = 10 e-, gain 1,
+    t = 1000 s); ERR**2 = RN**2 + max(signal, 0) as calstis writes it, so the median rate
+    is 0 and the noise of every sample at that centre is exactly RN: z_i = e_i / RN.
+    """
+    n, rn = 20, 10.0
+    sci = np.zeros((1, 1, n), dtype=np.float32)
+    sci[0, 0, 7] = z * rn
+    err = np.sqrt(rn**2 + np.maximum(sci, 0)).astype(np.float32)
+    dq = np.zeros(sci.shape, dtype=np.int16)
+    t = np.full(n, 1000.0)
+    g = np.ones(n)
+    kept = reject_cosmic_rays(sci, err, dq, t, g, **OPTIONS)
+    assert kept[0, 0, 7] == (not rejected)
+    assert kept[0, 0].sum() == n - rejected
+    out = dict(zip(NAMES, pixel_properties(sci, err, dq, t, g, **OPTIONS), strict=True))
+    assert out["nan_count"][0, 0] == int(rejected)
+    # the mean rate: with the sample (z * RN / 20000 s) or without it (0)
+    expected = 0.0 if rejected else z * rn / (n * 1000.0)
+    assert out["sci_mean"][0, 0] == pytest.approx(expected, abs=1e-9)
+    # and against the independent per-pixel reference implementation above
+    ref_kept, ref_z = reference_kept(
+        np.moveaxis(sci, -1, 0), np.moveaxis(err, -1, 0), np.moveaxis(dq, -1, 0), t, g, **OPTIONS
+    )
+    assert ref_kept[7, 0, 0] == (not rejected)
+    assert ref_z[7, 0, 0] == pytest.approx(z, rel=1e-5)

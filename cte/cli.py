@@ -131,7 +131,10 @@ def _add_simulate_parser(sub) -> None:
     p.add_argument("--bad-files", action="store_true",
                    help="add a corrupt, a truncated and a wrong-instrument file")
     p.add_argument("--pam", action="store_true", help="apply and write pixel-area maps")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a previous simulation in OUT: remove only the files it "
+                        "wrote (listed in OUT/.cte-simulation.json); a non-empty OUT "
+                        "without that marker is refused")
     p.set_defaults(func=_cmd_simulate)
 
 

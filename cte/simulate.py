@@ -848,6 +848,7 @@ def simulate_campaign(
     _prepare_outdir(root, overwrite)
     created = [sub for sub in ("data", "catalogs", "truth", "pam")
                if sub != "pam" or pam]
+    foreign = {p for p in root.rglob("*")} if root.exists() else set()  # kept user files
     _write_marker(root, created, None)
     for sub in ("data", "catalogs", "truth"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -911,7 +912,7 @@ def simulate_campaign(
                "expected_skips": {r["path"]: r["expected_skip"] for r in rows
                                   if r["expected_skip"]}}
     (root / "truth" / "campaign.json").write_text(json.dumps(summary, indent=2))
-    _write_marker(root, created, _written_files(root, created))
+    _write_marker(root, created, _written_files(root, created, foreign))
     logger.info("simulated campaign: %d image files in %s", len(rows), root)
     return SimulatedCampaign(root=root, images=images, bad_files=bad, loss_models=models,
                              seed=int(seed), shape=(ny, nx), pam_dir=pam_dir,
@@ -980,14 +981,19 @@ def _prepare_outdir(root: Path, overwrite: bool) -> None:
     logger.info("removed the previous simulation in %s", root)
 
 
-def _written_files(root: Path, created: Sequence[str]) -> dict[str, list[str]]:
+def _written_files(root: Path, created: Sequence[str], foreign: set[Path]
+                   ) -> dict[str, list[str]]:
+    """Files and directories under *created* that this simulation wrote (not *foreign*)."""
     files, made = [], []
     for sub in created:
         base = root / sub
         if not base.exists():
             continue
-        made.append(sub)
+        if base not in foreign:
+            made.append(sub)
         for path in sorted(base.rglob("*")):
+            if path in foreign:
+                continue
             rel = str(path.relative_to(root))
             (made if path.is_dir() else files).append(rel)
     return {"files": files, "made": made}

@@ -240,3 +240,69 @@ def test_pixel_area_map_is_written_and_applied(tmp_path):
 def test_load_campaign_needs_a_campaign(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not hold a simulated campaign"):
         load_campaign(tmp_path)
+
+
+# -- overwrite: only what a previous simulation wrote -------------------------------------
+_TINY = dict(shape=(32, 32), n_stars=5, targets=("ngc6791",), n_epochs=1, flashes=(0,),
+             exptimes=(348.0,), ctecorr=("FLT",), include_excluded=False, include_180=False)
+
+
+def _tree_hash(root) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_removes_only_what_the_simulation_wrote(tmp_path):
+    root = tmp_path / "sim"
+    first = simulate_campaign(root, seed=1, pam=True, **_TINY)
+    marker = json.loads((root / ".cte-simulation.json").read_text())
+    assert marker["writer"] == "cte.simulate"
+    assert sorted(marker["files"]) == sorted(_tree_hash(root).keys() - {".cte-simulation.json"})
+    assert first.pam_dir is not None
+    (root / "notes.txt").write_text("mine")
+    (root / "data" / "mine.fits.txt").write_text("also mine")
+    second = simulate_campaign(root, seed=2, overwrite=True, **_TINY)
+    assert (root / "notes.txt").read_text() == "mine"
+    assert (root / "data" / "mine.fits.txt").read_text() == "also mine"
+    assert not (root / "pam").exists()  # written by the first simulation only
+    assert second.images["path"].tolist() == first.images["path"].tolist()
+    assert (root / second.images["path"].iloc[0]).exists()
+    again = json.loads((root / ".cte-simulation.json").read_text())
+    assert "notes.txt" not in again["files"] and "data/mine.fits.txt" not in again["files"]
+
+
+def test_overwrite_refuses_a_directory_without_the_marker(tmp_path):
+    from cte.cli import main
+
+    root = tmp_path / "precious"
+    (root / "data").mkdir(parents=True)
+    (root / "thesis.tex").write_text("years of work")
+    (root / "data" / "x_flt.fits").write_bytes(b"not a simulation")
+    before = _tree_hash(root)
+    with pytest.raises(FileExistsError, match=r"holds no simulation marker.*refuses to delete"):
+        simulate_campaign(root, overwrite=True, **_TINY)
+    assert _tree_hash(root) == before
+    assert main(["simulate", str(root), "--overwrite", "--shape", "32", "32", "--stars", "5",
+                 "--epochs", "1"]) == 1
+    assert _tree_hash(root) == before
+    # a marker that is not the simulator's own is refused too
+    (root / ".cte-simulation.json").write_text('{"files": ["thesis.tex"]}')
+    before = _tree_hash(root)
+    with pytest.raises(FileExistsError, match="not a marker written by cte.simulate"):
+        simulate_campaign(root, overwrite=True, **_TINY)
+    assert _tree_hash(root) == before
+
+
+def test_overwrite_never_leaves_the_directory(tmp_path):
+    root = tmp_path / "sim"
+    simulate_campaign(root, seed=1, **_TINY)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep")
+    marker = root / ".cte-simulation.json"
+    doc = json.loads(marker.read_text())
+    doc["files"] += ["../outside.txt", str(outside)]
+    marker.write_text(json.dumps(doc))
+    simulate_campaign(root, seed=1, overwrite=True, **_TINY)
+    assert outside.read_text() == "keep"

@@ -10,6 +10,8 @@ Subcommands::
     stiscube query DB darks (--anneal N | --date D)
     stiscube history DB ROW COL [--format ...]
     stiscube dq DB (--anneal N | --date D) --out FILE.fits [rules]
+                [--dq-reference F --dark-reference F --first N --ccdamp A --ccdgain G ...]
+    stiscube report DB --out DIR [--hot-level L --map-size S --map-periods K]
     stiscube plot DB history ROW COL | map PROPERTY | hot-count  --out FILE.png
     stiscube index DB
     stiscube info DB
@@ -359,7 +361,7 @@ def _add_dq(sub) -> None:
     p = sub.add_parser("dq", help="write a DQ reference array (FITS) and flagged-pixel table")
     p.add_argument("db")
     _period_args(p)
-    p.add_argument("--out", type=Path, required=True, help="output FITS file")
+    p.add_argument("--out", type=Path, help="the period's DQ array as FITS (int16)")
     p.add_argument("--table", type=Path, help="also write the flagged pixels as ECSV here")
     p.add_argument("--hot-level", type=float, help="hot if sci_mean > this (e-/s)")
     p.add_argument(
@@ -374,6 +376,20 @@ def _add_dq(sub) -> None:
         "--persist", type=int, nargs=2, metavar=("K", "M"), help="flag only if bad in K of last M"
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    ref = p.add_argument_group(
+        "reference files (CRDS selection keywords; stiscube.reffiles)",
+        "CCDAMP/CCDGAIN come from the cube when it records them, else these options",
+    )
+    ref.add_argument("--dq-reference", type=Path, help="write the DQ reference file here")
+    ref.add_argument("--dark-reference", type=Path, help="write the superdark (SCI/ERR/DQ) here")
+    ref.add_argument(
+        "--first", type=int, help="reference files cover the held periods FIRST .. the chosen one"
+    )
+    ref.add_argument("--ccdamp", choices=["A", "B", "C", "D"], help="CCDAMP of the darks")
+    ref.add_argument("--ccdgain", type=int, choices=[1, 2, 4, 8], help="CCDGAIN of the darks")
+    ref.add_argument("--useafter", help="USEAFTER date (default: start of the first period)")
+    ref.add_argument("--pedigree", help="PEDIGREE (default: INFLIGHT first-day last-day)")
+    ref.add_argument("--descrip", help="DESCRIP, at most 67 characters")
     p.set_defaults(func=_cmd_dq)
 
 
@@ -389,15 +405,72 @@ def _cmd_dq(args: argparse.Namespace) -> None:
         persist_k=k,
         persist_m=m,
     )
+    if args.out is None and args.dq_reference is None and args.dark_reference is None:
+        msg = "nothing to write: give --out, --dq-reference and/or --dark-reference"
+        raise ValueError(msg)
+    keywords = None
+    if args.dq_reference is not None or args.dark_reference is not None:
+        from stiscube.reffiles import ReferenceKeywords
+
+        keywords = ReferenceKeywords(
+            ccdamp=args.ccdamp,
+            ccdgain=args.ccdgain,
+            useafter=args.useafter,
+            pedigree=args.pedigree,
+            descrip=args.descrip,
+        )
     db = _open(args.db)
     dq = dq_array(db, rules, anneal_num=args.anneal, date=_date_arg(args.date))  # fast reads
-    write_dq_fits(dq, args.out, overwrite=args.overwrite)
+    outputs = []
+    if args.out is not None:
+        write_dq_fits(dq, args.out, overwrite=args.overwrite)
+        outputs.append(str(args.out))
     if args.table is not None:
         write_flagged_table(dq, db.dataset, args.table, overwrite=args.overwrite)
+    if keywords is not None:
+        from stiscube.reffiles import write_dark_reference, write_dq_reference
+
+        last = int(dq.attrs["anneal"])
+        first = last if args.first is None else args.first
+        if first > last:
+            msg = f"--first {first} is after the chosen period {last}"
+            raise ValueError(msg)
+        anneals = [n for n in db.anneal_numbers if first <= n <= last]
+        for path, write in ((args.dq_reference, write_dq_reference),
+                            (args.dark_reference, write_dark_reference)):
+            if path is not None:
+                write(db, path, rules=rules, anneals=anneals, keywords=keywords,
+                      overwrite=args.overwrite)
+                outputs.append(f"{path} (periods {anneals[0]}-{anneals[-1]})")
+    both = dq.attrs.get("n_both", 0)
     sys.stdout.write(
-        f"period {dq.attrs['anneal']}: {dq.attrs['n_hot']} hot, {dq.attrs['n_unstable']} "
-        f"unstable, {dq.attrs['n_flagged']} flagged -> {args.out}\n"
+        f"period {dq.attrs['anneal']}: {dq.attrs['n_flagged']} flagged pixels = "
+        f"{dq.attrs['n_hot']} hot + {dq.attrs['n_unstable']} unstable - {both} both "
+        f"-> {', '.join(outputs)}\n"
     )
+
+
+# -- report -----------------------------------------------------------------------------------
+def _add_report(sub) -> None:
+    p = sub.add_parser(
+        "report", help="write the monitoring site (DIR/index.html, self-contained, offline)"
+    )
+    p.add_argument("db")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--hot-level", type=float, default=0.1, help="hot if sci_mean > this (e-/s)")
+    p.add_argument("--map-size", type=int, default=256, help="largest side of the map (blocks)")
+    p.add_argument("--map-periods", type=int, default=12, help="newest periods in the map")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from stiscube.report import SiteOptions, write_site
+
+    options = SiteOptions(
+        hot_level=args.hot_level, map_size=args.map_size, map_periods=args.map_periods
+    )
+    path = write_site(_open(args.db), args.out, options)
+    sys.stdout.write(f"wrote {path}\n")
 
 
 # -- plot -------------------------------------------------------------------------------------
@@ -506,6 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_query(sub)
     _add_history(sub)
     _add_dq(sub)
+    _add_report(sub)
     _add_plot(sub)
     _add_index(sub)
     _add_info(sub)

@@ -6,6 +6,11 @@ Two stores, neither of which knows anything about STIS or WFC3:
   all-or-nothing slice commits, a single-writer lock, and lazy (dask) or eager reads.
 - :class:`DatasetStore` — :class:`xarray.Dataset` objects kept by key in netCDF4/HDF5
   files (through h5netcdf), each write atomic.
+
+Shared plumbing has public homes: :func:`atomic_write` and :func:`atomic_path` (atomic
+file writes for any output), :mod:`stores.fs` (``Location``), :mod:`stores.direct`
+(the direct chunk reader), :mod:`stores.testing` (synthetic cubes), :mod:`stores.cli`
+(command-line helpers) and ``stores.__version__``.
 """
 
 from stores._exceptions import (
@@ -18,8 +23,11 @@ from stores._exceptions import (
     StoreError,
     StoreExistsError,
     StoreLockedError,
+    StoreWriteError,
 )
-from stores.cube import CubeSchema, CubeStore, VariableSpec
+from stores._fs import atomic_path, atomic_write
+from stores._version import __version__
+from stores.cube import CubeSchema, CubeStore, PruneReport, RepairReport, VariableSpec
 from stores.datasets import DatasetStore
 
 __all__ = [
@@ -29,11 +37,17 @@ __all__ = [
     "DatasetStore",
     "KeyNotFoundError",
     "NotAStoreError",
+    "PruneReport",
     "ReadOnlyStoreError",
+    "RepairReport",
     "SchemaMismatchError",
     "SliceExistsError",
     "StoreError",
     "StoreExistsError",
     "StoreLockedError",
+    "StoreWriteError",
     "VariableSpec",
+    "__version__",
+    "atomic_path",
+    "atomic_write",
 ]

@@ -18,6 +18,7 @@ __all__ = [
     "StoreError",
     "StoreExistsError",
     "StoreLockedError",
+    "StoreWriteError",
 ]
 
 
@@ -58,3 +59,10 @@ class KeyNotFoundError(StoreError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else ""
+
+
+class StoreWriteError(StoreError, OSError):
+    """A write failed in the filesystem (for example the disk is full); nothing was committed.
+
+    ``errno`` is that of the underlying :class:`OSError` (``errno.ENOSPC`` for a full disk).
+    """

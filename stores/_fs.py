@@ -1,12 +1,21 @@
 """Filesystem plumbing shared by the stores: locations, atomic writes, locks.
 
 A *location* is a local path or any fsspec URL (``memory://``, ``s3://``, ...).
-Local paths get the strongest guarantees: atomic replace by ``os.replace`` after
+Local paths (plain paths, ``file://`` and ``local://`` URLs, all mapped to the same
+absolute path) get the strongest guarantees: atomic replace by ``os.replace`` after
 ``fsync``, and a writer lock held through ``fcntl.flock`` that the operating system
-releases when the holder dies, even by SIGKILL.  Other filesystems rely on a single
-object ``put`` being atomic (true for object stores and ``memory://``) and use a lock
-object; a stale one left by a crashed remote writer is reported with its holder and
-can be removed with ``break_lock``.
+releases when the holder dies, even by SIGKILL.
+
+Other filesystems rely on a single object ``put`` being atomic (true for object stores
+and ``memory://``), and their writer lock is a lock object created with an *exclusive
+create* (``memory://``: in-process, under a process-wide guard; ``s3://``: a conditional
+put with ``If-None-Match: *``, which S3 and moto honour).  A backend offering no atomic
+create is readable but refused for writing (:class:`~stores.ReadOnlyStoreError`), since
+a "check, then write" lock lets two writers in.  A stale lock object left by a crashed
+remote writer is reported with its holder and can be removed with ``break_lock``.
+
+URLs are normalised before anything is keyed on them: ``memory://x`` and
+``memory:///x`` are the same store, and ``local:///abs`` is the absolute path ``/abs``.
 """
 
 from __future__ import annotations
@@ -26,15 +35,27 @@ from typing import Any
 
 import fsspec
 
-from stores._exceptions import StoreLockedError
+from stores._exceptions import ReadOnlyStoreError, StoreError, StoreLockedError, StoreWriteError
 
-__all__ = ["Location", "atomic_write_bytes"]
+__all__ = [
+    "LOCKABLE_PROTOCOLS",
+    "Location",
+    "WriterLock",
+    "atomic_path",
+    "atomic_write",
+    "atomic_write_bytes",
+    "break_lock",
+    "remove_stale_temporaries",
+]
 
 logger = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.05
 _memory_locks: dict[str, threading.Lock] = {}
 _memory_locks_guard = threading.Lock()
+_LOCAL_PROTOCOLS = ("file://", "local://")
+#: fsspec protocols whose writer lock is atomic (an exclusive create); others are read-only
+LOCKABLE_PROTOCOLS = ("memory", "s3", "s3a")
 
 
 @dataclass(frozen=True)
@@ -55,14 +76,41 @@ class Location:
             msg = f"store location must be a path or URL string, not {type(location).__name__}"
             raise TypeError(msg)
         text = os.fspath(location)
-        if "://" in text and not text.startswith("file://"):
+        local = next((p for p in _LOCAL_PROTOCOLS if text.startswith(p)), None)
+        if "://" in text and local is None:
             fs, root = fsspec.core.url_to_fs(text)
             root = root.rstrip("/")
-            return cls(url=text, fs=fs, root=root, is_local=False)
-        if text.startswith("file://"):
-            text = text[len("file://") :]
+            protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+            if protocol == "memory":
+                root = "/" + root.lstrip("/")  # memory://x and memory:///x are one place
+            url = f"{protocol}://{root.lstrip('/')}" if protocol != "memory" else f"memory://{root}"
+            return cls(url=url, fs=fs, root=root, is_local=False)
+        if local is not None:
+            text = text[len(local) :]
         path = Path(text).expanduser().absolute()
         return cls(url=str(path), fs=fsspec.filesystem("file"), root=str(path), is_local=True)
+
+    @property
+    def protocol(self) -> str:
+        """The fsspec protocol (``"file"`` for local paths)."""
+        if self.is_local:
+            return "file"
+        return self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+
+    @property
+    def key(self) -> str:
+        """A normalised identity of the location (protocol and absolute root)."""
+        return f"{self.protocol}://{self.root}"
+
+    def check_writable(self) -> None:
+        """Raise :class:`~stores.ReadOnlyStoreError` if writers cannot lock this backend."""
+        if not self.is_local and self.protocol not in LOCKABLE_PROTOCOLS:
+            msg = (
+                f"{self.url}: writing to {self.protocol}:// stores is refused because the "
+                "backend offers no atomic create for the writer lock (two writers could both "
+                f"hold it); writable backends: local paths, {', '.join(LOCKABLE_PROTOCOLS)}"
+            )
+            raise ReadOnlyStoreError(msg)
 
     # -- paths ---------------------------------------------------------------------------
     def join(self, *parts: str) -> str:
@@ -75,8 +123,10 @@ class Location:
         path = self.join(*parts)
         if self.is_local:
             return LocalStore(path, read_only=read_only)
-        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
-        return FsspecStore.from_url(f"{protocol}://{path.lstrip('/')}", read_only=read_only)
+        options = dict(getattr(self.fs, "storage_options", {}) or {})
+        options.pop("asynchronous", None)
+        url = f"{self.protocol}://{path.lstrip('/')}"
+        return FsspecStore.from_url(url, read_only=read_only, storage_options=options or None)
 
     # -- file operations -----------------------------------------------------------------
     def exists(self, *parts: str) -> bool:
@@ -144,16 +194,112 @@ def atomic_write_bytes(location: Location, path: str, data: bytes | memoryview) 
         location.fs.pipe_file(path, bytes(data))
 
 
-def remove_stale_temporaries(location: Location, *parts: str) -> None:
-    """Remove temporary files left in a local directory by a writer that died."""
-    if not location.is_local:
-        return
-    directory = Path(location.join(*parts))
-    if not directory.is_dir():
-        return
-    for tmp in directory.glob(".*.tmp"):
+def atomic_write(target: str | os.PathLike, data: bytes | str, *, encoding: str = "utf-8") -> None:
+    """Write *data* to the file *target* (a path or fsspec URL) atomically.
+
+    Signature: ``stores.atomic_write(target, data, *, encoding="utf-8") -> None``.
+
+    Readers see the old content or the new, never a truncated file: a local file is
+    written to a hidden temporary sibling (``.<name>.<uuid>.tmp``), flushed with
+    ``fsync`` and renamed over *target*; elsewhere the object is written in one put.
+    *data* of type ``str`` is encoded with *encoding*.  Parent directories are created.
+
+    Raises
+    ------
+    StoreWriteError
+        The write failed (for example the disk is full); *target* is unchanged and the
+        message names it.
+    """
+    if isinstance(data, str):
+        data = data.encode(encoding)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        msg = f"atomic_write: data for {os.fspath(target)} must be bytes or str, not {type(data)}"
+        raise TypeError(msg)
+    loc = Location.parse(target)
+    with write_errors(loc.url):
+        atomic_write_bytes(loc, loc.root, data)
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, *, suffix: str | None = None):
+    """Context manager yielding a temporary local path that replaces *target* on success.
+
+    Signature: ``with stores.atomic_path(target, *, suffix=None) as tmp: ...`` where
+    ``tmp`` is a :class:`pathlib.Path`.  For writers that need a file name (matplotlib's
+    ``savefig``, astropy's ``writeto``): write to ``tmp``; when the block exits without
+    an exception the file is flushed and renamed over *target* (local) or uploaded in
+    one put (fsspec URL); on an exception the temporary file is removed and *target* is
+    untouched.  *suffix* (default: *target*'s own) lets writers that choose the format
+    from the extension see the right one.
+    """
+    loc = Location.parse(target)
+    name = loc.root.rsplit("/", 1)[-1]
+    ext = suffix if suffix is not None else (Path(name).suffix or "")
+    if loc.is_local:
+        directory = os.path.dirname(loc.root)
+        os.makedirs(directory, exist_ok=True)
+    else:
+        import tempfile
+
+        directory = tempfile.gettempdir()
+    tmp = Path(directory) / f".{name}.{uuid.uuid4().hex}.tmp{ext}"
+    try:
+        with write_errors(loc.url):
+            yield tmp
+            if loc.is_local:
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, loc.root)
+                _fsync_dir(directory)
+            else:
+                atomic_write_bytes(loc, loc.root, tmp.read_bytes())
+    finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def write_errors(what: str):
+    """Turn an ``OSError`` of a write (disk full, ...) into a StoreWriteError naming *what*."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        msg = f"cannot write to {what}: {reason} ({exc}); nothing was committed"
+        raise StoreWriteError(exc.errno or 0, msg) from exc
+
+
+def remove_stale_temporaries(location: Location, *parts: str, recursive: bool = False) -> list[str]:
+    """Remove temporary files left in a local directory by a writer that died.
+
+    Removes ``.*.tmp`` files (this module's atomic writes) and ``*.partial`` files
+    (zarr's), in the directory or (``recursive``) its whole tree; returns their paths.
+    Call it only while holding the store's writer lock.
+    """
+    if not location.is_local:
+        return []
+    directory = Path(location.join(*parts))
+    if not directory.is_dir():
+        return []
+    removed = []
+    stack = [str(directory)]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                name = entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    if recursive:
+                        stack.append(entry.path)
+                    continue
+                if (name.startswith(".") and name.endswith(".tmp")) or name.endswith(".partial"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        removed.append(entry.path)
+    if removed:
+        logger.info("removed %d temporary files left under %s", len(removed), directory)
+    return removed
 
 
 class WriterLock:
@@ -212,33 +358,45 @@ class WriterLock:
     def _acquire_local(self, deadline: float) -> None:
         import fcntl
 
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    os.close(fd)
-                    raise
-                if time.monotonic() >= deadline:
-                    err = self._locked_error()
-                    os.close(fd)
-                    raise err from None
-                time.sleep(_POLL_SECONDS)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, self._stamp(), 0)
+        with write_errors(f"the writer lock of {self.location.url}"):
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise self._locked_error() from None
+                    time.sleep(_POLL_SECONDS)
+            # the owner stamp is informative; if it cannot be written (disk full), the
+            # lock must not stay held: release it and report the store
+            with write_errors(f"the writer lock of {self.location.url}"):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, self._stamp(), 0)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise
         self._fd = fd
 
     def _acquire_remote(self, deadline: float) -> None:
+        self.location.check_writable()
         with _memory_locks_guard:
-            lock = _memory_locks.setdefault(self.location.url, threading.Lock())
+            lock = _memory_locks.setdefault(self.location.key + "/" + self.path, threading.Lock())
         fs = self.location.fs
         while True:
             if lock.acquire(blocking=False):
-                if not fs.exists(self.path):
-                    fs.pipe_file(self.path, self._stamp())
+                try:
+                    created = self._exclusive_create(fs)
+                except BaseException:
+                    lock.release()
+                    raise
+                if created:
                     self._thread_lock = lock
                     return
                 lock.release()
@@ -246,19 +404,40 @@ class WriterLock:
                 raise self._locked_error()
             time.sleep(_POLL_SECONDS)
 
+    def _exclusive_create(self, fs) -> bool:
+        """Create the lock object only if absent (atomic on the backend); True if created."""
+        parent = self.path.rsplit("/", 1)[0]
+        with write_errors(f"the writer lock of {self.location.url}"):
+            with contextlib.suppress(FileExistsError, NotImplementedError):
+                fs.makedirs(parent, exist_ok=True)
+            try:
+                fs.pipe_file(self.path, self._stamp(), mode="create")
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                # s3fs reports a failed If-None-Match precondition (HTTP 412) as EINVAL
+                text = str(exc)
+                if "PreconditionFailed" in text or "pre-conditions" in text:
+                    return False
+                raise
+        return True
+
     def release(self) -> None:
         if self._fd is not None:
             import fcntl
 
-            os.ftruncate(self._fd, 0)
+            with contextlib.suppress(OSError):  # a full disk must not keep the lock held
+                os.ftruncate(self._fd, 0)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
         if self._thread_lock is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.location.fs.rm(self.path)
-            self._thread_lock.release()
-            self._thread_lock = None
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    self.location.fs.rm(self.path)
+            finally:
+                self._thread_lock.release()
+                self._thread_lock = None
 
     def __enter__(self) -> WriterLock:
         self.acquire()

@@ -31,7 +31,7 @@ from stores._exceptions import (
     SchemaMismatchError,
     StoreExistsError,
 )
-from stores._fs import Location, remove_stale_temporaries
+from stores._fs import Location, remove_stale_temporaries, write_errors
 
 __all__ = ["DatasetStore"]
 
@@ -118,8 +118,9 @@ class DatasetStore:
                 )
                 raise NotAStoreError(msg)
             marker = {"format": _FORMAT, "version": _FORMAT_VERSION}
-            loc.makedirs()
-            loc.write_bytes((_MARKER,), json.dumps(marker).encode())
+            with write_errors(f"dataset store {loc.url}"):
+                loc.makedirs()
+                loc.write_bytes((_MARKER,), json.dumps(marker).encode())
             logger.info("created dataset store at %s", loc.url)
 
     def _check_marker(self) -> None:
@@ -131,7 +132,14 @@ class DatasetStore:
         if not isinstance(marker, dict) or marker.get("format") != _FORMAT:
             msg = f"{self.location.url}: {_MARKER} does not describe a dataset store"
             raise NotAStoreError(msg)
-        if marker.get("version", 0) > _FORMAT_VERSION:
+        version = marker.get("version", 0)
+        if isinstance(version, bool) or not isinstance(version, int):
+            msg = (
+                f"{self.location.join(_MARKER)}: store format version must be an integer, "
+                f"got {version!r}"
+            )
+            raise CorruptStoreError(msg)
+        if version > _FORMAT_VERSION:
             msg = (
                 f"{self.location.url}: store format version {marker.get('version')} is newer "
                 f"than this software understands ({_FORMAT_VERSION}); upgrade stiscube"
@@ -215,10 +223,13 @@ class DatasetStore:
             msg = f"key {name!r}: dataset cannot be stored as netCDF4: {exc}"
             raise SchemaMismatchError(msg) from exc
         directory = parts[:-1]
-        if directory:
-            self.location.makedirs(*directory)
-        remove_stale_temporaries(self.location, *directory)
-        self.location.write_bytes(parts, bytes(payload))
+        # a temporary file, fsync and rename on local disks (plain paths, file://,
+        # local://), one put elsewhere: a failure (disk full) never truncates the old file
+        with write_errors(f"key {name!r} of dataset store {self.location.url}"):
+            if directory:
+                self.location.makedirs(*directory)
+            remove_stale_temporaries(self.location, *directory)
+            self.location.write_bytes(parts, bytes(payload))
         logger.debug("wrote %s (%d bytes) to %s", name, len(payload), self.location.url)
 
     def delete(self, key: Key) -> None:

@@ -3,7 +3,7 @@
 Usage::
 
     python _cube_writer.py STORE {append|replace} LABEL SEED [--delay S] [--die-at K]
-                           [--lock-timeout S] [--go-file PATH]
+                           [--lock-timeout S] [--go-file PATH] [--exclusive-start]
 
 Every write of a chunk or manifest object goes through a wrapper that can sleep
 (``--delay``, to stretch the write so another process can kill it at chosen moments)
@@ -46,6 +46,14 @@ def _instrument(args) -> None:
         return await original_set(self, key, value)
 
     zarr.storage.LocalStore.set = slow_set
+    original_fsspec_set = zarr.storage.FsspecStore.set
+
+    async def slow_fsspec_set(self, key, value, byte_range=None):
+        if not key.endswith("zarr.json"):
+            _tick(args)
+        return await original_fsspec_set(self, key, value)
+
+    zarr.storage.FsspecStore.set = slow_fsspec_set
     original_write = fs_module.atomic_write_bytes
 
     def slow_write(location, path, data):
@@ -65,6 +73,12 @@ def main() -> int:
     parser.add_argument("--die-at", type=int)
     parser.add_argument("--lock-timeout", type=float, default=0.0)
     parser.add_argument("--go-file")
+    parser.add_argument(
+        "--exclusive-start",
+        action="store_true",
+        help="inside store.writing(), refuse (exit 4, OVERLAP) if a committed slice has the "
+        "same 'start' coordinate: a check that depends on the committed state",
+    )
     args = parser.parse_args()
     store = CubeStore(args.store, mode="r+", lock_timeout=args.lock_timeout)
     data = example_slice(store.schema, args.label, seed=args.seed)
@@ -75,8 +89,18 @@ def main() -> int:
             time.sleep(0.005)
     print("START", flush=True)
     write = store.append if args.operation == "append" else store.replace
+    coords = example_coords(args.label)
+    if args.exclusive_start:
+        coords["start"] = example_coords(0)["start"]
     try:
-        write(data, args.label, coords=example_coords(args.label))
+        with store.writing():
+            if args.exclusive_start:
+                starts = [store.slice_info(label)["coords"]["start"] for label in store.labels]
+                if str(coords["start"]) in starts:
+                    print("OVERLAP", flush=True)
+                    return 4
+                time.sleep(0.2)  # widen the window between the check and the write
+            write(data, args.label, coords=coords)
     except StoreLockedError as exc:
         print(f"LOCKED {exc}", flush=True)
         return 3

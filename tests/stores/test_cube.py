@@ -264,11 +264,14 @@ def test_commit_by_other_handle_is_seen_after_refresh(filled, schema):
     assert 11 in reader
 
 
-def test_manifests_are_pruned(tmp_path, schema):
+def test_manifests_are_pruned_only_explicitly(tmp_path, schema):
     store = CubeStore.create(tmp_path / "c", schema)
     for label in range(12):
         store.append(example_slice(schema, label), label, coords=example_coords(label))
-    assert len(store.location.listdir("manifests")) <= 8
+    assert len(store.location.listdir("manifests")) == 13  # versions 0-12, none pruned
+    report = store.prune(keep_last=8)
+    assert report.removed_versions == (0, 1, 2, 3, 4)
+    assert len(store.location.listdir("manifests")) == 8
     assert CubeStore(tmp_path / "c").labels == list(range(12))
 
 

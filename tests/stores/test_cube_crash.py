@@ -107,8 +107,8 @@ def test_sigkill_during_write(base_store, tmp_path, operation, fraction):
     path = tmp_path / "cube"
     shutil.copytree(base_store, path)
     delay = 0.004
-    # 2 variables x 48 chunks + 1 manifest objects, each delayed: ~0.4 s of writing
-    duration = (2 * 48 + 1) * delay
+    # 2 variables x 48 chunks + checksum file + manifest objects, each delayed: ~0.4 s
+    duration = (2 * 48 + 2) * delay
     proc = _writer(path, operation, NEW_LABEL if operation == "append" else 2, delay=delay)
     assert proc.stdout.readline().strip() == "START"
     time.sleep(fraction * duration)
@@ -124,16 +124,17 @@ def test_sigkill_during_write(base_store, tmp_path, operation, fraction):
         _rerun(path, operation)
 
 
-DEATHS = [("append", k) for k in (1, 2, 10, 30, 48, 49, 50, 70, 96, 97)] + [
-    ("replace", k) for k in (1, 49, 96, 97)
+DEATHS = [("append", k) for k in (1, 2, 10, 30, 48, 49, 50, 70, 96, 97, 98)] + [
+    ("replace", k) for k in (1, 49, 96, 97, 98)
 ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("operation", "step"), DEATHS)
 def test_sigkill_before_object_write(base_store, puts_per_write, tmp_path, operation, step):
-    """The writer dies just before its k-th object write (the 97th is the manifest)."""
-    assert puts_per_write == 97  # 2 x 48 chunks + the manifest: the steps above cover the edges
+    """The writer dies just before its k-th object write (the 98th is the manifest)."""
+    # 2 x 48 chunks + the chunk-checksum file + the manifest: the steps above cover the edges
+    assert puts_per_write == 98
     path = tmp_path / "cube"
     shutil.copytree(base_store, path)
     proc = _writer(path, operation, NEW_LABEL if operation == "append" else 2, die_at=step)

@@ -338,7 +338,6 @@ def update_history_index(db, *, rebuild: bool = False) -> dict:
             capacity = max(_MIN_CAPACITY, 2 * len(labels))
             capacity += -capacity % GROUP
             base = _Meta(uuid.uuid4().hex, shape, variables, capacity, 0, {})
-            _clean(root, keep=None)
             stale, dropped, rebuilt = list(labels), [], True
         else:
             base = meta

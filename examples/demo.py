@@ -2,12 +2,20 @@
 
 Writes everything under ``--out`` (default ``./demo-output``).  Each stage uses only
 public entry points, so this file is also a worked example of the library.
+
+By default the simulated inputs are small (256x256 STIS darks, 10 per period; UVIS
+chips cut to 2051x64 columns, full height so every transfer count occurs) and are
+deleted once used, so the run takes a few minutes and leaves well under 150 MB;
+``--full`` runs the same pipelines on full 1024x1024 STIS frames (20 darks per
+period) and wider UVIS cut-outs (2051x128, 800 stars), ``--keep-inputs`` keeps the
+simulated FITS files.  The end of the output says where to look.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import sys
 import time
@@ -41,7 +49,9 @@ def demo_stores(out: Path) -> list[str]:
     ]
 
 
-def demo_pixel_cube(out: Path, *, shape: tuple[int, int], frames: int, periods: int) -> list[str]:
+def demo_pixel_cube(
+    out: Path, *, shape: tuple[int, int], frames: int, periods: int, keep_inputs: bool = False
+) -> list[str]:
     """A simulated year of STIS darks -> the pixel property cube -> queries, DQ, plots."""
     sim = simulate_darks(
         out / "stis-darks", n_periods=periods, frames_per_period=frames, shape=shape, seed=2026
@@ -50,12 +60,22 @@ def demo_pixel_cube(out: Path, *, shape: tuple[int, int], frames: int, periods: 
     for number in sorted(sim.files):
         logger.info("period %d: computing properties of %d darks", number, len(sim.files[number]))
         db.ingest_darks(sim.files[number], number)
+    if not keep_inputs:  # the cube holds what the rest uses; the darks are the bulk
+        shutil.rmtree(out / "stis-darks")
     ds = db.dataset
     last = db.anneal_numbers[-1]
     rules = DQRules(hot_level=0.1, hot_nsigma=5.0, unstable_level=3.0)
     dq = dq_array(db, rules, anneal_num=last)
     write_dq_fits(dq, out / f"dq_anneal{last}.fits")
     write_flagged_table(dq, ds, out / f"dq_anneal{last}_flagged.ecsv")
+    # CRDS-ready reference files of the last three periods, and the monitoring site
+    from stiscube.reffiles import write_dark_reference, write_dq_reference
+    from stiscube.report import write_site
+
+    recent = db.anneal_numbers[-3:]
+    write_dq_reference(db, out / "stis_dq_ref.fits", rules=rules, anneals=recent)
+    write_dark_reference(db, out / "stis_superdark_drk.fits", rules=rules, anneals=recent)
+    site = write_site(db, out / "stis-site")
     hot = ds.pixels.hot(0.1, k=3).values
     row, col = (int(v[0]) for v in np.nonzero(hot)) if hot.any() else (0, 0)
     hist = db.history(row, col)
@@ -73,26 +93,40 @@ def demo_pixel_cube(out: Path, *, shape: tuple[int, int], frames: int, periods: 
         f"pixels above 0.1 e-/s in >= 3 consecutive periods: {int(hot.sum())}",
         f"history of pixel ({row}, {col}) sci_mean (e-/s): "
         + ", ".join(f"{v:.3f}" for v in hist.sci_mean.values),
-        f"DQ array of period {last}: {int(dq.attrs['n_hot'])} hot (bit 16), "
-        f"{int(dq.attrs['n_unstable'])} unstable (bit 4) -> dq_anneal{last}.fits",
+        f"DQ array of period {last}: {int(dq.attrs['n_flagged'])} flagged pixels = "
+        f"{int(dq.attrs['n_hot'])} hot (bit 16) + {int(dq.attrs['n_unstable'])} unstable "
+        f"(bit 4) - {int(dq.attrs['n_both'])} both -> dq_anneal{last}.fits",
+        f"reference files of periods {recent[0]}-{recent[-1]}: stis_dq_ref.fits, "
+        "stis_superdark_drk.fits (CRDS keywords; stiscube.reffiles)",
+        f"STIS monitoring site: {site.relative_to(out)}",
         "seed-style query: " + db.query_pixel(row, col, anneal_num=last).to_string(index=False),
     ]
     return lines
 
 
-def demo_cte_monitor(out: Path, *, shape: tuple[int, int], epochs: int) -> list[str]:
+def demo_cte_monitor(
+    out: Path,
+    *,
+    shape: tuple[int, int],
+    epochs: int,
+    stars: int,
+    exptimes: tuple[float, ...] = (348.0, 30.0),
+    keep_inputs: bool = False,
+) -> list[str]:
     """A simulated CTE-monitor campaign -> photometry store -> loss, model, report."""
     import cte
 
     campaign = cte.simulate_campaign(
-        out / "uvis-campaign", seed=2026, shape=shape, n_epochs=epochs, n_stars=800,
+        out / "uvis-campaign", seed=2026, shape=shape, n_epochs=epochs, n_stars=stars,
         flashes=(0, 12),
-        exptimes=(348.0, 30.0),
+        exptimes=exptimes,
     )
     result = cte.run(
         campaign.data_dir, campaign.catalogs_dir, out / "uvis-photometry", out / "cte-monitor",
         proposals="all", latex=True,
     )
+    if not keep_inputs:  # the photometry store and the report hold what is used later
+        shutil.rmtree(campaign.data_dir)
     summary = result.photometry
     loss = result.loss.sel(aperture=3.0)
     lines = [
@@ -109,21 +143,68 @@ def demo_cte_monitor(out: Path, *, shape: tuple[int, int], epochs: int) -> list[
     return lines
 
 
+def _disk_usage(path: Path) -> int:
+    """Bytes of the files under *path* (as ``du``, without directory entries)."""
+    return sum(
+        os.path.getsize(os.path.join(root, name))
+        for root, _dirs, files in os.walk(path)
+        for name in files
+    )
+
+
+#: --full: the same pipelines on full-size STIS frames and wider UVIS cut-outs
+FULL = {"stis_shape": (1024, 1024), "stis_frames": 20, "uvis_shape": (2051, 128),
+        "uvis_stars": 800, "uvis_exptimes": (348.0, 30.0)}
+
+
+def where_to_look(out: Path) -> list[str]:
+    """The outputs to open first: the monitoring sites and the DQ reference file."""
+    look = []
+    sites = [("CTE monitor site", out / "cte-monitor" / "report.html")]
+    for label, path in sites:
+        if path.exists():
+            look.append(f"{label}: {path.resolve()}")
+    for dq in sorted(out.glob("dq_anneal*.fits")):
+        look.append(f"DQ reference array (FITS): {dq.resolve()}")
+    look.append(f"summary of this run: {(out / 'summary.txt').resolve()}")
+    return look
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("demo-output"))
     parser.add_argument(
-        "--stis-shape", type=int, nargs=2, default=(256, 256), metavar=("ROWS", "COLS"),
-        help="STIS frame shape (1024 1024 for full frames; default 256 256 to stay quick)",
+        "--full", action="store_true",
+        help="full 1024x1024 STIS frames with 20 darks per period, 2051x128 UVIS cut-outs "
+             "with 800 stars (the explicit size options below still win)",
     )
-    parser.add_argument("--stis-frames", type=int, default=20, help="darks per period")
+    parser.add_argument(
+        "--stis-shape", type=int, nargs=2, metavar=("ROWS", "COLS"),
+        help="STIS frame shape (default 256 256; --full: 1024 1024)",
+    )
+    parser.add_argument("--stis-frames", type=int, help="darks per period (10; --full: 20)")
     parser.add_argument("--stis-periods", type=int, default=12, help="anneal periods (a year)")
     parser.add_argument(
-        "--uvis-shape", type=int, nargs=2, default=(2051, 128), metavar=("ROWS", "COLS"),
-        help="UVIS chip cut-out (full height keeps every transfer count; 2051 4096 is full)",
+        "--uvis-shape", type=int, nargs=2, metavar=("ROWS", "COLS"),
+        help="UVIS chip cut-out (default 2051 64; --full: 2051 128; full height keeps every "
+             "transfer count; 2051 4096 is a full chip)",
     )
     parser.add_argument("--uvis-epochs", type=int, default=4, help="monitor epochs")
+    parser.add_argument("--uvis-stars", type=int, help="stars in the NGC 104 field (500)")
+    parser.add_argument(
+        "--uvis-exptimes", type=float, nargs="+",
+        help="exposure times in s (default 348, long only; --full: 348 30)",
+    )
+    parser.add_argument(
+        "--keep-inputs", action="store_true",
+        help="keep the simulated darks and UVIS images (deleted once used by default)",
+    )
     args = parser.parse_args(argv)
+    small = {"stis_shape": (256, 256), "stis_frames": 10, "uvis_shape": (2051, 64),
+             "uvis_stars": 500, "uvis_exptimes": (348.0,)}
+    for name, value in (FULL if args.full else small).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     # configurations with too few cells are reported in the summary, not line by line
     logging.getLogger("cte.model").setLevel(logging.ERROR)
@@ -139,10 +220,19 @@ def main(argv: list[str] | None = None) -> int:
         shape=tuple(args.stis_shape),
         frames=args.stis_frames,
         periods=args.stis_periods,
+        keep_inputs=args.keep_inputs,
     )
     lines.append("")
-    lines += demo_cte_monitor(args.out, shape=tuple(args.uvis_shape), epochs=args.uvis_epochs)
-    lines.append(f"done in {time.perf_counter() - start:.1f} s")
+    lines += demo_cte_monitor(
+        args.out, shape=tuple(args.uvis_shape), epochs=args.uvis_epochs, stars=args.uvis_stars,
+        exptimes=tuple(args.uvis_exptimes), keep_inputs=args.keep_inputs,
+    )
+    lines.append("")
+    lines.append(
+        f"done in {time.perf_counter() - start:.1f} s; "
+        f"{_disk_usage(args.out) / 1e6:.0f} MB in {args.out}"
+    )
+    lines += ["", "Where to look:"] + [f"  {text}" for text in where_to_look(args.out)]
     (args.out / "summary.txt").write_text("\n".join(lines) + "\n")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0

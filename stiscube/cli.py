@@ -148,6 +148,11 @@ def _add_ingest(sub) -> None:
         action="store_true",
         help="replace periods already present (with --simulation: those whose darks changed)",
     )
+    p.add_argument(
+        "--index",
+        action="store_true",
+        help="then bring the history index up to date (incremental; built if absent)",
+    )
     p.set_defaults(func=_cmd_ingest)
 
 
@@ -211,6 +216,8 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
         if created:
             _remove_new_db(args)
         raise
+    if args.index:
+        _update_index(db, args.db, rebuild=False)
 
 
 def _dark_options(args: argparse.Namespace) -> dict:
@@ -459,7 +466,7 @@ def _add_report(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--hot-level", type=float, default=0.1, help="hot if sci_mean > this (e-/s)")
     p.add_argument("--map-size", type=int, default=256, help="largest side of the map (blocks)")
-    p.add_argument("--map-periods", type=int, default=12, help="newest periods in the map")
+    p.add_argument("--map-periods", type=int, default=6, help="newest periods in the map")
     p.set_defaults(func=_cmd_report)
 
 
@@ -509,16 +516,27 @@ def _cmd_plot(args: argparse.Namespace) -> None:
 # -- index ------------------------------------------------------------------------------------
 def _add_index(sub) -> None:
     p = sub.add_parser(
-        "index", help="(re)build the optional pixel-major copy that makes `history` fast"
+        "index",
+        help="update (or build) the optional pixel-major copy that makes histories fast",
     )
     p.add_argument("db")
+    p.add_argument("--rebuild", action="store_true", help="rebuild it from scratch")
     p.set_defaults(func=_cmd_index)
 
 
+def _update_index(db, path: str, *, rebuild: bool) -> None:
+    done = db.update_history_index(rebuild=rebuild)
+    if done["rebuilt"]:
+        text = f"built for {len(db.anneal_numbers)} periods"
+    elif done["written"]:
+        text = f"updated: periods {done['written']} written"
+    else:
+        text = "already current"
+    sys.stdout.write(f"history index of {path} {text}\n")
+
+
 def _cmd_index(args: argparse.Namespace) -> None:
-    db = _open(args.db, mode="r+")
-    db.build_history_index()
-    sys.stdout.write(f"history index of {args.db} built for {len(db.anneal_numbers)} periods\n")
+    _update_index(_open(args.db, mode="r+"), args.db, rebuild=args.rebuild)
 
 
 # -- info -------------------------------------------------------------------------------------
@@ -556,6 +574,15 @@ def _cmd_info(args: argparse.Namespace) -> None:
     lines.append(f"  period table     {info['period_table'] or 'none'}")
     index = "current" if info["history_index"] else "none or stale (`stiscube index DB`)"
     lines.append(f"  history index    {index}")
+    versions = info.get("versions") or []
+    if versions:
+        lines.append(f"  version          {info['version']} (of {len(versions)} kept)")
+        lines.append("  versions         version  committed (UTC)        change")
+        for v in versions:
+            what = v["action"] or "?"
+            if v.get("label") is not None:
+                what += f" of period {v['label']}"
+            lines.append(f"    {v['version']:>19}  {v['time'] or '-':<21}  {what}")
     sys.stdout.write("\n".join(lines) + "\n")
 
 

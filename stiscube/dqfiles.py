@@ -85,6 +85,9 @@ def _atomic_write(path: Path, write) -> None:
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the usual file mode
         write(Path(tmp))
         os.replace(tmp, path)
     except BaseException:

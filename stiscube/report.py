@@ -69,18 +69,21 @@ class SiteOptions:
     map_size : int
         Largest side of the pixel-browser map, in blocks (16 ... 1024).
     map_periods : int
-        How many of the newest periods the map can show (>= 1).
+        How many of the newest periods the map can show (>= 1; each adds up to
+        ``map_size**2`` float32 values to the page).
     track : int
         Pixels (hottest in the newest period) whose own history is embedded (>= 0).
     history_budget : int
-        Most block-history values embedded per statistic (>= 1000).
+        Most block-history values embedded per statistic (>= 1000; with the defaults a
+        year of 256 x 256 frames keeps 2 x 2 blocks, and the page weighs about 8 MB,
+        4 MB of which is BokehJS).
     """
 
     hot_level: float = 0.1
     map_size: int = 256
-    map_periods: int = 12
+    map_periods: int = 6
     track: int = 500
-    history_budget: int = 1_500_000
+    history_budget: int = 250_000
 
     def __post_init__(self) -> None:
         level = self.hot_level
@@ -285,11 +288,15 @@ def _headline(summary: dict[str, Any]):
         else math.nan
     )
     change = (
-        f"+{last['new_hot']} hot, -{last['healed']} healed"
+        f"+{last['new_hot']} / -{last['healed']}"
         if last["new_hot"] is not None
         else "first period held"
     )
-    before = f"vs period {periods[-2]['anneal']}" if len(periods) > 1 else ""
+    before = (
+        f"pixels turned hot / healed since period {periods[-2]['anneal']}"
+        if len(periods) > 1
+        else ""
+    )
     return [
         Metric(
             f"Hot pixels, period {last['anneal']}",
@@ -309,8 +316,8 @@ def _headline(summary: dict[str, Any]):
         ),
         Metric(
             "Read noise (median)",
-            f"{_fmt(last['median_readnoise'], 4)} e-",
-            f"first period {_fmt(periods[0]['median_readnoise'], 4)} e-",
+            f"{last['median_readnoise']:.3f} e-",
+            f"first period {periods[0]['median_readnoise']:.3f} e-",
         ),
         Metric(f"Newest period {last['anneal']} changed", change, before),
     ]

@@ -57,7 +57,7 @@ def pam_cutout(path: str | os.PathLike, shape: tuple[int, int], ltv: tuple[float
                image_path: str) -> np.ndarray:
     """The PAM region of an image of *shape* whose chip origin is ``-ltv`` (px)."""
     pam = _load(str(path))
-    x0, y0 = -ltv[0], -ltv[1]
+    x0, y0 = 0.0 - ltv[0], 0.0 - ltv[1]  # no "-0.0" in messages
     ny, nx = shape
     if (x0 != int(x0) or y0 != int(y0) or x0 < 0 or y0 < 0 or x0 + nx > CHIP_NX
             or y0 + ny > CHIP_NY):

@@ -385,3 +385,162 @@ def test_distributed_client_gives_the_same_photometry(campaign, tmp_path):
     np.testing.assert_array_equal(a.flux.values, b.flux.values)
     np.testing.assert_array_equal(a.flags.values, b.flags.values)
     assert sum(executed.values()) >= len(remote.measured)  # the tasks ran on the cluster
+
+
+# -- edge cases pinned (issue 15) ---------------------------------------------------------
+def test_pam_cutout_is_taken_at_the_ltv_origin(tmp_path):
+    """A map whose value encodes its own position: the cut-out must start at -LTV."""
+    from cte._exceptions import InvalidImageError
+    from cte._pam import pam_cutout
+
+    yy, xx = np.mgrid[0:CHIP_NY, 0:CHIP_NX]
+    path = tmp_path / "UVIS2wfc3_map.fits"
+    fits.PrimaryHDU((1.0 + yy / 1e4 + xx / 1e6).astype(np.float32)).writeto(path)
+    cut = pam_cutout(path, (30, 40), (-1000.0, -500.0), "image.fits")
+    sub_y, sub_x = np.mgrid[500:530, 1000:1040]
+    np.testing.assert_allclose(cut, 1.0 + sub_y / 1e4 + sub_x / 1e6, rtol=2e-7)
+    assert cut[0, 0] == pytest.approx(1.0 + 500 / 1e4 + 1000 / 1e6, rel=2e-7)
+    with pytest.raises(InvalidImageError, match=r"image\.fits: image of shape \(30, 40\) at "
+                                                 r"chip origin \(4070\.0, 0\.0\)"):
+        pam_cutout(path, (30, 40), (-4070.0, 0.0), "image.fits")
+
+
+@pytest.fixture(scope="module")
+def pam_campaign(tmp_path_factory):
+    """A cut-out far from the chip origin with the simulator's varying pixel-area map."""
+    from cte.simulate import simulate_campaign
+
+    return simulate_campaign(
+        tmp_path_factory.mktemp("pamsim") / "sim", seed=8, shape=(128, 128), n_stars=60,
+        flux_range=(3000.0, 100000.0), targets=("ngc6791",), n_epochs=1, flashes=(12,),
+        exptimes=(348.0,), ctecorr=("FLT",), include_excluded=False, include_180=False,
+        pam=True)
+
+
+def test_varying_pixel_area_map_is_applied_at_each_stars_chip_position(pam_campaign,
+                                                                        tmp_path):
+    """Bright stars' aperture sums scale by the map at their full-chip position.
+
+    The cut-outs lie ~900-1000 rows and ~2000 columns from the chip origin, where
+    the map differs from its value at the origin by 1-2 %: a cut-out taken at the
+    image origin instead of -LTV would be off by that much.
+    """
+    camp = pam_campaign
+    assert (camp.images["origin_x"] > 1000).all() and (camp.images["origin_y"] > 500).all()
+    plain = measure_photometry(camp.data_dir, camp.catalogs_dir, tmp_path / "a")
+    scaled = measure_photometry(camp.data_dir, camp.catalogs_dir, tmp_path / "b",
+                                pam_dir=camp.pam_dir)
+    a = PhotometryStore(plain.store).read(plain.keys[0])
+    b = PhotometryStore(scaled.store).read(scaled.keys[0])
+    area = np.pi * a.aperture.values[-1] ** 2
+    checked = 0
+    for i, chip in enumerate(a.chip.values):
+        pam = fits.getdata(camp.pam_dir / f"UVIS{int(chip)}wfc3_map.fits").astype(float)
+        sums_a = a.flux.values[i, :, -1] + a.background.values[i] * area
+        sums_b = b.flux.values[i, :, -1] + b.background.values[i] * area
+        bright = (sums_a > 10000) & np.isfinite(sums_b)
+        xs, ys = a.x.values[i, bright], a.y.values[i, bright]  # full-chip coordinates
+        at_star = pam[np.rint(ys).astype(int), np.rint(xs).astype(int)]
+        np.testing.assert_allclose(sums_b[bright] / sums_a[bright], at_star, rtol=3e-4)
+        # and not the map at the image (cut-out) position
+        row = camp.images.set_index("image").loc[a.image.values[i]]
+        at_image = pam[np.rint(ys - row.origin_y).astype(int),
+                       np.rint(xs - row.origin_x).astype(int)]
+        assert np.all(np.abs(at_image / at_star - 1) > 3e-3)
+        checked += int(bright.sum())
+    assert checked >= 20
+
+
+def test_saturation_flag_is_exact_in_both_directions(flat_measured, flat_campaign, config):
+    """Flagged iff a saturated DQ pixel lies within reach of the largest aperture.
+
+    Reach: pixel centre within r_max + sqrt(1/2) px of the star (any pixel the
+    aperture touches).  Checked over every measured star, so a star next to a
+    saturated one but out of reach must stay unflagged; and every star with a
+    full-well pixel in its core must be flagged.
+    """
+    store = PhotometryStore(flat_measured.store, mode="r")
+    r_max = max(config.photometry.apertures)
+    reach = r_max + np.sqrt(0.5)
+    images = flat_campaign.images.set_index("image")
+    n_flagged = n_clear = n_near = 0
+    for key in store.keys():
+        ds = store.read(key)
+        for i, image in enumerate(ds.image.values):
+            sci, dq, ltv = _field_hdus(flat_campaign.root / images.loc[image, "path"],
+                                       images.loc[image, "chip"])
+            sat_y, sat_x = np.nonzero(dq & config.photometry.saturation_dq)
+            d = ds.isel(image=i)
+            measured = np.isfinite(d.x.values)
+            x = d.x.values[measured] + ltv[0]
+            y = d.y.values[measured] + ltv[1]
+            flagged = (d.flags.values[measured] & F.SATURATED) != 0
+            if sat_x.size:
+                dist = np.hypot(x[:, None] - sat_x[None, :], y[:, None] - sat_y[None, :])
+                nearest = dist.min(axis=1)
+            else:
+                nearest = np.full(x.size, np.inf)
+            clear = np.abs(nearest - reach) > 1e-6
+            np.testing.assert_array_equal(flagged[clear], (nearest <= reach)[clear])
+            # a full-well pixel within 1.5 px of the centre: the star itself saturated
+            yy, xx = np.mgrid[0:sci.shape[0], 0:sci.shape[1]]
+            full = np.flatnonzero(sci >= 63000.0)
+            if full.size:
+                core = np.hypot(x[:, None] - xx.ravel()[full][None, :],
+                                y[:, None] - yy.ravel()[full][None, :]).min(axis=1) <= 1.5
+                assert flagged[core].all()
+            n_flagged += int(flagged.sum())
+            n_clear += int((~flagged).sum())
+            n_near += int((~flagged & (nearest <= reach + 10)).sum())
+    assert n_flagged >= 3 and n_clear >= 20
+    assert n_near >= 1  # unflagged stars close to saturated pixels were checked
+
+
+def test_saturated_pixel_just_inside_or_outside_the_aperture_reach(flat_measured, flat_campaign,
+                                                                   config, tmp_path):
+    """Variant of a simulated image: one DQ-saturated pixel placed by hand 10.1-10.7 px
+    from one unflagged star (within reach of the 10 px aperture: flagged) and
+    10.75-11.5 px from another (out of reach: not flagged)."""
+    store = PhotometryStore(flat_measured.store, mode="r")
+    ds = store.read("ngc104/F502N/flash12")
+    d = ds.isel(image=0)
+    row = flat_campaign.images.set_index("image").loc[str(d.image.values)]
+    source = flat_campaign.root / row.path
+    _, dq, ltv = _field_hdus(source, row.chip)
+    x = d.x.values + ltv[0]
+    y = d.y.values + ltv[1]
+    ok = np.isfinite(x) & (d.flags.values == 0)
+    reach = max(config.photometry.apertures) + np.sqrt(0.5)
+    placed = {}
+    for i in np.flatnonzero(ok):  # a handful of stars
+        for want, (lo, hi) in (("inside", (10.1, reach - 0.01)), ("outside", (reach + 0.04,
+                                                                               11.5))):
+            if want in placed or i in [v[0] for v in placed.values()]:
+                continue
+            for dx in range(8, 13):
+                px, py = int(np.rint(x[i] + dx)), int(np.rint(y[i]))
+                dist = np.hypot(px - x[i], py - y[i])
+                clear = np.hypot(px - x, py - y)[np.arange(x.size) != i]
+                # the pixel is out of reach of every other star
+                if (lo < dist < hi and np.all(np.nan_to_num(clear, nan=99) > reach + 0.1)
+                        and 0 <= px < dq.shape[1]):
+                    placed[want] = (i, px, py)
+                    break
+        if len(placed) == 2:
+            break
+    assert set(placed) == {"inside", "outside"}
+    variant = tmp_path / "data" / source.name
+    variant.parent.mkdir()
+    with fits.open(source) as hdul:
+        extver = 1 if row.chip == 2 else 2
+        for _, px, py in placed.values():
+            hdul["DQ", extver].data[py, px] |= 256
+        hdul.writeto(variant)
+    out = measure_photometry(variant.parent, flat_campaign.catalogs_dir, tmp_path / "s",
+                             ctecorr=["FLT"])
+    m = PhotometryStore(out.store).read("ngc104/F502N/flash12").isel(image=0)
+    i_in, i_out = placed["inside"][0], placed["outside"][0]
+    assert m.star.values[i_in] == d.star.values[i_in]
+    np.testing.assert_allclose(m.x.values[[i_in, i_out]], d.x.values[[i_in, i_out]])
+    assert m.flags.values[i_in] & F.SATURATED
+    assert not m.flags.values[i_out] & F.SATURATED

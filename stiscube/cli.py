@@ -577,12 +577,12 @@ def _cmd_info(args: argparse.Namespace) -> None:
     versions = info.get("versions") or []
     if versions:
         lines.append(f"  version          {info['version']} (of {len(versions)} kept)")
-        lines.append("  versions         version  committed (UTC)        change")
+        lines.append("  versions         number  committed (UTC)       change")
         for v in versions:
             what = v["action"] or "?"
             if v.get("label") is not None:
                 what += f" of period {v['label']}"
-            lines.append(f"    {v['version']:>19}  {v['time'] or '-':<21}  {what}")
+            lines.append(f"  {v['version']:>23}  {v['time'] or '-':<20}  {what}")
     sys.stdout.write("\n".join(lines) + "\n")
 
 

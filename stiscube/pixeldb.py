@@ -767,15 +767,27 @@ class PixelDB:
         return bool(source.labels) and source._index_positions(source.labels) is not None
 
     def info(self) -> dict:
-        """Periods held, their units and sources, the frame shape and the size on disk."""
+        """Periods held, their units and sources, the frame shape, the size on disk, and
+        the committed versions (``version``: this handle's; ``versions``: every one kept,
+        with its time and change, see :meth:`stores.CubeStore.versions`)."""
         ds = self.dataset
         fs = self.location.fs
-        size = (
-            sum(fs.du(self.location.root, total=False).values())
-            if fs.exists(self.location.root)
-            else 0
-        )
+        if self.location.is_local:  # allocated bytes: the history index is a sparse file
+            size = sum(
+                os.lstat(os.path.join(d, f)).st_blocks * 512
+                for d, _, files in os.walk(self.location.root)
+                for f in files
+            )
+        else:
+            size = (
+                sum(fs.du(self.location.root, total=False).values())
+                if fs.exists(self.location.root)
+                else 0
+            )
+        versions = getattr(self.store, "versions", None)
         return {
+            "version": getattr(self.store, "version", None),
+            "versions": versions() if versions is not None else [],
             "path": self.location.url,
             "shape": self.shape,
             "periods": self.anneal_numbers,

@@ -172,8 +172,14 @@ def _select_apertures(ds: xr.Dataset, apertures) -> xr.Dataset:
     return ds.isel(aperture=idx)
 
 
-def _memberships(ds, pairs, bins, flux_var, reject_flags, bin_by, min_snr):
-    """Flat arrays of (pair, bin, aperture, star) memberships of one Dataset."""
+def _memberships(ds, pairs, bins, flux_var, reject_flags, bin_by, min_snr,
+                 with_errors=False):
+    """Flat arrays of (pair, bin, aperture, star) memberships of one Dataset.
+
+    With *with_errors*, also ``ratio_err``: the 1-sigma error of each star's flux ratio
+    from the photometric errors, ``ratio * hypot(e_num / f_num, e_den / f_den)`` (NaN
+    when the Dataset has no ``flux_err``).
+    """
     index = {name: i for i, name in enumerate(ds["image"].values.astype(str))}
     num = np.array([index[i] for i in pairs["image_num"].values.astype(str)], dtype=int)
     den = np.array([index[i] for i in pairs["image_den"].values.astype(str)], dtype=int)
@@ -217,7 +223,16 @@ def _memberships(ds, pairs, bins, flux_var, reject_flags, bin_by, min_snr):
     t_den = transfers[den].ravel()
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = (f_num / f_den).ravel()
-    return {
+    out = {}
+    if with_errors:
+        if "flux_err" in ds.variables:
+            err = values("flux_err", ("image", "aperture", "star")).astype(float, copy=False)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rel = np.hypot(err[num] / f_num, err[den] / f_den)
+            out["ratio_err"] = (np.abs(f_num / f_den) * rel).ravel()[ias]
+        else:
+            out["ratio_err"] = np.full(p.size, np.nan)
+    return out | {
         "pair": p,
         "bin": b,
         "aperture": a,
@@ -519,12 +534,14 @@ def _assemble(data_vars, datasets, pair_sets, bins, radii, flux_var, sigma, maxi
 
 
 def ratio_points(photometry: xr.Dataset, loss_ds: xr.Dataset, pair: str, *,
-                 aperture: float) -> list[tuple[np.ndarray, np.ndarray]]:
+                 aperture: float, errors: bool = False) -> list[tuple[np.ndarray, ...]]:
     """The (transfers, flux ratio) points of every flux bin of one pair and aperture.
 
     Stars are selected with the options recorded in *loss_ds*'s attrs (``flux_var``,
     ``bin_by``, ``reject_flags``, ``min_snr``), i.e. as :func:`measure_loss` selected
-    them before sigma clipping.  Returns one ``(x, ratio)`` tuple per flux bin.
+    them before sigma clipping.  Returns one ``(x, ratio)`` tuple per flux bin, or
+    ``(x, ratio, ratio_err)`` with *errors* (the ratio's 1-sigma photometric error,
+    NaN where the photometry has no ``flux_err``).
     """
     if pair not in loss_ds["pair"].values:
         msg = f"pair {pair!r} not in loss_ds (it has {loss_ds.sizes['pair']} pairs)"
@@ -544,5 +561,6 @@ def ratio_points(photometry: xr.Dataset, loss_ds: xr.Dataset, pair: str, *,
     bins = np.column_stack([loss_ds["flux_bin_lo"].values, loss_ds["flux_bin_hi"].values])
     m = _memberships(ds, pairs, bins, attrs.get("flux_var", "flux"),
                      None if reject == -1 else int(reject), attrs.get("bin_by", "mean"),
-                     None if min_snr == "none" else float(min_snr))
-    return [(m["x"][m["bin"] == b], m["ratio"][m["bin"] == b]) for b in range(len(bins))]
+                     None if min_snr == "none" else float(min_snr), with_errors=errors)
+    names = ("x", "ratio", "ratio_err") if errors else ("x", "ratio")
+    return [tuple(m[n][m["bin"] == b] for n in names) for b in range(len(bins))]

@@ -32,6 +32,8 @@ listed in ``terms`` and, with the reason, in ``dropped``):
   degree ``d`` in ``x`` needs ``k >= d + 2`` bins (one more than its parameters, so the
   shape is tested by the data): ``x2`` needs 4 bins, ``x`` (and ``xt``, ``bx``) 3;
 - the background terms ``b, bx`` when ``b`` spans less than ``min_background_span`` dex;
+- the interactions only where the flux slope is measured more than once: ``xt`` needs
+  two epochs with 3 flux bins each, ``bx`` two flash levels with 3 flux bins each;
 - then, while the cells do not outnumber the terms, ``xt``, ``bx``, ``x2``, ``x``,
   ``t``, ``b`` in this order.
 
@@ -314,6 +316,8 @@ def _cells(loss_ds, loss_var, err_var, extra_err_var) -> dict[str, np.ndarray]:
         "hi": var("flux_max") if "flux_max" in loss_ds else expand("flux_bin_hi", 1),
         "aperture": expand("aperture", 2).astype(float),
         "bin": expand_index(1, n_bin),
+        "flash": (expand("flash", 0).astype(float) if "flash" in loss_ds.coords
+                  else np.zeros(n_pair * n_bin * n_ap)),
     }
     for key in ("target", "filter", "exptime_class", "ctecorr"):
         cells[key] = expand(key, 0).astype(str)
@@ -461,7 +465,7 @@ _DROP_ORDER = ("xt", "bx", "x2", "x", "t", "b")
 def choose_terms(
     terms: Sequence[str], *, n_cells: int, n_epochs: int, time_span: float,
     n_flux_bins: int, background_span: float, min_time_span: float,
-    min_background_span: float,
+    min_background_span: float, epochs_with_slope: int = 2, flashes_with_slope: int = 2,
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """The terms the data can determine, and the others with the reason (module doc)."""
     use = list(terms)
@@ -484,11 +488,22 @@ def choose_terms(
     if background_span < min_background_span:
         drop(_BACKGROUND_TERMS, f"background spans {background_span:.2g} dex < "
                                 f"min_background_span {min_background_span:g}")
+    if epochs_with_slope < 2:
+        drop(("xt",), f"{epochs_with_slope} epoch(s) with 3 flux bins (xt needs 2)")
+    if flashes_with_slope < 2:
+        drop(("bx",), f"{flashes_with_slope} flash level(s) with 3 flux bins (bx needs 2)")
     for name in _DROP_ORDER:
         if n_cells > len(use):
             break
         drop((name,), f"{n_cells} cells do not outnumber the terms")
     return use, dropped
+
+
+def _groups_with_bins(group, bins, k) -> int:
+    """How many distinct values of *group* have cells in at least *k* distinct bins."""
+    pairs = np.unique(np.column_stack([group, bins]), axis=0)
+    _, counts = np.unique(pairs[:, 0], return_counts=True)
+    return int(np.sum(counts >= k))
 
 
 def _fit_one(config, cells, sel, terms, min_time_span, min_background_span, scale_errors):
@@ -501,10 +516,13 @@ def _fit_one(config, cells, sel, terms, min_time_span, min_background_span, scal
     _, t, b = model_variables(cells["flux"][sel], cells["mjd"][sel], cells["background"][sel])
     n_epochs = int(np.unique(np.round(cells["mjd"][sel])).size)
     n_flux_bins = int(np.unique(cells["bin"][sel]).size)
+    epochs_with_slope = _groups_with_bins(np.round(cells["mjd"][sel]), cells["bin"][sel], 3)
+    flashes_with_slope = _groups_with_bins(cells["flash"][sel], cells["bin"][sel], 3)
     use, dropped = choose_terms(
         terms, n_cells=n, n_epochs=n_epochs, time_span=float(np.ptp(t)),
         n_flux_bins=n_flux_bins, background_span=float(np.ptp(b)),
-        min_time_span=min_time_span, min_background_span=min_background_span)
+        min_time_span=min_time_span, min_background_span=min_background_span,
+        epochs_with_slope=epochs_with_slope, flashes_with_slope=flashes_with_slope)
     if dropped:
         logger.info("%s: terms %s not determined by the data, left out", config, dropped)
     design = basis(x, t, b, terms=BASIS_TERMS)

@@ -1,15 +1,26 @@
 """Diagnostic plots of the CTE monitor (matplotlib, Agg, no global pyplot state).
 
-Every function draws on a new :class:`matplotlib.figure.Figure`, saves it to *path*
-(format from the suffix, e.g. ``.png``) and returns the Figure:
+Every function draws on a new :class:`matplotlib.figure.Figure` in the shared style
+(:mod:`stores.style`: no offset axes, calendar dates, a legend entry for everything
+that encodes something), saves it atomically to *path* (format from the suffix, e.g.
+``.png``; ``path=None`` saves nothing) and returns the Figure:
 
 - :func:`plot_ratio_vs_y` — flux ratio vs chip-2 y (denominator transfers) of one
-  pair, one panel per flux bin, with the fitted line (and the forced fit if any);
-- :func:`plot_loss_vs_flux` — loss vs log10 flux for every epoch of a configuration,
-  with the fitted model at each epoch's MJD;
-- :func:`plot_loss_vs_time` — loss vs MJD, one panel per flux bin, with the model;
-- :func:`plot_same_chip` — the 180-degree set: free vs forced-crossing loss vs log10
-  flux, optionally over nominal pairs of the same proposal.
+  pair, one panel per flux bin: the stars with their photometric error bars, the fitted
+  line and the line forced through ratio 1 at the pivot, each drawn over the stars'
+  range only;
+- :func:`plot_loss_vs_flux` — loss vs flux (log axis) of every epoch (colour) and
+  flash level (marker) of a configuration, with the fitted model of each, drawn only
+  over the fluxes of its own points;
+- :func:`plot_loss_vs_time` — loss vs date, one panel per flux bin *with data*, one
+  colour per flash level, with the model over the dates of its points;
+- :func:`plot_same_chip` — the 180-degree set: free vs forced-crossing loss vs flux,
+  optionally over nominal pairs of the same proposal.
+
+A configuration without a fitted model (:attr:`cte.model.CTEModel.skipped`) is shown
+as data only, with the reason in the figure.  Data artists carry ``gid`` ``"data:<key>"``
+and model curves ``"model:<key>"`` with the same key, so tests (and users) can pair a
+curve with its points.
 """
 
 from __future__ import annotations
@@ -18,11 +29,13 @@ from os import PathLike
 
 import numpy as np
 import xarray as xr
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
+from cte._analysis_exceptions import ModelNotFoundError
 from cte.loss import ratio_points
-from cte.model import CTEModel, FittedLoss
+from cte.model import CTEModel, FittedLoss, independent_bins
+from stores import style
 
 __all__ = [
     "plot_loss_vs_flux",
@@ -34,26 +47,39 @@ __all__ = [
 
 _CONFIG = ("target", "filter", "exptime_class", "ctecorr")
 _SELECT = (*_CONFIG, "flash")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+_LINESTYLES = ("-", "--", ":", "-.")
+_LOSS_LABEL = "loss per 2048 transfers"
 
 
-def _figure(n_panels: int, *, ncols: int = 4, size=(3.2, 2.6)) -> tuple[Figure, np.ndarray]:
-    ncols = min(ncols, n_panels)
-    nrows = int(np.ceil(n_panels / ncols))
-    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
-    for ax in axes[n_panels:]:
-        ax.set_visible(False)
-    return fig, axes[:n_panels]
+def _consistent(fit, flux, mjd, background, loss, err) -> bool:
+    """True when the model comes within 3 sigma of at least one of the points.
+
+    A curve that misses every point it is drawn over would misrepresent the fit (an
+    extrapolation in a corner of the data the fit does not constrain); the plots do not
+    draw it and say so.
+    """
+    sigma = np.asarray(err, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.abs(fit.loss(flux, mjd, background) - loss) / sigma
+    return bool(np.any(z <= 3.0))
 
 
-def _save(fig: Figure, path: str | PathLike) -> Figure:
-    fig.savefig(path, dpi=90)
-    return fig
+def _save(fig: Figure, path) -> Figure:
+    return fig if path is None else style.save(fig, path, dpi=80)
+
+
+def _grid_shape(n: int, ncols: int = 4) -> tuple[int, int]:
+    ncols = max(1, min(ncols, n))
+    return int(np.ceil(n / ncols)), ncols
 
 
 def _bin_label(loss_ds, b) -> str:
     return f"{loss_ds['flux_bin_lo'].values[b]:g}-{loss_ds['flux_bin_hi'].values[b]:g} e-"
+
+
+def _date(mjd: float) -> str:
+    return str(style.mjd_to_datetime(mjd).astype("datetime64[D]"))
 
 
 def select_configuration(loss_ds: xr.Dataset, *, aperture: float, **config) -> xr.Dataset:
@@ -83,145 +109,282 @@ def select_configuration(loss_ds: xr.Dataset, *, aperture: float, **config) -> x
     return loss_ds.isel(pair=np.flatnonzero(mask), aperture=index)
 
 
+@style.styled
 def plot_ratio_vs_y(
     photometry: xr.Dataset,
     loss_ds: xr.Dataset,
     pair: str,
     *,
     aperture: float,
-    path: str | PathLike,
+    path: str | PathLike | None,
 ) -> Figure:
     """Flux ratio (numerator / denominator) vs denominator transfers (chip-2 y), per bin.
 
-    Points are the stars of each bin (before clipping); the line is the fitted
-    ``intercept + slope * y``; the dashed line, where present, the fit forced through
-    ratio 1 at ``pivot_transfers``.  Titles give the loss and star count.
+    Points are the stars of each bin before clipping, with the 1-sigma error of their
+    ratio from the photometric errors (label ``"stars (before clipping)"``); the solid
+    line is the fitted ``intercept + slope * y`` (``"free fit"``), the dashed line the
+    fit forced through ratio 1 at ``pivot_transfers`` (``"forced through 1 at y =
+    pivot"``), both drawn over the stars' y range only; the grey line marks ratio 1.
+    Panels without stars say so.  Titles give the loss and star count.
     """
-    points = ratio_points(photometry, loss_ds, pair, aperture=aperture)
+    points = ratio_points(photometry, loss_ds, pair, aperture=aperture, errors=True)
     row = loss_ds.sel(pair=pair).isel(aperture=int(np.argmin(
         np.abs(loss_ds["aperture"].values - aperture))))
-    fig, axes = _figure(len(points))
-    grid = np.linspace(0.0, 2051.0, 50)
+    nrows, ncols = _grid_shape(len(points))
+    fig, axes = style.new_figure(nrows, ncols, size=(3.1 * ncols, 2.5 * nrows + 0.5),
+                                 n_panels=len(points))
     pivot = float(loss_ds.attrs.get("pivot_transfers", 1025.5))
-    for b, (ax, (x, ratio)) in enumerate(zip(axes, points, strict=True)):
-        ax.scatter(x, ratio, s=4, color="0.4", alpha=0.6, linewidths=0)
+    min_stars = loss_ds.attrs.get("min_stars", "?")
+    for b, (ax, (x, ratio, ratio_err)) in enumerate(zip(axes, points, strict=True)):
+        n = int(row["n_stars"].values[b])
+        if len(x) == 0:
+            style.no_data(ax, "no stars in this bin")
+            ax.set_title(_bin_label(loss_ds, b))
+            continue
+        err = np.where(np.isfinite(ratio_err), ratio_err, 0.0) if np.isfinite(
+            ratio_err).any() else None
+        ax.errorbar(x, ratio, yerr=err, fmt="o", ms=2.5, color="0.35", alpha=0.7,
+                    elinewidth=0.5, label="stars (before clipping)", gid="data:stars")
+        ax.axhline(1.0, color="0.6", lw=0.7, label="ratio 1 (no loss)")
+        grid = np.linspace(np.nanmin(x), np.nanmax(x), 50)
         slope = float(row["slope"].values[b])
         if np.isfinite(slope):
-            ax.plot(grid, float(row["intercept"].values[b]) + slope * grid, color="C3", lw=1.5)
+            ax.plot(grid, float(row["intercept"].values[b]) + slope * grid, color="C3",
+                    lw=1.5, label="free fit", gid="model:free")
             if "slope_fixed" in row and np.isfinite(row["slope_fixed"].values[b]):
                 ax.plot(grid, 1.0 + float(row["slope_fixed"].values[b]) * (grid - pivot),
-                        color="C0", lw=1, ls="--")
+                        color="C0", lw=1.1, ls="--", label="forced through 1 at y = pivot",
+                        gid="model:forced")
             title = (f"{_bin_label(loss_ds, b)}: L = {float(row['loss'].values[b]):.3f} "
-                     f"± {float(row['loss_err'].values[b]):.3f}, "
-                     f"n = {int(row['n_stars'].values[b])}")
+                     f"± {float(row['loss_err'].values[b]):.3f}, n = {n}")
         else:
-            title = f"{_bin_label(loss_ds, b)}: n = {int(row['n_stars'].values[b])}"
+            title = f"{_bin_label(loss_ds, b)}: no loss (n = {n} < {min_stars})"
         ax.set_title(title, fontsize=8)
-        ax.axhline(1.0, color="0.7", lw=0.5)
-        if len(ratio):
-            lo, hi = np.nanpercentile(ratio, [2, 98])
-            pad = 0.1 * (hi - lo) + 1e-3
-            ax.set_ylim(lo - pad, hi + pad)
+        lo, hi = np.nanpercentile(ratio, [2, 98])
+        pad = 0.1 * (hi - lo) + 1e-3
+        ax.set_ylim(min(lo, 1.0) - pad, max(hi, 1.0) + pad)
         ax.set_xlabel("chip-2 y (denominator transfers)")
         ax.set_ylabel("flux ratio chip 1 / chip 2")
-    fig.suptitle(f"{pair} (aperture {aperture:g} px)", fontsize=9)
+    mjd = float(row["mjd"].values)
+    fig.suptitle(f"{pair}: {_date(mjd)} (MJD {mjd:.1f}), aperture {aperture:g} px")
+    style.figure_legend(fig, axes)
     return _save(fig, path)
 
 
-def _model_for(model, loss_ds, aperture) -> FittedLoss | None:
+def _model_for(model, loss_ds, aperture) -> tuple[FittedLoss | None, str]:
+    """The fit of the configuration of *loss_ds* and, without one, the reason."""
     if model is None:
-        return None
+        return None, "no model given"
     if isinstance(model, FittedLoss):
-        return model
+        return model, ""
     if isinstance(model, CTEModel):
         config = {k: str(loss_ds[k].values[0]) for k in _CONFIG}
-        return model.select(aperture=aperture, **config)
+        try:
+            return model.select(aperture=aperture, **config), ""
+        except ModelNotFoundError:
+            for skipped, reason in model.skipped:
+                if all(str(skipped.get(k)) == v for k, v in config.items()) and np.isclose(
+                        float(skipped.get("aperture", np.nan)), aperture):
+                    return None, f"not fitted: {reason}"
+            return None, "not fitted"
     msg = f"model must be a FittedLoss, a CTEModel or None, got {type(model).__name__}"
     raise TypeError(msg)
 
 
+def _title(config, aperture) -> str:
+    return ", ".join(f"{v}" for v in config.values()) + f", aperture {aperture:g} px"
+
+
+def _fitted_bins(sub) -> np.ndarray:
+    return independent_bins(sub["flux_bin_lo"].values, sub["flux_bin_hi"].values)
+
+
+@style.styled
 def plot_loss_vs_flux(
     loss_ds: xr.Dataset,
     model: CTEModel | FittedLoss | None = None,
     *,
     aperture: float,
-    path: str | PathLike,
+    path: str | PathLike | None,
     **config,
 ) -> Figure:
-    """Loss vs log10 flux of every epoch of one configuration, with the model.
+    """Loss vs flux of every epoch and flash level of one configuration, with the model.
 
-    *config* selects target/filter/exptime_class/ctecorr (and optionally flash, e-/px);
-    points are cells with
-    their 1-sigma errors, coloured by MJD; curves are the model at each epoch's MJD
-    and median background.
+    *config* selects target/filter/exptime_class/ctecorr (and optionally flash, e-/px).
+    Points are cells (pair x flux bin) with their 1-sigma errors at the mean flux of
+    their stars: colour = epoch (legend: calendar date), marker = flash level; hollow
+    markers are bins overlapping narrower ones (not in the fit).  Each curve is the
+    model at its epoch's MJD and its group's median background, drawn only over the
+    flux range of that group's points (and within the fit's ranges); none is drawn
+    for a configuration without a fit (the reason is shown).
     """
     sub = select_configuration(loss_ds, aperture=aperture, **config)
-    fit = _model_for(model, sub, aperture)
-    fig, (ax,) = _figure(1, size=(6.5, 4.5))
-    mjds = np.unique(np.round(sub["mjd"].values, 0))
-    colours = {m: f"C{i % 10}" for i, m in enumerate(mjds)}
-    for m in mjds:
-        pick = np.flatnonzero(np.round(sub["mjd"].values, 0) == m)
-        cells = sub.isel(pair=pick)
-        flux = cells["flux"].values.ravel()
-        loss = cells["loss"].values.ravel()
-        err = cells["loss_err"].values.ravel()
-        good = np.isfinite(loss) & np.isfinite(flux)
-        ax.errorbar(np.log10(flux[good]), loss[good], yerr=err[good], fmt="o", ms=3,
-                    color=colours[m], alpha=0.6, lw=0.7, label=f"MJD {m:.0f}")
-        if fit is not None:
-            grid = np.geomspace(*fit.flux_range, 60)
-            bkg = np.nanmedian(cells["background"].values)
-            ax.plot(np.log10(grid), fit.loss(grid, m, bkg), color=colours[m], lw=1.2)
-    ax.set_xlabel("log10 flux (e-)")
-    ax.set_ylabel("loss per 2048 transfers")
-    ax.set_title(", ".join(f"{v}" for v in config.values()) + f", aperture {aperture:g} px",
-                 fontsize=9)
-    ax.legend(fontsize=7, ncols=2)
+    fit, reason = _model_for(model, sub, aperture)
+    fig, (ax,) = style.new_figure(size=(7.0, 4.6))
+    style.log_axis(ax)
+    epochs = np.round(sub["mjd"].values, 0)
+    flashes = sub["flash"].values.astype(float)
+    fitted_bin = _fitted_bins(sub)
+    drawn_any, refused = set(), []
+    for i, m in enumerate(np.unique(epochs)):
+        colour = f"C{i % 10}"
+        for j, f in enumerate(np.unique(flashes)):
+            pick = np.flatnonzero((epochs == m) & (flashes == f))
+            if pick.size == 0:
+                continue
+            cells = sub.isel(pair=pick)
+            flux = cells["flux"].values
+            loss = cells["loss"].values
+            err = cells["loss_err"].values
+            good = np.isfinite(loss) & np.isfinite(flux) & (flux > 0)
+            if not good.any():
+                continue
+            key = f"{m:.0f}/{f:g}"
+            marker = _MARKERS[j % len(_MARKERS)]
+            in_fit = good & fitted_bin[None, :]
+            out_fit = good & ~fitted_bin[None, :]
+            eb = ax.errorbar(flux[in_fit], loss[in_fit], yerr=err[in_fit], fmt=marker, ms=4,
+                             color=colour, alpha=0.8, elinewidth=0.7,
+                             label=f"{_date(m)} (MJD {m:.0f})")
+            eb.lines[0].set_gid(f"data:{key}")
+            if out_fit.any():
+                eb2 = ax.errorbar(flux[out_fit], loss[out_fit], yerr=err[out_fit], fmt=marker,
+                                  ms=4, mfc="none", color=colour, alpha=0.6, elinewidth=0.5)
+                eb2.lines[0].set_gid(f"data:{key}")
+            if fit is None or in_fit.sum() < 2:
+                continue
+            lo = max(np.min(flux[in_fit]), fit.flux_range[0])
+            hi = min(np.max(flux[in_fit]), fit.flux_range[1])
+            inside_time = fit.mjd_range[0] - 1 <= m <= fit.mjd_range[1] + 1
+            if lo >= hi or not inside_time:
+                continue
+            mjd = float(np.median(cells["mjd"].values))
+            bkg = float(np.nanmedian(cells["background"].values))
+            if not _consistent(fit, flux[good], mjd, bkg, loss[good], err[good]):
+                refused.append(key)
+                continue
+            grid = np.geomspace(lo, hi, 60)
+            ax.plot(grid, fit.loss(grid, mjd, bkg), color=colour, lw=1.2,
+                    ls=_LINESTYLES[j % len(_LINESTYLES)], gid=f"model:{key}")
+            drawn_any.add(j)
+    handles = []
+    for j, f in enumerate(np.unique(flashes)):
+        handles.append(Line2D([], [], ls="none", marker=_MARKERS[j % len(_MARKERS)],
+                              color="0.3", label=f"flash {f:g} e-/px"))
+    if (~fitted_bin).any():
+        handles.append(Line2D([], [], ls="none", marker="o", mfc="none", color="0.3",
+                              label="bin overlapping narrower ones (not fitted)"))
+    for j, f in enumerate(np.unique(flashes)):
+        if j in drawn_any:
+            handles.append(Line2D([], [], color="0.3", lw=1.2,
+                                  ls=_LINESTYLES[j % len(_LINESTYLES)],
+                                  label=f"model at the epoch, flash {f:g} e-/px"))
+    for h in handles:
+        ax.add_line(h)
+    if fit is None:
+        ax.text(0.02, 0.02, f"data only ({reason})", transform=ax.transAxes, fontsize=8,
+                color="C3", va="bottom")
+    elif refused:
+        ax.text(0.02, 0.02, f"model not drawn for {len(refused)} epoch/flash group(s): more "
+                "than 3 sigma from every point", transform=ax.transAxes, fontsize=7,
+                color="C3", va="bottom")
+    ax.set_xlabel("flux (e-, mean of the two images)")
+    ax.set_ylabel(_LOSS_LABEL)
+    ax.set_title(_title(config, aperture))
+    style.legend(ax, ncols=2, fontsize=6.5)
     return _save(fig, path)
 
 
+@style.styled
 def plot_loss_vs_time(
     loss_ds: xr.Dataset,
     model: CTEModel | FittedLoss | None = None,
     *,
     aperture: float,
-    path: str | PathLike,
+    path: str | PathLike | None,
     **config,
 ) -> Figure:
-    """Loss vs MJD, one panel per flux bin, with the model at the bin's median flux."""
+    """Loss vs date, one panel per flux bin with data, one colour per flash level.
+
+    Bins without any measured loss get no panel (they are named in the suptitle).
+    Each curve is the model at the median flux and background of its points (one per
+    flash level), drawn only over the dates of its points and only when they span
+    more than one epoch.
+    """
     sub = select_configuration(loss_ds, aperture=aperture, **config)
-    fit = _model_for(model, sub, aperture)
-    n_bins = sub.sizes["flux_bin"]
-    fig, axes = _figure(n_bins)
-    for b, ax in enumerate(axes):
+    fit, reason = _model_for(model, sub, aperture)
+    has_data = np.isfinite(sub["loss"].values).any(axis=0)
+    bins = np.flatnonzero(has_data)
+    empty = [_bin_label(sub, b) for b in np.flatnonzero(~has_data)]
+    nrows, ncols = _grid_shape(max(1, bins.size))
+    fig, axes = style.new_figure(nrows, ncols, size=(3.1 * ncols, 2.5 * nrows + 0.6),
+                                 n_panels=max(1, bins.size), sharex=True)
+    if bins.size == 0:
+        style.no_data(axes[0], "no flux bin has a measured loss")
+    flashes = sub["flash"].values.astype(float)
+    fitted_bin = _fitted_bins(sub)
+    refused = []
+    for ax, b in zip(axes, bins, strict=False):
         cells = sub.isel(flux_bin=b)
-        good = np.isfinite(cells["loss"].values)
-        ax.errorbar(cells["mjd"].values[good], cells["loss"].values[good],
-                    yerr=cells["loss_err"].values[good], fmt="o", ms=3, lw=0.7, color="C0")
-        if fit is not None and good.any():
-            mjd = np.linspace(*fit.mjd_range, 50)
-            flux = np.nanmedian(cells["flux"].values[good])
-            bkg = np.nanmedian(cells["background"].values[good])
-            ax.plot(mjd, fit.loss(flux, mjd, bkg), color="C3", lw=1.2)
-        ax.set_title(_bin_label(sub, b), fontsize=8)
-        ax.set_xlabel("MJD")
-        ax.set_ylabel("loss per 2048 transfers")
-    fig.suptitle(", ".join(str(v) for v in config.values()) + f", aperture {aperture:g} px",
-                 fontsize=9)
+        for j, f in enumerate(np.unique(flashes)):
+            pick = (flashes == f) & np.isfinite(cells["loss"].values)
+            if not pick.any():
+                continue
+            mjd = cells["mjd"].values[pick]
+            key = f"{b}/{f:g}"
+            eb = ax.errorbar(style.mjd_to_datetime(mjd), cells["loss"].values[pick],
+                             yerr=cells["loss_err"].values[pick], fmt=_MARKERS[j % 7], ms=3.5,
+                             elinewidth=0.7, color=f"C{j}", label=f"flash {f:g} e-/px",
+                             mfc=None if fitted_bin[b] else "none")
+            eb.lines[0].set_gid(f"data:{key}")
+            if fit is None or np.unique(np.round(mjd)).size < 2:
+                continue
+            lo = max(mjd.min(), fit.mjd_range[0])
+            hi = min(mjd.max(), fit.mjd_range[1])
+            if lo >= hi:
+                continue
+            grid = np.linspace(lo, hi, 50)
+            flux = float(np.nanmedian(cells["flux"].values[pick]))
+            bkg = float(np.nanmedian(cells["background"].values[pick]))
+            if not fit.flux_range[0] <= flux <= fit.flux_range[1]:
+                continue
+            if not _consistent(fit, flux, mjd, bkg, cells["loss"].values[pick],
+                               cells["loss_err"].values[pick]):
+                refused.append(key)
+                continue
+            ax.plot(style.mjd_to_datetime(grid), fit.loss(flux, grid, bkg), color=f"C{j}",
+                    lw=1.2, gid=f"model:{key}", label=f"model, flash {f:g} e-/px")
+        note = "" if fitted_bin[b] else " (not fitted: overlaps)"
+        ax.set_title(_bin_label(sub, b) + note)
+        style.date_axis(ax)
+        ax.tick_params(labelbottom=True)
+        ax.set_ylabel(_LOSS_LABEL)
+    suptitle = _title(config, aperture)
+    if fit is None:
+        suptitle += f" — data only ({reason})"
+    if empty:
+        suptitle += f"\nno measured loss in {', '.join(empty)}"
+    if refused:
+        suptitle += (f"\nmodel not drawn for {len(refused)} bin/flash group(s): more than "
+                     "3 sigma from every point")
+    fig.suptitle(suptitle)
+    style.figure_legend(fig, axes)
     return _save(fig, path)
 
 
+@style.styled
 def plot_same_chip(
     loss_ds: xr.Dataset,
     *,
     aperture: float,
-    path: str | PathLike,
+    path: str | PathLike | None,
     nominal: xr.Dataset | None = None,
 ) -> Figure:
-    """The 180-degree set: loss of the free fit and of the forced crossing vs log10 flux.
+    """The 180-degree set: loss of the free fit and of the forced crossing vs flux.
 
     Optionally over *nominal* loss cells (e.g. NGC 104 pairs of the same proposal).
+    The two 180-degree series are shifted by ±2 % in flux so their error bars do not
+    overlap.
     """
     kinds = loss_ds["kind"].values.astype(str)
     if not np.any(kinds == "180"):
@@ -229,29 +392,32 @@ def plot_same_chip(
         raise ValueError(msg)
     index = int(np.argmin(np.abs(loss_ds["aperture"].values - aperture)))
     sub = loss_ds.isel(pair=np.flatnonzero(kinds == "180"), aperture=index)
-    fig, (ax,) = _figure(1, size=(6.5, 4.5))
-    x = np.log10(sub["flux"].values.ravel())
+    fig, (ax,) = style.new_figure(size=(7.0, 4.6))
+    style.log_axis(ax)
+    flux = sub["flux"].values.ravel()
     for name, err, label, colour, shift in (
-        ("loss", "loss_err", "180-degree, free fit", "C0", -0.01),
-        ("loss_fixed", "loss_fixed_err", "180-degree, through 1 at y = pivot", "C1", 0.01),
+        ("loss", "loss_err", "180-degree, free fit", "C0", 0.98),
+        ("loss_fixed", "loss_fixed_err", "180-degree, through 1 at y = pivot", "C1", 1.02),
     ):
         if name not in sub:
             continue
         y = sub[name].values.ravel()
-        good = np.isfinite(y) & np.isfinite(x)
-        ax.errorbar(x[good] + shift, y[good], yerr=sub[err].values.ravel()[good], fmt="o",
-                    ms=3, lw=0.7, color=colour, label=label)
+        good = np.isfinite(y) & np.isfinite(flux) & (flux > 0)
+        ax.errorbar(flux[good] * shift, y[good], yerr=sub[err].values.ravel()[good], fmt="o",
+                    ms=3.5, elinewidth=0.7, color=colour, label=label)
     if nominal is not None:
         index_n = int(np.argmin(np.abs(nominal["aperture"].values - aperture)))
         nom = nominal.isel(aperture=index_n)
         nom = nom.isel(pair=np.flatnonzero(nom["kind"].values.astype(str) == "nominal"))
         y = nom["loss"].values.ravel()
-        xn = np.log10(nom["flux"].values.ravel())
-        good = np.isfinite(y) & np.isfinite(xn)
+        xn = nom["flux"].values.ravel()
+        good = np.isfinite(y) & np.isfinite(xn) & (xn > 0)
         ax.errorbar(xn[good], y[good], yerr=nom["loss_err"].values.ravel()[good], fmt="s",
-                    ms=3, lw=0.7, color="0.5", alpha=0.6, label="nominal chip 1 / chip 2")
-    ax.set_xlabel("log10 flux (e-)")
-    ax.set_ylabel("loss per 2048 transfers")
-    ax.set_title(f"180-degree set, aperture {aperture:g} px", fontsize=9)
-    ax.legend(fontsize=7)
+                    ms=3, elinewidth=0.6, color="0.5", alpha=0.6,
+                    label="nominal chip 1 / chip 2")
+    dates = sorted({_date(m) for m in sub["mjd"].values})
+    ax.set_xlabel("flux (e-, mean of the two images)")
+    ax.set_ylabel(_LOSS_LABEL)
+    ax.set_title(f"180-degree set ({', '.join(dates)}), aperture {aperture:g} px")
+    style.legend(ax)
     return _save(fig, path)

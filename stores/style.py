@@ -25,12 +25,18 @@ API
     Integer tick locations on one axis (``"x"``, ``"y"`` or ``"both"``).
 ``no_offset(ax, axis="both")``
     Plain tick labels without offset or scientific notation.
+``log_axis(ax, axis="x")``
+    Logarithmic scale labelled with plain numbers (``300``, ``1000``, ``3000``), not
+    powers of ten.
 ``mjd_to_datetime(mjd)``
     MJD (days, float) to ``numpy.datetime64[ms]``; NaN becomes NaT.
 ``date_axis(ax, axis="x")``
     Concise calendar-date ticks on an axis holding datetime64 values.
 ``legend(ax, **kwargs)``
     A legend of the labelled artists, or ``None`` when nothing is labelled.
+``figure_legend(fig, axes=None, *, loc="outside lower center", **kwargs)``
+    One legend for the whole figure: each distinct label of the labelled artists of
+    *axes* (default all) once; None if nothing is labelled.
 ``no_data(ax, message="no data")``
     Marks an empty panel: centred note, no ticks.
 ``save(fig, path, *, dpi=100)``
@@ -59,8 +65,10 @@ __all__ = [
     "RC",
     "context",
     "date_axis",
+    "figure_legend",
     "integer_ticks",
     "legend",
+    "log_axis",
     "mjd_to_datetime",
     "new_figure",
     "no_data",
@@ -170,6 +178,20 @@ def _axes_of(ax: Axes, axis: str):
     return [a for name, a in (("x", ax.xaxis), ("y", ax.yaxis)) if axis in (name, "both")]
 
 
+def log_axis(ax: Axes, axis: str = "x") -> None:
+    """Log scale on *axis* with plain-number ticks at 1, 2, 5 x 10^k (``200``, ``1000``)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    if axis not in ("x", "y"):
+        msg = f"axis must be 'x' or 'y', got {axis!r}"
+        raise ValueError(msg)
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    a = ax.xaxis if axis == "x" else ax.yaxis
+    a.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    a.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    a.set_minor_formatter(NullFormatter())
+
+
 def mjd_to_datetime(mjd) -> np.ndarray:
     """Modified Julian Date (days) to ``datetime64[ms]``; NaN becomes NaT."""
     mjd = np.asarray(mjd, dtype=float)
@@ -190,12 +212,33 @@ def date_axis(ax: Axes, axis: str = "x") -> None:
 
 
 def legend(ax: Axes, **kwargs) -> Legend | None:
-    """A legend of the artists with a label (not starting with ``_``); None if none."""
-    handles, labels = ax.get_legend_handles_labels()
+    """A legend of the artists with a label (not starting with ``_``), each distinct
+    label once; None if nothing is labelled."""
+    handles, labels = [], []
+    for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+        if label not in labels:
+            handles.append(h)
+            labels.append(label)
     if not handles:
         return None
     with context():
         return ax.legend(handles, labels, **kwargs)
+
+
+def figure_legend(fig: Figure, axes=None, *, loc: str = "outside lower center",
+                  **kwargs) -> Legend | None:
+    """One figure-level legend with every distinct label of *axes* (default all) once."""
+    handles, labels = [], []
+    for ax in fig.axes if axes is None else axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(h)
+                labels.append(label)
+    if not handles:
+        return None
+    kwargs.setdefault("ncols", min(len(labels), 4))
+    with context():
+        return fig.legend(handles, labels, loc=loc, **kwargs)
 
 
 def no_data(ax: Axes, message: str = "no data") -> None:

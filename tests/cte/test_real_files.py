@@ -209,3 +209,27 @@ def test_simulated_amplifier_values_are_the_real_ones(small_campaign):
     rows = read_header(path)
     assert [(r["binaxis1"], r["binaxis2"]) for r in rows] == [(2, 2), (2, 2)]
     assert not any(r["usable"] for r in rows)
+
+
+#: POSTARG2 (arcsec) and the chip holding the field, with the shipped configuration's
+#: chip dither 82.45 and tolerance 2.0 (|POSTARG2 - nominal| <= tolerance is nominal)
+POSTARG2_CASES = [
+    (0.0, 2), (1.999, 2), (-1.999, 2), (2.0, 2), (-2.0, 2),
+    (2.001, 0), (-2.001, 0), (-5.0, 0),
+    (82.45, 1), (80.451, 1), (84.449, 1), (80.449, 0), (84.451, 0),
+    (-82.45, 0),  # a dither the other way leaves the detector: not a chip-1 image
+]
+
+
+@pytest.mark.parametrize(("postarg2", "field_chip"), POSTARG2_CASES)
+def test_postarg2_at_the_tolerance_edges(uvis, tmp_path, config, postarg2, field_chip):
+    assert (config.chip_dither_postarg2, config.postarg2_tolerance) == (82.45, 2.0)
+    path = _variant(uvis[0], tmp_path / "ib4606c5q_flc.fits",
+                    primary={**MONITORED, "POSTARG2": postarg2})
+    rows = read_header(path, config=config)
+    assert {r["field_chip"] for r in rows} == {field_chip}
+    assert [r["holds_field"] for r in rows] == [r["chip"] == field_chip for r in rows]
+    if field_chip:
+        assert all(r["usable"] for r in rows)
+    else:
+        assert all(r["reason"] == f"sub-dither (POSTARG2={postarg2:g})" for r in rows)

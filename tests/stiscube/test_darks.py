@@ -356,3 +356,94 @@ def test_raw_stack_indexing_matches_numpy(files):
     np.testing.assert_array_equal(again[1:3, 4:6], reference[1:3, 4:6])
     with pytest.raises(IndexError, match="out of bounds"):
         stack[7]
+
+
+# -- keywords that name neither file nor keyword elsewhere (issue 14.13) --------------------------
+def _nan_card(path: Path, key: str) -> None:
+    """Overwrite the 80-byte card of *key* in the primary header with ``KEY = NAN``
+    (astropy refuses to write NaN values, so the bytes are edited)."""
+    data = bytearray(path.read_bytes())
+    start = data.find(key.ljust(8).encode() + b"=")
+    assert 0 <= start < 2880 * 10 and start % 80 == 0
+    data[start : start + 80] = f"{key:<8}=                  NAN / not a number".ljust(80).encode()
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (_set(0, "BINAXIS1", "two"), r"BINAXIS1 = 'two' is not an integer"),
+        (_set(0, "CCDGAIN", "one"), r"CCDGAIN = 'one' is not a number"),
+        (_set(1, "EXTVER", "x"), r"extension 1 \(SCI\) EXTVER = 'x' is not an integer"),
+        (_set(0, "SUBARRAY", "maybe"), r"SUBARRAY = 'maybe' is not a logical value"),
+        (_set(1, "EXPTIME", 0.0), r"EXPTIME = 0 s of imset 1 is not positive"),
+        (_set(1, "EXPTIME", "long"), r"EXPTIME = 'long' is not a number"),
+        (_set(0, "CCDAMP", 3), r"CCDAMP = 3 is not an amplifier name"),
+    ],
+    ids=["binaxis", "ccdgain", "extver", "subarray", "zero-exptime", "text-exptime", "ccdamp"],
+)
+def test_bad_keywords_name_file_and_keyword(files, tmp_path, edit, match):
+    bad = _variant(files[0], tmp_path / "kw_flt.fits", edit)
+    with pytest.raises(InvalidDarkError, match=match) as info:
+        read_dark(bad)
+    assert str(bad) in str(info.value)
+
+
+def test_nan_texptime_names_file_and_keyword(files, tmp_path):
+    bad = Path(shutil.copy(files[0], tmp_path / "nan_flt.fits"))
+    _nan_card(bad, "TEXPTIME")
+    with pytest.raises(InvalidDarkError, match=r"nan_flt\.fits: primary header keyword TEXPTIME"):
+        read_dark(bad)
+
+
+def test_imsets_without_their_own_times_are_refused(files, tmp_path):
+    """Two imsets and no EXPSTART/EXPTIME in their SCI headers: the primary's total
+    TEXPTIME cannot be split, so the file is refused (no silent wrong rate)."""
+
+    def edit(hdul):
+        for ext in ("SCI", "ERR", "DQ"):
+            extra = hdul[ext].copy()
+            extra.header["EXTVER"] = 2
+            hdul.append(extra)
+        for h in hdul[1:]:
+            for key in ("EXPTIME", "EXPSTART", "EXPEND"):
+                h.header.remove(key, ignore_missing=True)
+
+    bad = _variant(files[0], tmp_path / "two_flt.fits", edit)
+    with pytest.raises(InvalidDarkError, match=r"has no EXPTIME; the primary TEXPSTRT/TEXPTIME"):
+        read_dark(bad, imset=2)
+
+
+def test_one_imset_falls_back_to_the_primary_times(files, tmp_path):
+    def edit(hdul):
+        for key in ("EXPTIME", "EXPSTART", "EXPEND"):
+            del hdul[1].header[key]
+
+    frame = read_dark(_variant(files[0], tmp_path / "old_flt.fits", edit))
+    primary = fits.getheader(files[0])
+    assert frame.exptime == primary["TEXPTIME"] and frame.start_mjd == primary["TEXPSTRT"]
+
+
+def test_same_file_twice_is_a_duplicate(files):
+    with pytest.raises(IncompatibleDarksError, match="duplicate rootname"):
+        check_darks([*files, files[2]])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"min_frames": 1}, ValueError, r"min_frames must be >= 2"),
+        ({"min_frames": 2.5}, TypeError, r"min_frames must be an integer"),
+        ({"min_valid_fraction": 0}, ValueError, r"min_valid_fraction must be in \(0, 1\]"),
+        ({"ccdgain": 3}, ValueError, r"ccdgain must be one of the STIS CCD gains"),
+        ({"ccdamp": "E"}, ValueError, r"ccdamp must be one of"),
+        ({"exptime": "medium"}, ValueError, r"exptime 'medium' is not an exposure class"),
+        ({"exptime": -5.0}, ValueError, r"exptime must be a class name or a time > 0"),
+        ({"exposure_classes": (("long", 1200.0, 1000.0),)}, ValueError, "0 <= low <= high"),
+    ],
+)
+def test_bad_selection_options(kwargs, error, match):
+    from stiscube.darks import DarkSelection
+
+    with pytest.raises(error, match=match):
+        DarkSelection(**kwargs)

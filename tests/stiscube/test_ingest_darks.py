@@ -7,6 +7,7 @@ import pytest
 
 from stiscube import PixelDB
 from stiscube._exceptions import InvalidDarkError, PeriodExistsError
+from stiscube.darks import DarkSelection, TooFewDarksError
 from stiscube.simulate import simulate_darks
 from stores._testing import tree_digest
 
@@ -73,3 +74,69 @@ def test_ingest_without_table_uses_frame_dates(tmp_path, simulation):
     assert got["StartDate"].item() <= db.darks["start"].min()
     with pytest.raises(PeriodExistsError):
         db.ingest_darks(files, 7)
+
+
+# -- garbage darks: an error or a recorded warning, never a silent NaN period (issue 14.12) --
+def _copies(files, tmp_path, edit=None, which=None):
+    """Copies of *files*; ``edit(hdul)`` applied with astropy to those listed in *which*."""
+    from astropy.io import fits
+
+    out = []
+    for k, path in enumerate(files):
+        dst = tmp_path / path.name
+        dst.write_bytes(path.read_bytes())
+        if edit is not None and (which is None or k in which):
+            with fits.open(dst, mode="update") as hdul:
+                edit(hdul)
+        out.append(dst)
+    return out
+
+
+def _all_nan_sci(hdul):
+    hdul["SCI"].data[...] = np.nan
+
+
+def _negative_err(hdul):
+    hdul["ERR"].data[...] = -np.abs(hdul["ERR"].data) - 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "what"), [(_all_nan_sci, "all-NaN SCI"), (_negative_err, "negative ERR")]
+)
+def test_garbage_frames_are_refused_with_nothing_written(tmp_path, simulation, edit, what):
+    number = sorted(simulation.files)[0]
+    files = _copies(simulation.files[number], tmp_path, edit)
+    db = PixelDB.create(tmp_path / "db", periods=simulation.periods, shape=simulation.shape)
+    before = tree_digest(db.location.url)
+    with pytest.raises(TooFewDarksError, match=r"only 0 of 20 frames are usable") as info:
+        db.ingest_darks(files, number)
+    assert "0.0% of its pixels hold a valid sample" in str(info.value), what
+    assert tree_digest(db.location.url) == before
+    assert db.anneal_numbers == []
+
+
+def test_a_single_frame_is_refused_before_reading(tmp_path, simulation):
+    number = sorted(simulation.files)[0]
+    db = PixelDB.create(tmp_path / "db", periods=simulation.periods, shape=simulation.shape)
+    before = tree_digest(db.location.url)
+    with pytest.raises(TooFewDarksError, match=r"at least 3 usable frames \(min_frames\), got 1"):
+        db.ingest_darks(simulation.files[number][:1], number)
+    with pytest.raises(TooFewDarksError, match=r"at least 5 usable frames"):
+        db.ingest_darks(simulation.files[number][:4], number,
+                        selection=DarkSelection(min_frames=5))
+    assert tree_digest(db.location.url) == before
+
+
+def test_a_few_garbage_frames_are_recorded_as_warnings(tmp_path, simulation, caplog):
+    number = sorted(simulation.files)[0]
+    files = _copies(simulation.files[number], tmp_path, _all_nan_sci, which={2, 7})
+    db = PixelDB.create(tmp_path / "db", periods=simulation.periods, shape=simulation.shape)
+    with caplog.at_level("WARNING", logger="stiscube.pixeldb"):
+        props = db.ingest_darks(files, number)
+    warnings = db.store.slice_extras(number)["warnings"]
+    assert len(warnings) == 2
+    assert all("0.0% of its pixels hold a valid sample" in w for w in warnings)
+    assert "not usable" in caplog.text
+    # the two NaN frames are excluded samples of every pixel
+    assert (props["nan_count"].values >= 2).all()
+    assert np.isfinite(props["sci_mean"].values).all()

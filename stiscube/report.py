@@ -429,7 +429,8 @@ const i = parseInt(cb_obj.value);
 const k = numbers.indexOf(i);
 if (k < 0) { return; }
 img.data = {image: [maps.data.image[k]]};
-mplot.title.text = `sci_mean, period ${i}: block maximum of ${block} x ${block} pixels`;
+mplot.title.text = `sci_mean, period ${i}: ` + (block > 1
+  ? `block maximum of ${block} x ${block} pixels` : "full resolution");
 """
 
 
@@ -458,7 +459,8 @@ def _browser(summary: dict[str, Any]):
     img = ColumnDataSource({"image": [newest]}, name="map_image")
     all_maps = ColumnDataSource({"image": maps}, name="all_maps")
     mplot = bokeh_figure(
-        title=f"sci_mean, period {numbers[-1]}: block maximum of {block} x {block} pixels",
+        title=f"sci_mean, period {numbers[-1]}: "
+        + (f"block maximum of {block} x {block} pixels" if block > 1 else "full resolution"),
         x_label="column (0-based)",
         y_label="row (0-based)",
         height=520,

@@ -276,3 +276,73 @@ def test_refuses_to_overwrite_without_permission(small_darks, tmp_path):
         out, n_periods=1, frames_per_period=3, shape=(8, 8), seed=2, overwrite=True
     )
     assert len(list(out.glob("*_flt.fits"))) == 3 == len(again.files[1])
+
+
+# -- simulated files against the real archive file (issue 9.5) -----------------------------------
+def _locations(path) -> dict[str, tuple[str, type]]:
+    """Keyword -> (where, Python type) in the primary and the first SCI header."""
+    out: dict[str, tuple[str, type]] = {}
+    with fits.open(path) as hdul:
+        for where, header in (("SCI", hdul["SCI", 1].header), ("primary", hdul[0].header)):
+            for key in header:
+                if key and key not in ("COMMENT", "HISTORY"):
+                    out.setdefault(key, (where, type(header[key])))
+                    if where == "primary" and out[key][0] == "SCI":
+                        out[key] = ("both", type(header[key]))
+    return out
+
+
+def test_every_keyword_the_reader_uses_sits_where_the_real_file_has_it(real_dir, small_darks):
+    from stiscube._fitsio import EXTENSION_KEYWORDS, PRIMARY_KEYWORDS
+
+    real = _locations(real_dir / "stis" / "o4k19a010_flt.fits")
+    sim = _locations(small_darks.files[1][0])
+    # the keywords the readers use (stiscube._fitsio), present in a real calibrated file
+    used = set(PRIMARY_KEYWORDS) | set(EXTENSION_KEYWORDS)
+    structural = {"XTENSION", "NAXIS", "NAXIS1", "NAXIS2", "BITPIX", "EXTNAME", "EXTVER"}
+    only_simulated = {"SIMULATE"}  # says the file is synthetic
+    constant_arrays = {"NPIX1", "NPIX2", "PIXVALUE", "BSCALE", "BZERO"}  # not in an FLT
+    checked = 0
+    for key in sorted(used - structural - constant_arrays):
+        if key in only_simulated:
+            assert key not in real and sim[key][0] == "primary"
+            continue
+        assert key in real, f"{key} is read but the real FLT does not carry it"
+        assert key in sim, f"the simulator does not write {key}"
+        assert sim[key] == real[key], (key, sim[key], real[key])
+        checked += 1
+    assert checked >= 25
+    # the facts of the real-file README, explicitly
+    for key in ("ATODGAIN", "READNSE", "TEXPSTRT", "TEXPTIME", "CCDGAIN", "CCDAMP", "BINAXIS1",
+                "BINAXIS2", "NRPTEXP", "CRSPLIT"):
+        assert sim[key][0] == real[key][0] == "primary", key
+    for key in ("EXPSTART", "EXPTIME", "EXPNAME", "OCCDHTAV"):
+        assert sim[key][0] == real[key][0] == "SCI", key
+
+
+def test_multi_imset_files_for_early_periods(tmp_path):
+    """Early periods' darks as association files of several imsets (CR-SPLIT/repeats)."""
+    from stiscube.darks import read_frames
+
+    sim = simulate_darks(
+        tmp_path, n_periods=1, frames_per_period=6, shape=(8, 8), seed=2, start="1998-02-01",
+        imsets_per_file=2,
+    )
+    truth = sim.truth(1)
+    assert len(sim.files[1]) == 3
+    frames = [f for path in sim.files[1] for f in read_frames(path)]
+    assert [f.frame_id for f in frames] == truth["rootname"].values.tolist()
+    for path in sim.files[1]:
+        with fits.open(path) as hdul:
+            primary = hdul[0].header
+            scis = [h.header for h in hdul[1:] if h.name == "SCI"]
+            assert primary["NRPTEXP"] == len(scis) == 2 and primary["NEXTEND"] == 6
+            assert primary["ROOTNAME"].endswith("0")
+            assert primary["TEXPTIME"] == sum(h["EXPTIME"] for h in scis)  # the total
+            assert primary["TEXPSTRT"] == scis[0]["EXPSTART"]
+            assert primary["TEXPEND"] == scis[-1]["EXPEND"]
+            assert scis[0]["EXPEND"] < scis[1]["EXPSTART"]  # back to back
+            assert len({h["EXPNAME"] for h in scis}) == 2
+            assert all(h["OCCDHTAV"] == -1.0 for h in scis)  # 1998: Side-1
+    np.testing.assert_array_equal(truth["dark_scale"].values, 1.0)
+    assert sim.periods[1].darks == tuple(p.name.split("_")[0] for p in sim.files[1])

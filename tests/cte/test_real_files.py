@@ -233,3 +233,12 @@ def test_postarg2_at_the_tolerance_edges(uvis, tmp_path, config, postarg2, field
         assert all(r["usable"] for r in rows)
     else:
         assert all(r["reason"] == f"sub-dither (POSTARG2={postarg2:g})" for r in rows)
+
+
+def test_scanning_the_real_files(real_dir, config):
+    scan = scan_images([real_dir / "wfc3", *sorted((real_dir / "other").glob("*.fits"))],
+                       config=config)
+    assert sorted(scan.records["image"].unique()) == ["ib4606c5q_flc", "ib4606c6q_flc"]
+    assert len(scan.records) == 4
+    assert sorted(scan.unreadable["error"]) == ["WrongInstrumentError"] * 2
+    assert scan.records["flashcur"].tolist() == ["ZERO"] * 4

@@ -18,8 +18,12 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# `make demo` runs small simulated inputs (minutes, ~30 MB left in demo-output);
+# `make demo DEMO_ARGS=--full` the full-size STIS frames (see examples/demo.py --help)
+DEMO_ARGS ?=
+
 demo: $(STAMP)
-	$(BIN)/python examples/demo.py --out demo-output
+	$(BIN)/python examples/demo.py --out demo-output $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check stores stiscube cte tests benchmarks examples

@@ -160,12 +160,17 @@ FULL = {"stis_shape": (1024, 1024), "stis_frames": 20, "uvis_shape": (2051, 128)
 def where_to_look(out: Path) -> list[str]:
     """The outputs to open first: the monitoring sites and the DQ reference file."""
     look = []
-    sites = [("CTE monitor site", out / "cte-monitor" / "report.html")]
+    sites = [
+        ("STIS pixel monitoring site", out / "stis-site" / "index.html"),
+        ("CTE monitor site", out / "cte-monitor" / "report.html"),
+    ]
     for label, path in sites:
         if path.exists():
             look.append(f"{label}: {path.resolve()}")
     for dq in sorted(out.glob("dq_anneal*.fits")):
-        look.append(f"DQ reference array (FITS): {dq.resolve()}")
+        look.append(f"DQ array (FITS): {dq.resolve()}")
+    if (out / "stis_dq_ref.fits").exists():
+        look.append(f"DQ reference file (CRDS-ready): {(out / 'stis_dq_ref.fits').resolve()}")
     look.append(f"summary of this run: {(out / 'summary.txt').resolve()}")
     return look
 
@@ -190,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
              "transfer count; 2051 4096 is a full chip)",
     )
     parser.add_argument("--uvis-epochs", type=int, default=4, help="monitor epochs")
-    parser.add_argument("--uvis-stars", type=int, help="stars in the NGC 104 field (500)")
+    parser.add_argument("--uvis-stars", type=int, help="stars in the NGC 104 field (800)")
     parser.add_argument(
         "--uvis-exptimes", type=float, nargs="+",
         help="exposure times in s (default 348, long only; --full: 348 30)",
@@ -201,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     small = {"stis_shape": (256, 256), "stis_frames": 10, "uvis_shape": (2051, 64),
-             "uvis_stars": 500, "uvis_exptimes": (348.0,)}
+             "uvis_stars": 800, "uvis_exptimes": (348.0,)}
     for name, value in (FULL if args.full else small).items():
         if getattr(args, name) is None:
             setattr(args, name, value)

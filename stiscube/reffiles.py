@@ -404,15 +404,21 @@ def superdark(
         bad = [n for n, k in zip(numbers, n_darks, strict=True) if k <= 0]
         msg = f"periods {bad} record no darks: the samples per pixel are unknown"
         raise ValueError(msg)
-    arrays = db.store.read_arrays(numbers, variables=["sci_mean", "err_mean", "nan_count"])
-    m = np.asarray(arrays["sci_mean"], dtype=np.float64)
-    e = np.asarray(arrays["err_mean"], dtype=np.float64)
-    n = n_darks[:, None, None] - np.asarray(arrays["nan_count"], dtype=np.int64)
-    n = np.where(np.isfinite(m) & np.isfinite(e), np.clip(n, 0, None), 0)
-    total = n.sum(axis=0)
+    total = np.zeros(db.shape, dtype=np.int64)  # N
+    rate_sum = np.zeros(db.shape)  # sum_p n_p m_p
+    var_sum = np.zeros(db.shape)  # sum_p n_p e_p**2
+    for number, darks in zip(numbers, n_darks, strict=True):  # one period in memory at a time
+        arrays = db.store.read_arrays([number], variables=["sci_mean", "err_mean", "nan_count"])
+        m = np.asarray(arrays["sci_mean"][0], dtype=np.float64)
+        e = np.asarray(arrays["err_mean"][0], dtype=np.float64)
+        n = int(darks) - np.asarray(arrays["nan_count"][0], dtype=np.int64)
+        n = np.where(np.isfinite(m) & np.isfinite(e), np.clip(n, 0, None), 0)
+        total += n
+        rate_sum += n * np.nan_to_num(m)
+        var_sum += n * np.nan_to_num(e) ** 2
     with np.errstate(invalid="ignore", divide="ignore"):
-        sci = np.where(total > 0, np.sum(n * np.nan_to_num(m), axis=0) / total, 0.0)
-        err = np.where(total > 0, np.sqrt(np.sum(n * np.nan_to_num(e) ** 2, axis=0)) / total, 0.0)
+        sci = np.where(total > 0, rate_sum / total, 0.0)
+        err = np.where(total > 0, np.sqrt(var_sum) / total, 0.0)
     dq = reference_dq(db, rules, anneals=numbers)
     no_data = total == 0
     values = dq.values | np.where(no_data, np.uint16(NO_DATA_BIT), np.uint16(0))

@@ -192,12 +192,13 @@ class DirectReader:
             finally:
                 os.close(fd)
         fs = self.location.fs
-        if not fs.exists(path):
+        try:
+            if start is not None and start < 0:
+                size = fs.size(path)
+                start, stop = max(0, size + start), size
+            return fs.cat_file(path, start=start, end=stop)
+        except FileNotFoundError:
             return None
-        if start is not None and start < 0:
-            size = fs.size(path)
-            start, stop = max(0, size + start), size
-        return fs.cat_file(path, start=start, end=stop)
 
     def _index(self, key: tuple[str, ...]) -> np.ndarray | None:
         cache_key = "/".join(key)

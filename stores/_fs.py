@@ -129,21 +129,46 @@ class Location:
         return FsspecStore.from_url(url, read_only=read_only, storage_options=options or None)
 
     # -- file operations -----------------------------------------------------------------
+    def _fresh(self, path: str) -> str:
+        """*path*, after dropping any cached listing of it (s3fs caches listings)."""
+        if not self.is_local:
+            self.fs.invalidate_cache(path)
+        return path
+
     def exists(self, *parts: str) -> bool:
-        return self.fs.exists(self.join(*parts))
+        return self.fs.exists(self._fresh(self.join(*parts)))
 
     def isdir(self, *parts: str) -> bool:
-        return self.fs.isdir(self.join(*parts))
+        return self.fs.isdir(self._fresh(self.join(*parts)))
 
     def read_bytes(self, *parts: str) -> bytes:
         return self.fs.cat_file(self.join(*parts))
 
-    def write_bytes(self, parts: tuple[str, ...], data: bytes) -> None:
-        atomic_write_bytes(self, self.join(*parts), data)
+    def write_bytes(self, parts: tuple[str, ...], data: bytes, *, exclusive: bool = False) -> None:
+        """Write *data* atomically; ``exclusive`` refuses (FileExistsError) an existing file.
+
+        ``exclusive`` is atomic on memory:// and s3:// (a conditional put) and checked
+        just before the rename on local disks (where the writer lock excludes others).
+        """
+        path = self.join(*parts)
+        if exclusive and not self.is_local:
+            parent = path.rsplit("/", 1)[0]
+            with contextlib.suppress(FileExistsError, NotImplementedError):
+                self.fs.makedirs(parent, exist_ok=True)
+            try:
+                self.fs.pipe_file(path, bytes(data), mode="create")
+            except OSError as exc:
+                if isinstance(exc, FileExistsError) or "pre-conditions" in str(exc):
+                    raise FileExistsError(errno.EEXIST, "already exists", path) from exc
+                raise
+            return
+        if exclusive and self.fs.exists(path):
+            raise FileExistsError(errno.EEXIST, "already exists", path)
+        atomic_write_bytes(self, path, data)
 
     def listdir(self, *parts: str) -> list[str]:
         """Base names in a directory (empty if it does not exist)."""
-        path = self.join(*parts)
+        path = self._fresh(self.join(*parts))
         if not self.fs.exists(path):
             return []
         return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False))

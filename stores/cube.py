@@ -1723,11 +1723,12 @@ def _publish(loc: Location, manifest: _Manifest) -> None:
     body = manifest.body()
     doc = {"sha256": _body_digest(body), "body": body}
     name = f"{manifest.sequence:012d}.json"
-    if loc.exists(_MANIFESTS, name):
-        msg = f"{loc.url}: manifest {name} already exists; another writer bypassed the lock"
-        raise CorruptStoreError(msg)
     remove_stale_temporaries(loc, _MANIFESTS)
-    loc.write_bytes((_MANIFESTS, name), json.dumps(doc).encode())
+    try:
+        loc.write_bytes((_MANIFESTS, name), json.dumps(doc).encode(), exclusive=True)
+    except FileExistsError:
+        msg = f"{loc.url}: manifest {name} already exists; another writer bypassed the lock"
+        raise CorruptStoreError(msg) from None
 
 
 def _parse_manifest(raw: bytes, number: int) -> tuple[_Manifest | None, str]:

@@ -773,3 +773,85 @@ def test_public_homes_of_shared_plumbing():
     assert stores.direct.DirectReader is stores._direct.DirectReader
     assert stores.testing.tree_digest is stores._testing.tree_digest
     assert callable(stores.cli.run_cli) and callable(stores.cli.base_parser)
+
+
+# -- concurrent writers on s3:// (two processes, a moto S3 server) ------------------------
+@pytest.fixture(scope="module")
+def s3_env():
+    """A moto S3 server with a bucket; the environment a writer process needs to reach it."""
+    server_mod = pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    fsspec.filesystem("s3", skip_instance_cache=True).mkdir("cubes")
+    yield {**os.environ, **env}
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lock_timeout", [0.0, 60.0])
+def test_concurrent_writers_on_s3(s3_env, lock_timeout):
+    """Two processes append to one s3:// store; the lock is a conditional put (If-None-Match)."""
+    url = f"s3://cubes/c{int(lock_timeout)}-{os.getpid()}"
+    schema = example_schema(shape=(64, 48), chunks=(16, 16))
+    _fill(url, schema, labels=(1,))
+    go = Path(f"/tmp/s3go-{os.getpid()}-{int(lock_timeout)}")
+    go.unlink(missing_ok=True)
+    procs = {
+        label: subprocess.Popen(
+            [sys.executable, str(WRITER), url, "append", str(label), "77", "--delay", "0.01",
+             "--lock-timeout", str(lock_timeout), "--go-file", str(go)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=s3_env,
+        )
+        for label in (10, 11)
+    }
+    for proc in procs.values():
+        assert proc.stdout.readline().strip() == "READY"
+    go.touch()
+    outcomes = {}
+    for label, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        outcomes[label] = out.strip().splitlines()[-1].split()[0]
+        assert outcomes[label] in ("WROTE", "LOCKED"), err
+    go.unlink()
+    written = sorted(label for label, status in outcomes.items() if status == "WROTE")
+    if lock_timeout:
+        assert written == [10, 11]
+    else:
+        assert written  # one at least; the other may have found the lock taken
+    store = CubeStore(url)
+    assert store.labels == [1, *written]
+    store.verify()
+    _assert_values(store, schema, written, seeds={n: 77 for n in written})
+    slots = [store.slice_info(n)["slot"] for n in store.labels]
+    assert len(set(slots)) == len(slots)
+    assert not fsspec.filesystem("s3").exists(f"{url[5:]}/.lock")  # released
+
+
+@pytest.mark.slow
+def test_stale_s3_lock_blocks_until_broken(s3_env):
+    url = f"s3://cubes/stale-{os.getpid()}"
+    schema = example_schema()
+    store = _fill(url, schema, labels=(1,))
+    fs = fsspec.filesystem("s3")
+    fs.pipe_file(f"{url[5:]}/.lock", json.dumps({"pid": 1, "host": "gone"}).encode())
+    before = tree_digest(url)
+    with pytest.raises(StoreLockedError, match="held by pid 1 on gone"):
+        store.append(_truth(schema, 2), 2, coords=example_coords(2))
+    assert tree_digest(url) == before
+    store.break_lock()
+    store.append(_truth(schema, 2), 2, coords=example_coords(2))
+    _assert_values(CubeStore(url), schema, [1, 2])

@@ -174,13 +174,22 @@ def read_header(path: str | os.PathLike, *, config: Config | None = None) -> lis
                 "postarg1": number("POSTARG1", _finite),
                 "postarg2": number("POSTARG2", _finite),
             }
+        except InvalidImageError:
+            raise
         except (TypeError, ValueError) as exc:
             msg = f"{path}: malformed primary header value ({exc})"
             raise InvalidImageError(msg) from exc
         base["target"] = config.target_for(base["targname"]) or ""
         base["exptime_class"] = config.exptime_class(base["exptime"])
         base["field_chip"] = _field_chip(base["postarg2"], config)
-        extensions = {(h.name, h.ver): h for h in hdul[1:]}
+        for index, h in enumerate(hdul[1:], start=1):
+            ver = h.header.get("EXTVER", 1)
+            if h.name in ("SCI", "ERR", "DQ") and (isinstance(ver, bool)
+                                                   or not isinstance(ver, int)):
+                msg = (f"{path}: extension {index} ({h.name}) header keyword EXTVER={ver!r} "
+                       "is not an integer")
+                raise InvalidImageError(msg)
+        extensions = {(h.name, h.ver): h for h in hdul[1:] if h.name in ("SCI", "ERR", "DQ")}
         rows = []
         for (name, extver), hdu in sorted(extensions.items()):
             if name != "SCI":

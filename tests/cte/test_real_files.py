@@ -134,6 +134,7 @@ def test_per_chip_keywords_fall_back_to_the_primary(uvis, tmp_path, config):
     ("sci", "CCDCHIP", 1.5, r"SCI,1 header keyword CCDCHIP=1.5 is not valid"),
     ("primary", "PROPOSID", "abc", r"primary header keyword PROPOSID='abc'"),
     ("primary", "POSTARG2", "north", r"primary header keyword POSTARG2='north'"),
+    ("sci", "EXTVER", "one", r"extension 1 \(SCI\) header keyword EXTVER='one'"),
 ])
 def test_malformed_keywords_name_the_file_and_keyword(uvis, tmp_path, where, key, value,
                                                       match):
@@ -242,3 +243,17 @@ def test_scanning_the_real_files(real_dir, config):
     assert len(scan.records) == 4
     assert sorted(scan.unreadable["error"]) == ["WrongInstrumentError"] * 2
     assert scan.records["flashcur"].tolist() == ["ZERO"] * 4
+
+
+def test_a_nan_exposure_time_names_the_keyword(uvis, tmp_path):
+    """EXPTIME = NAN as a raw card (astropy refuses to write NaN values itself)."""
+    path = _variant(uvis[0], tmp_path / "ib4606c5q_flc.fits", primary=MONITORED)
+    raw = bytearray(path.read_bytes())
+    at = raw.find(b"EXPTIME =")
+    raw[at:at + 80] = b"EXPTIME =                  NAN / exposure duration (seconds)".ljust(80)
+    path.write_bytes(bytes(raw))
+    with (pytest.warns(fits.verify.VerifyWarning),
+          pytest.raises(InvalidImageError, match=r"primary header keyword EXPTIME='NAN' is "
+                                                 r"not a valid number") as info):
+        read_header(path)
+    assert str(info.value).startswith(str(path))

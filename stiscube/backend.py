@@ -117,6 +117,7 @@ class _Source:
 
     def __init__(self, store: CubeStore, index_root: Location | None) -> None:
         self.store = store
+        self.index_root = index_root
         self.labels = store.labels
         self.label_array = np.asarray(self.labels, dtype=object)
         self.positions_array = np.arange(len(self.labels))
@@ -128,6 +129,11 @@ class _Source:
         }:
             self.index = HistoryIndex(index_root)
         self._digests: list[str] | None = None
+
+    def __reduce__(self):
+        # to a dask worker: the location and the version, reopened there (same state)
+        root = None if self.index_root is None else self.index_root.url
+        return (_reopen, (self.store.location.url, _store_version(self.store), root))
 
     def _index_lookup(self, where) -> tuple | None:
         """(index state, positions) of the periods at *where* (indices into labels)."""
@@ -212,6 +218,11 @@ class _Source:
                     except HistoryIndexError as exc:
                         logger.warning("history index unusable (%s); reading the cube", exc)
         return self.store.read_arrays(chosen, variables=names, **window)
+
+
+def _reopen(url: str, version: int, index_root: str | None) -> _Source:
+    store = open_store(Location.parse(url), version)
+    return _Source(store, None if index_root is None else Location.parse(index_root))
 
 
 # ---------------------------------------------------------------------------------------

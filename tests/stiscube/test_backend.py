@@ -257,3 +257,12 @@ def test_engine_is_registered_and_guesses(db_path, tmp_path):
         source_of(xr.Dataset())
     with pytest.raises(TypeError, match="opens a pixel database path or URL"):
         xr.open_dataset(42, engine="stiscube")
+
+
+def test_pickles_for_dask_workers(db_path, ref):
+    import pickle
+
+    ds = xr.open_dataset(db_path, engine="stiscube", chunks={})
+    again = pickle.loads(pickle.dumps(ds))  # what a distributed worker receives
+    np.testing.assert_array_equal(again["err_mean"].sel(row=3).values, ref["err_mean"][:, 3])
+    assert again.attrs["cube_version"] == ds.attrs["cube_version"]

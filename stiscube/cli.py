@@ -446,9 +446,17 @@ def _cmd_dq(args: argparse.Namespace) -> None:
         for path, write in ((args.dq_reference, write_dq_reference),
                             (args.dark_reference, write_dark_reference)):
             if path is not None:
+                from astropy.io import fits
+
                 write(db, path, rules=rules, anneals=anneals, keywords=keywords,
                       overwrite=args.overwrite)
-                outputs.append(f"{path} (periods {anneals[0]}-{anneals[-1]})")
+                hdr = fits.getheader(path)  # the counts as the file states them
+                no_data = f", {hdr['NNODATA']} without data" if hdr.get("NNODATA") else ""
+                outputs.append(
+                    f"{path} (periods {anneals[0]}-{anneals[-1]}: {hdr['NFLAGGED']} flagged = "
+                    f"{hdr['NHOT']} hot + {hdr['NUNSTAB']} unstable - {hdr['NBOTH']} both"
+                    f"{no_data})"
+                )
     both = dq.attrs.get("n_both", 0)
     sys.stdout.write(
         f"period {dq.attrs['anneal']}: {dq.attrs['n_flagged']} flagged pixels = "

@@ -152,10 +152,17 @@ def test_cli_report_and_reference(db, tmp_path, capsys):
                  "--dark-reference", str(tmp_path / "d.fits"), "--first", "3",
                  "--ccdamp", "D", "--ccdgain", "1"]) == 0
     out = capsys.readouterr().out
-    assert "d.fits (periods 3-6)" in out
     from astropy.io import fits
 
-    assert fits.getheader(tmp_path / "d.fits")["PERIODS"] == "3,5,6"
+    hdr = fits.getheader(tmp_path / "d.fits")
+    assert hdr["PERIODS"] == "3,5,6"
+    dq = fits.getdata(tmp_path / "d.fits", "DQ")
+    hot, unstable = (dq & 16) != 0, (dq & 4) != 0
+    # the printed summary states the file's own counts
+    assert (
+        f"d.fits (periods 3-6: {np.count_nonzero(dq)} flagged = {hot.sum()} hot + "
+        f"{unstable.sum()} unstable - {(hot & unstable).sum()} both)"
+    ) in out
     assert main(["dq", str(db.location.url), "--anneal", "6"]) == 1
     assert "nothing to write" in capsys.readouterr().err
 

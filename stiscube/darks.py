@@ -68,6 +68,7 @@ from stiscube._fitsio import (
     check_rootname,
     header_int,
     is_remote,
+    local_name,
     read_imsets,
 )
 
@@ -518,7 +519,7 @@ def read_frames(
         expname = imset.header.get("EXPNAME", "")
         frames.append(
             DarkFrame(
-                path=name if is_remote(name) else Path(name),
+                path=name if is_remote(name) else Path(local_name(name)),
                 rootname=rootname,
                 start_mjd=start,
                 end_mjd=end,

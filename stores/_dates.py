@@ -180,8 +180,15 @@ def _time_to_mjd(value: Any) -> float | np.ndarray:
     with warnings.catch_warnings():  # "dubious year": refused below if out of range
         warnings.simplefilter("ignore", ErfaWarning)
         mjd = np.asarray(value.utc.mjd, dtype=np.float64)
-        # before .datetime64, which wraps round outside its range
-        _check_mjd(mjd, value.utc.iso if value.isscalar else value.utc.iso.tolist())
+        outside = ~((mjd >= _MJD_FIRST) & (mjd <= _MJD_LAST))  # NaN included
+        if np.any(outside):  # refused before .datetime64, which wraps round outside its range
+            first = np.ravel(value.utc.iso)[np.flatnonzero(np.ravel(outside))[0]]
+            msg = (
+                f"date {first} is outside the supported range "
+                f"{_FIRST.astype('datetime64[D]')} to {_LAST.astype('datetime64[D]')} "
+                "(that of datetime64[ns])"
+            )
+            raise ValueError(msg)
         return datetime64_to_mjd(value.utc.datetime64)
 
 

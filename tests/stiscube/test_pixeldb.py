@@ -282,3 +282,132 @@ def test_history_index_is_used_only_while_current(db, truth):
     )
     with pytest.raises(ReadOnlyStoreError, match="read-only"):
         other.build_history_index()
+
+
+# -- issue 14: bad input refused before anything is written, checks under the lock ---------
+def _write_seed_csv(tmp_path, number, shape=SHAPE):
+    write_seed_csv(random_properties(shape, seed=number), tmp_path / f"anneal_{number}.csv")
+    return tmp_path
+
+
+@pytest.mark.parametrize("number", [2**63, 2**64 + 5, -1])
+def test_anneal_numbers_outside_int64_are_refused_before_writing(db, tmp_path, truth, number):
+    # reproducer: stiscube ingest o.db --csv DIR --anneal 9223372036854775808 --start ... --end
+    before = tree_digest(db.location.url)
+    with pytest.raises(ValueError, match="anneal_num must be an integer from 0 to 92233720368547"):
+        db.ingest_properties(truth[100], number, start="2031-01-01", end="2031-02-01")
+    with pytest.raises(ValueError, match="anneal_num must be an integer from 0 to"):
+        db.insert_anneal(number, csv_loc=tmp_path, start="2031-01-01", end="2031-02-01")
+    assert tree_digest(db.location.url) == before
+    assert PixelDB(db.location.url, mode="r").anneal_numbers == [100, 101, 102, 103]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "match"),
+    [
+        ("9998-01-01", "9999-01-01", "date 9998-01-01T00:00:00.000000 is outside the supported"),
+        ("0001-01-01", "0001-02-01", "date 0001-01-01T00:00:00.000000 is outside the supported"),
+        (3e5, 3e5 + 30, r"MJD 300000.0 is outside the supported range -66164 to 147338"),
+        (-7e4, -6.9e4, r"MJD -70000.0 is outside the supported range"),
+        ("2262-04-12", "2262-05-01", "date 2262-04-12T00:00:00.000000 is outside the supported"),
+    ],
+)
+def test_dates_outside_datetime64ns_are_refused_not_wrapped(db, tmp_path, truth, start, end,
+                                                            match):
+    before = tree_digest(db.location.url)
+    with pytest.raises(ValueError, match=match):
+        db.ingest_properties(truth[100], 300, start=start, end=end)
+    _write_seed_csv(tmp_path, 301)
+    with pytest.raises(ValueError, match=match):
+        db.insert_anneal(301, csv_loc=tmp_path, start=start, end=end)
+    assert tree_digest(db.location.url) == before
+
+
+def test_dates_as_time_and_datetime_outside_the_range_are_refused(db, truth):
+    import datetime as dt
+
+    from astropy.time import Time
+    from erfa import ErfaWarning
+
+    before = tree_digest(db.location.url)
+    with pytest.raises(ValueError, match="is outside the supported range"):
+        db.ingest_properties(truth[100], 300, start=dt.datetime(9998, 1, 1),
+                             end=dt.datetime(9999, 1, 1))
+    # astropy's own Time.datetime64 wraps round here (9999 -> 1815): refused, not wrapped
+    with pytest.warns(ErfaWarning, match="dubious year"):  # astropy's own warning
+        late = Time(["2300-01-01", "2300-02-01"], scale="utc")
+    with pytest.raises(ValueError, match="2300-01-01 00:00:00.000 is outside the supported"):
+        db.ingest_properties(truth[100], 300, start=late[0], end=late[1])
+    assert tree_digest(db.location.url) == before
+    # the edges of the range itself are accepted, and stored exactly
+    db.ingest_properties(truth[100], 300, start="1677-09-22", end="1677-09-23")
+    got = PixelDB(db.location.url, mode="r").query_anneal(anneal_num=300)
+    assert got["StartDate"].item() == pd.Timestamp("1677-09-22")
+
+
+def test_insert_anneal_on_a_read_only_db_raises_the_read_only_error_first(db, tmp_path):
+    read_only = PixelDB(db.location.url, mode="r")
+    before = tree_digest(db.location.url)
+    # no dates known for period 999 and no CSV: the read-only error still comes first
+    with pytest.raises(ReadOnlyStoreError, match="was opened read-only"):
+        read_only.insert_anneal(999, csv_loc=tmp_path / "nowhere")
+    with pytest.raises(ReadOnlyStoreError, match="was opened read-only"):
+        read_only.ingest_properties(random_properties(SHAPE, seed=1), 999)
+    assert tree_digest(db.location.url) == before
+
+
+def test_create_never_overwrites_an_existing_period_table(tmp_path):
+    from stores import StoreExistsError
+
+    target = tmp_path / "db"
+    target.mkdir()
+    table = tmp_path / "mine.ecsv"
+    period_table(numbers=[1, 2]).write(table)
+    (target / "periods.ecsv").write_bytes(table.read_bytes())
+    before = tree_digest(target)
+    with pytest.raises(StoreExistsError, match="already holds a period table"):
+        PixelDB.create(target, periods=period_table(), shape=SHAPE)
+    with pytest.raises(StoreExistsError, match="already holds a period table"):
+        PixelDB.create(target, shape=SHAPE)
+    assert tree_digest(target) == before
+    assert list(AnnealTable.read(target / "periods.ecsv").numbers) == [1, 2]
+
+
+def _ingest_overlapping(path, number, start, end, barrier, results):
+    from stiscube import PixelDB as DB
+    from stiscube._synthcube import random_properties as props
+
+    db = DB(path, mode="r+", lock_timeout=30.0)
+    data = props(SHAPE, seed=number)
+    barrier.wait()
+    try:
+        db.ingest_properties(data, number, start=start, end=end)
+        results.put((number, "ok"))
+    except CubeQueryError as exc:
+        results.put((number, str(exc)))
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_overlap_check_runs_under_the_writer_lock(tmp_path, trial):
+    import multiprocessing as mp
+
+    path = tmp_path / "db"
+    PixelDB.create(path, shape=SHAPE)
+    ctx = mp.get_context("fork")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    jobs = [
+        ctx.Process(target=_ingest_overlapping,
+                    args=(str(path), 1, "2031-01-01", "2031-02-01", barrier, results)),
+        ctx.Process(target=_ingest_overlapping,
+                    args=(str(path), 2, "2031-01-15", "2031-03-01", barrier, results)),
+    ]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(120)
+    outcomes = dict(results.get(timeout=5) for _ in jobs)
+    held = PixelDB(path, mode="r").anneal_numbers
+    assert len(held) == 1, (outcomes, held)  # never both
+    loser = ({1, 2} - set(held)).pop()
+    assert f"overlaps period {held[0]}" in outcomes[loser]
+    assert outcomes[held[0]] == "ok"

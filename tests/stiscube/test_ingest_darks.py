@@ -140,3 +140,58 @@ def test_a_few_garbage_frames_are_recorded_as_warnings(tmp_path, simulation, cap
     # the two NaN frames are excluded samples of every pixel
     assert (props["nan_count"].values >= 2).all()
     assert np.isfinite(props["sci_mean"].values).all()
+
+
+# -- the command line: --periods TABLE refusal and the selection options (issue 9.3, 9.7) ------
+def test_cli_refuses_an_anneal_number_the_table_lacks(tmp_path, simulation, capsys):
+    from stiscube.cli import main
+
+    number = sorted(simulation.files)[0]
+    table = simulation.outdir / "anneal_periods.ecsv"
+    darks = [str(p) for p in simulation.files[number]]
+    capsys.readouterr()
+    code = main(["ingest", str(tmp_path / "db"), "--darks", *darks, "--anneal", "99",
+                 "--periods", str(table)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "holds no period 99 (periods 1..2)" in err and "anneal_periods.ecsv" in err
+    assert not (tmp_path / "db").exists()  # nothing created
+    # a number the table holds: its dates are used (not the frames')
+    assert main(["ingest", str(tmp_path / "db"), "--darks", *darks, "--anneal", str(number),
+                 "--periods", str(table)]) == 0
+    got = PixelDB(tmp_path / "db", mode="r").query_anneal(anneal_num=number)
+    assert got["StartDate"].item() == simulation.periods[number].start
+    assert got["EndDate"].item() == simulation.periods[number].end
+
+
+def test_cli_gain_selection_and_mixed_error(tmp_path, simulation, capsys):
+    """Half the darks relabelled CCDGAIN=4 (astropy): the default names both groups and
+    creates nothing; --gain 4 ingests only those frames and reports the others skipped."""
+    from astropy.io import fits
+
+    from stiscube.cli import main
+
+    number = sorted(simulation.files)[0]
+
+    def gain4(hdul):
+        hdul[0].header["CCDGAIN"] = 4
+        hdul[0].header["ATODGAIN"] = 4.0
+
+    files = _copies(simulation.files[number], tmp_path, gain4, which=set(range(0, 20, 2)))
+    capsys.readouterr()
+    db = tmp_path / "db"
+    assert main(["ingest", str(db), "--darks", *map(str, files), "--anneal", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "CCDGAIN=1 CCDAMP=D bin 1x1 long (1000-1200 s): 10 frames" in err
+    assert "CCDGAIN=4 CCDAMP=D bin 1x1 long (1000-1200 s): 10 frames" in err
+    assert not db.exists()
+    assert main(["ingest", str(db), "--darks", *map(str, files), "--anneal", "3",
+                 "--gain", "4", "--no-temperature-correction"]) == 0
+    pixels = PixelDB(db, mode="r")
+    used = sorted(pixels.query_anneal_darks(anneal_num=3)["Darks"])
+    assert used == sorted(fits.getval(files[k], "ROOTNAME") for k in range(0, 20, 2))
+    assert len(pixels.store.slice_extras(3)["skipped"]) == 10
+    one = pixels.dataset.sel(anneal=3)
+    assert one["ccdgain"].item() == 4.0
+    assert one["temperature_correction"].item() == "off"
+    assert one["exptime_class"].item() == "long (1000-1200 s)"

@@ -22,6 +22,7 @@ from stiscube._exceptions import (
     UnitMismatchError,
 )
 from stiscube.anneals import AnnealTable
+from stiscube.darks import DarkSelection, MixedDarksError, TemperatureCorrection, TooFewDarksError
 from stiscube.pixeldb import PixelDB
 from stiscube.properties import compute_properties
 from stiscube.simulate import simulate_darks
@@ -33,12 +34,16 @@ __all__ = [
     "AnnealTable",
     "AnnealTableError",
     "CubeQueryError",
+    "DarkSelection",
     "IncompatibleDarksError",
     "InvalidDarkError",
+    "MixedDarksError",
     "PeriodExistsError",
     "PixelDB",
     "SeedCSVError",
     "StiscubeError",
+    "TemperatureCorrection",
+    "TooFewDarksError",
     "UnitMismatchError",
     "__version__",
     "compute_properties",

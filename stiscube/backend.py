@@ -49,7 +49,14 @@ from stiscube.history_index import HistoryIndex, HistoryIndexError, slice_digest
 from stores import CubeStore
 from stores._fs import Location
 
-__all__ = ["StiscubeBackendEntrypoint", "open_cube", "open_store", "snapshot", "source_of"]
+__all__ = [
+    "StiscubeBackendEntrypoint",
+    "cube_location",
+    "open_cube",
+    "open_store",
+    "snapshot",
+    "source_of",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +67,18 @@ _LAYOUTS = ("dataset", "cube")
 #: index tiles, go to the history index when it is current
 _INDEX_MIN_PERIODS = 4
 _INDEX_MAX_TILES = 4
+
+
+def cube_location(db: Location) -> Location:
+    """The location of a pixel database's cube store (``<db>/cube``), on the same filesystem.
+
+    (``Location.join`` gives a path *inside* the filesystem, which is not a URL for
+    fsspec locations.)
+    """
+    return Location(
+        url=f"{db.url.rstrip('/')}/{_CUBE}", fs=db.fs, root=f"{db.root}/{_CUBE}",
+        is_local=db.is_local,
+    )
 
 
 def _store_supports_version() -> bool:
@@ -299,7 +318,7 @@ def _resolve(obj: Any, version: int | None) -> tuple[CubeStore, Location | None]
         raise TypeError(msg)
     loc = Location.parse(obj)
     if loc.exists(_CUBE, _MARKER):
-        return open_store(Location.parse(loc.join(_CUBE)), version), loc
+        return open_store(cube_location(loc), version), loc
     return open_store(loc, version), None
 
 

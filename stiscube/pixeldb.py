@@ -36,6 +36,7 @@ from stiscube import queries
 from stiscube._dates import mjd_to_datetime64, to_mjd
 from stiscube._exceptions import CubeQueryError, PeriodExistsError, StiscubeError
 from stiscube.anneals import AnnealTable
+from stiscube.backend import cube_location
 from stiscube.layout import (
     DEFAULT_COMPRESSION,
     PERIOD_PROVENANCE_DEFAULTS,
@@ -86,14 +87,16 @@ class PixelDB:
     ) -> None:
         self.location = Location.parse(path)
         if version is None:
-            self.store = CubeStore(self.location.join(_CUBE), mode=mode, lock_timeout=lock_timeout)
+            self.store = CubeStore(
+                cube_location(self.location), mode=mode, lock_timeout=lock_timeout
+            )
         else:  # an older committed state: read-only
             from stiscube.backend import open_store
 
             if mode != "r":
                 msg = f"version={version} opens a committed state read-only; pass mode='r'"
                 raise ValueError(msg)
-            self.store = open_store(Location.parse(self.location.join(_CUBE)), version)
+            self.store = open_store(cube_location(self.location), version)
         self.mode = mode
         self.periods: AnnealTable | None = None
         if self.location.exists(_PERIODS):
@@ -154,7 +157,7 @@ class PixelDB:
                 f"table ({_PERIODS}); open it with PixelDB or choose an empty directory"
             )
             raise StoreExistsError(msg)
-        CubeStore.create(loc.join(_CUBE), schema, lock_timeout=lock_timeout)
+        CubeStore.create(cube_location(loc), schema, lock_timeout=lock_timeout)
         if periods is not None:
             _write_periods(loc, periods)
         return cls(loc, mode="r+", lock_timeout=lock_timeout)

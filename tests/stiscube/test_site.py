@@ -157,11 +157,12 @@ def test_cli_report_and_reference(db, tmp_path, capsys):
     hdr = fits.getheader(tmp_path / "d.fits")
     assert hdr["PERIODS"] == "3,5,6"
     dq = fits.getdata(tmp_path / "d.fits", "DQ")
-    hot, unstable = (dq & 16) != 0, (dq & 4) != 0
+    hot, unstable, empty = (dq & 16) != 0, (dq & 4) != 0, (dq & 512) != 0
+    assert empty.any()  # 3 darks, up to 5 excluded samples: some pixels have no data
     # the printed summary states the file's own counts
     assert (
         f"d.fits (periods 3-6: {np.count_nonzero(dq)} flagged = {hot.sum()} hot + "
-        f"{unstable.sum()} unstable - {(hot & unstable).sum()} both)"
+        f"{unstable.sum()} unstable - {(hot & unstable).sum()} both, {empty.sum()} without data)"
     ) in out
     assert main(["dq", str(db.location.url), "--anneal", "6"]) == 1
     assert "nothing to write" in capsys.readouterr().err

@@ -53,13 +53,93 @@ def test_run_writes_the_contracted_outputs(run_dirs):
     assert (run_dirs / "store").exists()
 
 
+def _injected_per_cell(loss, photometry, campaign):
+    """Independent reference: the injected loss of each (pair, flux bin, aperture) cell.
+
+    The cell's stars are those with no flag but CROWDED in either image, positive
+    fluxes and mean measured flux in ``[lo, hi)``.  Their true ``L`` (the simulator's
+    truth, averaged over the two images) is weighted as a least-squares slope weighs
+    each star to first order in L: ``w = (x - xbar) (2 x - N)``, ``x`` the denominator
+    transfers, ``N`` the total transfers of the star (see ``_analysis_fixtures``).
+    """
+    from cte.flags import CROWDED
+
+    injected = np.full(loss["loss"].shape, np.nan)
+    lo, hi = loss["flux_bin_lo"].values, loss["flux_bin_hi"].values
+    for p, (num, den) in enumerate(zip(loss["image_num"].values, loss["image_den"].values,
+                                       strict=True)):
+        ds = next(d for d in photometry.values() if num in d.image.values)
+        truth = campaign.truth(str(ds.attrs["target"])).sel(star=ds.star)
+        f1 = ds["flux"].sel(image=num).transpose("star", "aperture").values
+        f2 = ds["flux"].sel(image=den).transpose("star", "aperture").values
+        flags = ds["flags"].sel(image=num).values | ds["flags"].sel(image=den).values
+        x = truth["transfers"].sel(image=den).values
+        total = x + truth["transfers"].sel(image=num).values
+        true_l = 0.5 * (truth["loss"].sel(image=num).values + truth["loss"].sel(image=den).values)
+        ok = (flags & ~CROWDED) == 0
+        for a, radius in enumerate(loss["aperture"].values):
+            ai = int(np.flatnonzero(np.isclose(ds["aperture"].values, radius))[0])
+            with np.errstate(invalid="ignore"):
+                mean = 0.5 * (f1[:, ai] + f2[:, ai])
+                good = ok & (f1[:, ai] > 0) & (f2[:, ai] > 0)
+            for b in range(lo.size):
+                member = good & (mean >= lo[b]) & (mean < hi[b])
+                if member.sum() < 3:
+                    continue
+                xm = x[member]
+                w = (xm - xm.mean()) * (2 * xm - total[member])
+                injected[p, b, a] = np.sum(w * true_l[member]) / np.sum(w)
+    return injected
+
+
+@pytest.mark.slow
+def test_run_recovers_the_injected_loss_per_cell(run_dirs):
+    """Issue 15: the loss of every measured cell agrees with the simulator's truth.
+
+    Cells of the 3 and 5 px apertures (the 10 px apertures of this crowded field hold
+    neighbours' light, so a star's mean measured flux there no longer picks the stars
+    whose truth the reference averages).  Measured on this campaign (seed 4): 45
+    cells, 89 % within 2 sigma, pulls mean +0.03, std 1.20 (seeds 5 and 6: 97 % and
+    100 %, std 0.97 and 0.67).  FLT and FLC of one exposure share their noise, so the
+    cells are pairwise correlated and the fractions move in steps of two cells.
+    """
+    from cte.simulate import load_campaign
+    from cte.store import PhotometryStore
+
+    campaign = load_campaign(run_dirs / "sim")
+    loss = xr.load_dataset(run_dirs / "out" / "loss.nc", engine="h5netcdf")
+    photometry = PhotometryStore(run_dirs / "store", mode="r").read_all()
+    injected = _injected_per_cell(loss, photometry, campaign)
+    small = loss["aperture"].values <= 5.0
+    measured = loss["loss"].values[..., small]
+    err = loss["loss_err"].values[..., small]
+    injected = injected[..., small]
+    use = np.isfinite(measured) & np.isfinite(injected) & (err > 0)
+    pull = (measured[use] - injected[use]) / err[use]
+    assert use.sum() >= 30
+    assert np.mean(np.abs(pull) <= 2) >= 0.85
+    assert 0.5 <= pull.std() <= 1.35 and abs(pull.mean()) < 0.5
+    # no common bias: the error-weighted mean difference is within 3 sigma of zero
+    w = 1.0 / err[use] ** 2
+    bias = np.sum(w * (measured[use] - injected[use])) / np.sum(w)
+    assert abs(bias) < 3.0 / np.sqrt(np.sum(w)) + 0.005
+
+
 @pytest.mark.slow
 def test_fit_plot_report_from_stored_results(run_dirs, tmp_path, capsys):
     out = run_dirs / "out"
     assert main(["fit", "--loss", str(out / "loss.nc"), "--out", str(tmp_path / "c.ecsv")]) == 0
-    refit = Table.read(tmp_path / "c.ecsv", format="ascii.ecsv")
-    original = Table.read(out / "coefficients.ecsv", format="ascii.ecsv")
-    assert refit.colnames == original.colnames and len(refit) == len(original)
+    refit = CTEModel.read(tmp_path / "c.ecsv")
+    original = CTEModel.read(out / "coefficients.ecsv")
+    assert len(refit) == len(original) > 0
+    # re-fitting from loss.nc reproduces the coefficients and their errors numerically
+    for fit in original:
+        again = refit.select(**fit.config)
+        assert again.terms == fit.terms
+        np.testing.assert_allclose(again.coefficients, fit.coefficients, rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(again.covariance, fit.covariance, rtol=1e-6, atol=1e-15)
+    assert Table.read(tmp_path / "c.ecsv", format="ascii.ecsv").colnames == Table.read(
+        out / "coefficients.ecsv", format="ascii.ecsv").colnames
     assert main(["plot", "--loss", str(out / "loss.nc"), "--coefficients",
                  str(out / "coefficients.ecsv"), "--out", str(tmp_path / "plots")]) == 0
     assert len(list((tmp_path / "plots").glob("*.png"))) >= 2

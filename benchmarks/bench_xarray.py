@@ -43,15 +43,21 @@ from stiscube.backend import source_of
 from stiscube.layout import PROPERTIES
 
 
-def _median_s(func, *, repeat: int, min_time: float = 0.3) -> float:
-    func()  # warm up (page cache, readers)
-    times = []
+def _medians(funcs: dict, *, repeat: int, min_time: float = 0.5) -> dict:
+    """Median seconds of each function, timed round-robin (a shared machine's load
+    changes then affect all of them alike, so their ratios hold)."""
+    for func in funcs.values():
+        func()  # warm up (page cache, readers)
+    times: dict = {k: [] for k in funcs}
     start = time.perf_counter()
-    while len(times) < repeat or (time.perf_counter() - start < min_time and len(times) < 2000):
-        t0 = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    n = 0
+    while n < repeat or (time.perf_counter() - start < min_time and n < 2000):
+        for key, func in funcs.items():
+            t0 = time.perf_counter()
+            func()
+            times[key].append(time.perf_counter() - t0)
+        n += 1
+    return {k: float(np.median(v)) for k, v in times.items()}
 
 
 def _make_db(path: Path, periods: int, size: int) -> PixelDB:
@@ -144,29 +150,37 @@ def main() -> None:
         raw = _raw_reader(db)
 
         # -- point: one pixel, one period, 5 properties ---------------------------------
-        point = _median_s(lambda: ds.sel(anneal=a, row=r, col=c).load(), repeat=rep)
-        floor = _median_s(lambda: mem.sel(anneal=a, row=3, col=4).load(), repeat=rep)
-        direct = _median_s(lambda: store.read_arrays(a, row=r, col=c), repeat=rep)
-        raw_s = _median_s(lambda: raw([a], r, r + 1, c, c + 1), repeat=rep)
-        refs = {"floor": floor, "direct": direct, "raw": raw_s}
-        _row(table, "point ds.sel(anneal,row,col).load()", point, refs, ("floor+direct", 2))
-        cube_point = _median_s(lambda: db.cube.sel(anneal=a, row=r, col=c).values, repeat=rep)
-        _row(table, "point db.cube.sel(anneal,row,col).values", cube_point,
-             {"dataset": point, "floor": _median_s(
-                 lambda: memcube.sel(anneal=a, row=3, col=4).values, repeat=rep)},
-             ("dataset", 1.5))
+        t = _medians(
+            {
+                "xr": lambda: ds.sel(anneal=a, row=r, col=c).load(),
+                "floor": lambda: mem.sel(anneal=a, row=3, col=4).load(),
+                "direct": lambda: store.read_arrays(a, row=r, col=c),
+                "raw": lambda: raw([a], r, r + 1, c, c + 1),
+                "cube": lambda: db.cube.sel(anneal=a, row=r, col=c).values,
+                "cube floor": lambda: memcube.sel(anneal=a, row=3, col=4).values,
+            },
+            repeat=rep,
+        )
+        _row(table, "point ds.sel(anneal,row,col).load()", t["xr"],
+             {k: t[k] for k in ("floor", "direct", "raw")}, ("floor+direct", 2))
+        _row(table, "point db.cube.sel(anneal,row,col).values", t["cube"],
+             {"dataset": t["xr"], "floor": t["cube floor"]}, ("dataset", 1.5))
 
         # -- history without the index ----------------------------------------------------
-        hist = _median_s(lambda: ds.sel(row=r, col=c).load(), repeat=max(5, rep // 3))
-        hfloor = _median_s(lambda: mem.sel(row=3, col=4).load(), repeat=rep)
-        hdirect = _median_s(lambda: store.read_arrays(labels, row=r, col=c), repeat=5)
-        hraw = _median_s(lambda: raw(labels, r, r + 1, c, c + 1), repeat=5)
+        t = _medians(
+            {
+                "xr": lambda: ds.sel(row=r, col=c).load(),
+                "floor": lambda: mem.sel(row=3, col=4).load(),
+                "read_arrays": lambda: store.read_arrays(labels, row=r, col=c),
+                "raw": lambda: raw(labels, r, r + 1, c, c + 1),
+                "cube": lambda: db.cube.sel(row=r, col=c).values,
+            },
+            repeat=5, min_time=0,
+        )
         _row(table, f"history ({len(labels)} periods) ds.sel(row,col).load(), no index",
-             hist, {"floor": hfloor, "read_arrays": hdirect, "raw": hraw},
-             ("read_arrays", 1.5))
-        cube_hist = _median_s(lambda: db.cube.sel(row=r, col=c).values, repeat=5)
-        _row(table, "history db.cube.sel(row,col).values, no index", cube_hist,
-             {"dataset": hist}, ("dataset", 1.5))
+             t["xr"], {k: t[k] for k in ("floor", "read_arrays", "raw")}, ("read_arrays", 1.5))
+        _row(table, "history db.cube.sel(row,col).values, no index", t["cube"],
+             {"dataset": t["xr"]}, ("dataset", 1.5))
 
         # -- history with the index -------------------------------------------------------
         t0 = time.perf_counter()
@@ -183,21 +197,29 @@ def main() -> None:
             window = (slice(r, r + 1), slice(c, c + 1))
             return [index.read(state, n, positions, *window) for n in PROPERTIES]
 
-        hist_i = _median_s(lambda: ds.sel(row=r, col=c).load(), repeat=rep)
-        iread = _median_s(index_read, repeat=rep)
-        hv = _median_s(lambda: db.history_values(r, c), repeat=rep)
-        acc = _median_s(lambda: ds.pixels.history(r, c).load(), repeat=rep)
-        _row(table, "history ds.sel(row,col).load(), index current", hist_i,
-             {"floor": hfloor, "index": iread, "history_values": hv}, ("floor+index", 2))
-        _row(table, "history ds.pixels.history(r,c).load(), index", acc,
-             {"floor": hfloor, "index": iread}, ("floor+index", 2))
-        cube_hist_i = _median_s(lambda: db.cube.sel(row=r, col=c).values, repeat=rep)
-        _row(table, "history db.cube.sel(row,col).values, index", cube_hist_i,
-             {"dataset": hist_i}, ("dataset", 1.5))
-        one = _median_s(lambda: ds["sci_mean"].sel(row=r, col=c).values, repeat=rep)
-        _row(table, "history ds['sci_mean'].sel(row,col).values, index", one,
-             {"floor": _median_s(lambda: mem["sci_mean"].sel(row=3, col=4).values, repeat=rep),
-              "index": iread / len(PROPERTIES)}, ("floor+index", 2))
+        t = _medians(
+            {
+                "xr": lambda: ds.sel(row=r, col=c).load(),
+                "accessor": lambda: ds.pixels.history(r, c).load(),
+                "cube": lambda: db.cube.sel(row=r, col=c).values,
+                "one": lambda: ds["sci_mean"].sel(row=r, col=c).values,
+                "floor": lambda: mem.sel(row=3, col=4).load(),
+                "floor one": lambda: mem["sci_mean"].sel(row=3, col=4).values,
+                "index": index_read,
+                "history_values": lambda: db.history_values(r, c),
+            },
+            repeat=rep,
+        )
+        refs = {k: t[k] for k in ("floor", "index", "history_values")}
+        _row(table, "history ds.sel(row,col).load(), index current", t["xr"], refs,
+             ("floor+index", 2))
+        _row(table, "history ds.pixels.history(r,c).load(), index", t["accessor"], refs,
+             ("floor+index", 2))
+        _row(table, "history db.cube.sel(row,col).values, index", t["cube"],
+             {"dataset": t["xr"]}, ("dataset", 1.5))
+        _row(table, "history ds['sci_mean'].sel(row,col).values, index", t["one"],
+             {"floor": t["floor one"], "index": t["index"] / len(PROPERTIES)},
+             ("floor+index", 2))
         index_dir = work / "hist.db" / "history"
         index_bytes = sum(p.stat().st_blocks * 512 for p in index_dir.rglob("*") if p.is_file())
         cube_bytes = sum(p.stat().st_size for p in (work / "hist.db" / "cube").rglob("*")
@@ -212,22 +234,30 @@ def main() -> None:
         fds = fdb.dataset
         fstore = fdb.store
         fa = fstore.labels[-1]
-        frame = _median_s(lambda: fds["sci_mean"].sel(anneal=fa).values, repeat=10)
-        fdirect = _median_s(lambda: fstore.read_arrays(fa, variables=["sci_mean"]), repeat=10)
-        _row(table, f"frame ds['sci_mean'].sel(anneal).values ({args.frame_size}^2)", frame,
-             {"direct": fdirect}, ("direct", 1.5))
-        cframe = _median_s(
-            lambda: fdb.cube.sel(anneal=fa, property="sci_mean").values, repeat=10
+        t = _medians(
+            {
+                "frame": lambda: fds["sci_mean"].sel(anneal=fa).values,
+                "frame direct": lambda: fstore.read_arrays(fa, variables=["sci_mean"]),
+                "frame cube": lambda: fdb.cube.sel(anneal=fa, property="sci_mean").values,
+            },
+            repeat=10, min_time=2,
         )
-        _row(table, "frame db.cube.sel(anneal, property).values", cframe,
-             {"dataset": frame}, ("dataset", 1.5))
-        period = _median_s(lambda: fds.sel(anneal=fa).load(), repeat=5)
-        pdirect = _median_s(lambda: fstore.read_arrays(fa), repeat=5)
-        _row(table, "period ds.sel(anneal).load() (5 properties)", period,
-             {"direct": pdirect}, ("direct", 1.5))
-        cperiod = _median_s(lambda: fdb.cube.sel(anneal=fa).values, repeat=5)
-        _row(table, "period db.cube.sel(anneal).values", cperiod,
-             {"dataset": period}, ("dataset", 1.5))
+        _row(table, f"frame ds['sci_mean'].sel(anneal).values ({args.frame_size}^2)",
+             t["frame"], {"direct": t["frame direct"]}, ("direct", 1.5))
+        _row(table, "frame db.cube.sel(anneal, property).values", t["frame cube"],
+             {"dataset": t["frame"]}, ("dataset", 1.5))
+        t = _medians(
+            {
+                "period": lambda: fds.sel(anneal=fa).load(),
+                "period direct": lambda: fstore.read_arrays(fa),
+                "period cube": lambda: fdb.cube.sel(anneal=fa).values,
+            },
+            repeat=5, min_time=3,
+        )
+        _row(table, "period ds.sel(anneal).load() (5 properties)", t["period"],
+             {"direct": t["period direct"]}, ("direct", 1.5))
+        _row(table, "period db.cube.sel(anneal).values", t["period cube"],
+             {"dataset": t["period"]}, ("dataset", 1.5))
 
         # -- incremental index update for one full-size period ------------------------------
         fdb.update_history_index()

@@ -236,6 +236,9 @@ class _Source:
                                 for n in names}
                     except HistoryIndexError as exc:
                         logger.warning("history index unusable (%s); reading the cube", exc)
+        if len(chosen) == 1:
+            out = self.store.read_arrays(chosen[0], variables=names, **window)
+            return {n: v[None] for n, v in out.items()}
         return self.store.read_arrays(chosen, variables=names, **window)
 
 
@@ -258,12 +261,21 @@ class StiscubeBackendArray(BackendArray):
         self.dtype = np.dtype(spec.dtype)
 
     def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
+        if isinstance(key, indexing.BasicIndexer) and _simple(key.tuple):
+            return self._raw(key.tuple)  # ints and step-1 slices: no decomposition needed
         return indexing.explicit_indexing_adapter(
             key, self.shape, indexing.IndexingSupport.OUTER, self._raw
         )
 
     def _raw(self, key: tuple) -> np.ndarray:
         return self.source.read([self.name], key)[self.name]
+
+
+def _simple(key: tuple) -> bool:
+    return all(
+        isinstance(k, (int, np.integer)) or (isinstance(k, slice) and k.step in (None, 1))
+        for k in key
+    )
 
 
 class StiscubeCubeArray(BackendArray):
@@ -276,6 +288,8 @@ class StiscubeCubeArray(BackendArray):
         self.dtype = np.dtype("float32")
 
     def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
+        if isinstance(key, indexing.BasicIndexer) and _simple(key.tuple):
+            return self._raw(key.tuple)
         return indexing.explicit_indexing_adapter(
             key, self.shape, indexing.IndexingSupport.OUTER, self._raw
         )
@@ -289,10 +303,11 @@ class StiscubeCubeArray(BackendArray):
             probe = self.source.read([self.names[0]], tuple(rest))[self.names[0]]
             return np.empty((*probe.shape, 0), dtype="float32")
         values = self.source.read(list(names), tuple(rest))
-        out = np.empty((*values[names[0]].shape, len(names)), dtype="float32")
+        # property-major in memory (contiguous copies), returned as a property-last view
+        out = np.empty((len(names), *values[names[0]].shape), dtype="float32")
         for i, name in enumerate(names):
-            out[..., i] = values[name]
-        return out
+            out[i] = values[name]
+        return np.moveaxis(out, 0, -1)
 
 
 # ---------------------------------------------------------------------------------------

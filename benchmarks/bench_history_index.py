@@ -1,9 +1,10 @@
-"""Pixel histories with and without the optional history index (issue 4).
+"""Pixel histories with and without the optional history index (issues 4 and 10).
 
 Builds a cube of ``--periods`` synthetic 1024 x 1024 periods (package default layout),
 times ``PixelDB.history`` on random pixels from the cube, builds the pixel-major index
-(:mod:`stiscube.history_index`), and times the same queries again; prints medians, the
-build time and the disk used by both.
+(:mod:`stiscube.history_index`), and times the same queries again; then appends one
+period and times the incremental index update.  Prints medians, the build and update
+times and the disk allocated by both (the index files are sparse).
 
     python benchmarks/bench_history_index.py --periods 300
 """
@@ -23,7 +24,7 @@ from stiscube._synthcube import random_properties
 
 
 def _du(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file())
 
 
 def _median_ms(func, n: int) -> float:
@@ -70,6 +71,13 @@ def main() -> None:
         print(f"one pixel's history over {args.periods} periods (target <= 0.5 ms): "
               f"cube {cube_ms:.2f} ms, with the index {index_ms:.3f} ms as an xarray Dataset, "
               f"{raw_ms:.3f} ms as numpy arrays (history_values; medians)")
+        t0 = np.datetime64("2000-01-01") + args.periods * day
+        db.ingest_properties(random_properties((args.size, args.size), seed=2), args.periods,
+                             start=t0, end=t0 + day)
+        start = time.perf_counter()
+        done = db.update_history_index()
+        print(f"incremental update after appending one {args.size}^2 period: "
+              f"{time.perf_counter() - start:.2f} s (rebuilt: {done['rebuilt']})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

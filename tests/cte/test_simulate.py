@@ -306,3 +306,21 @@ def test_overwrite_never_leaves_the_directory(tmp_path):
     marker.write_text(json.dumps(doc))
     simulate_campaign(root, seed=1, overwrite=True, **_TINY)
     assert outside.read_text() == "keep"
+
+
+def test_read_noise_follows_each_quadrants_amplifier(campaign):
+    """ERR^2 = READNSEx^2 + expected charge: the faintest pixels of each half of a chip
+    give the read noise its header announces for that amplifier (A, B on chip 1 and
+    C, D on chip 2, split at chip column 2048)."""
+    row = campaign.images.query("expected_skip == '' and ctecorr == 'FLT'").iloc[0]
+    with fits.open(campaign.root / row.path) as hdul:
+        primary = hdul[0].header
+        for chip, amps in ((1, "AB"), (2, "CD")):
+            extver = 1 if chip == 2 else 2
+            err = hdul["ERR", extver].data.astype(float)
+            x0 = -hdul["SCI", extver].header["LTV1"]
+            columns = np.arange(err.shape[1]) + x0
+            assert (columns < 2048).any() and (columns >= 2048).any()  # both amplifiers
+            for amp, side in zip(amps, (columns < 2048, columns >= 2048), strict=True):
+                floor = np.min(err[:, side] ** 2) - row.background
+                assert floor == pytest.approx(primary[f"READNSE{amp}"] ** 2, rel=2e-3)

@@ -7,7 +7,8 @@ subsets made with ``.sel``/``.isel``.
 
 Examples
 --------
->>> ds = stiscube.PixelDB("pixels.db", mode="r").dataset        # doctest: +SKIP
+>>> ds = xr.open_dataset("pixels.db", engine="stiscube")           # doctest: +SKIP
+>>> ds = stiscube.PixelDB("pixels.db", mode="r").dataset         # the same  # doctest: +SKIP
 >>> ds.pixels.period(date="2017-09-26 13:04:04")                 # doctest: +SKIP
 >>> ds.pixels.history(512, 100).sci_mean.plot()                  # doctest: +SKIP
 >>> ds.pixels.hot(0.1, k=3)              # above 0.1 e-/s in >= 3 consecutive periods
@@ -41,7 +42,11 @@ class PixelsAccessor:
         return queries.period_at(self._ds, date)
 
     def history(self, row: int, col: int) -> xr.Dataset:
-        """All properties of one pixel across every period (dims: anneal)."""
+        """All properties of one pixel across every period (dims: anneal).
+
+        Lazy on a cube opened with the ``stiscube`` engine: ``.load()`` reads the
+        pixel's history from the history index when it is current, else from the cube.
+        """
         return queries.pixel_history(self._ds, row, col)
 
     def region(self, rows: Sequence[int], cols: Sequence[int]) -> xr.Dataset:

@@ -115,6 +115,11 @@ def test_binned_extension_headers_make_the_image_unusable(uvis, tmp_path, config
     both = _variant(path, tmp_path / "ib4606c7q_flc.fits", primary={"BINAXIS1": 1,
                                                                      "BINAXIS2": 1})
     assert all(r["reason"].startswith("binned") for r in read_header(both, config=config))
+    # binning along one axis only is binned too
+    one = _variant(uvis[0], tmp_path / "ib4606c8q_flc.fits", primary=MONITORED,
+                   sci={"BINAXIS2": 2})
+    assert {r["reason"] for r in read_header(one, config=config)} == {
+        "binned (BINAXIS1=1, BINAXIS2=2)"}
     # a scan reports it among the skipped images, with the reason
     scan = scan_images([path], config=config)
     assert scan.skipped["reason"].tolist() == ["binned (BINAXIS1=2, BINAXIS2=2)"]

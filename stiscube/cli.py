@@ -45,7 +45,8 @@ def _emit(table: pd.DataFrame, fmt: str) -> None:
     if fmt == "csv":
         table.to_csv(sys.stdout, index=False)
     elif fmt == "json":
-        sys.stdout.write(table.to_json(orient="records", date_format="iso", indent=1) + "\n")
+        text = table.to_json(orient="records", date_format="iso", date_unit="us", indent=1)
+        sys.stdout.write(text + "\n")
     else:
         sys.stdout.write(table.to_string(index=False) + "\n")
 

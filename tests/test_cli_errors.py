@@ -1,0 +1,313 @@
+"""The first-use traps of issue 12, each run as a subprocess (as a user types it).
+
+Every test runs the console program with ``python -m`` in a fresh interpreter and checks
+the exit status and the exact first line of the error (log lines, which start with a
+timestamp, are not part of the error).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.time import Time
+
+from stores._testing import tree_digest
+
+MODULES = {"stiscube": "stiscube.cli", "cte": "cte.cli"}
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
+
+
+def run(prog: str, *args, cwd=None) -> subprocess.CompletedProcess:
+    """Run ``prog args`` in a fresh interpreter; stderr is not a terminal (no bars)."""
+    return subprocess.run(
+        [sys.executable, "-m", MODULES[prog], *map(str, args)],
+        capture_output=True, text=True, cwd=cwd, timeout=600, check=False,
+    )
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    """The first line of stderr that is not a log line."""
+    lines = [line for line in proc.stderr.splitlines() if not _LOG_LINE.match(line)]
+    assert lines, proc.stderr
+    return lines[0]
+
+
+# -- fixtures: a small STIS simulation, a small UVIS campaign ------------------------------
+@pytest.fixture(scope="module")
+def stis(tmp_path_factory):
+    from stiscube.simulate import simulate_darks
+
+    root = tmp_path_factory.mktemp("stis")
+    sim = simulate_darks(root / "sim", n_periods=2, frames_per_period=3, shape=(48, 40), seed=5)
+    return root, sim
+
+
+@pytest.fixture(scope="module")
+def stis_db(stis):
+    root, _sim = stis
+    proc = run("stiscube", "ingest", root / "db", "--simulation", root / "sim")
+    assert proc.returncode == 0, proc.stderr
+    return root / "db"
+
+
+# -- 1. region --help ---------------------------------------------------------------------
+def test_query_region_help_prints_usage_not_a_traceback(tmp_path):
+    proc = run("stiscube", "query", tmp_path / "db", "region", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0].startswith("usage: stiscube query db region")
+    assert "ROW0 ROW1 COL0 COL1" in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_query_region_still_answers(stis_db):
+    from stiscube import PixelDB
+
+    proc = run("stiscube", "query", stis_db, "region", 0, 1, 5, 6, "--anneal", 2,
+               "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    sci = PixelDB(stis_db, mode="r").dataset["sci_mean"].sel(anneal=2).values
+    assert [(r["RowNum"], r["ColumnNum"]) for r in rows] == [(0, 5), (0, 6), (1, 5), (1, 6)]
+    np.testing.assert_allclose([r["Sci_Mean"] for r in rows], sci[0:2, 5:7].ravel(), rtol=1e-6)
+
+
+# -- 2. cte run --help tells the real --pr default ------------------------------------------
+def test_cte_run_help_states_the_pr_default_it_uses():
+    proc = run("cte", "run", "--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    assert "proposal IDs (default: last)" in text
+    proc = run("cte", "photometry", "--help")
+    assert "proposal IDs (default: all)" in " ".join(proc.stdout.split())
+
+
+# -- 4. the README's --darks --anneal form on the project's own frames ----------------------
+def test_ingest_own_simulated_frames_without_a_period_table(stis, tmp_path):
+    _root, sim = stis
+    files = sim.files[1]
+    proc = run("stiscube", "ingest", tmp_path / "new.db", "--darks", *files, "--anneal", 7)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"ingested period 7 into {tmp_path / 'new.db'}\n"
+    # the period runs from the frames' first start to their last end (headers, astropy)
+    starts, ends = [], []
+    for path in files:
+        header = fits.getheader(path)
+        starts.append(header["TEXPSTRT"])
+        ends.append(header["TEXPEND"])
+    proc = run("stiscube", "query", tmp_path / "new.db", "anneal", "--anneal", 7,
+               "--format", "json")
+    row = json.loads(proc.stdout)[0]
+    start = Time(row["StartDate"].rstrip("Z"), scale="utc").mjd
+    end = Time(row["EndDate"].rstrip("Z"), scale="utc").mjd
+    assert start <= min(starts) < start + 1.2e-11  # at most a microsecond before the frame
+    assert end <= max(ends) < end + 1.2e-11
+    assert row["NumberOfDarks"] == len(files)
+
+
+# -- 5. --start/--end on a new database: shape from the frames, nothing left on failure ----
+def test_new_db_takes_the_frames_shape_and_is_removed_on_failure(stis, tmp_path):
+    _root, sim = stis
+    files = sim.files[1]
+    first = min(fits.getheader(f)["TEXPSTRT"] for f in files)
+    day = Time(first, format="mjd").datetime.date()
+    proc = run("stiscube", "ingest", tmp_path / "a.db", "--darks", *files, "--anneal", 3,
+               "--start", "2019-01-01", "--end", "2019-02-01")
+    assert proc.returncode == 1
+    assert error_line(proc).startswith(f"stiscube: error: {files[0]}: exposure starts {day}")
+    assert error_line(proc).endswith(
+        "outside the anneal period it is assigned to [2019-01-01 00:00:00 (MJD 58484.00000), "
+        "2019-02-01 00:00:00 (MJD 58515.00000))"
+    )
+    assert not (tmp_path / "a.db").exists()  # the database this command created is gone
+    proc = run("stiscube", "ingest", tmp_path / "b.db", "--darks", *files, "--anneal", 3,
+               "--start", "2019-01-01", "--end", "2031-01-01")
+    assert proc.returncode == 0, proc.stderr
+    proc = run("stiscube", "info", tmp_path / "b.db", "--format", "json")
+    assert json.loads(proc.stdout)["shape"] == list(fits.getdata(files[0], "SCI").shape)
+
+
+# -- 6. errors advise the command line's flags, not Python keywords --------------------------
+def test_errors_advise_cli_flags(stis, stis_db, tmp_path):
+    root, _sim = stis
+    before = tree_digest(stis_db)
+    proc = run("stiscube", "ingest", stis_db, "--darks", *stis[1].files[1], "--anneal", 1)
+    assert proc.returncode == 1
+    assert error_line(proc) == (
+        f"stiscube: error: anneal period 1 is already in {stis_db}; use --replace to replace it"
+    )
+    proc = run("stiscube", "info", tmp_path / "nothing")
+    assert proc.returncode == 1
+    assert error_line(proc) == (
+        f"stiscube: error: {tmp_path / 'nothing' / 'cube'} is not a cube store: it does not "
+        "exist; create one with `stiscube ingest DB ...`"
+    )
+    proc = run("stiscube", "simulate", root / "sim")
+    assert proc.returncode == 1
+    assert error_line(proc) == (
+        f"stiscube: error: outdir {root / 'sim'} is not empty; use --overwrite to replace a "
+        "previous simulation"
+    )
+    proc = run("cte", "info", "--store", tmp_path / "nostore")
+    assert proc.returncode == 1
+    assert "write one with `cte photometry --store ...`" in error_line(proc)
+    assert "mode='a'" not in proc.stderr
+    assert tree_digest(stis_db) == before
+    for p in (proc.stderr, run("stiscube", "info", tmp_path / "nothing").stderr):
+        assert "pass " not in p and "=True" not in p and "CubeStore.create" not in p
+
+
+# -- 8. readable output: info dates, cte info --format json -----------------------------------
+def test_stiscube_info_dates_are_iso_without_nanoseconds(stis, stis_db):
+    _root, sim = stis
+    proc = run("stiscube", "info", stis_db)
+    assert proc.returncode == 0, proc.stderr
+    dates = [line for line in proc.stdout.splitlines() if line.strip().startswith("dates")]
+    first = sim.periods[1].start.astype("datetime64[s]")
+    last = sim.periods[2].end.astype("datetime64[s]")
+    assert dates == [f"  dates            {first} to {last}"]
+    assert ".000000000" not in proc.stdout
+
+
+# -- 9/14. anneal numbers beyond int64: refused before anything is created or written ---------
+def test_anneal_number_beyond_int64_is_refused(stis_db, tmp_path):
+    before = tree_digest(stis_db)
+    argv = ["--csv", tmp_path, "--anneal", 2**63, "--start", "2031-01-01", "--end", "2031-02-01"]
+    for db in (tmp_path / "o.db", stis_db):
+        proc = run("stiscube", "ingest", db, *argv)
+        assert proc.returncode == 1
+        assert error_line(proc) == (
+            "stiscube: error: --anneal must be an integer from 0 to 9223372036854775807 (int64), "
+            "got 9223372036854775808"
+        )
+    assert not (tmp_path / "o.db").exists()
+    assert tree_digest(stis_db) == before
+    assert run("stiscube", "info", stis_db).returncode == 0  # still usable
+
+
+# -- show-versions ------------------------------------------------------------------------------
+@pytest.mark.parametrize("prog", ["stiscube", "cte"])
+def test_show_versions_command(prog):
+    import importlib.metadata
+
+    proc = run(prog, "show-versions")
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if ": " in line)
+    assert lines["stiscube"] == importlib.metadata.version("stiscube")
+    assert lines["numpy"] == importlib.metadata.version("numpy")
+    assert lines["python"].startswith(".".join(map(str, sys.version_info[:3])))
+
+
+# -- the CTE monitor: apertures per run, selections that match nothing, JSON info -------------
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory):
+    from cte.simulate import simulate_campaign
+
+    root = tmp_path_factory.mktemp("uvis")
+    return simulate_campaign(
+        root / "sim", seed=4, shape=(2051, 96), n_stars=400, targets=("ngc104",), n_epochs=2,
+        flashes=(0, 12), exptimes=(348.0,), include_excluded=False, include_180=False,
+    )
+
+
+def _cte_args(campaign, store, out):
+    return ["--data", campaign.data_dir, "--catalogs", campaign.catalogs_dir, "--store", store,
+            "--out", out]
+
+
+@pytest.mark.slow
+def test_apertures_of_one_run_never_poison_the_store(campaign, tmp_path):
+    import xarray as xr
+
+    store = tmp_path / "store"
+    # 3. one key measured at 4 px only, then a run over every key with the default radii
+    proc = run("cte", "run", *_cte_args(campaign, store, tmp_path / "o1"), "--pr", "all",
+               "--flash", 12, "--ap", 4)
+    assert proc.returncode == 0, proc.stderr
+    proc = run("cte", "run", *_cte_args(campaign, store, tmp_path / "o2"), "--pr", "all")
+    assert proc.returncode == 0, proc.stderr
+    loss = xr.load_dataset(tmp_path / "o2" / "loss.nc", engine="h5netcdf")
+    assert loss["aperture"].values.tolist() == [3.0, 5.0, 10.0]  # the configuration's radii
+    assert sorted(set(loss["flash"].values.tolist())) == [0.0, 12.0]
+    # 8. warnings and errors have no Python dict reprs
+    assert "{'" not in proc.stderr
+    # cte report chooses its radii too
+    proc = run("cte", "report", "--store", store, "--out", tmp_path / "o3", "--ap", 3)
+    assert proc.returncode == 0, proc.stderr
+    loss = xr.load_dataset(tmp_path / "o3" / "loss.nc", engine="h5netcdf")
+    assert loss["aperture"].values.tolist() == [3.0]
+    proc = run("cte", "report", "--store", store, "--out", tmp_path / "o4")
+    assert proc.returncode == 0, proc.stderr  # default: the radii every key holds
+    loss = xr.load_dataset(tmp_path / "o4" / "loss.nc", engine="h5netcdf")
+    assert loss["aperture"].values.tolist() == [3.0, 5.0, 10.0]
+    # cte info --format json: one document, matching the images simulated
+    proc = run("cte", "info", "--store", store, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    keys = {k["key"]: k for k in doc["store"]["keys"]}
+    assert sorted(keys) == ["ngc104/F502N/flash0", "ngc104/F502N/flash12"]
+    n_files = len(list(Path(campaign.data_dir).rglob("*_fl?.fits")))
+    assert sum(k["images"] for k in keys.values()) == doc["store"]["images"] == n_files
+    assert keys["ngc104/F502N/flash12"]["apertures"] == [3.0, 4.0, 5.0, 10.0]
+    assert keys["ngc104/F502N/flash0"]["apertures"] == [3.0, 5.0, 10.0]
+
+
+def test_selections_matching_nothing_list_what_the_data_hold(campaign, tmp_path):
+    proposals = sorted({int(p) for p in campaign.images["proposal"]})
+    held = {}
+    for p, v in zip(campaign.images["proposal"], campaign.images["visit"], strict=True):
+        held.setdefault(int(p), set()).add(str(v))
+    listing = ", ".join(f"{p} (visits {' '.join(sorted(held[p]))})" for p in proposals)
+    proc = run("cte", "run", *_cte_args(campaign, tmp_path / "s", tmp_path / "o"),
+               "--pr", 99999)
+    assert proc.returncode == 1
+    assert error_line(proc) == (
+        f"cte: error: no image matches the selection (proposals=99999); the data hold "
+        f"proposals {listing}"
+    )
+    proc = run("cte", "photometry", "--data", campaign.data_dir, "--catalogs",
+               campaign.catalogs_dir, "--store", tmp_path / "s", "--pr", proposals[0], "--v", 5)
+    assert proc.returncode == 1
+    assert error_line(proc) == (
+        f"cte: error: no image matches the selection (proposals={proposals[0]}, visits=05); "
+        f"the data hold proposals {listing}"
+    )
+
+
+# -- 10. cte.correct takes dates as stiscube does ----------------------------------------------
+def test_correct_accepts_time_datetime_string_and_mjd():
+    import datetime as dt
+
+    from cte._synthphot import DEFAULT_TRUTH
+    from cte.correct import correct
+    from cte.lossmodel import BASIS_TERMS
+    from cte.model import FittedLoss
+
+    fit = FittedLoss(
+        config={"target": "ngc104", "filter": "F502N", "exptime_class": "long",
+                "ctecorr": "FLT", "aperture": 3.0},
+        terms=BASIS_TERMS, coefficients=DEFAULT_TRUTH["FLT"].vector,
+        covariance=np.zeros((7, 7)), chi2_red=1.0, dof=100, n_cells=107, n_stars=10_000,
+        covariance_scale=1.0, flux_range=(100.0, 50_000.0), mjd_range=(55000.0, 58000.0),
+        background_range=(0.0, 150.0),
+    )
+    flux, transfers, bkg = np.array([900.0, 5000.0]), np.array([300.0, 1800.0]), 20.0
+    isot = ["2014-05-06T07:08:09.500", "2016-01-02T00:00:00"]
+    mjd = Time(isot, format="isot", scale="utc").mjd  # astropy's own MJD
+    expected = correct(flux, transfers, mjd, bkg, model=fit).flux
+    forms = [
+        Time(isot, format="isot", scale="utc"),
+        [dt.datetime(2014, 5, 6, 7, 8, 9, 500000), dt.datetime(2016, 1, 2)],
+        np.array(isot, dtype="datetime64[ms]"),
+        [s.replace("T", " ") for s in isot],
+    ]
+    for form in forms:
+        got = correct(flux, transfers, form, bkg, model=fit).flux
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+    one = correct(flux[0], transfers[0], Time(isot[0], scale="utc"), bkg, model=fit).flux
+    np.testing.assert_allclose(one, expected[0], rtol=1e-12)

@@ -26,7 +26,8 @@ cover the whole 250-32000 e- range and every star once), see *flux_bins* of
 Terms a configuration's data cannot determine are left out (coefficient 0, error NaN,
 listed in ``terms`` and, with the reason, in ``dropped``):
 
-- the time terms ``t, xt`` when the cells come from a single epoch or the epochs span
+- the time terms ``t, xt`` when the cells come from a single epoch (pairs less than
+  :data:`EPOCH_GAP_DAYS` apart form one, see :func:`epochs`) or the epochs span
   less than ``min_time_span`` years;
 - the flux terms by the number ``k`` of distinct flux bins with data: a polynomial of
   degree ``d`` in ``x`` needs ``k >= d + 2`` bins (one more than its parameters, so the
@@ -67,8 +68,8 @@ from cte._analysis_exceptions import FitError, ModelNotFoundError
 from cte.lossmodel import BASIS_TERMS, LossModel, basis, model_variables
 from stores._version import __version__
 
-__all__ = ["CONFIG_KEYS", "CTEModel", "FittedLoss", "choose_terms", "fit_model",
-           "independent_bins"]
+__all__ = ["CONFIG_KEYS", "EPOCH_GAP_DAYS", "CTEModel", "FittedLoss", "choose_terms",
+           "epochs", "fit_model", "independent_bins"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class FittedLoss:
     dropped : tuple of (str, str)
         Terms left out and why (e.g. ``("t", "one epoch")``).
     n_epochs, n_flux_bins : int
-        Distinct epochs (MJD rounded to days) and flux bins among the cells fitted.
+        Distinct epochs (:func:`epochs`) and flux bins among the cells fitted.
     """
 
     config: Mapping[str, object]
@@ -499,6 +500,24 @@ def choose_terms(
     return use, dropped
 
 
+#: pairs closer in time than this belong to one epoch (the visits of one campaign)
+EPOCH_GAP_DAYS = 30.0
+
+
+def epochs(mjd, gap: float = EPOCH_GAP_DAYS) -> np.ndarray:
+    """Epoch of each MJD: the earliest MJD of its group, groups split at gaps > *gap* d.
+
+    The visits of one monitoring campaign (hours to days apart) form one epoch.
+    """
+    mjd = np.asarray(mjd, dtype=float)
+    if mjd.size == 0:
+        return mjd.copy()
+    order = np.sort(np.unique(mjd))
+    start = np.concatenate([[True], np.diff(order) > gap])
+    first = order[start]
+    return first[np.searchsorted(first, mjd, side="right") - 1]
+
+
 def _groups_with_bins(group, bins, k) -> int:
     """How many distinct values of *group* have cells in at least *k* distinct bins."""
     pairs = np.unique(np.column_stack([group, bins]), axis=0)
@@ -514,9 +533,10 @@ def _fit_one(config, cells, sel, terms, min_time_span, min_background_span, scal
         raise FitError("one cell: nothing to fit a model to")
     x = np.log10(cells["flux"][sel] / 1000.0)
     _, t, b = model_variables(cells["flux"][sel], cells["mjd"][sel], cells["background"][sel])
-    n_epochs = int(np.unique(np.round(cells["mjd"][sel])).size)
+    epoch = epochs(cells["mjd"][sel])
+    n_epochs = int(np.unique(epoch).size)
     n_flux_bins = int(np.unique(cells["bin"][sel]).size)
-    epochs_with_slope = _groups_with_bins(np.round(cells["mjd"][sel]), cells["bin"][sel], 3)
+    epochs_with_slope = _groups_with_bins(epoch, cells["bin"][sel], 3)
     flashes_with_slope = _groups_with_bins(cells["flash"][sel], cells["bin"][sel], 3)
     use, dropped = choose_terms(
         terms, n_cells=n, n_epochs=n_epochs, time_span=float(np.ptp(t)),

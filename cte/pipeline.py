@@ -72,9 +72,9 @@ class RunResult:
 
 
 def _atomic_to_netcdf(ds: xr.Dataset, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    ds.to_netcdf(tmp, engine="h5netcdf")
-    os.replace(tmp, path)
+    from stores.site import atomic_write
+
+    atomic_write(path, ds.to_netcdf(engine="h5netcdf"))
 
 
 def _selected_photometry(store, images: Sequence[str]) -> dict[str, xr.Dataset]:
@@ -243,9 +243,7 @@ def analyse_store(
     _atomic_to_netcdf(loss, outputs["loss"])
     next(stages)
     model = fit_model(loss, **model_options)
-    tmp = out / ".coefficients.ecsv.tmp"
-    model.write(tmp)
-    os.replace(tmp, outputs["coefficients"])
+    model.write(outputs["coefficients"])  # atomic, as are the .tex, plots and report
     if latex:
         outputs["latex"] = out / "coefficients.tex"
         model.write(outputs["latex"], format="latex")

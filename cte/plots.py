@@ -35,6 +35,7 @@ from matplotlib.lines import Line2D
 from cte._analysis_exceptions import ModelNotFoundError
 from cte.loss import ratio_points
 from cte.model import CTEModel, FittedLoss, independent_bins
+from cte.model import epochs as epoch_of
 from stores import style
 
 __all__ = [
@@ -222,7 +223,7 @@ def plot_loss_vs_flux(
     fit, reason = _model_for(model, sub, aperture)
     fig, (ax,) = style.new_figure(size=(7.0, 4.6))
     style.log_axis(ax)
-    epochs = np.round(sub["mjd"].values, 0)
+    epochs = epoch_of(sub["mjd"].values)
     flashes = sub["flash"].values.astype(float)
     fitted_bin = _fitted_bins(sub)
     drawn_any, refused = set(), []
@@ -255,7 +256,7 @@ def plot_loss_vs_flux(
                 continue
             lo = max(np.min(flux[in_fit]), fit.flux_range[0])
             hi = min(np.max(flux[in_fit]), fit.flux_range[1])
-            inside_time = fit.mjd_range[0] - 1 <= m <= fit.mjd_range[1] + 1
+            inside_time = fit.mjd_range[0] <= m <= fit.mjd_range[1]
             if lo >= hi or not inside_time:
                 continue
             mjd = float(np.median(cells["mjd"].values))
@@ -337,7 +338,7 @@ def plot_loss_vs_time(
                              elinewidth=0.7, color=f"C{j}", label=f"flash {f:g} e-/px",
                              mfc=None if fitted_bin[b] else "none")
             eb.lines[0].set_gid(f"data:{key}")
-            if fit is None or np.unique(np.round(mjd)).size < 2:
+            if fit is None or np.unique(epoch_of(mjd)).size < 2:
                 continue
             lo = max(mjd.min(), fit.mjd_range[0])
             hi = min(mjd.max(), fit.mjd_range[1])

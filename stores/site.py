@@ -79,8 +79,9 @@ details.provenance { margin-top: 2.5em; border-top: 1px solid var(--line);
 """
 
 
-def atomic_write(path: str | PathLike, data: bytes | str, *, encoding: str = "utf-8") -> Path:
-    """Write *data* (bytes, or text encoded with *encoding*) to *path* atomically.
+def atomic_write(path: str | PathLike, data: bytes | memoryview | str, *,
+                 encoding: str = "utf-8") -> Path:
+    """Write *data* (bytes-like, or text encoded with *encoding*) to *path* atomically.
 
     The data go to a temporary file beside *path* (``.<name>.<uuid>.tmp``), are flushed
     to disk and renamed over *path*: readers see the old file or the new one, never a

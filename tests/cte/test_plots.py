@@ -6,6 +6,8 @@ import matplotlib.dates as mdates
 import numpy as np
 import pytest
 from _analysis_fixtures import campaign, campaign_loss, campaign_model, same_chip
+from _figure_checks import by_gid as _by_gid
+from _figure_checks import check_curves as _check_curves
 from astropy.time import Time
 from matplotlib.figure import Figure
 
@@ -22,16 +24,6 @@ from cte.plots import (
 
 def _is_png(path):
     return path.stat().st_size > 1000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def _by_gid(ax, prefix):
-    """Plotted lines whose gid starts with *prefix*, keyed by the rest of the gid."""
-    out = {}
-    for line in ax.lines:
-        gid = line.get_gid() or ""
-        if gid.startswith(prefix):
-            out.setdefault(gid[len(prefix):], []).append(line)
-    return out
 
 
 def test_ratio_vs_y_shows_the_cell_stars_and_the_fit(tmp_path):
@@ -161,44 +153,6 @@ def test_loss_vs_time_panels_only_for_bins_with_data(tmp_path):
                             ctecorr="FLC", exptime_class="short")
     assert len([ax for ax in fig.axes if ax.get_visible()]) == int(with_data.sum()) - 1
     assert "no measured loss in 250-500 e-" in fig.get_suptitle()
-
-
-def _curve_vs_points(ax, log_x):
-    """(curve x range, data x range, min |model - y| / err) of every model curve."""
-    data = _by_gid(ax, "data:")
-    out = []
-    for key, (line,) in _by_gid(ax, "model:").items():
-        xs, ys = (np.asarray(mdates.date2num(v)) if not log_x and i == 0 else np.asarray(v)
-                  for i, v in enumerate(line.get_data()))
-        px, py, pe = [], [], []
-        for dl in data[key]:
-            (container,) = [c for c in ax.containers if c.lines[0] is dl]
-            x, y = dl.get_data()
-            x = np.asarray(x if log_x else mdates.date2num(x), float)
-            seg = container.lines[2][0].get_segments()
-            px.append(x)
-            py.append(np.asarray(y, float))
-            pe.append(np.array([0.5 * (s[1][1] - s[0][1]) for s in seg]))
-        px, py, pe = (np.concatenate(v) for v in (px, py, pe))
-        if log_x:
-            model_at = np.interp(np.log10(px), np.log10(xs), ys, left=np.nan, right=np.nan)
-        else:
-            model_at = np.interp(px, xs, ys, left=np.nan, right=np.nan)
-        z = np.abs(model_at - py) / pe
-        out.append(((xs.min(), xs.max()), (px.min(), px.max()), np.nanmin(z)))
-    return out
-
-
-def _check_curves(fig, log_x):
-    n = 0
-    for ax in fig.axes:
-        if not ax.get_visible():
-            continue
-        for (c_lo, c_hi), (d_lo, d_hi), z in _curve_vs_points(ax, log_x):
-            assert d_lo * (1 - 1e-9) <= c_lo and c_hi <= d_hi * (1 + 1e-9)
-            assert z <= 3.0
-            n += 1
-    return n
 
 
 def test_acceptance_curves_stay_on_their_data(tmp_path):

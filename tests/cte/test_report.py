@@ -74,6 +74,11 @@ def test_report_page_and_plots(tmp_path, analysis):
     assert "no chip 1 image left" in text
     assert "cte run --data d" in text
     assert re.search(r"cells with fewer than 10 stars", text)
+    # issue 11: headline first, terms left out with their reasons, provenance collapsed last
+    assert text.index('id="headline"') < text.index("<h2>Trends</h2>")
+    assert text.index("<h2>Data excluded</h2>") < text.index('<details class="provenance"')
+    assert "t: epochs span 1.1 yr &lt; min_time_span 5" in text
+    assert text.count('class="site-plot"') == 4  # loss vs date and vs flux, FLT and FLC
 
 
 def test_report_without_photometry_and_bad_aperture(tmp_path, analysis):

@@ -1,0 +1,153 @@
+"""The CTE monitoring site (issue 11): headline numbers, interactive trends, fitted vs
+data-only configurations, honest curves, tables, provenance; opened in headless chromium."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from _analysis_fixtures import campaign, same_chip
+from _figure_checks import check_curves
+from astropy.table import Table
+from astropy.time import Time
+
+from cte.loss import measure_loss
+from cte.lossmodel import BASIS_TERMS
+from cte.model import CTEModel, fit_model
+from cte.plots import plot_loss_vs_flux, plot_loss_vs_time
+from cte.report import headline_numbers, write_report
+from tests.browser import open_page, require_chromium
+
+pytestmark = pytest.mark.slow  # one report of the whole simulated campaign (~20 s CPU)
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.metrics, self._in, self.images = [], None, []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs["src"])
+        if attrs.get("class") in ("label", "value", "detail"):
+            self._in = attrs["class"]
+            if self._in == "label":
+                self.metrics.append({})
+
+    def handle_data(self, data):
+        if self._in:
+            self.metrics[-1][self._in] = self.metrics[-1].get(self._in, "") + data
+
+    def handle_endtag(self, tag):
+        self._in = None
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The simulated campaign (8 epochs, 4 flash levels) plus one epoch of the
+    180-degree NGC 6583 set, which must be fitted without time terms."""
+    synth = same_chip()
+    ph = synth.photometry
+    first = float(np.min(ph["mjd"].values))
+    one_epoch = ph.isel(image=np.flatnonzero(np.abs(ph["mjd"].values - first) < 30))
+    # its simulated image names repeat those of the campaign: make them distinct
+    one_epoch = one_epoch.assign_coords(
+        image=np.char.add("n6583", one_epoch["image"].values.astype(str)))
+    photometry = [s.photometry for s in campaign()] + [one_epoch]
+    loss = measure_loss(photometry)
+    model = fit_model(loss)
+    out = tmp_path_factory.mktemp("site")
+    model.write(out / "coefficients.ecsv")
+    # ratio-vs-y plots of the 180-degree set only (those of the campaign: test_report)
+    path = write_report(out, loss=loss, model=model, photometry=[one_epoch],
+                        excluded=[("ibxx01abq_flt", "charge injection")],
+                        metadata={"command": "cte run --pr all"})
+    return path, loss, model
+
+
+def test_headline_numbers_equal_an_independent_evaluation(site):
+    path, loss, _ = site
+    table = Table.read(path.parent / "coefficients.ecsv", format="ascii.ecsv")
+    parser = _Page()
+    text = path.read_text(encoding="utf-8")
+    parser.feed(text)
+    labels = [m["label"] for m in parser.metrics]
+    assert labels[0].startswith("FLT: loss at 1000 e- per 2048 transfers")
+    assert labels[1] == "FLT: trend of the loss per year"
+    assert labels[2].startswith("FLC: loss at 1000 e-") and labels[3].startswith("FLC: trend")
+    for h in headline_numbers(loss, CTEModel.read(path.parent / "coefficients.ecsv"),
+                              aperture=3.0):
+        row = next(r for r in table if all(str(r[k]) == v for k, v in h["config"].items())
+               and r["aperture"] == 3.0)
+        # reference configuration: the longest baseline at this aperture
+        assert h["mjd"] == row["mjd_max"] == loss["mjd"].values.max()
+        c = np.array([row[f"c_{t}"] for t in BASIS_TERMS])
+        x, t, b = 0.0, (h["mjd"] - 55000.0) / 365.25, np.log10(1 + h["background"])
+        a = np.array([1, x, x * x, t, x * t, b, b * x])
+        assert h["loss"] == pytest.approx(a @ c, rel=1e-12)
+        assert h["loss_err"] == pytest.approx(np.sqrt(a @ row["covariance"] @ a), rel=1e-9)
+        assert h["trend"] == row["c_t"] and h["trend_err"] == row["e_t"]
+        date = Time(h["mjd"], format="mjd").to_value("iso", subfmt="date")
+        value = next(m for m in parser.metrics if m["label"].startswith(h["ctecorr"]))
+        assert date in value["label"]
+        assert value["value"].replace("\u00b1", "+-").split(" +- ")[0] == (
+            value["value"].split(" ± ")[0])
+        shown, err = (float(v) for v in value["value"].split(" ± "))
+        assert abs(shown - h["loss"]) <= 0.51 * 10 ** np.floor(np.log10(err) - 1)
+    # the headline comes before anything else in the body
+    body = text[text.index("<body>"):]
+    assert body.index('id="headline"') < body.index("<h2>")
+
+
+def test_single_epoch_configuration_is_fitted_without_time_terms(site):
+    path, _, model = site
+    fits = [f for f in model if f.config["target"] == "ngc6583"]
+    assert fits and all("t" not in f.terms and "xt" not in f.terms for f in fits)
+    text = path.read_text(encoding="utf-8")
+    assert "t: one epoch" in text
+    # configurations not fitted are listed apart, with the reason
+    section = text[text.index("Shown as data only"):text.index("Figures per configuration")]
+    for _config, reason in model.skipped:
+        assert reason in section
+
+
+def test_acceptance_no_curve_off_its_data(site):
+    """No drawn model curve outside its data's flux range or > 3 sigma from all its
+    points, for every configuration of the site (including the single-epoch set)."""
+    _, loss, model = site
+    n = 0
+    for config in {tuple(str(loss[k].values[i]) for k in ("target", "filter",
+                                                          "exptime_class", "ctecorr"))
+                   for i in range(loss.sizes["pair"])}:
+        kw = dict(zip(("target", "filter", "exptime_class", "ctecorr"), config, strict=True))
+        n += check_curves(plot_loss_vs_flux(loss, model, aperture=3.0, path=None, **kw), True)
+        n += check_curves(plot_loss_vs_time(loss, model, aperture=3.0, path=None, **kw), False)
+    assert n > 30
+
+
+def test_tables_and_provenance(site):
+    path, loss, _ = site
+    text = path.read_text(encoding="utf-8")
+    parser = _Page()
+    parser.feed(text)
+    for src in parser.images:
+        assert (path.parent / src).read_bytes()[:4] == b"\x89PNG"
+    for pair in loss["pair"].values:
+        assert str(pair).replace("|", "|") in text
+    assert "charge injection" in text
+    prov = text[text.index('<details class="provenance"'):]
+    assert "cte run --pr all" in prov and "bokeh" in prov and "min_stars" in prov
+    assert not re.search(r'<script[^>]+src=', text)  # self-contained
+    assert not list(path.parent.glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_site_in_headless_chromium(site):
+    require_chromium()
+    path, _, _ = site
+    report = open_page(path, screenshot="cte-site.png")
+    report.assert_ok()
+    assert report.expected_figures == 4 and report.rendered_figures == 4
+    assert report.headline_top is not None and report.headline_top < 150

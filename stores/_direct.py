@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from itertools import product
@@ -41,15 +42,15 @@ __all__ = ["CHECKSUM_ALGORITHM", "DirectReader", "Unsupported", "checksum"]
 CHECKSUM_ALGORITHM = "crc32c"
 
 
-def checksum(raw: bytes) -> int:
-    """CRC-32C of *raw* (hardware-accelerated through google-crc32c where available)."""
-    try:
-        import google_crc32c
-    except ImportError:  # pragma: no cover - google-crc32c is a dependency
-        from zarr.codecs.crc32c_ import crc32c as _crc
+try:
+    from google_crc32c import value as _crc32c
+except ImportError:  # pragma: no cover - google-crc32c is a dependency
+    from crc32c import crc32c as _crc32c
 
-        return int(_crc(raw))
-    return int(google_crc32c.value(bytes(raw) if not isinstance(raw, bytes) else raw))
+
+def checksum(raw: bytes) -> int:
+    """CRC-32C of *raw* (hardware-accelerated through google-crc32c)."""
+    return _crc32c(raw if isinstance(raw, bytes) else bytes(raw))
 
 _EMPTY = np.uint64(2**64 - 1)
 _INDEX_CACHE = 4096
@@ -140,6 +141,7 @@ class DirectReader:
             self.decode = _decoder(codecs)
             self.sharded = False
         self._indexes: OrderedDict[str, np.ndarray | None] = OrderedDict()
+        self._lock = threading.Lock()
 
     # -- object access -------------------------------------------------------------------
     def _key(self, outer_index: Sequence[int]) -> tuple[str, ...]:
@@ -202,9 +204,10 @@ class DirectReader:
 
     def _index(self, key: tuple[str, ...]) -> np.ndarray | None:
         cache_key = "/".join(key)
-        if cache_key in self._indexes:
-            self._indexes.move_to_end(cache_key)
-            return self._indexes[cache_key]
+        with self._lock:  # dask threads share one reader
+            if cache_key in self._indexes:
+                self._indexes.move_to_end(cache_key)
+                return self._indexes[cache_key]
         raw = self._read(key, -(self.n_inner * 16 + 4))
         index = None
         if raw is not None:
@@ -214,9 +217,10 @@ class DirectReader:
                 msg = f"shard index of {path} is damaged (size or CRC-32C mismatch)"
                 raise CorruptStoreError(msg)
             index = np.frombuffer(body, dtype="<u8").reshape(*self.per_shard, 2)
-        self._indexes[cache_key] = index
-        if len(self._indexes) > _INDEX_CACHE:
-            self._indexes.popitem(last=False)
+        with self._lock:
+            self._indexes[cache_key] = index
+            if len(self._indexes) > _INDEX_CACHE:
+                self._indexes.popitem(last=False)
         return index
 
     # -- reading -------------------------------------------------------------------------

@@ -83,7 +83,12 @@ class Location:
             protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
             if protocol == "memory":
                 root = "/" + root.lstrip("/")  # memory://x and memory:///x are one place
-            url = f"{protocol}://{root.lstrip('/')}" if protocol != "memory" else f"memory://{root}"
+            if protocol == "memory":
+                url = f"memory://{root}"
+            elif protocol in ("s3", "s3a"):
+                url = f"s3://{root.lstrip('/')}"
+            else:  # keep the URL as given (some backends keep the host in the root)
+                url = text.rstrip("/")
             return cls(url=url, fs=fs, root=root, is_local=False)
         if local is not None:
             text = text[len(local) :]
@@ -111,6 +116,16 @@ class Location:
                 f"hold it); writable backends: local paths, {', '.join(LOCKABLE_PROTOCOLS)}"
             )
             raise ReadOnlyStoreError(msg)
+
+    def child(self, *parts: str) -> Location:
+        """The location ``<self>/<parts...>`` on the same filesystem (a URL stays a URL)."""
+        sub = "/".join(p.strip("/") for p in parts if p)
+        return Location(
+            url=f"{self.url.rstrip('/')}/{sub}",
+            fs=self.fs,
+            root=f"{self.root.rstrip('/')}/{sub}" if self.root != "/" else f"/{sub}",
+            is_local=self.is_local,
+        )
 
     # -- paths ---------------------------------------------------------------------------
     def join(self, *parts: str) -> str:

@@ -158,6 +158,8 @@ class DatasetStore:
         """All keys held, sorted, as ``/``-joined strings."""
         loc = self.location
         root = loc.root.rstrip("/") + "/"
+        if not loc.is_local:
+            loc.fs.invalidate_cache(loc.root)  # s3fs caches listings: see other writers' keys
         found = loc.fs.find(loc.root) if loc.exists() else []
         keys = []
         for path in found:

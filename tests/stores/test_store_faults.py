@@ -773,6 +773,13 @@ def test_public_homes_of_shared_plumbing():
     assert stores.direct.DirectReader is stores._direct.DirectReader
     assert stores.testing.tree_digest is stores._testing.tree_digest
     assert callable(stores.cli.run_cli) and callable(stores.cli.base_parser)
+    import stores._dates
+    import stores._show_versions
+    import stores.dates
+    import stores.environment
+
+    assert stores.dates.to_mjd is stores._dates.to_mjd
+    assert stores.environment.show_versions is stores._show_versions.show_versions
 
 
 # -- concurrent writers on s3:// (two processes, a moto S3 server) ------------------------
@@ -855,3 +862,10 @@ def test_stale_s3_lock_blocks_until_broken(s3_env):
     store.break_lock()
     store.append(_truth(schema, 2), 2, coords=example_coords(2))
     _assert_values(CubeStore(url), schema, [1, 2])
+
+
+def test_location_child_keeps_urls_urls(tmp_path):
+    mem = Location.parse("memory://a/b").child("cube", "data")
+    assert (mem.url, mem.root, mem.is_local) == ("memory:///a/b/cube/data", "/a/b/cube/data", False)
+    local = Location.parse(tmp_path).child("cube")
+    assert local.is_local and local.root == str(tmp_path / "cube") == local.url

@@ -107,7 +107,9 @@ def test_bad_input_is_one_line_nonzero(built, capsys, argv, message):
 
 
 def test_verbose_shows_the_traceback(built):
-    with pytest.raises(Exception, match="outside the frame"):
+    from stiscube._exceptions import CubeQueryError
+
+    with pytest.raises(CubeQueryError, match="outside the frame"):
         main(["--verbose", "query", str(built / "db"), "pixel", "99", "0", "--anneal", "1"])
 
 
@@ -163,3 +165,70 @@ def test_index_command(built, tmp_path, capsys):
     expected = PixelDB(built / "db", mode="r").history(3, 4)
     got = PixelDB(db_path, mode="r").history(3, 4)
     assert (got["sci_mean"].values == expected["sci_mean"].values).all()
+
+
+# -- issue 14, item 11: an interrupted `ingest --simulation` resumes -----------------------
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "stiscube.cli", *map(str, args)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+
+
+def _slice_digests(db_path):
+    """Committed checksums of each period (the store's own record) and its darks table."""
+    db = PixelDB(db_path, mode="r")
+    return {n: (db.store.slice_info(n), db.store.slice_extras(n)) for n in db.anneal_numbers}
+
+
+def test_interrupted_simulation_ingest_resumes(tmp_path):
+    import numpy as np
+    from astropy.io import fits
+
+    from stiscube.simulate import simulate_darks
+    from stores._testing import tree_digest
+
+    sim = simulate_darks(tmp_path / "sim", n_periods=3, frames_per_period=3, shape=(32, 24),
+                         seed=8)
+    db_path = tmp_path / "db"
+    # the "interrupted" run: only the first period was committed
+    db = PixelDB.create(db_path, periods=sim.periods, shape=sim.shape)
+    db.ingest_darks(sim.files[1], 1)
+    first = _slice_digests(db_path)
+    proc = _cli("ingest", db_path, "--simulation", tmp_path / "sim")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (
+        f"ingested periods [2, 3] into {db_path} ([1] already stored from the same darks)\n"
+    )
+    assert "period 1 is already stored from the same 3 darks; skipped" in proc.stderr
+    after = _slice_digests(db_path)
+    assert after[1] == first[1]  # untouched
+    assert sorted(after) == [1, 2, 3]
+    # a rerun with nothing new changes nothing
+    before = tree_digest(db_path)
+    proc = _cli("ingest", db_path, "--simulation", tmp_path / "sim")
+    assert proc.returncode == 0, proc.stderr
+    assert tree_digest(db_path) == before
+    # a changed frame is refused without --replace (store unchanged) ...
+    changed = sim.files[2][0]
+    with fits.open(changed, mode="update") as hdul:
+        hdul["SCI"].data[3, 4] += np.float32(50.0)
+    proc = _cli("ingest", db_path, "--simulation", tmp_path / "sim")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == (
+        f"stiscube: error: anneal period 2 is already in {db_path} but was computed from other "
+        "darks (or stored without their checksums); use --replace to recompute it"
+    )
+    assert tree_digest(db_path) == before
+    # ... and with --replace only that period is recomputed
+    proc = _cli("ingest", db_path, "--simulation", tmp_path / "sim", "--replace")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (
+        f"ingested periods [2] into {db_path} ([1, 3] already stored from the same darks)\n"
+    )
+    final = _slice_digests(db_path)
+    assert final[1] == after[1] and final[3] == after[3]
+    assert final[2][0]["sha256"] != after[2][0]["sha256"]

@@ -14,10 +14,12 @@ Subcommands::
     stiscube report DB --out DIR [--hot-level L --map-size S --map-periods K]
     stiscube plot DB history ROW COL | map PROPERTY | hot-count  --out FILE.png
     stiscube index DB
-    stiscube info DB
+    stiscube info DB [--format text|json]
+    stiscube show-versions
 
 Bad input ends with a one-line message and exit status 1 (a traceback with
-``--verbose``).
+``--verbose``); messages name the command-line flags that fix them.  Long work shows a
+progress bar on a terminal, a few log lines otherwise, nothing with ``--quiet``.
 """
 
 from __future__ import annotations

@@ -244,7 +244,7 @@ def test_few_flux_bins_give_fewer_flux_terms_and_the_fit_is_least_squares():
 
 def test_reduced_model_is_applied_by_correct(tmp_path):
     """A model without flux or time terms still corrects: F = F_obs / (1 - c0 k / 2048)."""
-    import cte
+    from cte.correct import correct
 
     loss_ds = measure_loss(small().photometry).copy()
     lo = loss_ds["flux_bin_lo"].values
@@ -261,7 +261,7 @@ def test_reduced_model_is_applied_by_correct(tmp_path):
     assert again.dropped == fit.dropped and again.terms == ("1",)
     flux = np.array([400.0, 1500.0])
     transfers = np.array([100.0, 1800.0])
-    out = cte.correct(flux, transfers, fit.mjd_range[0], np.mean(fit.background_range),
+    out = correct(flux, transfers, fit.mjd_range[0], np.mean(fit.background_range),
                       model=again)
     c0 = fit.coefficients[0]
     np.testing.assert_allclose(out.flux, flux / (1 - c0 * transfers / 2048), rtol=1e-9)

@@ -14,6 +14,7 @@ without Python reprs of dicts (``target=ngc104, filter=F502N``).
 from __future__ import annotations
 
 import argparse
+import ast
 import logging
 import re
 import sys
@@ -51,11 +52,23 @@ def base_parser(prog: str, description: str) -> tuple[argparse.ArgumentParser, o
     return parser, subparsers
 
 
+_DICT_LITERAL = re.compile(r"\{'[^{}]*\}")
+
+
+def _dict_text(match: re.Match) -> str:
+    try:
+        value = ast.literal_eval(match.group(0))
+    except (ValueError, SyntaxError):
+        return match.group(0)
+    return str(_readable(value)) if isinstance(value, dict) else match.group(0)
+
+
 def cli_message(message: str, hints: Sequence[tuple[str, str]] = ()) -> str:
-    """*message* with Python advice replaced by command-line advice (see the hints)."""
+    """*message* with Python advice replaced by command-line advice (see the hints), and
+    Python dict reprs written as ``key=value, ...``."""
     for pattern, replacement in (*hints, *COMMON_HINTS):
         message = re.sub(pattern, replacement, message)
-    return message
+    return _DICT_LITERAL.sub(_dict_text, message)
 
 
 def _readable(value: object) -> object:
@@ -72,17 +85,20 @@ class ReadableFormatter(logging.Formatter):
             record.args = (_readable(record.args),) if "%(" not in str(record.msg) else record.args
         elif isinstance(record.args, tuple):
             record.args = tuple(_readable(a) for a in record.args)
-        return super().format(record)
+        return _DICT_LITERAL.sub(_dict_text, super().format(record))
 
 
 def _configure_logging(verbose: bool, quiet: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(ReadableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
-    for old in list(root.handlers):  # a second main() in one process (tests)
+    for old in list(root.handlers):  # a second main() in one process
         if isinstance(old.formatter, ReadableFormatter):
             root.removeHandler(old)
-    root.addHandler(handler)
+    if not root.handlers:  # as logging.basicConfig: leave a host's own handlers alone
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            ReadableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        root.addHandler(handler)
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     # progress lines (when stderr is not a terminal) unless --quiet
     logging.getLogger("stores.progress").setLevel(

@@ -236,7 +236,7 @@ class CTEModel:
 
         The file is written atomically (a temporary sibling renamed over *path*).
         """
-        from stores.site import atomic_write
+        from stores import atomic_write
 
         if format == "ecsv":
             buffer = io.StringIO()

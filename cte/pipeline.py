@@ -72,7 +72,7 @@ class RunResult:
 
 
 def _atomic_to_netcdf(ds: xr.Dataset, path: Path) -> None:
-    from stores.site import atomic_write
+    from stores import atomic_write
 
     atomic_write(path, ds.to_netcdf(engine="h5netcdf"))
 

@@ -27,7 +27,8 @@ API
     A Bokeh figure with the shared tools (pan, box and wheel zoom, hover, reset, save),
     stretching to the page width.
 ``atomic_write(path, data, *, encoding="utf-8")``
-    Write bytes or text to *path* through a temporary sibling and a rename.
+    :func:`stores.atomic_write`, re-exported: bytes or text to *path* through a
+    temporary sibling and a rename.
 
 Each embedded figure sits in ``<div class="site-plot" data-plots="k">`` (*k* the Bokeh
 plots it holds, several for a grid layout) and the page carries
@@ -37,14 +38,13 @@ that every figure rendered.
 
 from __future__ import annotations
 
-import contextlib
 import html
-import os
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
+
+from stores._fs import atomic_write  # re-exported: the shared atomic writer (stores.atomic_write)
 
 __all__ = ["Metric", "Page", "Section", "atomic_write", "bokeh_figure"]
 
@@ -77,31 +77,6 @@ details { margin: 0.6em 0; } summary { cursor: pointer; color: var(--accent); }
 details.provenance { margin-top: 2.5em; border-top: 1px solid var(--line);
                      padding-top: 0.6em; font-size: 0.9em; }
 """
-
-
-def atomic_write(path: str | PathLike, data: bytes | memoryview | str, *,
-                 encoding: str = "utf-8") -> Path:
-    """Write *data* (bytes-like, or text encoded with *encoding*) to *path* atomically.
-
-    The data go to a temporary file beside *path* (``.<name>.<uuid>.tmp``), are flushed
-    to disk and renamed over *path*: readers see the old file or the new one, never a
-    partial one.  The parent directory is created if needed.  Returns *path*.
-    """
-    path = Path(path)
-    if isinstance(data, str):
-        data = data.encode(encoding)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return path
 
 
 def _e(value) -> str:
@@ -291,7 +266,8 @@ class Page:
 
     def write(self, path: str | PathLike) -> Path:
         """Render and write the page to *path* atomically; return *path*."""
-        return atomic_write(path, self.render())
+        atomic_write(path, self.render())
+        return Path(path)
 
 
 def _n_plots(model) -> int:

@@ -256,7 +256,7 @@ def save(fig: Figure, path: str | PathLike, *, dpi: int = 100) -> Figure:
     The image is rendered in memory and replaces *path* in one rename, so a reader
     never sees a half-written file.
     """
-    from stores.site import atomic_write
+    from stores import atomic_write
 
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"

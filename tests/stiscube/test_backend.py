@@ -7,6 +7,8 @@ with ``chunks=``, through ``PixelDB.cube``, and with the history index current.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -163,12 +165,25 @@ def test_laziness_counts_reads(db_path, monkeypatch, raise_if_dask_computes):
         calls.append((labels, tuple(variables or ()), window))
         return original(self, labels, variables=variables, **window)
 
+    opened = []
+    os_open = os.open
+
+    def counting_open(path, *args, **kwargs):
+        if f"{os.sep}data{os.sep}" in os.fspath(path):
+            opened.append(os.fspath(path))
+        return os_open(path, *args, **kwargs)
+
     monkeypatch.setattr(CubeStore, "read_arrays", counting)
     with raise_if_dask_computes():
         ds = xr.open_dataset(db_path, engine="stiscube")
         assert calls == []  # opening reads no data
         assert all(ds[p].chunks is None for p in PROPERTIES)  # no dask
+        monkeypatch.setattr(os, "open", counting_open)
         point = ds.sel(anneal=9, row=17, col=3).load()
+        monkeypatch.setattr(os, "open", os_open)
+    # the chunk files opened: one per property, the one holding (row 17, col 3)
+    assert len(opened) == len(PROPERTIES), opened
+    assert all(path.endswith(f"{os.sep}1{os.sep}0") for path in opened), opened
     # one read per property, of one period and one pixel (a single chunk each)
     assert sorted(c[1] for c in calls) == sorted((p,) for p in PROPERTIES)
     for labels, _, window in calls:

@@ -498,7 +498,7 @@ def test_saturation_flag_is_exact_in_both_directions(flat_measured, flat_campaig
 
 def test_saturated_pixel_just_inside_or_outside_the_aperture_reach(flat_measured, flat_campaign,
                                                                    config, tmp_path):
-    """Variant of a simulated image: one DQ-saturated pixel placed by hand 10.1-10.7 px
+    """Variant of a simulated image: a DQ-saturated pixel placed by hand 10.1-10.7 px
     from one unflagged star (within reach of the 10 px aperture: flagged) and
     10.75-11.5 px from another (out of reach: not flagged)."""
     store = PhotometryStore(flat_measured.store, mode="r")
@@ -533,8 +533,11 @@ def test_saturated_pixel_just_inside_or_outside_the_aperture_reach(flat_measured
     variant.parent.mkdir()
     with fits.open(source) as hdul:
         extver = 1 if row.chip == 2 else 2
-        for _, px, py in placed.values():
-            hdul["DQ", extver].data[py, px] |= 256
+        # full-well (256) out of reach of one star; A-to-D saturation (2048), the
+        # configuration's other saturation bit, within reach of the other
+        for bit, (_, px, py) in zip((2048, 256), (placed["inside"], placed["outside"]),
+                                    strict=True):
+            hdul["DQ", extver].data[py, px] |= bit
         hdul.writeto(variant)
     out = measure_photometry(variant.parent, flat_campaign.catalogs_dir, tmp_path / "s",
                              ctecorr=["FLT"])

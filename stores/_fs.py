@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.05
 _memory_locks: dict[str, threading.Lock] = {}
+_async_filesystems: dict[tuple[str, str], Any] = {}  # see Location.zarr_store
 _memory_locks_guard = threading.Lock()
 _LOCAL_PROTOCOLS = ("file://", "local://")
 #: fsspec protocols whose writer lock is atomic (an exclusive create); others are read-only
@@ -141,7 +142,21 @@ class Location:
         options = dict(getattr(self.fs, "storage_options", {}) or {})
         options.pop("asynchronous", None)
         url = f"{self.protocol}://{path.lstrip('/')}"
-        return FsspecStore.from_url(url, read_only=read_only, storage_options=options or None)
+        if not getattr(self.fs, "async_impl", False):
+            return FsspecStore.from_url(url, read_only=read_only, storage_options=options or None)
+        # one asynchronous filesystem per backend and options, kept for the process's life:
+        # an s3fs instance that is garbage-collected leaves its aiohttp session unclosed
+        # (the environment is part of the key: it can choose the endpoint and credentials)
+        env = sorted((k, v) for k, v in os.environ.items() if k.startswith(("AWS_", "FSSPEC_")))
+        key = (self.protocol, json.dumps([options, env], sort_keys=True, default=str))
+        with _memory_locks_guard:
+            fs = _async_filesystems.get(key)
+            if fs is None:
+                fs = fsspec.filesystem(
+                    self.protocol, asynchronous=True, skip_instance_cache=True, **options
+                )
+                _async_filesystems[key] = fs
+        return FsspecStore(fs, path=path, read_only=read_only)
 
     # -- file operations -----------------------------------------------------------------
     def _fresh(self, path: str) -> str:

@@ -783,6 +783,9 @@ def test_public_homes_of_shared_plumbing():
 
 
 # -- concurrent writers on s3:// (two processes, a moto S3 server) ------------------------
+BUCKET = f"store-faults-{os.getpid()}"  # moto servers of one process share their buckets
+
+
 @pytest.fixture(scope="module")
 def s3_env():
     """A moto S3 server with a bucket; the environment a writer process needs to reach it."""
@@ -798,8 +801,9 @@ def s3_env():
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    fsspec.filesystem("s3", skip_instance_cache=True).mkdir("cubes")
+    fsspec.filesystem("s3", skip_instance_cache=True).mkdir(BUCKET)
     yield {**os.environ, **env}
+    _close_s3_sessions()
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -808,11 +812,26 @@ def s3_env():
     server.stop()
 
 
+def _close_s3_sessions() -> None:
+    """Close the sessions of cached s3fs instances now, not at a later garbage collection
+    (whose unclosed-session warning would then fail an unrelated test)."""
+    import s3fs
+    from fsspec.asyn import sync
+
+    for fs in list(s3fs.S3FileSystem._cache.values()):
+        client = getattr(fs, "_s3creator", None)
+        if client is not None and fs.loop is not None and fs.loop.is_running():
+            sync(fs.loop, client.__aexit__, None, None, None, timeout=30)
+            fs._s3creator = None
+            fs._s3 = None
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("lock_timeout", [0.0, 60.0])
 def test_concurrent_writers_on_s3(s3_env, lock_timeout):
     """Two processes append to one s3:// store; the lock is a conditional put (If-None-Match)."""
-    url = f"s3://cubes/c{int(lock_timeout)}-{os.getpid()}"
+    url = f"s3://{BUCKET}/c{int(lock_timeout)}"
     schema = example_schema(shape=(64, 48), chunks=(16, 16))
     _fill(url, schema, labels=(1,))
     go = Path(f"/tmp/s3go-{os.getpid()}-{int(lock_timeout)}")
@@ -850,7 +869,7 @@ def test_concurrent_writers_on_s3(s3_env, lock_timeout):
 
 @pytest.mark.slow
 def test_stale_s3_lock_blocks_until_broken(s3_env):
-    url = f"s3://cubes/stale-{os.getpid()}"
+    url = f"s3://{BUCKET}/stale"
     schema = example_schema()
     store = _fill(url, schema, labels=(1,))
     fs = fsspec.filesystem("s3")

@@ -143,10 +143,31 @@ def s3_server(monkeypatch):
             conf.pop("s3", None)
         else:
             conf["s3"] = saved
-        import s3fs
-
-        s3fs.S3FileSystem.clear_instance_cache()
+        _close_s3_sessions()
         server.stop()
+
+
+def _close_s3_sessions() -> None:
+    """Close the aiohttp sessions of every s3fs instance now: the cached ones (fsspec's IO
+    loop) and the asynchronous ones zarr made on its own loop.  (s3fs closes them at
+    garbage collection with a 0.1 s timeout, which a loaded machine can miss; an unclosed
+    session then warns during a later test.)"""
+    import gc
+
+    import s3fs
+    from fsspec.asyn import sync
+    from zarr.core.sync import _get_loop
+
+    for fs in [o for o in gc.get_objects() if isinstance(o, s3fs.S3FileSystem)]:
+        client = getattr(fs, "_s3creator", None)
+        if client is None:
+            continue
+        loop = _get_loop() if fs.asynchronous else fs.loop
+        if loop is not None and loop.is_running():
+            sync(loop, client.__aexit__, None, None, None, timeout=30)
+            fs._s3creator = None
+            fs._s3 = None
+    s3fs.S3FileSystem.clear_instance_cache()
 
 
 @pytest.mark.slow

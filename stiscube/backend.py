@@ -75,10 +75,7 @@ def cube_location(db: Location) -> Location:
     (``Location.join`` gives a path *inside* the filesystem, which is not a URL for
     fsspec locations.)
     """
-    return Location(
-        url=f"{db.url.rstrip('/')}/{_CUBE}", fs=db.fs, root=f"{db.root}/{_CUBE}",
-        is_local=db.is_local,
-    )
+    return db.child(_CUBE)
 
 
 def _store_supports_version() -> bool:

@@ -281,3 +281,19 @@ def test_pickles_for_dask_workers(db_path, ref):
     again = pickle.loads(pickle.dumps(ds))  # what a distributed worker receives
     np.testing.assert_array_equal(again["err_mean"].sel(row=3).values, ref["err_mean"][:, 3])
     assert again.attrs["cube_version"] == ds.attrs["cube_version"]
+
+
+def test_fsspec_database_through_the_engine(truth):
+    import uuid
+
+    url = f"memory://engine-{uuid.uuid4().hex}/db"
+    db = PixelDB.create(url, shape=SHAPE, chunks={"row": 16, "col": 16})
+    for n in NUMBERS[:2]:
+        db.ingest_properties(truth[n], n, start=_dates(n)[0], end=_dates(n)[1])
+    ds = xr.open_dataset(url, engine="stiscube")
+    assert ds.encoding["source"].startswith("memory://")
+    np.testing.assert_array_equal(
+        ds["stability"].sel(row=slice(2, 5)).values,
+        np.stack([truth[n]["stability"].values[2:6] for n in NUMBERS[:2]]),
+    )
+    assert not db.history_index_current  # the index is local-only; reads use the cube

@@ -436,7 +436,7 @@ def _model_section(page, loss, model, out: Path, aperture) -> None:
 # --- static figures --------------------------------------------------------------------
 
 
-def _figure_section(page, loss, model, plots: Path, aperture: float) -> None:
+def _figure_section(page, loss, model, plot_dir: Path, aperture: float) -> None:
     sec = page.section(
         "Figures per configuration",
         intro="Loss vs flux (colour: epoch, marker: flash level, hollow: bins overlapping "
@@ -446,8 +446,8 @@ def _figure_section(page, loss, model, plots: Path, aperture: float) -> None:
         label = ", ".join(config.values())
         fit = _fit_of(model, config, aperture)
         stem = _slug(*config.values(), f"ap{aperture:g}")
-        flux_png = plots / f"loss_vs_flux_{stem}.png"
-        time_png = plots / f"loss_vs_time_{stem}.png"
+        flux_png = plot_dir / f"loss_vs_flux_{stem}.png"
+        time_png = plot_dir / f"loss_vs_time_{stem}.png"
         plot_loss_vs_flux(loss, model, aperture=aperture, path=flux_png, **config)
         plot_loss_vs_time(loss, model, aperture=aperture, path=time_png, **config)
         note = "fitted" if fit is not None else "data only"
@@ -455,9 +455,14 @@ def _figure_section(page, loss, model, plots: Path, aperture: float) -> None:
         sec.image(f"plots/{flux_png.name}", f"loss vs flux {label}")
         sec.image(f"plots/{time_png.name}", f"loss vs date {label}")
     if np.any(loss["kind"].values.astype(str) == "180"):
-        png = plots / f"same_chip_ap{aperture:g}.png"
-        plot_same_chip(loss, aperture=aperture, path=png, nominal=loss)
-        sec.subsection("180-degree (same-chip) set")
+        png = plot_dir / f"same_chip_ap{aperture:g}.png"
+        kinds = loss["kind"].values.astype(str)
+        nominal = loss
+        if "proposal" in loss.coords:  # nominal pairs of the same proposal(s) only
+            same = np.isin(loss["proposal"].values, loss["proposal"].values[kinds == "180"])
+            nominal = loss.isel(pair=np.flatnonzero(same))
+        plot_same_chip(loss, aperture=aperture, path=png, nominal=nominal)
+        sec.subsection("180-degree (same-chip) set, with the nominal pairs of its proposal")
         sec.image(f"plots/{png.name}", "180-degree comparison")
 
 

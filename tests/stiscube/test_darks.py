@@ -447,3 +447,45 @@ def test_bad_selection_options(kwargs, error, match):
 
     with pytest.raises(error, match=match):
         DarkSelection(**kwargs)
+
+
+def test_amplifier_and_exposure_class_selection(files, tmp_path):
+    """Groups by CCDAMP and exposure class; an explicit choice keeps one group and says
+    why each other frame was skipped."""
+    from stiscube.darks import DarkSelection, MixedDarksError, select_darks
+
+    def amp_c(hdul):
+        hdul[0].header["CCDAMP"] = "C"
+
+    def short(hdul):
+        hdul[1].header["EXPTIME"] = 60.0
+        hdul[1].header["EXPEND"] = hdul[1].header["EXPSTART"] + 60.0 / 86400
+
+    mixed = [
+        *files[:3],
+        _variant(files[3], tmp_path / "c_flt.fits", amp_c),
+        _variant(files[4], tmp_path / "s_flt.fits", short),
+    ]
+    frames = check_darks(mixed)
+    with pytest.raises(MixedDarksError, match="3 groups") as info:
+        select_darks(frames)
+    assert info.value.groups == {
+        "CCDGAIN=1 CCDAMP=D bin 1x1 long (1000-1200 s)": 3,
+        "CCDGAIN=1 CCDAMP=C bin 1x1 long (1000-1200 s)": 1,
+        "CCDGAIN=1 CCDAMP=D bin 1x1 60 s": 1,
+    }
+    with pytest.raises(MixedDarksError, match="the selection still leaves 2 groups"):
+        select_darks(frames, DarkSelection(ccdamp="D", min_frames=2))
+    chosen, skipped = select_darks(frames, DarkSelection(ccdamp="d", exptime="long"))
+    assert sorted(str(f.path) for f in chosen) == sorted(str(p) for p in files[:3])
+    reasons = {f.path.name: why for f, why in skipped}
+    assert reasons == {
+        "c_flt.fits": "CCDAMP 'C' is not the selected 'd'",
+        "s_flt.fits": "exposure 60 s is not in the class long (1000-1200 s)",
+    }
+    from stiscube.darks import TooFewDarksError
+
+    with pytest.raises(TooFewDarksError, match=r"at least 2 usable frames .* got 1 after skip"):
+        select_darks(frames, DarkSelection(exptime=60.0, min_frames=2))
+    with pytest.raises(MixedDarksError, match="no frame matches the selection"):
+        select_darks(frames, DarkSelection(ccdgain=8))

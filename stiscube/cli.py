@@ -167,7 +167,7 @@ def _open_or_create(args: argparse.Namespace, *, periods=None, shape=None):
 
     loc = Location.parse(args.db)
     if loc.exists("cube"):
-        return PixelDB(args.db, mode="r+"), False
+        return PixelDB(args.db, mode="r+"), None
     if args.periods is not None:
         periods = AnnealTable.read(args.periods)
     shape = tuple(args.shape) if args.shape else shape
@@ -176,16 +176,22 @@ def _open_or_create(args: argparse.Namespace, *, periods=None, shape=None):
     existed = loc.exists()
     logger.info("creating a new pixel database at %s (shape %s)", args.db, shape)
     db = PixelDB.create(args.db, periods=periods, shape=shape)
-    return db, not existed
+    return db, "inside" if existed else "whole"
 
 
-def _remove_new_db(args: argparse.Namespace) -> None:
-    """Remove a database this command created before it failed (nothing left behind)."""
+def _remove_new_db(args: argparse.Namespace, created: str) -> None:
+    """Remove the database this command created before it failed (nothing left behind):
+    the whole directory, or only the cube and period table made inside an existing one."""
     from stores._fs import Location
 
     loc = Location.parse(args.db)
-    logger.info("removing %s, created by this command before it failed", loc.url)
-    loc.fs.rm(loc.root, recursive=True)
+    logger.info("removing the database created in %s by this command before it failed", loc.url)
+    if created == "whole":
+        loc.fs.rm(loc.root, recursive=True)
+        return
+    for name in ("cube", "periods.ecsv"):  # PixelDB.create refuses an existing periods.ecsv
+        if loc.exists(name):
+            loc.fs.rm(loc.join(name), recursive=True)
 
 
 def _cmd_ingest(args: argparse.Namespace) -> None:
@@ -216,8 +222,8 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
     try:
         _ingest_into(db, args, sim)
     except BaseException:
-        if created:
-            _remove_new_db(args)
+        if created is not None:
+            _remove_new_db(args, created)
         raise
     if args.index:
         _update_index(db, args.db, rebuild=False)

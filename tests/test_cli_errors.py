@@ -125,6 +125,13 @@ def test_new_db_takes_the_frames_shape_and_is_removed_on_failure(stis, tmp_path)
         "2019-02-01 00:00:00 (MJD 58515.00000))"
     )
     assert not (tmp_path / "a.db").exists()  # the database this command created is gone
+    # in an existing directory, only what the command made there is removed
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    proc = run("stiscube", "ingest", tmp_path / "mine", "--darks", *files, "--anneal", 3,
+               "--start", "2019-01-01", "--end", "2019-02-01")
+    assert proc.returncode == 1
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
     proc = run("stiscube", "ingest", tmp_path / "b.db", "--darks", *files, "--anneal", 3,
                "--start", "2019-01-01", "--end", "2031-01-01")
     assert proc.returncode == 0, proc.stderr

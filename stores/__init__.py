@@ -10,7 +10,9 @@ Two stores, neither of which knows anything about STIS or WFC3:
 Shared plumbing has public homes: :func:`atomic_write` and :func:`atomic_path` (atomic
 file writes for any output), :mod:`stores.fs` (``Location``), :mod:`stores.direct`
 (the direct chunk reader), :mod:`stores.testing` (synthetic cubes), :mod:`stores.cli`
-(command-line helpers) and ``stores.__version__``.
+(command-line helpers) and ``stores.__version__``; :mod:`stores.validate` (argument
+validators), :mod:`stores.flags` (:class:`FlagRegistry`, bit-flag registries) and
+:mod:`stores.provenance` (the provenance record of every product).
 """
 
 from stores._exceptions import (
@@ -29,12 +31,15 @@ from stores._fs import atomic_path, atomic_write
 from stores._version import __version__
 from stores.cube import CubeSchema, CubeStore, PruneReport, RepairReport, VariableSpec
 from stores.datasets import DatasetStore
+from stores.flags import Flag, FlagRegistry
 
 __all__ = [
     "CorruptStoreError",
     "CubeSchema",
     "CubeStore",
     "DatasetStore",
+    "Flag",
+    "FlagRegistry",
     "KeyNotFoundError",
     "NotAStoreError",
     "PruneReport",

@@ -1,0 +1,510 @@
+"""Argument validators shared by :mod:`stores`, :mod:`stiscube` and :mod:`cte`.
+
+Small composable checks in the style of photutils' ``_common`` validators: each takes the
+value and the *name* of the parameter, returns the normalised value (a Python ``int``,
+``float``, ``bool``, ``tuple`` ...) and raises with a message that names the parameter,
+states the rule and shows the value::
+
+    n_periods = as_int(n_periods, "n_periods", min=1)
+    # ValueError: n_periods must be an integer >= 1, got 0
+
+Errors follow one convention:
+
+- a value of the wrong *type* (a string for a number, a float for an integer, ``True``
+  for a count) raises :class:`TypeError`;
+- a value of the right type but outside the rule (a range, a choice, a shape) raises
+  :class:`ValueError`.
+
+Messages have the shape ``"<name> must be <rule>, got <repr(value)>"``; bounds read
+``>= 1``, ``> 0``, ``<= 10``, ``in [0, 1]``, ``in (0, 1]`` (brackets closed, parentheses
+open).
+
+Options dataclasses are validated once, in ``__post_init__``, with :func:`check_fields`::
+
+    @dataclass(frozen=True)
+    class ClipOptions:
+        sigma: float = 3.0
+        maxiters: int = 5
+
+        def __post_init__(self) -> None:
+            check_fields(self, {
+                "sigma": partial(as_float, min=0, strict_min=True),
+                "maxiters": partial(as_int, min=1),
+            })
+
+Functions
+---------
+:func:`as_int`, :func:`as_float`, :func:`as_bool`, :func:`as_str`, :func:`one_of`,
+:func:`subset_of`, :func:`as_shape2`, :func:`as_interval`, :func:`as_sequence_of`,
+:func:`instance_of`, :func:`check_fields`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "as_bool",
+    "as_float",
+    "as_int",
+    "as_interval",
+    "as_sequence_of",
+    "as_shape2",
+    "as_str",
+    "check_fields",
+    "instance_of",
+    "one_of",
+    "subset_of",
+]
+
+_INTEGER_TYPES = (int, np.integer)
+_REAL_TYPES = (int, float, np.integer, np.floating)
+
+
+def _bound_text(
+    lo: float | None, hi: float | None, *, strict_lo: bool = False, strict_hi: bool = False
+) -> str:
+    """``">= 1"``, ``"> 0"``, ``"<= 5"``, ``"in [0, 1]"``, ``"in (0, 1]"`` or ``""``."""
+    if lo is not None and hi is not None:
+        return f"in {'(' if strict_lo else '['}{lo}, {hi}{')' if strict_hi else ']'}"
+    if lo is not None:
+        return f"{'>' if strict_lo else '>='} {lo}"
+    if hi is not None:
+        return f"{'<' if strict_hi else '<='} {hi}"
+    return ""
+
+
+def _in_bounds(
+    value: float, lo: float | None, hi: float | None, strict_lo: bool, strict_hi: bool
+) -> bool:
+    if lo is not None and (value <= lo if strict_lo else value < lo):
+        return False
+    return not (hi is not None and (value >= hi if strict_hi else value > hi))
+
+
+def _join(*parts: str) -> str:
+    return " ".join(p for p in parts if p)
+
+
+def as_int(
+    value: Any,
+    name: str,
+    *,
+    min: int | None = None,
+    max: int | None = None,
+    allow_none: bool = False,
+    allow_integral_float: bool = False,
+) -> int | None:
+    """*value* as a Python ``int``, checked against optional inclusive bounds.
+
+    Parameters
+    ----------
+    value : int
+        The value to check; ``bool`` is refused (``True`` is not a count).
+    name : str
+        The parameter name used in the message.
+    min, max : int, optional
+        Inclusive bounds.
+    allow_none : bool
+        Accept ``None`` (returned as is).
+    allow_integral_float : bool
+        Accept a float with an integral value (``12.0`` -> ``12``); a non-integral float
+        then raises :class:`ValueError`.
+
+    Raises
+    ------
+    TypeError
+        *value* is not an integer (nor ``None`` when allowed).
+    ValueError
+        *value* is outside the bounds.
+
+    Examples
+    --------
+    >>> as_int(3, "n", min=1)
+    3
+    >>> as_int(0, "n_periods", min=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: n_periods must be an integer >= 1, got 0
+    """
+    if value is None and allow_none:
+        return None
+    rule = _join("an integer", _bound_text(min, max))
+    if allow_none:
+        rule += " or None"
+    if isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be {rule}, got {value!r}")
+    if allow_integral_float and isinstance(value, float | np.floating):
+        if not (math.isfinite(value) and float(value).is_integer()):
+            raise ValueError(f"{name} must be {rule}, got {value!r}")
+        out = int(value)
+    elif isinstance(value, _INTEGER_TYPES):
+        out = int(value)
+    else:
+        raise TypeError(f"{name} must be {rule}, got {value!r}")
+    if not _in_bounds(out, min, max, False, False):
+        raise ValueError(f"{name} must be {rule}, got {value!r}")
+    return out
+
+
+def as_float(
+    value: Any,
+    name: str,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    strict_min: bool = False,
+    strict_max: bool = False,
+    finite: bool = True,
+    allow_none: bool = False,
+    units: str | None = None,
+) -> float | None:
+    """*value* as a Python ``float``, finite and within optional bounds.
+
+    Parameters
+    ----------
+    value : int or float
+        A real number (Python or numpy); ``bool`` and strings are refused.
+    name : str
+        The parameter name used in the message.
+    min, max : float, optional
+        Bounds, inclusive unless *strict_min* / *strict_max*.
+    strict_min, strict_max : bool
+        Make the bound exclusive (``> 0`` rather than ``>= 0``).
+    finite : bool
+        Refuse NaN and infinities (default).  With ``finite=False`` a NaN passes only
+        when no bound is given.
+    allow_none : bool
+        Accept ``None`` (returned as is).
+    units : str, optional
+        Shown in range messages after the bounds, e.g. ``"electron / s"``.
+
+    Raises
+    ------
+    TypeError
+        *value* is not a real number (nor ``None`` when allowed).
+    ValueError
+        *value* is not finite (when required) or outside the bounds.
+
+    Examples
+    --------
+    >>> as_float(0, "sigma", min=0, strict_min=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: sigma must be > 0, got 0
+    >>> as_float(2, "fraction", min=0, max=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: fraction must be in [0, 1], got 2
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool | np.bool_) or not isinstance(value, _REAL_TYPES):
+        kind = "a number or None" if allow_none else "a number"
+        raise TypeError(f"{name} must be {kind}, got {value!r}")
+    out = float(value)
+    if finite and not math.isfinite(out):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    bounds = _bound_text(min, max, strict_lo=strict_min, strict_hi=strict_max)
+    if bounds and (math.isnan(out) or not _in_bounds(out, min, max, strict_min, strict_max)):
+        rule = _join(bounds, f"({units})" if units else "")
+        raise ValueError(f"{name} must be {rule}, got {value!r}")
+    return out
+
+
+def as_bool(value: Any, name: str) -> bool:
+    """*value* as a Python ``bool``; only ``True``/``False`` (or numpy booleans) pass.
+
+    Raises
+    ------
+    TypeError
+        *value* is not a boolean (``1``, ``"yes"``, ``None`` are refused).
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def as_str(value: Any, name: str, *, non_empty: bool = True, one_line: bool = False) -> str:
+    """*value* as a ``str``, optionally non-empty and on one line.
+
+    Raises
+    ------
+    TypeError
+        *value* is not a string.
+    ValueError
+        It is empty (when *non_empty*) or spans several lines (when *one_line*).
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {value!r}")
+    if non_empty and not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    if one_line and ("\n" in value or "\r" in value):
+        raise ValueError(f"{name} must be one line of text, got {value!r}")
+    return value
+
+
+def one_of(value: Any, name: str, choices: Iterable[Any]) -> Any:
+    """*value*, if it is one of *choices* (compared with ``==``).
+
+    ``choices`` is shown as given (a list of it), so pass it in the order a reader should
+    see, e.g. ``one_of(how, "how", ("max", "mean"))``.  ``True``/``False`` never match
+    ``1``/``0`` choices.
+
+    Raises
+    ------
+    ValueError
+        *value* is not among *choices*.
+
+    Examples
+    --------
+    >>> one_of("mean", "how", ("max", "mean"))
+    'mean'
+    >>> one_of("median", "how", ("max", "mean"))
+    Traceback (most recent call last):
+    ...
+    ValueError: how must be one of ['max', 'mean'], got 'median'
+    """
+    options = list(choices)
+    for choice in options:
+        if isinstance(value, bool | np.bool_) != isinstance(choice, bool | np.bool_):
+            continue
+        try:
+            if bool(value == choice):
+                return choice
+        except (TypeError, ValueError):  # an array compared with a scalar: not a choice
+            continue
+    raise ValueError(f"{name} must be one of {options}, got {value!r}")
+
+
+def subset_of(
+    values: Iterable[Any] | str, name: str, allowed: Iterable[Any], *, non_empty: bool = True
+) -> tuple[Any, ...]:
+    """*values* as a tuple (order kept, duplicates dropped), each one of *allowed*.
+
+    A single string is taken as one value, not as a sequence of characters.
+
+    Raises
+    ------
+    ValueError
+        Some values are not in *allowed* (named in the message) or, when *non_empty*,
+        there are none.
+
+    Examples
+    --------
+    >>> subset_of(["b", "a", "b"], "terms", ("a", "b", "c"))
+    ('b', 'a')
+    """
+    allowed = list(allowed)
+    items = [values] if isinstance(values, str) else list(values)
+    unknown = [v for v in items if v not in allowed]
+    if unknown:
+        shown = sorted(allowed, key=str)
+        raise ValueError(f"{name} must be drawn from {shown}, got unknown {unknown}")
+    if non_empty and not items:
+        raise ValueError(f"{name} must be a non-empty selection from {allowed}, got {items}")
+    return tuple(dict.fromkeys(items))
+
+
+def as_shape2(
+    value: Any,
+    name: str = "shape",
+    *,
+    min: int = 1,
+    max: Sequence[int] | None = None,
+) -> tuple[int, int]:
+    """*value* as ``(rows, columns)``, two integers each >= *min* (and <= *max*).
+
+    Raises
+    ------
+    ValueError
+        Not two integers, or outside the bounds.
+
+    Examples
+    --------
+    >>> as_shape2([64, 128], "shape")
+    (64, 128)
+    """
+    try:
+        items = list(value)
+    except TypeError:
+        items = None
+    if (
+        isinstance(value, str)
+        or items is None
+        or len(items) != 2
+        or any(isinstance(v, bool | np.bool_) or not isinstance(v, _INTEGER_TYPES) for v in items)
+    ):
+        raise ValueError(f"{name} must be (rows, columns), got {value!r}")
+    ny, nx = (int(v) for v in items)
+    upper = None if max is None else tuple(int(m) for m in max)
+    if ny < min or nx < min or (upper is not None and (ny > upper[0] or nx > upper[1])):
+        rule = f"between {(min, min)} and {upper}" if upper else f"both >= {min}"
+        raise ValueError(f"{name} must be (rows, columns) {rule}, got {value!r}")
+    return ny, nx
+
+
+def as_interval(
+    value: Any,
+    name: str,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    strict: bool = True,
+    units: str | None = None,
+) -> tuple[float, float]:
+    """*value* as ``(low, high)``: two finite numbers with ``low < high`` (``<=`` when not
+    *strict*), within optional inclusive bounds.
+
+    Raises
+    ------
+    ValueError
+        Not two finite numbers, in the wrong order or outside the bounds.
+
+    Examples
+    --------
+    >>> as_interval((1, 10), "flux_range", min=0)
+    (1.0, 10.0)
+    """
+    order = "<" if strict else "<="
+    rule = f"(low, high){' ' + units if units else ''} with "
+    rule += " ".join(
+        p
+        for p in (
+            f"{min} <=" if min is not None else "",
+            f"low {order} high",
+            f"<= {max}" if max is not None else "",
+        )
+        if p
+    )
+    try:
+        items = list(value)
+    except TypeError:
+        items = None
+    if (
+        isinstance(value, str)
+        or items is None
+        or len(items) != 2
+        or any(isinstance(v, bool | np.bool_) or not isinstance(v, _REAL_TYPES) for v in items)
+    ):
+        raise ValueError(f"{name} must be {rule}, got {value!r}")
+    lo, hi = (float(v) for v in items)
+    ok = math.isfinite(lo) and math.isfinite(hi) and (lo < hi if strict else lo <= hi)
+    ok = ok and (min is None or lo >= min) and (max is None or hi <= max)
+    if not ok:
+        raise ValueError(f"{name} must be {rule}, got {value!r}")
+    return lo, hi
+
+
+def as_sequence_of(
+    value: Any,
+    name: str,
+    item: Callable[[Any, str], Any],
+    *,
+    min_len: int = 1,
+    max_len: int | None = None,
+    unique: bool = False,
+) -> tuple[Any, ...]:
+    """*value* as a tuple, each element checked by ``item(element, f"{name}[{i}]")``.
+
+    Parameters
+    ----------
+    value : sequence
+        The values; a single string or a mapping is refused.
+    item : callable
+        A validator taking ``(value, name)`` and returning the normalised element, e.g.
+        ``functools.partial(as_float, min=0, strict_min=True)``.
+    min_len, max_len : int
+        Allowed number of elements.
+    unique : bool
+        Refuse repeated elements (after normalisation).
+
+    Raises
+    ------
+    TypeError
+        *value* is not a sequence (or an element has the wrong type, from *item*).
+    ValueError
+        Wrong length, repeated elements, or an element refused by *item*.
+
+    Examples
+    --------
+    >>> from functools import partial
+    >>> as_sequence_of([3, 5.5], "apertures", partial(as_float, min=0, strict_min=True))
+    (3.0, 5.5)
+    """
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a sequence, got {value!r}")
+    items = list(value)
+    if len(items) < min_len or (max_len is not None and len(items) > max_len):
+        if max_len is None:
+            rule = "a non-empty sequence" if min_len == 1 else f"at least {min_len} values"
+        else:
+            rule = f"a sequence of {min_len} to {max_len} values"
+        raise ValueError(f"{name} must be {rule}, got {value!r}")
+    out = tuple(item(v, f"{name}[{i}]") for i, v in enumerate(items))
+    if unique and len(set(out)) != len(out):
+        raise ValueError(f"{name} must not repeat values, got {list(out)}")
+    return out
+
+
+def instance_of(value: Any, name: str, cls: type | tuple[type, ...], *, what: str = "") -> Any:
+    """*value*, if it is an instance of *cls*.
+
+    Parameters
+    ----------
+    what : str, optional
+        How to call the expected type in the message (default: the class name(s)), e.g.
+        ``"an xarray.Dataset"``.
+
+    Raises
+    ------
+    TypeError
+        ``{name} must be {what}, got {type(value).__name__}``.
+    """
+    if not isinstance(value, cls):
+        if not what:
+            classes = cls if isinstance(cls, tuple) else (cls,)
+            what = "an instance of " + " or ".join(c.__name__ for c in classes)
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+    return value
+
+
+def check_fields(
+    obj: Any, spec: Mapping[str, Callable[[Any, str], Any]], *, prefix: str = ""
+) -> None:
+    """Validate and normalise the fields of a (frozen) dataclass instance, once.
+
+    Call it from ``__post_init__``.  Each validator receives the field's value and its
+    name (``prefix + field``, e.g. ``"TemperatureCorrection.coefficient"`` with
+    ``prefix="TemperatureCorrection."``) and returns the normalised value, which is
+    written back with ``object.__setattr__`` (so frozen dataclasses work).
+
+    Parameters
+    ----------
+    obj : dataclass instance
+    spec : mapping of str to callable
+        Field name -> validator ``(value, name) -> value``; use :func:`functools.partial`
+        to fix keyword options, e.g. ``partial(as_int, min=1)``.
+    prefix : str
+        Text put before the field name in messages.
+
+    Raises
+    ------
+    TypeError, ValueError
+        From the first failing validator; ``KeyError`` (a programming error) when *spec*
+        names a field that *obj* does not have.
+    """
+    if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+        raise TypeError(f"check_fields needs a dataclass instance, got {type(obj).__name__}")
+    fields = {f.name for f in dataclasses.fields(obj)}
+    unknown = sorted(set(spec) - fields)
+    if unknown:
+        raise KeyError(f"{type(obj).__name__} has no field(s) {unknown}")
+    for field, check in spec.items():
+        value = check(getattr(obj, field), prefix + field)
+        object.__setattr__(obj, field, value)

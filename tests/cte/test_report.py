@@ -90,3 +90,21 @@ def test_report_without_photometry_and_bad_aperture(tmp_path, analysis):
     assert all("ap5" in src for src in parser.images)
     with pytest.raises(ValueError, match="aperture 4.0 px not in loss"):
         write_report(tmp_path / "bad", loss=loss, model=model, aperture=4.0)
+
+
+def test_failed_report_leaves_the_previous_page(tmp_path, analysis, monkeypatch):
+    """Issue 14.14: report.html is replaced in one atomic step.  A page that fails while
+    being written (here: text that cannot be encoded, which an in-place write_text
+    discovers after truncating the file) leaves the previous page and no temporary."""
+    import cte.report
+    from stores.site import Page
+
+    _, loss, model = analysis
+    page = tmp_path / "report.html"
+    page.write_text("previous report", encoding="utf-8")
+    monkeypatch.setattr(cte.report, "_figure_section", lambda *a, **k: None)  # fast
+    monkeypatch.setattr(Page, "render", lambda self: "<html>" + "x" * 10_000 + "\ud800")
+    with pytest.raises(UnicodeEncodeError):
+        write_report(tmp_path, loss=loss, model=model)
+    assert page.read_text(encoding="utf-8") == "previous report"
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]

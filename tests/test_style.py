@@ -89,3 +89,20 @@ def test_save_is_atomic_and_leaves_no_temporary(tmp_path):
     image = imread(path)
     assert image.shape[:2] == (100, 100)
     assert sorted(p.name for p in path.parent.iterdir()) == ["f.png"]
+
+
+def test_save_failure_keeps_the_previous_file(tmp_path):
+    from matplotlib.artist import Artist
+
+    class Broken(Artist):
+        def draw(self, renderer):
+            raise RuntimeError("cannot draw")
+
+    fig, (ax,) = style.new_figure(size=(2, 2))
+    ax.add_artist(Broken())
+    path = tmp_path / "f.png"
+    path.write_bytes(b"previous")
+    with pytest.raises(RuntimeError, match="cannot draw"):
+        style.save(fig, path)
+    assert path.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.png"]

@@ -266,3 +266,19 @@ def test_reduced_model_is_applied_by_correct(tmp_path):
     c0 = fit.coefficients[0]
     np.testing.assert_allclose(out.flux, flux / (1 - c0 * transfers / 2048), rtol=1e-9)
     assert np.all(np.isfinite(out.flux_err))
+
+
+def test_failed_table_write_leaves_the_previous_file(tmp_path, monkeypatch):
+    """Issue 14.14: coefficient tables are replaced atomically; a LaTeX table that fails
+    while being written (unencodable text, found after an in-place open truncated the
+    file) leaves the previous file."""
+    model = campaign_model()
+    path = tmp_path / "coefficients.tex"
+    path.write_text("previous table", encoding="utf-8")
+    monkeypatch.setattr(CTEModel, "to_latex", lambda self, digits=2: "x" * 5000 + "\ud800")
+    with pytest.raises(UnicodeEncodeError):
+        model.write(path, format="latex")
+    assert path.read_text(encoding="utf-8") == "previous table"
+    assert [p.name for p in tmp_path.iterdir()] == ["coefficients.tex"]
+    with pytest.raises(FileExistsError, match="coefficients.tex exists"):
+        model.write(path, format="ecsv", overwrite=False)

@@ -121,7 +121,8 @@ def as_int(
     TypeError
         *value* is not an integer (nor ``None`` when allowed).
     ValueError
-        *value* is outside the bounds.
+        *value* is outside the bounds, or (with *allow_integral_float*) it is a float
+        that is not a whole number.
 
     Examples
     --------
@@ -311,6 +312,21 @@ def subset_of(
     return tuple(dict.fromkeys(items))
 
 
+def _pair_of(value: Any, types: tuple[type, ...]) -> list[Any] | None:
+    """The two elements of *value* if it is a 2-sequence of *types* (not bool), else None."""
+    if isinstance(value, str | bytes):
+        return None
+    try:
+        items = list(value)
+    except TypeError:
+        return None
+    if len(items) != 2 or any(
+        isinstance(v, bool | np.bool_) or not isinstance(v, types) for v in items
+    ):
+        return None
+    return items
+
+
 def as_shape2(
     value: Any,
     name: str = "shape",
@@ -330,16 +346,8 @@ def as_shape2(
     >>> as_shape2([64, 128], "shape")
     (64, 128)
     """
-    try:
-        items = list(value)
-    except TypeError:
-        items = None
-    if (
-        isinstance(value, str)
-        or items is None
-        or len(items) != 2
-        or any(isinstance(v, bool | np.bool_) or not isinstance(v, _INTEGER_TYPES) for v in items)
-    ):
+    items = _pair_of(value, _INTEGER_TYPES)
+    if items is None:
         raise ValueError(f"{name} must be (rows, columns), got {value!r}")
     ny, nx = (int(v) for v in items)
     upper = None if max is None else tuple(int(m) for m in max)
@@ -382,16 +390,8 @@ def as_interval(
         )
         if p
     )
-    try:
-        items = list(value)
-    except TypeError:
-        items = None
-    if (
-        isinstance(value, str)
-        or items is None
-        or len(items) != 2
-        or any(isinstance(v, bool | np.bool_) or not isinstance(v, _REAL_TYPES) for v in items)
-    ):
+    items = _pair_of(value, _REAL_TYPES)
+    if items is None:
         raise ValueError(f"{name} must be {rule}, got {value!r}")
     lo, hi = (float(v) for v in items)
     ok = math.isfinite(lo) and math.isfinite(hi) and (lo < hi if strict else lo <= hi)

@@ -13,8 +13,7 @@ import pytest
 import xarray as xr
 from astropy.io import fits
 
-from stores import CubeStore
-from stores._version import __version__
+from stores import CubeStore, __version__
 from stores.provenance import (
     KEYS,
     cube_checksum,

@@ -723,8 +723,11 @@ class PixelDB:
     # -- xarray-native conveniences ----------------------------------------------------------
     def history(self, row: int, col: int) -> xr.Dataset:
         """All properties of one pixel across every period held, in memory (dims: anneal)."""
+        from stiscube.backend import source_of
+
         arrays = self.history_values(row, col)
-        return self.store.assemble(self.anneal_numbers, arrays, row=row, col=col)
+        source = source_of(self.dataset)  # the state the values were read from
+        return source.store.assemble(source.labels, arrays, row=row, col=col)
 
     def history_values(self, row: int, col: int) -> dict[str, np.ndarray]:
         """One pixel's properties across every period as plain arrays (fastest path).

@@ -305,3 +305,17 @@ def test_gain_selection_uses_only_the_chosen_group(real_period, tmp_path):
         select_darks(frames)
     with pytest.raises(TooFewDarksError, match=r"at least 3 usable frames .* got 2"):
         select_darks(frames, DarkSelection(ccdgain=4))
+
+
+def test_crj_is_one_combined_frame(real_flt, tmp_path):
+    """An _crj (CR-rejected combination of the two imsets): one imset, one frame whose
+    time is the combined EXPTIME (300 s), dated by its EXPSTART."""
+    first, second = real_flt["SCI", 1].header, real_flt["SCI", 2].header
+    combined = {"EXPTIME": 300.0, "NCOMBINE": 2, "EXPEND": second["EXPEND"]}
+    path = _variant(real_flt, tmp_path / "o4k19a010_crj.fits", imsets=[1], sci={1: combined},
+                    primary={"TARGNAME": "DARK", "CRCORR": "COMPLETE"})
+    frames = read_frames(path)
+    assert len(frames) == 1
+    frame = frames[0]
+    assert frame.frame_id == "o4k19a010" and frame.exptime == 300.0
+    assert frame.start_mjd == first["EXPSTART"] and frame.end_mjd == second["EXPEND"]

@@ -2,11 +2,15 @@
 
 :func:`simulate_darks` writes, into one directory:
 
-- ``<rootname>_flt.fits`` — one file per dark, shaped like a calibrated STIS CCD dark
-  (FLT): a primary header with ``INSTRUME='STIS'``, ``DETECTOR='CCD'``,
+- ``<rootname>_flt.fits`` — one file per dark (or per ``imsets_per_file`` darks, as the
+  CR-SPLIT/repeat association files of early periods), shaped like a calibrated STIS CCD
+  FLT with each keyword where calstis writes it (checked against a real file in the
+  tests): in the primary header ``INSTRUME='STIS'``, ``DETECTOR='CCD'``,
   ``TARGNAME='DARK'``, a 9-character ``ROOTNAME``, ``TEXPSTRT``/``TEXPEND`` (MJD),
-  ``TEXPTIME``, ``CCDGAIN``, ``ATODGAIN``, ``CCDAMP='D'``, ``BINAXIS1/2``, ``SUBARRAY``,
-  ``NEXTEND=3``, and three image extensions ``SCI`` (float32, counts), ``ERR`` (float32,
+  ``TEXPTIME`` (the total of the file's imsets), ``ATODGAIN``, ``READNSE``, ``CCDGAIN``,
+  ``CCDAMP``, ``BINAXIS1/2``, ``SUBARRAY``, ``NRPTEXP``, ``CRSPLIT``, ``NEXTEND`` and the
+  calibration switches; then per imset ``SCI`` (float32, counts; its header holds
+  ``EXPSTART``/``EXPEND``/``EXPTIME``, ``EXPNAME`` and ``OCCDHTAV``), ``ERR`` (float32,
   counts) and ``DQ`` (int16) with ``EXTNAME``/``EXTVER``.  Every file says it is
   simulated (``SIMULATE = T``); frames smaller than the 1024 x 1024 CCD are labelled as
   simulated cut-outs (``SUBARRAY = T``, ``SIZAXIS1/2``, ``CENTERA1/2``, and a comment);
@@ -18,7 +22,8 @@
 
 Physics (per pixel, per frame ``i`` of exposure time ``t_i`` in seconds)
 -----------------------------------------------------------------------
-True dark rate of pixel ``(row, col)`` in frame ``i``, electrons per second::
+True dark rate of pixel ``(row, col)`` in frame ``i`` at 18 deg C, electrons per second
+(the frame's own rate is ``k_i R_i``, ``k_i`` the temperature factor below)::
 
     R_i = D + H * a_i + F * s_i
 
@@ -33,6 +38,12 @@ True dark rate of pixel ``(row, col)`` in frame ``i``, electrons per second::
   (``H -> 0``) with probability ``heal_fraction``; one that survives an anneal stays hot
   for good, so, as on the real CCD, a permanent population grows slowly beneath the
   monthly crop of new hot pixels.
+- Side-2 temperature (frames dated from ``side2_start``, 2001-07-23): ``OCCDHTAV`` is
+  ``temperature + temperature_drift * sin(2 pi (t - period start) / period length)``
+  (deg C, written with 3 decimals) and the whole rate of the frame is multiplied by
+  ``k_i = 1 + temperature_coefficient * (OCCDHTAV - 18)``; Side-1 frames have
+  ``OCCDHTAV = -1`` and ``k_i = 1``.  ``D``, ``H`` and ``F`` are rates at 18 deg C.  The
+  default (18 C, no drift) gives ``k_i = 1``.
 - ``F`` — flickering (two-level, random-telegraph) pixels: a fixed fraction
   ``flicker_fraction`` of pixels, never hot, with amplitude ``F`` log-uniform in
   ``flicker_amplitude_range`` (e-/s) and state ``s_i`` = 1 (high) with probability
@@ -42,7 +53,7 @@ True dark rate of pixel ``(row, col)`` in frame ``i``, electrons per second::
 Electrons collected, with read noise ``RN`` (e-, per pixel: ``readnoise`` times
 ``1 + readnoise_scatter * N(0, 1)``) and gain ``g = ATODGAIN`` (e-/count)::
 
-    N_i   = Poisson(R_i * t_i) + RN * Normal(0, 1) + C_i
+    N_i   = Poisson(k_i * R_i * t_i) + RN * Normal(0, 1) + C_i
     SCI_i = N_i / g                                              [counts, float32]
     ERR_i = sqrt(RN**2 + max(g * SCI_i, 0)) / g                  [counts, float32]
 
@@ -66,10 +77,11 @@ per amplifier, which is then what the property returns.)
   (small blemish) in every frame; the default mask does *not* exclude it.
 - NaN, lost-data and cosmic-ray samples never coincide.
 
-Exposures: ``frames_per_period`` darks per period spread evenly over it (one per slot,
-at a random time inside the slot), ``round(short_fraction * n)`` of them of
-``short_exptime`` seconds and the rest of ``exptime`` seconds (as in the real programme,
-1100 s with some 60 s).
+Exposures: ``frames_per_period`` darks per period spread evenly over it (one file per
+slot, at a random time inside the slot; the imsets of one file back to back), of
+``exptime`` seconds (1100 s, the long darks of the reference files); with
+``short_fraction > 0``, ``round(short_fraction * n_files)`` files of ``short_exptime``
+seconds (the monitor's 60-s darks), which a period must then select out.
 
 Truth file of one period (``truth/period_NNNN.nc``), dims ``frame, row, col``
 ------------------------------------------------------------------------------
@@ -78,10 +90,12 @@ pixels hot at any time in the period, else 0, e-/s), ``hot_onset_mjd`` (onset, `
 for pixels hot from before the simulation, NaN if not hot), ``flicker_amplitude`` (``F``,
 e-/s), ``flicker_duty`` (``q``), ``events`` (frame, row, col; bits 1 = cosmic ray, 2 = NaN
 sample, 4 = lost-data sample, 8 = flicker high state; the charge of each cosmic ray is
-not stored), ``mean_rate`` (the exposure-weighted mean true rate over all frames of the period,
-``sum_i R_i t_i / sum_i t_i``, e-/s), ``n_cosmic_rays``, ``n_nan``, ``n_fill`` (counts per
-pixel), ``blemish`` (bool), and per-frame coordinates ``rootname``, ``exptime`` (s),
-``start_mjd``, ``end_mjd``, ``gain``.
+not stored), ``mean_rate`` (the exposure-weighted mean true rate at 18 deg C over all
+frames of the period, ``sum_i R_i t_i / sum_i t_i``, e-/s), ``mean_rate_observed`` (the
+same at each frame's temperature, ``sum_i k_i R_i t_i / sum_i t_i``), ``n_cosmic_rays``,
+``n_nan``, ``n_fill`` (counts per pixel), ``blemish`` (bool), and per-frame coordinates
+``rootname`` (the frame identifier: ``rootname`` or ``rootname[k]``), ``exptime`` (s),
+``start_mjd``, ``end_mjd``, ``gain``, ``occdhtav`` and ``dark_scale`` (``k_i``).
 """
 
 from __future__ import annotations
@@ -901,8 +915,8 @@ class _Simulator:
                     {
                         "units": "electron / s",
                         "definition": (
-                            "sum_i s_i R_i t_i / sum_i t_i: the mean rate at each frame's "
-                            "OCCDHTAV (s_i = dark_scale; 1 for Side-1 frames)"
+                            "sum_i k_i R_i t_i / sum_i t_i: the mean rate at each frame's "
+                            "OCCDHTAV (k_i = dark_scale; 1 for Side-1 frames)"
                         ),
                     },
                 ),

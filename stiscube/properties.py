@@ -27,6 +27,13 @@ electrons, ``t_i`` the exposure time in seconds, ``r_i = e_i / t_i``):
     ``sqrt(sum(max(E_i**2 - max(e_i, 0), 0)) / m)``: read noise from the error model
     ``ERR**2 = RN**2 + signal`` (electrons), its variance averaged over the kept frames.
 
+Temperature: ``t_i`` is the exposure time times the frame's ``dark_scale`` coordinate
+when the stack has one (``1 + 0.07 (OCCDHTAV - 18)`` for Side-2 frames by default, see
+:mod:`stiscube.darks`), so the rates are at the reference temperature while electrons,
+read noise and the error model are unchanged.  The result also carries, per frame, the
+lazy ``valid_fraction`` coordinate (fraction of the frame's pixels with a valid sample),
+which :meth:`stiscube.PixelDB.ingest_darks` uses to refuse periods of unusable frames.
+
 Cosmic rays are rejected by one-sided per-pixel sigma clipping about the median rate with
 the noise model ``sqrt(RN_i**2 + c t_i)``; a level recurring in enough frames (a
 flickering pixel's upper state, a pixel that turned hot during the period) is kept as
@@ -88,7 +95,8 @@ PROPERTY_ATTRS: dict[str, dict[str, str]] = {
         "long_name": "mean dark rate",
         "definition": (
             "sum(e_i) / sum(t_i) over kept samples i, e_i = ATODGAIN_i * SCI_i (electrons), "
-            "t_i = TEXPTIME_i (s): the exposure-weighted mean dark rate"
+            "t_i = EXPTIME_i (s) of the imset times its temperature factor dark_scale_i "
+            "(Side-2 frames, see stiscube.darks): the exposure-weighted mean dark rate"
         ),
     },
     "err_mean": {

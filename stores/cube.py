@@ -1714,7 +1714,11 @@ class _SlotStack:
             if blocks
             else np.empty((0, *(b.stop - b.start for b in boxes)), dtype=self.dtype)
         )
-        out = out[(slice(None), *rest)] if any(not isinstance(r, slice) for r in rest) else out
+        # orthogonal indexing, one axis at a time from the last (an int drops its axis)
+        for axis in reversed(range(len(rest))):
+            r = rest[axis]
+            if not (isinstance(r, slice) and r == slice(None)):
+                out = out[(slice(None),) * (axis + 1) + (r,)]
         return out[0] if scalar else out
 
 

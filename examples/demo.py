@@ -28,7 +28,7 @@ from stiscube import plots
 from stiscube.dq import DQRules, dq_array, write_dq_fits, write_flagged_table
 from stiscube.simulate import simulate_darks
 from stores import CubeStore
-from stores._testing import example_coords, example_schema, example_slice
+from stores.testing import example_coords, example_schema, example_slice
 
 logger = logging.getLogger("demo")
 
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, name, value)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     # configurations with too few cells are reported in the summary, not line by line
-    logging.getLogger("cte.model").setLevel(logging.ERROR)
+    logging.getLogger("cte.analysis.model").setLevel(logging.ERROR)
     if args.out.exists():
         shutil.rmtree(args.out)
     args.out.mkdir(parents=True)

@@ -1507,7 +1507,9 @@ class CubeStore:
 
         Never a side effect of a write: old versions stay readable until this is called.
         Slots (data chunks, checksum and extras files) used by any kept version are
-        never removed.
+        never removed.  Handles still reading a removed version (opened with
+        ``version=`` or not refreshed since) then get :class:`~stores.CorruptStoreError`
+        for the removed chunks (never wrong values): refresh them or reopen.
 
         Parameters
         ----------

@@ -23,7 +23,7 @@ import zarr.storage
 
 import stores._fs as fs_module
 from stores import CubeStore, StoreLockedError
-from stores._testing import example_coords, example_slice
+from stores.testing import example_coords, example_slice
 
 _count = 0
 

@@ -23,8 +23,8 @@ from stores import (
     StoreLockedError,
     VariableSpec,
 )
-from stores._fs import Location
-from stores._testing import example_coords, example_schema, example_slice, tree_digest
+from stores.fs import Location
+from stores.testing import example_coords, example_schema, example_slice, tree_digest
 
 
 def _no_compute(*args, **kwargs):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from stores import CubeStore, SliceExistsError
-from stores._testing import example_coords, example_schema, example_slice
+from stores.testing import example_coords, example_schema, example_slice
 
 WRITER = Path(__file__).with_name("_cube_writer.py")
 BASE_LABELS = [1, 2, 3]

@@ -23,7 +23,7 @@ from stores import (
     SchemaMismatchError,
     StoreExistsError,
 )
-from stores._testing import tree_digest
+from stores.testing import tree_digest
 
 
 def _photometry(seed: int = 0, n_image: int = 3, n_star: int = 5) -> xr.Dataset:

@@ -1,12 +1,12 @@
 """Benchmark of the CTE analysis: loss for >= 10 000 (pair x bin x aperture) cells + model fit.
 
-Writes synthetic photometry (cte._synthphot: 2 targets x 7 flash levels x 8 epochs x
+Writes synthetic photometry (cte.datasets._synthphot: 2 targets x 7 flash levels x 8 epochs x
 short/long x FLT/FLC, 3 apertures, N stars) into a stores.DatasetStore under a
 temporary directory, then times, from the stored photometry:
 
 1. reading every Dataset (h5netcdf, eager);
-2. cte.loss.measure_loss over all of them at once (pairs, bins, apertures);
-3. cte.model.fit_model (joint weighted fit per configuration);
+2. cte.analysis.loss.measure_loss over all of them at once (pairs, bins, apertures);
+3. cte.analysis.model.fit_model (joint weighted fit per configuration);
 
 and prints the numbers (best of --repeat runs).  Run by hand:
 
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cte._synthphot import make_photometry
-from cte.loss import measure_loss
-from cte.model import fit_model
+from cte.analysis.loss import measure_loss
+from cte.analysis.model import fit_model
+from cte.datasets._synthphot import make_photometry
 from stores import DatasetStore
 
 FLASHES = (0, 6, 12, 18, 33, 55, 116)

@@ -3,7 +3,7 @@
 1. One full-size two-chip image (2 x 4096 x 2051 px) with 5 000 stars, three radii:
    seconds from the file to stored photometry (header scan, catalog, alignment,
    recentring, background, aperture sums, store write), best of ``--repeat`` runs, and
-   the split of one run over the stages of :func:`cte._measure.measure_image`.
+   the split of one run over the stages of :func:`cte.photometry._measure.measure_image`.
 2. A simulated campaign of >= 100 images (cut-outs): wall time and images per second
    with dask's threaded scheduler and with a 2-worker ``LocalCluster``.
 
@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 from cte.config import load_config
-from cte.images import read_header
-from cte.photometry import measure_photometry, read_catalog
-from cte.simulate import simulate_campaign
+from cte.datasets.simulate import simulate_campaign
+from cte.io.images import read_header
+from cte.photometry.photometry import measure_photometry, read_catalog
 
 
 def full_frame(root: Path, repeat: int) -> None:
@@ -58,7 +58,7 @@ def full_frame(root: Path, repeat: int) -> None:
 
 def _profile(path: Path, camp) -> None:
     """Where the time of one measure_image call goes (cumulative seconds)."""
-    from cte._measure import measure_image
+    from cte.photometry._measure import measure_image
 
     config = load_config()
     header = next(r for r in read_header(path, config=config) if r["holds_field"])

@@ -4,43 +4,51 @@ Aperture photometry of star clusters observed on both UVIS chips, kept as xarray
 Datasets keyed by target/filter/flash; image pairs; the CTE loss per pair and flux bin;
 and a fitted correction formula.
 
-Heavy entry points (simulator, images, photometry, store) are imported on first use,
-so ``import cte`` stays cheap.
+The subpackages follow the flow from files to results: :mod:`cte.io` (reading images and
+catalogs) -> :mod:`cte.photometry` (aperture photometry and its store) -> :mod:`cte.analysis`
+(pairs, loss, model, correction) -> :mod:`cte.report` (figures and page); :mod:`cte.datasets`
+simulates inputs with known truth, :mod:`cte.pipeline` runs the steps, :mod:`cte.schema`
+declares the data products and :mod:`cte.exceptions` the errors.  The subpackages are
+imported on first use, so ``import cte`` stays cheap.
 """
 
 from importlib import import_module
 
-from cte._exceptions import (
+from cte.config import Config, load_config
+from cte.exceptions import (
     AlignmentError,
+    AnalysisError,
     CatalogError,
     ConfigError,
     CTEError,
     EmptySelectionError,
+    FitError,
     InvalidImageError,
     InvalidPhotometryError,
+    ModelNotFoundError,
+    OutOfRangeError,
     WrongInstrumentError,
 )
-from cte.config import Config, load_config
 from stores._version import __version__
 
 #: public name -> module providing it, imported on first attribute access
 _LAZY = {
-    "simulate_campaign": "cte.simulate",
-    "load_campaign": "cte.simulate",
-    "SimulatedCampaign": "cte.simulate",
-    "read_headers": "cte.images",
-    "scan_images": "cte.images",
-    "select_images": "cte.images",
+    "simulate_campaign": "cte.datasets",
+    "load_campaign": "cte.datasets",
+    "SimulatedCampaign": "cte.datasets",
+    "read_headers": "cte.io",
+    "scan_images": "cte.io",
+    "select_images": "cte.io",
     "measure_photometry": "cte.photometry",
     "PhotometrySummary": "cte.photometry",
     "read_catalog": "cte.photometry",
-    "PhotometryStore": "cte.store",
-    "pair_images": "cte.pairs",
-    "measure_loss": "cte.loss",
-    "fit_model": "cte.model",
-    "CTEModel": "cte.model",
-    "FittedLoss": "cte.model",
-    "correct": "cte.correct",
+    "PhotometryStore": "cte.photometry",
+    "pair_images": "cte.analysis",
+    "measure_loss": "cte.analysis",
+    "fit_model": "cte.analysis",
+    "CTEModel": "cte.analysis",
+    "FittedLoss": "cte.analysis",
+    "correct": "cte.analysis",
     "write_report": "cte.report",
     "run": "cte.pipeline",
     "analyse_store": "cte.pipeline",
@@ -50,15 +58,19 @@ _LAZY = {
 
 __all__ = [
     "AlignmentError",
+    "AnalysisError",
     "CTEError",
     "CTEModel",
     "CatalogError",
     "Config",
     "ConfigError",
     "EmptySelectionError",
+    "FitError",
     "FittedLoss",
     "InvalidImageError",
     "InvalidPhotometryError",
+    "ModelNotFoundError",
+    "OutOfRangeError",
     "PhotometryStore",
     "PhotometrySummary",
     "RunResult",

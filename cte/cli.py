@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from cte._exceptions import CTEError
+from cte.exceptions import CTEError
 from stores import StoreError
 from stores._cli import base_parser, run_cli
 
@@ -139,7 +139,7 @@ def _add_simulate_parser(sub) -> None:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
-    from cte.simulate import simulate_campaign
+    from cte.datasets.simulate import simulate_campaign
 
     campaign = simulate_campaign(
         args.out, seed=args.seed, shape=tuple(args.shape), n_stars=args.stars,
@@ -179,7 +179,7 @@ def _add_photometry_parser(sub) -> None:
 
 
 def _cmd_photometry(args: argparse.Namespace) -> int:
-    from cte.photometry import measure_photometry
+    from cte.photometry.photometry import measure_photometry
 
     client = None
     if args.address:
@@ -227,7 +227,7 @@ def _info(args: argparse.Namespace) -> dict:
     doc: dict = {}
     if args.data:
         from cte.config import load_config
-        from cte.images import scan_images
+        from cte.io.images import scan_images
 
         scan = scan_images(args.data, config=load_config(args.config))
         images = scan.records.drop_duplicates("image")
@@ -254,7 +254,7 @@ def _info(args: argparse.Namespace) -> dict:
             ],
         }
     if args.store:
-        from cte.store import PhotometryStore
+        from cte.photometry.store import PhotometryStore
 
         store = PhotometryStore(args.store, mode="r")
         images = store.images()
@@ -363,7 +363,7 @@ def _open_loss(path: str):
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from cte.model import fit_model
+    from cte.analysis.model import fit_model
     from cte.pipeline import analysis_options
 
     model = fit_model(_open_loss(args.loss), **analysis_options(args.config)[1])
@@ -386,7 +386,7 @@ def _add_plot_parser(sub) -> None:
 def _model_or_none(path):
     if path is None:
         return None
-    from cte.model import CTEModel
+    from cte.analysis.model import CTEModel
 
     return CTEModel.read(path)
 
@@ -394,8 +394,8 @@ def _model_or_none(path):
 def _cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cte._analysis_exceptions import ModelNotFoundError
-    from cte.plots import plot_loss_vs_flux, plot_loss_vs_time
+    from cte.exceptions import ModelNotFoundError
+    from cte.report.plots import plot_loss_vs_flux, plot_loss_vs_time
 
     loss = _open_loss(args.loss)
     model = _model_or_none(args.coefficients)

@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cte._exceptions import ConfigError
+from cte.exceptions import ConfigError
 from cte.flags import dq_bits_mask
 
 __all__ = [

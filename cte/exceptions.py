@@ -3,20 +3,24 @@
 Every error raised on purpose by :mod:`cte` derives from :class:`CTEError` and, where
 one fits, from the closest built-in exception (``except ValueError`` keeps working).
 Messages name the file or configuration key and the problem, and suggest the fix
-where there is one.  The analysis adds its own children in
-:mod:`cte._analysis_exceptions`.
+where there is one.  The analysis (pairs, loss, model, correction) adds the
+:class:`AnalysisError` branch.  All are exported from :mod:`cte`.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AlignmentError",
+    "AnalysisError",
     "CTEError",
     "CatalogError",
     "ConfigError",
     "EmptySelectionError",
+    "FitError",
     "InvalidImageError",
     "InvalidPhotometryError",
+    "ModelNotFoundError",
+    "OutOfRangeError",
     "WrongInstrumentError",
 ]
 
@@ -58,3 +62,23 @@ class AlignmentError(CTEError, RuntimeError):
 
 class InvalidPhotometryError(CTEError, ValueError):
     """A photometry Dataset does not follow the photometry-store contract."""
+
+
+# -- the analysis: pairs, loss, model, correction ----------------------------------------------
+class AnalysisError(CTEError):
+    """Root of the errors raised by the CTE analysis."""
+
+
+class FitError(AnalysisError, ValueError):
+    """A fit cannot be made from the data given (too few cells, degenerate design)."""
+
+
+class ModelNotFoundError(AnalysisError, KeyError):
+    """No fitted model matches the configuration asked for (lists those available)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class OutOfRangeError(AnalysisError, ValueError):
+    """Inputs of :func:`cte.correct` lie outside the range the model was fitted on."""

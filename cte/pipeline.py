@@ -10,7 +10,7 @@
    (:func:`cte.measure_loss`), written to ``<out>/loss.nc``;
 3. fit the correction model jointly over epochs, fluxes and backgrounds
    (:func:`cte.fit_model`), written to ``<out>/coefficients.ecsv`` (and ``.tex``);
-4. write the plots and ``<out>/report.html`` (:func:`cte.report.write_report`), listing
+4. write the plots and ``<out>/report.html`` (:func:`cte.report.report.write_report`), listing
    the data used and the data excluded with their reasons.
 
 Every output file is written to a temporary name and renamed, so an interrupted run
@@ -30,7 +30,7 @@ from typing import Any
 
 import xarray as xr
 
-from cte._exceptions import EmptySelectionError
+from cte.exceptions import EmptySelectionError
 from stores._version import __version__
 from stores.progress import dask_progress, steps
 
@@ -48,7 +48,7 @@ class RunResult:
         Images measured, reused and skipped (None when only re-analysing a store).
     loss : xarray.Dataset
         The CTE loss per (pair, flux bin, aperture).
-    model : cte.model.CTEModel
+    model : cte.analysis.model.CTEModel
         The fitted coefficients.
     outputs : dict of str to pathlib.Path
         ``loss``, ``coefficients``, ``report`` (and ``latex``) files written.
@@ -102,8 +102,8 @@ def analysis_options(config: Any = None) -> tuple[dict, dict]:
     cte.ConfigError
         For an unknown table or option (the message names it).
     """
-    from cte._exceptions import ConfigError
     from cte.config import Config, load_config
+    from cte.exceptions import ConfigError
 
     if not isinstance(config, Config):
         config = load_config(config)
@@ -147,7 +147,7 @@ def _analysis_apertures(
 def _nothing_selected(data: Any, config: Any, selection: dict) -> EmptySelectionError:
     """The error for a selection that matches no image, listing what the data hold."""
     from cte.config import Config, load_config
-    from cte.images import scan_images
+    from cte.io.images import scan_images
 
     config = config if isinstance(config, Config) else load_config(config)
     records = scan_images(data, config=config).records
@@ -215,10 +215,10 @@ def analyse_store(
         Report progress (a bar on a terminal, log lines otherwise; see
         :mod:`stores.progress`).
     """
-    from cte.loss import measure_loss
-    from cte.model import fit_model
-    from cte.report import write_report
-    from cte.store import PhotometryStore
+    from cte.analysis.loss import measure_loss
+    from cte.analysis.model import fit_model
+    from cte.photometry.store import PhotometryStore
+    from cte.report.report import write_report
 
     started = time.perf_counter() if started is None else started
     loss_options, model_options = analysis_options(config)
@@ -348,7 +348,7 @@ def run(
         The selection matches no image (the message lists the proposals and visits the
         data hold).
     """
-    from cte.photometry import measure_photometry
+    from cte.photometry.photometry import measure_photometry
 
     started = time.perf_counter()
     with dask_progress(progress=progress, desc="photometry"):

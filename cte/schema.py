@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from cte._exceptions import InvalidPhotometryError
+from cte.exceptions import InvalidPhotometryError
 from cte.flags import cf_flag_attrs
 
 __all__ = ["COORDS", "DIMS", "VARIABLES", "annotate", "key_for", "validate"]

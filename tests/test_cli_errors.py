@@ -213,7 +213,7 @@ def test_show_versions_command(prog):
 # -- the CTE monitor: apertures per run, selections that match nothing, JSON info -------------
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory):
-    from cte.simulate import simulate_campaign
+    from cte.datasets.simulate import simulate_campaign
 
     root = tmp_path_factory.mktemp("uvis")
     return simulate_campaign(
@@ -290,10 +290,10 @@ def test_selections_matching_nothing_list_what_the_data_hold(campaign, tmp_path)
 def test_correct_accepts_time_datetime_string_and_mjd():
     import datetime as dt
 
-    from cte._synthphot import DEFAULT_TRUTH
-    from cte.correct import correct
-    from cte.lossmodel import BASIS_TERMS
-    from cte.model import FittedLoss
+    from cte.analysis.correction import correct
+    from cte.analysis.lossmodel import BASIS_TERMS
+    from cte.analysis.model import FittedLoss
+    from cte.datasets._synthphot import DEFAULT_TRUTH
 
     fit = FittedLoss(
         config={"target": "ngc104", "filter": "F502N", "exptime_class": "long",

@@ -5,8 +5,8 @@ observed with flux::
 
     F_obs = F (1 - L(F, mjd, B) n / 2048)
 
-where ``L`` is the fitted model (:class:`cte.model.FittedLoss`, the formula of
-:mod:`cte.lossmodel`; the linear formula, not clipped at 0).  Because ``L`` depends on
+where ``L`` is the fitted model (:class:`cte.analysis.model.FittedLoss`, the formula of
+:mod:`cte.analysis.lossmodel`; the linear formula, not clipped at 0).  Because ``L`` depends on
 the true flux, the equation is solved for ``F`` by the fixed-point iteration::
 
     F_0 = F_obs,   F_{k+1} = F_obs / (1 - L(F_k) n / 2048)
@@ -37,9 +37,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from cte._analysis_exceptions import OutOfRangeError
-from cte.lossmodel import BASIS_TERMS, basis, model_variables
-from cte.model import CTEModel, FittedLoss
+from cte.analysis.lossmodel import BASIS_TERMS, basis, model_variables
+from cte.analysis.model import CTEModel, FittedLoss
+from cte.exceptions import OutOfRangeError
 
 __all__ = ["Correction", "correct"]
 
@@ -87,7 +87,7 @@ def _resolve_model(model, config) -> FittedLoss:
     if isinstance(model, CTEModel):
         return model.select(**(config or {}))
     msg = (
-        "model must be a cte.model.FittedLoss, a cte.model.CTEModel (with config=...) or "
+        "model must be a cte.FittedLoss, a cte.CTEModel (with config=...) or "
         f"the path of a coefficient table, got {type(model).__name__}"
     )
     raise TypeError(msg)
@@ -144,7 +144,7 @@ def correct(
         The fitted model, a collection plus *config*, or an ECSV coefficient table.
     config : dict, optional
         Selects the configuration in a :class:`CTEModel` (keys of
-        :data:`cte.model.CONFIG_KEYS`: target, filter, exptime_class, ctecorr,
+        :data:`cte.analysis.model.CONFIG_KEYS`: target, filter, exptime_class, ctecorr,
         aperture).
     flux_err : array_like, optional
         1-sigma error of *flux*, e-; propagated into ``flux_err`` of the result.

@@ -1,11 +1,11 @@
 """CTE loss per image pair, flux bin and aperture, from the chip-1 / chip-2 flux ratio.
 
-For each pair (see :mod:`cte.pairs`), each flux bin ``[lo, hi)`` in e- and each
+For each pair (see :mod:`cte.analysis.pairs`), each flux bin ``[lo, hi)`` in e- and each
 aperture, the stars of the bin are taken (see *bin_by* below), their
 flux ratio ``r = F_num / F_den`` (chip 1 / chip 2 for nominal pairs) is fitted against
 the number of parallel transfers ``x`` of the star in the denominator image (the
 chip-2 y position for nominal pairs) with an ordinary least-squares straight line,
-sigma-clipped (:mod:`cte._linefit`).  Stars flagged in either image (``flags &
+sigma-clipped (:mod:`cte.analysis._linefit`).  Stars flagged in either image (``flags &
 reject_flags``) or without finite fluxes never enter.
 
 Bin membership (``bin_by``):
@@ -28,9 +28,9 @@ transfers:
 - ``loss = 2048 a``, where ``a`` is the per-transfer loss for which the exact ratio
   curve ``r(x) = (1 - a (N - x)) / (1 - a x)`` of the stars used (``N`` = total
   transfers of the star in both images, about 2051) has least-squares slope ``b``
-  (:func:`cte._linefit.invert_ratio_slope`).  This removes the first-order bias of
+  (:func:`cte.analysis._linefit.invert_ratio_slope`).  This removes the first-order bias of
   ``loss_linear`` (relative ``~ L / 2``, 12 % at L = 0.25) and is the quantity that
-  :mod:`cte.lossmodel` describes (a star crossing ``n`` transfers keeps
+  :mod:`cte.analysis.lossmodel` describes (a star crossing ``n`` transfers keeps
   ``1 - L n / 2048``).  ``loss_err = err(b) * 2048 * da/db``.
 
 Optionally (by default for the 180-degree set, seed item 5) the ratio is also fitted
@@ -46,7 +46,7 @@ each star by its leverage ``w = (x - xbar) (2 x - N)`` (to first order the measu
 loss is the ``w``-weighted mean of the stars' losses), so ``flux`` (e-) is the
 ``w``-weighted geometric mean, ``log_flux_var`` (dex^2) the ``w``-weighted variance
 of ``log10 F`` and ``background`` (e-/px) the ``w``-weighted mean local background
-of both images; :mod:`cte.model` evaluates the loss model with them.
+of both images; :mod:`cte.analysis.model` evaluates the loss model with them.
 
 Everything is computed at once for all pairs, bins and apertures (and all Datasets
 given): the memberships (pair, star, bin, aperture) are found with one boolean
@@ -63,14 +63,14 @@ from datetime import UTC, datetime
 import numpy as np
 import xarray as xr
 
-from cte._linefit import (
+from cte.analysis._linefit import (
     invert_ratio_slope,
     segment_sum,
     segmented_line_fit,
     segmented_pivot_fit,
 )
+from cte.analysis.pairs import dataset_name, default_config, pair_images, validate_photometry
 from cte.flags import BAD_PIXEL, COSMIC_RAY, CROWDED
-from cte.pairs import dataset_name, default_config, pair_images, validate_photometry
 from stores._version import __version__
 
 __all__ = ["measure_loss", "ratio_points"]
@@ -305,7 +305,7 @@ def measure_loss(
     pivot_transfers : float
         Transfers (chip-2 y for nominal pairs) of the forced crossing.
     layout : {"auto", "nominal", "180"}
-        Passed to :func:`cte.pairs.pair_images`.
+        Passed to :func:`cte.analysis.pairs.pair_images`.
 
     Returns
     -------

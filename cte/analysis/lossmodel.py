@@ -16,7 +16,7 @@ Faint stars lose more (``c1 < 0``), the loss grows with time (``c3 > 0``) and sh
 with background (``c5 < 0``).  A star that crosses ``n`` transfers keeps the fraction
 ``1 - L n / 2048`` of its flux.  Because ``L`` is linear in the coefficients, the fit is
 a single weighted linear least-squares problem over all epochs, fluxes and backgrounds
-at once (see :mod:`cte.model`), and the simulator's truth is a member of the same family.
+at once (see :mod:`cte.analysis.model`), and the simulator's truth is a member of the same family.
 """
 
 from __future__ import annotations

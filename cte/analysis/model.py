@@ -2,18 +2,18 @@
 
 For every configuration (target x filter x exposure class x FLT/FLC x aperture) all
 the measured cells (pairs x flux bins, every epoch and flash level) are fitted at once
-with the loss formula of :mod:`cte.lossmodel`::
+with the loss formula of :mod:`cte.analysis.lossmodel`::
 
     L(x, t, b) = c0 + c1 x + c2 x^2 + c3 t + c4 x t + c5 b + c6 b x
     x = log10(F / 1000 e-),  t = (MJD - 55000) / 365.25,  b = log10(1 + B / (e-/px))
 
 by weighted linear least squares (weights ``1 / sigma_k^2``, ``sigma_k`` the cell's
 ``loss_err``, optionally combined in quadrature with an extra systematic term).  The
-model of a cell is the (leverage-weighted, see :mod:`cte.loss`) mean of ``L`` over its
+model of a cell is the (leverage-weighted, see :mod:`cte.analysis.loss`) mean of ``L`` over its
 stars, which is linear in the coefficients: the design row is ``basis(xbar, t, b)``
 with the variance of the stars' ``x`` added to the ``x^2`` column
 (``mean(x^2) = xbar^2 + var(x)``), where ``xbar`` and ``var(x)`` come from
-:func:`cte.loss.measure_loss` (``flux``, ``log_flux_var``) and ``b`` from the cell's
+:func:`cte.analysis.loss.measure_loss` (``flux``, ``log_flux_var``) and ``b`` from the cell's
 mean local background.  Unlike a per-epoch polynomial this fits the time terms
 directly, and no flux range is dropped (seed item 4).
 
@@ -64,8 +64,8 @@ import numpy as np
 import xarray as xr
 from astropy.table import Table
 
-from cte._analysis_exceptions import FitError, ModelNotFoundError
-from cte.lossmodel import BASIS_TERMS, LossModel, basis, model_variables
+from cte.analysis.lossmodel import BASIS_TERMS, LossModel, basis, model_variables
+from cte.exceptions import FitError, ModelNotFoundError
 from stores._version import __version__
 
 __all__ = ["CONFIG_KEYS", "EPOCH_GAP_DAYS", "CTEModel", "FittedLoss", "choose_terms",
@@ -96,7 +96,7 @@ class FittedLoss:
     terms : tuple of str
         Terms fitted; the others have coefficient 0 and error NaN.
     coefficients : ndarray, shape (7,)
-        Coefficients in the order of :data:`cte.lossmodel.BASIS_TERMS`.
+        Coefficients in the order of :data:`cte.analysis.lossmodel.BASIS_TERMS`.
     covariance : ndarray, shape (7, 7)
         Their covariance, already multiplied by ``covariance_scale``; rows and columns
         of terms not fitted are zero (a fixed term adds no model uncertainty), so
@@ -134,7 +134,7 @@ class FittedLoss:
 
     @property
     def lossmodel(self) -> LossModel:
-        """The coefficients as a :class:`cte.lossmodel.LossModel`."""
+        """The coefficients as a :class:`cte.analysis.lossmodel.LossModel`."""
         return LossModel(dict(zip(BASIS_TERMS, map(float, self.coefficients), strict=True)))
 
     @property
@@ -147,7 +147,7 @@ class FittedLoss:
 
     @property
     def fitted_mask(self) -> np.ndarray:
-        """Boolean mask over :data:`cte.lossmodel.BASIS_TERMS`: True for fitted terms."""
+        """Boolean mask over :data:`cte.analysis.lossmodel.BASIS_TERMS`: True for fitted terms."""
         return np.isin(np.array(BASIS_TERMS), self.terms)
 
     def _design(self, flux, mjd, background) -> np.ndarray:
@@ -345,9 +345,9 @@ def fit_model(
     Parameters
     ----------
     loss_ds : xarray.Dataset
-        Output of :func:`cte.loss.measure_loss` (one or several concatenated).
+        Output of :func:`cte.analysis.loss.measure_loss` (one or several concatenated).
     terms : sequence of str
-        Terms of :data:`cte.lossmodel.BASIS_TERMS` to fit (at most; see the module
+        Terms of :data:`cte.analysis.lossmodel.BASIS_TERMS` to fit (at most; see the module
         docstring for those dropped when the data cannot determine them).
     loss_var, err_var : str
         Loss and its 1-sigma error (e.g. ``"loss_fixed"``, ``"loss_fixed_err"``).

@@ -23,7 +23,7 @@ Nominal set
 
 Stars are matched by master id (the Dataset's ``star`` dimension).  The result is an
 :class:`xarray.Dataset` with a ``pair`` dimension (and an ``unpaired`` dimension
-listing the images left out, with reasons); :func:`cte.loss.measure_loss` consumes it.
+listing the images left out, with reasons); :func:`cte.analysis.loss.measure_loss` consumes it.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from functools import cache
 import numpy as np
 import xarray as xr
 
-from cte._exceptions import InvalidPhotometryError
 from cte.config import Config, load_config
+from cte.exceptions import InvalidPhotometryError
 
 __all__ = [
     "IMAGE_COORDS",

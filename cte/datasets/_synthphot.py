@@ -1,8 +1,8 @@
 """Seeded synthetic photometry Datasets with a known CTE loss (no images involved).
 
 This factory writes photometry directly in the store's Dataset layout (dims ``image``,
-``star``, ``aperture``; see :mod:`cte.pairs` for the coordinates used) from a
-:class:`cte.lossmodel.LossModel` truth, so that the analysis half of the monitor
+``star``, ``aperture``; see :mod:`cte.analysis.pairs` for the coordinates used) from a
+:class:`cte.analysis.lossmodel.LossModel` truth, so that the analysis half of the monitor
 (pairs, loss, model, correction) can be tested and benchmarked without rendering
 images.  It is deliberately simple and fully vectorised (no loop over stars):
 
@@ -19,7 +19,7 @@ images.  It is deliberately simple and fully vectorised (no loop over stars):
   measured as ``F (1 - L(F, m, B) n / 2048)`` plus noise, where ``L`` is the truth
   model of the image's FLT/FLC kind evaluated at the *aperture* flux (each aperture
   thus has its own, exactly known, loss law of the same family), computed by
-  :func:`cte.simulate.true_loss`, written independently of the library's basis;
+  :func:`cte.datasets.simulate.true_loss`, written independently of the library's basis;
 - noise: Gaussian with variance ``F_obs + A (B + RN^2)`` (Poisson plus sky and read
   noise over the aperture area ``A = pi r^2``); the FLC of an exposure shares the FLT's
   noise realisation; the per-star local background is ``B`` plus the noise of its
@@ -41,9 +41,9 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from cte.analysis.lossmodel import LossModel
+from cte.datasets.simulate import true_loss
 from cte.flags import COSMIC_RAY, OFF_CHIP
-from cte.lossmodel import LossModel
-from cte.simulate import true_loss
 
 __all__ = [
     "CHIP_ROWS",

@@ -30,8 +30,8 @@ Image model, per pixel, in e- (FLT/FLC SCI units)::
     n = |y - y_amp|, y_amp = 0 on chip 2, 2051 on chip 1 (true full-chip row y)
     noise = Poisson(expected) - expected + Normal(0, read_noise of the quadrant)
 
-with ``L`` the loss formula of :mod:`cte.lossmodel` evaluated on the coefficients of a
-:class:`~cte.lossmodel.LossModel` (FLT and FLC coefficients, the FLC ones four times
+with ``L`` the loss formula of :mod:`cte.analysis.lossmodel` evaluated on the coefficients of a
+:class:`~cte.analysis.lossmodel.LossModel` (FLT and FLC coefficients, the FLC ones four times
 smaller) and PSF a Moffat (or Gaussian) of the given FWHM, truncated at
 +-12 px and normalised so that each star's image sums to ``F_obs``.  FLT and FLC of one
 exposure share the noise, cosmic rays and pointing.  The header WCS of every SCI
@@ -43,7 +43,7 @@ Cosmic rays are flagged with DQ 4096, hot pixels with 16 and saturation with 256
 Independent truth: the transfer count ``n`` and the injected ``L`` are computed here by
 :func:`true_transfers` and :func:`true_loss`, written from the detector layout and the
 documented formula, not with :func:`cte._geometry.transfers` or
-:func:`cte.lossmodel.basis` that the measurement, the fit and :func:`cte.correct` use,
+:func:`cte.analysis.lossmodel.basis` that the measurement, the fit and :func:`cte.correct` use,
 so tests comparing results with the truth can see an error in either.
 
 Headers follow the archive's FLT/FLC layout (checked against real FLCs in the tests):
@@ -87,8 +87,8 @@ from cte._geometry import (
     rotation_matrix,
     tan_wcs,
 )
-from cte._render import bin2x2, cosmic_rays, render_stars
-from cte.lossmodel import BASIS_TERMS, FLUX_SCALE, MJD_ORIGIN, LossModel
+from cte.analysis.lossmodel import BASIS_TERMS, FLUX_SCALE, MJD_ORIGIN, LossModel
+from cte.datasets._render import bin2x2, cosmic_rays, render_stars
 from stores._version import __version__
 
 __all__ = [
@@ -172,7 +172,7 @@ def true_transfers(y, chip: int) -> np.ndarray:
 def true_loss(coefficients: Mapping[str, float], flux, mjd, background) -> np.ndarray:
     """Injected loss ``L`` (fraction lost per 2048 transfers), clipped at 0 from below.
 
-    Written from the formula documented in :mod:`cte.lossmodel`, independently of its
+    Written from the formula documented in :mod:`cte.analysis.lossmodel`, independently of its
     ``model_variables`` and ``basis``::
 
         L = c_1 + c_t T + c_b B + X (c_x + c_x2 X + c_xt T + c_bx B)

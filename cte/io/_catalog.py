@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from astropy.table import Table
 
-from cte._exceptions import CatalogError
+from cte.exceptions import CatalogError
 
 __all__ = ["catalog_path", "read_catalog"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from astropy.io import fits
 
-from cte._exceptions import InvalidImageError, WrongInstrumentError
+from cte.exceptions import InvalidImageError, WrongInstrumentError
 
 __all__ = ["check_instrument", "open_checked"]
 

@@ -8,12 +8,12 @@ Steps for the chip holding the cluster field (all vectorised over stars):
    (:func:`cte._stats.fill_masked`) is the *cleaned* image.
 3. ``background_level``: sigma-clipped median of the unmasked pixels (e-/px).
 4. The master catalog is projected through the header WCS and the positions are
-   corrected by :func:`cte.align.align_to_catalog`; catalog stars whose corrected
+   corrected by :func:`cte.photometry.align.align_to_catalog`; catalog stars whose corrected
    centre falls on the image are measured.
 5. Stars whose signal-to-noise ratio in the ``centroid_box`` box of the cleaned,
    level-subtracted image reaches ``recentre_min_snr``, whose box lies on the image and
    has no masked pixel within 2.5 px of the star, are recentred, by default with
-   the vectorised Gaussian-windowed centroid (:func:`cte._centroid.windowed_centroid`),
+   the vectorised Gaussian-windowed centroid (:func:`cte.photometry._centroid.windowed_centroid`),
    or with :func:`photutils.centroids.centroid_sources` and its centre of mass
    (``centroid_method = "com"``); a move beyond ``max_centroid_shift`` px is rejected
    (BAD_CENTROID) and the aligned position kept.
@@ -47,15 +47,15 @@ from photutils.centroids import centroid_com, centroid_sources
 from scipy.spatial import cKDTree
 
 from cte import flags as F
-from cte._centroid import windowed_centroid
-from cte._exceptions import AlignmentError
 from cte._geometry import transfers
-from cte._pam import pam_cutout
-from cte._schema import annotate, key_for
 from cte._stats import clipped_stats, fill_masked
-from cte.align import Alignment, align_to_catalog
 from cte.config import Config
-from cte.images import read_chip
+from cte.exceptions import AlignmentError
+from cte.io.images import read_chip
+from cte.photometry._centroid import windowed_centroid
+from cte.photometry._pam import pam_cutout
+from cte.photometry.align import Alignment, align_to_catalog
+from cte.schema import annotate, key_for
 from stores._version import __version__
 
 __all__ = ["annulus_background", "aperture_sums", "measure_image"]
@@ -196,9 +196,9 @@ def measure_image(
     path : str
         The FLT/FLC file.
     header : dict
-        Its record from :func:`cte.images.read_header` (the field chip's row).
+        Its record from :func:`cte.io.images.read_header` (the field chip's row).
     catalog : pandas.DataFrame
-        Master catalog (:func:`cte.photometry.read_catalog`).
+        Master catalog (:func:`cte.photometry.photometry.read_catalog`).
     config : Config
     apertures : sequence of float, optional
         Radii in px (default ``config.photometry.apertures``).
@@ -209,7 +209,7 @@ def measure_image(
     -------
     xarray.Dataset
         Dims ``image`` (1), ``star`` (catalog stars on the image), ``aperture``, as in
-        the photometry-store contract (:mod:`cte._schema`).
+        the photometry-store contract (:mod:`cte.schema`).
 
     Raises
     ------

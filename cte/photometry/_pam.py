@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from cte._exceptions import InvalidImageError
 from cte._geometry import CHIP_NX, CHIP_NY
+from cte.exceptions import InvalidImageError
 
 __all__ = ["check_pams", "pam_cutout"]
 

@@ -5,7 +5,7 @@ The header WCS of a calibrated image is off by a pointing error of up to a few p
 
 1. :func:`detect_stars` finds the brightest stars (local maxima above a threshold,
    vectorised over candidate pixels) and centres them with a Gaussian-windowed
-   centroid (:func:`cte._centroid.windowed_centroid`, unbiased for symmetric stars);
+   centroid (:func:`cte.photometry._centroid.windowed_centroid`, unbiased for symmetric stars);
 2. :func:`estimate_offset` finds the common offset between detections and catalog
    positions predicted by the header WCS by voting: the 2-D histogram of all pairwise
    differences within ``max_offset`` peaks at the shift;
@@ -42,10 +42,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from cte._centroid import windowed_centroid
-from cte._exceptions import AlignmentError
 from cte._stats import clipped_stats
 from cte.config import AlignmentOptions
+from cte.exceptions import AlignmentError
+from cte.photometry._centroid import windowed_centroid
 
 __all__ = [
     "Alignment",
@@ -107,7 +107,7 @@ def detect_stars(
     A pixel is a peak when it exceeds ``background + threshold``, is not masked, lies at
     least ``box // 2`` px from the edge, and is the maximum of its ``box x box``
     neighbourhood.  The *n_brightest* highest peaks are centred with a Gaussian-windowed
-    centroid of ``data - background`` (:func:`cte._centroid.windowed_centroid`); peaks
+    centroid of ``data - background`` (:func:`cte.photometry._centroid.windowed_centroid`); peaks
     closer than ``box / 2`` px after centring keep only the brighter.
 
     Returns

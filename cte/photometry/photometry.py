@@ -1,11 +1,11 @@
 """From FLT/FLC files to the photometry store, in parallel with dask.
 
-:func:`measure_photometry` reads the headers of all files (:mod:`cte.images`), skips
+:func:`measure_photometry` reads the headers of all files (:mod:`cte.io.images`), skips
 and logs excluded or unreadable ones, selects images, checks the master catalogs and
 the store before computing anything, then measures every selected image in parallel
 (one dask task per image; threads by default, or a ``dask.distributed`` client) with
-:func:`measure_image` (see :mod:`cte._measure` for the method and formulas), and
-writes the results into a :class:`~cte.store.PhotometryStore`, one atomic update per
+:func:`measure_image` (see :mod:`cte.photometry._measure` for the method and formulas), and
+writes the results into a :class:`~cte.photometry.store.PhotometryStore`, one atomic update per
 (target, filter, flash) key.
 
 An image whose pixels cannot be read or whose WCS cannot be aligned is recorded as
@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cte._catalog import catalog_path, read_catalog
-from cte._exceptions import CTEError
-from cte._measure import annulus_background, aperture_sums, measure_image
-from cte._pam import check_pams
-from cte._schema import key_for
 from cte.config import Config, load_config
-from cte.images import scan_images, select_images
-from cte.store import PhotometryStore
+from cte.exceptions import CTEError
+from cte.io._catalog import catalog_path, read_catalog
+from cte.io.images import scan_images, select_images
+from cte.photometry._measure import annulus_background, aperture_sums, measure_image
+from cte.photometry._pam import check_pams
+from cte.photometry.store import PhotometryStore
+from cte.schema import key_for
 
 __all__ = [
     "PhotometrySummary",
@@ -147,7 +147,7 @@ def measure_photometry(
     config : Config or path, optional
         Configuration, or a user TOML file merged over the defaults.
     proposals, visits, targets, filters, flashes, ctecorr
-        Selection (see :func:`cte.images.select_images`); ``proposals`` is ``"all"``,
+        Selection (see :func:`cte.io.images.select_images`); ``proposals`` is ``"all"``,
         ``"last"`` or IDs.
     apertures : sequence of float, optional
         Aperture radii in px (default: the configuration's).

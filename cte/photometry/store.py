@@ -2,7 +2,7 @@
 
 Each key ``"<target>/<filter>/flash<N>"`` (e.g. ``"ngc104/F502N/flash12"``) holds one
 :class:`xarray.Dataset` with dims ``image``, ``star``, ``aperture`` following the
-contract of :mod:`cte._schema`.  :meth:`PhotometryStore.write_images` merges new
+contract of :mod:`cte.schema`.  :meth:`PhotometryStore.write_images` merges new
 one-image Datasets into their keys: an image measured again replaces its previous
 photometry, stars and apertures are the union over images (NaN, and the OFF_CHIP flag,
 where an image did not measure a star), and the key's file is replaced atomically, so
@@ -22,8 +22,8 @@ import pandas as pd
 import xarray as xr
 
 from cte import flags as F
-from cte._exceptions import InvalidPhotometryError
-from cte._schema import COORDS, annotate, key_for, validate
+from cte.exceptions import InvalidPhotometryError
+from cte.schema import COORDS, annotate, key_for, validate
 from stores import DatasetStore
 
 __all__ = ["PhotometryStore"]

@@ -17,7 +17,7 @@ that encodes something), saves it atomically to *path* (format from the suffix, 
 - :func:`plot_same_chip` — the 180-degree set: free vs forced-crossing loss vs flux,
   optionally over nominal pairs of the same proposal.
 
-A configuration without a fitted model (:attr:`cte.model.CTEModel.skipped`) is shown
+A configuration without a fitted model (:attr:`cte.analysis.model.CTEModel.skipped`) is shown
 as data only, with the reason in the figure.  Data artists carry ``gid`` ``"data:<key>"``
 and model curves ``"model:<key>"`` with the same key, so tests (and users) can pair a
 curve with its points.
@@ -32,10 +32,10 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from cte._analysis_exceptions import ModelNotFoundError
-from cte.loss import ratio_points
-from cte.model import CTEModel, FittedLoss, independent_bins
-from cte.model import epochs as epoch_of
+from cte.analysis.loss import ratio_points
+from cte.analysis.model import CTEModel, FittedLoss, independent_bins
+from cte.analysis.model import epochs as epoch_of
+from cte.exceptions import ModelNotFoundError
 from stores import style
 
 __all__ = [

@@ -14,7 +14,7 @@ link), so the directory works offline, copied or served as it is.  In order:
    configurations, with error bars and the model where it is fitted;
 3. **Correction model**: configurations fitted (terms fitted and left out, with the
    reasons; coefficients ± errors) and configurations shown as data only (reason);
-4. **Figures** per configuration (PNG, :mod:`cte.plots`) and ratio-vs-y plots of the
+4. **Figures** per configuration (PNG, :mod:`cte.report.plots`) and ratio-vs-y plots of the
    latest pairs;
 5. **Data used** (pairs) and **data excluded** (with reasons);
 6. **Provenance** (collapsed): options, metadata, software versions.
@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from cte.lossmodel import BASIS_TERMS
-from cte.model import CTEModel, FittedLoss, independent_bins
-from cte.model import epochs as epoch_of
-from cte.plots import plot_loss_vs_flux, plot_loss_vs_time, plot_ratio_vs_y, plot_same_chip
+from cte.analysis.lossmodel import BASIS_TERMS
+from cte.analysis.model import CTEModel, FittedLoss, independent_bins
+from cte.analysis.model import epochs as epoch_of
+from cte.report.plots import plot_loss_vs_flux, plot_loss_vs_time, plot_ratio_vs_y, plot_same_chip
 from stores import style
 from stores._version import __version__
 from stores.site import Metric, Page, bokeh_figure

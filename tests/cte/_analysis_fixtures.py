@@ -1,6 +1,6 @@
 """Shared synthetic data for the analysis tests (pairs, loss, model, correct, plots).
 
-Built once per test process with :mod:`cte._synthphot` and cached; tests must not
+Built once per test process with :mod:`cte.datasets._synthphot` and cached; tests must not
 modify the cached objects (use ``.copy()``).  The independent reference computations
 (the injected loss of a cell, bin membership) are written here in plain numpy.
 """
@@ -11,9 +11,9 @@ from functools import cache
 
 import numpy as np
 
-from cte._synthphot import SyntheticPhotometry, make_photometry
-from cte.loss import measure_loss
-from cte.model import fit_model
+from cte.analysis.loss import measure_loss
+from cte.analysis.model import fit_model
+from cte.datasets._synthphot import SyntheticPhotometry, make_photometry
 
 #: flash levels of the simulated campaign: b = log10(1 + B) spans 0.1 .. 2.1 dex
 CAMPAIGN_FLASHES = (0.0, 12.0, 55.0, 116.0)

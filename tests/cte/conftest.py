@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from cte.analysis.lossmodel import LossModel
 from cte.config import load_config
-from cte.lossmodel import LossModel
-from cte.simulate import simulate_campaign
+from cte.datasets.simulate import simulate_campaign
 
 #: shape of the test cut-outs (rows, columns)
 SHAPE = (256, 256)
@@ -32,7 +32,7 @@ def campaign(tmp_path_factory):
 @pytest.fixture(scope="session")
 def measured(campaign, tmp_path_factory):
     """The campaign's photometry store (all usable images measured, threaded)."""
-    from cte.photometry import measure_photometry
+    from cte.photometry.photometry import measure_photometry
 
     store = tmp_path_factory.mktemp("store") / "phot"
     summary = measure_photometry(campaign.data_dir, campaign.catalogs_dir, store)
@@ -56,7 +56,7 @@ def flat_campaign(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def flat_measured(flat_campaign, tmp_path_factory):
-    from cte.photometry import measure_photometry
+    from cte.photometry.photometry import measure_photometry
 
     store = tmp_path_factory.mktemp("flatstore") / "phot"
     return measure_photometry(flat_campaign.data_dir, flat_campaign.catalogs_dir, store)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cte.cli import build_parser, main, selection_kwargs
-from cte.store import PhotometryStore
+from cte.photometry.store import PhotometryStore
 
 
 @pytest.fixture(scope="module")

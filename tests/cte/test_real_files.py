@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from cte._exceptions import InvalidImageError, WrongInstrumentError
-from cte.images import read_chip, read_header, scan_images
-from cte.simulate import simulate_campaign
+from cte import InvalidImageError, WrongInstrumentError
+from cte.datasets.simulate import simulate_campaign
+from cte.io.images import read_chip, read_header, scan_images
 
 UVIS = ("ib4606c5q_flc.fits", "ib4606c6q_flc.fits")
 

@@ -7,9 +7,9 @@ import pytest
 import xarray as xr
 from astropy.table import Table
 
+from cte.analysis.model import CTEModel
 from cte.cli import main
-from cte.model import CTEModel
-from cte.simulate import simulate_campaign
+from cte.datasets.simulate import simulate_campaign
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +103,8 @@ def test_run_recovers_the_injected_loss_per_cell(run_dirs):
     100 %, std 0.97 and 0.67).  FLT and FLC of one exposure share their noise, so the
     cells are pairwise correlated and the fractions move in steps of two cells.
     """
-    from cte.simulate import load_campaign
-    from cte.store import PhotometryStore
+    from cte.datasets.simulate import load_campaign
+    from cte.photometry.store import PhotometryStore
 
     campaign = load_campaign(run_dirs / "sim")
     loss = xr.load_dataset(run_dirs / "out" / "loss.nc", engine="h5netcdf")
@@ -152,7 +152,7 @@ def test_fit_plot_report_from_stored_results(run_dirs, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_analysis_options_come_from_the_configuration(run_dirs, tmp_path, capsys):
-    from cte._exceptions import ConfigError
+    from cte import ConfigError
     from cte.pipeline import analysis_options
 
     user = tmp_path / "user.toml"

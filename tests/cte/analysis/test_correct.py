@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _analysis_fixtures import campaign_model
 
-from cte._analysis_exceptions import ModelNotFoundError, OutOfRangeError
-from cte._synthphot import DEFAULT_TRUTH
-from cte.correct import correct
-from cte.lossmodel import BASIS_TERMS
-from cte.model import FittedLoss
+from cte import ModelNotFoundError, OutOfRangeError
+from cte.analysis.correction import correct
+from cte.analysis.lossmodel import BASIS_TERMS
+from cte.analysis.model import FittedLoss
+from cte.datasets._synthphot import DEFAULT_TRUTH
+from tests.cte._analysis_fixtures import campaign_model
 
 
 def _exact_model(kind="FLT"):
@@ -30,7 +30,7 @@ def _exact_model(kind="FLT"):
 def _observed(kind, true, transfers, mjd, bkg):
     """Observed flux of stars under the injected truth, written out by hand here.
 
-    Independent of :func:`cte.lossmodel.basis`/``model_variables`` that ``correct``
+    Independent of :func:`cte.analysis.lossmodel.basis`/``model_variables`` that ``correct``
     inverts: ``L = c1 + cx X + cx2 X^2 + ct T + cxt X T + cb B + cbx B X`` with
     ``X = log10(F) - 3``, ``T`` years of 365.25 d since MJD 55000, ``B = log10(1 + bkg)``.
     """
@@ -118,7 +118,7 @@ def test_model_given_as_collection_or_file(tmp_path):
 def test_hand_computed_inversion():
     """One star worked by hand: F = 10 000 e-, 1024 transfers, one year, B = 9 e-/px.
 
-    X = 1, T = 1, B = 1 with the FLT truth coefficients of ``cte._synthphot``:
+    X = 1, T = 1, B = 1 with the FLT truth coefficients of ``cte.datasets._synthphot``:
     L = 0.10 - 0.06 + 0.012 + 0.015 - 0.002 - 0.03 + 0.014 = 0.049;
     observed = 10 000 (1 - 0.049 / 2) = 9755 e-.
     """
@@ -173,3 +173,24 @@ def test_bad_options():
         correct(1000.0, 1.0, 56000.0, 1.0, model={"1": 0.1})
     with pytest.raises(ValueError, match="must broadcast"):
         correct([1.0, 2.0], [1.0, 2.0, 3.0], 56000.0, 1.0, model=_exact_model())
+
+
+def test_cte_correct_is_the_function_whatever_the_import_order():
+    """Importing the submodule first must not turn ``cte.correct`` into a module (issue 13)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import cte.analysis.correction as mod\n"
+        "from cte.analysis.correction import correct as corrected\n"
+        "import cte\n"
+        "assert cte.correct is corrected is mod.correct, cte.correct\n"
+        "try:\n"
+        "    cte.correct(1000.0, 100, 56000.0, 10.0, model=1)\n"
+        "except TypeError as exc:\n"
+        "    print(exc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("model must be a cte.FittedLoss"), proc.stdout

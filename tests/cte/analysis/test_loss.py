@@ -1,24 +1,24 @@
-"""Tests of cte.loss and its kernels against scipy, plain numpy and the injected truth."""
+"""Tests of cte.analysis.loss and its kernels against scipy, plain numpy and the injected truth."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import xarray as xr
-from _analysis_fixtures import campaign, campaign_loss, reference_cells, same_chip, small
 from scipy import stats
 
-import cte.loss
-from cte._exceptions import InvalidPhotometryError
-from cte._linefit import (
+import cte.analysis.loss
+from cte import InvalidPhotometryError
+from cte.analysis._linefit import (
     invert_ratio_slope,
     segment_median,
     segmented_line_fit,
     segmented_pivot_fit,
 )
+from cte.analysis.loss import measure_loss
 from cte.config import load_config
-from cte.loss import measure_loss
 from stores import DatasetStore
+from tests.cte._analysis_fixtures import campaign, campaign_loss, reference_cells, same_chip, small
 
 FLUX_BINS = load_config().flux_bins
 
@@ -223,7 +223,7 @@ def test_acceptance_loss_agrees_with_injected_loss():
 
 
 def test_seed_rule_both_fluxes_in_bin_is_biased_low():
-    """Documents why bin_by='mean' is the default (see cte.loss)."""
+    """Documents why bin_by='mean' is the default (see cte.analysis.loss)."""
     synth = campaign()[:2]
     both = measure_loss([s.photometry for s in synth], bin_by="both")
     mean = measure_loss([s.photometry for s in synth], bin_by="mean")
@@ -277,13 +277,13 @@ def test_fixed_crossing_only_for_the_same_chip_set_by_default():
 
 def test_one_vectorised_fit_for_all_pairs_bins_apertures_and_datasets(monkeypatch):
     calls = []
-    real = cte.loss.segmented_line_fit
+    real = cte.analysis.loss.segmented_line_fit
 
     def spy(segment, x, y, n_segments, **kw):
         calls.append(n_segments)
         return real(segment, x, y, n_segments, **kw)
 
-    monkeypatch.setattr(cte.loss, "segmented_line_fit", spy)
+    monkeypatch.setattr(cte.analysis.loss, "segmented_line_fit", spy)
     datasets = [s.photometry for s in campaign()[:2]]
     out = measure_loss(datasets)
     assert calls == [out.sizes["pair"] * out.sizes["flux_bin"] * out.sizes["aperture"]]

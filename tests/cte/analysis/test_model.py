@@ -1,20 +1,20 @@
-"""Tests of cte.model: the joint fit against numpy least squares and the injected truth."""
+"""Tests of cte.analysis.model: the joint fit against numpy least squares and the injected truth."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import xarray as xr
-from _analysis_fixtures import campaign, campaign_loss, campaign_model, small
 from astropy.table import Table
 from scipy import stats
 
-from cte._analysis_exceptions import FitError, ModelNotFoundError
-from cte._synthphot import DEFAULT_TRUTH
+from cte import FitError, ModelNotFoundError
+from cte.analysis.loss import measure_loss
+from cte.analysis.lossmodel import BASIS_TERMS
+from cte.analysis.model import CTEModel, fit_model, independent_bins
 from cte.config import load_config
-from cte.loss import measure_loss
-from cte.lossmodel import BASIS_TERMS
-from cte.model import CTEModel, fit_model, independent_bins
+from cte.datasets._synthphot import DEFAULT_TRUTH
+from tests.cte._analysis_fixtures import campaign, campaign_loss, campaign_model, small
 
 FLUX_BINS = load_config().flux_bins
 
@@ -244,7 +244,7 @@ def test_few_flux_bins_give_fewer_flux_terms_and_the_fit_is_least_squares():
 
 def test_reduced_model_is_applied_by_correct(tmp_path):
     """A model without flux or time terms still corrects: F = F_obs / (1 - c0 k / 2048)."""
-    from cte.correct import correct
+    from cte.analysis.correction import correct
 
     loss_ds = measure_loss(small().photometry).copy()
     lo = loss_ds["flux_bin_lo"].values

@@ -1,14 +1,14 @@
-"""Tests of cte.pairs: pairing rules checked against the images' own header values."""
+"""Tests of cte.analysis.pairs: pairing rules checked against the images' own header values."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import xarray as xr
-from _analysis_fixtures import same_chip, small
 
-from cte._exceptions import InvalidPhotometryError
-from cte.pairs import pair_images, validate_photometry
+from cte import InvalidPhotometryError
+from cte.analysis.pairs import pair_images, validate_photometry
+from tests.cte._analysis_fixtures import same_chip, small
 
 _IDENTICAL = ("proposal", "visit", "exptime", "flash", "ctecorr", "postarg1")
 

@@ -9,9 +9,9 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from cte._render import render_stars
-from cte.lossmodel import LossModel
-from cte.simulate import DEFAULT_LOSS_MODELS, FULL_WELL, load_campaign, simulate_campaign
+from cte.analysis.lossmodel import LossModel
+from cte.datasets._render import render_stars
+from cte.datasets.simulate import DEFAULT_LOSS_MODELS, FULL_WELL, load_campaign, simulate_campaign
 
 
 def _open(campaign, image):

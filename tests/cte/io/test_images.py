@@ -9,7 +9,7 @@ import pytest
 from astropy.io import fits
 
 from cte import InvalidImageError, WrongInstrumentError
-from cte.images import (
+from cte.io.images import (
     background_levels,
     find_images,
     lazy_pixels,
@@ -59,7 +59,7 @@ def test_excluded_images_carry_their_reasons(scan, campaign, caplog):
     for image, reason in expected.items():
         assert reason in skipped.loc[image, "reason"]
     assert not scan.records.set_index("image").loc[list(expected.index), "usable"].any()
-    with caplog.at_level(logging.INFO, logger="cte.images"):
+    with caplog.at_level(logging.INFO, logger="cte.io.images"):
         scan_images(campaign.data_dir)
     for image, reason in expected.items():
         assert any(image in r.message and reason in r.message for r in caplog.records)

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from cte import AlignmentError
-from cte._render import render_stars
 from cte._stats import fill_masked
-from cte.align import (
+from cte.datasets._render import render_stars
+from cte.io.images import read_chip, scan_images, select_images
+from cte.photometry.align import (
     Alignment,
     align_to_catalog,
     detect_stars,
@@ -17,7 +18,6 @@ from cte.align import (
     fit_rigid,
     match_nearest,
 )
-from cte.images import read_chip, scan_images, select_images
 
 
 def _transform(x, y, *, center, shift, angle, scale=1.0):

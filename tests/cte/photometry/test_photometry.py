@@ -15,8 +15,8 @@ from scipy.spatial import cKDTree
 from cte import CatalogError
 from cte import flags as F
 from cte._geometry import CHIP_NX, CHIP_NY
-from cte.photometry import measure_photometry
-from cte.store import PhotometryStore
+from cte.photometry.photometry import measure_photometry
+from cte.photometry.store import PhotometryStore
 
 
 def _field_hdus(path, chip):
@@ -390,8 +390,8 @@ def test_distributed_client_gives_the_same_photometry(campaign, tmp_path):
 # -- edge cases pinned (issue 15) ---------------------------------------------------------
 def test_pam_cutout_is_taken_at_the_ltv_origin(tmp_path):
     """A map whose value encodes its own position: the cut-out must start at -LTV."""
-    from cte._exceptions import InvalidImageError
-    from cte._pam import pam_cutout
+    from cte import InvalidImageError
+    from cte.photometry._pam import pam_cutout
 
     yy, xx = np.mgrid[0:CHIP_NY, 0:CHIP_NX]
     path = tmp_path / "UVIS2wfc3_map.fits"
@@ -408,7 +408,7 @@ def test_pam_cutout_is_taken_at_the_ltv_origin(tmp_path):
 @pytest.fixture(scope="module")
 def pam_campaign(tmp_path_factory):
     """A cut-out far from the chip origin with the simulator's varying pixel-area map."""
-    from cte.simulate import simulate_campaign
+    from cte.datasets.simulate import simulate_campaign
 
     return simulate_campaign(
         tmp_path_factory.mktemp("pamsim") / "sim", seed=8, shape=(128, 128), n_stars=60,

@@ -10,10 +10,10 @@ import xarray as xr
 
 from cte import InvalidPhotometryError
 from cte import flags as F
-from cte._measure import _dataset
-from cte._schema import COORDS, VARIABLES, validate
-from cte.align import Alignment
-from cte.store import PhotometryStore
+from cte.photometry._measure import _dataset
+from cte.photometry.align import Alignment
+from cte.photometry.store import PhotometryStore
+from cte.schema import COORDS, VARIABLES, validate
 from stores import KeyNotFoundError, ReadOnlyStoreError
 
 

@@ -1,25 +1,25 @@
-"""Tests of cte.plots: files written, and the plotted data are the measured/model values."""
+"""Tests of cte.report.plots: files written, and the plotted data are the measured/model values."""
 
 from __future__ import annotations
 
 import matplotlib.dates as mdates
 import numpy as np
 import pytest
-from _analysis_fixtures import campaign, campaign_loss, campaign_model, same_chip
-from _figure_checks import by_gid as _by_gid
-from _figure_checks import check_curves as _check_curves
 from astropy.time import Time
 from matplotlib.figure import Figure
 
-from cte.loss import measure_loss
-from cte.model import CTEModel, fit_model
-from cte.plots import (
+from cte.analysis.loss import measure_loss
+from cte.analysis.model import CTEModel, fit_model
+from cte.report.plots import (
     plot_loss_vs_flux,
     plot_loss_vs_time,
     plot_ratio_vs_y,
     plot_same_chip,
     select_configuration,
 )
+from tests.cte._analysis_fixtures import campaign, campaign_loss, campaign_model, same_chip
+from tests.cte._figure_checks import by_gid as _by_gid
+from tests.cte._figure_checks import check_curves as _check_curves
 
 
 def _is_png(path):

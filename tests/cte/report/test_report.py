@@ -1,4 +1,4 @@
-"""Tests of cte.report: a self-contained static page with what was used and left out."""
+"""Tests of cte.report.report: a self-contained static page with what was used and left out."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-from _analysis_fixtures import small
 
-from cte.loss import measure_loss
-from cte.model import fit_model
-from cte.report import write_report
+from cte.analysis.loss import measure_loss
+from cte.analysis.model import fit_model
+from cte.report.report import write_report
+from tests.cte._analysis_fixtures import small
 
 
 class _Images(HTMLParser):
@@ -96,13 +96,13 @@ def test_failed_report_leaves_the_previous_page(tmp_path, analysis, monkeypatch)
     """Issue 14.14: report.html is replaced in one atomic step.  A page that fails while
     being written (here: text that cannot be encoded, which an in-place write_text
     discovers after truncating the file) leaves the previous page and no temporary."""
-    import cte.report
+    import cte.report.report
     from stores.site import Page
 
     _, loss, model = analysis
     page = tmp_path / "report.html"
     page.write_text("previous report", encoding="utf-8")
-    monkeypatch.setattr(cte.report, "_figure_section", lambda *a, **k: None)  # fast
+    monkeypatch.setattr(cte.report.report, "_figure_section", lambda *a, **k: None)  # fast
     monkeypatch.setattr(Page, "render", lambda self: "<html>" + "x" * 10_000 + "\ud800")
     with pytest.raises(UnicodeEncodeError):
         write_report(tmp_path, loss=loss, model=model)

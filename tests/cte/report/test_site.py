@@ -8,17 +8,17 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-from _analysis_fixtures import campaign, same_chip
-from _figure_checks import check_curves
 from astropy.table import Table
 from astropy.time import Time
 
-from cte.loss import measure_loss
-from cte.lossmodel import BASIS_TERMS
-from cte.model import CTEModel, fit_model
-from cte.plots import plot_loss_vs_flux, plot_loss_vs_time
-from cte.report import headline_numbers, write_report
+from cte.analysis.loss import measure_loss
+from cte.analysis.lossmodel import BASIS_TERMS
+from cte.analysis.model import CTEModel, fit_model
+from cte.report.plots import plot_loss_vs_flux, plot_loss_vs_time
+from cte.report.report import headline_numbers, write_report
 from tests.browser import open_page, require_chromium
+from tests.cte._analysis_fixtures import campaign, same_chip
+from tests.cte._figure_checks import check_curves
 
 pytestmark = pytest.mark.slow  # one report of the whole simulated campaign (~20 s CPU)
 

@@ -1,0 +1,27 @@
+"""Reading WFC3/UVIS images: checked FITS opening, headers, chips and master catalogs.
+
+The first step of the flow ``io -> photometry -> analysis -> report``; see
+:mod:`cte.io.images`.
+"""
+
+from cte.io.images import (
+    ChipImage,
+    ImageScan,
+    find_images,
+    read_chip,
+    read_header,
+    read_headers,
+    scan_images,
+    select_images,
+)
+
+__all__ = [
+    "ChipImage",
+    "ImageScan",
+    "find_images",
+    "read_chip",
+    "read_header",
+    "read_headers",
+    "scan_images",
+    "select_images",
+]

@@ -173,7 +173,6 @@ def test_sigkill_during_write_keeps_previous_version(tmp_path):
     script = textwrap.dedent(
         f"""
         import os, signal, sys
-        import stores._fs as f
         from stores import DatasetStore
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from test_datasets import _photometry

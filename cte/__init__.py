@@ -29,7 +29,7 @@ from cte.exceptions import (
     OutOfRangeError,
     WrongInstrumentError,
 )
-from stores._version import __version__
+from stores import __version__
 
 #: public name -> module providing it, imported on first attribute access
 _LAZY = {
@@ -53,7 +53,7 @@ _LAZY = {
     "run": "cte.pipeline",
     "analyse_store": "cte.pipeline",
     "RunResult": "cte.pipeline",
-    "show_versions": "stores._show_versions",
+    "show_versions": "stores.environment",
 }
 
 __all__ = [

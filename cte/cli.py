@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from cte.exceptions import CTEError
 from stores import StoreError
-from stores._cli import base_parser, run_cli
+from stores.cli import base_parser, run_cli
 
 __all__ = ["add_selection_arguments", "build_parser", "main", "selection_kwargs"]
 
@@ -89,7 +89,7 @@ def _add_version_parser(sub) -> None:
 
 
 def _cmd_version(args: argparse.Namespace) -> None:
-    from stores._version import __version__
+    from stores import __version__
 
     print(f"cte {__version__}")
 
@@ -101,7 +101,7 @@ def _add_show_versions_parser(sub) -> None:
 
 
 def _cmd_show_versions(args: argparse.Namespace) -> None:
-    from stores._show_versions import show_versions
+    from stores.environment import show_versions
 
     show_versions()
 

@@ -1,6 +1,7 @@
 """Bit flags: the per-star quality flags of the photometry store, and WFC3 DQ bits.
 
-Two registries, each a tuple of :class:`Flag` (bit value, name, description):
+Two registries, each a :class:`stores.flags.FlagRegistry` of :class:`~stores.flags.Flag`
+(bit value, name, description), iterable in bit order:
 
 - :data:`STAR_FLAGS` — the ``flags`` variable of a photometry Dataset (int32, one
   value per image and star, bits OR-ed together);
@@ -14,9 +15,10 @@ Two registries, each a tuple of :class:`Flag` (bit value, name, description):
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
+
+from stores.flags import Flag, FlagRegistry
 
 __all__ = [
     "BAD_CENTROID",
@@ -34,15 +36,6 @@ __all__ = [
     "decode",
     "dq_bits_mask",
 ]
-
-
-@dataclass(frozen=True)
-class Flag:
-    """One bit of a flag registry."""
-
-    bit: int
-    name: str
-    description: str
 
 
 #: centre of the star outside the image (chip or cut-out): not measured (all NaN)
@@ -65,7 +58,7 @@ NO_BACKGROUND = 64
 #: a catalog neighbour bright enough to matter lies within ``crowding_radius``
 CROWDED = 128
 
-STAR_FLAGS: tuple[Flag, ...] = (
+STAR_FLAGS = FlagRegistry((
     Flag(OFF_CHIP, "off_chip", "star centre outside the image; not measured"),
     Flag(NEAR_EDGE, "near_edge", "aperture or annulus reaches beyond the image"),
     Flag(SATURATED, "saturated", "saturated pixel in the largest aperture"),
@@ -74,10 +67,10 @@ STAR_FLAGS: tuple[Flag, ...] = (
     Flag(BAD_CENTROID, "bad_centroid", "recentring failed; aligned catalog position used"),
     Flag(NO_BACKGROUND, "no_background", "too few good pixels in the background annulus"),
     Flag(CROWDED, "crowded", "bright catalog neighbour within the crowding radius"),
-)
+), name="star flag", dtype=np.int32)
 
 #: WFC3/UVIS data-quality bits of FLT/FLC DQ arrays
-WFC3_DQ: tuple[Flag, ...] = (
+WFC3_DQ = FlagRegistry((
     Flag(1, "reed_solomon", "Reed-Solomon decoding error"),
     Flag(2, "fill", "data replaced by fill value"),
     Flag(4, "bad_detector_pixel", "bad detector pixel"),
@@ -93,12 +86,12 @@ WFC3_DQ: tuple[Flag, ...] = (
     Flag(4096, "cosmic_ray_drizzle", "cosmic ray detected by AstroDrizzle"),
     Flag(8192, "cosmic_ray_crrej", "cosmic ray detected by calwf3 CRREJ"),
     Flag(16384, "crosstalk", "pixel affected by ghost or crosstalk"),
-)
+), name="WFC3 DQ", dtype=np.int32, value_name="DQ value")
 
 _REGISTRIES = {"star": STAR_FLAGS, "dq": WFC3_DQ}
 
 
-def _registry(kind: str) -> tuple[Flag, ...]:
+def _registry(kind: str) -> FlagRegistry:
     if kind not in _REGISTRIES:
         msg = f"kind must be one of {sorted(_REGISTRIES)}, got {kind!r}"
         raise ValueError(msg)
@@ -106,7 +99,7 @@ def _registry(kind: str) -> tuple[Flag, ...]:
 
 
 def decode(value: int, *, kind: str = "star") -> list[str]:
-    """Names of the bits set in *value*.
+    """Names of the bits set in *value* (:meth:`stores.flags.FlagRegistry.decode`).
 
     Parameters
     ----------
@@ -120,34 +113,20 @@ def decode(value: int, *, kind: str = "star") -> list[str]:
     >>> decode(OFF_CHIP | CROWDED)
     ['off_chip', 'crowded']
     """
-    value = int(value)
-    if value < 0:
-        msg = f"value must be >= 0, got {value!r}"
-        raise ValueError(msg)
-    registry = _registry(kind)
-    names = [flag.name for flag in registry if value & flag.bit]
-    unknown = value & ~sum(flag.bit for flag in registry)
-    if unknown:
-        names.append(f"unknown_bits_{unknown}")
-    return names
+    return _registry(kind).decode(int(value))
 
 
 def cf_flag_attrs(*, kind: str = "star") -> dict[str, object]:
     """CF-convention attributes (``flag_masks``, ``flag_meanings``) of a registry."""
-    registry = _registry(kind)
-    return {
-        "flag_masks": np.array([flag.bit for flag in registry], dtype=np.int32),
-        "flag_meanings": " ".join(flag.name for flag in registry),
-    }
+    return _registry(kind).cf_attrs()
 
 
 def dq_bits_mask(bits: Iterable[int]) -> int:
     """OR of DQ bit values, each validated against :data:`WFC3_DQ`."""
-    known = {flag.bit for flag in WFC3_DQ}
-    total = 0
-    for bit in bits:
-        if int(bit) not in known:
-            msg = f"DQ bit {bit!r} is not a WFC3 DQ bit; known bits are {sorted(known)}"
-            raise ValueError(msg)
-        total |= int(bit)
-    return total
+    bits = [int(bit) for bit in bits]
+    unknown = [bit for bit in bits if bit not in WFC3_DQ]
+    if unknown:
+        msg = (f"DQ bit {unknown[0]!r} is not a WFC3 DQ bit; "
+               f"known bits are {WFC3_DQ.bits}")
+        raise ValueError(msg)
+    return WFC3_DQ.mask(bits)

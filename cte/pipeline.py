@@ -31,7 +31,7 @@ from typing import Any
 import xarray as xr
 
 from cte.exceptions import EmptySelectionError
-from stores._version import __version__
+from stores import __version__
 from stores.progress import dask_progress, steps
 
 __all__ = ["RunResult", "analyse_store", "analysis_options", "run"]

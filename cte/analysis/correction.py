@@ -105,7 +105,7 @@ def _mjd_values(mjd) -> np.ndarray:
     """MJD (d, float) of numbers (kept as given, NaN included) or of date-likes."""
     from astropy.time import Time
 
-    from stores._dates import to_mjd
+    from stores.dates import to_mjd
 
     if not isinstance(mjd, Time) and np.asarray(mjd).dtype.kind in "iufb":
         return np.asarray(mjd, dtype=float)
@@ -137,7 +137,7 @@ def correct(
         Exposure start: MJD (d) numbers, or dates as :mod:`stiscube` accepts them
         (:class:`astropy.time.Time`, :class:`datetime.datetime`, ``numpy.datetime64``,
         ``'YYYY-MM-DD[ HH:MM:SS]'`` strings, scalar or array-like; see
-        :func:`stores._dates.to_mjd`).
+        :func:`stores.dates.to_mjd`).
     background : array_like
         Local background (sky + flash), e-/px.
     model : FittedLoss, CTEModel or path

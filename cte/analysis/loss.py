@@ -71,7 +71,7 @@ from cte.analysis._linefit import (
 )
 from cte.analysis.pairs import dataset_name, default_config, pair_images, validate_photometry
 from cte.flags import BAD_PIXEL, COSMIC_RAY, CROWDED
-from stores._version import __version__
+from stores import __version__
 
 __all__ = ["measure_loss", "ratio_points"]
 

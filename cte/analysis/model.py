@@ -66,7 +66,7 @@ from astropy.table import Table
 
 from cte.analysis.lossmodel import BASIS_TERMS, LossModel, basis, model_variables
 from cte.exceptions import FitError, ModelNotFoundError
-from stores._version import __version__
+from stores import __version__
 
 __all__ = ["CONFIG_KEYS", "EPOCH_GAP_DAYS", "CTEModel", "FittedLoss", "choose_terms",
            "epochs", "fit_model", "independent_bins"]

@@ -89,7 +89,7 @@ from cte._geometry import (
 )
 from cte.analysis.lossmodel import BASIS_TERMS, FLUX_SCALE, MJD_ORIGIN, LossModel
 from cte.datasets._render import bin2x2, cosmic_rays, render_stars
-from stores._version import __version__
+from stores import __version__
 
 __all__ = [
     "DEFAULT_LOSS_MODELS",

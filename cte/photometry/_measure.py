@@ -56,7 +56,7 @@ from cte.photometry._centroid import windowed_centroid
 from cte.photometry._pam import pam_cutout
 from cte.photometry.align import Alignment, align_to_catalog
 from cte.schema import annotate, key_for
-from stores._version import __version__
+from stores import __version__
 
 __all__ = ["annulus_background", "aperture_sums", "measure_image"]
 

@@ -38,8 +38,7 @@ from cte.analysis.lossmodel import BASIS_TERMS
 from cte.analysis.model import CTEModel, FittedLoss, independent_bins
 from cte.analysis.model import epochs as epoch_of
 from cte.report.plots import plot_loss_vs_flux, plot_loss_vs_time, plot_ratio_vs_y, plot_same_chip
-from stores import style
-from stores._version import __version__
+from stores import __version__, style
 from stores.site import Metric, Page, bokeh_figure
 
 __all__ = ["headline_numbers", "write_report"]

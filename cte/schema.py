@@ -1,4 +1,10 @@
-"""The photometry Dataset contract: dims, variables, coordinates, units.
+"""The photometry Dataset contract: dims, variables, coordinates, units (declared once).
+
+This module is the one declaration of the photometry data product: the store's
+validator (:func:`validate`), the analysis' check (:func:`cte.analysis.pairs.validate_photometry`
+uses :data:`DIMS`, :data:`IMAGE_COORDS` and :data:`ALLOWED_VALUES`), the writer
+(:func:`annotate`) and the synthetic photometry of :mod:`cte.datasets._synthphot` (its image
+coordinates are :func:`image_coordinates`) all derive from it.
 
 One Dataset per key ``(target, filter, flash<N>)`` with dims ``image``, ``star``,
 ``aperture``.  :data:`VARIABLES` and :data:`COORDS` give, for every name, its dims,
@@ -18,7 +24,17 @@ import xarray as xr
 from cte.exceptions import InvalidPhotometryError
 from cte.flags import cf_flag_attrs
 
-__all__ = ["COORDS", "DIMS", "VARIABLES", "annotate", "key_for", "validate"]
+__all__ = [
+    "ALLOWED_VALUES",
+    "COORDS",
+    "DIMS",
+    "IMAGE_COORDS",
+    "VARIABLES",
+    "annotate",
+    "image_coordinates",
+    "key_for",
+    "validate",
+]
 
 DIMS = ("image", "star", "aperture")
 
@@ -65,6 +81,32 @@ COORDS: dict[str, tuple[tuple[str, ...], str, str, str]] = {
     "star": (("star",), "i", "1", "master catalog id"),
     "aperture": (("aperture",), "f", "pixel", "aperture radius"),
 }
+
+#: image coordinates the analysis needs (pairing, loss, model)
+IMAGE_COORDS: tuple[str, ...] = (
+    "ctecorr",
+    "proposal",
+    "visit",
+    "mjd",
+    "exptime",
+    "exptime_class",
+    "postarg1",
+    "chip",
+    "flash",
+)
+
+#: coordinate -> the values it may take
+ALLOWED_VALUES: dict[str, frozenset] = {
+    "chip": frozenset({1, 2}),
+    "ctecorr": frozenset({"FLT", "FLC"}),
+    "exptime_class": frozenset({"short", "long"}),
+}
+
+
+def image_coordinates() -> tuple[str, ...]:
+    """Names of the coordinates along ``image`` (``image`` first), in declaration order."""
+    return tuple(name for name, (dims, *_) in COORDS.items() if dims == ("image",))
+
 
 def key_for(target: str, filter: str, flash: float) -> str:
     """Store key ``"<target>/<filter>/flash<N>"`` (N the integer flash level, e-/px)."""

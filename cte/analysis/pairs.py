@@ -37,6 +37,7 @@ import xarray as xr
 
 from cte.config import Config, load_config
 from cte.exceptions import InvalidPhotometryError
+from cte.schema import ALLOWED_VALUES, DIMS, IMAGE_COORDS
 
 __all__ = [
     "IMAGE_COORDS",
@@ -47,19 +48,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: image coordinates the pairing needs
-IMAGE_COORDS: tuple[str, ...] = (
-    "ctecorr",
-    "proposal",
-    "visit",
-    "mjd",
-    "exptime",
-    "exptime_class",
-    "postarg1",
-    "chip",
-    "flash",
-)
 
 _LAYOUTS = ("auto", "nominal", "180")
 # tolerances used to decide that two header values are "identical"
@@ -93,6 +81,10 @@ def validate_photometry(
 ) -> None:
     """Check that *ds* has the dims, coordinates and variables the analysis needs.
 
+    The names, dims and allowed values come from the photometry contract of
+    :mod:`cte.schema` (:data:`~cte.schema.DIMS`, :data:`~cte.schema.IMAGE_COORDS`,
+    :data:`~cte.schema.ALLOWED_VALUES`); only what the analysis reads is required.
+
     Raises
     ------
     InvalidPhotometryError
@@ -104,7 +96,7 @@ def validate_photometry(
         raise InvalidPhotometryError(msg)
     name = dataset_name(ds)
     problems = []
-    missing_dims = [d for d in ("image", "star", "aperture") if d not in ds.dims]
+    missing_dims = [d for d in DIMS if d not in ds.dims]
     if missing_dims:
         problems.append(f"missing dimension(s) {missing_dims}")
     missing_coords = [c for c in ("image", *image_coords) if c not in ds.coords]
@@ -122,12 +114,7 @@ def validate_photometry(
     if wrong_dims:
         msg = f"photometry {name}: coordinate(s) {wrong_dims} must have dims ('image',)"
         raise InvalidPhotometryError(msg)
-    checks = {
-        "chip": {1, 2},
-        "ctecorr": {"FLT", "FLC"},
-        "exptime_class": {"short", "long"},
-    }
-    for coord, allowed in checks.items():
+    for coord, allowed in ALLOWED_VALUES.items():
         if coord in ds.coords:
             values = set(np.unique(ds[coord].values).tolist())
             if not values <= allowed:

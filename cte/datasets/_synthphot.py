@@ -44,6 +44,7 @@ import xarray as xr
 from cte.analysis.lossmodel import LossModel
 from cte.datasets.simulate import true_loss
 from cte.flags import COSMIC_RAY, OFF_CHIP
+from cte.schema import VARIABLES, annotate, image_coordinates
 
 __all__ = [
     "CHIP_ROWS",
@@ -175,46 +176,19 @@ def _image_table(epochs, exptimes, ctecorr, flash, layout, sky_rate) -> dict[str
                     rows["wcs_shift_y"].append(0.0)
                     rows["wcs_rotation"].append(0.0)
                     rows["wcs_residual_rms"].append(0.02)
+                    rows["orientat"].append((0.0, 180.0)[slot] if layout == "180" else 0.0)
+                    rows["pam_corrected"].append(1)
                     rows["_pair_slot"].append(slot)
                     rows["_epoch"].append(e)
     out = {k: np.asarray(v) for k, v in rows.items()}
     out["proposal"] = out["proposal"].astype(np.int64)
     out["chip"] = out["chip"].astype(np.int8)
+    out["pam_corrected"] = out["pam_corrected"].astype(np.int8)
     return out
 
 
-_IMAGE_COORDS = (
-    "image",
-    "rootname",
-    "ctecorr",
-    "proposal",
-    "visit",
-    "mjd",
-    "exptime",
-    "exptime_class",
-    "postarg1",
-    "postarg2",
-    "chip",
-    "flash",
-    "background_level",
-    "wcs_shift_x",
-    "wcs_shift_y",
-    "wcs_rotation",
-    "wcs_residual_rms",
-)
-
-_UNITS = {
-    "mjd": ("d", "exposure start (EXPSTART)"),
-    "exptime": ("s", "exposure time"),
-    "postarg1": ("arcsec", "POSTARG1"),
-    "postarg2": ("arcsec", "POSTARG2"),
-    "flash": ("electron / pixel", "post-flash level (FLASHLVL)"),
-    "background_level": ("electron / pixel", "median sky + flash background of the image"),
-    "wcs_shift_x": ("pixel", "WCS correction shift in x"),
-    "wcs_shift_y": ("pixel", "WCS correction shift in y"),
-    "wcs_rotation": ("deg", "WCS correction rotation"),
-    "wcs_residual_rms": ("pixel", "rms residual of the WCS alignment"),
-}
+#: the image coordinates of a stored photometry Dataset (declared in cte.schema)
+_IMAGE_COORDS = image_coordinates()
 
 
 def make_photometry(
@@ -359,29 +333,11 @@ def make_photometry(
 
 def _assemble(img, radii, n_stars, flux, flux_masked, flux_err, background, x, y,
               transfers, flags) -> xr.Dataset:
-    coords = {
-        name: ("image", img[name], dict(zip(("units", "long_name"), _UNITS[name], strict=True)))
-        if name in _UNITS
-        else ("image", img[name])
-        for name in _IMAGE_COORDS
-    }
-    coords["image"] = ("image", img["image"])
-    coords["exptime_class"] = ("image", img["exptime_class"])
-    coords["star"] = ("star", np.arange(n_stars, dtype=np.int64), {"long_name": "master_id"})
-    coords["aperture"] = ("aperture", radii, {"units": "pixel", "long_name": "aperture radius"})
-    isa = ("image", "star", "aperture")
-    data = {
-        "flux": (isa, flux, {"units": "electron",
-                             "long_name": "background-subtracted aperture sum"}),
-        "flux_masked": (isa, flux_masked, {"units": "electron",
-                                           "long_name": "aperture sum, flagged pixels masked"}),
-        "flux_err": (isa, flux_err, {"units": "electron", "long_name": "1-sigma error of flux"}),
-        "background": (("image", "star"), background,
-                       {"units": "electron / pixel", "long_name": "local background"}),
-        "x": (("image", "star"), x, {"units": "pixel", "long_name": "centroid x (0-based)"}),
-        "y": (("image", "star"), y, {"units": "pixel", "long_name": "centroid y (0-based)"}),
-        "transfers": (("image", "star"), transfers,
-                      {"units": "1", "long_name": "number of parallel transfers"}),
-        "flags": (("image", "star"), flags, {"units": "1", "long_name": "quality bit flags"}),
-    }
-    return xr.Dataset(data, coords=coords)
+    """The photometry Dataset, named, typed and annotated as :mod:`cte.schema` declares."""
+    coords = {name: ("image", img[name]) for name in _IMAGE_COORDS}
+    coords["star"] = ("star", np.arange(n_stars, dtype=np.int64))
+    coords["aperture"] = ("aperture", radii)
+    values = {"flux": flux, "flux_masked": flux_masked, "flux_err": flux_err,
+              "background": background, "x": x, "y": y, "transfers": transfers, "flags": flags}
+    data = {name: (VARIABLES[name][0], values[name]) for name in VARIABLES}
+    return annotate(xr.Dataset(data, coords=coords))

@@ -1,0 +1,47 @@
+"""cte.schema is the one declaration of the photometry Dataset: synthetic photometry (the
+fixture of every analysis test) passes the same validation as stored products."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cte import InvalidPhotometryError
+from cte.analysis.pairs import validate_photometry
+from cte.datasets._synthphot import make_photometry
+from cte.schema import COORDS, VARIABLES, image_coordinates, validate
+
+
+@pytest.mark.parametrize("layout", ["nominal", "180"])
+def test_synthetic_photometry_passes_the_store_validator(layout):
+    ds = make_photometry(n_stars=30, layout=layout, seed=3).photometry
+    validate(ds, where="synthetic photometry")  # the PhotometryStore's own check
+    validate_photometry(ds, variables=tuple(VARIABLES))  # the analysis' check
+    # every declared name is there, with the declared units (written from the declaration)
+    for name, (dims, _, units, long_name) in {**VARIABLES, **COORDS}.items():
+        assert ds[name].dims == dims
+        assert (ds[name].attrs["units"], ds[name].attrs["long_name"]) == (units, long_name)
+    assert ds["flags"].attrs["flag_meanings"].split()[0] == "off_chip"
+
+
+def test_synthetic_photometry_is_written_and_read_back_by_the_store(tmp_path):
+    from cte import PhotometryStore
+
+    ds = make_photometry(n_stars=20, seed=4).photometry
+    store = PhotometryStore(tmp_path / "store")
+    (key,) = store.write_images([ds])
+    back = store.read(key).load()
+    np.testing.assert_array_equal(np.sort(back["image"].values), np.sort(ds["image"].values))
+
+
+def test_image_coordinates_follow_the_declaration():
+    names = image_coordinates()
+    assert names[0] == "image"
+    assert set(names) == {n for n, (dims, *_) in COORDS.items() if dims == ("image",)}
+    assert {"orientat", "pam_corrected", "mjd", "chip"} <= set(names)
+
+
+def test_a_synthetic_dataset_missing_a_declared_coordinate_is_refused():
+    ds = make_photometry(n_stars=10, seed=5).photometry.drop_vars("orientat")
+    with pytest.raises(InvalidPhotometryError, match="missing coordinate 'orientat'"):
+        validate(ds)

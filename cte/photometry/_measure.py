@@ -96,7 +96,15 @@ def annulus_background(
     """Sigma-clipped median, std and count of annulus pixels around each star.
 
     A pixel belongs to a star's annulus when its centre lies at ``r_in <= d < r_out``
-    px from ``(x, y)``, it is on the image and not masked.
+    px from ``(x, y)``, it is on the image and not masked.  The pixels of all stars are
+    gathered at once into an ``(n_stars, n_ring)`` array and clipped along axis 1
+    (:func:`cte._stats.clipped_stats`, astropy's ``SigmaClip``).
+
+    Why not photutils' ``ApertureStats(image, CircularAnnulus(...), sigma_clip=...)``: it
+    gives the same medians and standard deviations (to 1e-14 e-/px) but loops over the
+    stars; ``benchmarks/bench_photometry.py --kernels`` measured it 5.9 times slower than
+    this gathered clip on 5 000 stars of a full 2051 x 4096 chip (11.5 s vs 1.9 s), i.e.
+    about 10 s more per full frame against a target of 3 s from file to stored photometry.
 
     Returns
     -------

@@ -1,11 +1,11 @@
 """Timings of the DQ path on a full-size cube: the sigma clip, DQ arrays, files (by hand).
 
 Builds a small cube of ``--periods`` periods of ``--size`` x ``--size`` synthetic
-properties (:func:`stiscube._synthcube.random_properties`) under a temporary directory
+properties (:func:`stiscube.datasets._synthcube.random_properties`) under a temporary directory
 and prints medians of ``--repeat`` runs of:
 
 - the 5-sigma clip of one ``sci_mean`` frame in memory:
-  :func:`stiscube._dqkernels.clipped_threshold` against
+  :func:`stiscube.dq._kernels.clipped_threshold` against
   :func:`astropy.stats.sigma_clipped_stats` (the same numbers; the difference is
   printed);
 - :func:`stiscube.dq.dq_array` for several rule sets, given the lazy Dataset
@@ -53,9 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from astropy.stats import sigma_clipped_stats
 
     from stiscube import PixelDB
-    from stiscube._dqkernels import clipped_threshold
-    from stiscube._synthcube import random_properties
+    from stiscube.datasets._synthcube import random_properties
     from stiscube.dq import DQRules, dq_array, write_dq_fits, write_flagged_table
+    from stiscube.dq._kernels import clipped_threshold
 
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="bench_dq_") as tmp:

@@ -2,7 +2,7 @@
 
 Builds a cube of ``--periods`` synthetic 1024 x 1024 periods (package default layout),
 times ``PixelDB.history`` on random pixels from the cube, builds the pixel-major index
-(:mod:`stiscube.history_index`), and times the same queries again; then appends one
+(:mod:`stiscube.cube.history_index`), and times the same queries again; then appends one
 period and times the incremental index update.  Prints medians, the build and update
 times and the disk allocated by both (the index files are sparse).
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from stiscube import PixelDB
-from stiscube._synthcube import random_properties
+from stiscube.datasets._synthcube import random_properties
 
 
 def _du(path: Path) -> int:

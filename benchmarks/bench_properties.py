@@ -25,9 +25,9 @@ from pathlib import Path
 
 import dask
 
-from stiscube.darks import check_darks, open_darks
-from stiscube.properties import compute_properties
-from stiscube.simulate import load_simulation, simulate_darks
+from stiscube.datasets.simulate import load_simulation, simulate_darks
+from stiscube.io.darks import check_darks, open_darks
+from stiscube.properties.compute import compute_properties
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "output" / "bench_properties"
 

@@ -38,8 +38,8 @@ import numpy as np
 import xarray as xr
 
 from stiscube import PixelDB
-from stiscube._synthcube import random_properties
-from stiscube.backend import source_of
+from stiscube.cube.backend import source_of
+from stiscube.datasets._synthcube import random_properties
 from stiscube.layout import PROPERTIES
 
 

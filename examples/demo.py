@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 import stiscube
-from stiscube import plots
+from stiscube.datasets.simulate import simulate_darks
 from stiscube.dq import DQRules, dq_array, write_dq_fits, write_flagged_table
-from stiscube.simulate import simulate_darks
+from stiscube.report import plots
 from stores import CubeStore
 from stores.testing import example_coords, example_schema, example_slice
 
@@ -69,8 +69,8 @@ def demo_pixel_cube(
     write_dq_fits(dq, out / f"dq_anneal{last}.fits")
     write_flagged_table(dq, ds, out / f"dq_anneal{last}_flagged.ecsv")
     # CRDS-ready reference files of the last three periods, and the monitoring site
-    from stiscube.reffiles import write_dark_reference, write_dq_reference
-    from stiscube.report import write_site
+    from stiscube.dq.reffiles import write_dark_reference, write_dq_reference
+    from stiscube.report.site import write_site
 
     recent = db.anneal_numbers[-3:]
     write_dq_reference(db, out / "stis_dq_ref.fits", rules=rules, anneals=recent)
@@ -97,7 +97,7 @@ def demo_pixel_cube(
         f"{int(dq.attrs['n_hot'])} hot (bit 16) + {int(dq.attrs['n_unstable'])} unstable "
         f"(bit 4) - {int(dq.attrs['n_both'])} both -> dq_anneal{last}.fits",
         f"reference files of periods {recent[0]}-{recent[-1]}: stis_dq_ref.fits, "
-        "stis_superdark_drk.fits (CRDS keywords; stiscube.reffiles)",
+        "stis_superdark_drk.fits (CRDS keywords; stiscube.dq.reffiles)",
         f"STIS monitoring site: {site.relative_to(out)}",
         "seed-style query: " + db.query_pixel(row, col, anneal_num=last).to_string(index=False),
     ]

@@ -9,8 +9,10 @@ frames to properties), :class:`AnnealTable` (anneal periods), :func:`simulate_da
 (synthetic darks with a known truth), and the ``ds.pixels`` accessor.
 """
 
-from stiscube import accessor as _accessor  # noqa: F401  (registers ds.pixels)
-from stiscube._exceptions import (
+from stiscube.cube import accessor as _accessor  # noqa: F401  (registers ds.pixels)
+from stiscube.cube.pixeldb import PixelDB
+from stiscube.datasets.simulate import simulate_darks
+from stiscube.exceptions import (
     AnnealPeriodError,
     AnnealTableError,
     CubeQueryError,
@@ -21,11 +23,14 @@ from stiscube._exceptions import (
     StiscubeError,
     UnitMismatchError,
 )
-from stiscube.anneals import AnnealTable
-from stiscube.darks import DarkSelection, MixedDarksError, TemperatureCorrection, TooFewDarksError
-from stiscube.pixeldb import PixelDB
-from stiscube.properties import compute_properties
-from stiscube.simulate import simulate_darks
+from stiscube.io.anneals import AnnealTable
+from stiscube.io.darks import (
+    DarkSelection,
+    MixedDarksError,
+    TemperatureCorrection,
+    TooFewDarksError,
+)
+from stiscube.properties.compute import compute_properties
 from stores._show_versions import show_versions
 from stores._version import __version__
 

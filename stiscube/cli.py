@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stiscube._exceptions import StiscubeError
+from stiscube.exceptions import StiscubeError
 from stores import StoreError
 from stores._cli import base_parser, run_cli
 
@@ -69,7 +69,7 @@ def _date_arg(text: str | None):
 
 
 def _open(path: str, mode: str = "r"):
-    from stiscube.pixeldb import PixelDB
+    from stiscube.cube.pixeldb import PixelDB
 
     return PixelDB(path, mode=mode)
 
@@ -88,7 +88,7 @@ def _add_simulate(sub) -> None:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
-    from stiscube.simulate import simulate_darks
+    from stiscube.datasets.simulate import simulate_darks
 
     result = simulate_darks(
         args.outdir,
@@ -161,8 +161,8 @@ def _add_ingest(sub) -> None:
 
 def _open_or_create(args: argparse.Namespace, *, periods=None, shape=None):
     """The database of *args.db*, created if absent; returns (db, created)."""
-    from stiscube.anneals import AnnealTable
-    from stiscube.pixeldb import PixelDB
+    from stiscube.cube.pixeldb import PixelDB
+    from stiscube.io.anneals import AnnealTable
     from stores._fs import Location
 
     loc = Location.parse(args.db)
@@ -195,7 +195,7 @@ def _remove_new_db(args: argparse.Namespace, created: str) -> None:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> None:
-    from stiscube.pixeldb import _check_anneal_num
+    from stiscube.cube.pixeldb import _check_anneal_num
 
     if args.simulation is None:
         if args.anneal is None:
@@ -206,14 +206,14 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
     args.period_row = _period_row(args)
     shape = None
     if args.darks is not None:
-        from stiscube.darks import check_darks, select_darks
+        from stiscube.io.darks import check_darks, select_darks
 
         frames = check_darks(args.darks)  # validates every header; a new db's shape
         select_darks(frames, args.dark_options["selection"])  # homogeneous, enough frames
         shape = frames[0].shape
     sim = None
     if args.simulation is not None:
-        from stiscube.simulate import load_simulation
+        from stiscube.datasets.simulate import load_simulation
 
         sim = load_simulation(args.simulation)
         db, created = _open_or_create(args, periods=sim.periods, shape=sim.shape)
@@ -231,7 +231,7 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
 
 def _dark_options(args: argparse.Namespace) -> dict:
     """DarkSelection and TemperatureCorrection of the ingest options (validated)."""
-    from stiscube.darks import DarkSelection, TemperatureCorrection
+    from stiscube.io.darks import DarkSelection, TemperatureCorrection
 
     exptime = args.exptime
     if exptime is not None:
@@ -253,8 +253,8 @@ def _period_row(args: argparse.Namespace):
     """The --periods table's row of --anneal N; refuses an N the table does not hold."""
     if args.periods is None or args.anneal is None:
         return None
-    from stiscube._exceptions import AnnealPeriodError
-    from stiscube.anneals import AnnealTable
+    from stiscube.exceptions import AnnealPeriodError
+    from stiscube.io.anneals import AnnealTable
 
     table = AnnealTable.read(args.periods)
     if args.anneal not in table:
@@ -269,7 +269,7 @@ def _period_row(args: argparse.Namespace):
 
 
 def _ingest_into(db, args: argparse.Namespace, sim) -> None:
-    from stiscube._exceptions import PeriodExistsError
+    from stiscube.exceptions import PeriodExistsError
     from stores.progress import dask_progress, steps
 
     if sim is not None:
@@ -393,7 +393,7 @@ def _add_dq(sub) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     ref = p.add_argument_group(
-        "reference files (CRDS selection keywords; stiscube.reffiles)",
+        "reference files (CRDS selection keywords; stiscube.dq.reffiles)",
         "CCDAMP/CCDGAIN come from the cube when it records them, else these options",
     )
     ref.add_argument("--dq-reference", type=Path, help="write the DQ reference file here")
@@ -426,7 +426,7 @@ def _cmd_dq(args: argparse.Namespace) -> None:
         raise ValueError(msg)
     keywords = None
     if args.dq_reference is not None or args.dark_reference is not None:
-        from stiscube.reffiles import ReferenceKeywords
+        from stiscube.dq.reffiles import ReferenceKeywords
 
         keywords = ReferenceKeywords(
             ccdamp=args.ccdamp,
@@ -444,7 +444,7 @@ def _cmd_dq(args: argparse.Namespace) -> None:
     if args.table is not None:
         write_flagged_table(dq, db.dataset, args.table, overwrite=args.overwrite)
     if keywords is not None:
-        from stiscube.reffiles import write_dark_reference, write_dq_reference
+        from stiscube.dq.reffiles import write_dark_reference, write_dq_reference
 
         last = int(dq.attrs["anneal"])
         first = last if args.first is None else args.first
@@ -488,7 +488,7 @@ def _add_report(sub) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    from stiscube.report import SiteOptions, write_site
+    from stiscube.report.site import SiteOptions, write_site
 
     options = SiteOptions(
         hot_level=args.hot_level, map_size=args.map_size, map_periods=args.map_periods
@@ -516,7 +516,7 @@ def _add_plot(sub) -> None:
 
 
 def _cmd_plot(args: argparse.Namespace) -> None:
-    from stiscube import plots
+    from stiscube.report import plots
 
     ds = _open(args.db).dataset
     if args.kind == "history":

@@ -1,7 +1,7 @@
 """Layout of the pixel property cube: properties, units, and the Zarr schema.
 
 The cube holds, for every anneal period and every pixel, five properties.  Periods
-computed by :mod:`stiscube.properties` are in the *rate* unit system; periods loaded
+computed by :mod:`stiscube.properties.compute` are in the *rate* unit system; periods loaded
 from the seed's CSV files (``anneal_{N}.csv``) are in the *counts* unit system, since
 those files hold counts per frame.  Every period records its unit system in the
 ``unit_system`` coordinate, and operations that combine periods refuse to mix them.
@@ -91,7 +91,7 @@ DEFAULT_COMPRESSION = "none"
 #: commanded CCDGAIN (float64, NaN unknown), ``ccdamp`` the amplifier (``""`` unknown),
 #: ``exptime_class`` e.g. ``"long (1000-1200 s)"`` and ``temperature_correction`` the
 #: scaling applied (``"1/(1+0.07*(OCCDHTAV-18)) Side-2: 20 of 24 frames scaled, ..."``,
-#: ``"off"``; ``""`` unknown), see :mod:`stiscube.darks`.
+#: ``"off"``; ``""`` unknown), see :mod:`stiscube.io.darks`.
 PERIOD_PROVENANCE_DEFAULTS: dict[str, object] = {
     "ccdgain": float("nan"),
     "ccdamp": "",

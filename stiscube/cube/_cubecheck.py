@@ -1,6 +1,6 @@
 """Validation of the cube Dataset (private).
 
-Shared by :mod:`stiscube.dq`, :mod:`stiscube.dqfiles` and :mod:`stiscube.plots`.
+Shared by :mod:`stiscube.dq`, :mod:`stiscube.dq.files` and :mod:`stiscube.report.plots`.
 """
 
 from __future__ import annotations

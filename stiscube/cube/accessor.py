@@ -1,6 +1,6 @@
 """The ``ds.pixels`` accessor: the cube's queries as methods of an xarray Dataset.
 
-A thin layer over :mod:`stiscube.queries`: it holds no state (everything lives in the
+A thin layer over :mod:`stiscube.cube.queries`: it holds no state (everything lives in the
 Dataset's coordinates), so it works on any Dataset shaped like the cube (variables on
 ``(anneal, row, col)`` with ``anneal_start``/``anneal_end``/``unit_system``), including
 subsets made with ``.sel``/``.isel``.
@@ -21,7 +21,7 @@ from typing import Any
 
 import xarray as xr
 
-from stiscube import queries
+from stiscube.cube import queries
 
 __all__ = ["PixelsAccessor"]
 

@@ -4,7 +4,7 @@ The labelled cube, opened lazily **without dask**: every property is a
 :class:`xarray.backends.BackendArray` whose indexing goes straight to the store's direct
 reader (:meth:`stores.CubeStore.read_arrays`), so ``.sel``/``.isel`` read only the chunks
 they need, in one call per variable.  Reads along ``anneal`` of a small (row, col)
-window come from the pixel-major history index (:mod:`stiscube.history_index`) when it
+window come from the pixel-major history index (:mod:`stiscube.cube.history_index`) when it
 holds the same values, whichever API was used (``ds.sel(row=r, col=c)``,
 ``ds.pixels.history``, ``db.cube.sel(...)``).
 
@@ -45,7 +45,7 @@ import xarray as xr
 from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
-from stiscube.history_index import HistoryIndex, HistoryIndexError, slice_digest
+from stiscube.cube.history_index import HistoryIndex, HistoryIndexError, slice_digest
 from stores import CubeStore
 from stores._fs import Location
 
@@ -312,7 +312,7 @@ class StiscubeCubeArray(BackendArray):
 # ---------------------------------------------------------------------------------------
 def _resolve(obj: Any, version: int | None) -> tuple[CubeStore, Location | None]:
     """(store at the version, database location for the history index) of *obj*."""
-    from stiscube.pixeldb import PixelDB
+    from stiscube.cube.pixeldb import PixelDB
 
     if isinstance(obj, PixelDB):
         if version is None or version == _store_version(obj.store):

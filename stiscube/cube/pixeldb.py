@@ -16,7 +16,7 @@ Two ways in:
   :meth:`~PixelDB.query_anneal`, :meth:`~PixelDB.query_anneal_darks`,
   :meth:`~PixelDB.insert_anneal`), returning pandas DataFrames with the seed's columns;
 - the xarray-native :attr:`PixelDB.dataset` / :attr:`PixelDB.cube` and the ``ds.pixels``
-  accessor (:mod:`stiscube.accessor`), for notebooks.
+  accessor (:mod:`stiscube.cube.accessor`), for notebooks.
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from stiscube import queries
 from stiscube._dates import mjd_to_datetime64, to_mjd
-from stiscube._exceptions import CubeQueryError, PeriodExistsError, StiscubeError
-from stiscube.anneals import AnnealTable
-from stiscube.backend import cube_location
+from stiscube.cube import queries
+from stiscube.cube.backend import cube_location
+from stiscube.exceptions import CubeQueryError, PeriodExistsError, StiscubeError
+from stiscube.io.anneals import AnnealTable
+from stiscube.io.seedcsv import SEED_COLUMNS, read_seed_csv, seed_csv_path
 from stiscube.layout import (
     DEFAULT_COMPRESSION,
     PERIOD_PROVENANCE_DEFAULTS,
@@ -44,7 +45,6 @@ from stiscube.layout import (
     UNIT_SYSTEMS,
     cube_schema,
 )
-from stiscube.seedcsv import SEED_COLUMNS, read_seed_csv, seed_csv_path
 from stores import CubeStore, ReadOnlyStoreError, SliceExistsError, StoreExistsError
 from stores._fs import Location
 
@@ -91,7 +91,7 @@ class PixelDB:
                 cube_location(self.location), mode=mode, lock_timeout=lock_timeout
             )
         else:  # an older committed state: read-only
-            from stiscube.backend import open_store
+            from stiscube.cube.backend import open_store
 
             if mode != "r":
                 msg = f"version={version} opens a committed state read-only; pass mode='r'"
@@ -187,12 +187,12 @@ class PixelDB:
         """The cube as a lazy Dataset: one variable per property, dims (anneal, row, col).
 
         The same object as ``xr.open_dataset(path, engine="stiscube")`` (see
-        :mod:`stiscube.backend`): no dask, every selection reads only the chunks it
+        :mod:`stiscube.cube.backend`): no dask, every selection reads only the chunks it
         needs (histories from the history index when it is current), and it keeps
         showing the state committed when it was made.
         """
         if self._dataset is None:
-            from stiscube.backend import open_cube
+            from stiscube.cube.backend import open_cube
 
             self._dataset = open_cube(self)
         return self._dataset
@@ -206,7 +206,7 @@ class PixelDB:
         """
         ds = self.dataset
         if self._cube is None or self._cube_of is not ds:
-            from stiscube.backend import open_cube
+            from stiscube.cube.backend import open_cube
 
             cube = open_cube(self, layout="cube", version=ds.attrs["cube_version"])
             stacked = cube["properties"]
@@ -352,7 +352,7 @@ class PixelDB:
         Raises
         ------
         SeedCSVError
-            The CSV is missing or malformed (see :func:`stiscube.seedcsv.read_seed_csv`).
+            The CSV is missing or malformed (see :func:`stiscube.io.seedcsv.read_seed_csv`).
         PeriodExistsError, CubeQueryError
             As for :meth:`ingest_properties`.
         """
@@ -387,7 +387,7 @@ class PixelDB:
     ) -> xr.Dataset:
         """Compute one period's properties from its dark frames and store them.
 
-        Every imset of a file is a frame (see :mod:`stiscube.darks`); the period's darks
+        Every imset of a file is a frame (see :mod:`stiscube.io.darks`); the period's darks
         table lists each frame once, as ``rootname`` (one-imset file) or ``rootname[k]``.
 
         Parameters
@@ -404,11 +404,11 @@ class PixelDB:
             Replace the period if present.
         client : dask.distributed.Client, optional
             Compute on this cluster instead of the threaded scheduler.
-        selection : stiscube.darks.DarkSelection, optional
+        selection : stiscube.io.darks.DarkSelection, optional
             Homogeneity rules (one CCDGAIN, CCDAMP, binning and exposure class; at least
             ``min_frames`` usable frames) and an optional choice of group; skipped frames
             are recorded with their reasons in the period's ``skipped`` extras.
-        temperature : stiscube.darks.TemperatureCorrection, optional
+        temperature : stiscube.io.darks.TemperatureCorrection, optional
             Side-2 temperature scaling (default on, 18 deg C); recorded in the period's
             ``temperature_correction`` coordinate and per frame in the ``frames`` extras.
         storage_options : dict, optional
@@ -424,30 +424,30 @@ class PixelDB:
         Raises
         ------
         InvalidDarkError, IncompatibleDarksError
-            Bad files or frames (nothing is written); :class:`stiscube.darks.MixedDarksError`
-            for frames of several groups, :class:`stiscube.darks.TooFewDarksError` for fewer
+            Bad files or frames (nothing is written); :class:`stiscube.io.darks.MixedDarksError`
+            for frames of several groups, :class:`stiscube.io.darks.TooFewDarksError` for fewer
             than ``min_frames`` usable frames (also after reading: frames whose pixels are
             mostly invalid, e.g. all-NaN SCI or ERR <= 0 everywhere, do not count).
         """
-        from stiscube.darks import (
+        from stiscube.io.darks import (
             DarkSelection,
             TemperatureCorrection,
             TooFewDarksError,
             check_darks,
             select_darks,
         )
-        from stiscube.properties import compute_properties
+        from stiscube.properties.compute import compute_properties
 
         anneal_num = _check_anneal_num(anneal_num)
         selection = DarkSelection() if selection is None else selection
         temperature = TemperatureCorrection() if temperature is None else temperature
         if not isinstance(selection, DarkSelection):
             kind = type(selection).__name__
-            msg = f"selection must be a stiscube.darks.DarkSelection, got {kind}"
+            msg = f"selection must be a stiscube.io.darks.DarkSelection, got {kind}"
             raise TypeError(msg)
         if not isinstance(temperature, TemperatureCorrection):
             msg = (
-                "temperature must be a stiscube.darks.TemperatureCorrection, got "
+                "temperature must be a stiscube.io.darks.TemperatureCorrection, got "
                 f"{type(temperature).__name__}"
             )
             raise TypeError(msg)
@@ -723,7 +723,7 @@ class PixelDB:
     # -- xarray-native conveniences ----------------------------------------------------------
     def history(self, row: int, col: int) -> xr.Dataset:
         """All properties of one pixel across every period held, in memory (dims: anneal)."""
-        from stiscube.backend import source_of
+        from stiscube.cube.backend import source_of
 
         arrays = self.history_values(row, col)
         source = source_of(self.dataset)  # the state the values were read from
@@ -735,7 +735,7 @@ class PixelDB:
         Keys are the property names, values are in the order of :attr:`anneal_numbers`;
         with a current history index this is one small read per property.
         """
-        from stiscube.backend import source_of
+        from stiscube.cube.backend import source_of
 
         ds = self.dataset
         r, c = queries.region_slices(ds, [row, row], [col, col], names=("row", "col"))
@@ -745,7 +745,7 @@ class PixelDB:
     def build_history_index(self) -> None:
         """(Re)build from scratch the optional pixel-major copy that makes histories fast.
 
-        See :mod:`stiscube.history_index`; :meth:`update_history_index` keeps it current
+        See :mod:`stiscube.cube.history_index`; :meth:`update_history_index` keeps it current
         after ingesting without a rebuild.
         """
         self.update_history_index(rebuild=True)
@@ -755,9 +755,9 @@ class PixelDB:
 
         Incremental (the new or replaced periods only); builds the index if there is
         none, or when ``rebuild=True``.  Returns what was done (see
-        :func:`stiscube.history_index.update_history_index`).
+        :func:`stiscube.cube.history_index.update_history_index`).
         """
-        from stiscube.history_index import update_history_index
+        from stiscube.cube.history_index import update_history_index
 
         if self.mode == "r":
             msg = f"{self.location.url} was opened read-only; cannot update its history index"
@@ -767,7 +767,7 @@ class PixelDB:
     @property
     def history_index_current(self) -> bool:
         """Whether the history index holds every period of this handle's state, unchanged."""
-        from stiscube.backend import source_of
+        from stiscube.cube.backend import source_of
 
         source = source_of(self.dataset)
         return bool(source.labels) and source._index_positions(source.labels) is not None

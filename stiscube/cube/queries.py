@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from stiscube._dates import datetime64_to_mjd, describe_mjd, to_mjd
-from stiscube._exceptions import CubeQueryError, UnitMismatchError
+from stiscube.exceptions import CubeQueryError, UnitMismatchError
 
 __all__ = [
     "consecutive_exceedances",

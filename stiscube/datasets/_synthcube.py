@@ -1,7 +1,7 @@
 """Seeded random property frames for tests and benchmarks of the cube (not physics).
 
 For physically simulated darks and the properties computed from them, see
-:mod:`stiscube.simulate`; these frames only need plausible ranges and exact values.
+:mod:`stiscube.datasets.simulate`; these frames only need plausible ranges and exact values.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ per amplifier, which is then what the property returns.)
   ``cr_electrons_min``), in that one pixel only (no charge-spread tails).  Cosmic rays
   are **not** flagged in DQ: a single FLT dark has no CR flags (calstis sets DQ 8192
   only when combining CR-split exposures); they are found by the per-pixel sigma
-  clipping of :mod:`stiscube.properties` and recorded in the truth.
+  clipping of :mod:`stiscube.properties.compute` and recorded in the truth.
 - NaN samples: a fraction ``nan_fraction`` of samples has ``SCI = ERR = NaN``.
 - Lost-data samples: a fraction ``fill_fraction`` of samples is fill (``SCI = 0``,
   ``ERR = RN/g``) flagged ``DQ = 2``, which the default DQ mask excludes.
@@ -114,8 +114,8 @@ import numpy as np
 import xarray as xr
 
 from stiscube._dates import describe_mjd, mjd_to_datetime64, to_mjd
-from stiscube.anneals import AnnealPeriod, AnnealTable, format_exposure_mix
-from stiscube.darks import SIDE2_START_MJD
+from stiscube.io.anneals import AnnealPeriod, AnnealTable, format_exposure_mix
+from stiscube.io.darks import SIDE2_START_MJD
 
 __all__ = [
     "EVENT_COSMIC_RAY",
@@ -506,7 +506,7 @@ def simulate_stack(
         ``sci`` (float32, count), ``err`` (float32, count), ``dq`` (int16) with dims
         ``(frame, row, col)`` and frame coordinates ``rootname``, ``exptime`` (s),
         ``start_mjd``, ``end_mjd`` (d), ``gain`` (e-/count): the layout of
-        :func:`stiscube.darks.open_darks`, with numpy instead of dask arrays.
+        :func:`stiscube.io.darks.open_darks`, with numpy instead of dask arrays.
     truth : xarray.Dataset
         The truth of the period (see the module docstring).
     """

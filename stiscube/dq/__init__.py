@@ -1,12 +1,12 @@
 """DQ reference arrays from the pixel property cube, and their FITS and ECSV files.
 
-A :class:`DQRules` (:mod:`stiscube.dqrules`) says which pixels are flagged and with
-which STIS DQ bit (:mod:`stiscube.dqflags`); :func:`dq_array` applies it to one anneal
+A :class:`DQRules` (:mod:`stiscube.dq.rules`) says which pixels are flagged and with
+which STIS DQ bit (:mod:`stiscube.dq.flags`); :func:`dq_array` applies it to one anneal
 period of the cube (the :class:`xarray.Dataset` of :attr:`stiscube.PixelDB.dataset`,
 dims ``(anneal, row, col)``) and returns a ``uint16`` :class:`xarray.DataArray` on
 ``(row, col)``; :func:`write_dq_fits` and :func:`write_flagged_table`
-(:mod:`stiscube.dqfiles`) save it.  The numpy kernels (:func:`clipped_threshold`,
-:func:`hot_mask`, :func:`persistent`) live in :mod:`stiscube._dqkernels`.  All these
+(:mod:`stiscube.dq.files`) save it.  The numpy kernels (:func:`clipped_threshold`,
+:func:`hot_mask`, :func:`persistent`) live in :mod:`stiscube.dq._kernels`.  All these
 names are importable from here.
 
 The rules, for the chosen period *P* (all comparisons strict and in float64, NaN never
@@ -21,7 +21,7 @@ hot (bit ``hot_bit``, default 16 = ``hot_pixel``)
     :func:`astropy.stats.sigma_clipped_stats` (clipping at ``clip_sigma`` about the
     median, at most ``clip_maxiters`` iterations; NaN excluded) as the STIS reference
     pipeline does (refstis: 3-sigma clipping, 5-sigma hot threshold), computed by
-    :func:`stiscube._dqkernels.clipped_stats`, which gives the same numbers (to ~1e-14
+    :func:`stiscube.dq._kernels.clipped_stats`, which gives the same numbers (to ~1e-14
     relative) 3-4x faster.  This rule is relative to the frame, so it holds in either
     unit system;
 
@@ -47,7 +47,7 @@ periods: ``DQ |= b * (sum_{t in W} R_t >= k)``.
 
 Units are never mixed: a rule with an absolute level in electron / s (``hot_level``)
 refuses windows holding periods of the ``"counts"`` unit system (the seed's CSV files)
-with :class:`~stiscube._exceptions.UnitMismatchError`.
+with :class:`~stiscube.exceptions.UnitMismatchError`.
 """
 
 from __future__ import annotations
@@ -59,16 +59,16 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from stiscube._cubecheck import check_cube
-from stiscube._dqkernels import clipped_threshold, hot_mask, persistent
-from stiscube._exceptions import UnitMismatchError
 from stiscube._provenance import iso, now, software
-from stiscube.dqfiles import flagged_pixels_table, write_dq_fits, write_flagged_table
-from stiscube.dqflags import cf_flag_attrs
-from stiscube.dqrules import DQRules
+from stiscube.cube._cubecheck import check_cube
+from stiscube.cube.pixeldb import PixelDB
+from stiscube.cube.queries import resolve_period
+from stiscube.dq._kernels import clipped_threshold, hot_mask, persistent
+from stiscube.dq.files import flagged_pixels_table, write_dq_fits, write_flagged_table
+from stiscube.dq.flags import cf_flag_attrs
+from stiscube.dq.rules import DQRules
+from stiscube.exceptions import UnitMismatchError
 from stiscube.layout import UNIT_SYSTEMS
-from stiscube.pixeldb import PixelDB
-from stiscube.queries import resolve_period
 
 __all__ = [
     "DQRules",

@@ -1,8 +1,8 @@
 """STIS data-quality (DQ) bit values used when reading dark frames.
 
 The values are those of the STIS Instrument Handbook / calstis (``DQ`` extension,
-16-bit).  This private module holds only what :mod:`stiscube.darks` and
-:mod:`stiscube.properties` need: the bit names and the default mask of samples that are
+16-bit).  This private module holds only what :mod:`stiscube.io.darks` and
+:mod:`stiscube.properties.compute` need: the bit names and the default mask of samples that are
 excluded from pixel statistics.
 """
 

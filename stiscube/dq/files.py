@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from stiscube._cubecheck import check_cube
 from stiscube._provenance import iso, now, versions
-from stiscube.dqflags import STIS_DQ, decode_dq_names
-from stiscube.dqrules import DQRules
+from stiscube.cube._cubecheck import check_cube
+from stiscube.cube.queries import resolve_period
+from stiscube.dq.flags import STIS_DQ, decode_dq_names
+from stiscube.dq.rules import DQRules
 from stiscube.layout import PROPERTIES, UNIT_SYSTEMS
-from stiscube.queries import resolve_period
 
 __all__ = ["flagged_pixels_table", "write_dq_fits", "write_flagged_table"]
 
@@ -115,7 +115,7 @@ def write_dq_fits(dq: xr.DataArray, path: str | os.PathLike, *, overwrite: bool 
     ``BZERO``/``BSCALE`` (the OR of all fifteen STIS bits, 32767, fits), read back by
     astropy as ``>i2``; its header lists the bit meanings.  Rows of the array are FITS
     ``NAXIS2`` (row 0 first), columns ``NAXIS1``.  For a file with the CRDS selection
-    keywords, see :func:`stiscube.reffiles.write_dq_reference`.
+    keywords, see :func:`stiscube.dq.reffiles.write_dq_reference`.
 
     Primary header keywords: ``TELESCOP``, ``INSTRUME``, ``DETECTOR``, ``FILETYPE``
     (``'DQ REFERENCE'``), ``ANNEALNM`` (period number), ``ANNSTART``/``ANNEND``

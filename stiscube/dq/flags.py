@@ -1,7 +1,7 @@
 """The STIS data-quality (DQ) bit registry: one place for bit values, names, meanings.
 
 Every DQ array :mod:`stiscube` writes uses these 16-bit values (those of calstis and the
-STIS Instrument Handbook; the bit table itself lives in :mod:`stiscube._dqbits`, shared
+STIS Instrument Handbook; the bit table itself lives in :mod:`stiscube.dq._bits`, shared
 with the dark reader).  A pixel's DQ value is the bitwise OR of its flags, e.g.
 ``16 | 4 = 20`` is a hot pixel that is also a bad detector pixel.
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stiscube._dqbits import STIS_DQ_BITS
+from stiscube.dq._bits import STIS_DQ_BITS
 
 __all__ = [
     "BAD_DETECTOR_PIXEL",

@@ -67,11 +67,11 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from stiscube._exceptions import CubeQueryError, UnitMismatchError
 from stiscube._provenance import iso, now, software
-from stiscube.dqflags import BAD_REFERENCE_PIXEL, STIS_DQ
-from stiscube.dqrules import DQRules
-from stiscube.pixeldb import PixelDB
+from stiscube.cube.pixeldb import PixelDB
+from stiscube.dq.flags import BAD_REFERENCE_PIXEL, STIS_DQ
+from stiscube.dq.rules import DQRules
+from stiscube.exceptions import CubeQueryError, UnitMismatchError
 
 __all__ = [
     "NO_DATA_BIT",
@@ -476,7 +476,7 @@ def _primary(
 ):
     from astropy.io import fits
 
-    from stiscube.dqfiles import _set_card
+    from stiscube.dq.files import _set_card
 
     prov = cube_provenance(db, numbers)
     primary = fits.PrimaryHDU()
@@ -524,7 +524,7 @@ def _dq_hdu(values: np.ndarray):
 
 
 def _write(hdul, path: Path) -> None:
-    from stiscube.dqfiles import _atomic_write
+    from stiscube.dq.files import _atomic_write
 
     _atomic_write(path, lambda tmp: hdul.writeto(tmp, overwrite=True))
 
@@ -573,7 +573,7 @@ def write_dq_reference(
     """
     from astropy.io import fits
 
-    from stiscube.dqfiles import _target
+    from stiscube.dq.files import _target
 
     rules = DQRules() if rules is None else rules
     numbers = _periods(db, anneals)
@@ -605,7 +605,7 @@ def write_dark_reference(
     """
     from astropy.io import fits
 
-    from stiscube.dqfiles import _target
+    from stiscube.dq.files import _target
 
     rules = DQRules() if rules is None else rules
     numbers = _periods(db, anneals)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from stiscube.dqflags import BAD_DETECTOR_PIXEL, HOT_PIXEL, dq_flag
+from stiscube.dq.flags import BAD_DETECTOR_PIXEL, HOT_PIXEL, dq_flag
 from stiscube.layout import UNIT_SYSTEMS
 
 __all__ = ["DQRules"]
@@ -92,7 +92,7 @@ class DQRules:
         When fewer than *persist_m* periods are held up to the chosen one: raise
         (``"error"``), or use the periods available (still requiring *persist_k*).
     hot_bit, unstable_bit : int or str
-        The DQ bit each rule sets (a value or name of :data:`stiscube.dqflags.STIS_DQ`);
+        The DQ bit each rule sets (a value or name of :data:`stiscube.dq.flags.STIS_DQ`);
         defaults 16 (``hot_pixel``) and 4 (``bad_detector_pixel``: STIS has no
         "unstable" bit, see :mod:`stiscube.dq`).  They must differ, so that the
         categories can be told apart in the file.

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from stiscube._exceptions import InvalidDarkError
+from stiscube.exceptions import InvalidDarkError
 
 __all__ = [
     "EXTENSION_KEYWORDS",

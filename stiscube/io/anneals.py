@@ -1,7 +1,7 @@
 """Anneal periods of the STIS CCD: the table, and date -> period lookup.
 
 The STIS CCD is annealed about once a month; the pixel properties of
-:mod:`stiscube.properties` are computed per *anneal period*, the interval between two
+:mod:`stiscube.properties.compute` are computed per *anneal period*, the interval between two
 anneals.  An :class:`AnnealTable` holds one row per period with the columns of the
 STScI "STIS Annealing Periods" table (``number, start, end, duration, num,
 exposure_time, darks``) and maps dates to periods with the rule::
@@ -16,7 +16,7 @@ Two sources of tables:
 - :meth:`AnnealTable.read` of the STScI CSV layout (real rows, e.g.
   ``anneal_periods_1997.csv``) or of an ECSV file written by :meth:`AnnealTable.write`
   (which keeps the metadata, e.g. ``simulated: true``);
-- :func:`stiscube.simulate.simulate_darks`, whose tables are labelled
+- :func:`stiscube.datasets.simulate.simulate_darks`, whose tables are labelled
   ``meta["simulated"] = True``.  No real-world schedule is fabricated by this package.
 """
 
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from stiscube._dates import describe_mjd, mjd_to_datetime64, to_mjd
-from stiscube._exceptions import AnnealPeriodError, AnnealTableError
+from stiscube.exceptions import AnnealPeriodError, AnnealTableError
 
 __all__ = ["COLUMNS", "AnnealPeriod", "AnnealTable", "format_exposure_mix", "parse_exposure_mix"]
 

@@ -60,8 +60,8 @@ import numpy as np
 import xarray as xr
 
 from stiscube._dates import describe_mjd, mjd_to_datetime64, to_mjd
-from stiscube._exceptions import IncompatibleDarksError, InvalidDarkError
-from stiscube._fitsio import (
+from stiscube.exceptions import IncompatibleDarksError, InvalidDarkError
+from stiscube.io._fitsio import (
     FileLayout,
     ImageLayout,
     RawImageStack,
@@ -326,7 +326,7 @@ class DarkFrame:
     shape : tuple of int
         Image shape (rows, columns).
     simulated : bool
-        ``SIMULATE = T`` (files of :mod:`stiscube.simulate`).
+        ``SIMULATE = T`` (files of :mod:`stiscube.datasets.simulate`).
     imset : int
         EXTVER of the imset (1-based).
     n_imsets : int
@@ -817,7 +817,7 @@ def open_darks(
     temperature : TemperatureCorrection, optional
         Scaling of Side-2 frames to a reference temperature (default: the STScI one);
         recorded per frame in ``dark_scale`` (applied by
-        :func:`stiscube.properties.properties_from_stack`), ``occdhtav`` and
+        :func:`stiscube.properties.compute.properties_from_stack`), ``occdhtav`` and
         ``temperature_scaled``, and for the stack in the attrs.
     storage_options : dict, optional
         fsspec options for URLs.

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from stiscube._exceptions import SeedCSVError
+from stiscube.exceptions import SeedCSVError
 from stiscube.layout import PROPERTIES, property_attrs
 
 __all__ = ["SEED_COLUMNS", "read_seed_csv", "seed_csv_path", "to_seed_table", "write_seed_csv"]

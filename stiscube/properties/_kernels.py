@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from stiscube._dqbits import DEFAULT_DARK_DQ_MASK
+from stiscube.dq._bits import DEFAULT_DARK_DQ_MASK
 
 __all__ = [
     "masked_median",

@@ -4,8 +4,8 @@
 returns an :class:`xarray.Dataset` of five ``(row, col)`` properties; nothing is read or
 computed until the result is (``.compute()``, ``.load()``, ``.to_zarr()``, ...).
 :func:`properties_from_stack` does the same for a stack made by
-:func:`stiscube.darks.open_darks`.  The arithmetic lives in the numpy kernel
-:func:`stiscube._kernels.pixel_properties`, applied per block of pixels with
+:func:`stiscube.io.darks.open_darks`.  The arithmetic lives in the numpy kernel
+:func:`stiscube.properties._kernels.pixel_properties`, applied per block of pixels with
 ``xarray.apply_ufunc(..., dask="parallelized")``.
 
 Definitions (for one pixel, sums over its *kept* samples ``i``: frames whose ``SCI`` and
@@ -29,7 +29,7 @@ electrons, ``t_i`` the exposure time in seconds, ``r_i = e_i / t_i``):
 
 Temperature: ``t_i`` is the exposure time times the frame's ``dark_scale`` coordinate
 when the stack has one (``1 + 0.07 (OCCDHTAV - 18)`` for Side-2 frames by default, see
-:mod:`stiscube.darks`), so the rates are at the reference temperature while electrons,
+:mod:`stiscube.io.darks`), so the rates are at the reference temperature while electrons,
 read noise and the error model are unchanged.  The result also carries, per frame, the
 lazy ``valid_fraction`` coordinate (fraction of the frame's pixels with a valid sample),
 which :meth:`stiscube.PixelDB.ingest_darks` uses to refuse periods of unusable frames.
@@ -37,7 +37,7 @@ which :meth:`stiscube.PixelDB.ingest_darks` uses to refuse periods of unusable f
 Cosmic rays are rejected by one-sided per-pixel sigma clipping about the median rate with
 the noise model ``sqrt(RN_i**2 + c t_i)``; a level recurring in enough frames (a
 flickering pixel's upper state, a pixel that turned hot during the period) is kept as
-a state of the pixel (details in :func:`stiscube._kernels.reject_cosmic_rays`).
+a state of the pixel (details in :func:`stiscube.properties._kernels.reject_cosmic_rays`).
 
 Blocks: :func:`compute_properties` reads bands of rows of every frame straight into a
 ``(row, col, frame)`` layout (each pixel's samples contiguous, what the kernel wants),
@@ -60,11 +60,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from stiscube import _kernels
 from stiscube._dates import describe_mjd
-from stiscube._dqbits import DEFAULT_DARK_DQ_MASK
-from stiscube.anneals import AnnealPeriod
-from stiscube.darks import (
+from stiscube.dq._bits import DEFAULT_DARK_DQ_MASK
+from stiscube.io.anneals import AnnealPeriod
+from stiscube.io.darks import (
     DarkFrame,
     DarkSelection,
     TemperatureCorrection,
@@ -72,6 +71,7 @@ from stiscube.darks import (
     open_darks,
     select_darks,
 )
+from stiscube.properties import _kernels
 
 __all__ = [
     "DEFAULT_DQ_MASK",
@@ -85,7 +85,7 @@ logger = logging.getLogger(__name__)
 
 #: Property names, in the order of the seed's database columns.
 PROPERTIES: tuple[str, ...] = ("stability", "sci_mean", "err_mean", "nan_count", "readnoise")
-#: Default DQ mask (bits 1, 2, 256, 8192), see :mod:`stiscube._dqbits`.
+#: Default DQ mask (bits 1, 2, 256, 8192), see :mod:`stiscube.dq._bits`.
 DEFAULT_DQ_MASK: int = DEFAULT_DARK_DQ_MASK
 
 #: ``units``, ``long_name`` and ``definition`` attributes of each property.
@@ -162,7 +162,7 @@ def properties_from_stack(
     min_state: int = 4,
     state_sigma: float = 4.0,
 ) -> xr.Dataset:
-    """The five properties of a stack from :func:`stiscube.darks.open_darks` (lazy).
+    """The five properties of a stack from :func:`stiscube.io.darks.open_darks` (lazy).
 
     Parameters
     ----------
@@ -205,7 +205,7 @@ def properties_from_stack(
     missing = [v for v in ("sci", "err", "dq", "exptime", "gain") if v not in stack.variables]
     if missing:
         msg = (
-            f"stack lacks {missing}; expected a Dataset from stiscube.darks.open_darks with "
+            f"stack lacks {missing}; expected a Dataset from stiscube.io.darks.open_darks with "
             "variables sci, err, dq and frame coordinates exptime, gain"
         )
         raise ValueError(msg)
@@ -215,7 +215,7 @@ def properties_from_stack(
             raise ValueError(msg)
     if stack.chunks and len(stack.chunks.get("frame", ())) > 1:
         stack = stack.chunk({"frame": -1})
-    # Temperature scaling (Side-2 darks): rates e / (s t), see stiscube.darks.
+    # Temperature scaling (Side-2 darks): rates e / (s t), see stiscube.io.darks.
     exptime = stack["exptime"]
     if "dark_scale" in stack.coords:
         exptime = exptime * stack["dark_scale"]
@@ -316,7 +316,7 @@ def compute_properties(
         See :func:`properties_from_stack`.
     selection : DarkSelection, optional
         Homogeneity rules and an optional choice of CCDGAIN, CCDAMP and exposure class
-        (default :class:`~stiscube.darks.DarkSelection`: frames of more than one group are
+        (default :class:`~stiscube.io.darks.DarkSelection`: frames of more than one group are
         an error; at least 3 frames).  Frames skipped by a selection are listed in the
         ``skipped`` attribute.
     temperature : TemperatureCorrection, optional
@@ -335,9 +335,9 @@ def compute_properties(
     Raises
     ------
     InvalidDarkError, IncompatibleDarksError
-        For bad files (see :func:`stiscube.darks.check_darks`); its subclasses
-        :class:`~stiscube.darks.MixedDarksError` for frames of several groups and
-        :class:`~stiscube.darks.TooFewDarksError` for too few frames.
+        For bad files (see :func:`stiscube.io.darks.check_darks`); its subclasses
+        :class:`~stiscube.io.darks.MixedDarksError` for frames of several groups and
+        :class:`~stiscube.io.darks.TooFewDarksError` for too few frames.
     ValueError, TypeError
         For invalid options, naming the parameter.
     """
@@ -355,14 +355,14 @@ def compute_properties(
             msg = "give either period or start/end, not both"
             raise ValueError(msg)
         if not isinstance(period, AnnealPeriod):
-            msg = f"period must be a stiscube.anneals.AnnealPeriod, got {type(period).__name__}"
+            msg = f"period must be a stiscube.io.anneals.AnnealPeriod, got {type(period).__name__}"
             raise TypeError(msg)
         start, end = period.start_mjd, period.end_mjd
     if client is not None and not hasattr(client, "persist"):
         msg = f"client must be a dask.distributed.Client, got {type(client).__name__}"
         raise TypeError(msg)
     if selection is not None and not isinstance(selection, DarkSelection):
-        msg = f"selection must be a stiscube.darks.DarkSelection, got {type(selection).__name__}"
+        msg = f"selection must be a stiscube.io.darks.DarkSelection, got {type(selection).__name__}"
         raise TypeError(msg)
     frames = check_darks(files, start=start, end=end, storage_options=storage_options)
     frames, skipped = select_darks(frames, selection)

@@ -22,7 +22,7 @@ from ``anneal_start`` to ``anneal_end`` (steps); dotted vertical lines mark the 
 boundaries (every distinct start and end date).  Axis labels carry the units of the
 periods' unit system (:mod:`stiscube.layout`); plots that would put values of different
 unit systems on one axis are refused with
-:class:`~stiscube._exceptions.UnitMismatchError`.
+:class:`~stiscube.exceptions.UnitMismatchError`.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from stiscube._cubecheck import check_cube
-from stiscube._exceptions import UnitMismatchError
+from stiscube.cube._cubecheck import check_cube
+from stiscube.cube.queries import pixel_history, select_period
 from stiscube.dq import hot_pixel_counts
+from stiscube.exceptions import UnitMismatchError
 from stiscube.layout import PROPERTIES, UNIT_SYSTEMS
-from stiscube.queries import pixel_history, select_period
 from stores import style as _style
 
 __all__ = ["MIN_RELATIVE_SPAN", "plot_hot_pixel_counts", "plot_pixel_history", "plot_property_map"]

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from stiscube._provenance import iso, now, versions
-from stiscube.pixeldb import PixelDB
+from stiscube.cube.pixeldb import PixelDB
 
 __all__ = ["SiteOptions", "block_reduce", "site_summary", "write_site"]
 
@@ -380,10 +380,11 @@ def _trend_figures(summary: dict[str, Any]):
 
 def _floor_span(fig: Any, values: np.ndarray) -> None:
     """A fixed y range of at least MIN_RELATIVE_SPAN of the values' median when they vary
-    less than that (as :mod:`stiscube.plots`), so that noise is not stretched into a trend."""
+    less than that (as :mod:`stiscube.report.plots`), so that noise is not stretched into a
+    trend."""
     from bokeh.models import Range1d
 
-    from stiscube.plots import MIN_RELATIVE_SPAN
+    from stiscube.report.plots import MIN_RELATIVE_SPAN
 
     finite = values[np.isfinite(values)]
     if finite.size == 0:

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from dask.callbacks import Callback
 
-from stiscube.properties import compute_properties
-from stiscube.simulate import SimulatedDarks, simulate_darks, simulate_stack
+from stiscube.datasets.simulate import SimulatedDarks, simulate_darks, simulate_stack
+from stiscube.properties.compute import compute_properties
 
 #: Frames per period of the acceptance simulation (the issue asks for >= 20).
 ACCEPTANCE_FRAMES = 24

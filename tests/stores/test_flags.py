@@ -1,5 +1,5 @@
 """stores.flags: one registry class; the STIS DQ and cte registries expressed with it give
-the same answers as today's modules (stiscube.dqflags, cte.flags)."""
+the same answers as today's modules (stiscube.dq.flags, cte.flags)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import cte.flags as cte_flags
-import stiscube.dqflags as stis
+import stiscube.dq.flags as stis
 from stores.flags import Flag, FlagRegistry
 
 ALL_16BIT = np.arange(2**16)

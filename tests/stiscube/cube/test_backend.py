@@ -15,9 +15,9 @@ import pytest
 import xarray as xr
 
 from stiscube import PixelDB
-from stiscube._synthcube import random_properties
-from stiscube.backend import StiscubeBackendEntrypoint, source_of
-from stiscube.history_index import HistoryIndex
+from stiscube.cube.backend import StiscubeBackendEntrypoint, source_of
+from stiscube.cube.history_index import HistoryIndex
+from stiscube.datasets._synthcube import random_properties
 from stiscube.layout import PROPERTIES
 from stores import CubeStore, KeyNotFoundError
 

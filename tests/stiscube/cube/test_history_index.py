@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from stiscube import PixelDB
-from stiscube._synthcube import random_properties
-from stiscube.backend import source_of
-from stiscube.history_index import GROUP, HistoryIndex
+from stiscube.cube.backend import source_of
+from stiscube.cube.history_index import GROUP, HistoryIndex
+from stiscube.datasets._synthcube import random_properties
 from stiscube.layout import PROPERTIES
 from stores import ReadOnlyStoreError
 
@@ -102,7 +102,7 @@ def test_update_is_incremental(db, seeds):
 
 
 def test_update_past_the_capacity_rebuilds(db, seeds, monkeypatch):
-    import stiscube.history_index as hi
+    import stiscube.cube.history_index as hi
 
     monkeypatch.setattr(hi, "_MIN_CAPACITY", GROUP)  # 16 positions
     db.update_history_index()
@@ -125,7 +125,7 @@ def test_read_only_handle_follows_another_process(db, seeds, tmp_path):
         f"""
         import numpy as np
         from stiscube import PixelDB
-        from stiscube._synthcube import random_properties
+        from stiscube.datasets._synthcube import random_properties
         db = PixelDB({db.location.url!r})
         t0, day = np.datetime64("2005-01-01", "ns"), np.timedelta64(30, "D")
         db.ingest_properties(random_properties({SHAPE}, seed=4321), 3,
@@ -164,7 +164,7 @@ def test_corrupt_index_json_falls_back(db, seeds, caplog):
     for damage in (b"{not json", meta.read_bytes().replace(b'"position": 1', b'"position": 2')):
         meta.write_bytes(damage)
         reader = PixelDB(db.location.url, mode="r")
-        with caplog.at_level(logging.WARNING, logger="stiscube.history_index"):
+        with caplog.at_level(logging.WARNING, logger="stiscube.cube.history_index"):
             _check(reader, seeds)
         assert "ignoring the damaged history index" in caplog.text
         assert not _index_used(reader)
@@ -186,7 +186,7 @@ def test_deleted_truncated_or_damaged_index_data_falls_back(db, seeds, caplog):
     }
     for what, damage in damages.items():
         damage()
-        with caplog.at_level(logging.WARNING, logger="stiscube.backend"):
+        with caplog.at_level(logging.WARNING, logger="stiscube.cube.backend"):
             _check(reader, seeds)  # never NaN, never wrong: the cube answers
         assert "reading the cube" in caplog.text, what
         caplog.clear()
@@ -203,7 +203,7 @@ def test_read_only_handle_cannot_update(db):
 _CHILD = textwrap.dedent(
     """
     import os, sys, time
-    import stiscube.history_index as hi
+    import stiscube.cube.history_index as hi
     from stiscube import PixelDB
 
     path, stage, mode = sys.argv[1:4]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from stiscube import PixelDB
-from stiscube._exceptions import InvalidDarkError, PeriodExistsError
-from stiscube.darks import DarkSelection, TooFewDarksError
-from stiscube.simulate import simulate_darks
+from stiscube.datasets.simulate import simulate_darks
+from stiscube.exceptions import InvalidDarkError, PeriodExistsError
+from stiscube.io.darks import DarkSelection, TooFewDarksError
 from stores._testing import tree_digest
 
 
@@ -131,7 +131,7 @@ def test_a_few_garbage_frames_are_recorded_as_warnings(tmp_path, simulation, cap
     number = sorted(simulation.files)[0]
     files = _copies(simulation.files[number], tmp_path, _all_nan_sci, which={2, 7})
     db = PixelDB.create(tmp_path / "db", periods=simulation.periods, shape=simulation.shape)
-    with caplog.at_level("WARNING", logger="stiscube.pixeldb"):
+    with caplog.at_level("WARNING", logger="stiscube.cube.pixeldb"):
         props = db.ingest_darks(files, number)
     warnings = db.store.slice_extras(number)["warnings"]
     assert len(warnings) == 2

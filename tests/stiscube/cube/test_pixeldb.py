@@ -11,15 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stiscube import PixelDB
-from stiscube._exceptions import CubeQueryError, PeriodExistsError, SeedCSVError
-from stiscube._synthcube import random_properties
-from stiscube.anneals import AnnealTable
+from stiscube.datasets._synthcube import random_properties
+from stiscube.exceptions import CubeQueryError, PeriodExistsError, SeedCSVError
+from stiscube.io.anneals import AnnealTable
+from stiscube.io.seedcsv import SEED_COLUMNS, to_seed_table, write_seed_csv
 from stiscube.layout import PROPERTIES
-from stiscube.seedcsv import SEED_COLUMNS, to_seed_table, write_seed_csv
 from stores import ReadOnlyStoreError, SchemaMismatchError
 from stores._testing import tree_digest
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 SHAPE = (40, 30)
 NUMBERS = [100, 101, 102, 103, 104]
 START = np.datetime64("2017-01-05T03:00:00", "s")
@@ -375,7 +375,7 @@ def test_create_never_overwrites_an_existing_period_table(tmp_path):
 
 def _ingest_overlapping(path, number, start, end, barrier, results):
     from stiscube import PixelDB as DB
-    from stiscube._synthcube import random_properties as props
+    from stiscube.datasets._synthcube import random_properties as props
 
     db = DB(path, mode="r+", lock_timeout=30.0)
     data = props(SHAPE, seed=number)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from stiscube.simulate import (
+from stiscube.datasets.simulate import (
     EVENT_COSMIC_RAY,
     EVENT_FILL,
     EVENT_FLICKER_HIGH,
@@ -293,11 +293,11 @@ def _locations(path) -> dict[str, tuple[str, type]]:
 
 
 def test_every_keyword_the_reader_uses_sits_where_the_real_file_has_it(real_dir, small_darks):
-    from stiscube._fitsio import EXTENSION_KEYWORDS, PRIMARY_KEYWORDS
+    from stiscube.io._fitsio import EXTENSION_KEYWORDS, PRIMARY_KEYWORDS
 
     real = _locations(real_dir / "stis" / "o4k19a010_flt.fits")
     sim = _locations(small_darks.files[1][0])
-    # the keywords the readers use (stiscube._fitsio), present in a real calibrated file
+    # the keywords the readers use (stiscube.io._fitsio), present in a real calibrated file
     used = set(PRIMARY_KEYWORDS) | set(EXTENSION_KEYWORDS)
     structural = {"XTENSION", "NAXIS", "NAXIS1", "NAXIS2", "BITPIX", "EXTNAME", "EXTVER"}
     only_simulated = {"SIMULATE"}  # says the file is synthetic
@@ -322,7 +322,7 @@ def test_every_keyword_the_reader_uses_sits_where_the_real_file_has_it(real_dir,
 
 def test_multi_imset_files_for_early_periods(tmp_path):
     """Early periods' darks as association files of several imsets (CR-SPLIT/repeats)."""
-    from stiscube.darks import read_frames
+    from stiscube.io.darks import read_frames
 
     sim = simulate_darks(
         tmp_path, n_periods=1, frames_per_period=6, shape=(8, 8), seed=2, start="1998-02-01",

@@ -13,9 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stiscube import PixelDB
-from stiscube._dqkernels import _RankIndex, clipped_stats, clipped_threshold
-from stiscube._exceptions import CubeQueryError, UnitMismatchError
-from stiscube._synthcube import random_properties
+from stiscube.datasets._synthcube import random_properties
 from stiscube.dq import (
     DQRules,
     dq_array,
@@ -24,7 +22,8 @@ from stiscube.dq import (
     write_dq_fits,
     write_flagged_table,
 )
-from stiscube.dqflags import (
+from stiscube.dq._kernels import _RankIndex, clipped_stats, clipped_threshold
+from stiscube.dq.flags import (
     STIS_DQ,
     cf_flag_attrs,
     decode_dq,
@@ -32,6 +31,7 @@ from stiscube.dqflags import (
     dq_flag,
     dq_mask,
 )
+from stiscube.exceptions import CubeQueryError, UnitMismatchError
 from stiscube.layout import PROPERTIES
 
 SHAPE = (64, 48)

@@ -15,10 +15,9 @@ import pytest
 from astropy.io import fits
 
 from stiscube import PixelDB
-from stiscube._exceptions import CubeQueryError, UnitMismatchError
-from stiscube._synthcube import random_properties
+from stiscube.datasets._synthcube import random_properties
 from stiscube.dq import DQRules, dq_array
-from stiscube.reffiles import (
+from stiscube.dq.reffiles import (
     ReferenceKeywords,
     _ccd_setting,
     superdark,
@@ -26,6 +25,7 @@ from stiscube.reffiles import (
     write_dark_reference,
     write_dq_reference,
 )
+from stiscube.exceptions import CubeQueryError, UnitMismatchError
 
 SHAPE = (64, 48)
 PERIODS = {3: 20, 4: 18, 5: 22}  # number: darks

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from stiscube import AnnealPeriodError, AnnealTableError
 from stiscube._dates import to_mjd
-from stiscube.anneals import (
+from stiscube.io.anneals import (
     COLUMNS,
     AnnealPeriod,
     AnnealTable,
@@ -24,7 +24,7 @@ from stiscube.anneals import (
 )
 
 #: real rows of the STScI table (a copy of shared/data/anneal_periods_1997.csv)
-REAL_TABLE = Path(__file__).resolve().parents[1] / "data" / "anneal_periods_1997.csv"
+REAL_TABLE = Path(__file__).resolve().parents[2] / "data" / "anneal_periods_1997.csv"
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +212,7 @@ def test_inconsistent_counts_are_logged_not_raised(tmp_path, caplog):
         tmp_path / "t.csv",
         [_row(1, "2000-01-01", "2000-02-01", num="3", duration="5 days 00:00:00")],
     )
-    with caplog.at_level(logging.WARNING, logger="stiscube.anneals"):
+    with caplog.at_level(logging.WARNING, logger="stiscube.io.anneals"):
         table = AnnealTable.read(path)
     assert table[1].num == 3
     messages = " ".join(r.getMessage() for r in caplog.records)

@@ -12,9 +12,9 @@ import pytest
 from astropy.io import fits
 
 from stiscube import IncompatibleDarksError, InvalidDarkError, StiscubeError
-from stiscube._fitsio import RawImageStack
-from stiscube.darks import check_darks, open_darks, read_dark
-from stiscube.properties import compute_properties
+from stiscube.io._fitsio import RawImageStack
+from stiscube.io.darks import check_darks, open_darks, read_dark
+from stiscube.properties.compute import compute_properties
 
 
 def _variant(src: Path, dst: Path, edit) -> Path:
@@ -443,7 +443,7 @@ def test_same_file_twice_is_a_duplicate(files):
     ],
 )
 def test_bad_selection_options(kwargs, error, match):
-    from stiscube.darks import DarkSelection
+    from stiscube.io.darks import DarkSelection
 
     with pytest.raises(error, match=match):
         DarkSelection(**kwargs)
@@ -452,7 +452,7 @@ def test_bad_selection_options(kwargs, error, match):
 def test_amplifier_and_exposure_class_selection(files, tmp_path):
     """Groups by CCDAMP and exposure class; an explicit choice keeps one group and says
     why each other frame was skipped."""
-    from stiscube.darks import DarkSelection, MixedDarksError, select_darks
+    from stiscube.io.darks import DarkSelection, MixedDarksError, select_darks
 
     def amp_c(hdul):
         hdul[0].header["CCDAMP"] = "C"
@@ -483,7 +483,7 @@ def test_amplifier_and_exposure_class_selection(files, tmp_path):
         "c_flt.fits": "CCDAMP 'C' is not the selected 'd'",
         "s_flt.fits": "exposure 60 s is not in the class long (1000-1200 s)",
     }
-    from stiscube.darks import TooFewDarksError
+    from stiscube.io.darks import TooFewDarksError
 
     with pytest.raises(TooFewDarksError, match=r"at least 2 usable frames .* got 1 after skip"):
         select_darks(frames, DarkSelection(exptime=60.0, min_frames=2))

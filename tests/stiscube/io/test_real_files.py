@@ -16,8 +16,8 @@ import pytest
 from astropy.io import fits
 
 from stiscube import InvalidDarkError, PixelDB
-from stiscube._fitsio import read_imsets
-from stiscube.darks import (
+from stiscube.io._fitsio import read_imsets
+from stiscube.io.darks import (
     DarkSelection,
     MixedDarksError,
     TooFewDarksError,

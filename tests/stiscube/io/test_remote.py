@@ -16,8 +16,8 @@ import pytest
 from fsspec.implementations.memory import MemoryFile, MemoryFileSystem
 
 from stiscube import PixelDB, compute_properties
-from stiscube.darks import read_frames
-from stiscube.simulate import simulate_darks
+from stiscube.datasets.simulate import simulate_darks
+from stiscube.io.darks import read_frames
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ import pytest
 from astropy.io import fits
 
 from stiscube import PixelDB, compute_properties
-from stiscube.darks import TemperatureCorrection, read_dark
-from stiscube.simulate import EVENT_COSMIC_RAY, EVENT_FILL, EVENT_NAN, simulate_darks
+from stiscube.datasets.simulate import EVENT_COSMIC_RAY, EVENT_FILL, EVENT_NAN, simulate_darks
+from stiscube.io.darks import TemperatureCorrection, read_dark
 
 ALL_EVENTS = EVENT_COSMIC_RAY | EVENT_NAN | EVENT_FILL
 SHAPE = (64, 64)

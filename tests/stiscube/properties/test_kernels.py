@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from stiscube._dqbits import DEFAULT_DARK_DQ_MASK
-from stiscube._kernels import masked_median, pixel_properties, reject_cosmic_rays
+from stiscube.dq._bits import DEFAULT_DARK_DQ_MASK
+from stiscube.properties._kernels import masked_median, pixel_properties, reject_cosmic_rays
 
 EPS32 = float(np.finfo(np.float32).eps)
 OPTIONS = {

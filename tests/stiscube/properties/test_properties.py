@@ -8,11 +8,11 @@ import xarray as xr
 from astropy.io import fits
 
 from stiscube import compute_properties
-from stiscube._dqbits import DEFAULT_DARK_DQ_MASK
-from stiscube._kernels import pixel_properties
-from stiscube.darks import open_darks
-from stiscube.properties import PROPERTIES, properties_from_stack
-from stiscube.simulate import EVENT_COSMIC_RAY, EVENT_FILL, EVENT_NAN
+from stiscube.datasets.simulate import EVENT_COSMIC_RAY, EVENT_FILL, EVENT_NAN
+from stiscube.dq._bits import DEFAULT_DARK_DQ_MASK
+from stiscube.io.darks import open_darks
+from stiscube.properties._kernels import pixel_properties
+from stiscube.properties.compute import PROPERTIES, properties_from_stack
 
 ALL_EVENTS = EVENT_COSMIC_RAY | EVENT_NAN | EVENT_FILL
 
@@ -209,7 +209,7 @@ def test_open_darks_stack_gives_the_same_result(sim_periods):
         ({"row_chunk": 0}, ValueError, "row_chunk must be an integer >= 1 or None, got 0"),
         ({"cr_sigma": -1}, ValueError, "cr_sigma must be > 0, got -1"),
         ({"client": "tcp://nowhere"}, TypeError, "client must be a dask.distributed.Client"),
-        ({"period": "200"}, TypeError, "period must be a stiscube.anneals.AnnealPeriod"),
+        ({"period": "200"}, TypeError, "period must be a stiscube.io.anneals.AnnealPeriod"),
     ],
 )
 def test_bad_options(small_darks, kwargs, error, match):
@@ -231,7 +231,7 @@ def test_stack_without_the_needed_variables(stack_and_truth):
 
 def test_gain_four_darks():
     """CCDGAIN=4 frames (counts = electrons / 4): properties still in electrons."""
-    from stiscube.simulate import simulate_stack
+    from stiscube.datasets.simulate import simulate_stack
 
     stack, truth = simulate_stack(n_frames=20, shape=(48, 48), seed=8, ccdgain=4, atodgain=4.0)
     # Counts, not electrons: typical |SCI| ~ 1.5 counts (6 e- read noise / 4), not ~5.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from stiscube import compute_properties
-from stiscube.properties import PROPERTIES
+from stiscube.properties.compute import PROPERTIES
 
 
 def test_two_worker_local_cluster(sim_periods):

@@ -8,10 +8,10 @@ import pytest
 from matplotlib.figure import Figure
 
 from stiscube import PixelDB
-from stiscube._exceptions import CubeQueryError, UnitMismatchError
-from stiscube._synthcube import random_properties
+from stiscube.datasets._synthcube import random_properties
+from stiscube.exceptions import CubeQueryError, UnitMismatchError
 from stiscube.layout import PROPERTIES
-from stiscube.plots import plot_hot_pixel_counts, plot_pixel_history, plot_property_map
+from stiscube.report.plots import plot_hot_pixel_counts, plot_pixel_history, plot_property_map
 
 SHAPE = (64, 64)
 RATE = [20, 21, 22, 24, 25]  # 23 missing: a gap in time too

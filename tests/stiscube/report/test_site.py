@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from stiscube import PixelDB
-from stiscube._synthcube import random_properties
 from stiscube.cli import main
-from stiscube.report import SiteOptions, block_reduce, site_summary, write_site
+from stiscube.datasets._synthcube import random_properties
+from stiscube.report.site import SiteOptions, block_reduce, site_summary, write_site
 from tests.browser import ARGS, CHROMIUM, open_page, require_chromium
 
 SHAPE = (64, 60)

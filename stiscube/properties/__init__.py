@@ -1,0 +1,10 @@
+"""Per-pixel properties of one anneal period, computed from its dark frames.
+
+:func:`compute_properties` (:mod:`stiscube.properties.compute`, the xarray/dask wrapper)
+turns a stack of dark frames into the property cube of one period (declared in
+:mod:`stiscube.layout`); the numpy kernels live in :mod:`stiscube.properties._kernels`.
+"""
+
+from stiscube.properties.compute import compute_properties, properties_from_stack
+
+__all__ = ["compute_properties", "properties_from_stack"]

@@ -72,6 +72,7 @@ from cte.analysis._linefit import (
 from cte.analysis.pairs import dataset_name, default_config, pair_images, validate_photometry
 from cte.flags import BAD_PIXEL, COSMIC_RAY, CROWDED
 from stores import __version__
+from stores.validate import as_float, as_int, as_str, one_of
 
 __all__ = ["measure_loss", "ratio_points"]
 
@@ -133,27 +134,14 @@ def _as_datasets(photometry) -> list[xr.Dataset]:
 
 
 def _validate_options(sigma, maxiters, min_stars, pivot, pivot_transfers, flux_var, reject_flags):
-    if sigma is not None and not (np.isfinite(sigma) and sigma > 0):
-        msg = f"sigma must be a finite number > 0 or None, got {sigma!r}"
-        raise ValueError(msg)
-    if int(maxiters) != maxiters or maxiters < 0:
-        msg = f"maxiters must be an integer >= 0, got {maxiters!r}"
-        raise ValueError(msg)
-    if int(min_stars) != min_stars or min_stars < 3:
-        msg = f"min_stars must be an integer >= 3, got {min_stars!r}"
-        raise ValueError(msg)
-    if pivot not in _PIVOT_CHOICES:
-        msg = f"pivot must be one of {_PIVOT_CHOICES}, got {pivot!r}"
-        raise ValueError(msg)
-    if not (np.isfinite(pivot_transfers) and 0 < pivot_transfers < 2051):
-        msg = f"pivot_transfers must be within (0, 2051), got {pivot_transfers!r}"
-        raise ValueError(msg)
-    if not isinstance(flux_var, str):
-        msg = f"flux_var must be a variable name, got {flux_var!r}"
-        raise ValueError(msg)
-    if reject_flags is not None and int(reject_flags) != reject_flags:
-        msg = f"reject_flags must be an int bit mask or None, got {reject_flags!r}"
-        raise ValueError(msg)
+    as_float(sigma, "sigma", min=0, strict_min=True, allow_none=True)
+    as_int(maxiters, "maxiters", min=0, allow_integral_float=True)
+    as_int(min_stars, "min_stars", min=3, allow_integral_float=True)
+    one_of(pivot, "pivot", _PIVOT_CHOICES)
+    as_float(pivot_transfers, "pivot_transfers", min=0, max=2051, strict_min=True,
+             strict_max=True)
+    as_str(flux_var, "flux_var")
+    as_int(reject_flags, "reject_flags", allow_none=True, allow_integral_float=True)
 
 
 def _select_apertures(ds: xr.Dataset, apertures) -> xr.Dataset:
@@ -330,18 +318,14 @@ def measure_loss(
             reject_flags &= ~(COSMIC_RAY | BAD_PIXEL)
     _validate_options(sigma, maxiters, min_stars, pivot, pivot_transfers, flux_var,
                       reject_flags)
-    if bin_by not in ("mean", "both"):
-        msg = f"bin_by must be 'mean' or 'both', got {bin_by!r}"
-        raise ValueError(msg)
+    one_of(bin_by, "bin_by", ("mean", "both"))
     datasets = _as_datasets(photometry)
     if not datasets:
         msg = "photometry holds no Datasets"
         raise ValueError(msg)
     needed = (flux_var, "transfers", "flags", "background")
     if min_snr is not None:
-        if not (np.isfinite(min_snr) and min_snr > 0):
-            msg = f"min_snr must be a finite number > 0 or None, got {min_snr!r}"
-            raise ValueError(msg)
+        as_float(min_snr, "min_snr", min=0, strict_min=True)
         needed = (*needed, "flux_err")
     for ds in datasets:  # validate everything before computing anything
         validate_photometry(ds, variables=needed)

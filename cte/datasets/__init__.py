@@ -5,6 +5,11 @@ an independent truth (:func:`cte.datasets.simulate.true_loss`); the synthetic ph
 :mod:`cte.datasets._synthphot` feeds the analysis tests directly.
 """
 
-from cte.datasets.simulate import SimulatedCampaign, load_campaign, simulate_campaign
+from cte.datasets.simulate import (
+    FieldPhysics,
+    SimulatedCampaign,
+    load_campaign,
+    simulate_campaign,
+)
 
-__all__ = ["SimulatedCampaign", "load_campaign", "simulate_campaign"]
+__all__ = ["FieldPhysics", "SimulatedCampaign", "load_campaign", "simulate_campaign"]

@@ -61,6 +61,7 @@ those entries, and refuses a non-empty directory without the marker.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -68,6 +69,7 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -90,11 +92,13 @@ from cte._geometry import (
 from cte.analysis.lossmodel import BASIS_TERMS, FLUX_SCALE, MJD_ORIGIN, LossModel
 from cte.datasets._render import bin2x2, cosmic_rays, render_stars
 from stores import __version__
+from stores.validate import as_float, as_int, as_interval, check_fields, one_of
 
 __all__ = [
     "DEFAULT_LOSS_MODELS",
     "DEFAULT_SCHEDULE",
     "FULL_WELL",
+    "FieldPhysics",
     "SimulatedCampaign",
     "load_campaign",
     "make_catalog",
@@ -704,13 +708,83 @@ def _check_choice(name: str, values: Sequence, allowed) -> tuple:
     return values
 
 
+@dataclass(frozen=True)
+class FieldPhysics:
+    """Physics of the simulated fields and detector, validated once (like
+    :class:`stiscube.datasets.simulate.DarkPhysics`).
+
+    Attributes
+    ----------
+    n_stars : int
+        Stars in the densest field (NGC 104); sparser fields get fewer.
+    flux_range : (float, float)
+        Range of the stars' F502N fluxes in the longest exposure, e- (``dN/dlog F ~
+        F^-0.3`` within it), ``0 < low < high``.
+    pointing_error : float
+        Standard deviation of the header WCS shift per axis, px (>= 0).
+    rotation_error : float
+        Standard deviation of the header WCS rotation, deg (>= 0).
+    psf : {"moffat", "gaussian"}
+    fwhm : float
+        PSF FWHM, px (> 0).
+    beta : float
+        Moffat index (> 0).
+    read_noise : float
+        e- per pixel (>= 0).
+    cr_rate : float
+        Cosmic-ray events per pixel per second (>= 0).
+    chip_dither_postarg2 : float
+        POSTARG2 (arcsec) of the chip-1 pointing.
+    """
+
+    n_stars: int = 400
+    flux_range: tuple[float, float] = (100.0, 100000.0)
+    pointing_error: float = 2.0
+    rotation_error: float = 0.02
+    psf: str = "moffat"
+    fwhm: float = 1.8
+    beta: float = 3.5
+    read_noise: float = 3.0
+    cr_rate: float = 2.5e-6
+    chip_dither_postarg2: float = (CHIP_NY + CHIP_GAP) * PIXEL_SCALE
+
+    def __post_init__(self) -> None:
+        non_negative = partial(as_float, min=0)
+        check_fields(self, {
+            "n_stars": partial(as_int, min=1),
+            "flux_range": partial(as_interval, min=0, units="e-"),
+            "pointing_error": non_negative,
+            "rotation_error": non_negative,
+            "psf": partial(one_of, choices=("moffat", "gaussian")),
+            "fwhm": partial(as_float, min=0, strict_min=True, units="px"),
+            "beta": partial(as_float, min=0, strict_min=True),
+            "read_noise": non_negative,
+            "cr_rate": non_negative,
+            "chip_dither_postarg2": as_float,
+        })
+        if not self.flux_range[0] > 0:
+            msg = f"flux_range must be (low, high) e- with 0 < low < high, got {self.flux_range!r}"
+            raise ValueError(msg)
+
+
+def _field_physics(physics: FieldPhysics | None, overrides: Mapping) -> FieldPhysics:
+    """*physics* (default :class:`FieldPhysics`) with keyword *overrides* applied."""
+    physics = FieldPhysics() if physics is None else physics
+    if not isinstance(physics, FieldPhysics):
+        msg = f"physics must be a FieldPhysics, got {type(physics).__name__}"
+        raise TypeError(msg)
+    unknown = sorted(set(overrides) - set(FieldPhysics.__dataclass_fields__))
+    if unknown:
+        msg = f"simulate_campaign() got unexpected keyword argument(s) {unknown}"
+        raise TypeError(msg)
+    return dataclasses.replace(physics, **overrides) if overrides else physics
+
+
 def simulate_campaign(
     outdir: str | os.PathLike,
     *,
     seed: int = 0,
     shape: tuple[int, int] = (CHIP_NY, 128),
-    n_stars: int = 400,
-    flux_range: tuple[float, float] = (100.0, 100000.0),
     targets: Sequence[str] = ("ngc104", "ngc6791"),
     n_epochs: int = 4,
     epochs: Sequence[tuple[int, float]] | None = None,
@@ -722,16 +796,10 @@ def simulate_campaign(
     include_180: bool = True,
     bad_files: bool = False,
     pam: bool = False,
-    pointing_error: float = 2.0,
-    rotation_error: float = 0.02,
-    psf: str = "moffat",
-    fwhm: float = 1.8,
-    beta: float = 3.5,
-    read_noise: float = 3.0,
-    cr_rate: float = 2.5e-6,
+    physics: FieldPhysics | None = None,
     loss_models: Mapping[str, LossModel] | None = None,
-    chip_dither_postarg2: float = (CHIP_NY + CHIP_GAP) * PIXEL_SCALE,
     overwrite: bool = False,
+    **physics_overrides,
 ) -> SimulatedCampaign:
     """Write a seeded simulated monitor campaign (see the module docstring for the model).
 
@@ -746,11 +814,6 @@ def simulate_campaign(
         for cut-outs centred on the field (their chip origin is kept in LTV1/LTV2).  The
         default full-height strip keeps the whole range of transfers (0-2051) at a
         sixteenth of the pixels; small squares such as ``(256, 256)`` suit unit tests.
-    n_stars : int
-        Stars in the densest field (NGC 104); sparser fields get fewer.
-    flux_range : (float, float)
-        Range of the stars' F502N fluxes in the longest exposure, e- (``dN/dlog F ~
-        F^-0.3`` within it).
     targets : sequence of str
         Fields observed every epoch (``ngc104``, ``ngc6791``).
     n_epochs : int
@@ -770,27 +833,17 @@ def simulate_campaign(
         Add a corrupt, a truncated and a wrong-instrument file under ``data/bad``.
     pam : bool
         Scale star fluxes by a synthetic pixel-area map and write it under ``pam/``.
-    pointing_error : float
-        Standard deviation of the header WCS shift per axis, px.
-    rotation_error : float
-        Standard deviation of the header WCS rotation, deg.
-    psf : {"moffat", "gaussian"}
-    fwhm : float
-        PSF FWHM, px.
-    beta : float
-        Moffat index.
-    read_noise : float
-        e- per pixel.
-    cr_rate : float
-        Cosmic-ray events per pixel per second.
+    physics : FieldPhysics, optional
+        Stars, PSF, noise, cosmic rays and pointing errors (default :class:`FieldPhysics`).
     loss_models : mapping, optional
         ``{"FLT": LossModel, "FLC": LossModel}``; default :data:`DEFAULT_LOSS_MODELS`.
-    chip_dither_postarg2 : float
-        POSTARG2 (arcsec) of the chip-1 pointing.
     overwrite : bool
         Replace a previous simulation in *outdir*: remove only the files and
         directories it wrote (listed in its marker file ``.cte-simulation.json``).  A
         non-empty *outdir* without that marker is refused and left untouched.
+    **physics_overrides
+        Fields of :class:`FieldPhysics` given as keywords (``n_stars=200, fwhm=2.0``),
+        applied over *physics*.
 
     Returns
     -------
@@ -809,23 +862,10 @@ def simulate_campaign(
         msg = f"shape must be (rows, columns) between (16, 16) and {(CHIP_NY, CHIP_NX)}, " \
               f"got {tuple(shape)!r}"
         raise ValueError(msg)
-    if n_stars < 1:
-        msg = f"n_stars must be >= 1, got {n_stars!r}"
-        raise ValueError(msg)
-    if not (len(flux_range) == 2 and 0 < flux_range[0] < flux_range[1]):
-        msg = f"flux_range must be (low, high) e- with 0 < low < high, got {flux_range!r}"
-        raise ValueError(msg)
+    phys = _field_physics(physics, physics_overrides)
     targets = _check_choice("targets", targets, {"ngc104", "ngc6791", "ngc6583"})
     filters = _check_choice("filters", filters, set(_SKY))
     versions = _check_choice("ctecorr", ctecorr, {"FLT", "FLC"})
-    for name, value in (("pointing_error", pointing_error), ("rotation_error", rotation_error),
-                        ("read_noise", read_noise), ("cr_rate", cr_rate)):
-        if not value >= 0:
-            msg = f"{name} must be >= 0, got {value!r}"
-            raise ValueError(msg)
-    if not fwhm > 0:
-        msg = f"fwhm must be > 0 px, got {fwhm!r}"
-        raise ValueError(msg)
     if not list(flashes) or any(int(f) != f or f < 0 for f in flashes):
         msg = f"flashes must be non-negative integers (e-/px), got {list(flashes)!r}"
         raise ValueError(msg)
@@ -853,21 +893,21 @@ def simulate_campaign(
     for sub in ("data", "catalogs", "truth"):
         (root / sub).mkdir(parents=True, exist_ok=True)
 
-    params = {"shape": (ny, nx), "pointing_error": float(pointing_error),
-              "rotation_error": float(rotation_error), "psf": psf, "fwhm": float(fwhm),
-              "beta": float(beta), "read_noise": float(read_noise), "cr_rate": float(cr_rate),
+    params = {"shape": (ny, nx), "pointing_error": phys.pointing_error,
+              "rotation_error": phys.rotation_error, "psf": phys.psf, "fwhm": phys.fwhm,
+              "beta": phys.beta, "read_noise": phys.read_noise, "cr_rate": phys.cr_rate,
               "pam": bool(pam), "loss_models": models}
     rng = np.random.default_rng([seed, 1])
     plan = _plan(targets=targets, epochs=epochs, filters=filters, flashes=flashes,
-                 exptimes=exptimes, versions=versions, dither=float(chip_dither_postarg2),
+                 exptimes=exptimes, versions=versions, dither=phys.chip_dither_postarg2,
                  include_excluded=include_excluded, include_180=include_180, rng=rng)
     all_targets = sorted({e.target for e in plan})
     reference_exptime = float(max(exptimes))
     catalogs = {}
     for t in all_targets:
-        n = max(1, round(n_stars * _FIELDS[t].density))
+        n = max(1, round(phys.n_stars * _FIELDS[t].density))
         catalogs[t] = make_catalog(t, n, shape=(ny, nx), seed=seed,
-                                   flux_range=(float(flux_range[0]), float(flux_range[1])),
+                                   flux_range=phys.flux_range,
                                    reference_exptime=reference_exptime)
         catalogs[t].write(root / "catalogs" / f"{t}.ecsv", format="ascii.ecsv", overwrite=True)
 
@@ -900,13 +940,13 @@ def simulate_campaign(
     pam_dir = _write_pams(root / "pam") if pam else None
     _write_lossmodel(root / "truth" / "lossmodel.json", models)
     parameters = {k: v for k, v in params.items() if k != "loss_models"}
-    parameters.update(seed=int(seed), n_stars=int(n_stars),
-                      flux_range=[float(flux_range[0]), float(flux_range[1])],
+    parameters.update(seed=int(seed), n_stars=phys.n_stars,
+                      flux_range=list(phys.flux_range),
                       targets=list(targets),
                       epochs=epochs, filters=list(filters), flashes=[int(f) for f in flashes],
                       exptimes=[float(e) for e in exptimes], ctecorr=list(versions),
                       include_excluded=include_excluded, include_180=include_180,
-                      chip_dither_postarg2=float(chip_dither_postarg2), version=__version__)
+                      chip_dither_postarg2=phys.chip_dither_postarg2, version=__version__)
     parameters["shape"] = [ny, nx]
     summary = {"parameters": parameters, "bad_files": bad,
                "expected_skips": {r["path"]: r["expected_skip"] for r in rows

@@ -324,3 +324,26 @@ def test_read_noise_follows_each_quadrants_amplifier(campaign):
             for amp, side in zip(amps, (columns < 2048, columns >= 2048), strict=True):
                 floor = np.min(err[:, side] ** 2) - row.background
                 assert floor == pytest.approx(primary[f"READNSE{amp}"] ** 2, rel=2e-3)
+
+
+def test_field_physics_dataclass_and_keywords_give_the_same_campaign(tmp_path):
+    """The physics grouped in cte.FieldPhysics (validated once) or given as keywords."""
+    import cte
+
+    kw = {"seed": 3, "shape": (64, 64), "targets": ("ngc104",), "n_epochs": 1,
+          "flashes": (12,), "exptimes": (348.0,), "ctecorr": ("FLT",),
+          "include_excluded": False, "include_180": False}
+    physics = cte.FieldPhysics(n_stars=30, fwhm=2.2, cr_rate=0.0)
+    a = simulate_campaign(tmp_path / "a", physics=physics, **kw)
+    b = simulate_campaign(tmp_path / "b", n_stars=30, fwhm=2.2, cr_rate=0.0, **kw)
+    for path in a.images["path"]:
+        with fits.open(a.root / path) as fa, fits.open(b.root / path) as fb:
+            np.testing.assert_array_equal(fa["SCI", 1].data, fb["SCI", 1].data)
+    assert len(a.catalog("ngc104")) == len(b.catalog("ngc104"))
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['n_star'\]"):
+        simulate_campaign(tmp_path / "c", n_star=30, **kw)
+    with pytest.raises(ValueError, match="psf must be one of"):
+        cte.FieldPhysics(psf="airy")
+    with pytest.raises(ValueError, match="flux_range must be"):
+        cte.FieldPhysics(flux_range=(0.0, 10.0))
+    assert not (tmp_path / "c").exists()

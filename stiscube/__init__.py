@@ -18,21 +18,18 @@ from stiscube.exceptions import (
     CubeQueryError,
     IncompatibleDarksError,
     InvalidDarkError,
+    MixedDarksError,
     PeriodExistsError,
     SeedCSVError,
     StiscubeError,
+    TooFewDarksError,
     UnitMismatchError,
 )
 from stiscube.io.anneals import AnnealTable
-from stiscube.io.darks import (
-    DarkSelection,
-    MixedDarksError,
-    TemperatureCorrection,
-    TooFewDarksError,
-)
+from stiscube.io.darks import DarkSelection, TemperatureCorrection
 from stiscube.properties.compute import compute_properties
-from stores._show_versions import show_versions
-from stores._version import __version__
+from stores import __version__
+from stores.environment import show_versions
 
 __all__ = [
     "AnnealPeriodError",

@@ -26,7 +26,7 @@ def versions() -> dict[str, str]:
     import astropy
     import matplotlib
 
-    from stores._version import __version__
+    from stores import __version__
 
     return {
         "stiscube": __version__,
@@ -39,6 +39,6 @@ def versions() -> dict[str, str]:
 
 def software() -> str:
     """``"stiscube <version>"`` (without importing the plotting libraries)."""
-    from stores._version import __version__
+    from stores import __version__
 
     return f"stiscube {__version__}"

@@ -35,7 +35,7 @@ import pandas as pd
 
 from stiscube.exceptions import StiscubeError
 from stores import StoreError
-from stores._cli import base_parser, run_cli
+from stores.cli import base_parser, run_cli
 
 __all__ = ["build_parser", "main"]
 
@@ -163,7 +163,7 @@ def _open_or_create(args: argparse.Namespace, *, periods=None, shape=None):
     """The database of *args.db*, created if absent; returns (db, created)."""
     from stiscube.cube.pixeldb import PixelDB
     from stiscube.io.anneals import AnnealTable
-    from stores._fs import Location
+    from stores.fs import Location
 
     loc = Location.parse(args.db)
     if loc.exists("cube"):
@@ -182,7 +182,7 @@ def _open_or_create(args: argparse.Namespace, *, periods=None, shape=None):
 def _remove_new_db(args: argparse.Namespace, created: str) -> None:
     """Remove the database this command created before it failed (nothing left behind):
     the whole directory, or only the cube and period table made inside an existing one."""
-    from stores._fs import Location
+    from stores.fs import Location
 
     loc = Location.parse(args.db)
     logger.info("removing the database created in %s by this command before it failed", loc.url)
@@ -604,13 +604,13 @@ def _cmd_info(args: argparse.Namespace) -> None:
 
 
 def _cmd_version(args: argparse.Namespace) -> None:
-    from stores._version import __version__
+    from stores import __version__
 
     print(f"stiscube {__version__}")
 
 
 def _cmd_show_versions(args: argparse.Namespace) -> None:
-    from stores._show_versions import show_versions
+    from stores.environment import show_versions
 
     show_versions()
 

@@ -8,15 +8,19 @@ each child also derives from the closest built-in exception so that generic hand
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 __all__ = [
     "AnnealPeriodError",
     "AnnealTableError",
     "CubeQueryError",
     "IncompatibleDarksError",
     "InvalidDarkError",
+    "MixedDarksError",
     "PeriodExistsError",
     "SeedCSVError",
     "StiscubeError",
+    "TooFewDarksError",
     "UnitMismatchError",
 ]
 
@@ -40,6 +44,21 @@ class IncompatibleDarksError(StiscubeError, ValueError):
     Raised for binned or subarray frames mixed with full frames, frames of different
     shapes, and two files with the same rootname.
     """
+
+
+class MixedDarksError(IncompatibleDarksError):
+    """The frames of one period differ in CCDGAIN, CCDAMP, binning or exposure class.
+
+    ``groups`` maps each group's description to its number of frames.
+    """
+
+    def __init__(self, message: str, groups: Mapping[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.groups = dict(groups or {})
+
+
+class TooFewDarksError(IncompatibleDarksError):
+    """A period has fewer usable frames than the minimum (``DarkSelection.min_frames``)."""
 
 
 class AnnealTableError(StiscubeError, ValueError):

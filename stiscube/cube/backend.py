@@ -47,7 +47,7 @@ from xarray.core import indexing
 
 from stiscube.cube.history_index import HistoryIndex, HistoryIndexError, slice_digest
 from stores import CubeStore
-from stores._fs import Location
+from stores.fs import Location
 
 __all__ = [
     "StiscubeBackendEntrypoint",

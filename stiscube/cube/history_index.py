@@ -63,7 +63,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stores._fs import Location
+from stores.fs import Location
 
 __all__ = [
     "HistoryIndex",

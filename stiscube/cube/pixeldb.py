@@ -46,7 +46,7 @@ from stiscube.layout import (
     cube_schema,
 )
 from stores import CubeStore, ReadOnlyStoreError, SliceExistsError, StoreExistsError
-from stores._fs import Location
+from stores.fs import Location
 
 __all__ = ["PixelDB"]
 

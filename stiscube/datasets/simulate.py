@@ -617,7 +617,7 @@ def _prepare_outdir(out: Path, *, overwrite: bool) -> None:
 
 
 def _write_manifest(result: SimulatedDarks, path: Path) -> None:
-    from stores._version import __version__
+    from stores import __version__
 
     record = {
         "format": "stiscube.simulate",

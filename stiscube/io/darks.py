@@ -60,7 +60,12 @@ import numpy as np
 import xarray as xr
 
 from stiscube._dates import describe_mjd, mjd_to_datetime64, to_mjd
-from stiscube.exceptions import IncompatibleDarksError, InvalidDarkError
+from stiscube.exceptions import (
+    IncompatibleDarksError,
+    InvalidDarkError,
+    MixedDarksError,
+    TooFewDarksError,
+)
 from stiscube.io._fitsio import (
     FileLayout,
     ImageLayout,
@@ -92,21 +97,6 @@ _EXPECTED = {"INSTRUME": "STIS", "DETECTOR": "CCD", "TARGNAME": "DARK"}
 _DIMS = ("frame", "row", "col")
 #: First day of STIS operations on Side-2 electronics (2001-07-23, MJD).
 SIDE2_START_MJD = 52113.0
-
-
-class MixedDarksError(IncompatibleDarksError):
-    """The frames of one period differ in CCDGAIN, CCDAMP, binning or exposure class.
-
-    ``groups`` maps each group's description to its number of frames.
-    """
-
-    def __init__(self, message: str, groups: Mapping[str, int] | None = None) -> None:
-        super().__init__(message)
-        self.groups = dict(groups or {})
-
-
-class TooFewDarksError(IncompatibleDarksError):
-    """A period has fewer usable frames than the minimum (``DarkSelection.min_frames``)."""
 
 
 @dataclass(frozen=True)

@@ -255,7 +255,7 @@ def properties_from_stack(
         "long_name": "fraction of the frame's pixels with a valid sample",
         "definition": "finite SCI, finite ERR > 0 and DQ & dq_mask == 0",
     }
-    from stores._version import __version__
+    from stores import __version__
 
     attrs = {
         "title": "STIS CCD pixel properties from dark frames",

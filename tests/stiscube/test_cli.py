@@ -107,7 +107,7 @@ def test_bad_input_is_one_line_nonzero(built, capsys, argv, message):
 
 
 def test_verbose_shows_the_traceback(built):
-    from stiscube.exceptions import CubeQueryError
+    from stiscube import CubeQueryError
 
     with pytest.raises(CubeQueryError, match="outside the frame"):
         main(["--verbose", "query", str(built / "db"), "pixel", "99", "0", "--anneal", "1"])
@@ -189,7 +189,7 @@ def test_interrupted_simulation_ingest_resumes(tmp_path):
     from astropy.io import fits
 
     from stiscube.datasets.simulate import simulate_darks
-    from stores._testing import tree_digest
+    from stores.testing import tree_digest
 
     sim = simulate_darks(tmp_path / "sim", n_periods=3, frames_per_period=3, shape=(32, 24),
                          seed=8)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stiscube import PixelDB
+from stiscube import InvalidDarkError, PeriodExistsError, PixelDB
 from stiscube.datasets.simulate import simulate_darks
-from stiscube.exceptions import InvalidDarkError, PeriodExistsError
 from stiscube.io.darks import DarkSelection, TooFewDarksError
-from stores._testing import tree_digest
+from stores.testing import tree_digest
 
 
 @pytest.fixture(scope="module")

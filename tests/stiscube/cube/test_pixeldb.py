@@ -10,14 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stiscube import PixelDB
+from stiscube import CubeQueryError, PeriodExistsError, PixelDB, SeedCSVError
 from stiscube.datasets._synthcube import random_properties
-from stiscube.exceptions import CubeQueryError, PeriodExistsError, SeedCSVError
 from stiscube.io.anneals import AnnealTable
 from stiscube.io.seedcsv import SEED_COLUMNS, to_seed_table, write_seed_csv
 from stiscube.layout import PROPERTIES
 from stores import ReadOnlyStoreError, SchemaMismatchError
-from stores._testing import tree_digest
+from stores.testing import tree_digest
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 SHAPE = (40, 30)

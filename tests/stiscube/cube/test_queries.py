@@ -7,8 +7,8 @@ import pytest
 import xarray as xr
 
 import stiscube  # noqa: F401  (registers ds.pixels)
+from stiscube import CubeQueryError, UnitMismatchError
 from stiscube.datasets._synthcube import random_properties
-from stiscube.exceptions import CubeQueryError, UnitMismatchError
 from stiscube.layout import PROPERTIES
 
 SHAPE = (24, 20)

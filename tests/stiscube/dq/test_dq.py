@@ -12,7 +12,7 @@ from astropy.table import Table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stiscube import PixelDB
+from stiscube import CubeQueryError, PixelDB, UnitMismatchError
 from stiscube.datasets._synthcube import random_properties
 from stiscube.dq import (
     DQRules,
@@ -31,7 +31,6 @@ from stiscube.dq.flags import (
     dq_flag,
     dq_mask,
 )
-from stiscube.exceptions import CubeQueryError, UnitMismatchError
 from stiscube.layout import PROPERTIES
 
 SHAPE = (64, 48)

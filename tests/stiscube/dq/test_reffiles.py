@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 
-from stiscube import PixelDB
+from stiscube import CubeQueryError, PixelDB, UnitMismatchError
 from stiscube.datasets._synthcube import random_properties
 from stiscube.dq import DQRules, dq_array
 from stiscube.dq.reffiles import (
@@ -25,7 +25,6 @@ from stiscube.dq.reffiles import (
     write_dark_reference,
     write_dq_reference,
 )
-from stiscube.exceptions import CubeQueryError, UnitMismatchError
 
 SHAPE = (64, 48)
 PERIODS = {3: 20, 4: 18, 5: 22}  # number: darks

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from stiscube import PixelDB
+from stiscube import CubeQueryError, PixelDB, UnitMismatchError
 from stiscube.datasets._synthcube import random_properties
-from stiscube.exceptions import CubeQueryError, UnitMismatchError
 from stiscube.layout import PROPERTIES
 from stiscube.report.plots import plot_hot_pixel_counts, plot_pixel_history, plot_property_map
 

@@ -7,6 +7,7 @@ The first step of the flow ``io -> photometry -> analysis -> report``; see
 from cte.io.images import (
     ChipImage,
     ImageScan,
+    ImageSelection,
     find_images,
     read_chip,
     read_header,
@@ -18,6 +19,7 @@ from cte.io.images import (
 __all__ = [
     "ChipImage",
     "ImageScan",
+    "ImageSelection",
     "find_images",
     "read_chip",
     "read_header",

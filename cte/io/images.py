@@ -59,10 +59,12 @@ from cte._stats import clipped_stats
 from cte.config import Config, load_config
 from cte.exceptions import InvalidImageError
 from cte.io._fitsio import check_instrument, open_checked
+from stores.validate import subset_of
 
 __all__ = [
     "ChipImage",
     "ImageScan",
+    "ImageSelection",
     "background_levels",
     "find_images",
     "lazy_pixels",
@@ -402,16 +404,77 @@ def _as_tuple(name: str, value, convert) -> tuple | None:
     return out
 
 
+#: selection field -> (conversion of each entry, image column it selects on)
+_SELECTION_FIELDS = {
+    "visits": (lambda v: str(v).lower().zfill(2), "visit"),
+    "targets": (str, "target"),
+    "filters": (lambda v: str(v).upper(), "filter"),
+    "flashes": (int, "flash"),
+    "ctecorr": (lambda v: str(v).upper(), "ctecorr"),
+}
+
+
+@dataclass(frozen=True)
+class ImageSelection:
+    """Which images to use, normalised and type-checked once (frozen).
+
+    The one declaration of the image-selection options that :func:`select_images`,
+    :func:`cte.measure_photometry` and :func:`cte.run` take.
+
+    Attributes
+    ----------
+    proposals : "all", "last", int or sequence of int
+        ``"last"`` is the newest configured program present among the usable images.
+    visits : sequence of str, optional
+        Two-character visits (``"05"``; ``5`` is taken as ``"05"``), with *proposals*
+        usually a single ID.
+    targets, filters : sequence of str, optional
+        Configuration target names and filters (filters upper-cased).
+    flashes : sequence of int, optional
+        Post-flash levels in e-/px.
+    ctecorr : sequence of {"FLT", "FLC"}, optional
+
+    Raises
+    ------
+    ValueError
+        An entry cannot be converted (``"proposals has an invalid entry: ..."``) or a
+        sequence is empty (pass None for no selection).
+    """
+
+    proposals: str | int | Sequence[int | str] = "all"
+    visits: Sequence[str] | None = None
+    targets: Sequence[str] | None = None
+    filters: Sequence[str] | None = None
+    flashes: Sequence[int] | None = None
+    ctecorr: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        proposals = self.proposals
+        if isinstance(proposals, str) and proposals.lower() in ("all", "last"):
+            proposals = proposals.lower()
+        else:
+            proposals = _as_tuple("proposals", proposals, int)
+        object.__setattr__(self, "proposals", proposals)
+        for name, (convert, _) in _SELECTION_FIELDS.items():
+            object.__setattr__(self, name, _as_tuple(name, getattr(self, name), convert))
+
+    def check(self, config: Config) -> None:
+        """Raise :class:`ValueError` if a target, filter, flash or version is unknown to
+        *config* (the message names the parameter)."""
+        allowed = {"targets": config.targets, "filters": config.filters,
+                   "flashes": config.flash_levels, "ctecorr": ("FLT", "FLC")}
+        for name, values in allowed.items():
+            chosen = getattr(self, name)
+            if chosen is not None:
+                subset_of(chosen, name, set(values))
+
+
 def select_images(
     records: pd.DataFrame,
+    selection: ImageSelection | None = None,
     *,
-    proposals: str | int | Sequence[int | str] = "all",
-    visits: Sequence[str] | None = None,
-    targets: Sequence[str] | None = None,
-    filters: Sequence[str] | None = None,
-    flashes: Sequence[int] | None = None,
-    ctecorr: Sequence[str] | None = None,
     config: Config | None = None,
+    **options,
 ) -> pd.DataFrame:
     """Usable images matching a selection: one row per image (its field chip).
 
@@ -419,15 +482,9 @@ def select_images(
     ----------
     records : pandas.DataFrame
         From :func:`read_headers`.
-    proposals : "all", "last", int or sequence of int
-        ``"last"`` is the newest configured program present among the usable images.
-    visits : sequence of str, optional
-        Two-character visits (``"05"``), with *proposals* usually a single ID.
-    targets, filters : sequence of str, optional
-        Configuration target names and filters.
-    flashes : sequence of int, optional
-        Post-flash levels in e-/px.
-    ctecorr : sequence of {"FLT", "FLC"}, optional
+    selection : ImageSelection, optional
+        The selection; or give its fields as keywords (``proposals=..., visits=...``,
+        see :class:`ImageSelection`).  Default: every usable image.
     config : Config, optional
 
     Raises
@@ -436,34 +493,25 @@ def select_images(
         A selection names a target, filter, flash level or version the configuration
         does not know (the message names the parameter).
     """
+    if selection is None:
+        selection = ImageSelection(**options)
+    elif options:
+        msg = f"give either selection or its fields as keywords, not both: {sorted(options)}"
+        raise TypeError(msg)
     config = load_config() if config is None else config
+    selection.check(config)
     usable = records[records["usable"] & records["holds_field"]]
     keep = np.ones(len(usable), dtype=bool)
-    if isinstance(proposals, str) and proposals.lower() in ("all", "last"):
-        if proposals.lower() == "last":
-            present = [p for p in config.programs if p in set(usable["proposal"])]
-            keep &= usable["proposal"].to_numpy() == (present[-1] if present else -1)
-            logger.info("--pr last: proposal %s", present[-1] if present else "none present")
-    else:
-        ids = _as_tuple("proposals", proposals, int)
-        keep &= usable["proposal"].isin(ids).to_numpy()
-    selections = {
-        "visits": (visits, lambda v: str(v).lower().zfill(2), None, "visit"),
-        "targets": (targets, str, set(config.targets), "target"),
-        "filters": (filters, lambda v: str(v).upper(), set(config.filters), "filter"),
-        "flashes": (flashes, int, set(config.flash_levels), "flash"),
-        "ctecorr": (ctecorr, lambda v: str(v).upper(), {"FLT", "FLC"}, "ctecorr"),
-    }
-    for name, (value, convert, allowed, column) in selections.items():
-        chosen = _as_tuple(name, value, convert)
-        if chosen is None:
-            continue
-        if allowed is not None:
-            unknown = sorted(set(chosen) - allowed, key=str)
-            if unknown:
-                msg = f"{name} must be drawn from {sorted(allowed, key=str)}, got unknown {unknown}"
-                raise ValueError(msg)
-        keep &= usable[column].isin(chosen).to_numpy()
+    if selection.proposals == "last":
+        present = [p for p in config.programs if p in set(usable["proposal"])]
+        keep &= usable["proposal"].to_numpy() == (present[-1] if present else -1)
+        logger.info("--pr last: proposal %s", present[-1] if present else "none present")
+    elif selection.proposals != "all":
+        keep &= usable["proposal"].isin(selection.proposals).to_numpy()
+    for name, (_, column) in _SELECTION_FIELDS.items():
+        chosen = getattr(selection, name)
+        if chosen is not None:
+            keep &= usable[column].isin(chosen).to_numpy()
     return usable[keep].sort_values(["mjd", "image"]).reset_index(drop=True)
 
 

@@ -27,7 +27,7 @@ import pandas as pd
 from cte.config import Config, load_config
 from cte.exceptions import CTEError
 from cte.io._catalog import catalog_path, read_catalog
-from cte.io.images import scan_images, select_images
+from cte.io.images import ImageSelection, scan_images, select_images
 from cte.photometry._measure import annulus_background, aperture_sums, measure_image
 from cte.photometry._pam import check_pams
 from cte.photometry.store import PhotometryStore
@@ -147,8 +147,8 @@ def measure_photometry(
     config : Config or path, optional
         Configuration, or a user TOML file merged over the defaults.
     proposals, visits, targets, filters, flashes, ctecorr
-        Selection (see :func:`cte.io.images.select_images`); ``proposals`` is ``"all"``,
-        ``"last"`` or IDs.
+        Selection: the fields of :class:`cte.io.ImageSelection`, validated once;
+        ``proposals`` is ``"all"``, ``"last"`` or IDs.
     apertures : sequence of float, optional
         Aperture radii in px (default: the configuration's).
     pam_dir : path, optional
@@ -181,6 +181,9 @@ def measure_photometry(
     start = time.perf_counter()
     if not isinstance(config, Config):
         config = load_config(config)
+    selection = ImageSelection(proposals=proposals, visits=visits, targets=targets,
+                               filters=filters, flashes=flashes, ctecorr=ctecorr)
+    selection.check(config)  # before any file is read
     radii = _validate_apertures(apertures, config)
     if scheduler not in ("threads", "processes", "synchronous"):
         msg = f"scheduler must be 'threads', 'processes' or 'synchronous', got {scheduler!r}"
@@ -193,8 +196,7 @@ def measure_photometry(
         pams = {c: str(p) for c, p in check_pams(pam_dir, dict(config.photometry.pam_files))
                 .items()}
     scan = scan_images(files_or_dir, config=config)
-    chosen = select_images(scan.records, proposals=proposals, visits=visits, targets=targets,
-                           filters=filters, flashes=flashes, ctecorr=ctecorr, config=config)
+    chosen = select_images(scan.records, selection, config=config)
     catalogs = {t: read_catalog(catalog_path(catalogs_dir, t))
                 for t in sorted(set(chosen["target"]))}
     store = PhotometryStore(store_dir)

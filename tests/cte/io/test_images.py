@@ -195,3 +195,21 @@ def test_background_levels_are_lazy_and_match_astropy(scan, config):
     assert levels.attrs["units"] == "electron / pixel"
     with pytest.raises(ValueError, match="sigma must be > 0"):
         background_levels(cube, sigma=0)
+
+
+def test_image_selection_is_normalised_once_and_frozen():
+    """cte.io.ImageSelection: conversions written out by hand here."""
+    import dataclasses
+
+    from cte.io import ImageSelection
+
+    sel = ImageSelection(proposals=[11924, "12348"], visits=[5, "a1"], filters="f502n",
+                         ctecorr=["flc"], flashes=(12.0,))
+    assert sel.proposals == (11924, 12348)
+    assert sel.visits == ("05", "a1")
+    assert sel.filters == ("F502N",) and sel.ctecorr == ("FLC",) and sel.flashes == (12,)
+    assert ImageSelection(proposals="LAST").proposals == "last"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        sel.visits = None
+    with pytest.raises(ValueError, match="visits must not be empty"):
+        ImageSelection(visits=[])

@@ -67,6 +67,7 @@ from astropy.table import Table
 from cte.analysis.lossmodel import BASIS_TERMS, LossModel, basis, model_variables
 from cte.exceptions import FitError, ModelNotFoundError
 from stores import __version__
+from stores.validate import as_float, one_of
 
 __all__ = ["CONFIG_KEYS", "EPOCH_GAP_DAYS", "CTEModel", "FittedLoss", "choose_terms",
            "epochs", "fit_model", "independent_bins"]
@@ -245,8 +246,7 @@ class CTEModel:
         elif format == "latex":
             text = self.to_latex()
         else:
-            msg = f"format must be 'ecsv' or 'latex', got {format!r}"
-            raise ValueError(msg)
+            one_of(format, "format", ("ecsv", "latex"))
         if not overwrite and Path(path).exists():
             msg = f"{path} exists (overwrite=False)"
             raise FileExistsError(msg)
@@ -381,15 +381,9 @@ def fit_model(
     if bad_terms or not terms or "1" not in terms:
         msg = f"terms must be a subset of {BASIS_TERMS} including '1', got {terms!r}"
         raise ValueError(msg)
-    if not (np.isfinite(min_time_span) and min_time_span >= 0):
-        msg = f"min_time_span must be >= 0 (years), got {min_time_span!r}"
-        raise ValueError(msg)
-    if not (np.isfinite(min_background_span) and min_background_span >= 0):
-        msg = f"min_background_span must be >= 0 (dex), got {min_background_span!r}"
-        raise ValueError(msg)
-    if flux_bins not in ("independent", "all"):
-        msg = f"flux_bins must be 'independent' or 'all', got {flux_bins!r}"
-        raise ValueError(msg)
+    as_float(min_time_span, "min_time_span", min=0, units="yr")
+    as_float(min_background_span, "min_background_span", min=0, units="dex")
+    one_of(flux_bins, "flux_bins", ("independent", "all"))
     _check_loss_dataset(loss_ds, loss_var, err_var, extra_err_var)
     bin_ok = np.ones(loss_ds.sizes["flux_bin"], dtype=bool)
     if flux_bins == "independent":
@@ -531,8 +525,7 @@ def _fit_one(config, cells, sel, terms, min_time_span, min_background_span, scal
         raise FitError("no cell with a finite loss and error")
     if n < 2:
         raise FitError("one cell: nothing to fit a model to")
-    x = np.log10(cells["flux"][sel] / 1000.0)
-    _, t, b = model_variables(cells["flux"][sel], cells["mjd"][sel], cells["background"][sel])
+    x, t, b = model_variables(cells["flux"][sel], cells["mjd"][sel], cells["background"][sel])
     epoch = epochs(cells["mjd"][sel])
     n_epochs = int(np.unique(epoch).size)
     n_flux_bins = int(np.unique(cells["bin"][sel]).size)

@@ -45,6 +45,7 @@ from cte.analysis.lossmodel import LossModel
 from cte.datasets.simulate import true_loss
 from cte.flags import COSMIC_RAY, OFF_CHIP
 from cte.schema import VARIABLES, annotate, image_coordinates
+from stores.validate import as_int, one_of
 
 __all__ = [
     "CHIP_ROWS",
@@ -121,15 +122,11 @@ class SyntheticPhotometry:
 
 
 def _check_options(n_stars, apertures, layout, ctecorr, exptimes, truth) -> None:
-    if int(n_stars) < 1:
-        msg = f"n_stars must be >= 1, got {n_stars!r}"
-        raise ValueError(msg)
+    as_int(n_stars, "n_stars", min=1, allow_integral_float=True)
     if len(apertures) == 0 or any(float(r) <= 0 for r in apertures):
         msg = f"apertures must be a non-empty sequence of radii > 0 px, got {apertures!r}"
         raise ValueError(msg)
-    if layout not in ("nominal", "180"):
-        msg = f"layout must be 'nominal' or '180', got {layout!r}"
-        raise ValueError(msg)
+    one_of(layout, "layout", ("nominal", "180"))
     bad = [c for c in ctecorr if c not in ("FLT", "FLC") or c not in truth]
     if bad or not ctecorr:
         msg = f"ctecorr must be drawn from the truth's keys {sorted(truth)}, got {ctecorr!r}"

@@ -32,6 +32,7 @@ from cte.photometry._measure import annulus_background, aperture_sums, measure_i
 from cte.photometry._pam import check_pams
 from cte.photometry.store import PhotometryStore
 from cte.schema import key_for
+from stores.validate import as_int, one_of
 
 __all__ = [
     "PhotometrySummary",
@@ -185,12 +186,8 @@ def measure_photometry(
                                filters=filters, flashes=flashes, ctecorr=ctecorr)
     selection.check(config)  # before any file is read
     radii = _validate_apertures(apertures, config)
-    if scheduler not in ("threads", "processes", "synchronous"):
-        msg = f"scheduler must be 'threads', 'processes' or 'synchronous', got {scheduler!r}"
-        raise ValueError(msg)
-    if num_workers is not None and int(num_workers) < 1:
-        msg = f"num_workers must be >= 1, got {num_workers!r}"
-        raise ValueError(msg)
+    one_of(scheduler, "scheduler", ("threads", "processes", "synchronous"))
+    as_int(num_workers, "num_workers", min=1, allow_none=True, allow_integral_float=True)
     pams = None
     if pam_dir is not None:
         pams = {c: str(p) for c, p in check_pams(pam_dir, dict(config.photometry.pam_files))

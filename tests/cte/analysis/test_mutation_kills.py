@@ -1,0 +1,62 @@
+"""Cases of the CTE geometry and loss formula that the mutation run
+(benchmarks/MUTATION.md) found unpinned.
+
+Expected values are written out by hand (or with :mod:`math` in float64), never taken
+from the functions under test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cte._geometry import transfers
+from cte.analysis.lossmodel import LossModel, model_variables
+
+
+def test_transfers_of_unsigned_row_indices():
+    # Row indices read as uint8/uint16 (e.g. from a catalogue) must not wrap or overflow:
+    # chip 1 has n = 2051 - y, chip 2 has n = y.
+    y = np.array([0, 200, 255], dtype=np.uint8)
+    np.testing.assert_array_equal(transfers(y, 1), [2051.0, 1851.0, 1796.0])
+    np.testing.assert_array_equal(transfers(y, 2), [0.0, 200.0, 255.0])
+    y16 = np.array([0, 2050], dtype=np.uint16)
+    np.testing.assert_array_equal(transfers(y16, 1), [2051.0, 1.0])
+
+
+def test_transfers_error_names_the_bad_chips():
+    with pytest.raises(ValueError, match=r"chip must be 1 or 2, got \[0, 3\]"):
+        transfers([10, 20, 30], [3, 1, 0])
+
+
+def test_model_variables_keep_float64_precision_for_float32_columns():
+    # float32 catalogue columns: the variables are computed in float64 from the float32
+    # values, x = log10(f / 1000), t = (mjd - 55000) / 365.25, b = log10(1 + bkg).
+    flux = np.array([1234.5678, 98765.43], dtype=np.float32)
+    mjd = np.array([58123.456, 60000.5], dtype=np.float32)
+    bkg = np.array([3.3, 47.1], dtype=np.float32)
+    x, t, b = model_variables(flux, mjd, bkg)
+    for i in range(2):
+        # float(): a float32 result would otherwise be compared in float32
+        expected_x = math.log10(float(flux[i]) / 1000.0)
+        assert float(x[i]) == pytest.approx(expected_x, rel=1e-14, abs=1e-15)
+        assert float(t[i]) == pytest.approx((float(mjd[i]) - 55000.0) / 365.25, rel=1e-14)
+        assert float(b[i]) == pytest.approx(math.log10(1.0 + float(bkg[i])), rel=1e-14)
+
+
+def test_unknown_coefficient_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"got unknown \['z'\]"):
+        LossModel({"1": 0.1, "z": 1.0})
+
+
+def test_surviving_fraction_by_hand():
+    # L = 0.1 - 0.05 x with x = log10(flux / 1000): flux 10^4 e- gives x = 1, L = 0.05;
+    # after n transfers the star keeps 1 - L n / 2048.
+    model = LossModel({"1": 0.1, "x": -0.05})
+    kept = model.surviving_fraction([1.0e4, 1.0e4, 1.0e3], 56000.0, 10.0, [2048, 1024, 512])
+    np.testing.assert_allclose(kept, [1 - 0.05, 1 - 0.05 / 2, 1 - 0.1 / 4], rtol=1e-12)
+    # a negative loss is clipped to 0: nothing is lost, nothing gained
+    gain = LossModel({"1": -0.2})
+    np.testing.assert_array_equal(gain.surviving_fraction(1.0e4, 56000.0, 10.0, 2051), [1.0])

@@ -19,13 +19,15 @@ readnoise  electron              count             per-pixel read noise
 ========== ===================== ================= ==========================================
 
 Storage: one Zarr array per property with dims (anneal, row, col); ``nan_count`` is
-``uint16``, the others ``float32``.  Rows and columns are 0-based detector indices, as
-in the seed's CSV files.
+``uint16``, the others ``float32``.  Names, dtypes, units per unit system, long names and
+definitions are declared once, in :data:`PROPERTY_SPECS`.  Rows and columns are 0-based
+detector indices, as in the seed's CSV files.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,44 +38,101 @@ __all__ = [
     "DEFAULT_COMPRESSION",
     "PERIOD_PROVENANCE_DEFAULTS",
     "PROPERTIES",
+    "PROPERTY_DTYPES",
+    "PROPERTY_SPECS",
     "UNIT_SYSTEMS",
+    "PropertySpec",
     "cube_schema",
     "property_attrs",
 ]
 
+@dataclass(frozen=True)
+class PropertySpec:
+    """The declaration of one property of the cube (the only one: readers, writers,
+    validators, simulators and tests derive from :data:`PROPERTY_SPECS`).
+
+    Parameters
+    ----------
+    name : str
+        Variable name in the cube and in :func:`stiscube.compute_properties`' output.
+    dtype : str
+        Storage dtype (numpy name), also the dtype :func:`stiscube.compute_properties`
+        returns.
+    units : Mapping[str, str]
+        Units in each unit system (``"rate"``: computed from darks; ``"counts"``: the
+        seed's CSV files).
+    long_name : str
+        Short human-readable name (CF ``long_name``), valid in either unit system.
+    definition : str
+        The formula, in the rate system (:mod:`stiscube.properties._kernels`).
+    """
+
+    name: str
+    dtype: str
+    units: Mapping[str, str]
+    long_name: str
+    definition: str
+
+
+#: the property cube, declared once, in the order of the seed's CSV columns and of
+#: ``PixelDB.cube``
+PROPERTY_SPECS: tuple[PropertySpec, ...] = (
+    PropertySpec(
+        "stability",
+        "float32",
+        {"rate": "1", "counts": "1"},
+        "reduced-chi spread of the dark rate",
+        "sqrt(sum(((r_i - sci_mean) / (E_i / t_i))**2) / (m - 1)) over the m kept "
+        "samples, r_i = e_i / t_i; about 1 for a steady pixel; NaN if m < 2",
+    ),
+    PropertySpec(
+        "sci_mean",
+        "float32",
+        {"rate": "electron / s", "counts": "count"},
+        "mean dark signal",
+        "sum(e_i) / sum(t_i) over kept samples i, e_i = ATODGAIN_i * SCI_i (electrons), "
+        "t_i = EXPTIME_i (s) of the imset times its temperature factor dark_scale_i "
+        "(Side-2 frames, see stiscube.io.darks): the exposure-weighted mean dark rate",
+    ),
+    PropertySpec(
+        "err_mean",
+        "float32",
+        {"rate": "electron / s", "counts": "count"},
+        "mean error of the dark signal",
+        "sum(E_i) / sum(t_i) over kept samples i, E_i = ATODGAIN_i * ERR_i (electrons): "
+        "the exposure-weighted mean of the per-frame error rates E_i / t_i",
+    ),
+    PropertySpec(
+        "nan_count",
+        "uint16",
+        {"rate": "1", "counts": "1"},
+        "number of excluded samples",
+        "n - m: samples with non-finite SCI or ERR or ERR <= 0, DQ & dq_mask != 0, or "
+        "rejected as cosmic rays by per-pixel sigma clipping",
+    ),
+    PropertySpec(
+        "readnoise",
+        "float32",
+        {"rate": "electron", "counts": "count"},
+        "read noise",
+        "sqrt(sum(max(E_i**2 - max(e_i, 0), 0)) / m) over the m kept samples: the read "
+        "noise of the error model ERR**2 = RN**2 + signal (electrons)",
+    ),
+)
+
 #: property labels, in the order of the seed's CSV columns and of ``PixelDB.cube``
-PROPERTIES: tuple[str, ...] = ("stability", "sci_mean", "err_mean", "nan_count", "readnoise")
+PROPERTIES: tuple[str, ...] = tuple(spec.name for spec in PROPERTY_SPECS)
+
+#: storage dtype of each property
+PROPERTY_DTYPES: dict[str, str] = {spec.name: spec.dtype for spec in PROPERTY_SPECS}
 
 #: units of each property in each unit system
 UNIT_SYSTEMS: dict[str, dict[str, str]] = {
-    "rate": {
-        "stability": "1",
-        "sci_mean": "electron / s",
-        "err_mean": "electron / s",
-        "nan_count": "1",
-        "readnoise": "electron",
-    },
-    "counts": {
-        "stability": "1",
-        "sci_mean": "count",
-        "err_mean": "count",
-        "nan_count": "1",
-        "readnoise": "count",
-    },
+    system: {spec.name: spec.units[system] for spec in PROPERTY_SPECS}
+    for system in ("rate", "counts")
 }
 
-_DEFINITIONS: dict[str, str] = {
-    "stability": (
-        "reduced-chi spread of the pixel's per-frame rates about their mean, "
-        "sqrt(sum(((r_i - mean) / err_i)^2) / (n - 1)); about 1 for a steady pixel"
-    ),
-    "sci_mean": "mean dark signal over the period's frames, excluding rejected samples",
-    "err_mean": "mean of the ERR arrays over the period's frames, excluding rejected samples",
-    "nan_count": "number of excluded samples: NaN, DQ-masked, or rejected as cosmic rays",
-    "readnoise": "per-pixel read noise from the error model ERR^2 = RN^2 + signal",
-}
-
-_DTYPES = {name: ("uint16" if name == "nan_count" else "float32") for name in PROPERTIES}
+_SPECS: dict[str, PropertySpec] = {spec.name: spec for spec in PROPERTY_SPECS}
 
 #: default chunk shape along (anneal, row, col) and compression, chosen with
 #: benchmarks/bench_cube.py: one chunk row per period keeps ingest cheap and atomic;
@@ -105,10 +164,11 @@ def property_attrs(name: str, unit_system: str = "rate") -> dict[str, str]:
     if unit_system not in UNIT_SYSTEMS:
         msg = f"unit_system must be one of {sorted(UNIT_SYSTEMS)}, got {unit_system!r}"
         raise ValueError(msg)
+    spec = _SPECS[name]
     return {
-        "units": UNIT_SYSTEMS[unit_system][name],
-        "long_name": name.replace("_", " "),
-        "definition": _DEFINITIONS[name],
+        "units": spec.units[unit_system],
+        "long_name": spec.long_name,
+        "definition": spec.definition,
     }
 
 
@@ -128,7 +188,7 @@ def cube_schema(
     rows, cols = (int(n) for n in shape)
     variables = {}
     for name in PROPERTIES:
-        variables[name] = VariableSpec(("row", "col"), _DTYPES[name], property_attrs(name))
+        variables[name] = VariableSpec(("row", "col"), PROPERTY_DTYPES[name], property_attrs(name))
     chosen = dict(DEFAULT_CHUNKS if chunks is None else chunks)
     chosen["row"] = min(chosen.get("row", rows), rows)
     chosen["col"] = min(chosen.get("col", cols), cols)

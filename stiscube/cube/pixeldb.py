@@ -42,6 +42,7 @@ from stiscube.layout import (
     DEFAULT_COMPRESSION,
     PERIOD_PROVENANCE_DEFAULTS,
     PROPERTIES,
+    PROPERTY_DTYPES,
     UNIT_SYSTEMS,
     cube_schema,
 )
@@ -304,13 +305,17 @@ class PixelDB:
         for name in set(properties.data_vars) - set(PROPERTIES):
             data[name] = properties[name]  # let the store name the extra variable
         data = data.drop_vars([c for c in data.coords if c not in ("row", "col")])
-        if "nan_count" in data and data["nan_count"].dtype != np.uint16:
+        # properties given by the caller (float, int64, ...): whole numbers that fit the
+        # declared storage dtype (stiscube.layout.PROPERTY_DTYPES), else refused
+        count_dtype = np.dtype(PROPERTY_DTYPES["nan_count"])
+        if "nan_count" in data and data["nan_count"].dtype != count_dtype:
             counts = np.asarray(data["nan_count"].values)
+            top = np.iinfo(count_dtype).max
             whole = np.isfinite(counts) & (counts == np.round(counts))
-            if not (whole.all() and counts.min(initial=0) >= 0 and counts.max(initial=0) <= 65535):
-                msg = f"period {anneal_num}: nan_count must hold whole numbers from 0 to 65535"
+            if not (whole.all() and counts.min(initial=0) >= 0 and counts.max(initial=0) <= top):
+                msg = f"period {anneal_num}: nan_count must hold whole numbers from 0 to {top}"
                 raise StiscubeError(msg)
-            data["nan_count"] = data["nan_count"].astype("uint16")
+            data["nan_count"] = data["nan_count"].astype(count_dtype)
         coords = {
             "anneal_start": start64,
             "anneal_end": end64,
@@ -565,6 +570,7 @@ class PixelDB:
         if self.mode == "r":  # before any other check: nothing can be written anyway
             msg = f"{self.location.url} was opened read-only (mode='r'); cannot store periods"
             raise ReadOnlyStoreError(msg)
+        self.store.check_writable()  # damage that blocks writes: fail before any work
         if anneal_num in self.store and not replace:
             msg = (
                 f"anneal period {anneal_num} is already in {self.location.url}; "

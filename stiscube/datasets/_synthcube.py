@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from stiscube.layout import PROPERTIES, property_attrs
+from stiscube.layout import PROPERTIES, PROPERTY_DTYPES, property_attrs
 
 __all__ = ["random_properties"]
 
@@ -38,7 +38,7 @@ def random_properties(
     data = {
         name: (
             ("row", "col"),
-            values[name].astype("uint16" if name == "nan_count" else "float32"),
+            values[name].astype(PROPERTY_DTYPES[name]),
             property_attrs(name),
         )
         for name in PROPERTIES

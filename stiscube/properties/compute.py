@@ -71,6 +71,7 @@ from stiscube.io.darks import (
     open_darks,
     select_darks,
 )
+from stiscube.layout import PROPERTIES, PROPERTY_DTYPES, property_attrs
 from stiscube.properties import _kernels
 
 __all__ = [
@@ -83,57 +84,16 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Property names, in the order of the seed's database columns.
-PROPERTIES: tuple[str, ...] = ("stability", "sci_mean", "err_mean", "nan_count", "readnoise")
 #: Default DQ mask (bits 1, 2, 256, 8192), see :mod:`stiscube.dq._bits`.
 DEFAULT_DQ_MASK: int = DEFAULT_DARK_DQ_MASK
 
-#: ``units``, ``long_name`` and ``definition`` attributes of each property.
-PROPERTY_ATTRS: dict[str, dict[str, str]] = {
-    "sci_mean": {
-        "units": "electron / s",
-        "long_name": "mean dark rate",
-        "definition": (
-            "sum(e_i) / sum(t_i) over kept samples i, e_i = ATODGAIN_i * SCI_i (electrons), "
-            "t_i = EXPTIME_i (s) of the imset times its temperature factor dark_scale_i "
-            "(Side-2 frames, see stiscube.darks): the exposure-weighted mean dark rate"
-        ),
-    },
-    "err_mean": {
-        "units": "electron / s",
-        "long_name": "mean error rate",
-        "definition": (
-            "sum(E_i) / sum(t_i) over kept samples i, E_i = ATODGAIN_i * ERR_i (electrons): "
-            "the exposure-weighted mean of the per-frame error rates E_i / t_i"
-        ),
-    },
-    "stability": {
-        "units": "1",
-        "long_name": "reduced-chi spread of the dark rate",
-        "definition": (
-            "sqrt(sum(((r_i - sci_mean) / (E_i / t_i))**2) / (m - 1)) over the m kept "
-            "samples, r_i = e_i / t_i; about 1 for a steady pixel; NaN if m < 2"
-        ),
-    },
-    "nan_count": {
-        "units": "1",
-        "long_name": "number of excluded samples",
-        "definition": (
-            "n - m: samples with non-finite SCI or ERR or ERR <= 0, DQ & dq_mask != 0, or "
-            "rejected as cosmic rays by per-pixel sigma clipping"
-        ),
-    },
-    "readnoise": {
-        "units": "electron",
-        "long_name": "read noise",
-        "definition": (
-            "sqrt(sum(max(E_i**2 - max(e_i, 0), 0)) / m) over the m kept samples: the read "
-            "noise of the error model ERR**2 = RN**2 + signal (electrons)"
-        ),
-    },
-}
+#: ``units``, ``long_name`` and ``definition`` attributes of each property (rate system),
+#: derived from the declaration in :mod:`stiscube.layout`.
+PROPERTY_ATTRS: dict[str, dict[str, str]] = {name: property_attrs(name) for name in PROPERTIES}
 
 _OUTPUT_ORDER = ("sci_mean", "err_mean", "stability", "nan_count", "readnoise")
+#: dtypes of the kernel outputs (:func:`stiscube.properties._kernels.pixel_properties`);
+#: the results are cast to the declared :data:`stiscube.layout.PROPERTY_DTYPES`.
 _OUTPUT_DTYPES = (np.float32, np.float32, np.float32, np.int32, np.float32)
 #: Target number of samples (frames x pixels) per dask block: 4 Mi float32 = 16 MiB.
 _BLOCK_SAMPLES = 1 << 22
@@ -213,6 +173,9 @@ def properties_from_stack(
         if set(stack[var].dims) != {"frame", "row", "col"}:
             msg = f"stack[{var!r}] must have dims frame, row, col, got {stack[var].dims}"
             raise ValueError(msg)
+    if stack.sizes.get("frame", 0) > np.iinfo(PROPERTY_DTYPES["nan_count"]).max:
+        msg = f"stack has {stack.sizes['frame']} frames; nan_count holds at most 65535"
+        raise ValueError(msg)
     if stack.chunks and len(stack.chunks.get("frame", ())) > 1:
         stack = stack.chunk({"frame": -1})
     # Temperature scaling (Side-2 darks): rates e / (s t), see stiscube.io.darks.
@@ -236,7 +199,7 @@ def properties_from_stack(
     data = {}
     for name, array in zip(_OUTPUT_ORDER, outputs, strict=True):
         array = array.drop_vars([c for c in array.coords if c not in ("row", "col")])
-        data[name] = array.assign_attrs(PROPERTY_ATTRS[name])
+        data[name] = array.astype(PROPERTY_DTYPES[name]).assign_attrs(PROPERTY_ATTRS[name])
     frame_coords = {
         name: coord.variable for name, coord in stack.coords.items() if coord.dims == ("frame",)
     }

@@ -41,7 +41,7 @@ from stiscube.cube._cubecheck import check_cube
 from stiscube.cube.queries import pixel_history, select_period
 from stiscube.dq import hot_pixel_counts
 from stiscube.exceptions import UnitMismatchError
-from stiscube.layout import PROPERTIES, UNIT_SYSTEMS
+from stiscube.layout import PROPERTIES, PROPERTY_DTYPES, UNIT_SYSTEMS
 from stores import style as _style
 
 __all__ = ["MIN_RELATIVE_SPAN", "plot_hot_pixel_counts", "plot_pixel_history", "plot_property_map"]
@@ -52,8 +52,8 @@ _STYLES = ("step", "markers")
 
 #: smallest y range of a history panel, relative to the panel's typical value
 MIN_RELATIVE_SPAN = 0.05
-#: integer-valued properties (integer ticks)
-_INTEGER = ("nan_count",)
+#: integer-valued properties (integer ticks), from the declared dtypes
+_INTEGER = tuple(name for name, dtype in PROPERTY_DTYPES.items() if np.dtype(dtype).kind in "iu")
 
 
 def _units_label(name: str, units: str) -> str:

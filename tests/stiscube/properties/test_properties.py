@@ -134,7 +134,7 @@ def test_attributes_and_coordinates(sim_props, sim_periods):
         assert props[name].dims == ("row", "col")
         assert props[name].attrs["units"] == unit
         assert len(props[name].attrs["definition"]) > 40
-    assert props["nan_count"].dtype == np.int32 and props["sci_mean"].dtype == np.float32
+    assert props["nan_count"].dtype == np.uint16 and props["sci_mean"].dtype == np.float32
     assert props["rootname"].values.tolist() == list(sim_periods.periods[1].darks)
     assert props.attrs["anneal_number"] == 1
     assert props.attrs["n_frames"] == 24

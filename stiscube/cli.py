@@ -556,6 +556,50 @@ def _cmd_index(args: argparse.Namespace) -> None:
     _update_index(_open(args.db, mode="r+"), args.db, rebuild=args.rebuild)
 
 
+# -- repair / prune ---------------------------------------------------------------------------
+def _add_maintenance(sub) -> None:
+    p = sub.add_parser(
+        "repair",
+        help="report (and with --yes repair) damage that makes the database refuse writes",
+    )
+    p.add_argument("db")
+    p.add_argument("--yes", action="store_true", help="carry the repair out (default: only report)")
+    p.set_defaults(func=_cmd_repair)
+    p = sub.add_parser(
+        "prune",
+        help="remove old versions (never done implicitly); reports what it removes",
+    )
+    p.add_argument("db")
+    p.add_argument(
+        "--keep-last", type=int, required=True, metavar="N", help="newest versions to keep"
+    )
+    p.add_argument("--yes", action="store_true", help="remove them (default: only report)")
+    p.set_defaults(func=_cmd_prune)
+
+
+def _cube_store(path: str):
+    """The database's cube store opened for writing, even when damage blocks writes."""
+    from stiscube.cube.backend import cube_location
+    from stores import CubeStore
+    from stores.fs import Location
+
+    return CubeStore(cube_location(Location.parse(path)), mode="r+")
+
+
+def _cmd_repair(args: argparse.Namespace) -> None:
+    report = _cube_store(args.db).repair(dry_run=not args.yes)
+    sys.stdout.write(f"{report}\n")
+    if not args.yes and report.actions:
+        sys.stdout.write("run again with --yes to carry this out\n")
+
+
+def _cmd_prune(args: argparse.Namespace) -> None:
+    report = _cube_store(args.db).prune(keep_last=args.keep_last, dry_run=not args.yes)
+    sys.stdout.write(f"{report}\n")
+    if not args.yes:
+        sys.stdout.write("run again with --yes to carry this out\n")
+
+
 # -- info -------------------------------------------------------------------------------------
 def _add_info(sub) -> None:
     p = sub.add_parser("info", help="periods held, units, size on disk")
@@ -626,6 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     _add_plot(sub)
     _add_index(sub)
+    _add_maintenance(sub)
     _add_info(sub)
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=_cmd_version)

@@ -1183,6 +1183,20 @@ class CubeStore:
             self.slice_extras(label)
 
     # -- writing -------------------------------------------------------------------------
+    def check_writable(self) -> None:
+        """Raise now the error a write through this handle would raise.
+
+        For callers that validate and compute before they write (a read-only or pinned
+        handle, or damage that blocks writes until :meth:`repair`): they fail before
+        their work, not after it.  Takes no lock; the write checks again under it.
+
+        Raises
+        ------
+        ReadOnlyStoreError, CorruptStoreError
+        """
+        self._check_writable()
+        self._check_healthy()
+
     def _check_writable(self) -> None:
         if self._pinned is not None:
             msg = (

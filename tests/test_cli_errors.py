@@ -42,7 +42,7 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
 # -- fixtures: a small STIS simulation, a small UVIS campaign ------------------------------
 @pytest.fixture(scope="module")
 def stis(tmp_path_factory):
-    from stiscube.simulate import simulate_darks
+    from stiscube.datasets.simulate import simulate_darks
 
     root = tmp_path_factory.mktemp("stis")
     sim = simulate_darks(root / "sim", n_periods=2, frames_per_period=3, shape=(48, 40), seed=5)
@@ -318,3 +318,72 @@ def test_correct_accepts_time_datetime_string_and_mjd():
         np.testing.assert_allclose(got, expected, rtol=1e-12)
     one = correct(flux[0], transfers[0], Time(isot[0], scale="utc"), bkg, model=fit).flux
     np.testing.assert_allclose(one, expected[0], rtol=1e-12)
+
+
+# -- issue 14.5 / issue 10: repair and prune are explicit commands -------------------------
+def _manifests(db: Path) -> list[Path]:
+    return sorted((db / "cube" / "manifests").glob("*.json"))
+
+
+def test_repair_reports_before_it_repairs_and_unblocks_ingest(stis, tmp_path):
+    """A torn newest manifest blocks writes; `stiscube repair` reports, `--yes` repairs."""
+    import shutil
+
+    from stores.testing import tree_digest
+
+    root, sim = stis
+    db = tmp_path / "db"
+    first = sorted(sim.files)[0]
+    proc = run("stiscube", "ingest", db, "--simulation", root / "sim")
+    assert proc.returncode == 0, proc.stderr
+    newest = _manifests(db)[-1]
+    newest.write_bytes(newest.read_bytes()[:-7])  # torn by a crash of the disk, say
+    before = tree_digest(db)
+
+    proc = run("stiscube", "ingest", db, "--darks", *sim.files[first], "--anneal", 99)
+    assert proc.returncode == 1
+    assert error_line(proc).startswith(
+        f"stiscube: error: cube store {db / 'cube'} refuses writes until it is repaired"
+    )
+    assert tree_digest(db) == before
+
+    proc = run("stiscube", "repair", db)  # a dry run: reports, changes nothing
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "would repair (dry run):"
+    assert "move damaged manifest" in proc.stdout
+    assert proc.stdout.splitlines()[-1] == "run again with --yes to carry this out"
+    assert tree_digest(db) == before
+
+    proc = run("stiscube", "repair", db, "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "repaired:"
+    proc = run("stiscube", "repair", db)
+    assert proc.stdout.strip() == "nothing to repair"
+    shutil.rmtree(db)
+
+
+def test_prune_is_explicit_and_keeps_the_newest_versions(stis_db, tmp_path):
+    import shutil
+
+    from stores.testing import tree_digest
+
+    db = tmp_path / "db"
+    shutil.copytree(stis_db, db)
+    n = len(_manifests(db))
+    assert n >= 3  # create + one append per period: old versions are kept by default
+    before = tree_digest(db)
+    proc = run("stiscube", "prune", db, "--keep-last", 1)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("would remove (dry run) versions ")
+    assert tree_digest(db) == before
+    proc = run("stiscube", "prune", db, "--keep-last", 1, "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("removed versions ")
+    assert len(_manifests(db)) == 1
+    info = json.loads(run("stiscube", "info", db, "--format", "json").stdout)
+    assert [v["version"] for v in info["versions"]] == [n - 1]
+    proc = run("stiscube", "prune", db, "--keep-last", 0)
+    assert proc.returncode == 1
+    assert error_line(proc) == (
+        "stiscube: error: keep_last must be >= 1 (the current version is always kept), got 0"
+    )

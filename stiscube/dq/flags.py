@@ -5,8 +5,9 @@ STIS Instrument Handbook; the bit table itself lives in :mod:`stiscube.dq._bits`
 with the dark reader).  A pixel's DQ value is the bitwise OR of its flags, e.g.
 ``16 | 4 = 20`` is a hot pixel that is also a bad detector pixel.
 
-- :data:`STIS_DQ` — the registry, a tuple of :class:`DQFlag` (bit, name, description)
-  ordered by bit value;
+- :data:`STIS_DQ` — the registry, a :class:`stores.flags.FlagRegistry` of
+  :class:`DQFlag` (= :class:`stores.flags.Flag`: bit, name, description) ordered by bit
+  value (iterate it, or ask ``STIS_DQ.flag``, ``.mask``, ``.decode``, ``.cf_attrs``);
 - :func:`decode_dq` — the names of the flags set in one value;
 - :func:`decode_dq_names` — the same for an array of values, as joined strings;
 - :func:`dq_mask` — the OR of a set of bits, each checked against the registry;
@@ -26,11 +27,11 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 
 from stiscube.dq._bits import STIS_DQ_BITS
+from stores.flags import Flag, FlagRegistry
 
 __all__ = [
     "BAD_DETECTOR_PIXEL",
@@ -45,41 +46,24 @@ __all__ = [
     "dq_mask",
 ]
 
+#: one bit of the STIS DQ registry (bit, name, description): :class:`stores.flags.Flag`
+DQFlag = Flag
 
-@dataclass(frozen=True)
-class DQFlag:
-    """One bit of the STIS DQ registry.
-
-    Attributes
-    ----------
-    bit : int
-        The bit value (a power of two, 1 ... 16384).
-    name : str
-        Short identifier, used in ``flag_meanings`` and in decoded names.
-    description : str
-        What the flag means (STIS Instrument Handbook wording).
-    """
-
-    bit: int
-    name: str
-    description: str
-
-
-#: the STIS DQ bits, ordered by bit value
-STIS_DQ: tuple[DQFlag, ...] = tuple(
-    DQFlag(bit, name, description) for bit, (name, description) in sorted(STIS_DQ_BITS.items())
+#: the STIS DQ bits, ordered by bit value: 16-bit values, ``flag_masks`` as uint16
+STIS_DQ: FlagRegistry = FlagRegistry(
+    [(bit, name, description) for bit, (name, description) in STIS_DQ_BITS.items()],
+    name="STIS DQ",
+    dtype=np.uint16,
+    width=16,
+    value_name="DQ value",
 )
 
-_BY_BIT: dict[int, DQFlag] = {flag.bit: flag for flag in STIS_DQ}
-_BY_NAME: dict[str, DQFlag] = {flag.name: flag for flag in STIS_DQ}
-_ALL_BITS: int = int(np.bitwise_or.reduce([flag.bit for flag in STIS_DQ]))
-
 #: hot pixel: dark rate above threshold (set by the hot rule of :class:`stiscube.dq.DQRules`)
-HOT_PIXEL: int = _BY_NAME["hot_pixel"].bit
+HOT_PIXEL: int = STIS_DQ.flag("hot_pixel").bit
 #: bad detector pixel (the default bit of the unstable rule of :class:`stiscube.dq.DQRules`)
-BAD_DETECTOR_PIXEL: int = _BY_NAME["bad_detector_pixel"].bit
+BAD_DETECTOR_PIXEL: int = STIS_DQ.flag("bad_detector_pixel").bit
 #: bad pixel in a reference file
-BAD_REFERENCE_PIXEL: int = _BY_NAME["bad_reference_pixel"].bit
+BAD_REFERENCE_PIXEL: int = STIS_DQ.flag("bad_reference_pixel").bit
 
 
 def dq_flag(bit_or_name: int | str) -> DQFlag:
@@ -87,40 +71,17 @@ def dq_flag(bit_or_name: int | str) -> DQFlag:
 
     Raises
     ------
+    TypeError
+        Neither an int nor a name.
     ValueError
         The value is not a single STIS DQ bit, or the name is unknown.
     """
-    if isinstance(bit_or_name, str):
-        if bit_or_name not in _BY_NAME:
-            msg = f"{bit_or_name!r} is not a STIS DQ flag name; known names are {sorted(_BY_NAME)}"
-            raise ValueError(msg)
-        return _BY_NAME[bit_or_name]
-    if isinstance(bit_or_name, bool) or not isinstance(bit_or_name, int | np.integer):
-        msg = f"a DQ bit must be an int or a flag name, got {bit_or_name!r}"
-        raise TypeError(msg)
-    if int(bit_or_name) not in _BY_BIT:
-        msg = f"{int(bit_or_name)} is not a single STIS DQ bit; known bits are {sorted(_BY_BIT)}"
-        raise ValueError(msg)
-    return _BY_BIT[int(bit_or_name)]
+    return STIS_DQ.flag(bit_or_name)
 
 
 def dq_mask(bits: Iterable[int | str]) -> int:
     """The bitwise OR of *bits* (values or names), each checked against the registry."""
-    total = 0
-    for item in bits:
-        total |= dq_flag(item).bit
-    return total
-
-
-def _check_value(value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        msg = f"value must be an integer DQ value, got {value!r}"
-        raise TypeError(msg)
-    value = int(value)
-    if not 0 <= value <= 0xFFFF:
-        msg = f"value must be a 16-bit DQ value (0 ... 65535), got {value}"
-        raise ValueError(msg)
-    return value
+    return STIS_DQ.mask(bits)
 
 
 def decode_dq(value: int) -> list[str]:
@@ -131,7 +92,7 @@ def decode_dq(value: int) -> list[str]:
     Parameters
     ----------
     value : int
-        A 16-bit DQ value (0 ... 65535).
+        A 16-bit DQ value (0 ... 65535); others raise TypeError/ValueError.
 
     Examples
     --------
@@ -140,12 +101,7 @@ def decode_dq(value: int) -> list[str]:
     >>> decode_dq(0)
     []
     """
-    value = _check_value(value)
-    names = [flag.name for flag in STIS_DQ if value & flag.bit]
-    unknown = value & ~_ALL_BITS
-    if unknown:
-        names.append(f"unknown_bits_{unknown}")
-    return names
+    return STIS_DQ.decode(value)
 
 
 def decode_dq_names(values: np.ndarray, *, sep: str = ",") -> np.ndarray:
@@ -159,18 +115,7 @@ def decode_dq_names(values: np.ndarray, *, sep: str = ",") -> np.ndarray:
     numpy.ndarray
         Strings of the same shape as *values*; ``""`` where no flag is set.
     """
-    arr = np.asarray(values)
-    if arr.dtype.kind not in "iu":
-        msg = f"values must be an integer array of DQ values, got dtype {arr.dtype}"
-        raise TypeError(msg)
-    if arr.size == 0:
-        return np.zeros(arr.shape, dtype=str)
-    if arr.min() < 0 or arr.max() > 0xFFFF:
-        msg = "values must be 16-bit DQ values (0 ... 65535)"
-        raise ValueError(msg)
-    unique, inverse = np.unique(arr, return_inverse=True)
-    decoded = np.array([sep.join(decode_dq(int(v))) for v in unique])
-    return decoded[inverse].reshape(arr.shape)
+    return STIS_DQ.decode_names(values, sep=sep)
 
 
 def cf_flag_attrs(bits: Iterable[int | str] | None = None) -> dict[str, object]:
@@ -188,9 +133,4 @@ def cf_flag_attrs(bits: Iterable[int | str] | None = None) -> dict[str, object]:
         space-separated, same order) and ``flag_descriptions`` (a readable
         ``"16: hot pixel (...); ..."`` string, not a CF attribute).
     """
-    chosen = STIS_DQ if bits is None else sorted({dq_flag(b) for b in bits}, key=lambda f: f.bit)
-    return {
-        "flag_masks": np.array([flag.bit for flag in chosen], dtype=np.uint16),
-        "flag_meanings": " ".join(flag.name for flag in chosen),
-        "flag_descriptions": "; ".join(f"{flag.bit}: {flag.description}" for flag in chosen),
-    }
+    return STIS_DQ.cf_attrs(bits, descriptions=True)

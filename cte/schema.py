@@ -1,4 +1,5 @@
-"""The photometry Dataset contract: dims, variables, coordinates, units (declared once).
+"""The data products of the monitor, each declared once: the photometry Dataset (dims,
+variables, coordinates, units), the loss Dataset and the coefficient table.
 
 This module is the one declaration of the photometry data product: the store's
 validator (:func:`validate`), the analysis' check (:func:`cte.analysis.pairs.validate_photometry`
@@ -29,8 +30,13 @@ __all__ = [
     "COORDS",
     "DIMS",
     "IMAGE_COORDS",
+    "LOSS_COORD_UNITS",
+    "LOSS_DIMS",
+    "LOSS_VARIABLES",
+    "MODEL_CONFIG_KEYS",
     "VARIABLES",
     "annotate",
+    "coefficient_columns",
     "image_coordinates",
     "key_for",
     "validate",
@@ -101,6 +107,78 @@ ALLOWED_VALUES: dict[str, frozenset] = {
     "ctecorr": frozenset({"FLT", "FLC"}),
     "exptime_class": frozenset({"short", "long"}),
 }
+
+
+# -- the loss Dataset (cte.measure_loss) ----------------------------------------------------
+#: dims of every per-cell variable of the loss Dataset
+LOSS_DIMS = ("pair", "flux_bin", "aperture")
+
+#: per-cell variable -> (units, long_name); further per-cell statistics and the pivot
+#: variables are documented where they are computed (cte.analysis.loss)
+LOSS_VARIABLES: dict[str, tuple[str, str]] = {
+    "loss": ("1", "fraction of flux lost per 2048 transfers (exact ratio model)"),
+    "loss_err": ("1", "1-sigma uncertainty of loss"),
+    "n_stars": ("1", "stars used in the fit (after clipping)"),
+    "n_clipped": ("1", "stars removed by sigma clipping"),
+    "loss_linear": ("1", "slope * 2048 / 2 (seed's first-order loss)"),
+    "slope": ("1 / transfer", "slope of flux ratio vs denominator transfers (chip-2 y)"),
+    "slope_err": ("1 / transfer", "1-sigma uncertainty of slope"),
+    "intercept": ("1", "flux ratio at zero denominator transfers"),
+    "intercept_err": ("1", "1-sigma uncertainty of intercept"),
+    "rms": ("1", "rms of the ratio about the fit"),
+    "transfers_mean": ("1", "mean denominator transfers of the stars used"),
+}
+
+#: coordinate of the loss Dataset -> units (the others are labels)
+LOSS_COORD_UNITS: dict[str, str] = {
+    "mjd": "d",
+    "exptime": "s",
+    "flash": "electron / pixel",
+    "postarg1": "arcsec",
+    "flux_bin_lo": "electron",
+    "flux_bin_hi": "electron",
+    "aperture": "pixel",
+}
+
+
+# -- the coefficient table (cte.fit_model, CTEModel.write) -----------------------------------
+#: columns naming the configuration a model was fitted for
+MODEL_CONFIG_KEYS: tuple[str, ...] = ("target", "filter", "exptime_class", "ctecorr", "aperture")
+
+
+def coefficient_columns(terms: tuple[str, ...]) -> dict[str, tuple[str | None, str | None, bool]]:
+    """Columns of the coefficient table for the model *terms*
+    (:data:`cte.analysis.lossmodel.BASIS_TERMS`), in table order.
+
+    Returns
+    -------
+    dict
+        name -> (unit or None, description or None, required when reading).
+    """
+    cols: dict[str, tuple[str | None, str | None, bool]] = {
+        key: ("pix" if key == "aperture" else None, None, True) for key in MODEL_CONFIG_KEYS
+    }
+    cols["terms"] = (None, "terms fitted (the others are fixed at 0, their errors are NaN)",
+                     True)
+    cols["dropped"] = (None, "terms not fitted, with the reason", False)
+    for term in terms:
+        cols[f"fitted_{term}"] = (None, f"True if term {term} was fitted", False)
+    for term in terms:
+        cols[f"c_{term}"] = (None, f"coefficient of term {term}", True)
+        cols[f"e_{term}"] = (None, f"1-sigma uncertainty of c_{term} (NaN: not fitted)", False)
+    cols["covariance"] = (None, "coefficient covariance, order " + " ".join(terms), True)
+    cols["chi2_red"] = (None, "reduced chi-square of the fit", True)
+    cols["covariance_scale"] = (None, "factor applied to the covariance (max(1, chi2_red))",
+                                True)
+    cols["dof"] = (None, None, True)
+    cols["n_cells"] = (None, "cells (pair x flux bin) fitted", True)
+    cols["n_stars"] = (None, "star measurements in those cells", True)
+    cols["n_epochs"] = (None, "distinct epochs among the cells fitted", False)
+    cols["n_flux_bins"] = (None, "distinct flux bins among the cells fitted", False)
+    for name, unit in (("flux", "electron"), ("mjd", "d"), ("background", "electron / pix")):
+        cols[f"{name}_min"] = (unit, None, True)
+        cols[f"{name}_max"] = (unit, None, True)
+    return cols
 
 
 def image_coordinates() -> tuple[str, ...]:

@@ -71,6 +71,7 @@ from cte.analysis._linefit import (
 )
 from cte.analysis.pairs import dataset_name, default_config, pair_images, validate_photometry
 from cte.flags import BAD_PIXEL, COSMIC_RAY, CROWDED
+from cte.schema import LOSS_COORD_UNITS, LOSS_DIMS, LOSS_VARIABLES
 from stores import __version__
 from stores.validate import as_float, as_int, as_str, one_of
 
@@ -373,31 +374,28 @@ def measure_loss(
 
     shape = (n_pairs, n_bins, n_ap)
     n_in = segment_sum(cell, np.ones(cell.size), n_cells)
+    values = {
+        "loss": loss,
+        "loss_err": loss_err,
+        "n_stars": n.astype(np.int64),
+        "n_clipped": (n_in - n).astype(np.int64),
+        "loss_linear": np.where(enough, 1024.0 * fit.slope, np.nan),
+        "slope": np.where(enough, fit.slope, np.nan),
+        "slope_err": np.where(enough, fit.slope_err, np.nan),
+        "intercept": np.where(enough, fit.intercept, np.nan),
+        "intercept_err": np.where(enough, fit.intercept_err, np.nan),
+        "rms": np.where(enough, fit.rms, np.nan),
+        "transfers_mean": fit.x_mean,
+    }
     variables = {
-        "loss": (loss, "1", "fraction of flux lost per 2048 transfers (exact ratio model)"),
-        "loss_err": (loss_err, "1", "1-sigma uncertainty of loss"),
-        "n_stars": (n.astype(np.int64), "1", "stars used in the fit (after clipping)"),
-        "n_clipped": ((n_in - n).astype(np.int64), "1", "stars removed by sigma clipping"),
-        "loss_linear": (np.where(enough, 1024.0 * fit.slope, np.nan), "1",
-                        "slope * 2048 / 2 (seed's first-order loss)"),
-        "slope": (np.where(enough, fit.slope, np.nan), "1 / transfer",
-                  "slope of flux ratio vs denominator transfers (chip-2 y)"),
-        "slope_err": (np.where(enough, fit.slope_err, np.nan), "1 / transfer",
-                      "1-sigma uncertainty of slope"),
-        "intercept": (np.where(enough, fit.intercept, np.nan), "1",
-                      "flux ratio at zero denominator transfers"),
-        "intercept_err": (np.where(enough, fit.intercept_err, np.nan), "1",
-                          "1-sigma uncertainty of intercept"),
-        "rms": (np.where(enough, fit.rms, np.nan), "1", "rms of the ratio about the fit"),
-        "transfers_mean": (fit.x_mean, "1", "mean denominator transfers of the stars used"),
+        **{name: (values[name], *LOSS_VARIABLES[name]) for name in LOSS_VARIABLES},
         **stats,
         **{k: (v, "1 / transfer" if k.startswith("slope") else "1", _PIVOT_DOC[k])
            for k, v in pivot_vars.items()},
     }
     data_vars = {
-        name: (("pair", "flux_bin", "aperture"), np.reshape(values, shape),
-               {"units": units, "long_name": doc})
-        for name, (values, units, doc) in variables.items()
+        name: (LOSS_DIMS, np.reshape(data, shape), {"units": units, "long_name": doc})
+        for name, (data, units, doc) in variables.items()
     }
     out = _assemble(data_vars, datasets, pair_sets, bins, radii, flux_var, sigma,
                     maxiters, min_stars, reject_flags, pivot, pivot_transfers)
@@ -487,15 +485,15 @@ def _assemble(data_vars, datasets, pair_sets, bins, radii, flux_var, sigma, maxi
     if np.any(counts > 1):
         msg = f"pair ids are not unique across the Datasets given: {ids[counts > 1][:5].tolist()}"
         raise ValueError(msg)
-    units = {"mjd": "d", "exptime": "s", "flash": "electron / pixel", "postarg1": "arcsec"}
+    units = LOSS_COORD_UNITS
     coords = {
         name: ("pair", values, {"units": units[name]} if name in units else {})
         for name, values in pair_coords.items()
     }
     coords["flux_bin"] = ("flux_bin", np.arange(len(bins)))
-    coords["flux_bin_lo"] = ("flux_bin", bins[:, 0], {"units": "electron"})
-    coords["flux_bin_hi"] = ("flux_bin", bins[:, 1], {"units": "electron"})
-    coords["aperture"] = ("aperture", radii, {"units": "pixel"})
+    coords["flux_bin_lo"] = ("flux_bin", bins[:, 0], {"units": units["flux_bin_lo"]})
+    coords["flux_bin_hi"] = ("flux_bin", bins[:, 1], {"units": units["flux_bin_hi"]})
+    coords["aperture"] = ("aperture", radii, {"units": units["aperture"]})
     coords["unpaired_image"] = (
         "unpaired", np.concatenate([p["unpaired_image"].values for p in pair_sets]).astype(str)
     )

@@ -66,6 +66,7 @@ from astropy.table import Table
 
 from cte.analysis.lossmodel import BASIS_TERMS, LossModel, basis, model_variables
 from cte.exceptions import FitError, ModelNotFoundError
+from cte.schema import LOSS_DIMS, MODEL_CONFIG_KEYS, coefficient_columns
 from stores import __version__
 from stores.validate import as_float, one_of
 
@@ -75,7 +76,7 @@ __all__ = ["CONFIG_KEYS", "EPOCH_GAP_DAYS", "CTEModel", "FittedLoss", "choose_te
 logger = logging.getLogger(__name__)
 
 #: the keys of a configuration, in table order
-CONFIG_KEYS: tuple[str, ...] = ("target", "filter", "exptime_class", "ctecorr", "aperture")
+CONFIG_KEYS: tuple[str, ...] = MODEL_CONFIG_KEYS
 _TIME_TERMS = ("t", "xt")
 _BACKGROUND_TERMS = ("b", "bx")
 _FORMULA = (
@@ -278,7 +279,7 @@ def _check_loss_dataset(loss_ds, loss_var, err_var, extra_err_var) -> None:
             "pass the Dataset returned by cte.measure_loss"
         )
         raise ValueError(msg)
-    dims = {"pair", "flux_bin", "aperture"}
+    dims = set(LOSS_DIMS)
     if set(loss_ds[loss_var].dims) != dims:
         msg = f"loss_ds[{loss_var!r}] must have dims {sorted(dims)}, got {loss_ds[loss_var].dims}"
         raise ValueError(msg)
@@ -615,28 +616,11 @@ def _to_table(model: CTEModel) -> Table:
         cols[f"{name}_min"] = np.array([getattr(fit, attr)[0] for fit in fits], dtype=float)
         cols[f"{name}_max"] = np.array([getattr(fit, attr)[1] for fit in fits], dtype=float)
     table = Table(cols)
-    units = {"aperture": "pix", "flux_min": "electron", "flux_max": "electron",
-             "mjd_min": "d", "mjd_max": "d", "background_min": "electron / pix",
-             "background_max": "electron / pix"}
-    for name, unit in units.items():
-        table[name].unit = unit
-    descriptions = {
-        "terms": "terms fitted (the others are fixed at 0, their errors are NaN)",
-        "dropped": "terms not fitted, with the reason",
-        "n_epochs": "distinct epochs among the cells fitted",
-        "n_flux_bins": "distinct flux bins among the cells fitted",
-        "covariance": "coefficient covariance, order " + " ".join(BASIS_TERMS),
-        "chi2_red": "reduced chi-square of the fit",
-        "covariance_scale": "factor applied to the covariance (max(1, chi2_red))",
-        "n_cells": "cells (pair x flux bin) fitted",
-        "n_stars": "star measurements in those cells",
-    }
-    for term in BASIS_TERMS:
-        descriptions[_term_column(term)] = f"coefficient of term {term}"
-        descriptions[f"e_{term}"] = f"1-sigma uncertainty of c_{term} (NaN: not fitted)"
-        descriptions[f"fitted_{term}"] = f"True if term {term} was fitted"
-    for name, text in descriptions.items():
-        table[name].description = text
+    for name, (unit, description, _) in coefficient_columns(BASIS_TERMS).items():
+        if unit is not None:
+            table[name].unit = unit
+        if description is not None:
+            table[name].description = description
     table.meta.update(
         {
             "formula": _FORMULA,
@@ -649,10 +633,7 @@ def _to_table(model: CTEModel) -> Table:
 
 
 def _from_table(table: Table, *, source: str) -> CTEModel:
-    required = [*CONFIG_KEYS, "terms", "covariance", "chi2_red", "dof", "n_cells",
-                "n_stars", "covariance_scale", "flux_min", "flux_max", "mjd_min", "mjd_max",
-                "background_min", "background_max",
-                *(_term_column(t) for t in BASIS_TERMS)]
+    required = [c for c, (_, _, needed) in coefficient_columns(BASIS_TERMS).items() if needed]
     missing = [c for c in required if c not in table.colnames]
     if missing:
         msg = f"{source}: not a CTE coefficient table, missing columns {missing}"

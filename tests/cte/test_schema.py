@@ -45,3 +45,26 @@ def test_a_synthetic_dataset_missing_a_declared_coordinate_is_refused():
     ds = make_photometry(n_stars=10, seed=5).photometry.drop_vars("orientat")
     with pytest.raises(InvalidPhotometryError, match="missing coordinate 'orientat'"):
         validate(ds)
+
+
+def test_loss_dataset_and_coefficient_table_follow_their_declarations(tmp_path):
+    from astropy.table import Table
+
+    from cte.analysis.lossmodel import BASIS_TERMS
+    from cte.schema import LOSS_COORD_UNITS, LOSS_DIMS, LOSS_VARIABLES, coefficient_columns
+    from tests.cte._analysis_fixtures import campaign_loss, campaign_model
+
+    loss = campaign_loss()
+    for name, (units, long_name) in LOSS_VARIABLES.items():
+        assert loss[name].dims == LOSS_DIMS
+        assert (loss[name].attrs["units"], loss[name].attrs["long_name"]) == (units, long_name)
+    for name, units in LOSS_COORD_UNITS.items():
+        assert loss[name].attrs["units"] == units
+    path = tmp_path / "coefficients.ecsv"
+    campaign_model().write(path)
+    table = Table.read(path, format="ascii.ecsv")
+    declared = coefficient_columns(BASIS_TERMS)
+    assert table.colnames == list(declared)
+    for name, (unit, description, _) in declared.items():
+        assert (None if table[name].unit is None else str(table[name].unit)) == unit
+        assert table[name].description == description

@@ -642,8 +642,9 @@ class PixelDB:
     def same_inputs(self, anneal_num: int, files: Iterable[str | os.PathLike]) -> bool:
         """Whether period *anneal_num* was computed from exactly these files.
 
-        True when the period is held and its darks table records the same sizes and
-        SHA-256 checksums as *files* (in any order, one per file); False
+        True when the period is held and its darks table records the same set of files
+        (sizes and SHA-256 checksums, in any order) as *files*; a file with several
+        imsets gives several frames, each recorded with its file's fingerprint.  False
         otherwise, also for periods stored without fingerprints.
         """
         if anneal_num not in self.store:
@@ -651,9 +652,9 @@ class PixelDB:
         recorded = (self.store.slice_extras(anneal_num) or {}).get("darks", [])
         if not recorded or not all("sha256" in r and "size" in r for r in recorded):
             return False
-        have = sorted((int(r["size"]), str(r["sha256"])) for r in recorded)
-        given = sorted((f["size"], f["sha256"]) for f in file_fingerprints(files))
-        return have == given
+        have = {(int(r["size"]), str(r["sha256"])) for r in recorded}
+        given = [(f["size"], f["sha256"]) for f in file_fingerprints(files)]
+        return len(set(given)) == len(given) and have == set(given)
 
     # -- seed-compatible queries -------------------------------------------------------------
     def query_pixel(

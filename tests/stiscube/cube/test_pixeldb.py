@@ -410,3 +410,22 @@ def test_overlap_check_runs_under_the_writer_lock(tmp_path, trial):
     loser = ({1, 2} - set(held)).pop()
     assert f"overlaps period {held[0]}" in outcomes[loser]
     assert outcomes[held[0]] == "ok"
+
+
+def test_same_inputs_recognises_a_period_of_multi_imset_files(tmp_path):
+    """Resume (issue 14.11) with files holding two imsets each: one fingerprint per file."""
+    from stiscube.datasets.simulate import simulate_darks
+
+    sim = simulate_darks(
+        tmp_path / "sim", n_periods=1, frames_per_period=6, shape=(32, 32), seed=3,
+        imsets_per_file=2,
+    )
+    (number, files), = sim.files.items()
+    assert len(files) == 3
+    db = PixelDB.create(tmp_path / "db", periods=sim.periods, shape=sim.shape)
+    db.ingest_darks(files, number)
+    assert len(db.query_anneal_darks(anneal_num=number)) == 6  # a frame per imset
+    assert db.same_inputs(number, files)
+    assert db.same_inputs(number, list(reversed(files)))
+    assert not db.same_inputs(number, files[:2])  # a file missing
+    assert not db.same_inputs(number, [*files, files[0]])  # a file given twice

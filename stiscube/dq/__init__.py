@@ -20,10 +20,9 @@ hot (bit ``hot_bit``, default 16 = ``hot_pixel``)
     deviation of the whole ``sci_mean`` frame of the period: those of
     :func:`astropy.stats.sigma_clipped_stats` (clipping at ``clip_sigma`` about the
     median, at most ``clip_maxiters`` iterations; NaN excluded) as the STIS reference
-    pipeline does (refstis: 3-sigma clipping, 5-sigma hot threshold), computed by
-    :func:`stiscube.dq._kernels.clipped_stats`, which gives the same numbers (to ~1e-14
-    relative) 3-4x faster.  This rule is relative to the frame, so it holds in either
-    unit system;
+    pipeline does (refstis: 3-sigma clipping, 5-sigma hot threshold), called through
+    :func:`stiscube.dq._kernels.clipped_stats`.  This rule is relative to the frame, so
+    it holds in either unit system;
 
     the two are combined with ``hot_combine`` = ``"or"`` (either) or ``"and"`` (both)
     when both are given.  By default (``hot_nsigma="auto"``) the relative rule with

@@ -22,7 +22,7 @@ from stiscube.dq import (
     write_dq_fits,
     write_flagged_table,
 )
-from stiscube.dq._kernels import _RankIndex, clipped_stats, clipped_threshold
+from stiscube.dq._kernels import clipped_stats, clipped_threshold
 from stiscube.dq.flags import (
     STIS_DQ,
     cf_flag_attrs,
@@ -214,37 +214,6 @@ def test_clipped_stats_property_vs_astropy(values, sigma, maxiters, dtype):
         assert np.isnan(got).all()
         return
     np.testing.assert_allclose(got, astropy_clip(values, sigma, maxiters), rtol=1e-9, atol=1e-12)
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    values=st.lists(
-        st.one_of(st.floats(-1e9, 1e9, width=32), st.sampled_from([0.0, -0.0, 2.0, 2.0])),
-        min_size=1,
-        max_size=300,
-    ),
-    probes=st.lists(st.floats(-2e9, 2e9), min_size=1, max_size=6),
-    dtype=st.sampled_from([np.float32, np.float64]),
-)
-def test_rank_index_vs_sorted_numpy(values, probes, dtype):
-    x = np.asarray(values, dtype=dtype)
-    index = _RankIndex(x)
-    ordered = np.sort(x)
-    for k in range(x.size):
-        assert index.kth(k) == ordered[k]
-    probes = [*probes, *(np.nextafter(np.float32(v), np.float32(np.inf)) for v in probes)]
-    centre = float(np.median(x))
-    index.set_centre(centre)
-    x64 = x.astype(np.float64)  # exact comparisons, whatever the dtype of the sample
-    for v in [*map(float, probes), *map(float, x[:3])]:
-        assert index.rank(v, inclusive=False) == np.count_nonzero(x64 < v)
-        assert index.rank(v, inclusive=True) == np.count_nonzero(x64 <= v)
-    bounds = sorted(map(float, probes))
-    for lo, hi in zip(bounds, bounds[::-1], strict=True):
-        n, s1, s2 = index.moments(lo, hi)
-        d = x64[(x64 >= lo) & (x64 <= hi)] - centre
-        assert n == d.size
-        np.testing.assert_allclose([s1, s2], [d.sum(), (d * d).sum()], rtol=1e-9, atol=1e-6)
 
 
 @pytest.mark.parametrize(

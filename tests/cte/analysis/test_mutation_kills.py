@@ -60,3 +60,41 @@ def test_surviving_fraction_by_hand():
     # a negative loss is clipped to 0: nothing is lost, nothing gained
     gain = LossModel({"1": -0.2})
     np.testing.assert_array_equal(gain.surviving_fraction(1.0e4, 56000.0, 10.0, 2051), [1.0])
+
+
+def test_chip_origins_by_hand():
+    from cte._geometry import chip_origin_y
+
+    assert chip_origin_y(2) == 0.0
+    assert chip_origin_y(1) == 2051.0 + 31.0  # chip height plus the gap
+
+
+def test_rotation_matrix_is_counter_clockwise():
+    from cte._geometry import rotation_matrix
+
+    np.testing.assert_allclose(rotation_matrix(90.0) @ [1.0, 0.0], [0.0, 1.0], atol=1e-15)
+    np.testing.assert_allclose(rotation_matrix(90.0) @ [0.0, 1.0], [-1.0, 0.0], atol=1e-15)
+    c, s = math.sqrt(3) / 2, 0.5
+    np.testing.assert_allclose(rotation_matrix(30.0), [[c, -s], [s, c]], rtol=1e-15)
+
+
+@pytest.mark.parametrize(("orientat", "east", "north"), [(0.0, 0.0, 1.0), (90.0, 1.0, 0.0)])
+def test_tan_wcs_reference_pixel_scale_and_orientation(orientat, east, north):
+    # The reference pixel (0-based crpix0) maps to crval; one pixel along +y moves the
+    # position by `scale` arcsec towards the position angle orientat (east of north):
+    # (east, north) offsets of (0, 1) at orientat 0 and (1, 0) at orientat 90.
+    from cte._geometry import tan_wcs
+
+    scale = 0.04
+    ra0, dec0 = 150.0, 2.0
+    wcs = tan_wcs((ra0, dec0), (100.0, 300.0), orientat=orientat, scale=scale)
+    assert wcs.wcs.radesys == "ICRS"
+    ra, dec = wcs.all_pix2world([[100.0, 300.0], [100.0, 301.0], [101.0, 300.0]], 0).T
+    assert ra[0] == pytest.approx(ra0, abs=1e-12) and dec[0] == pytest.approx(dec0, abs=1e-12)
+    step = scale / 3600.0
+    cosd = math.cos(math.radians(dec0))
+    # +y: (east, north) * step;  +x: 90 deg clockwise of +y on the sky, (-north, east)
+    assert (ra[1] - ra0) * cosd == pytest.approx(east * step, abs=1e-4 * step)
+    assert dec[1] - dec0 == pytest.approx(north * step, abs=1e-4 * step)
+    assert (ra[2] - ra0) * cosd == pytest.approx(-north * step, abs=1e-4 * step)
+    assert dec[2] - dec0 == pytest.approx(east * step, abs=1e-4 * step)

@@ -456,6 +456,11 @@ def _history(
             f"{iso(one['anneal_end'].values)[:19]}, {int(one['n_darks'].values)} darks"
             + (f": {' '.join(names)}" if names else "")
         )
+        for coord, label in (("exptime_class", "exposures"), ("temperature_correction",
+                                                              "temperature scaling")):
+            value = _period_text(one, coord)
+            if value:
+                lines.append(f"  period {number} {label}: {value}")
     lines.append(f"cube version {prov['version']}")
     wrapped = []
     for line in lines:
@@ -463,6 +468,26 @@ def _history(
     wrapped.append("period sha256 (of the store's commit checksums):")
     wrapped += [f"{n} {digest}" for n, digest in prov["checksums"].items()]  # <= 69 chars
     return wrapped
+
+
+def _period_text(one: xr.Dataset, coord: str) -> str:
+    """A period's string coordinate, or "" where the cube has none (e.g. seed CSV periods)."""
+    if coord not in one.coords:
+        return ""
+    return str(one[coord].values).strip()
+
+
+def _temperature_card(db: PixelDB, numbers: list[int]) -> str | None:
+    """TEMPCORR: the periods' dark-rate temperature scaling (the formula, or ``off``) when
+    they share one; how many frames each period scaled is in the HISTORY."""
+    texts = {
+        _period_text(db.dataset.sel(anneal=n), "temperature_correction").split(":")[0]
+        for n in numbers
+    }
+    texts.discard("")
+    if not texts:
+        return None
+    return texts.pop() if len(texts) == 1 else "differs by period (see HISTORY)"
 
 
 def _primary(
@@ -503,6 +528,9 @@ def _primary(
         ("SOFTWARE", software(), "software that made this file"),
         ("RULES", json.dumps(rules.to_dict()), "DQ rules as JSON"),
     ]
+    tempcorr = _temperature_card(db, numbers)
+    if tempcorr is not None:
+        cards.append(("TEMPCORR", tempcorr, "dark-rate temperature scaling of the inputs"))
     for key, value, comment in cards:
         _set_card(hdr, key, value, comment)
     for line in _history(db, numbers, rules, prov, extra_history):

@@ -326,3 +326,35 @@ def test_errors_write_nothing(db, tmp_path):
         write_dark_reference(db, out, rules=RULES, anneals=3, keywords=KEYS)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.fits"]
+
+
+def test_temperature_scaling_and_exposures_are_in_the_headers(tmp_path):
+    """Issue 9: the temperature scaling of the inputs is recorded in every output header."""
+    from stiscube.datasets.simulate import simulate_darks
+    from stiscube.io.darks import TemperatureCorrection
+
+    sim = simulate_darks(  # Side-2 dates (2020): the STScI scaling applies by default
+        tmp_path / "sim", n_periods=2, frames_per_period=4, shape=(32, 32), seed=8
+    )
+    db = PixelDB.create(tmp_path / "db", periods=sim.periods, shape=sim.shape)
+    first, second = sorted(sim.files)
+    db.ingest_darks(sim.files[first], first)
+    db.ingest_darks(
+        sim.files[second], second, temperature=TemperatureCorrection(enabled=False)
+    )
+    one = write_dark_reference(db, tmp_path / "one.fits", anneals=first)
+    both = write_dq_reference(db, tmp_path / "both.fits", anneals=[first, second])
+    with fits.open(one) as hdul:
+        hdr = hdul[0].header
+        assert hdr["TEMPCORR"] == "1/(1+0.07*(OCCDHTAV-18)) Side-2"
+        history = " ".join(" ".join(str(h) for h in hdr["HISTORY"]).split())
+        assert (
+            f"period {first} temperature scaling: 1/(1+0.07*(OCCDHTAV-18)) Side-2: "
+            "4 of 4 frames scaled" in history
+        )
+        assert f"period {first} exposures: long (1000-1200 s)" in history
+    with fits.open(both) as hdul:
+        hdr = hdul[0].header
+        assert hdr["TEMPCORR"] == "differs by period (see HISTORY)"
+        history = " ".join(" ".join(str(h) for h in hdr["HISTORY"]).split())
+        assert f"period {second} temperature scaling: off" in history

@@ -98,3 +98,34 @@ def test_tan_wcs_reference_pixel_scale_and_orientation(orientat, east, north):
     assert dec[1] - dec0 == pytest.approx(north * step, abs=1e-4 * step)
     assert (ra[2] - ra0) * cosd == pytest.approx(-north * step, abs=1e-4 * step)
     assert dec[2] - dec0 == pytest.approx(east * step, abs=1e-4 * step)
+
+
+def test_segment_median_of_one_entry_and_of_none():
+    from cte.analysis._linefit import segment_median
+
+    np.testing.assert_array_equal(segment_median(np.array([0]), [5.0], [True], 1), [5.0])
+    empty = segment_median(np.array([], dtype=np.intp), np.array([]), np.array([], bool), 3)
+    assert empty.shape == (3,) and np.isnan(empty).all()
+
+
+def test_line_fit_errors_equal_linregress_with_small_x_spread_and_offset():
+    # x spread 0.3 (Sxx = 0.05 < 1) and a large intercept: slope, intercept and both
+    # standard errors must equal scipy.stats.linregress; the outlier at index 5 is clipped
+    # by the default 3-sigma cut.
+    from scipy.stats import linregress
+
+    from cte.analysis._linefit import segmented_line_fit
+
+    rng = np.random.default_rng(15)
+    x = np.linspace(0.0, 0.3, 40)
+    y = 100.0 + 2.0 * x + rng.normal(0.0, 0.01, x.size)
+    y[5] += 1.0  # 100 sigma
+    fit = segmented_line_fit(np.zeros(x.size, np.intp), x, y, 1)
+    good = np.ones(x.size, bool)
+    good[5] = False
+    np.testing.assert_array_equal(fit.keep, good)
+    ref = linregress(x[good], y[good])
+    assert fit.slope[0] == pytest.approx(ref.slope, rel=1e-9)
+    assert fit.intercept[0] == pytest.approx(ref.intercept, rel=1e-12)
+    assert fit.slope_err[0] == pytest.approx(ref.stderr, rel=1e-7)
+    assert fit.intercept_err[0] == pytest.approx(ref.intercept_stderr, rel=1e-7)

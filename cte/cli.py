@@ -394,7 +394,6 @@ def _model_or_none(path):
 def _cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cte.exceptions import ModelNotFoundError
     from cte.report.plots import plot_loss_vs_flux, plot_loss_vs_time
 
     loss = _open_loss(args.loss)
@@ -411,15 +410,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     for target, filt, expclass, kind in configs:
         config = {"target": target, "filter": filt, "exptime_class": expclass, "ctecorr": kind}
         stem = f"{target}_{filt}_{expclass}_{kind}_ap{aperture:g}"
-        fitted = None
-        if model is not None:
-            try:
-                fitted = model.select(aperture=aperture, **config)
-            except ModelNotFoundError:
-                print(f"no fitted model for {stem}: plotting the data only")
-        plot_loss_vs_flux(loss, fitted, aperture=aperture, path=out / f"loss_vs_flux_{stem}.png",
+        # the whole model: a configuration it could not fit is drawn as data with the reason
+        plot_loss_vs_flux(loss, model, aperture=aperture, path=out / f"loss_vs_flux_{stem}.png",
                           **config)
-        plot_loss_vs_time(loss, fitted, aperture=aperture, path=out / f"loss_vs_time_{stem}.png",
+        plot_loss_vs_time(loss, model, aperture=aperture, path=out / f"loss_vs_time_{stem}.png",
                           **config)
         n += 2
     print(f"wrote {n} plots to {out}")

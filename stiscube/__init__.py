@@ -27,6 +27,7 @@ from stiscube.exceptions import (
 )
 from stiscube.io.anneals import AnnealTable
 from stiscube.io.darks import DarkSelection, TemperatureCorrection
+from stiscube.properties import ClipOptions
 from stiscube.properties.compute import compute_properties
 from stores import __version__
 from stores.environment import show_versions
@@ -35,6 +36,7 @@ __all__ = [
     "AnnealPeriodError",
     "AnnealTable",
     "AnnealTableError",
+    "ClipOptions",
     "CubeQueryError",
     "DarkSelection",
     "IncompatibleDarksError",

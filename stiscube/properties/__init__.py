@@ -5,6 +5,7 @@ turns a stack of dark frames into the property cube of one period (declared in
 :mod:`stiscube.layout`); the numpy kernels live in :mod:`stiscube.properties._kernels`.
 """
 
+from stiscube.properties._kernels import ClipOptions
 from stiscube.properties.compute import compute_properties, properties_from_stack
 
-__all__ = ["compute_properties", "properties_from_stack"]
+__all__ = ["ClipOptions", "compute_properties", "properties_from_stack"]

@@ -33,13 +33,18 @@ All arithmetic is float32.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from stiscube.dq._bits import DEFAULT_DARK_DQ_MASK
+from stores.validate import as_float, check_fields
 
 __all__ = [
+    "ClipOptions",
     "masked_median",
     "pixel_properties",
     "reject_cosmic_rays",
@@ -49,57 +54,98 @@ __all__ = [
 _F32 = np.float32
 
 
-def validate_options(
-    *,
-    dq_mask: int = DEFAULT_DARK_DQ_MASK,
-    cr_sigma: float = 5.0,
-    maxiters: int = 10,
-    state_fraction: float = 0.2,
-    min_state: int = 4,
-    state_sigma: float = 4.0,
-) -> dict[str, Any]:
-    """Check the options of :func:`pixel_properties`; return them normalised.
+def _dq_mask(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        msg = f"{name} must be an integer bit mask, got {value!r}"
+        raise TypeError(msg)
+    if not 0 <= int(value) <= 0x7FFF:
+        msg = f"{name} must be in [0, 32767] (STIS DQ bits 1..16384), got {value!r}"
+        raise ValueError(msg)
+    return int(value)
+
+
+def _positive(value: Any, name: str) -> float:
+    if not (isinstance(value, int | float | np.number) and np.isfinite(value) and value > 0):
+        msg = f"{name} must be > 0, got {value!r}"
+        raise ValueError(msg)
+    return float(value)
+
+
+def _int_at_least(low: int) -> Any:
+    def check(value: Any, name: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+            msg = f"{name} must be an integer >= {low}, got {value!r}"
+            raise ValueError(msg)
+        return int(value)
+
+    return check
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClipOptions:
+    """The cosmic-ray clipping options, validated once (in ``__post_init__``).
+
+    Parameters
+    ----------
+    dq_mask : int
+        DQ bits that invalidate a sample (0 ... 32767; default bits 1, 2, 256, 8192).
+    cr_sigma : float
+        Clipping threshold in standard deviations (> 0, one-sided).
+    maxiters : int
+        Maximum number of clipping iterations (>= 1).
+    state_fraction, min_state, state_sigma : float, int, float
+        Recurring-level protection (``0 < state_fraction <= 1``, ``min_state >= 2``,
+        ``state_sigma > 0``), see :func:`reject_cosmic_rays`.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Naming the offending field.
+    """
+
+    dq_mask: int = DEFAULT_DARK_DQ_MASK
+    cr_sigma: float = 5.0
+    maxiters: int = 10
+    state_fraction: float = 0.2
+    min_state: int = 4
+    state_sigma: float = 4.0
+
+    def __post_init__(self) -> None:
+        check_fields(self, _CLIP_FIELDS)
+
+    @classmethod
+    def from_keywords(cls, options: ClipOptions | None, keywords: dict[str, Any]) -> ClipOptions:
+        """*options*, or options built from *keywords* (the six names), not both."""
+        if options is None:
+            return cls(**keywords)
+        if not isinstance(options, cls):
+            msg = f"options must be a ClipOptions, got {type(options).__name__}"
+            raise TypeError(msg)
+        if keywords:
+            msg = f"give options or the keywords {sorted(keywords)}, not both"
+            raise TypeError(msg)
+        return options
+
+
+_CLIP_FIELDS = {
+    "dq_mask": _dq_mask,
+    "cr_sigma": _positive,
+    "maxiters": _int_at_least(1),
+    "state_fraction": partial(as_float, min=0, max=1, strict_min=True),
+    "min_state": _int_at_least(2),
+    "state_sigma": _positive,
+}
+
+
+def validate_options(**keywords: Any) -> dict[str, Any]:
+    """The clipping options (:class:`ClipOptions` keywords) checked and normalised, as a dict.
 
     Raises
     ------
     ValueError, TypeError
         Naming the offending parameter.
     """
-    if isinstance(dq_mask, bool) or not isinstance(dq_mask, int | np.integer):
-        msg = f"dq_mask must be an integer bit mask, got {dq_mask!r}"
-        raise TypeError(msg)
-    if not 0 <= int(dq_mask) <= 0x7FFF:
-        msg = f"dq_mask must be in [0, 32767] (STIS DQ bits 1..16384), got {dq_mask!r}"
-        raise ValueError(msg)
-    if not (
-        isinstance(cr_sigma, int | float | np.number) and np.isfinite(cr_sigma) and cr_sigma > 0
-    ):
-        msg = f"cr_sigma must be > 0, got {cr_sigma!r}"
-        raise ValueError(msg)
-    if isinstance(maxiters, bool) or not isinstance(maxiters, int | np.integer) or maxiters < 1:
-        msg = f"maxiters must be an integer >= 1, got {maxiters!r}"
-        raise ValueError(msg)
-    if not (isinstance(state_fraction, int | float | np.number) and 0 < state_fraction <= 1):
-        msg = f"state_fraction must be in (0, 1], got {state_fraction!r}"
-        raise ValueError(msg)
-    if isinstance(min_state, bool) or not isinstance(min_state, int | np.integer) or min_state < 2:
-        msg = f"min_state must be an integer >= 2, got {min_state!r}"
-        raise ValueError(msg)
-    if not (
-        isinstance(state_sigma, int | float | np.number)
-        and np.isfinite(state_sigma)
-        and state_sigma > 0
-    ):
-        msg = f"state_sigma must be > 0, got {state_sigma!r}"
-        raise ValueError(msg)
-    return {
-        "dq_mask": int(dq_mask),
-        "cr_sigma": float(cr_sigma),
-        "maxiters": int(maxiters),
-        "state_fraction": float(state_fraction),
-        "min_state": int(min_state),
-        "state_sigma": float(state_sigma),
-    }
+    return dataclasses.asdict(ClipOptions(**keywords))
 
 
 def masked_median(values: Any, mask: Any, *, axis: int = -1) -> np.ndarray:
@@ -295,12 +341,8 @@ def reject_cosmic_rays(
     gain: Any,
     *,
     axis: int = -1,
-    dq_mask: int = DEFAULT_DARK_DQ_MASK,
-    cr_sigma: float = 5.0,
-    maxiters: int = 10,
-    state_fraction: float = 0.2,
-    min_state: int = 4,
-    state_sigma: float = 4.0,
+    options: ClipOptions | None = None,
+    **clip: Any,
 ) -> np.ndarray:
     """Per-pixel sigma clipping of cosmic rays across frames; returns the *kept* mask.
 
@@ -314,14 +356,12 @@ def reject_cosmic_rays(
         Exposure time (s) and gain (e-/count) of each frame (1-D, one per frame).
     axis : int
         The frame axis of ``sci``, ``err``, ``dq``.
-    dq_mask : int
-        DQ bits that invalidate a sample.
-    cr_sigma : float
-        Clipping threshold in standard deviations.
-    maxiters : int
-        Maximum number of clipping iterations.
-    state_fraction, min_state, state_sigma : float, int, float
-        Recurring-level protection, see Notes.
+    options : ClipOptions, optional
+        The clipping options (``dq_mask``, ``cr_sigma``, ``maxiters``, ``state_fraction``,
+        ``min_state``, ``state_sigma``; recurring-level protection: see Notes).
+    **clip
+        Or the same as keywords (``cr_sigma=4``), from which a :class:`ClipOptions` is
+        built.
 
     Returns
     -------
@@ -360,14 +400,7 @@ def reject_cosmic_rays(
     is kept.  About one steady sample in a million exceeds the 5-sigma threshold by
     chance (the median centre is itself noisy) and is rejected.
     """
-    opts = validate_options(
-        dq_mask=dq_mask,
-        cr_sigma=cr_sigma,
-        maxiters=maxiters,
-        state_fraction=state_fraction,
-        min_state=min_state,
-        state_sigma=state_sigma,
-    )
+    opts = dataclasses.asdict(ClipOptions.from_keywords(options, clip))
     e, _, v, t, valid, pixel_shape = _prepare(sci, err, dq, exptime, gain, axis, opts["dq_mask"])
     kept = _clip(e, v, t, valid, **{k: opts[k] for k in opts if k != "dq_mask"})
     return np.moveaxis(kept.reshape(*pixel_shape, kept.shape[-1]), -1, axis)
@@ -443,19 +476,14 @@ def pixel_properties(
     gain: Any,
     *,
     axis: int = -1,
-    dq_mask: int = DEFAULT_DARK_DQ_MASK,
-    cr_sigma: float = 5.0,
-    maxiters: int = 10,
-    state_fraction: float = 0.2,
-    min_state: int = 4,
-    state_sigma: float = 4.0,
+    options: ClipOptions | None = None,
+    **clip: Any,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The five per-pixel properties of a stack of dark frames (see the module docstring).
 
     Parameters
     ----------
-    sci, err, dq, exptime, gain, axis, dq_mask, cr_sigma, maxiters, state_fraction, \
-min_state, state_sigma
+    sci, err, dq, exptime, gain, axis, options, **clip
         As in :func:`reject_cosmic_rays`.
 
     Returns
@@ -464,14 +492,7 @@ min_state, state_sigma
         Arrays of the input shape without the frame axis: float32 (e-/s, e-/s, 1),
         int32 (count of excluded samples: invalid or rejected), float32 (e-).
     """
-    opts = validate_options(
-        dq_mask=dq_mask,
-        cr_sigma=cr_sigma,
-        maxiters=maxiters,
-        state_fraction=state_fraction,
-        min_state=min_state,
-        state_sigma=state_sigma,
-    )
+    opts = dataclasses.asdict(ClipOptions.from_keywords(options, clip))
     e, big_e, v, t, valid, pixel_shape = _prepare(
         sci, err, dq, exptime, gain, axis, opts["dq_mask"]
     )

@@ -51,6 +51,7 @@ the returned Dataset holds its futures.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -73,6 +74,7 @@ from stiscube.io.darks import (
 )
 from stiscube.layout import PROPERTIES, PROPERTY_DTYPES, property_attrs
 from stiscube.properties import _kernels
+from stiscube.properties._kernels import ClipOptions
 
 __all__ = [
     "DEFAULT_DQ_MASK",
@@ -115,12 +117,8 @@ def _auto_row_chunk(n_frames: int, shape: tuple[int, int]) -> int:
 def properties_from_stack(
     stack: xr.Dataset,
     *,
-    dq_mask: int = DEFAULT_DQ_MASK,
-    cr_sigma: float = 5.0,
-    maxiters: int = 10,
-    state_fraction: float = 0.2,
-    min_state: int = 4,
-    state_sigma: float = 4.0,
+    options: ClipOptions | None = None,
+    **clip: Any,
 ) -> xr.Dataset:
     """The five properties of a stack from :func:`stiscube.io.darks.open_darks` (lazy).
 
@@ -130,15 +128,15 @@ def properties_from_stack(
         Variables ``sci``, ``err``, ``dq`` with dims ``(frame, row, col)`` and frame
         coordinates ``exptime`` (s) and ``gain`` (e-/count).  A stack chunked along
         ``frame`` is rechunked to one chunk along ``frame``.
-    dq_mask : int
-        DQ bits that exclude a sample (default bits 1, 2, 256 and 8192).
-    cr_sigma : float
-        Cosmic-ray clipping threshold, in standard deviations (one-sided).
-    maxiters : int
-        Maximum clipping iterations.
-    state_fraction, min_state, state_sigma : float, int, float
-        A level recurring in at least ``max(min_state, ceil(state_fraction * n))`` frames
-        and consistent within ``state_sigma`` is a state of the pixel, not cosmic rays.
+    options : ClipOptions, optional
+        The cosmic-ray clipping options (:class:`stiscube.properties._kernels.ClipOptions`):
+        ``dq_mask`` (DQ bits that exclude a sample, default 1, 2, 256 and 8192),
+        ``cr_sigma`` (threshold in standard deviations, one-sided), ``maxiters``, and
+        ``state_fraction``, ``min_state``, ``state_sigma`` (a level recurring in at least
+        ``max(min_state, ceil(state_fraction * n))`` frames and consistent within
+        ``state_sigma`` is a state of the pixel, not cosmic rays).
+    **clip
+        Or the same options as keywords (``cr_sigma=4``); not with *options*.
 
     Returns
     -------
@@ -154,14 +152,8 @@ def properties_from_stack(
         For invalid options (the message names the parameter) or a stack without the
         needed variables and coordinates.
     """
-    options = _kernels.validate_options(
-        dq_mask=dq_mask,
-        cr_sigma=cr_sigma,
-        maxiters=maxiters,
-        state_fraction=state_fraction,
-        min_state=min_state,
-        state_sigma=state_sigma,
-    )
+    clip_options = ClipOptions.from_keywords(options, clip)  # validated once, here
+    options = dataclasses.asdict(clip_options)
     missing = [v for v in ("sci", "err", "dq", "exptime", "gain") if v not in stack.variables]
     if missing:
         msg = (
@@ -193,7 +185,7 @@ def properties_from_stack(
         output_core_dims=[[]] * 5,
         dask="parallelized",
         output_dtypes=list(_OUTPUT_DTYPES),
-        kwargs={"axis": -1, **options},
+        kwargs={"axis": -1, "options": clip_options},
         keep_attrs=False,
     )
     data = {}
@@ -246,15 +238,11 @@ def compute_properties(
     end: Any = None,
     client: Any = None,
     row_chunk: int | None = None,
-    dq_mask: int = DEFAULT_DQ_MASK,
-    cr_sigma: float = 5.0,
-    maxiters: int = 10,
-    state_fraction: float = 0.2,
-    min_state: int = 4,
-    state_sigma: float = 4.0,
+    options: ClipOptions | None = None,
     selection: DarkSelection | None = None,
     temperature: TemperatureCorrection | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    **clip: Any,
 ) -> xr.Dataset:
     """Per-pixel properties of one set of STIS CCD dark FLT files (lazy Dataset).
 
@@ -275,8 +263,8 @@ def compute_properties(
     row_chunk : int, optional
         Rows per dask block (all frames and columns in a block).  Default: about 4 Mi
         samples per block (68 rows for 60 full frames).
-    dq_mask, cr_sigma, maxiters, state_fraction, min_state, state_sigma
-        See :func:`properties_from_stack`.
+    options, **clip
+        The cosmic-ray clipping options, see :func:`properties_from_stack`.
     selection : DarkSelection, optional
         Homogeneity rules and an optional choice of CCDGAIN, CCDAMP and exposure class
         (default :class:`~stiscube.io.darks.DarkSelection`: frames of more than one group are
@@ -304,14 +292,8 @@ def compute_properties(
     ValueError, TypeError
         For invalid options, naming the parameter.
     """
-    options = _kernels.validate_options(
-        dq_mask=dq_mask,
-        cr_sigma=cr_sigma,
-        maxiters=maxiters,
-        state_fraction=state_fraction,
-        min_state=min_state,
-        state_sigma=state_sigma,
-    )
+    clip_options = ClipOptions.from_keywords(options, clip)  # validated once, here
+    options = dataclasses.asdict(clip_options)
     _check_row_chunk(row_chunk)
     if period is not None:
         if start is not None or end is not None:
@@ -336,7 +318,7 @@ def compute_properties(
         frames_last=True,
         temperature=temperature,
     )
-    ds = properties_from_stack(stack, **options)
+    ds = properties_from_stack(stack, options=clip_options)
     selection = selection or DarkSelection()
     ds.attrs["exptime_class"] = selection.describe_class(
         selection.exposure_class(frames[0].exptime)

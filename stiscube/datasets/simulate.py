@@ -116,6 +116,7 @@ import xarray as xr
 from stiscube._dates import describe_mjd, mjd_to_datetime64, to_mjd
 from stiscube.io.anneals import AnnealPeriod, AnnealTable, format_exposure_mix
 from stiscube.io.darks import SIDE2_START_MJD
+from stores.fs import atomic_path, atomic_write
 
 __all__ = [
     "EVENT_COSMIC_RAY",
@@ -631,9 +632,7 @@ def _write_manifest(result: SimulatedDarks, path: Path) -> None:
             str(k): str(p.relative_to(result.outdir)) for k, p in sorted(result.truth_paths.items())
         },
     }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(record, indent=2))
 
 
 def _write_truth(truth: xr.Dataset, path: Path) -> None:
@@ -642,9 +641,8 @@ def _write_truth(truth: xr.Dataset, path: Path) -> None:
         for name, var in truth.data_vars.items()
         if var.ndim >= 2
     }
-    tmp = path.with_suffix(".nc.tmp")
-    truth.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        truth.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
 
 
 class _Simulator:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from stiscube.cube.queries import resolve_period
 from stiscube.dq.flags import STIS_DQ, decode_dq_names
 from stiscube.dq.rules import DQRules
 from stiscube.layout import PROPERTIES, UNIT_SYSTEMS
+from stores.fs import atomic_path
 
 __all__ = ["flagged_pixels_table", "write_dq_fits", "write_flagged_table"]
 
@@ -82,17 +82,10 @@ def _target(path: str | os.PathLike, overwrite: bool) -> Path:
 
 
 def _atomic_write(path: Path, write) -> None:
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the usual file mode
+    """Run ``write(tmp)`` on a temporary sibling that replaces *path* on success
+    (:func:`stores.fs.atomic_path`: a failed write leaves *path* untouched)."""
+    with atomic_path(path) as tmp:
         write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _set_card(header, key: str, value: Any, comment: str) -> None:

@@ -50,7 +50,7 @@ def _ingest(tmp_path, *extra, tty: bool) -> str:
     import os
     import pty
 
-    from stiscube.simulate import simulate_darks
+    from stiscube.datasets.simulate import simulate_darks
 
     if not (tmp_path / "sim").exists():
         simulate_darks(tmp_path / "sim", n_periods=2, frames_per_period=3, shape=(32, 24), seed=1)

@@ -305,12 +305,15 @@ def invert_ratio_slope(
         q = slope * xm
         a = (1 + q - np.sqrt(1 + slope * (2 * xm - nm))) / (nm + q * xm)
         a = np.where(np.isfinite(a), a, 0.5 * slope)
-        for _ in range(iterations):  # Newton steps, not a loop over cells
+        def g_and_slope(a):
             inv = 1.0 / (1.0 - a[seg] * x)
             w1 = lever * inv
             s1 = np.bincount(seg, w1, n_segments)
             s2 = np.bincount(seg, w1 * inv, n_segments)
-            g = a * s1 / suu
-            dg = s2 / suu
+            return a * s1 / suu, s2 / suu
+
+        for _ in range(iterations):  # Newton steps, not a loop over cells
+            g, dg = g_and_slope(a)
             a = a - (g - slope) / dg
+        _, dg = g_and_slope(a)  # g'(a) at the loss returned
     return a, 1.0 / dg

@@ -129,3 +129,33 @@ def test_line_fit_errors_equal_linregress_with_small_x_spread_and_offset():
     assert fit.intercept[0] == pytest.approx(ref.intercept, rel=1e-12)
     assert fit.slope_err[0] == pytest.approx(ref.stderr, rel=1e-7)
     assert fit.intercept_err[0] == pytest.approx(ref.intercept_stderr, rel=1e-7)
+
+
+# -- _linefit.invert_ratio_slope: the loss whose noise-free ratio curve has the slope ------
+def _ratio_slope(a: float, x: np.ndarray, total: float) -> float:
+    """Least-squares slope of r(x; a) = (1 - a (N - x)) / (1 - a x) against x (numpy)."""
+    ratio = (1 - a * (total - x)) / (1 - a * x)
+    return float(np.polyfit(x, ratio, 1)[0])
+
+
+@pytest.mark.parametrize("span", [(40.0, 2000.0), (40.0, 600.0)], ids=["chip", "near-amp"])
+@pytest.mark.parametrize("loss", [0.02, 0.15, 0.3])
+def test_invert_ratio_slope_recovers_the_loss_and_its_derivative(loss, span):
+    from cte.analysis._linefit import invert_ratio_slope
+
+    total = 2051.0
+    x = np.linspace(*span, 25)  # one segment: stars over the chip, or near one amplifier
+    a_true = loss / 2048  # per transfer
+    slope = _ratio_slope(a_true, x, total)
+    args = (np.zeros(x.size, int), x, np.full(x.size, total), np.ones(x.size, bool))
+    a, dadb = invert_ratio_slope(*args, np.array([slope]), np.array([x.mean()]), 1)
+    assert a[0] == pytest.approx(a_true, rel=1e-9)
+    # da/d(slope) from the forward map by central differences (independent of g'(a))
+    h = 1e-3 * a_true
+    dslope = (_ratio_slope(a_true + h, x, total) - _ratio_slope(a_true - h, x, total)) / (2 * h)
+    assert dadb[0] == pytest.approx(1 / dslope, rel=1e-5)
+    # the closed-form start alone (no Newton step) is within 2 % of the root for L <= 0.3
+    start, _ = invert_ratio_slope(
+        *args, np.array([slope]), np.array([x.mean()]), 1, iterations=0
+    )
+    assert start[0] == pytest.approx(a_true, rel=0.02)

@@ -1073,18 +1073,15 @@ class CubeStore:
         if cached is not None:
             return cached
         name = f"{slot:08d}.json"
-        where = f"{self.location.url}: {self.append_dim} {label!r}"
-        try:
-            raw = self.location.read_bytes(_CHECKSUMS, name)
-        except FileNotFoundError:
-            msg = f"{where}: checksum file {self.location.join(_CHECKSUMS, name)} is missing"
-            raise CorruptStoreError(msg) from None
-        if hashlib.sha256(raw).hexdigest() != digest:
-            msg = (
-                f"{where}: checksum file {self.location.join(_CHECKSUMS, name)} does not "
-                "match its committed checksum"
-            )
-            raise CorruptStoreError(msg)
+        where = (
+            f"{self.location.url}: {self.append_dim} {label!r}: checksum file "
+            f"{self.location.join(_CHECKSUMS, name)}"
+        )
+        raw = self._read_committed(
+            _CHECKSUMS, name, digest,
+            missing=f"{where} is missing",
+            mismatch=f"{where} does not match its committed checksum",
+        )
         table = json.loads(raw)["variables"]
         self._checksum_cache[(slot, digest)] = table
         return table
@@ -1145,19 +1142,34 @@ class CubeStore:
         digest = entry.get("extras_sha256")
         if digest is None:
             return None
-        path = self.location.join(_EXTRAS, f"{entry['slot']:08d}.json")
-        try:
-            raw = self.location.read_bytes(_EXTRAS, f"{entry['slot']:08d}.json")
-        except FileNotFoundError:
-            msg = f"{self.location.url}: extras of {self.append_dim} {label!r} ({path}) are missing"
-            raise CorruptStoreError(msg) from None
-        if hashlib.sha256(raw).hexdigest() != digest:
-            msg = (
-                f"{self.location.url}: extras of {self.append_dim} {label!r} ({path}) do not "
-                "match their committed checksum"
-            )
-            raise CorruptStoreError(msg)
+        name = f"{entry['slot']:08d}.json"
+        where = (
+            f"{self.location.url}: extras of {self.append_dim} {label!r} "
+            f"({self.location.join(_EXTRAS, name)})"
+        )
+        raw = self._read_committed(
+            _EXTRAS, name, digest,
+            missing=f"{where} are missing",
+            mismatch=f"{where} do not match their committed checksum",
+        )
         return json.loads(raw)
+
+    def _read_committed(self, group: str, name: str, digest: str, *, missing: str,
+                        mismatch: str) -> bytes:
+        """The bytes of *group*/*name*, checked against their committed SHA-256 *digest*.
+
+        Raises
+        ------
+        CorruptStoreError
+            With message *missing* if the file is absent, *mismatch* if its bytes differ.
+        """
+        try:
+            raw = self.location.read_bytes(group, name)
+        except FileNotFoundError:
+            raise CorruptStoreError(missing) from None
+        if hashlib.sha256(raw).hexdigest() != digest:
+            raise CorruptStoreError(mismatch)
+        return raw
 
     def verify(self) -> None:
         """Re-read every committed slice and compare it with its recorded checksums.

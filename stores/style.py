@@ -211,14 +211,22 @@ def date_axis(ax: Axes, axis: str = "x") -> None:
     a.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
+def _distinct_labelled(axes) -> tuple[list, list[str]]:
+    """The labelled artists of *axes* (labels not starting with ``_``), each distinct label
+    once, in order of appearance."""
+    handles, labels = [], []
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(h)
+                labels.append(label)
+    return handles, labels
+
+
 def legend(ax: Axes, **kwargs) -> Legend | None:
     """A legend of the artists with a label (not starting with ``_``), each distinct
     label once; None if nothing is labelled."""
-    handles, labels = [], []
-    for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
-        if label not in labels:
-            handles.append(h)
-            labels.append(label)
+    handles, labels = _distinct_labelled([ax])
     if not handles:
         return None
     with context():
@@ -228,12 +236,7 @@ def legend(ax: Axes, **kwargs) -> Legend | None:
 def figure_legend(fig: Figure, axes=None, *, loc: str = "outside lower center",
                   **kwargs) -> Legend | None:
     """One figure-level legend with every distinct label of *axes* (default all) once."""
-    handles, labels = [], []
-    for ax in fig.axes if axes is None else axes:
-        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            if label not in labels:
-                handles.append(h)
-                labels.append(label)
+    handles, labels = _distinct_labelled(fig.axes if axes is None else axes)
     if not handles:
         return None
     kwargs.setdefault("ncols", min(len(labels), 4))

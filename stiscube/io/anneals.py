@@ -231,7 +231,11 @@ class AnnealTable:
         if path.lower().endswith(".ecsv"):
             from astropy.table import Table
 
-            table = Table.read(path, format="ascii.ecsv")
+            try:
+                table = Table.read(path, format="ascii.ecsv")
+            except Exception as exc:  # astropy raises several kinds for a damaged header
+                msg = f"anneal table {path}: not a readable ECSV table ({exc})"
+                raise AnnealTableError(msg) from exc
             frame = pd.DataFrame(
                 {name: [_cell_text(v) for v in table[name]] for name in table.colnames}
             )

@@ -80,8 +80,8 @@ def read_seed_csv(path: str | os.PathLike, *, shape: tuple[int, int]) -> xr.Data
     dtypes = {"Row": "int64", "Column": "int64"} | {c: "float64" for c in SEED_COLUMNS[2:]}
     try:
         table = pd.read_csv(path, dtype=dtypes, engine="c")
-    except (ValueError, pd.errors.ParserError) as exc:
-        msg = f"{path}: non-numeric or malformed values ({exc})"
+    except (ValueError, OverflowError, pd.errors.ParserError) as exc:
+        msg = f"{path}: non-numeric, out-of-range or malformed values ({exc})"
         raise SeedCSVError(msg) from exc
     rows, cols = shape
     if len(table) != rows * cols:

@@ -207,8 +207,15 @@ def _csv(tmp_path, name="anneal_104.csv", mutate=None):
             lambda f: f.assign(Sci_Mean=f["Sci_Mean"].astype(str).where(f.index != 2, "x")),
             "non-numeric",
         ),
+        (  # issue 14.13: a Row of 2**70 gave a bare OverflowError
+            lambda f: f.assign(Row=f["Row"].astype(object).where(f.index != 4, 2**70)),
+            r"anneal_104\.csv: non-numeric, out-of-range or malformed values",
+        ),
     ],
-    ids=["missing-column", "extra-column", "row-count", "duplicate", "outside", "non-numeric"],
+    ids=[
+        "missing-column", "extra-column", "row-count", "duplicate", "outside", "non-numeric",
+        "row-2**70",
+    ],
 )
 def test_bad_csv(db, tmp_path, mutate, match):
     csv_dir = _csv(tmp_path, mutate=mutate)
@@ -429,3 +436,18 @@ def test_same_inputs_recognises_a_period_of_multi_imset_files(tmp_path):
     assert db.same_inputs(number, list(reversed(files)))
     assert not db.same_inputs(number, files[:2])  # a file missing
     assert not db.same_inputs(number, [*files, files[0]])  # a file given twice
+
+
+def test_a_damaged_period_table_names_its_file(tmp_path):
+    """Issue 14.13: a YAML tag in periods.ecsv gave astropy's error without the file."""
+    from stiscube import AnnealTableError
+
+    periods = AnnealTable.read(DATA / "anneal_periods_1997.csv")
+    PixelDB.create(tmp_path / "db", periods=periods, shape=(8, 8))
+    path = tmp_path / "db" / "periods.ecsv"
+    lines = path.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("# datatype:"))
+    lines.insert(at, "# meta: !!python/name:os.system ''")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(AnnealTableError, match=rf"anneal table {path}: not a readable ECSV"):
+        PixelDB(tmp_path / "db")

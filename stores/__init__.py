@@ -15,18 +15,8 @@ validators), :mod:`stores.flags` (:class:`FlagRegistry`, bit-flag registries) an
 :mod:`stores.provenance` (the provenance record of every product).
 """
 
-from stores._exceptions import (
-    CorruptStoreError,
-    KeyNotFoundError,
-    NotAStoreError,
-    ReadOnlyStoreError,
-    SchemaMismatchError,
-    SliceExistsError,
-    StoreError,
-    StoreExistsError,
-    StoreLockedError,
-    StoreWriteError,
-)
+from stores import _exceptions
+from stores._exceptions import *  # noqa: F403  (the exception classes, _exceptions.__all__)
 from stores._fs import atomic_path, atomic_write
 from stores._version import __version__
 from stores.cube import CubeSchema, CubeStore, PruneReport, RepairReport, VariableSpec
@@ -34,23 +24,14 @@ from stores.datasets import DatasetStore
 from stores.flags import Flag, FlagRegistry
 
 __all__ = [
-    "CorruptStoreError",
+    *_exceptions.__all__,
     "CubeSchema",
     "CubeStore",
     "DatasetStore",
     "Flag",
     "FlagRegistry",
-    "KeyNotFoundError",
-    "NotAStoreError",
     "PruneReport",
-    "ReadOnlyStoreError",
     "RepairReport",
-    "SchemaMismatchError",
-    "SliceExistsError",
-    "StoreError",
-    "StoreExistsError",
-    "StoreLockedError",
-    "StoreWriteError",
     "VariableSpec",
     "__version__",
     "atomic_path",

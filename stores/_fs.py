@@ -37,15 +37,16 @@ import fsspec
 
 from stores._exceptions import ReadOnlyStoreError, StoreError, StoreLockedError, StoreWriteError
 
+# What :mod:`stores.fs` makes public (it re-exports exactly this list).  The internal
+# helpers ``atomic_write_bytes``, ``remove_stale_temporaries`` and ``write_errors`` are
+# imported by name by the stores' own modules.
 __all__ = [
     "LOCKABLE_PROTOCOLS",
     "Location",
     "WriterLock",
     "atomic_path",
     "atomic_write",
-    "atomic_write_bytes",
     "break_lock",
-    "remove_stale_temporaries",
 ]
 
 logger = logging.getLogger(__name__)

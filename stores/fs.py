@@ -13,20 +13,7 @@ filesystem layer (the private ``stores._fs`` keeps working for now):
 - :class:`WriterLock`, :func:`break_lock` — the single-writer lock of a store.
 """
 
-from stores._fs import (
-    LOCKABLE_PROTOCOLS,
-    Location,
-    WriterLock,
-    atomic_path,
-    atomic_write,
-    break_lock,
-)
+from stores import _fs
+from stores._fs import *  # noqa: F403  (exactly the public names, stores._fs.__all__)
 
-__all__ = [
-    "LOCKABLE_PROTOCOLS",
-    "Location",
-    "WriterLock",
-    "atomic_path",
-    "atomic_write",
-    "break_lock",
-]
+__all__ = list(_fs.__all__)

@@ -159,3 +159,16 @@ def test_invert_ratio_slope_recovers_the_loss_and_its_derivative(loss, span):
         *args, np.array([slope]), np.array([x.mean()]), 1, iterations=0
     )
     assert start[0] == pytest.approx(a_true, rel=0.02)
+
+
+def test_a_segment_of_one_abscissa_has_no_line():
+    """All stars at one y: no slope can be fitted, so every statistic is NaN (not inf)."""
+    from cte.analysis._linefit import segmented_line_fit
+
+    segment = np.repeat([0, 1], 6)
+    x = np.r_[np.full(6, 700.0), np.linspace(100.0, 1900.0, 6)]
+    y = np.r_[np.linspace(0.9, 1.1, 6), 1.0 + 1e-4 * np.linspace(100.0, 1900.0, 6)]
+    fit = segmented_line_fit(segment, x, y, 2, sigma=None)
+    for name in ("slope", "intercept", "slope_err", "intercept_err", "rms"):
+        assert np.isnan(getattr(fit, name)[0]), name
+    assert fit.slope[1] == pytest.approx(1e-4, rel=1e-9)  # the other segment is a line

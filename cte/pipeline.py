@@ -19,6 +19,7 @@ leaves either the previous file or the new one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -26,13 +27,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
 from cte.exceptions import EmptySelectionError
 from stores import __version__
 from stores.progress import dask_progress, steps
+
+if TYPE_CHECKING:
+    from cte.io.images import ImageSelection
 
 __all__ = ["RunResult", "analyse_store", "analysis_options", "run"]
 
@@ -293,12 +297,7 @@ def run(
     out: str | os.PathLike,
     *,
     config: Any = None,
-    proposals: str | int | Sequence[int] = "last",
-    visits: Sequence[str] | None = None,
-    targets: Sequence[str] | None = None,
-    filters: Sequence[str] | None = None,
-    flashes: Sequence[int] | None = None,
-    ctecorr: Sequence[str] | None = None,
+    selection: ImageSelection | None = None,
     apertures: Sequence[float] | None = None,
     pam_dir: str | os.PathLike | None = None,
     redo: bool = False,
@@ -307,6 +306,7 @@ def run(
     reject_flags: int | None = None,
     latex: bool = False,
     progress: bool = False,
+    **select: Any,
 ) -> RunResult:
     """Run the monitor: photometry (if needed), pairs, loss, model, plots and report.
 
@@ -323,10 +323,12 @@ def run(
         Output directory: ``loss.nc``, ``coefficients.ecsv``, plots, ``report.html``.
     config : cte.Config or path, optional
         Configuration (default: the shipped TOML).
-    proposals, visits, targets, filters, flashes, ctecorr, apertures
-        Image selection, as the seed's ``--pr last/all/ID``, ``--v``, ``--ap``; see
-        :func:`cte.measure_photometry`.  ``proposals="last"`` (the seed's default) is
-        the newest configured proposal present in *data*.
+    selection : cte.io.ImageSelection, optional
+        Which images, as the seed's ``--pr last/all/ID``, ``--v``; default
+        ``ImageSelection(proposals="last")``, the newest configured proposal present in
+        *data* (the seed's default).
+    apertures : sequence of float, optional
+        Aperture radii in px, as the seed's ``--ap``; see :func:`cte.measure_photometry`.
     pam_dir : path, optional
         Pixel area maps (a warning and no correction without them).
     redo : bool
@@ -337,6 +339,9 @@ def run(
         See :func:`analyse_store`.
     progress : bool
         Report progress of the photometry and the analysis (see :mod:`stores.progress`).
+    **select
+        Instead of *selection*, its fields as keywords (``proposals``, ``visits``,
+        ``targets``, ``filters``, ``flashes``, ``ctecorr``).
 
     Returns
     -------
@@ -348,8 +353,12 @@ def run(
         The selection matches no image (the message lists the proposals and visits the
         data hold).
     """
+    from cte.io.images import ImageSelection
     from cte.photometry.photometry import measure_photometry
 
+    if selection is None:
+        select.setdefault("proposals", "last")
+    selection = ImageSelection.resolve(selection, **select)
     started = time.perf_counter()
     with dask_progress(progress=progress, desc="photometry"):
         summary = measure_photometry(
@@ -357,12 +366,7 @@ def run(
             catalogs,
             store,
             config=config,
-            proposals=proposals,
-            visits=visits,
-            targets=targets,
-            filters=filters,
-            flashes=flashes,
-            ctecorr=ctecorr,
+            selection=selection,
             apertures=apertures,
             pam_dir=pam_dir,
             redo=redo,
@@ -375,21 +379,14 @@ def run(
          f"{row.category}: {row.reason}")
         for row in summary.skipped.itertuples()
     ]
-    selection = {
-        "proposals": proposals,
-        "visits": visits,
-        "targets": targets,
-        "filters": filters,
-        "flashes": flashes,
-        "ctecorr": ctecorr,
-        "apertures": apertures,
-    }
+    chosen = {**dataclasses.asdict(selection), "apertures": apertures}
     if not images:
-        raise _nothing_selected(data, config, selection)
+        raise _nothing_selected(data, config, chosen)
     metadata = {
         "data": str(data) if isinstance(data, (str, os.PathLike)) else ", ".join(map(str, data)),
         "catalogs": str(catalogs),
-        "selection": ", ".join(f"{k}={v}" for k, v in selection.items() if v is not None),
+        "selection": ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}"
+                               for k, v in chosen.items() if v is not None),
         "photometry": str(summary),
     }
     return analyse_store(

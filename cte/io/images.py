@@ -468,6 +468,27 @@ class ImageSelection:
             if chosen is not None:
                 subset_of(chosen, name, set(values))
 
+    @classmethod
+    def resolve(cls, selection: ImageSelection | None = None, /, **fields) -> ImageSelection:
+        """*selection*, or one built from its *fields* given as keywords (not both).
+
+        Raises
+        ------
+        TypeError
+            Both given, *selection* is not an :class:`ImageSelection`, or an unknown field.
+        ValueError
+            A field cannot be converted (see the class).
+        """
+        if selection is None:
+            return cls(**fields)
+        if fields:
+            msg = f"give either selection or its fields as keywords, not both: {sorted(fields)}"
+            raise TypeError(msg)
+        if not isinstance(selection, cls):
+            msg = f"selection must be an ImageSelection, got {type(selection).__name__}"
+            raise TypeError(msg)
+        return selection
+
 
 def select_images(
     records: pd.DataFrame,
@@ -493,11 +514,7 @@ def select_images(
         A selection names a target, filter, flash level or version the configuration
         does not know (the message names the parameter).
     """
-    if selection is None:
-        selection = ImageSelection(**options)
-    elif options:
-        msg = f"give either selection or its fields as keywords, not both: {sorted(options)}"
-        raise TypeError(msg)
+    selection = ImageSelection.resolve(selection, **options)
     config = load_config() if config is None else config
     selection.check(config)
     usable = records[records["usable"] & records["holds_field"]]

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -121,18 +122,14 @@ def measure_photometry(
     store_dir: str | os.PathLike,
     *,
     config: Config | str | os.PathLike | None = None,
-    proposals: str | int | Sequence[int] = "all",
-    visits: Sequence[str] | None = None,
-    targets: Sequence[str] | None = None,
-    filters: Sequence[str] | None = None,
-    flashes: Sequence[int] | None = None,
-    ctecorr: Sequence[str] | None = None,
+    selection: ImageSelection | None = None,
     apertures: Sequence[float] | None = None,
     pam_dir: str | os.PathLike | None = None,
     redo: bool = False,
     client=None,
     scheduler: str = "threads",
     num_workers: int | None = None,
+    **select: Any,
 ) -> PhotometrySummary:
     """Measure aperture photometry of FLT/FLC images into a photometry store.
 
@@ -147,9 +144,8 @@ def measure_photometry(
         The photometry store (created if absent).
     config : Config or path, optional
         Configuration, or a user TOML file merged over the defaults.
-    proposals, visits, targets, filters, flashes, ctecorr
-        Selection: the fields of :class:`cte.io.ImageSelection`, validated once;
-        ``proposals`` is ``"all"``, ``"last"`` or IDs.
+    selection : cte.io.ImageSelection, optional
+        Which images (default: every usable one, ``proposals="all"``); validated once.
     apertures : sequence of float, optional
         Aperture radii in px (default: the configuration's).
     pam_dir : path, optional
@@ -165,6 +161,10 @@ def measure_photometry(
         Local dask scheduler when no client is given.
     num_workers : int, optional
         Local worker count (dask's default otherwise).
+    **select
+        Instead of *selection*, its fields as keywords (``proposals``, ``visits``,
+        ``targets``, ``filters``, ``flashes``, ``ctecorr``); ``proposals`` is ``"all"``,
+        ``"last"`` or IDs.
 
     Returns
     -------
@@ -182,8 +182,7 @@ def measure_photometry(
     start = time.perf_counter()
     if not isinstance(config, Config):
         config = load_config(config)
-    selection = ImageSelection(proposals=proposals, visits=visits, targets=targets,
-                               filters=filters, flashes=flashes, ctecorr=ctecorr)
+    selection = ImageSelection.resolve(selection, **select)
     selection.check(config)  # before any file is read
     radii = _validate_apertures(apertures, config)
     one_of(scheduler, "scheduler", ("threads", "processes", "synchronous"))

@@ -213,3 +213,17 @@ def test_image_selection_is_normalised_once_and_frozen():
         sel.visits = None
     with pytest.raises(ValueError, match="visits must not be empty"):
         ImageSelection(visits=[])
+
+
+def test_image_selection_resolve_takes_the_object_or_its_fields():
+    """ImageSelection.resolve (used by select_images, measure_photometry and cte.run)."""
+    from cte.io import ImageSelection
+
+    sel = ImageSelection(proposals=12692, visits=["10"])
+    assert ImageSelection.resolve(sel) is sel
+    assert ImageSelection.resolve(None, proposals=12692, visits=[10]) == sel
+    assert ImageSelection.resolve().proposals == "all"
+    with pytest.raises(TypeError, match=r"not both: \['visits'\]"):
+        ImageSelection.resolve(sel, visits=["10"])
+    with pytest.raises(TypeError, match="selection must be an ImageSelection, got dict"):
+        ImageSelection.resolve({"proposals": 12692})

@@ -68,6 +68,7 @@ from stiscube.dq.flags import cf_flag_attrs
 from stiscube.dq.rules import DQRules
 from stiscube.exceptions import UnitMismatchError
 from stiscube.layout import UNIT_SYSTEMS
+from stores.validate import as_float
 
 __all__ = [
     "DQRules",
@@ -283,13 +284,7 @@ def hot_pixel_counts(ds: xr.Dataset, level: float, *, prop: str = "sci_mean") ->
     UnitMismatchError
         Some periods are in the ``"counts"`` unit system.
     """
-    if isinstance(level, bool) or not isinstance(level, int | float | np.integer | np.floating):
-        msg = f"level must be a number, got {level!r}"
-        raise TypeError(msg)
-    level = float(level)
-    if not np.isfinite(level):
-        msg = f"level must be finite, got {level!r}"
-        raise ValueError(msg)
+    level = as_float(level, "level")
     check_cube(ds, (prop,))
     systems = np.atleast_1d(ds["unit_system"].values).astype(str)
     if np.any(systems != "rate"):

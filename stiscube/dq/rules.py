@@ -14,6 +14,7 @@ import numpy as np
 
 from stiscube.dq.flags import BAD_DETECTOR_PIXEL, HOT_PIXEL, dq_flag
 from stiscube.layout import UNIT_SYSTEMS
+from stores.validate import as_float
 
 __all__ = ["DQRules"]
 
@@ -26,19 +27,8 @@ _DEFAULT_NSIGMA = 5.0
 
 
 def _optional_finite(name: str, value: Any, *, positive: bool = False) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        msg = f"{name} must be a number or None, got {value!r}"
-        raise TypeError(msg)
-    value = float(value)
-    if not np.isfinite(value):
-        msg = f"{name} must be finite, got {value!r}"
-        raise ValueError(msg)
-    if positive and value <= 0:
-        msg = f"{name} must be > 0, got {value!r}"
-        raise ValueError(msg)
-    return value
+    return as_float(value, name, allow_none=True, min=0 if positive else None,
+                    strict_min=positive)
 
 
 def _optional_count(name: str, value: Any) -> int | None:

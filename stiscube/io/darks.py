@@ -76,6 +76,7 @@ from stiscube.io._fitsio import (
     local_name,
     read_imsets,
 )
+from stores.validate import as_float
 
 __all__ = [
     "SIDE2_START_MJD",
@@ -127,17 +128,10 @@ class TemperatureCorrection:
         if not isinstance(self.enabled, bool):
             msg = f"TemperatureCorrection.enabled must be True or False, got {self.enabled!r}"
             raise TypeError(msg)
-        for name in ("reference", "coefficient", "side2_start"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-                msg = f"TemperatureCorrection.{name} must be a number, got {value!r}"
-                raise TypeError(msg)
-            if not math.isfinite(value):
-                msg = f"TemperatureCorrection.{name} must be finite, got {value!r}"
-                raise ValueError(msg)
-        if not 0 <= self.coefficient < 1:
-            msg = f"TemperatureCorrection.coefficient must be in [0, 1), got {self.coefficient!r}"
-            raise ValueError(msg)
+        for name in ("reference", "side2_start"):
+            as_float(getattr(self, name), f"TemperatureCorrection.{name}")
+        as_float(self.coefficient, "TemperatureCorrection.coefficient", min=0, max=1,
+                 strict_max=True)
         if not -60 <= self.reference <= 60:
             msg = (
                 "TemperatureCorrection.reference must be in [-60, 60] deg C, got "

@@ -361,17 +361,9 @@ def run(
     selection = ImageSelection.resolve(selection, **select)
     started = time.perf_counter()
     with dask_progress(progress=progress, desc="photometry"):
-        summary = measure_photometry(
-            data,
-            catalogs,
-            store,
-            config=config,
-            selection=selection,
-            apertures=apertures,
-            pam_dir=pam_dir,
-            redo=redo,
-            client=client,
-        )
+        summary = measure_photometry(data, catalogs, store, config=config, selection=selection,
+                                     apertures=apertures, pam_dir=pam_dir, redo=redo,
+                                     client=client)
     logger.info("photometry: %s", summary)
     images = [*summary.measured["image"].tolist(), *summary.reused["image"].tolist()]
     excluded = [

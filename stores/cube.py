@@ -1073,16 +1073,9 @@ class CubeStore:
         if cached is not None:
             return cached
         name = f"{slot:08d}.json"
-        where = (
-            f"{self.location.url}: {self.append_dim} {label!r}: checksum file "
-            f"{self.location.join(_CHECKSUMS, name)}"
-        )
-        raw = self._read_committed(
-            _CHECKSUMS, name, digest,
-            missing=f"{where} is missing",
-            mismatch=f"{where} does not match its committed checksum",
-        )
-        table = json.loads(raw)["variables"]
+        path = self.location.join(_CHECKSUMS, name)
+        where = f"{self.location.url}: {self.append_dim} {label!r}: checksum file {path}"
+        table = json.loads(self._read_committed(_CHECKSUMS, name, digest, where))["variables"]
         self._checksum_cache[(slot, digest)] = table
         return table
 
@@ -1143,32 +1136,28 @@ class CubeStore:
         if digest is None:
             return None
         name = f"{entry['slot']:08d}.json"
-        where = (
-            f"{self.location.url}: extras of {self.append_dim} {label!r} "
-            f"({self.location.join(_EXTRAS, name)})"
-        )
-        raw = self._read_committed(
-            _EXTRAS, name, digest,
-            missing=f"{where} are missing",
-            mismatch=f"{where} do not match their committed checksum",
-        )
-        return json.loads(raw)
+        path = self.location.join(_EXTRAS, name)
+        where = f"{self.location.url}: extras of {self.append_dim} {label!r} ({path})"
+        return json.loads(self._read_committed(_EXTRAS, name, digest, where, plural=True))
 
-    def _read_committed(self, group: str, name: str, digest: str, *, missing: str,
-                        mismatch: str) -> bytes:
+    def _read_committed(self, group: str, name: str, digest: str, where: str, *,
+                        plural: bool = False) -> bytes:
         """The bytes of *group*/*name*, checked against their committed SHA-256 *digest*.
 
         Raises
         ------
         CorruptStoreError
-            With message *missing* if the file is absent, *mismatch* if its bytes differ.
+            ``"<where> is missing"`` or ``"<where> does not match its committed checksum"``
+            (``are`` / ``do not ... their`` when *plural*).
         """
         try:
             raw = self.location.read_bytes(group, name)
         except FileNotFoundError:
-            raise CorruptStoreError(missing) from None
+            msg = f"{where} {'are' if plural else 'is'} missing"
+            raise CorruptStoreError(msg) from None
         if hashlib.sha256(raw).hexdigest() != digest:
-            raise CorruptStoreError(mismatch)
+            verb = "do not match their" if plural else "does not match its"
+            raise CorruptStoreError(f"{where} {verb} committed checksum")
         return raw
 
     def verify(self) -> None:

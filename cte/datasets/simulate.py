@@ -92,7 +92,7 @@ from cte._geometry import (
 from cte.analysis.lossmodel import BASIS_TERMS, FLUX_SCALE, MJD_ORIGIN, LossModel
 from cte.datasets._render import bin2x2, cosmic_rays, render_stars
 from stores import __version__
-from stores.validate import as_float, as_int, as_interval, check_fields, one_of
+from stores.validate import as_float, as_int, as_interval, check_fields, one_of, subset_of
 
 __all__ = [
     "DEFAULT_LOSS_MODELS",
@@ -699,15 +699,6 @@ def _chip_hdus(chip, data, err, dq, wcs, ltv, exp: _Exposure) -> list[fits.Image
 
 
 # -- the campaign ------------------------------------------------------------------------
-def _check_choice(name: str, values: Sequence, allowed) -> tuple:
-    values = tuple(values)
-    bad = [v for v in values if v not in allowed]
-    if not values or bad:
-        msg = f"{name} must be a non-empty selection from {sorted(allowed)}, got {list(values)}"
-        raise ValueError(msg)
-    return values
-
-
 @dataclass(frozen=True)
 class FieldPhysics:
     """Physics of the simulated fields and detector, validated once (like
@@ -863,9 +854,9 @@ def simulate_campaign(
               f"got {tuple(shape)!r}"
         raise ValueError(msg)
     phys = _field_physics(physics, physics_overrides)
-    targets = _check_choice("targets", targets, {"ngc104", "ngc6791", "ngc6583"})
-    filters = _check_choice("filters", filters, set(_SKY))
-    versions = _check_choice("ctecorr", ctecorr, {"FLT", "FLC"})
+    targets = subset_of(targets, "targets", ("ngc104", "ngc6583", "ngc6791"))
+    filters = subset_of(filters, "filters", sorted(_SKY))
+    versions = subset_of(ctecorr, "ctecorr", ("FLC", "FLT"))
     if not list(flashes) or any(int(f) != f or f < 0 for f in flashes):
         msg = f"flashes must be non-negative integers (e-/px), got {list(flashes)!r}"
         raise ValueError(msg)

@@ -25,18 +25,16 @@ def check_cube(ds: Any, needed: tuple[str, ...]) -> None:
     if not isinstance(ds, xr.Dataset):
         msg = f"ds must be an xarray.Dataset (the cube, e.g. PixelDB.dataset), got {type(ds)}"
         raise TypeError(msg)
-    missing_dims = [d for d in ("anneal", "row", "col") if d not in ds.dims]
-    if missing_dims:
-        msg = (
-            f"ds must have dims (anneal, row, col); missing {missing_dims} "
-            f"(dims are {tuple(ds.dims)}); pass the whole cube, not one period"
-        )
-        raise ValueError(msg)
-    missing = [v for v in needed if v not in ds.data_vars]
-    if missing:
-        msg = f"ds lacks the properties {missing} the rules need; variables: {list(ds.data_vars)}"
-        raise ValueError(msg)
-    missing_coords = [c for c in PERIOD_COORDS if c not in ds.coords]
-    if missing_coords:
-        msg = f"ds lacks the per-period coordinates {missing_coords}"
-        raise ValueError(msg)
+    # (names wanted, where they must be, message before and after the missing ones)
+    requirements = (
+        (("anneal", "row", "col"), ds.dims, "ds must have dims (anneal, row, col); missing",
+         f" (dims are {tuple(ds.dims)}); pass the whole cube, not one period"),
+        (needed, ds.data_vars, "ds lacks the properties",
+         f" the rules need; variables: {list(ds.data_vars)}"),
+        (PERIOD_COORDS, ds.coords, "ds lacks the per-period coordinates", ""),
+    )
+    for wanted, present, head, tail in requirements:
+        missing = [name for name in wanted if name not in present]
+        if missing:
+            msg = f"{head} {missing}{tail}"
+            raise ValueError(msg)

@@ -409,7 +409,6 @@ class StiscubeBackendEntrypoint(BackendEntrypoint):
     """``engine="stiscube"``: a pixel database (``<db>/cube``) as a lazy labelled cube."""
 
     description = "STIS pixel property cube (stiscube PixelDB): lazy, no dask unless chunks="
-    url = "https://github.com/stiscube/stiscube"
     open_dataset_parameters = ("filename_or_obj", "drop_variables", "version", "layout")
 
     def open_dataset(  # type: ignore[override]

@@ -59,6 +59,18 @@ def _period_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     group.add_argument("--date", help="a date in the period ('YYYY-MM-DD[ HH:MM:SS]' or MJD)")
 
 
+def _pixel_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("row", type=int)
+    p.add_argument("col", type=int)
+
+
+def _kinds(sub, name: str, help: str):
+    """The KIND subparsers of a ``stiscube NAME DB KIND ...`` command."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("db")
+    return p.add_subparsers(dest="kind", metavar="KIND", required=True)
+
+
 def _date_arg(text: str | None):
     if text is None:
         return None
@@ -318,12 +330,9 @@ def _ingest_into(db, args: argparse.Namespace, sim) -> None:
 
 # -- query / history ------------------------------------------------------------------------
 def _add_query(sub) -> None:
-    p = sub.add_parser("query", help="the seed's queries: pixel, region, anneal, darks")
-    p.add_argument("db")
-    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    kinds = _kinds(sub, "query", "the seed's queries: pixel, region, anneal, darks")
     pixel = kinds.add_parser("pixel", help="one pixel in one period")
-    pixel.add_argument("row", type=int)
-    pixel.add_argument("col", type=int)
+    _pixel_args(pixel)
     region = kinds.add_parser("region", help="an inclusive row and column range in one period")
     # four positionals (argparse cannot show a tuple metavar of an nargs=2 positional)
     region.add_argument("row0", type=int, metavar="ROW0", help="first row")
@@ -355,8 +364,7 @@ def _cmd_query(args: argparse.Namespace) -> None:
 def _add_history(sub) -> None:
     p = sub.add_parser("history", help="one pixel's properties across all periods")
     p.add_argument("db")
-    p.add_argument("row", type=int)
-    p.add_argument("col", type=int)
+    _pixel_args(p)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=_cmd_history)
 
@@ -499,12 +507,9 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 # -- plot -------------------------------------------------------------------------------------
 def _add_plot(sub) -> None:
-    p = sub.add_parser("plot", help="plots: a pixel's history, a property map, hot-pixel counts")
-    p.add_argument("db")
-    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    kinds = _kinds(sub, "plot", "plots: a pixel's history, a property map, hot-pixel counts")
     hist = kinds.add_parser("history", help="one pixel's properties over time")
-    hist.add_argument("row", type=int)
-    hist.add_argument("col", type=int)
+    _pixel_args(hist)
     pmap = kinds.add_parser("map", help="a property map of one period")
     pmap.add_argument("property", help="stability, sci_mean, err_mean, nan_count or readnoise")
     _period_args(pmap)

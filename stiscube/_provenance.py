@@ -1,4 +1,11 @@
-"""Dates and software versions recorded in the files and arrays stiscube writes (private)."""
+"""Dates and software versions recorded in the files and arrays stiscube writes (private).
+
+The provenance record itself is :mod:`stores.provenance` (one set of keys for every
+product); :func:`software` is its own and :func:`versions` its
+:func:`stores.provenance.versions` with matplotlib added (stiscube's figures).  Only the
+date formats stay here: :func:`now` is the FITS ``DATE`` value (``YYYY-MM-DDThh:mm:ss``,
+no ``Z``: the FITS standard and CRDS read it so), :func:`iso` the period dates.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,14 @@ import datetime as _dt
 from typing import Any
 
 import numpy as np
-import xarray as xr
+
+from stores import provenance as _provenance
+from stores.provenance import software
 
 __all__ = ["iso", "now", "software", "versions"]
+
+#: libraries whose versions stiscube products record
+LIBRARIES: tuple[str, ...] = (*_provenance.DEFAULT_LIBRARIES, "matplotlib")
 
 
 def iso(value: Any) -> str:
@@ -17,28 +29,11 @@ def iso(value: Any) -> str:
 
 
 def now() -> str:
-    """The current UTC time as ``YYYY-MM-DDThh:mm:ss``."""
+    """The current UTC time as ``YYYY-MM-DDThh:mm:ss`` (the FITS ``DATE`` format)."""
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def versions() -> dict[str, str]:
-    """Versions of stiscube and the libraries behind its outputs."""
-    import astropy
-    import matplotlib
-
-    from stores import __version__
-
-    return {
-        "stiscube": __version__,
-        "numpy": np.__version__,
-        "xarray": xr.__version__,
-        "astropy": astropy.__version__,
-        "matplotlib": matplotlib.__version__,
-    }
-
-
-def software() -> str:
-    """``"stiscube <version>"`` (without importing the plotting libraries)."""
-    from stores import __version__
-
-    return f"stiscube {__version__}"
+    """Versions of stiscube, Python and the libraries behind its outputs
+    (:func:`stores.provenance.versions` of :data:`LIBRARIES`)."""
+    return _provenance.versions(LIBRARIES)

@@ -253,8 +253,8 @@ def dq_array(
         "n_unstable": n_unstable,
         "n_both": n_both,
         "n_flagged": int(np.count_nonzero(dq)),
-        "date": now(),
         "software": software(),
+        "created": now(),
     }
     logger.info(
         "DQ of period %d: %d hot, %d unstable, %d flagged pixels",

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from stiscube._provenance import iso, now, versions
+from stiscube._provenance import iso, now, software, versions
 from stiscube.cube._cubecheck import check_cube
 from stiscube.cube.queries import resolve_period
 from stiscube.dq.flags import STIS_DQ, decode_dq_names
@@ -209,7 +209,8 @@ def write_dq_fits(dq: xr.DataArray, path: str | os.PathLike, *, overwrite: bool 
     _set_card(hdr, "NBOTH", int(np.count_nonzero(hot & unstable)), "pixels hot and unstable")
     _set_card(hdr, "NFLAGGED", int(np.count_nonzero(values)), "pixels with any flag")
     _set_card(hdr, "DATE", now(), "file creation date (UTC)")
-    _set_card(hdr, "DQDATE", str(attrs.get("date", "")), "DQ array creation date (UTC)")
+    _set_card(hdr, "DQDATE", str(attrs.get("created", attrs.get("date", ""))),
+              "DQ array creation date (UTC)")
     _set_card(
         hdr, "SOFTWARE", str(attrs.get("software", "stiscube")), "software that made this file"
     )
@@ -307,9 +308,10 @@ def flagged_pixels_table(dq: xr.DataArray, ds: xr.Dataset):
             "window_anneals": np.asarray(dq.attrs.get("window_anneals", [number])).tolist(),
             "rules": rules.to_dict(),
             "rules_text": rules.describe(),
-            "date": now(),
-            "dq_date": str(dq.attrs.get("date", "")),
-            "versions": versions(),
+            "software": software(),
+            "software_versions": versions(),
+            "created": now(),
+            "dq_date": str(dq.attrs.get("created", dq.attrs.get("date", ""))),
         }
     )
     return table

@@ -625,8 +625,8 @@ def test_ecsv_round_trip(cube, truth, dq7, tmp_path):
     assert meta["anneal"] == 7 and meta["window_anneals"] == [5, 6, 7]
     assert meta["anneal_start"] == dq7.attrs["anneal_start"]
     assert DQRules.from_dict(meta["rules"]) == DQRules.from_dict(json.loads(dq7.attrs["rules"]))
-    assert {"stiscube", "numpy", "astropy", "xarray"} <= set(meta["versions"])
-    assert meta["date"][:2] == "20"
+    assert {"stiscube", "numpy", "astropy", "xarray"} <= set(meta["software_versions"])
+    assert meta["created"][:2] == "20"
     with pytest.raises(FileExistsError, match="file exists"):
         write_flagged_table(dq7, cube, path)
 

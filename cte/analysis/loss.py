@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 
 import numpy as np
 import xarray as xr
@@ -72,7 +71,7 @@ from cte.analysis._linefit import (
 from cte.analysis.pairs import dataset_name, default_config, pair_images, validate_photometry
 from cte.flags import BAD_PIXEL, COSMIC_RAY, CROWDED
 from cte.schema import LOSS_COORD_UNITS, LOSS_DIMS, LOSS_VARIABLES
-from stores import __version__
+from stores.provenance import provenance, to_attrs
 from stores.validate import as_float, as_int, as_str, one_of
 
 __all__ = ["measure_loss", "ratio_points"]
@@ -509,8 +508,7 @@ def _assemble(data_vars, datasets, pair_sets, bins, radii, flux_var, sigma, maxi
         "reject_flags": -1 if reject_flags is None else int(reject_flags),
         "pivot": pivot,
         "pivot_transfers": float(pivot_transfers),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "software": f"stiscube {__version__}, numpy {np.__version__}, xarray {xr.__version__}",
+        **to_attrs(provenance(libraries=("numpy", "xarray"))),
     }
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 

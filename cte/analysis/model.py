@@ -56,7 +56,6 @@ import io
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
 
@@ -67,7 +66,7 @@ from astropy.table import Table
 from cte.analysis.lossmodel import BASIS_TERMS, LossModel, basis, model_variables
 from cte.exceptions import FitError, ModelNotFoundError
 from cte.schema import LOSS_DIMS, MODEL_CONFIG_KEYS, coefficient_columns
-from stores import __version__
+from stores.provenance import provenance
 from stores.validate import as_float, one_of
 
 __all__ = ["CONFIG_KEYS", "EPOCH_GAP_DAYS", "CTEModel", "FittedLoss", "choose_terms",
@@ -436,8 +435,7 @@ def fit_model(
         ],
         "loss_options": {k: (v if isinstance(v, str | int | float) else str(v))
                          for k, v in loss_ds.attrs.items()},
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "software": f"stiscube {__version__}, numpy {np.__version__}",
+        **provenance(libraries=("numpy",)),
     }
     return CTEModel(fits=tuple(fits), skipped=tuple(skipped), meta=meta)
 

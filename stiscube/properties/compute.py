@@ -52,7 +52,6 @@ the returned Dataset holds its futures.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -75,6 +74,7 @@ from stiscube.io.darks import (
 from stiscube.layout import PROPERTIES, PROPERTY_DTYPES, property_attrs
 from stiscube.properties import _kernels
 from stiscube.properties._kernels import ClipOptions
+from stores import provenance
 
 __all__ = [
     "DEFAULT_DQ_MASK",
@@ -210,13 +210,11 @@ def properties_from_stack(
         "long_name": "fraction of the frame's pixels with a valid sample",
         "definition": "finite SCI, finite ERR > 0 and DQ & dq_mask == 0",
     }
-    from stores import __version__
-
     attrs = {
         "title": "STIS CCD pixel properties from dark frames",
         "n_frames": int(stack.sizes["frame"]),
-        "software": f"stiscube {__version__}",
-        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "software": provenance.software(),
+        "created": provenance.now(),
         **{f"option_{k}": v for k, v in options.items()},
     }
     if "start_mjd" in stack.coords and stack.sizes["frame"]:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import xarray as xr
 
 from cte.exceptions import EmptySelectionError
-from stores import __version__
+from stores import provenance
 from stores.progress import dask_progress, steps
 
 if TYPE_CHECKING:
@@ -260,12 +260,12 @@ def analyse_store(
             )
         ]
     meta = {
-        "software": f"stiscube {__version__}",
+        "software": provenance.software(),
         "command": " ".join(sys.argv) if sys.argv else "",
         "store": str(store),
         "output": str(out),
         "flux": flux_var,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "created": provenance.now(),
         **(metadata or {}),
     }
     next(stages)

@@ -38,7 +38,7 @@ from cte.analysis.lossmodel import BASIS_TERMS
 from cte.analysis.model import CTEModel, FittedLoss, independent_bins
 from cte.analysis.model import epochs as epoch_of
 from cte.report.plots import plot_loss_vs_flux, plot_loss_vs_time, plot_ratio_vs_y, plot_same_chip
-from stores import __version__, style
+from stores import provenance, style
 from stores.site import Metric, Page, bokeh_figure
 
 __all__ = ["headline_numbers", "write_report"]
@@ -537,13 +537,7 @@ def _data_excluded(page, loss, model, excluded) -> None:
 
 
 def _provenance(loss, model, metadata, created) -> dict:
-    import astropy
-    import bokeh
-    import matplotlib
-
-    versions = {"stiscube": __version__, "numpy": np.__version__, "xarray": xr.__version__,
-                "astropy": astropy.__version__, "matplotlib": matplotlib.__version__,
-                "bokeh": bokeh.__version__}
+    versions = provenance.versions((*provenance.DEFAULT_LIBRARIES, "matplotlib", "bokeh"))
     loss_options = {k: str(v) for k, v in loss.attrs.items() if k not in ("title",)}
     model_options = {k: str(v) for k, v in model.meta.items()}
     return {
@@ -551,5 +545,6 @@ def _provenance(loss, model, metadata, created) -> dict:
         "run": {k: str(v) for k, v in (metadata or {}).items()} or "not given",
         "loss measurement": loss_options,
         "model fit": model_options,
-        "software": versions,
+        "software": provenance.software(),
+        "software_versions": versions,
     }

@@ -47,8 +47,9 @@ from typing import Any
 
 import numpy as np
 
-from stiscube._provenance import iso, now, versions
+from stiscube._provenance import iso, now
 from stiscube.cube.pixeldb import PixelDB
+from stores.provenance import DEFAULT_LIBRARIES, software, versions
 
 __all__ = ["SiteOptions", "block_reduce", "site_summary", "write_site"]
 
@@ -580,8 +581,9 @@ def _provenance_items(db: PixelDB, summary: dict[str, Any]) -> list[tuple[str, o
             f"{summary['tracked'][0].size} tracked hot pixels",
         ),
         ("trend fits", "least-squares lines against period mid-date, 1-sigma from residuals"),
-        ("generated", now() + " UTC"),
-        ("software", versions()),
+        ("created", now() + " UTC"),
+        ("software", software()),
+        ("software_versions", versions((*DEFAULT_LIBRARIES, "matplotlib", "bokeh"))),
     ]
 
 

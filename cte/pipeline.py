@@ -382,19 +382,9 @@ def run(
         "photometry": str(summary),
     }
     return analyse_store(
-        store,
-        out,
-        config=config,
-        images=images,
-        excluded=excluded,
-        flux_var=flux_var,
-        reject_flags=reject_flags,
-        latex=latex,
-        metadata=metadata,
-        photometry_summary=summary,
-        started=started,
-        apertures=_run_apertures(apertures, config),
-        progress=progress,
+        store, out, config=config, images=images, excluded=excluded, flux_var=flux_var,
+        reject_flags=reject_flags, latex=latex, metadata=metadata, photometry_summary=summary,
+        started=started, apertures=_run_apertures(apertures, config), progress=progress,
     )
 
 

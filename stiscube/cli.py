@@ -59,9 +59,10 @@ def _period_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     group.add_argument("--date", help="a date in the period ('YYYY-MM-DD[ HH:MM:SS]' or MJD)")
 
 
-def _pixel_args(p: argparse.ArgumentParser) -> None:
+def _pixel_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("row", type=int)
     p.add_argument("col", type=int)
+    return p
 
 
 def _kinds(sub, name: str, help: str):
@@ -331,8 +332,7 @@ def _ingest_into(db, args: argparse.Namespace, sim) -> None:
 # -- query / history ------------------------------------------------------------------------
 def _add_query(sub) -> None:
     kinds = _kinds(sub, "query", "the seed's queries: pixel, region, anneal, darks")
-    pixel = kinds.add_parser("pixel", help="one pixel in one period")
-    _pixel_args(pixel)
+    pixel = _pixel_args(kinds.add_parser("pixel", help="one pixel in one period"))
     region = kinds.add_parser("region", help="an inclusive row and column range in one period")
     # four positionals (argparse cannot show a tuple metavar of an nargs=2 positional)
     region.add_argument("row0", type=int, metavar="ROW0", help="first row")
@@ -508,8 +508,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
 # -- plot -------------------------------------------------------------------------------------
 def _add_plot(sub) -> None:
     kinds = _kinds(sub, "plot", "plots: a pixel's history, a property map, hot-pixel counts")
-    hist = kinds.add_parser("history", help="one pixel's properties over time")
-    _pixel_args(hist)
+    hist = _pixel_args(kinds.add_parser("history", help="one pixel's properties over time"))
     pmap = kinds.add_parser("map", help="a property map of one period")
     pmap.add_argument("property", help="stability, sci_mean, err_mean, nan_count or readnoise")
     _period_args(pmap)

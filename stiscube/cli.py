@@ -65,6 +65,14 @@ def _pixel_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def _db_command(sub, name: str, help: str, func) -> argparse.ArgumentParser:
+    """A ``stiscube NAME DB ...`` command run by *func*."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("db")
+    p.set_defaults(func=func)
+    return p
+
+
 def _kinds(sub, name: str, help: str):
     """The KIND subparsers of a ``stiscube NAME DB KIND ...`` command."""
     p = sub.add_parser(name, help=help)
@@ -536,13 +544,9 @@ def _cmd_plot(args: argparse.Namespace) -> None:
 
 # -- index ------------------------------------------------------------------------------------
 def _add_index(sub) -> None:
-    p = sub.add_parser(
-        "index",
-        help="update (or build) the optional pixel-major copy that makes histories fast",
-    )
-    p.add_argument("db")
+    p = _db_command(sub, "index", "update (or build) the optional pixel-major copy that makes "
+                    "histories fast", _cmd_index)
     p.add_argument("--rebuild", action="store_true", help="rebuild it from scratch")
-    p.set_defaults(func=_cmd_index)
 
 
 def _update_index(db, path: str, *, rebuild: bool) -> None:
@@ -562,23 +566,15 @@ def _cmd_index(args: argparse.Namespace) -> None:
 
 # -- repair / prune ---------------------------------------------------------------------------
 def _add_maintenance(sub) -> None:
-    p = sub.add_parser(
-        "repair",
-        help="report (and with --yes repair) damage that makes the database refuse writes",
-    )
-    p.add_argument("db")
+    p = _db_command(sub, "repair", "report (and with --yes repair) damage that makes the "
+                    "database refuse writes", _cmd_repair)
     p.add_argument("--yes", action="store_true", help="carry the repair out (default: only report)")
-    p.set_defaults(func=_cmd_repair)
-    p = sub.add_parser(
-        "prune",
-        help="remove old versions (never done implicitly); reports what it removes",
-    )
-    p.add_argument("db")
+    p = _db_command(sub, "prune", "remove old versions (never done implicitly); reports what it "
+                    "removes", _cmd_prune)
     p.add_argument(
         "--keep-last", type=int, required=True, metavar="N", help="newest versions to keep"
     )
     p.add_argument("--yes", action="store_true", help="remove them (default: only report)")
-    p.set_defaults(func=_cmd_prune)
 
 
 def _cube_store(path: str):

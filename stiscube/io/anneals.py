@@ -477,11 +477,5 @@ def _parse_row(row: Mapping[str, Any], index: int, source: str) -> AnnealPeriod:
         logger.warning("%s: num=%d but exposure_time lists %d darks", where, num, sum(mix.values()))
     if num is not None and darks and len(darks) != num:
         logger.warning("%s: num=%d but %d dark rootnames are listed", where, num, len(darks))
-    return AnnealPeriod(
-        number=number,
-        start_mjd=start,
-        end_mjd=end,
-        num=num,
-        exposure_time=exposure_time,
-        darks=darks,
-    )
+    return AnnealPeriod(number=number, start_mjd=start, end_mjd=end, num=num,
+                        exposure_time=exposure_time, darks=darks)

@@ -35,12 +35,7 @@ import xarray as xr
 from stiscube._dates import mjd_to_datetime64, to_mjd
 from stiscube.cube import queries
 from stiscube.cube.backend import cube_location
-from stiscube.exceptions import (
-    AnnealTableError,
-    CubeQueryError,
-    PeriodExistsError,
-    StiscubeError,
-)
+from stiscube.exceptions import CubeQueryError, PeriodExistsError, StiscubeError
 from stiscube.io.anneals import AnnealTable
 from stiscube.io.seedcsv import SEED_COLUMNS, read_seed_csv, seed_csv_path
 from stiscube.layout import (
@@ -889,8 +884,5 @@ def _read_periods(loc: Location) -> AnnealTable:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / _PERIODS
         path.write_bytes(loc.read_bytes(_PERIODS))
-        try:
-            return AnnealTable.read(path)
-        except AnnealTableError as exc:  # name the database's file, not the temporary copy
-            msg = str(exc).replace(str(path), loc.child(_PERIODS).url)
-            raise AnnealTableError(msg) from exc
+        # messages name the database's file, not the temporary copy
+        return AnnealTable.read(path, name=loc.child(_PERIODS).url)

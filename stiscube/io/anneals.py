@@ -214,8 +214,11 @@ class AnnealTable:
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> AnnealTable:
+    def read(cls, path: str | os.PathLike[str], *, name: str | None = None) -> AnnealTable:
         """Read a table: ``.ecsv`` as written by :meth:`write`, otherwise the STScI CSV layout.
+
+        *name* is how messages and the table's source name the file (default: *path*),
+        e.g. the URL of a table read from a local copy.
 
         Raises
         ------
@@ -225,8 +228,9 @@ class AnnealTable:
             If the file does not exist.
         """
         path = os.fspath(path)
+        name = path if name is None else name
         if not os.path.exists(path):
-            msg = f"anneal table {path} does not exist"
+            msg = f"anneal table {name} does not exist"
             raise FileNotFoundError(msg)
         if path.lower().endswith(".ecsv"):
             from astropy.table import Table
@@ -234,15 +238,15 @@ class AnnealTable:
             try:
                 table = Table.read(path, format="ascii.ecsv")
             except Exception as exc:  # astropy raises several kinds for a damaged header
-                msg = f"anneal table {path}: not a readable ECSV table ({exc})"
+                msg = f"anneal table {name}: not a readable ECSV table ({exc})"
                 raise AnnealTableError(msg) from exc
             frame = pd.DataFrame(
                 {name: [_cell_text(v) for v in table[name]] for name in table.colnames}
             )
             meta = {str(k): v for k, v in table.meta.items() if k != "num_missing_value"}
-            return cls.from_dataframe(frame, meta=meta, source=path)
+            return cls.from_dataframe(frame, meta=meta, source=name)
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        return cls.from_dataframe(frame, meta={"simulated": False, "source": path}, source=path)
+        return cls.from_dataframe(frame, meta={"simulated": False, "source": name}, source=name)
 
     @classmethod
     def from_dataframe(

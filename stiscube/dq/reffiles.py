@@ -43,17 +43,20 @@ the cube's per-period coordinates ``ccdamp``/``ccdgain`` when it has them (they 
 agree over the periods and with any value given), else from
 :class:`ReferenceKeywords` (then required).
 
-Provenance: ``CUBEVER`` (the cube version, :attr:`stores.CubeStore.version`, when the
-store has one), ``PERIODS`` (the period numbers), ``CUBESUM`` (SHA-256 over the
-periods' checksums, in order) and one ``HISTORY`` card per period, ``"<period>
-<sha256>"``, with its SHA-256 (over the checksums the store recorded for each property
-at commit).
+Provenance: the record of :mod:`stores.provenance`, written by
+:func:`stores.provenance.to_header` and read back by :func:`stores.provenance.from_header`:
+``DATE``, ``SOFTWARE``, ``CUBEVER`` (the cube version, :attr:`stores.CubeStore.version`,
+or ``unknown``), ``CUBESUM`` (SHA-256 over the periods' checksums, in period order) and
+``HISTORY`` lines ``provenance input ...`` (the database URL), ``provenance
+software_versions ...`` and one ``provenance checksum {"<period>": "<sha256>"}`` per
+period (SHA-256 of the checksums the store recorded for each property at commit), after
+the readable ``HISTORY`` text (rules, periods, darks).  ``PERIODS`` lists the period
+numbers.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
@@ -61,17 +64,20 @@ import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from stiscube._provenance import iso, now, software
+from stiscube._provenance import iso
 from stiscube.cube.pixeldb import PixelDB
 from stiscube.dq.flags import BAD_REFERENCE_PIXEL, STIS_DQ
 from stiscube.dq.rules import DQRules
 from stiscube.exceptions import CubeQueryError, UnitMismatchError
+from stores.provenance import cube_checksum, provenance, set_card, slice_checksums, to_header
+from stores.validate import as_int, as_str, check_fields, instance_of, one_of
 
 __all__ = [
     "NO_DATA_BIT",
@@ -82,6 +88,7 @@ __all__ = [
     "sybdate",
     "write_dark_reference",
     "write_dq_reference",
+    "write_reference",
 ]
 
 logger = logging.getLogger(__name__)
@@ -150,63 +157,60 @@ class ReferenceKeywords:
     descrip: str | None = None
 
     def __post_init__(self) -> None:
-        if self.ccdamp is not None and self.ccdamp not in _AMPS:
-            msg = f"ccdamp must be one of {list(_AMPS)}, got {self.ccdamp!r}"
+        spec = {
+            "ccdamp": partial(one_of, choices=_AMPS),
+            "ccdgain": lambda value, name: one_of(as_int(value, name), name, _GAINS),
+            "useafter": _useafter,
+            "pedigree": _pedigree,
+            "descrip": _descrip,
+        }
+        check_fields(self, {k: v for k, v in spec.items() if getattr(self, k) is not None})
+
+
+def _useafter(value: Any, name: str) -> np.datetime64:
+    try:
+        when = np.datetime64(value, "s")
+    except (TypeError, ValueError) as exc:
+        msg = f"{name} must be a date, got {value!r} ({exc})"
+        raise ValueError(msg) from None
+    if np.isnat(when) or not np.datetime64("1990") <= when < np.datetime64("2100"):
+        msg = f"{name} must be a date between 1990 and 2100, got {value!r}"
+        raise ValueError(msg)
+    return when
+
+
+def _pedigree(value: Any, name: str) -> str:
+    match = _PEDIGREE.match(str(value))
+    if match is None:
+        msg = (
+            f"{name} must be 'INFLIGHT DD/MM/YYYY DD/MM/YYYY', 'GROUND', 'MODEL', 'DUMMY' or "
+            f"'SIMULATION', got {value!r}"
+        )
+        raise ValueError(msg)
+    if match.group(2) is not None:
+        d = [int(g) for g in match.groups()[1:]]
+        try:
+            first, last = _dt.date(d[2], d[1], d[0]), _dt.date(d[5], d[4], d[3])
+        except ValueError as exc:
+            msg = f"{name} {value!r}: {exc}"
+            raise ValueError(msg) from None
+        if last < first:
+            msg = f"{name} {value!r}: the end date is before the start"
             raise ValueError(msg)
-        if self.ccdgain is not None:
-            if isinstance(self.ccdgain, bool) or not isinstance(self.ccdgain, int | np.integer):
-                msg = f"ccdgain must be an integer, one of {list(_GAINS)}, got {self.ccdgain!r}"
-                raise TypeError(msg)
-            if int(self.ccdgain) not in _GAINS:
-                msg = f"ccdgain must be one of {list(_GAINS)}, got {self.ccdgain!r}"
-                raise ValueError(msg)
-            object.__setattr__(self, "ccdgain", int(self.ccdgain))
-        if self.useafter is not None:
-            try:
-                when = np.datetime64(self.useafter, "s")
-            except (TypeError, ValueError) as exc:
-                msg = f"useafter must be a date, got {self.useafter!r} ({exc})"
-                raise ValueError(msg) from None
-            if np.isnat(when) or not np.datetime64("1990") <= when < np.datetime64("2100"):
-                msg = f"useafter must be a date between 1990 and 2100, got {self.useafter!r}"
-                raise ValueError(msg)
-            object.__setattr__(self, "useafter", when)
-        if self.pedigree is not None:
-            match = _PEDIGREE.match(str(self.pedigree))
-            if match is None:
-                msg = (
-                    "pedigree must be 'INFLIGHT DD/MM/YYYY DD/MM/YYYY', 'GROUND', 'MODEL', "
-                    f"'DUMMY' or 'SIMULATION', got {self.pedigree!r}"
-                )
-                raise ValueError(msg)
-            if match.group(2) is not None:
-                d = [int(g) for g in match.groups()[1:]]
-                try:
-                    first = _dt.date(d[2], d[1], d[0])
-                    last = _dt.date(d[5], d[4], d[3])
-                except ValueError as exc:
-                    msg = f"pedigree {self.pedigree!r}: {exc}"
-                    raise ValueError(msg) from None
-                if last < first:
-                    msg = f"pedigree {self.pedigree!r}: the end date is before the start"
-                    raise ValueError(msg)
-        if self.descrip is not None:
-            if not isinstance(self.descrip, str) or "\n" in self.descrip:
-                msg = f"descrip must be one line of text, got {self.descrip!r}"
-                raise ValueError(msg)
-            if not 0 < len(self.descrip) <= _MAX_DESCRIP:
-                msg = (
-                    f"descrip must have 1 to {_MAX_DESCRIP} characters, got "
-                    f"{len(self.descrip)}: {self.descrip!r}"
-                )
-                raise ValueError(msg)
+    return value
+
+
+def _descrip(value: Any, name: str) -> str:
+    value = as_str(value, name, one_line=True)
+    if len(value) > _MAX_DESCRIP:
+        msg = f"{name} must have 1 to {_MAX_DESCRIP} characters, got {len(value)}: {value!r}"
+        raise ValueError(msg)
+    return value
 
 
 # -- inputs ----------------------------------------------------------------------------------
 def _periods(db: PixelDB, anneals: int | Sequence[int] | None) -> list[int]:
-    if not isinstance(db, PixelDB):
-        msg = f"db must be a stiscube.PixelDB, got {type(db).__name__}"
-        raise TypeError(msg)
+    instance_of(db, "db", PixelDB, what="a stiscube.PixelDB")
     held = db.anneal_numbers
     if not held:
         msg = f"{db.location.url} holds no anneal periods"
@@ -233,20 +237,16 @@ def cube_provenance(db: PixelDB, anneals: Sequence[int]) -> dict[str, Any]:
     dict
         ``version`` (str of :attr:`stores.CubeStore.version`, or ``"unknown"`` when the
         store has none), ``checksums`` ({period: SHA-256 hex of the JSON of the store's
-        per-property checksums of that period}) and ``cubesum`` (SHA-256 hex of the
-        periods' checksums joined in period order).
+        per-property checksums of that period}, :func:`stores.provenance.slice_checksums`)
+        and ``cubesum`` (SHA-256 hex of the periods' checksums joined in period order,
+        :func:`stores.provenance.cube_checksum`).
     """
-    sums = {}
-    for number in anneals:
-        info = db.store.slice_info(int(number))
-        text = json.dumps(info["sha256"], sort_keys=True)
-        sums[int(number)] = hashlib.sha256(text.encode()).hexdigest()
+    sums = slice_checksums(db.store, [int(n) for n in anneals])
     version = getattr(db.store, "version", None)
-    joined = "".join(sums[n] for n in sorted(sums))
     return {
         "version": "unknown" if version is None else str(version),
-        "checksums": sums,
-        "cubesum": hashlib.sha256(joined.encode()).hexdigest(),
+        "checksums": {int(n): digest for n, digest in sums.items()},
+        "cubesum": cube_checksum(sums),
     }
 
 
@@ -297,9 +297,7 @@ def _resolve(
     db: PixelDB, numbers: list[int], keywords: ReferenceKeywords | None, kind: str
 ) -> _Resolved:
     keywords = ReferenceKeywords() if keywords is None else keywords
-    if not isinstance(keywords, ReferenceKeywords):
-        msg = f"keywords must be a ReferenceKeywords, got {type(keywords).__name__}"
-        raise TypeError(msg)
+    instance_of(keywords, "keywords", ReferenceKeywords)
     ds = db.dataset
     amp = _ccd_setting(ds, "ccdamp", keywords.ccdamp, numbers)
     gain = _ccd_setting(ds, "ccdgain", keywords.ccdgain, numbers)
@@ -439,12 +437,11 @@ def superdark(
 
 
 # -- headers ---------------------------------------------------------------------------------
-def _history(
-    db: PixelDB, numbers: list[int], rules: DQRules, prov: dict[str, Any], extra: list[str]
-) -> list[str]:
+def _history(db: PixelDB, numbers: list[int], rules: DQRules, extra: list[str]) -> list[str]:
+    """The HISTORY text a reader reads: how the file was made, the rules, each period with
+    its darks, exposure mix and temperature scaling (the provenance record follows it)."""
     ds = db.dataset
-    lines = [f"Made by {software()} on {now()} UTC from the pixel property cube", db.location.url]
-    lines += extra
+    lines = ["made from the stiscube pixel property cube (provenance input below)", *extra]
     lines.append("DQ rules (bitwise OR over the periods):")
     lines += [f"  {line}" for line in rules.describe()]
     darks = db.darks
@@ -461,12 +458,9 @@ def _history(
             value = _period_text(one, coord)
             if value:
                 lines.append(f"  period {number} {label}: {value}")
-    lines.append(f"cube version {prov['version']}")
     wrapped = []
     for line in lines:
         wrapped += textwrap.wrap(line, 70, subsequent_indent="  ", break_on_hyphens=False) or [""]
-    wrapped.append("period sha256 (of the store's commit checksums):")
-    wrapped += [f"{n} {digest}" for n, digest in prov["checksums"].items()]  # <= 69 chars
     return wrapped
 
 
@@ -501,9 +495,10 @@ def _primary(
 ):
     from astropy.io import fits
 
-    from stiscube.dq.files import _set_card
-
-    prov = cube_provenance(db, numbers)
+    cube = cube_provenance(db, numbers)
+    prov = provenance(
+        inputs=[db.location.url], cube_version=cube["version"], checksums=cube["checksums"]
+    )
     primary = fits.PrimaryHDU()
     hdr = primary.header
     cards = [
@@ -517,24 +512,21 @@ def _primary(
         ("PEDIGREE", keys.pedigree, "origin of the data"),
         ("DESCRIP", keys.descrip, ""),
         ("PERIODS", ",".join(str(n) for n in numbers), "anneal periods used"),
-        ("CUBEVER", prov["version"], "pixel cube version read"),
-        ("CUBESUM", prov["cubesum"], "sha256 over the periods' checksums"),
         ("NHOT", counts["n_hot"], f"pixels with the hot bit {rules.hot_bit}"),
         ("NUNSTAB", counts["n_unstable"], f"pixels with the unstable bit {rules.unstable_bit}"),
         ("NBOTH", counts["n_both"], "pixels both hot and unstable"),
         ("NNODATA", counts["n_no_data"], f"pixels without usable samples (DQ {NO_DATA_BIT})"),
         ("NFLAGGED", counts["n_flagged"], "pixels with any DQ bit"),
-        ("DATE", now(), "file creation date (UTC)"),
-        ("SOFTWARE", software(), "software that made this file"),
         ("RULES", json.dumps(rules.to_dict()), "DQ rules as JSON"),
     ]
     tempcorr = _temperature_card(db, numbers)
     if tempcorr is not None:
         cards.append(("TEMPCORR", tempcorr, "dark-rate temperature scaling of the inputs"))
     for key, value, comment in cards:
-        _set_card(hdr, key, value, comment)
-    for line in _history(db, numbers, rules, prov, extra_history):
+        set_card(hdr, key, value, comment)
+    for line in _history(db, numbers, rules, extra_history):
         hdr.add_history(line)
+    to_header(hdr, prov)  # DATE, SOFTWARE, CUBEVER, CUBESUM; the rest as HISTORY
     return primary
 
 
@@ -568,16 +560,17 @@ def _categories_text(rules: DQRules) -> list[str]:
     return lines
 
 
-def write_dq_reference(
+def write_reference(
     db: PixelDB,
     path: str | os.PathLike,
+    kind: str,
     *,
     rules: DQRules | None = None,
     anneals: int | Sequence[int] | None = None,
     keywords: ReferenceKeywords | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write the DQ reference file of one or more periods (atomically).
+    """Write a STIS CCD reference file of one or more periods (atomically).
 
     Parameters
     ----------
@@ -585,6 +578,10 @@ def write_dq_reference(
         The database.
     path : path-like
         The FITS file to write.
+    kind : {"dq", "dark"}
+        ``"dq"``: the DQ reference (primary + ``DQ``); ``"dark"``: the superdark
+        (:func:`superdark`) in the STIS imset layout, primary + ``SCI``, ``ERR`` (float32,
+        ``BUNIT = 'ELECTRONS/S'``) and ``DQ`` (int16), each with ``EXTVER = 1``.
     rules : DQRules, optional
         The DQ rules (default ``DQRules()``).
     anneals : int or sequence of int, optional
@@ -598,62 +595,64 @@ def write_dq_reference(
     -------
     pathlib.Path
         The path written.
+
+    Raises
+    ------
+    ValueError, TypeError
+        A parameter is invalid, or the periods mix CCD settings; nothing is written.
+    FileExistsError
+        *path* exists and *overwrite* is false.
     """
     from astropy.io import fits
 
     from stiscube.dq.files import _target
 
-    rules = DQRules() if rules is None else rules
+    kind = one_of(kind, "kind", ("dq", "dark"))
+    rules = DQRules() if rules is None else instance_of(rules, "rules", DQRules)
     numbers = _periods(db, anneals)
-    keys = _resolve(db, numbers, keywords, "DQ flags")
+    keys = _resolve(db, numbers, keywords, "DQ flags" if kind == "dq" else "superdark")
     path = _target(path, overwrite)
-    dq = reference_dq(db, rules, anneals=numbers)
-    counts = _counts(dq.values, rules)
-    primary = _primary(db, numbers, keys, "DQ REFERENCE", rules, counts, _categories_text(rules))
-    primary.header["NEXTEND"] = (1, "number of extensions")
-    _write(fits.HDUList([primary, _dq_hdu(dq.values)]), path)
-    logger.info("wrote DQ reference of periods %s to %s (%s)", numbers, path, counts)
+    if kind == "dq":
+        dq = reference_dq(db, rules, anneals=numbers)
+        counts = _counts(dq.values, rules)
+        text = _categories_text(rules)
+        primary = _primary(db, numbers, keys, "DQ REFERENCE", rules, counts, text)
+        hdus = [primary, _dq_hdu(dq.values)]
+    else:
+        dark = superdark(db, rules, anneals=numbers)
+        counts = {k: int(dark.attrs[k]) for k in ("n_hot", "n_unstable", "n_both", "n_no_data")}
+        counts["n_flagged"] = int(np.count_nonzero(dark["dq"].values))
+        formulas = [
+            "SCI = sum_p n_p sci_mean_p / N; ERR = sqrt(sum_p n_p err_mean_p^2) / N;",
+            "N = sum_p n_p, n_p = n_darks_p - nan_count_p (usable samples); e-/s",
+            *_categories_text(rules),
+            f"  no usable sample -> {NO_DATA_BIT} (SCI = ERR = 0)",
+        ]
+        primary = _primary(db, numbers, keys, "DARK IMAGE", rules, counts, formulas)
+        sci = fits.ImageHDU(data=dark["sci"].values.astype(">f4"), name="SCI", ver=1)
+        err = fits.ImageHDU(data=dark["err"].values.astype(">f4"), name="ERR", ver=1)
+        for hdu, what in ((sci, "dark rate"), (err, "standard error of the dark rate")):
+            hdu.header["BUNIT"] = ("ELECTRONS/S", what)
+        hdus = [primary, sci, err, _dq_hdu(dark["dq"].values)]
+    primary.header["NEXTEND"] = (len(hdus) - 1, "number of extensions")
+    _write(fits.HDUList(hdus), path)
+    logger.info("wrote %s reference of periods %s to %s (%s)", kind, numbers, path, counts)
     return path
 
 
-def write_dark_reference(
-    db: PixelDB,
-    path: str | os.PathLike,
-    *,
-    rules: DQRules | None = None,
-    anneals: int | Sequence[int] | None = None,
-    keywords: ReferenceKeywords | None = None,
-    overwrite: bool = False,
-) -> Path:
-    """Write the superdark (:func:`superdark`) as a STIS dark reference file (atomically).
+def write_dq_reference(db: PixelDB, path: str | os.PathLike, **options: Any) -> Path:
+    """Write the DQ reference file: ``write_reference(db, path, "dq", **options)``.
 
-    Parameters and return value as :func:`write_dq_reference`; the layout is the STIS
-    imset: primary + ``SCI``, ``ERR`` (float32, ``BUNIT = 'ELECTRONS/S'``) and ``DQ``
-    (int16), each with ``EXTVER = 1``.
+    *options* are :func:`write_reference`'s ``rules``, ``anneals``, ``keywords`` and
+    ``overwrite``.
     """
-    from astropy.io import fits
+    return write_reference(db, path, "dq", **options)
 
-    from stiscube.dq.files import _target
 
-    rules = DQRules() if rules is None else rules
-    numbers = _periods(db, anneals)
-    keys = _resolve(db, numbers, keywords, "superdark")
-    path = _target(path, overwrite)
-    dark = superdark(db, rules, anneals=numbers)
-    counts = {k: int(dark.attrs[k]) for k in ("n_hot", "n_unstable", "n_both", "n_no_data")}
-    counts["n_flagged"] = int(np.count_nonzero(dark["dq"].values))
-    formulas = [
-        "SCI = sum_p n_p sci_mean_p / N; ERR = sqrt(sum_p n_p err_mean_p^2) / N;",
-        "N = sum_p n_p, n_p = n_darks_p - nan_count_p (usable samples); e-/s",
-        *_categories_text(rules),
-        f"  no usable sample -> {NO_DATA_BIT} (SCI = ERR = 0)",
-    ]
-    primary = _primary(db, numbers, keys, "DARK IMAGE", rules, counts, formulas)
-    primary.header["NEXTEND"] = (3, "number of extensions")
-    sci = fits.ImageHDU(data=dark["sci"].values.astype(">f4"), name="SCI", ver=1)
-    err = fits.ImageHDU(data=dark["err"].values.astype(">f4"), name="ERR", ver=1)
-    for hdu, what in ((sci, "dark rate"), (err, "standard error of the dark rate")):
-        hdu.header["BUNIT"] = ("ELECTRONS/S", what)
-    _write(fits.HDUList([primary, sci, err, _dq_hdu(dark["dq"].values)]), path)
-    logger.info("wrote superdark of periods %s to %s (%s)", numbers, path, counts)
-    return path
+def write_dark_reference(db: PixelDB, path: str | os.PathLike, **options: Any) -> Path:
+    """Write the superdark: ``write_reference(db, path, "dark", **options)``.
+
+    *options* are :func:`write_reference`'s ``rules``, ``anneals``, ``keywords`` and
+    ``overwrite``.
+    """
+    return write_reference(db, path, "dark", **options)

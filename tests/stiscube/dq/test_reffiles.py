@@ -24,7 +24,9 @@ from stiscube.dq.reffiles import (
     sybdate,
     write_dark_reference,
     write_dq_reference,
+    write_reference,
 )
+from stores.provenance import from_header
 
 SHAPE = (64, 48)
 PERIODS = {3: 20, 4: 18, 5: 22}  # number: darks
@@ -123,9 +125,10 @@ def test_header_has_the_rmap_selection_keys(db, rmap, tmp_path, kind):
     for n in (3, 4):
         text = json.dumps(db.store.slice_info(n)["sha256"], sort_keys=True)
         sums[n] = hashlib.sha256(text.encode()).hexdigest()
-    cards = [str(c) for c in hdr["HISTORY"]]
-    for n, digest in sums.items():
-        assert f"{n} {digest}" in cards
+    prov = from_header(hdr)  # the stores.provenance record, read back
+    assert prov["checksums"] == {str(n): digest for n, digest in sums.items()}
+    assert prov["inputs"] == [db.location.url]
+    assert prov["software"].startswith("stiscube ") and "numpy" in prov["software_versions"]
     assert hdr["CUBESUM"] == hashlib.sha256((sums[3] + sums[4]).encode()).hexdigest()
     assert hdr["CUBEVER"] != "unknown"
     assert DQRules.from_dict(json.loads(hdr["RULES"])) == RULES
@@ -358,3 +361,39 @@ def test_temperature_scaling_and_exposures_are_in_the_headers(tmp_path):
         assert hdr["TEMPCORR"] == "differs by period (see HISTORY)"
         history = " ".join(" ".join(str(h) for h in hdr["HISTORY"]).split())
         assert f"period {second} temperature scaling: off" in history
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"ccdamp": "E"}, ValueError, r"^ccdamp must be one of \['A', 'B', 'C', 'D'\], got 'E'$"),
+        ({"ccdgain": 3}, ValueError, r"^ccdgain must be one of \[1, 2, 4, 8\], got 3$"),
+        ({"ccdgain": True}, TypeError, r"^ccdgain must be an integer, got True$"),
+        ({"useafter": "1980-01-01"}, ValueError, "useafter must be a date between 1990 and 2100"),
+        ({"useafter": "soon"}, ValueError, "useafter must be a date, got 'soon'"),
+        ({"pedigree": "INFLIGHT 01/02/2020"}, ValueError, "pedigree must be 'INFLIGHT DD/MM"),
+        ({"pedigree": "INFLIGHT 31/02/2020 01/03/2020"}, ValueError, "day is out of range"),
+        ({"pedigree": "INFLIGHT 02/03/2020 01/03/2020"}, ValueError, "end date is before"),
+        ({"descrip": "a\nb"}, ValueError, "descrip must be one line of text"),
+        ({"descrip": "x" * 68}, ValueError, "descrip must have 1 to 67 characters, got 68"),
+        ({"descrip": 5}, TypeError, "descrip must be a string, got 5"),
+    ],
+)
+def test_reference_keywords_refuse_bad_values(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ReferenceKeywords(**kwargs)
+
+
+def test_reference_keywords_normalise():
+    keys = ReferenceKeywords(ccdgain=np.int64(4), useafter="2020-01-05T06:07:08.9")
+    assert type(keys.ccdgain) is int and keys.ccdgain == 4
+    assert keys.useafter == np.datetime64("2020-01-05T06:07:08")
+
+
+def test_write_reference_refuses_an_unknown_kind_before_writing(db, tmp_path):
+    out = tmp_path / "x.fits"
+    with pytest.raises(ValueError, match=r"^kind must be one of \['dq', 'dark'\], got 'bias'$"):
+        write_reference(db, out, "bias", keywords=KEYS)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'anneal'"):
+        write_dq_reference(db, out, anneal=3, keywords=KEYS)
+    assert not out.exists()

@@ -107,6 +107,7 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,7 @@ from stiscube._dates import describe_mjd, mjd_to_datetime64, to_mjd
 from stiscube.io.anneals import AnnealPeriod, AnnealTable, format_exposure_mix
 from stiscube.io.darks import SIDE2_START_MJD
 from stores.fs import atomic_path, atomic_write
+from stores.validate import as_float, as_int, as_interval, as_shape2, check_fields, one_of
 
 __all__ = [
     "EVENT_COSMIC_RAY",
@@ -145,7 +147,7 @@ _MANIFEST = "simulation.json"
 _TABLE = "anneal_periods.ecsv"
 _TRUTH_DIR = "truth"
 _SECONDS_PER_DAY = 86400.0
-_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_MAX_FRAMES = 36**3  # frame numbers of a period: 3 base-36 digits of the rootname
 
 
 @dataclass(frozen=True)
@@ -186,76 +188,7 @@ class DarkPhysics:
     imsets_per_file: int = 1
 
     def __post_init__(self) -> None:
-        positive = ("dark_rate", "readnoise", "atodgain", "exptime", "short_exptime")
-        for name in positive:
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value > 0):
-                msg = f"{name} must be > 0, got {value!r}"
-                raise ValueError(msg)
-        non_negative = (
-            "dark_rate_scatter",
-            "readnoise_scatter",
-            "hot_per_day",
-            "cr_rate",
-            "cr_electrons_sigma",
-            "cr_electrons_min",
-            "cr_electrons_median",
-        )
-        for name in non_negative:
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value >= 0):
-                msg = f"{name} must be >= 0, got {value!r}"
-                raise ValueError(msg)
-        fractions = (
-            "short_fraction",
-            "initial_hot_fraction",
-            "heal_fraction",
-            "flicker_fraction",
-            "nan_fraction",
-            "fill_fraction",
-            "blemish_fraction",
-        )
-        for name in fractions:
-            value = getattr(self, name)
-            if not (0 <= value <= 1):
-                msg = f"{name} must be in [0, 1], got {value!r}"
-                raise ValueError(msg)
-        if self.ccdgain not in (1, 2, 4, 8):
-            msg = f"ccdgain must be one of the STIS CCD gains 1, 2, 4, 8, got {self.ccdgain!r}"
-            raise ValueError(msg)
-        for name in ("hot_rate_range", "flicker_amplitude_range", "flicker_duty_range"):
-            low, high = getattr(self, name)
-            if not (0 < low <= high):
-                msg = f"{name} must be (low, high) with 0 < low <= high, got {(low, high)!r}"
-                raise ValueError(msg)
-        if self.flicker_duty_range[1] > 1:
-            msg = f"flicker_duty_range must lie in (0, 1], got {self.flicker_duty_range!r}"
-            raise ValueError(msg)
-        if self.ccdamp not in ("A", "B", "C", "D"):
-            msg = f"ccdamp must be one of 'A', 'B', 'C', 'D', got {self.ccdamp!r}"
-            raise ValueError(msg)
-        if not (np.isfinite(self.temperature) and -20 <= self.temperature <= 40):
-            msg = f"temperature must be in [-20, 40] deg C, got {self.temperature!r}"
-            raise ValueError(msg)
-        if not (np.isfinite(self.temperature_drift) and 0 <= self.temperature_drift <= 10):
-            msg = f"temperature_drift must be in [0, 10] deg C, got {self.temperature_drift!r}"
-            raise ValueError(msg)
-        if not 0 <= self.temperature_coefficient < 0.5:
-            msg = (
-                f"temperature_coefficient must be in [0, 0.5) per deg C, got "
-                f"{self.temperature_coefficient!r}"
-            )
-            raise ValueError(msg)
-        if not np.isfinite(self.side2_start):
-            msg = f"side2_start must be an MJD, got {self.side2_start!r}"
-            raise ValueError(msg)
-        if (
-            isinstance(self.imsets_per_file, bool)
-            or not isinstance(self.imsets_per_file, int | np.integer)
-            or not 1 <= self.imsets_per_file <= 8
-        ):
-            msg = f"imsets_per_file must be an integer in [1, 8], got {self.imsets_per_file!r}"
-            raise ValueError(msg)
+        check_fields(self, _PHYSICS_RULES)
         if self.cr_rate * self.exptime > 0.5:
             msg = f"cr_rate * exptime must be <= 0.5 (a hit probability), got {self.cr_rate!r}"
             raise ValueError(msg)
@@ -265,6 +198,44 @@ class DarkPhysics:
         return {
             k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
         }
+
+
+def _positive_range(value: Any, name: str, *, max: float | None = None) -> tuple[float, float]:
+    """``(low, high)`` with ``0 < low <= high`` (``<= max``)."""
+    low, high = as_interval(value, name, strict=False, max=max)
+    as_float(low, f"{name}[0]", min=0, strict_min=True)
+    return low, high
+
+
+_POSITIVE = partial(as_float, min=0, strict_min=True)
+_NON_NEGATIVE = partial(as_float, min=0)
+_FRACTION = partial(as_float, min=0, max=1)
+#: The rule of each DarkPhysics field, checked in this order.
+_PHYSICS_RULES: dict[str, Any] = {
+    **dict.fromkeys(("dark_rate", "readnoise", "atodgain", "exptime", "short_exptime"), _POSITIVE),
+    **dict.fromkeys(
+        ("dark_rate_scatter", "readnoise_scatter", "hot_per_day", "cr_rate", "cr_electrons_sigma",
+         "cr_electrons_min", "cr_electrons_median"),
+        _NON_NEGATIVE,
+    ),
+    **dict.fromkeys(
+        ("short_fraction", "initial_hot_fraction", "heal_fraction", "flicker_fraction",
+         "nan_fraction", "fill_fraction", "blemish_fraction"),
+        _FRACTION,
+    ),
+    "ccdgain": lambda value, name: one_of(as_int(value, name), name, (1, 2, 4, 8)),
+    "hot_rate_range": _positive_range,
+    "flicker_amplitude_range": _positive_range,
+    "flicker_duty_range": partial(_positive_range, max=1),
+    "ccdamp": partial(one_of, choices=("A", "B", "C", "D")),
+    "temperature": partial(as_float, min=-20, max=40, units="deg C"),
+    "temperature_drift": partial(as_float, min=0, max=10, units="deg C"),
+    "temperature_coefficient": partial(
+        as_float, min=0, max=0.5, strict_max=True, units="per deg C"
+    ),
+    "side2_start": as_float,
+    "imsets_per_file": partial(as_int, min=1, max=8),
+}
 
 
 @dataclass(frozen=True)
@@ -311,50 +282,16 @@ class SimulatedDarks:
             return ds.load()
 
 
-def _base36(value: int, width: int) -> str:
-    digits = []
-    for _ in range(width):
-        value, rem = divmod(value, 36)
-        digits.append(_BASE36[rem])
-    if value:
-        msg = f"value does not fit in {width} base-36 digits"
-        raise ValueError(msg)
-    return "".join(reversed(digits))
-
-
 def _rootname(period: int, frame: int) -> str:
-    """9-character lowercase rootname ``osm<pp><fff>q`` (``sm`` = simulated)."""
-    return f"osm{_base36(period, 2)}{_base36(frame, 3)}q"
+    """9-character lowercase rootname ``osm<pp><fff>q`` (``sm`` = simulated; base 36, the
+    callers' checks keep ``period < 36**2`` and ``frame < 36**3``)."""
+    digits = np.base_repr(period, 36).rjust(2, "0") + np.base_repr(frame, 36).rjust(3, "0")
+    return f"osm{digits.lower()}q"
 
 
 def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float], size: int) -> np.ndarray:
     low, high = np.log(bounds[0]), np.log(bounds[1])
     return np.exp(rng.uniform(low, high, size))
-
-
-def _validate_call(
-    n_periods: int, frames_per_period: int, shape: Sequence[int], period_days: float
-) -> tuple[int, int]:
-    if not isinstance(n_periods, int | np.integer) or n_periods < 1:
-        msg = f"n_periods must be an integer >= 1, got {n_periods!r}"
-        raise ValueError(msg)
-    if not isinstance(frames_per_period, int | np.integer) or frames_per_period < 1:
-        msg = f"frames_per_period must be an integer >= 1, got {frames_per_period!r}"
-        raise ValueError(msg)
-    if frames_per_period > 36**3:
-        msg = f"frames_per_period must be <= {36**3}, got {frames_per_period!r}"
-        raise ValueError(msg)
-    if len(tuple(shape)) != 2:
-        msg = f"shape must be (rows, columns), got {shape!r}"
-        raise ValueError(msg)
-    ny, nx = (int(s) for s in shape)
-    if not (1 <= ny <= FULL_SHAPE[0] and 1 <= nx <= FULL_SHAPE[1]):
-        msg = f"shape must lie within the {FULL_SHAPE} CCD, got {tuple(shape)!r}"
-        raise ValueError(msg)
-    if not (np.isfinite(period_days) and period_days > 0):
-        msg = f"period_days must be > 0, got {period_days!r}"
-        raise ValueError(msg)
-    return ny, nx
 
 
 def simulate_darks(
@@ -410,18 +347,19 @@ def simulate_darks(
 
     Raises
     ------
-    ValueError
-        For invalid parameters (the message names the parameter).
+    TypeError, ValueError
+        For a parameter of the wrong type or value (the message names the parameter);
+        TypeError also for an unknown physics parameter.
     FileExistsError
         If ``outdir`` is not empty and ``overwrite`` is false.
     """
-    ny, nx = _validate_call(n_periods, frames_per_period, shape, period_days)
-    if not (0 <= period_jitter < 1):
-        msg = f"period_jitter must be in [0, 1), got {period_jitter!r}"
-        raise ValueError(msg)
-    if first_anneal < 0 or first_anneal + n_periods - 1 >= 36**2:
-        msg = f"first_anneal must be >= 0 with the last number <= 1295, got {first_anneal!r}"
-        raise ValueError(msg)
+    n_periods = as_int(n_periods, "n_periods", min=1)
+    frames_per_period = as_int(frames_per_period, "frames_per_period", min=1, max=_MAX_FRAMES)
+    ny, nx = as_shape2(shape, "shape", max=FULL_SHAPE)
+    period_days = as_float(period_days, "period_days", min=0, strict_min=True)
+    period_jitter = as_float(period_jitter, "period_jitter", min=0, max=1, strict_max=True)
+    # period numbers are two base-36 digits of the rootnames: the last one <= 1295
+    first_anneal = as_int(first_anneal, "first_anneal", min=0, max=36**2 - n_periods)
     physics = _with_overrides(physics, physics_overrides)
     _check_fit(frames_per_period, period_days * (1 - period_jitter), physics)
     start_mjd = float(to_mjd(start))
@@ -511,7 +449,9 @@ def simulate_stack(
     truth : xarray.Dataset
         The truth of the period (see the module docstring).
     """
-    ny, nx = _validate_call(1, n_frames, shape, period_days)
+    n_frames = as_int(n_frames, "n_frames", min=1, max=_MAX_FRAMES)
+    ny, nx = as_shape2(shape, "shape", max=FULL_SHAPE)
+    period_days = as_float(period_days, "period_days", min=0, strict_min=True)
     physics = _with_overrides(physics, physics_overrides)
     _check_fit(n_frames, period_days, physics)
     start_mjd = float(to_mjd(start))
@@ -969,6 +909,96 @@ class _Simulator:
         return ds
 
 
+#: The primary-header keywords of a simulated FLT, in the order and with the comments of a
+#: real calibrated STIS CCD FLT (``o4k19a010_flt.fits``); ORIGIN's comment and SIMULATE,
+#: SIMSEED, SIMPER are the simulator's own.  Values: :data:`_STATIC_PRIMARY`, and per
+#: file in :func:`_write_flt`.
+_PRIMARY_COMMENTS = {
+    "ORIGIN": "SIMULATED FILE: not an HST observation",
+    "SIMULATE": "synthetic frame made by stiscube.simulate",
+    "SIMSEED": "seed of the simulation",
+    "SIMPER": "simulated anneal period number",
+    "NEXTEND": "Number of standard extensions",
+    "FILENAME": "name of file",
+    "FILETYPE": "type of data found in data file",
+    "TELESCOP": "telescope used to acquire data",
+    "INSTRUME": "identifier for instrument used to acquire data",
+    "ROOTNAME": "rootname of the observation set",
+    "TARGNAME": "proposer's target name",
+    "TEXPSTRT": "start time (MJD) of 1st exposure in file",
+    "TEXPEND": "end time (MJD) of last exposure in the file",
+    "TEXPTIME": "total exposure time (seconds)",
+    "OBSTYPE": "observation type - imaging or spectroscopic",
+    "OBSMODE": "operating mode",
+    "NRPTEXP": "number of repeat exposures in set: default 1",
+    "SUBARRAY": "data from a subarray (T) or full frame (F)",
+    "DETECTOR": "detector in use: NUV-MAMA, FUV-MAMA, or CCD",
+    "OPT_ELEM": "optical element in use",
+    "APERTURE": "aperture name",
+    "CRSPLIT": "number of cosmic ray split exposures",
+    "CCDAMP": "CCD amplifier read out (A,B,C,D)",
+    "CCDGAIN": "commanded gain of CCD",
+    "CCDOFFST": "commanded CCD bias offset",
+    "CENTERA1": "subarray axis1 center pt in unbinned dect. pix",
+    "CENTERA2": "subarray axis2 center pt in unbinned dect. pix",
+    "SIZAXIS1": "subarray axis1 size in unbinned detector pixels",
+    "SIZAXIS2": "subarray axis2 size in unbinned detector pixels",
+    "BINAXIS1": "axis1 data bin size in unbinned detector pixels",
+    "BINAXIS2": "axis2 data bin size in unbinned detector pixels",
+    "DQICORR": "data quality initialization",
+    "BLEVCORR": "subtract bias level computed from overscan img",
+    "BIASCORR": "Subtract bias image",
+    "CRCORR": "combine observations to reject cosmic rays",
+    "DARKCORR": "Subtract dark image",
+    "FLATCORR": "flat field data",
+    "ATODGAIN": "calibrated CCD amplifier gain value",
+    "READNSE": "calibrated CCD read noise value",
+}
+#: The primary-header values that are the same in every simulated file (a dark: no
+#: cosmic-ray combination, dark or flat correction; cut-outs centred on the CCD).
+_STATIC_PRIMARY = {
+    "ORIGIN": "stiscube.simulate",
+    "SIMULATE": True,
+    "FILETYPE": "SCI",
+    "TELESCOP": "HST",
+    "INSTRUME": "STIS",
+    "TARGNAME": "DARK",
+    "OBSTYPE": "IMAGING",
+    "OBSMODE": "ACCUM",
+    "DETECTOR": "CCD",
+    "OPT_ELEM": "MIRVIS",
+    "APERTURE": "50CCD",
+    "CRSPLIT": 1,
+    "CCDOFFST": 3,
+    "CENTERA1": 513,
+    "CENTERA2": 513,
+    "BINAXIS1": 1,
+    "BINAXIS2": 1,
+    "DQICORR": "COMPLETE",
+    "BLEVCORR": "COMPLETE",
+    "BIASCORR": "COMPLETE",
+    "CRCORR": "OMIT",
+    "DARKCORR": "OMIT",
+    "FLATCORR": "OMIT",
+}
+#: The keywords of each imset header (SCI, ERR, DQ; the exposure ones in SCI only), with
+#: the comments of the real file.
+_IMSET_COMMENTS = {
+    "EXTNAME": "extension name",
+    "EXTVER": "extension version number",
+    "ROOTNAME": "rootname of the observation set",
+    "EXPNAME": "exposure identifier",
+    "BUNIT": "brightness units",
+    "DATE-OBS": "UT date of start of observation (yyyy-mm-dd)",
+    "TIME-OBS": "UT time of start of observation (hh:mm:ss)",
+    "EXPSTART": "exposure start time (Modified Julian Date)",
+    "EXPEND": "exposure end time (Modified Julian Date)",
+    "EXPTIME": "exposure duration (seconds)--calculated",
+    "OCCDHTAV": "average CCD housing temperature (degC)",
+    "NCOMBINE": "number of image sets combined during CR rejecti",
+}
+
+
 @dataclass(frozen=True)
 class _ImsetData:
     """One imset (exposure) to write: images and its SCI-header exposure keywords."""
@@ -1006,51 +1036,26 @@ def _write_flt(
     full = (ny, nx) == FULL_SHAPE
     first, last = imsets[0], imsets[-1]
     stamp = str(mjd_to_datetime64(first.start_mjd).astype("datetime64[s]"))
-    total = float(sum(im.exptime for im in imsets))
-    primary = fits.Header()
-    cards: list[tuple[str, Any, str]] = [
-        ("NEXTEND", 3 * len(imsets), "Number of standard extensions"),
-        ("ORIGIN", "stiscube.simulate", "SIMULATED FILE: not an HST observation"),
-        ("SIMULATE", True, "synthetic frame made by stiscube.simulate"),
-        ("SIMSEED", int(seed), "seed of the simulation"),
-        ("SIMPER", int(period), "simulated anneal period number"),
-        ("FILENAME", path.name, "name of file"),
-        ("FILETYPE", "SCI", "type of data found in data file"),
-        ("TELESCOP", "HST", "telescope used to acquire data"),
-        ("INSTRUME", "STIS", "identifier for instrument used to acquire data"),
-        ("ROOTNAME", rootname, "rootname of the observation set"),
-        ("OBSTYPE", "IMAGING", "observation type - imaging or spectroscopic"),
-        ("OBSMODE", "ACCUM", "operating mode"),
-        ("TARGNAME", "DARK", "proposer's target name"),
-        ("DETECTOR", "CCD", "detector in use: CCD, FUV-MAMA, NUV-MAMA"),
-        ("OPT_ELEM", "MIRVIS", "optical element in use"),
-        ("APERTURE", "50CCD", "aperture name"),
-        ("CCDAMP", physics.ccdamp, "CCD amplifier read out (A,B,C,D)"),
-        ("CCDGAIN", int(physics.ccdgain), "commanded gain of CCD"),
-        ("CCDOFFST", 3, "commanded CCD bias offset"),
-        ("BINAXIS1", 1, "axis1 data bin size in unbinned detector pixels"),
-        ("BINAXIS2", 1, "axis2 data bin size in unbinned detector pixels"),
-        ("SUBARRAY", not full, "data from a subarray (T) or full frame (F)"),
-        ("SIZAXIS1", nx, "subarray axis1 size in unbinned detector pixels"),
-        ("SIZAXIS2", ny, "subarray axis2 size in unbinned detector pixels"),
-        ("CENTERA1", 513, "subarray axis1 center pt in unbinned dect. pix"),
-        ("CENTERA2", 513, "subarray axis2 center pt in unbinned dect. pix"),
-        ("NRPTEXP", len(imsets), "number of repeat exposures in set: default 1"),
-        ("CRSPLIT", 1, "number of cosmic ray split exposures"),
-        ("TEXPSTRT", float(first.start_mjd), "[MJD] start time of exposure"),
-        ("TEXPEND", float(last.end_mjd), "[MJD] end time of exposure"),
-        ("TEXPTIME", total, "[s] total exposure time"),
-        ("ATODGAIN", float(physics.atodgain), "[electrons/DN] analog to digital gain"),
-        ("READNSE", float(nominal_readnoise), "[electrons] nominal read noise"),
-        ("DQICORR", "COMPLETE", "data quality initialization"),
-        ("BLEVCORR", "COMPLETE", "subtract bias level computed from overscan img"),
-        ("BIASCORR", "COMPLETE", "Subtract bias image"),
-        ("CRCORR", "OMIT", "combine observations to reject cosmic rays"),
-        ("DARKCORR", "OMIT", "Subtract dark image"),
-        ("FLATCORR", "OMIT", "flat field data"),
-    ]
-    for key, value, comment in cards:
-        primary[key] = (value, comment)
+    values = {
+        **_STATIC_PRIMARY,
+        "NEXTEND": 3 * len(imsets),
+        "SIMSEED": int(seed),
+        "SIMPER": int(period),
+        "FILENAME": path.name,
+        "ROOTNAME": rootname,
+        "TEXPSTRT": float(first.start_mjd),
+        "TEXPEND": float(last.end_mjd),
+        "TEXPTIME": float(sum(im.exptime for im in imsets)),
+        "NRPTEXP": len(imsets),
+        "SUBARRAY": not full,
+        "CCDAMP": physics.ccdamp,
+        "CCDGAIN": int(physics.ccdgain),
+        "SIZAXIS1": nx,
+        "SIZAXIS2": ny,
+        "ATODGAIN": float(physics.atodgain),
+        "READNSE": float(nominal_readnoise),
+    }
+    primary = fits.Header([(key, values[key], text) for key, text in _PRIMARY_COMMENTS.items()])
     if not full:
         primary.add_comment(
             f"SIMULATED CUT-OUT: {ny} x {nx} pixels centred on the 1024 x 1024 STIS CCD;"
@@ -1059,22 +1064,25 @@ def _write_flt(
     primary.add_comment("Simulated by stiscube.simulate; physics and truth: see simulation.json.")
 
     def ext_header(name: str, bunit: str, extver: int, im: _ImsetData) -> Any:
-        h = fits.Header()
-        h["EXTNAME"] = (name, "extension name")
-        h["EXTVER"] = (extver, "extension version number")
-        h["ROOTNAME"] = (rootname, "rootname of the observation set")
-        h["EXPNAME"] = (im.expname, "exposure identifier")
-        h["BUNIT"] = (bunit, "brightness units")
+        values = {
+            "EXTNAME": name,
+            "EXTVER": extver,
+            "ROOTNAME": rootname,
+            "EXPNAME": im.expname,
+            "BUNIT": bunit,
+        }
         if name == "SCI":
             start = str(mjd_to_datetime64(im.start_mjd).astype("datetime64[s]"))
-            h["DATE-OBS"] = (start[:10], "UT date of start of observation (yyyy-mm-dd)")
-            h["TIME-OBS"] = (start[11:], "UT time of start of observation (hh:mm:ss)")
-            h["EXPSTART"] = (float(im.start_mjd), "exposure start time (Modified Julian Date)")
-            h["EXPEND"] = (float(im.end_mjd), "exposure end time (Modified Julian Date)")
-            h["EXPTIME"] = (float(im.exptime), "exposure duration (seconds)--calculated")
-            h["OCCDHTAV"] = (float(im.occdhtav), "average CCD housing temperature (degC)")
-            h["NCOMBINE"] = (1, "number of image sets combined during CR rejecti")
-        return h
+            values |= {
+                "DATE-OBS": start[:10],
+                "TIME-OBS": start[11:],
+                "EXPSTART": float(im.start_mjd),
+                "EXPEND": float(im.end_mjd),
+                "EXPTIME": float(im.exptime),
+                "OCCDHTAV": float(im.occdhtav),
+                "NCOMBINE": 1,
+            }
+        return fits.Header([(key, value, _IMSET_COMMENTS[key]) for key, value in values.items()])
 
     hdus: list[Any] = [fits.PrimaryHDU(header=primary)]
     for k, im in enumerate(imsets, 1):

@@ -248,14 +248,24 @@ def test_simulate_stack_matches_its_truth(stack_and_truth):
     ("kwargs", "error", "match"),
     [
         ({"n_periods": 0}, ValueError, "n_periods must be an integer >= 1"),
-        ({"frames_per_period": 0}, ValueError, "frames_per_period must be an integer >= 1"),
-        ({"shape": (2048, 10)}, ValueError, "shape must lie within"),
+        ({"frames_per_period": 0}, ValueError, r"frames_per_period must be an integer in \[1, "),
+        (
+            {"shape": (2048, 10)},
+            ValueError,
+            r"shape must be \(rows, columns\) between \(1, 1\) and \(1024, 1024\)",
+        ),
         ({"shape": (8,)}, ValueError, r"shape must be \(rows, columns\)"),
         ({"period_days": -1.0}, ValueError, "period_days must be > 0"),
         ({"dark_rate": -1.0}, ValueError, "dark_rate must be > 0"),
         ({"heal_fraction": 1.5}, ValueError, r"heal_fraction must be in \[0, 1\]"),
         ({"ccdgain": 3}, ValueError, "ccdgain must be one of"),
         ({"hot_rate_range": (1.0, 0.5)}, ValueError, "hot_rate_range must be"),
+        ({"hot_rate_range": (0.0, 0.5)}, ValueError, r"hot_rate_range\[0\] must be > 0, got 0.0"),
+        ({"ccdgain": True}, TypeError, "ccdgain must be an integer, got True"),
+        ({"period_jitter": 1.0}, ValueError, r"period_jitter must be in \[0, 1\), got 1.0"),
+        ({"first_anneal": 1295, "n_periods": 2}, ValueError,
+         r"first_anneal must be an integer in \[0, 1294\], got 1295"),
+        ({"n_periods": 2.0}, TypeError, "n_periods must be an integer >= 1, got 2.0"),
         ({"warp_drive": 1}, TypeError, r"unknown physics parameter\(s\) \['warp_drive'\]"),
         ({"frames_per_period": 2000, "period_days": 1.0}, ValueError, "do not fit in a period"),
     ],
@@ -318,6 +328,25 @@ def test_every_keyword_the_reader_uses_sits_where_the_real_file_has_it(real_dir,
         assert sim[key][0] == real[key][0] == "primary", key
     for key in ("EXPSTART", "EXPTIME", "EXPNAME", "OCCDHTAV"):
         assert sim[key][0] == real[key][0] == "SCI", key
+
+
+def test_keyword_comments_are_those_of_the_real_file(real_dir, small_darks):
+    """Every keyword the simulator shares with the real FLT carries the real comment."""
+    own = {"ORIGIN"}  # the simulator says there that the file is synthetic
+    # written by astropy, not by the simulator
+    own |= {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "XTENSION", "PCOUNT",
+            "GCOUNT", "COMMENT", "HISTORY"}
+    with fits.open(real_dir / "stis" / "o4k19a010_flt.fits") as real, fits.open(
+        small_darks.files[1][0]
+    ) as sim:
+        checked = 0
+        for ext in (0, ("SCI", 1), ("ERR", 1), ("DQ", 1)):
+            real_h, sim_h = real[ext].header, sim[ext].header
+            for key in sim_h:
+                if key in real_h and key not in own:
+                    assert sim_h.comments[key] == real_h.comments[key], (ext, key)
+                    checked += 1
+    assert checked >= 40
 
 
 def test_multi_imset_files_for_early_periods(tmp_path):

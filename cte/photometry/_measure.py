@@ -44,7 +44,6 @@ import pandas as pd
 import xarray as xr
 from photutils.aperture import CircularAperture, aperture_photometry
 from photutils.centroids import centroid_com, centroid_sources
-from scipy.spatial import cKDTree
 
 from cte import flags as F
 from cte._geometry import transfers
@@ -53,6 +52,7 @@ from cte.config import Config
 from cte.exceptions import AlignmentError
 from cte.io.images import read_chip
 from cte.photometry._centroid import windowed_centroid
+from cte.photometry._neighbours import crowded as find_crowded
 from cte.photometry._pam import pam_cutout
 from cte.photometry.align import Alignment, align_to_catalog
 from cte.schema import annotate, key_for
@@ -137,20 +137,6 @@ def aperture_sums(data: np.ndarray, x, y, radii, *, error: np.ndarray | None = N
     errors = np.column_stack([np.asarray(table[f"aperture_sum_err_{i}"], float)
                               for i in range(len(radii))])
     return sums, errors
-
-
-def _crowded(x, y, flux, *, radius: float, ratio: float) -> np.ndarray:
-    """Stars with a neighbour within *radius* px at least *ratio* times as bright."""
-    out = np.zeros(np.size(x), bool)
-    if radius <= 0 or np.size(x) < 2:
-        return out
-    f = np.where(np.isfinite(flux), flux, np.inf)  # unknown flux counts as bright
-    pairs = cKDTree(np.column_stack([x, y])).query_pairs(radius, output_type="ndarray")
-    if len(pairs):
-        i, j = pairs[:, 0], pairs[:, 1]
-        out[i[f[j] >= ratio * f[i]]] = True
-        out[j[f[i] >= ratio * f[j]]] = True
-    return out
 
 
 def _recentre(data: np.ndarray, err: np.ndarray, mask: np.ndarray, x0, y0, *, method: str,
@@ -255,8 +241,8 @@ def measure_image(
         msg = f"{path}: no catalog star falls on the aligned image"
         raise AlignmentError(msg)
     flags = np.zeros(idx.size, np.int32)
-    crowded = _crowded(x_a, y_a, flux_cat, radius=opts.crowding_radius,
-                       ratio=opts.crowding_flux_ratio)[idx]
+    crowded = find_crowded(x_a, y_a, flux_cat, radius=opts.crowding_radius,
+                           ratio=opts.crowding_flux_ratio)[idx]
     flags[crowded] |= F.CROWDED
 
     x, y, bad_centroid = _recentre(cleaned - level, err, mask, x_a[idx], y_a[idx],

@@ -46,6 +46,7 @@ from cte._stats import clipped_stats
 from cte.config import AlignmentOptions
 from cte.exceptions import AlignmentError
 from cte.photometry._centroid import windowed_centroid
+from cte.photometry._neighbours import crowded
 
 __all__ = [
     "Alignment",
@@ -243,21 +244,6 @@ def fit_rigid(
     return (theta, tx, ty), used
 
 
-def _isolated(x, y, flux, *, radius: float, ratio: float) -> np.ndarray:
-    """Catalog stars with no neighbour within *radius* px at least *ratio* as bright."""
-    alone = np.ones(np.size(x), bool)
-    if radius <= 0 or np.size(x) < 2:
-        return alone
-    f = np.full(np.size(x), np.inf) if flux is None else np.asarray(flux, float)
-    f = np.where(np.isfinite(f), f, np.inf)
-    pairs = cKDTree(np.column_stack([x, y])).query_pairs(radius, output_type="ndarray")
-    if len(pairs):
-        i, j = pairs[:, 0], pairs[:, 1]
-        alone[i[f[j] >= ratio * f[i]]] = False
-        alone[j[f[i] >= ratio * f[j]]] = False
-    return alone
-
-
 def align_to_catalog(
     data: np.ndarray,
     x_pred,
@@ -319,8 +305,8 @@ def align_to_catalog(
             : 2 * options.n_brightest]
     else:
         voters = ref
-    isolated = _isolated(x_pred, y_pred, flux, radius=options.isolation_radius,
-                         ratio=options.isolation_flux_ratio)
+    isolated = ~crowded(x_pred, y_pred, flux, radius=options.isolation_radius,
+                        ratio=options.isolation_flux_ratio)
     need = options.min_matches
     if x_det.size < need or ref.size < need:
         msg = (f"{path}: cannot align, {x_det.size} stars detected and {ref.size} catalog "

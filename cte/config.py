@@ -344,19 +344,32 @@ class _Validator:
         return ConfigError(f"{source}: {key}: {problem}")
 
     def table(self, name: str, known: set[str] | None) -> dict:
+        """A section: a table with only the *known* keys, all of them required."""
         value = self.data.get(name)
         if not isinstance(value, Mapping):
             raise self.fail(name, f"must be a table, got {type(value).__name__}")
         if known is not None:
-            unknown = sorted(set(value) - known)
-            if unknown:
-                raise self.fail(
-                    f"{name}.{unknown[0]}", f"unknown key; known keys of [{name}]: {sorted(known)}"
-                )
-            missing = sorted(known - set(value))
-            if missing:
-                raise self.fail(f"{name}.{missing[0]}", "missing required key")
+            self.keys(name, value, known, required=known, where=f" of [{name}]")
         return dict(value)
+
+    def entry(self, key: str, spec, known: set[str], required: set[str]) -> Mapping:
+        """An element of a section (``targets.<name>``, ``exclude[i]``): a table with only
+        *known* keys and every *required* one."""
+        if not isinstance(spec, Mapping):
+            raise self.fail(key, "must be a table")
+        self.keys(key, spec, known, required=required)
+        return spec
+
+    def keys(self, key: str, value: Mapping, known: set[str], *, required: set[str],
+             where: str = "") -> None:
+        """The first unknown key of *value*, then the first missing *required* one."""
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise self.fail(f"{key}.{unknown[0]}", f"unknown key; known keys{where}: "
+                            f"{sorted(known)}")
+        missing = sorted(required - set(value))
+        if missing:
+            raise self.fail(f"{key}.{missing[0]}", "missing required key")
 
     # scalar checks
     def number(self, key: str, value, *, positive=False, nonneg=False, integer=False):
@@ -470,14 +483,7 @@ class _Validator:
             key = f"targets.{name}"
             if not name or name != name.lower() or not name.replace("_", "").isalnum():
                 raise self.fail(key, "target names must be lowercase letters, digits and '_'")
-            if not isinstance(spec, Mapping):
-                raise self.fail(key, "must be a table")
-            unknown = sorted(set(spec) - {"targnames", "description", "same_chip"})
-            if unknown:
-                raise self.fail(f"{key}.{unknown[0]}", "unknown key; known keys: "
-                                "['description', 'same_chip', 'targnames']")
-            if "targnames" not in spec:
-                raise self.fail(f"{key}.targnames", "missing required key")
+            self.entry(key, spec, {"targnames", "description", "same_chip"}, {"targnames"})
             targnames = self.array(f"{key}.targnames", spec["targnames"], self.string)
             out[name] = Target(
                 name=name,
@@ -494,15 +500,7 @@ class _Validator:
         out = []
         for i, spec in enumerate(raw):
             key = f"exclude[{i}]"
-            if not isinstance(spec, Mapping):
-                raise self.fail(key, "must be a table")
-            unknown = sorted(set(spec) - {"proposal", "visits", "reason"})
-            if unknown:
-                raise self.fail(f"{key}.{unknown[0]}", "unknown key; known keys: "
-                                "['proposal', 'reason', 'visits']")
-            for required in ("proposal", "reason"):
-                if required not in spec:
-                    raise self.fail(f"{key}.{required}", "missing required key")
+            self.entry(key, spec, {"proposal", "visits", "reason"}, {"proposal", "reason"})
             proposal = self.number(f"{key}.proposal", spec["proposal"], positive=True,
                                    integer=True)
 

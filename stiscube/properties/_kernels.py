@@ -36,12 +36,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from stiscube.dq._bits import DEFAULT_DARK_DQ_MASK
-from stores.validate import as_float, check_fields
+from stores.validate import as_float, as_int, check_fields, instance_of
 
 __all__ = [
     "ClipOptions",
@@ -52,33 +52,6 @@ __all__ = [
 ]
 
 _F32 = np.float32
-
-
-def _dq_mask(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        msg = f"{name} must be an integer bit mask, got {value!r}"
-        raise TypeError(msg)
-    if not 0 <= int(value) <= 0x7FFF:
-        msg = f"{name} must be in [0, 32767] (STIS DQ bits 1..16384), got {value!r}"
-        raise ValueError(msg)
-    return int(value)
-
-
-def _positive(value: Any, name: str) -> float:
-    if not (isinstance(value, int | float | np.number) and np.isfinite(value) and value > 0):
-        msg = f"{name} must be > 0, got {value!r}"
-        raise ValueError(msg)
-    return float(value)
-
-
-def _int_at_least(low: int) -> Any:
-    def check(value: Any, name: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-            msg = f"{name} must be an integer >= {low}, got {value!r}"
-            raise ValueError(msg)
-        return int(value)
-
-    return check
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,22 +91,22 @@ class ClipOptions:
         """*options*, or options built from *keywords* (the six names), not both."""
         if options is None:
             return cls(**keywords)
-        if not isinstance(options, cls):
-            msg = f"options must be a ClipOptions, got {type(options).__name__}"
-            raise TypeError(msg)
+        instance_of(options, "options", cls, what="a ClipOptions")
         if keywords:
             msg = f"give options or the keywords {sorted(keywords)}, not both"
             raise TypeError(msg)
         return options
 
 
+_POSITIVE = partial(as_float, min=0, strict_min=True)
+#: ClipOptions field -> its validator (stores.validate)
 _CLIP_FIELDS = {
-    "dq_mask": _dq_mask,
-    "cr_sigma": _positive,
-    "maxiters": _int_at_least(1),
+    "dq_mask": partial(as_int, min=0, max=0x7FFF),  # STIS DQ bits 1 ... 16384
+    "cr_sigma": _POSITIVE,
+    "maxiters": partial(as_int, min=1),
     "state_fraction": partial(as_float, min=0, max=1, strict_min=True),
-    "min_state": _int_at_least(2),
-    "state_sigma": _positive,
+    "min_state": partial(as_int, min=2),
+    "state_sigma": _POSITIVE,
 }
 
 
@@ -333,7 +306,19 @@ def _state_members(
     return members & enough[:, None]
 
 
-def reject_cosmic_rays(
+class _Stack(NamedTuple):
+    """A validated stack of frames, ``(P, n)`` (see :func:`_prepare`), with its kept mask."""
+
+    e: np.ndarray
+    big_e: np.ndarray
+    v: np.ndarray
+    t: np.ndarray
+    kept: np.ndarray
+    pixel_shape: tuple[int, ...]
+    axis: int
+
+
+def _clipped_stack(
     sci: Any,
     err: Any,
     dq: Any,
@@ -343,7 +328,20 @@ def reject_cosmic_rays(
     axis: int = -1,
     options: ClipOptions | None = None,
     **clip: Any,
-) -> np.ndarray:
+) -> _Stack:
+    """The part both kernels share: the inputs checked and prepared once, and clipped.
+
+    The keywords of :func:`reject_cosmic_rays` and :func:`pixel_properties` are declared
+    here, once (see their "Other Parameters").
+    """
+    opts = dataclasses.asdict(ClipOptions.from_keywords(options, clip))
+    e, big_e, v, t, valid, pixel_shape = _prepare(
+        sci, err, dq, exptime, gain, axis, opts.pop("dq_mask")
+    )
+    return _Stack(e, big_e, v, t, _clip(e, v, t, valid, **opts), pixel_shape, axis)
+
+
+def reject_cosmic_rays(sci, err, dq, exptime, gain, **options: Any) -> np.ndarray:
     """Per-pixel sigma clipping of cosmic rays across frames; returns the *kept* mask.
 
     Parameters
@@ -354,14 +352,17 @@ def reject_cosmic_rays(
         DQ flags (same shape); samples with ``dq & dq_mask != 0`` are not valid.
     exptime, gain : array_like
         Exposure time (s) and gain (e-/count) of each frame (1-D, one per frame).
-    axis : int
+
+    Other Parameters
+    ----------------
+    axis : int, default -1
         The frame axis of ``sci``, ``err``, ``dq``.
     options : ClipOptions, optional
         The clipping options (``dq_mask``, ``cr_sigma``, ``maxiters``, ``state_fraction``,
         ``min_state``, ``state_sigma``; recurring-level protection: see Notes).
     **clip
         Or the same as keywords (``cr_sigma=4``), from which a :class:`ClipOptions` is
-        built.
+        built (not together with *options*).
 
     Returns
     -------
@@ -400,10 +401,9 @@ def reject_cosmic_rays(
     is kept.  About one steady sample in a million exceeds the 5-sigma threshold by
     chance (the median centre is itself noisy) and is rejected.
     """
-    opts = dataclasses.asdict(ClipOptions.from_keywords(options, clip))
-    e, _, v, t, valid, pixel_shape = _prepare(sci, err, dq, exptime, gain, axis, opts["dq_mask"])
-    kept = _clip(e, v, t, valid, **{k: opts[k] for k in opts if k != "dq_mask"})
-    return np.moveaxis(kept.reshape(*pixel_shape, kept.shape[-1]), -1, axis)
+    stack = _clipped_stack(sci, err, dq, exptime, gain, **options)
+    kept = stack.kept.reshape(*stack.pixel_shape, stack.kept.shape[-1])
+    return np.moveaxis(kept, -1, stack.axis)
 
 
 def _clip(
@@ -468,22 +468,17 @@ def _clip(
     return kept
 
 
-def pixel_properties(
-    sci: Any,
-    err: Any,
-    dq: Any,
-    exptime: Any,
-    gain: Any,
-    *,
-    axis: int = -1,
-    options: ClipOptions | None = None,
-    **clip: Any,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def pixel_properties(sci, err, dq, exptime, gain, **options: Any) -> tuple[np.ndarray, ...]:
     """The five per-pixel properties of a stack of dark frames (see the module docstring).
 
     Parameters
     ----------
-    sci, err, dq, exptime, gain, axis, options, **clip
+    sci, err, dq, exptime, gain
+        As in :func:`reject_cosmic_rays`.
+
+    Other Parameters
+    ----------------
+    axis, options, **clip
         As in :func:`reject_cosmic_rays`.
 
     Returns
@@ -492,12 +487,8 @@ def pixel_properties(
         Arrays of the input shape without the frame axis: float32 (e-/s, e-/s, 1),
         int32 (count of excluded samples: invalid or rejected), float32 (e-).
     """
-    opts = dataclasses.asdict(ClipOptions.from_keywords(options, clip))
-    e, big_e, v, t, valid, pixel_shape = _prepare(
-        sci, err, dq, exptime, gain, axis, opts["dq_mask"]
-    )
+    e, big_e, v, t, kept, pixel_shape, _ = _clipped_stack(sci, err, dq, exptime, gain, **options)
     n = e.shape[-1]
-    kept = _clip(e, v, t, valid, **{k: opts[k] for k in opts if k != "dq_mask"})
     # Sums over kept samples as products with the 0/1 mask (einsum: one pass, no temporary).
     weight = kept.astype(_F32)
     m = np.einsum("pn->p", weight).astype(np.int64)  # exact: small integers in float32

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,14 @@ from stiscube.dq import hot_pixel_counts
 from stiscube.exceptions import UnitMismatchError
 from stiscube.layout import PROPERTIES, PROPERTY_DTYPES, UNIT_SYSTEMS
 from stores import style as _style
+from stores.validate import as_float, as_interval, as_sequence_of, one_of, subset_of
 
 __all__ = ["MIN_RELATIVE_SPAN", "plot_hot_pixel_counts", "plot_pixel_history", "plot_property_map"]
 
 logger = logging.getLogger(__name__)
 
 _STYLES = ("step", "markers")
+_POSITIVE = partial(as_float, min=0, strict_min=True)
 
 #: smallest y range of a history panel, relative to the panel's typical value
 MIN_RELATIVE_SPAN = 0.05
@@ -71,10 +74,8 @@ def _check_path(path: str | os.PathLike | None) -> None:
     if not path.parent.is_dir():
         msg = f"{path}: directory {path.parent} does not exist"
         raise FileNotFoundError(msg)
-    kinds = FigureCanvasBase.get_supported_filetypes()
-    if path.suffix.lstrip(".").lower() not in kinds:
-        msg = f"{path}: unknown image format {path.suffix!r}; use one of {sorted(kinds)}"
-        raise ValueError(msg)
+    kinds = sorted(FigureCanvasBase.get_supported_filetypes())
+    one_of(path.suffix.lstrip(".").lower(), f"the image format of {path}", kinds)
 
 
 def _save(fig: Figure, path: str | os.PathLike | None, dpi: float) -> None:
@@ -149,12 +150,18 @@ def _units_of(ds: xr.Dataset, name: str) -> str:
 
 
 def _figsize(figsize: Any, default: tuple[float, float]) -> tuple[float, float]:
+    """*figsize* as (width, height) in inches, both > 0, or *default* for None."""
     if figsize is None:
         return default
-    if len(figsize) != 2 or not all(np.isfinite(v) and v > 0 for v in figsize):
-        msg = f"figsize must be (width, height) in inches, both > 0, got {figsize!r}"
+    return as_sequence_of(figsize, "figsize", _POSITIVE, min_len=2, max_len=2)
+
+
+def _check_plottable(ds: Any, names: Sequence[str]) -> None:
+    """Refuse anything but a cube holding *names* and at least one period."""
+    check_cube(ds, tuple(names))
+    if ds.sizes["anneal"] == 0:
+        msg = "the cube holds no anneal periods to plot"
         raise ValueError(msg)
-    return (float(figsize[0]), float(figsize[1]))
 
 
 def plot_pixel_history(
@@ -206,21 +213,12 @@ def plot_pixel_history(
         A property with units would mix periods of different unit systems.
     ValueError
         Unknown property or style, empty cube, bad path or figsize.
+    TypeError
+        *figsize* not a sequence of numbers.
     """
-    if style not in _STYLES:
-        msg = f"style must be one of {list(_STYLES)}, got {style!r}"
-        raise ValueError(msg)
-    if isinstance(properties, str):
-        properties = [properties]
-    properties = list(properties)
-    unknown = [p for p in properties if p not in PROPERTIES]
-    if not properties or unknown:
-        msg = f"properties must be a non-empty subset of {list(PROPERTIES)}, got {properties!r}"
-        raise ValueError(msg)
-    check_cube(ds, tuple(properties))
-    if ds.sizes["anneal"] == 0:
-        msg = "the cube holds no anneal periods to plot"
-        raise ValueError(msg)
+    one_of(style, "style", _STYLES)
+    properties = list(subset_of(properties, "properties", PROPERTIES))
+    _check_plottable(ds, properties)
     size = _figsize(figsize, (8.0, 1.2 + 1.8 * len(properties)))
     _check_path(path)
     units = {name: _units_of(ds, name) for name in properties}
@@ -297,16 +295,8 @@ def plot_property_map(
     matplotlib.figure.Figure
         ``fig.axes[0]`` holds the image (``.images[0]``), ``fig.axes[1]`` the colour bar.
     """
-    if prop not in PROPERTIES:
-        msg = f"prop must be one of {list(PROPERTIES)}, got {prop!r}"
-        raise ValueError(msg)
-    if (
-        len(percentiles) != 2
-        or not all(np.isfinite(p) for p in percentiles)
-        or not 0 <= percentiles[0] < percentiles[1] <= 100
-    ):
-        msg = f"percentiles must be (lo, hi) with 0 <= lo < hi <= 100, got {percentiles!r}"
-        raise ValueError(msg)
+    one_of(prop, "prop", PROPERTIES)
+    percentiles = as_interval(percentiles, "percentiles", min=0, max=100)
     from matplotlib import colormaps
 
     if cmap not in colormaps:
@@ -381,13 +371,8 @@ def plot_hot_pixel_counts(
     matplotlib.figure.Figure
         ``fig.axes[0].lines[0]`` is the count series (x = mid-dates, y = counts).
     """
-    if prop not in PROPERTIES:
-        msg = f"prop must be one of {list(PROPERTIES)}, got {prop!r}"
-        raise ValueError(msg)
-    check_cube(ds, (prop,))
-    if ds.sizes["anneal"] == 0:
-        msg = "the cube holds no anneal periods to plot"
-        raise ValueError(msg)
+    one_of(prop, "prop", PROPERTIES)
+    _check_plottable(ds, (prop,))
     size = _figsize(figsize, (8.0, 4.0))
     _check_path(path)
     counts = hot_pixel_counts(ds, level, prop=prop)

@@ -41,15 +41,18 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from stiscube._provenance import iso, now
 from stiscube.cube.pixeldb import PixelDB
 from stores.provenance import DEFAULT_LIBRARIES, software, versions
+from stores.validate import as_float, as_int, check_fields, instance_of, one_of
 
 __all__ = ["SiteOptions", "block_reduce", "site_summary", "write_site"]
 
@@ -86,29 +89,17 @@ class SiteOptions:
     track: int = 500
     history_budget: int = 250_000
 
+    #: the rule of each field, checked once (in ``__post_init__``)
+    _RULES: ClassVar[dict[str, Callable[[Any, str], Any]]] = {
+        "hot_level": partial(as_float, min=0, strict_min=True, units="electron / s"),
+        "map_size": partial(as_int, min=16, max=1024),
+        "map_periods": partial(as_int, min=1),
+        "track": partial(as_int, min=0),
+        "history_budget": partial(as_int, min=1000),
+    }
+
     def __post_init__(self) -> None:
-        level = self.hot_level
-        if isinstance(level, bool) or not isinstance(level, int | float | np.number):
-            msg = f"hot_level must be a number, got {level!r}"
-            raise TypeError(msg)
-        if not (math.isfinite(level) and level > 0):
-            msg = f"hot_level must be a finite number > 0 (electron / s), got {level!r}"
-            raise ValueError(msg)
-        object.__setattr__(self, "hot_level", float(level))
-        for name, low, high in (
-            ("map_size", 16, 1024),
-            ("map_periods", 1, None),
-            ("track", 0, None),
-            ("history_budget", 1000, None),
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                msg = f"{name} must be an integer, got {value!r}"
-                raise TypeError(msg)
-            if value < low or (high is not None and value > high):
-                bound = f">= {low}" if high is None else f"in {low} ... {high}"
-                msg = f"{name} must be {bound}, got {value!r}"
-                raise ValueError(msg)
+        check_fields(self, self._RULES)
 
 
 def block_reduce(frame: np.ndarray, block: int, how: str) -> np.ndarray:
@@ -119,12 +110,8 @@ def block_reduce(frame: np.ndarray, block: int, how: str) -> np.ndarray:
     without any finite value gives NaN.  Output shape ``ceil(rows / block), ceil(cols /
     block)``, float32.
     """
-    if how not in ("max", "mean"):
-        msg = f"how must be 'max' or 'mean', got {how!r}"
-        raise ValueError(msg)
-    if isinstance(block, bool) or not isinstance(block, int | np.integer) or block < 1:
-        msg = f"block must be an integer >= 1, got {block!r}"
-        raise ValueError(msg)
+    one_of(how, "how", ("max", "mean"))
+    block = as_int(block, "block", min=1)
     data = np.asarray(frame, dtype=np.float64)
     rows, cols = data.shape
     nr, nc = -(-rows // block), -(-cols // block)
@@ -177,9 +164,7 @@ def site_summary(db: PixelDB, options: SiteOptions | None = None) -> dict[str, A
         float32), ``tracked`` (rows, cols, values (pixel, period)), ``shape``.
     """
     options = SiteOptions() if options is None else options
-    if not isinstance(db, PixelDB):
-        msg = f"db must be a stiscube.PixelDB, got {type(db).__name__}"
-        raise TypeError(msg)
+    instance_of(db, "db", PixelDB, what="a stiscube.PixelDB")
     ds = db.dataset
     numbers = [int(n) for n in ds["anneal"].values]
     systems = np.atleast_1d(ds["unit_system"].values).astype(str)

@@ -77,7 +77,7 @@ def test_block_reduce_vs_loops():
                 else:
                     assert got_max[i, j] == np.float32(values.max())
                     assert got_mean[i, j] == pytest.approx(values.mean(), rel=1e-6)
-    with pytest.raises(ValueError, match="how must be"):
+    with pytest.raises(ValueError, match=r"how must be one of \['max', 'mean'\], got 'median'"):
         block_reduce(frame, 2, "median")
     with pytest.raises(ValueError, match="block must be an integer >= 1"):
         block_reduce(frame, 0, "max")
@@ -136,12 +136,15 @@ def test_page_structure(db, tmp_path):
 
 
 def test_options_validated():
-    with pytest.raises(ValueError, match="hot_level must be a finite number > 0"):
+    with pytest.raises(ValueError, match=r"hot_level must be > 0 \(electron / s\), got -1"):
         SiteOptions(hot_level=-1)
-    with pytest.raises(ValueError, match=r"map_size must be in 16 \.\.\. 1024"):
+    with pytest.raises(ValueError, match="hot_level must be finite, got nan"):
+        SiteOptions(hot_level=float("nan"))
+    with pytest.raises(ValueError, match=r"map_size must be an integer in \[16, 1024\], got 4"):
         SiteOptions(map_size=4)
-    with pytest.raises(TypeError, match="track must be an integer"):
+    with pytest.raises(TypeError, match="track must be an integer >= 0, got 2.5"):
         SiteOptions(track=2.5)
+    assert SiteOptions(hot_level=1).hot_level == 1.0 and isinstance(SiteOptions().track, int)
 
 
 def test_cli_report_and_reference(db, tmp_path, capsys):

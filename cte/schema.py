@@ -1,5 +1,6 @@
 """The data products of the monitor, each declared once: the photometry Dataset (dims,
-variables, coordinates, units), the loss Dataset and the coefficient table.
+variables, coordinates, units), the loss Dataset, the coefficient table and the truth of a
+simulated campaign.
 
 This module is the one declaration of the photometry data product: the store's
 validator (:func:`validate`), the analysis' check (:func:`cte.analysis.pairs.validate_photometry`
@@ -34,6 +35,8 @@ __all__ = [
     "LOSS_DIMS",
     "LOSS_VARIABLES",
     "MODEL_CONFIG_KEYS",
+    "TRUTH_DIMS",
+    "TRUTH_VARIABLES",
     "VARIABLES",
     "annotate",
     "coefficient_columns",
@@ -179,6 +182,22 @@ def coefficient_columns(terms: tuple[str, ...]) -> dict[str, tuple[str | None, s
         cols[f"{name}_min"] = (unit, None, True)
         cols[f"{name}_max"] = (unit, None, True)
     return cols
+
+
+# -- the truth of a simulated campaign (cte.datasets.simulate: truth/<target>.nc) -----------
+#: dims of every truth variable; coordinates ``image`` (image id) and ``star`` (master id)
+TRUTH_DIMS = ("image", "star")
+
+#: truth variable -> (numpy dtype, units, long_name), in file order
+TRUTH_VARIABLES: dict[str, tuple[str, str, str]] = {
+    "x": ("float64", "px", "true 0-based x on the field chip (full-chip coordinates)"),
+    "y": ("float64", "px", "true 0-based y on the field chip (full-chip coordinates)"),
+    "flux_true": ("float64", "electron", "true flux before CTE loss"),
+    "transfers": ("float64", *VARIABLES["transfers"][2:]),
+    "loss": ("float64", "1", "injected loss L: fraction of flux lost per 2048 transfers"),
+    "flux_expected": ("float64", "electron", "flux_true * (1 - loss * transfers / 2048) / PAM"),
+    "on_image": ("int8", "1", "star centre inside the written image"),
+}
 
 
 def image_coordinates() -> tuple[str, ...]:

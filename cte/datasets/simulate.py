@@ -91,6 +91,7 @@ from cte._geometry import (
 )
 from cte.analysis.lossmodel import BASIS_TERMS, FLUX_SCALE, MJD_ORIGIN, LossModel
 from cte.datasets._render import bin2x2, cosmic_rays, render_stars
+from cte.schema import TRUTH_DIMS, TRUTH_VARIABLES
 from stores import __version__
 from stores.validate import as_float, as_int, as_interval, check_fields, one_of, subset_of
 
@@ -315,10 +316,11 @@ class SimulatedCampaign:
     def truth(self, target: str) -> xr.Dataset:
         """Per image and star truth of *target* (``truth/<target>.nc``), loaded.
 
-        Variables (dims ``image, star``): ``x``, ``y`` (px, 0-based full-chip position
-        on the field chip), ``on_image`` (centre inside the written image),
-        ``flux_true`` (e-, before loss), ``transfers``, ``loss`` (injected L, fraction
-        per 2048 transfers), ``flux_expected`` (e- in the image, after loss and PAM).
+        Variables (dims ``image, star``; declared in :data:`cte.schema.TRUTH_VARIABLES`):
+        ``x``, ``y`` (px, 0-based full-chip position on the field chip), ``flux_true``
+        (e-, before loss), ``transfers``, ``loss`` (injected L, fraction per 2048
+        transfers), ``flux_expected`` (e- in the image, after loss and PAM), ``on_image``
+        (centre inside the written image).
         """
         path = self.truth_dir / f"{target}.nc"
         return _read_truth(str(path), path.stat().st_mtime_ns).copy(deep=True)
@@ -1042,25 +1044,12 @@ def _write_marker(root: Path, created: Sequence[str], written: dict | None) -> N
 
 
 def _write_truth(path: Path, target: str, catalog: Table, parts) -> None:
-    names = [name for name, _ in parts]
-    data = {}
-    for key in ("x", "y", "flux_true", "transfers", "loss", "flux_expected", "on_image"):
-        data[key] = (("image", "star"), np.stack([t[key] for _, t in parts]))
-    ds = xr.Dataset(data, coords={"image": np.array(names, dtype=object),
+    """The truth file of *target*, as :data:`cte.schema.TRUTH_VARIABLES` declares it."""
+    data = {name: (TRUTH_DIMS, np.stack([t[name] for _, t in parts]).astype(dtype),
+                   {"units": units, "long_name": long_name})
+            for name, (dtype, units, long_name) in TRUTH_VARIABLES.items()}
+    ds = xr.Dataset(data, coords={"image": np.array([name for name, _ in parts], dtype=object),
                                   "star": np.asarray(catalog["master_id"], np.int64)})
-    meta = {
-        "x": ("px", "true 0-based x on the field chip (full-chip coordinates)"),
-        "y": ("px", "true 0-based y on the field chip (full-chip coordinates)"),
-        "flux_true": ("electron", "true flux before CTE loss"),
-        "transfers": ("1", "parallel transfers: y on chip 2, 2051 - y on chip 1"),
-        "loss": ("1", "injected loss L: fraction of flux lost per 2048 transfers"),
-        "flux_expected": ("electron", "flux_true * (1 - loss * transfers / 2048) / PAM"),
-        "on_image": ("1", "star centre inside the written image"),
-    }
-    for key, (units, long_name) in meta.items():
-        ds[key].attrs.update(units=units, long_name=long_name)
-    ds["on_image"] = ds["on_image"].astype(np.int8)
-    ds["on_image"].attrs.update(units="1", long_name=meta["on_image"][1])
     ds.attrs.update(target=target, description="truth of the simulated campaign")
     ds.to_netcdf(path, engine="h5netcdf")
 

@@ -12,6 +12,7 @@ from astropy.wcs import WCS
 from cte.analysis.lossmodel import LossModel
 from cte.datasets._render import render_stars
 from cte.datasets.simulate import DEFAULT_LOSS_MODELS, FULL_WELL, load_campaign, simulate_campaign
+from cte.schema import TRUTH_DIMS, TRUTH_VARIABLES
 
 
 def _open(campaign, image):
@@ -27,6 +28,13 @@ def test_files_catalogs_and_truth_are_written(campaign):
     assert len(np.unique(cat["master_id"])) == len(cat) == 150
     truth = campaign.truth("ngc104")
     assert set(truth["image"].values) == set(campaign.images.query("target == 'ngc104'").image)
+    np.testing.assert_array_equal(truth["star"].values, cat["master_id"])
+    assert list(truth.data_vars) == list(TRUTH_VARIABLES)  # the declaration in cte.schema
+    for name, (dtype, units, long_name) in TRUTH_VARIABLES.items():
+        assert truth[name].dims == TRUTH_DIMS
+        assert truth[name].dtype == np.dtype(dtype)
+        assert truth[name].attrs == {"units": units, "long_name": long_name}
+    assert set(np.unique(truth["on_image"])) == {0, 1}
     assert (campaign.truth_dir / "lossmodel.json").is_file()
     doc = json.loads((campaign.truth_dir / "campaign.json").read_text())
     assert set(doc["bad_files"]) == set(campaign.bad_files)

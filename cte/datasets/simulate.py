@@ -93,7 +93,17 @@ from cte.analysis.lossmodel import BASIS_TERMS, FLUX_SCALE, MJD_ORIGIN, LossMode
 from cte.datasets._render import bin2x2, cosmic_rays, render_stars
 from cte.schema import TRUTH_DIMS, TRUTH_VARIABLES
 from stores import __version__
-from stores.validate import as_float, as_int, as_interval, check_fields, one_of, subset_of
+from stores.validate import (
+    as_float,
+    as_int,
+    as_interval,
+    as_sequence_of,
+    as_shape2,
+    check_fields,
+    instance_of,
+    one_of,
+    subset_of,
+)
 
 __all__ = [
     "DEFAULT_LOSS_MODELS",
@@ -167,11 +177,9 @@ def true_transfers(y, chip: int) -> np.ndarray:
     chip's amplifiers, ``|y - y_amp|``, i.e. ``y`` on chip 2 and ``2051 - y`` on
     chip 1.  Rows outside ``[0, 2051]`` are clipped to the chip.
     """
-    if chip not in _AMPLIFIER_ROW:
-        msg = f"chip must be 1 or 2, got {chip!r}"
-        raise ValueError(msg)
+    amplifier_row = _AMPLIFIER_ROW[one_of(chip, "chip", (1, 2))]
     rows = np.clip(np.asarray(y, dtype=float), 0.0, 2051.0)
-    return np.abs(rows - _AMPLIFIER_ROW[chip])
+    return np.abs(rows - amplifier_row)
 
 
 def true_loss(coefficients: Mapping[str, float], flux, mjd, background) -> np.ndarray:
@@ -356,12 +364,8 @@ def make_catalog(
         Columns ``master_id`` (int64), ``ra``, ``dec`` (deg), ``flux`` (e-/s through
         F502N).
     """
-    if target not in _FIELDS:
-        msg = f"target must be one of {sorted(_FIELDS)}, got {target!r}"
-        raise ValueError(msg)
-    if n_stars < 1:
-        msg = f"n_stars must be >= 1, got {n_stars!r}"
-        raise ValueError(msg)
+    target = one_of(target, "target", sorted(_FIELDS))
+    n_stars = as_int(n_stars, "n_stars", min=1)
     fld = _FIELDS[target]
     rng = np.random.default_rng([seed, sorted(_FIELDS).index(target), 7])
     ny, nx = shape
@@ -745,7 +749,7 @@ class FieldPhysics:
         non_negative = partial(as_float, min=0)
         check_fields(self, {
             "n_stars": partial(as_int, min=1),
-            "flux_range": partial(as_interval, min=0, units="e-"),
+            "flux_range": _flux_range,
             "pointing_error": non_negative,
             "rotation_error": non_negative,
             "psf": partial(one_of, choices=("moffat", "gaussian")),
@@ -755,17 +759,19 @@ class FieldPhysics:
             "cr_rate": non_negative,
             "chip_dither_postarg2": as_float,
         })
-        if not self.flux_range[0] > 0:
-            msg = f"flux_range must be (low, high) e- with 0 < low < high, got {self.flux_range!r}"
-            raise ValueError(msg)
+
+
+def _flux_range(value, name: str) -> tuple[float, float]:
+    """``(low, high)`` e- with ``0 < low < high``."""
+    low, high = as_interval(value, name, min=0, units="e-")
+    as_float(low, f"{name} low", min=0, strict_min=True, units="e-")
+    return low, high
 
 
 def _field_physics(physics: FieldPhysics | None, overrides: Mapping) -> FieldPhysics:
     """*physics* (default :class:`FieldPhysics`) with keyword *overrides* applied."""
     physics = FieldPhysics() if physics is None else physics
-    if not isinstance(physics, FieldPhysics):
-        msg = f"physics must be a FieldPhysics, got {type(physics).__name__}"
-        raise TypeError(msg)
+    instance_of(physics, "physics", FieldPhysics, what="a FieldPhysics")
     unknown = sorted(set(overrides) - set(FieldPhysics.__dataclass_fields__))
     if unknown:
         msg = f"simulate_campaign() got unexpected keyword argument(s) {unknown}"
@@ -844,31 +850,23 @@ def simulate_campaign(
 
     Raises
     ------
-    ValueError
-        An invalid parameter (nothing is written).
+    TypeError, ValueError
+        A parameter of the wrong type or an invalid value (nothing is written).
     FileExistsError
         *outdir* is not empty and *overwrite* is false, or it is not empty and holds no
         simulation marker (nothing is removed).
     """
-    ny, nx = (int(v) for v in shape)
-    if not (16 <= ny <= CHIP_NY and 16 <= nx <= CHIP_NX):
-        msg = f"shape must be (rows, columns) between (16, 16) and {(CHIP_NY, CHIP_NX)}, " \
-              f"got {tuple(shape)!r}"
-        raise ValueError(msg)
+    ny, nx = as_shape2(shape, "shape", min=16, max=(CHIP_NY, CHIP_NX))
     phys = _field_physics(physics, physics_overrides)
     targets = subset_of(targets, "targets", ("ngc104", "ngc6583", "ngc6791"))
     filters = subset_of(filters, "filters", sorted(_SKY))
     versions = subset_of(ctecorr, "ctecorr", ("FLC", "FLT"))
-    if not list(flashes) or any(int(f) != f or f < 0 for f in flashes):
-        msg = f"flashes must be non-negative integers (e-/px), got {list(flashes)!r}"
-        raise ValueError(msg)
-    if not list(exptimes) or any(not t > 0 for t in exptimes):
-        msg = f"exptimes must be positive seconds, got {list(exptimes)!r}"
-        raise ValueError(msg)
+    flashes = as_sequence_of(flashes, "flashes", partial(as_int, min=0,
+                                                         allow_integral_float=True))
+    exptimes = as_sequence_of(exptimes, "exptimes", partial(as_float, min=0, strict_min=True,
+                                                            units="s"))
     if epochs is None:
-        if not 1 <= n_epochs <= len(DEFAULT_SCHEDULE):
-            msg = f"n_epochs must be between 1 and {len(DEFAULT_SCHEDULE)}, got {n_epochs!r}"
-            raise ValueError(msg)
+        n_epochs = as_int(n_epochs, "n_epochs", min=1, max=len(DEFAULT_SCHEDULE))
         idx = np.unique(np.rint(np.linspace(0, len(DEFAULT_SCHEDULE) - 1, n_epochs)).astype(int))
         epochs = [DEFAULT_SCHEDULE[i] for i in idx]
     epochs = [(int(pr), float(mjd)) for pr, mjd in epochs]
@@ -936,8 +934,8 @@ def simulate_campaign(
     parameters.update(seed=int(seed), n_stars=phys.n_stars,
                       flux_range=list(phys.flux_range),
                       targets=list(targets),
-                      epochs=epochs, filters=list(filters), flashes=[int(f) for f in flashes],
-                      exptimes=[float(e) for e in exptimes], ctecorr=list(versions),
+                      epochs=epochs, filters=list(filters), flashes=list(flashes),
+                      exptimes=list(exptimes), ctecorr=list(versions),
                       include_excluded=include_excluded, include_180=include_180,
                       chip_dither_postarg2=phys.chip_dither_postarg2, version=__version__)
     parameters["shape"] = [ny, nx]

@@ -197,17 +197,17 @@ def test_custom_loss_model_is_recorded(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"shape": (8, 8)}, "shape must be"),
-        ({"shape": (3000, 100)}, "shape must be"),
+        ({"shape": (8, 8)}, r"shape must be \(rows, columns\) between \(16, 16\) and"),
+        ({"shape": (3000, 100)}, r"shape must be \(rows, columns\) between .*\(2051, 4096\)"),
         ({"targets": ("m31",)}, "targets must be"),
         ({"filters": ("F999W",)}, "filters must be"),
         ({"ctecorr": ("RAW",)}, "ctecorr must be"),
-        ({"flashes": (1.5,)}, "flashes must be"),
-        ({"exptimes": (0.0,)}, "exptimes must be"),
-        ({"n_epochs": 0}, "n_epochs must be"),
+        ({"flashes": (1.5,)}, r"flashes\[0\] must be an integer >= 0, got 1.5"),
+        ({"exptimes": (0.0,)}, r"exptimes\[0\] must be > 0 \(s\), got 0.0"),
+        ({"n_epochs": 0}, r"n_epochs must be an integer in \[1, 15\], got 0"),
         ({"fwhm": -1.0}, "fwhm must be"),
         ({"pointing_error": -1.0}, "pointing_error must be"),
-        ({"n_stars": 0}, "n_stars must be"),
+        ({"n_stars": 0}, "n_stars must be an integer >= 1, got 0"),
         ({"loss_models": {"FLT": LossModel({})}}, "loss_models must give"),
     ],
 )
@@ -350,8 +350,12 @@ def test_field_physics_dataclass_and_keywords_give_the_same_campaign(tmp_path):
     assert len(a.catalog("ngc104")) == len(b.catalog("ngc104"))
     with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['n_star'\]"):
         simulate_campaign(tmp_path / "c", n_star=30, **kw)
+    with pytest.raises(TypeError, match="physics must be a FieldPhysics, got dict"):
+        simulate_campaign(tmp_path / "c", physics={"n_stars": 30}, **kw)
+    with pytest.raises(TypeError, match=r"exptimes\[0\] must be a number, got '348'"):
+        simulate_campaign(tmp_path / "c", **{**kw, "exptimes": ["348"]})
     with pytest.raises(ValueError, match="psf must be one of"):
         cte.FieldPhysics(psf="airy")
-    with pytest.raises(ValueError, match="flux_range must be"):
+    with pytest.raises(ValueError, match=r"flux_range low must be > 0 \(e-\), got 0.0"):
         cte.FieldPhysics(flux_range=(0.0, 10.0))
     assert not (tmp_path / "c").exists()

@@ -37,7 +37,7 @@ def test_transfers_broadcast_and_refuse_other_chips():
     np.testing.assert_array_equal(true_transfers(rows, 1), [2051.0, 1.0])
     with pytest.raises(ValueError, match="chip must be 1 or 2"):
         transfers(10.0, 3)
-    with pytest.raises(ValueError, match="chip must be 1 or 2"):
+    with pytest.raises(ValueError, match=r"chip must be one of \[1, 2\], got 0"):
         true_transfers(10.0, 0)
 
 

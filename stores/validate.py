@@ -91,6 +91,33 @@ def _join(*parts: str) -> str:
     return " ".join(p for p in parts if p)
 
 
+def _number(
+    value: Any,
+    name: str,
+    convert: Callable[[Any], float | None],
+    type_rule: str,
+    range_rule: str,
+    bounds: tuple[float | None, float | None, bool, bool],
+    allow_none: bool,
+) -> float | None:
+    """What :func:`as_int` and :func:`as_float` share: ``None``, the type, the bounds.
+
+    ``None`` passes when *allow_none*; a boolean, or a value for which ``convert(value)``
+    returns ``None``, raises :class:`TypeError` with *type_rule*; the converted number
+    outside ``bounds = (lo, hi, strict_lo, strict_hi)`` (or NaN) raises :class:`ValueError`
+    with *range_rule* (no range check when *range_rule* is empty).  *convert* may raise
+    its own :class:`ValueError` (a non-integral float, a non-finite number).
+    """
+    if value is None and allow_none:
+        return None
+    out = None if isinstance(value, bool | np.bool_) else convert(value)
+    if out is None:
+        raise TypeError(f"{name} must be {type_rule}, got {value!r}")
+    if range_rule and (out != out or not _in_bounds(out, *bounds)):  # out != out: NaN
+        raise ValueError(f"{name} must be {range_rule}, got {value!r}")
+    return out
+
+
 def as_int(
     value: Any,
     name: str,
@@ -133,24 +160,16 @@ def as_int(
     ...
     ValueError: n_periods must be an integer >= 1, got 0
     """
-    if value is None and allow_none:
-        return None
-    rule = _join("an integer", _bound_text(min, max))
-    if allow_none:
-        rule += " or None"
-    if isinstance(value, bool | np.bool_):
-        raise TypeError(f"{name} must be {rule}, got {value!r}")
-    if allow_integral_float and isinstance(value, float | np.floating):
-        if not (math.isfinite(value) and float(value).is_integer()):
-            raise ValueError(f"{name} must be {rule}, got {value!r}")
-        out = int(value)
-    elif isinstance(value, _INTEGER_TYPES):
-        out = int(value)
-    else:
-        raise TypeError(f"{name} must be {rule}, got {value!r}")
-    if not _in_bounds(out, min, max, False, False):
-        raise ValueError(f"{name} must be {rule}, got {value!r}")
-    return out
+    rule = _join("an integer", _bound_text(min, max)) + (" or None" if allow_none else "")
+
+    def convert(v: Any) -> int | None:
+        if allow_integral_float and isinstance(v, float | np.floating):
+            if not (math.isfinite(v) and float(v).is_integer()):
+                raise ValueError(f"{name} must be {rule}, got {v!r}")
+            return int(v)
+        return int(v) if isinstance(v, _INTEGER_TYPES) else None
+
+    return _number(value, name, convert, rule, rule, (min, max, False, False), allow_none)
 
 
 def as_float(
@@ -203,19 +222,18 @@ def as_float(
     ...
     ValueError: fraction must be in [0, 1], got 2
     """
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool | np.bool_) or not isinstance(value, _REAL_TYPES):
-        kind = "a number or None" if allow_none else "a number"
-        raise TypeError(f"{name} must be {kind}, got {value!r}")
-    out = float(value)
-    if finite and not math.isfinite(out):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+
+    def convert(v: Any) -> float | None:
+        if not isinstance(v, _REAL_TYPES):
+            return None
+        if finite and not math.isfinite(float(v)):
+            raise ValueError(f"{name} must be finite, got {v!r}")
+        return float(v)
+
     bounds = _bound_text(min, max, strict_lo=strict_min, strict_hi=strict_max)
-    if bounds and (math.isnan(out) or not _in_bounds(out, min, max, strict_min, strict_max)):
-        rule = _join(bounds, f"({units})" if units else "")
-        raise ValueError(f"{name} must be {rule}, got {value!r}")
-    return out
+    rule = _join(bounds, f"({units})" if units else "") if bounds else ""
+    kind = "a number or None" if allow_none else "a number"
+    return _number(value, name, convert, kind, rule, (min, max, strict_min, strict_max), allow_none)
 
 
 def as_bool(value: Any, name: str) -> bool:

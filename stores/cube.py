@@ -84,6 +84,7 @@ from stores._exceptions import (
     StoreExistsError,
 )
 from stores._fs import Location, break_lock, remove_stale_temporaries, write_errors
+from stores.validate import as_bool, as_float, as_int, as_str, instance_of, one_of, subset_of
 
 __all__ = ["CubeSchema", "CubeStore", "PruneReport", "RepairReport", "VariableSpec"]
 
@@ -275,37 +276,23 @@ def _coord_parts(spec: tuple) -> tuple[tuple[str, ...], Any, Mapping]:
 
 
 def _validate_schema(schema: CubeSchema) -> None:
-    if not isinstance(schema.append_dim, str) or not schema.append_dim:
-        msg = f"append_dim must be a non-empty string, got {schema.append_dim!r}"
-        raise ValueError(msg)
+    as_str(schema.append_dim, "append_dim")
     for dim, size in schema.sizes.items():
         if dim == schema.append_dim:
             msg = f"sizes must not include the append dimension {dim!r} (it grows)"
             raise ValueError(msg)
-        if not isinstance(size, (int, np.integer)) or size < 1:
-            msg = f"sizes[{dim!r}] must be a positive integer, got {size!r}"
-            raise ValueError(msg)
+        as_int(size, f"sizes[{dim!r}]", min=1)
     if not schema.variables:
         msg = "variables must name at least one variable"
         raise ValueError(msg)
     for name, spec in schema.variables.items():
-        if not isinstance(spec, VariableSpec):
-            msg = f"variables[{name!r}] must be a VariableSpec, got {type(spec).__name__}"
-            raise TypeError(msg)
-        unknown = [d for d in spec.dims if d not in schema.sizes]
-        if unknown:
-            msg = (
-                f"variables[{name!r}] uses dims {unknown} that are not in sizes "
-                f"{dict(schema.sizes)}"
-            )
-            raise ValueError(msg)
+        instance_of(spec, f"variables[{name!r}]", VariableSpec, what="a VariableSpec")
+        subset_of(spec.dims, f"variables[{name!r}].dims", schema.sizes, non_empty=False)
         np.dtype(spec.dtype)  # raises TypeError for a bad dtype name
         if np.dtype(spec.dtype).kind not in "biuf":
             msg = f"variables[{name!r}].dtype must be numeric or bool, got {spec.dtype!r}"
             raise ValueError(msg)
-    if schema.label_dtype not in _LABEL_DTYPES:
-        msg = f"label_dtype must be one of {_LABEL_DTYPES}, got {schema.label_dtype!r}"
-        raise ValueError(msg)
+    one_of(schema.label_dtype, "label_dtype", _LABEL_DTYPES)
     for name, dtype in schema.slice_coords.items():
         if dtype != "str":
             np.dtype(dtype)
@@ -321,13 +308,9 @@ def _validate_schema(schema: CubeSchema) -> None:
             raise ValueError(msg)
     all_dims = {schema.append_dim, *schema.sizes}
     for what, mapping in (("chunks", schema.chunks), ("shards", schema.shards or {})):
+        subset_of(mapping, f"{what} dimensions", all_dims, non_empty=False)
         for dim, n in mapping.items():
-            if dim not in all_dims:
-                msg = f"{what} names unknown dimension {dim!r}; dims are {sorted(all_dims)}"
-                raise ValueError(msg)
-            if not isinstance(n, (int, np.integer)) or n < 1:
-                msg = f"{what}[{dim!r}] must be a positive integer, got {n!r}"
-                raise ValueError(msg)
+            as_int(n, f"{what}[{dim!r}]", min=1)
     for what, mapping in (("chunks", schema.chunks), ("shards", schema.shards or {})):
         if int(mapping.get(schema.append_dim, 1)) != 1:
             msg = (
@@ -341,9 +324,7 @@ def _validate_schema(schema: CubeSchema) -> None:
                 if s % c:
                     msg = f"shards must be multiples of chunks; got shard {s} for chunk {c}"
                     raise ValueError(msg)
-    if schema.compression not in _COMPRESSIONS:
-        msg = f"compression must be one of {_COMPRESSIONS}, got {schema.compression!r}"
-        raise ValueError(msg)
+    one_of(schema.compression, "compression", _COMPRESSIONS)
 
 
 # ---------------------------------------------------------------------------------------
@@ -367,9 +348,7 @@ def _encode_coord(value: Any, dtype: str, name: str, where: str) -> Any:
     """Encode one slice-coordinate value for the manifest, checking its type."""
     try:
         if dtype == "str":
-            if not isinstance(value, (str, np.str_)):
-                raise TypeError
-            return str(value)
+            return str(as_str(value, name, non_empty=False))
         kind = np.dtype(dtype).kind
         if kind == "M":
             return str(np.datetime_as_string(_datetime_ns(value, name, where), unit="ns"))
@@ -568,20 +547,14 @@ class CubeStore:
         if mode not in ("r", "r+"):
             msg = f"mode must be 'r' or 'r+', got {mode!r} (use CubeStore.create for new stores)"
             raise ValueError(msg)
-        if lock_timeout < 0:
-            msg = f"lock_timeout must be >= 0 seconds, got {lock_timeout!r}"
+        lock_timeout = as_float(lock_timeout, "lock_timeout", min=0, finite=False, units="seconds")
+        self._pinned = as_int(version, "version", allow_none=True)
+        if version is not None and mode != "r":
+            msg = f"an old version is read-only: open version={version} with mode='r'"
             raise ValueError(msg)
-        if version is not None:
-            if isinstance(version, bool) or not isinstance(version, (int, np.integer)):
-                msg = f"version must be an int, got {version!r}"
-                raise TypeError(msg)
-            if mode != "r":
-                msg = f"an old version is read-only: open version={version} with mode='r'"
-                raise ValueError(msg)
         self.location = Location.parse(location)
         self.mode = mode
-        self.lock_timeout = float(lock_timeout)
-        self._pinned = None if version is None else int(version)
+        self.lock_timeout = lock_timeout
         self._problems: list[str] = []
         self._checksum_cache: dict[tuple[int, str], dict] = {}
         self._verified_slots: set[tuple[str, int]] = set()
@@ -609,9 +582,7 @@ class CubeStore:
         """
         import zarr
 
-        if not isinstance(schema, CubeSchema):
-            msg = f"schema must be a CubeSchema, got {type(schema).__name__}"
-            raise TypeError(msg)
+        instance_of(schema, "schema", CubeSchema, what="a CubeSchema")
         loc = Location.parse(location)
         loc.check_writable()
         if loc.exists() and (not loc.isdir() or loc.listdir()):
@@ -1285,15 +1256,21 @@ class CubeStore:
         removed += remove_stale_temporaries(self.location)
         return removed
 
-    def append(
+    def commit(
         self,
         data: xr.Dataset,
         label,
         *,
         coords: Mapping | None = None,
         extras: Mapping | None = None,
+        replace: bool = False,
     ) -> None:
-        """Commit a new slice labelled *label*.
+        """Commit the slice *label*: a new one, or (``replace=True``) a new committed one.
+
+        :meth:`append` and :meth:`replace` are this method with ``replace`` fixed.  A
+        replaced slice is written to a fresh slot: readers see the old slice until the
+        new one is complete, and the old values stay readable at the older versions
+        (``CubeStore(url, version=n)``).
 
         Parameters
         ----------
@@ -1309,39 +1286,21 @@ class CubeStore:
         extras : dict, optional
             A JSON-serialisable document committed with the slice (read it back with
             :meth:`slice_extras`), for per-slice tables that do not fit a coordinate.
+        replace : bool
+            False: *label* must be new (:class:`~stores.SliceExistsError` otherwise).
+            True: *label* must be committed (:class:`~stores.KeyNotFoundError` otherwise).
 
         Raises
         ------
-        ReadOnlyStoreError, SchemaMismatchError, SliceExistsError, StoreLockedError
+        ReadOnlyStoreError, SchemaMismatchError, SliceExistsError, KeyNotFoundError,
+        StoreLockedError
             Nothing is written in any of these cases.
         CorruptStoreError
             The store needs :meth:`repair` before it accepts writes.
         StoreWriteError
             The filesystem failed (for example the disk is full); nothing was committed.
         """
-        self._write(data, label, coords, extras, replace=False)
-
-    def replace(
-        self,
-        data: xr.Dataset,
-        label,
-        *,
-        coords: Mapping | None = None,
-        extras: Mapping | None = None,
-    ) -> None:
-        """Atomically replace the committed slice *label* (see :meth:`append`).
-
-        Readers see the old slice until the new one is complete, and the old values stay
-        readable at the older versions (``CubeStore(url, version=n)``).
-
-        Raises
-        ------
-        KeyNotFoundError
-            No slice *label* is committed.
-        """
-        self._write(data, label, coords, extras, replace=True)
-
-    def _write(self, data, label, coords, extras, *, replace: bool) -> None:
+        replace = as_bool(replace, "replace")
         self._check_writable()
         key = self._label(label)
         values = self._validate_slice(data, key)
@@ -1410,6 +1369,22 @@ class CubeStore:
             slot,
             new.sequence,
         )
+
+    def append(self, data: xr.Dataset, label, **options: Any) -> None:
+        """Commit a new slice labelled *label*: :meth:`commit` with ``replace=False``.
+
+        *options* are :meth:`commit`'s ``coords`` and ``extras``; a *label* already
+        committed raises :class:`~stores.SliceExistsError` (use :meth:`replace`).
+        """
+        self.commit(data, label, **options, replace=False)
+
+    def replace(self, data: xr.Dataset, label, **options: Any) -> None:
+        """Atomically replace the committed slice *label*: :meth:`commit` with ``replace=True``.
+
+        *options* are :meth:`commit`'s ``coords`` and ``extras``; a *label* not committed
+        raises :class:`~stores.KeyNotFoundError` (use :meth:`append`).
+        """
+        self.commit(data, label, **options, replace=True)
 
     def _write_slot(self, slot: int, values: dict[str, np.ndarray]) -> dict:
         """Write *values* into *slot* of every array; returns the per-chunk checksums."""
@@ -1537,10 +1512,8 @@ class CubeStore:
         -------
         PruneReport
         """
-        if isinstance(keep_last, bool) or not isinstance(keep_last, (int, np.integer)):
-            msg = f"keep_last must be an int >= 1, got {keep_last!r}"
-            raise TypeError(msg)
-        if keep_last < 1:
+        keep_last = as_int(keep_last, "keep_last")
+        if keep_last < 1:  # message kept word for word: `stiscube prune` shows it
             msg = f"keep_last must be >= 1 (the current version is always kept), got {keep_last}"
             raise ValueError(msg)
         with self.writing():

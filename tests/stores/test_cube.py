@@ -279,13 +279,16 @@ def test_manifests_are_pruned_only_explicitly(tmp_path, schema):
     ("kwargs", "match"),
     [
         ({"append_dim": ""}, "append_dim must be a non-empty string"),
-        ({"sizes": {"row": 0, "col": 3}}, r"sizes\['row'\] must be a positive integer"),
-        ({"chunks": {"band": 2}}, "chunks names unknown dimension 'band'"),
+        ({"sizes": {"row": 0, "col": 3}}, r"sizes\['row'\] must be an integer >= 1, got 0"),
+        (
+            {"chunks": {"band": 2}},
+            r"chunks dimensions must be drawn from \['col', 'row', 't'\], got unknown \['band'\]",
+        ),
         ({"compression": "gzip"}, "compression must be one of"),
         ({"label_dtype": "float"}, "label_dtype must be one of"),
         (
             {"variables": {"x": VariableSpec(("row", "band"), "float32")}},
-            r"uses dims \['band'\] that are not in sizes",
+            r"variables\['x'\]\.dims must be drawn from \['col', 'row'\], got unknown \['band'\]",
         ),
     ],
 )

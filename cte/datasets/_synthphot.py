@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import xarray as xr
@@ -45,7 +46,7 @@ from cte.analysis.lossmodel import LossModel
 from cte.datasets.simulate import true_loss
 from cte.flags import COSMIC_RAY, OFF_CHIP
 from cte.schema import VARIABLES, annotate, image_coordinates
-from stores.validate import as_int, one_of
+from stores.validate import as_float, as_int, as_sequence_of, instance_of, one_of, subset_of
 
 __all__ = [
     "CHIP_ROWS",
@@ -121,20 +122,12 @@ class SyntheticPhotometry:
     model: Mapping[str, LossModel]
 
 
-def _check_options(n_stars, apertures, layout, ctecorr, exptimes, truth) -> None:
-    as_int(n_stars, "n_stars", min=1, allow_integral_float=True)
-    if len(apertures) == 0 or any(float(r) <= 0 for r in apertures):
-        msg = f"apertures must be a non-empty sequence of radii > 0 px, got {apertures!r}"
-        raise ValueError(msg)
-    one_of(layout, "layout", ("nominal", "180"))
-    bad = [c for c in ctecorr if c not in ("FLT", "FLC") or c not in truth]
-    if bad or not ctecorr:
-        msg = f"ctecorr must be drawn from the truth's keys {sorted(truth)}, got {ctecorr!r}"
-        raise ValueError(msg)
-    bad_classes = [c for c in exptimes if c not in ("short", "long") or exptimes[c] <= 0]
-    if bad_classes or not exptimes:
-        msg = f"exptimes must map 'short'/'long' to seconds > 0, got {exptimes!r}"
-        raise ValueError(msg)
+def _exptimes(value) -> dict[str, float]:
+    """Exposure time (s, > 0) of each class ``"short"``/``"long"``, in the order given."""
+    instance_of(value, "exptimes", Mapping, what="a mapping of 'short'/'long' to seconds")
+    classes = subset_of(list(value), "exptimes", ("short", "long"))
+    return {c: as_float(value[c], f"exptimes[{c!r}]", min=0, strict_min=True, units="s")
+            for c in classes}
 
 
 def _image_table(epochs, exptimes, ctecorr, flash, layout, sky_rate) -> dict[str, np.ndarray]:
@@ -243,14 +236,24 @@ def make_photometry(
     Returns
     -------
     SyntheticPhotometry
+
+    Raises
+    ------
+    TypeError, ValueError
+        An option of the wrong type or out of range (the message names it): *n_stars*
+        below 1, a radius <= 0, an unknown *layout*, a *ctecorr* kind the truth does not
+        model, an *exptimes* class other than ``"short"``/``"long"`` or a time <= 0 s.
     """
     truth = dict(DEFAULT_TRUTH if truth is None else truth)
-    exptimes = dict(_DEFAULT_EXPTIMES if exptimes is None else exptimes)
-    apertures = tuple(float(r) for r in apertures)
-    _check_options(n_stars, apertures, layout, tuple(ctecorr), exptimes, truth)
+    exptimes = _exptimes(_DEFAULT_EXPTIMES if exptimes is None else exptimes)
+    n_stars = as_int(n_stars, "n_stars", min=1, allow_integral_float=True)
+    apertures = as_sequence_of(apertures, "apertures",
+                               partial(as_float, min=0, strict_min=True, units="px"))
+    layout = one_of(layout, "layout", ("nominal", "180"))
+    ctecorr = subset_of(ctecorr, "ctecorr", [k for k in ("FLT", "FLC") if k in truth])
     rng = np.random.default_rng(seed)
 
-    img = _image_table(epochs, exptimes, tuple(ctecorr), flash, layout, sky_rate)
+    img = _image_table(epochs, exptimes, ctecorr, flash, layout, sky_rate)
     n_img, n_ap = img["image"].size, len(apertures)
     radii = np.asarray(apertures)
 

@@ -68,7 +68,7 @@ from stiscube.dq.flags import cf_flag_attrs
 from stiscube.dq.rules import DQRules
 from stiscube.exceptions import UnitMismatchError
 from stiscube.layout import UNIT_SYSTEMS
-from stores.validate import as_float
+from stores.validate import as_float, instance_of
 
 __all__ = [
     "DQRules",
@@ -199,9 +199,7 @@ def dq_array(
         all NaN (no clipped statistics).
     """
     rules = DQRules() if rules is None else rules
-    if not isinstance(rules, DQRules):
-        msg = f"rules must be a DQRules, got {type(rules).__name__}"
-        raise TypeError(msg)
+    instance_of(rules, "rules", DQRules, what="a DQRules")
     db = ds if isinstance(ds, PixelDB) else None
     if db is not None:
         ds = db.dataset

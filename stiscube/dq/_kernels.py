@@ -32,21 +32,14 @@ import warnings
 import numpy as np
 from astropy.stats import sigma_clipped_stats
 
+from stores.validate import as_float, as_int, one_of
+
 __all__ = [
     "clipped_stats",
     "clipped_threshold",
     "hot_mask",
     "persistent",
 ]
-
-
-def _check_clip(sigma: float, maxiters: int | None) -> None:
-    if not (isinstance(sigma, int | float | np.floating | np.integer) and sigma > 0):
-        msg = f"sigma must be a number > 0, got {sigma!r}"
-        raise ValueError(msg)
-    if maxiters is not None and (isinstance(maxiters, bool) or int(maxiters) < 1):
-        msg = f"maxiters must be an integer >= 1 or None, got {maxiters!r}"
-        raise ValueError(msg)
 
 
 def clipped_stats(
@@ -72,7 +65,8 @@ def clipped_stats(
     median, std : float
         NaN, NaN when no value is finite.
     """
-    _check_clip(sigma, maxiters)
+    sigma = as_float(sigma, "sigma", min=0, strict_min=True)
+    maxiters = as_int(maxiters, "maxiters", min=1, allow_none=True)
     x = np.asarray(values, dtype=np.float64).ravel()
     x = x[np.isfinite(x)]
     if x.size == 0:
@@ -80,7 +74,7 @@ def clipped_stats(
     with warnings.catch_warnings():  # e.g. every value clipped: NaN, as documented
         warnings.simplefilter("ignore")
         _, median, std = sigma_clipped_stats(
-            x, sigma=float(sigma), maxiters=maxiters, cenfunc="median", stdfunc="std"
+            x, sigma=sigma, maxiters=maxiters, cenfunc="median", stdfunc="std"
         )
     return float(median), float(std)
 
@@ -149,9 +143,7 @@ def hot_mask(
         The comparisons are made in float64 whatever the dtype of *sci* (exact for
         float32 values).
     """
-    if combine not in ("or", "and"):
-        msg = f"combine must be 'or' or 'and', got {combine!r}"
-        raise ValueError(msg)
+    one_of(combine, "combine", ("or", "and"))
     sci = np.asarray(sci)
     parts = []
     with np.errstate(invalid="ignore"):  # float64 levels: compared in double precision

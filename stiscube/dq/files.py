@@ -26,6 +26,7 @@ from stiscube.dq.flags import STIS_DQ, decode_dq_names
 from stiscube.dq.rules import DQRules
 from stiscube.layout import PROPERTIES, UNIT_SYSTEMS
 from stores.fs import atomic_path
+from stores.validate import instance_of
 
 __all__ = ["flagged_pixels_table", "write_dq_fits", "write_flagged_table"]
 
@@ -36,9 +37,7 @@ _REQUIRED_ATTRS = ("anneal", "anneal_start", "anneal_end", "unit_system", "rules
 
 
 def _check_dq(dq: Any) -> DQRules:
-    if not isinstance(dq, xr.DataArray):
-        msg = f"dq must be the xarray.DataArray made by dq_array, got {type(dq).__name__}"
-        raise TypeError(msg)
+    instance_of(dq, "dq", xr.DataArray, what="the xarray.DataArray made by dq_array")
     if dq.dims != ("row", "col"):
         msg = f"dq must have dims ('row', 'col'), got {dq.dims}"
         raise ValueError(msg)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from typing import Any
-
-import numpy as np
 
 from stiscube.dq.flags import BAD_DETECTOR_PIXEL, HOT_PIXEL, dq_flag
 from stiscube.layout import UNIT_SYSTEMS
-from stores.validate import as_float
+from stores.validate import as_float, as_int, check_fields, one_of
 
 __all__ = ["DQRules"]
 
@@ -26,29 +25,30 @@ _AUTO = "auto"
 _DEFAULT_NSIGMA = 5.0
 
 
-def _optional_finite(name: str, value: Any, *, positive: bool = False) -> float | None:
-    return as_float(value, name, allow_none=True, min=0 if positive else None,
-                    strict_min=positive)
-
-
-def _optional_count(name: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        msg = f"{name} must be a positive integer or None, got {value!r}"
-        raise TypeError(msg)
-    if value < 1:
-        msg = f"{name} must be >= 1, got {value!r}"
-        raise ValueError(msg)
-    return int(value)
-
-
-def _bit(name: str, value: Any) -> int:
+def _bit(value: Any, name: str) -> int:
     try:
         return dq_flag(value).bit
     except (TypeError, ValueError) as exc:
         msg = f"{name}: {exc}"
         raise type(exc)(msg) from exc
+
+
+_POSITIVE_OR_NONE = partial(as_float, allow_none=True, min=0, strict_min=True)
+_COUNT_OR_NONE = partial(as_int, allow_none=True, min=1)
+#: the rule of each DQRules field but hot_level (checked first: it decides what
+#: hot_nsigma="auto" means), in the order they are checked
+_FIELD_RULES = {
+    "hot_nsigma": _POSITIVE_OR_NONE,
+    "hot_combine": partial(one_of, choices=_COMBINES),
+    "clip_sigma": partial(as_float, min=0, strict_min=True),
+    "clip_maxiters": _COUNT_OR_NONE,
+    "unstable_level": _POSITIVE_OR_NONE,
+    "persist_k": _COUNT_OR_NONE,
+    "persist_m": _COUNT_OR_NONE,
+    "partial_window": partial(one_of, choices=_PARTIAL),
+    "hot_bit": _bit,
+    "unstable_bit": _bit,
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,46 +113,25 @@ class DQRules:
     unstable_bit: int = BAD_DETECTOR_PIXEL
 
     def __post_init__(self) -> None:
-        def set_(name: str, value: Any) -> None:
-            object.__setattr__(self, name, value)
-
-        set_("hot_level", _optional_finite("hot_level", self.hot_level, positive=True))
+        check_fields(self, {"hot_level": _POSITIVE_OR_NONE})
         if isinstance(self.hot_nsigma, str) and self.hot_nsigma == _AUTO:
-            set_("hot_nsigma", _DEFAULT_NSIGMA if self.hot_level is None else None)
-        set_("hot_nsigma", _optional_finite("hot_nsigma", self.hot_nsigma, positive=True))
-        if self.hot_combine not in _COMBINES:
-            msg = f"hot_combine must be one of {list(_COMBINES)}, got {self.hot_combine!r}"
-            raise ValueError(msg)
+            nsigma = _DEFAULT_NSIGMA if self.hot_level is None else None
+            object.__setattr__(self, "hot_nsigma", nsigma)
+        check_fields(self, _FIELD_RULES)
+        # rules between fields
         if self.hot_combine == "and" and (self.hot_level is None or self.hot_nsigma is None):
             msg = (
                 "hot_combine='and' needs both hot_level and hot_nsigma, got "
                 f"hot_level={self.hot_level!r}, hot_nsigma={self.hot_nsigma!r}"
             )
             raise ValueError(msg)
-        clip = _optional_finite("clip_sigma", self.clip_sigma, positive=True)
-        if clip is None:
-            msg = "clip_sigma must be a number > 0, got None"
-            raise ValueError(msg)
-        set_("clip_sigma", clip)
-        set_("clip_maxiters", _optional_count("clip_maxiters", self.clip_maxiters))
-        set_(
-            "unstable_level", _optional_finite("unstable_level", self.unstable_level, positive=True)
-        )
-        k = _optional_count("persist_k", self.persist_k)
-        m = _optional_count("persist_m", self.persist_m)
+        k, m = self.persist_k, self.persist_m
         if (k is None) != (m is None):
             msg = f"persist_k and persist_m go together, got persist_k={k!r}, persist_m={m!r}"
             raise ValueError(msg)
         if k is not None and k > m:
             msg = f"persist_k must be <= persist_m, got persist_k={k}, persist_m={m}"
             raise ValueError(msg)
-        set_("persist_k", k)
-        set_("persist_m", m)
-        if self.partial_window not in _PARTIAL:
-            msg = f"partial_window must be one of {list(_PARTIAL)}, got {self.partial_window!r}"
-            raise ValueError(msg)
-        set_("hot_bit", _bit("hot_bit", self.hot_bit))
-        set_("unstable_bit", _bit("unstable_bit", self.unstable_bit))
         if not (self.has_hot_rule or self.has_unstable_rule):
             msg = "the rules flag nothing: give hot_level, hot_nsigma or unstable_level"
             raise ValueError(msg)

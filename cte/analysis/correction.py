@@ -40,6 +40,7 @@ import numpy as np
 from cte.analysis.lossmodel import BASIS_TERMS, basis, model_variables
 from cte.analysis.model import CTEModel, FittedLoss
 from cte.exceptions import OutOfRangeError
+from stores.validate import as_float, as_int, one_of
 
 __all__ = ["Correction", "correct"]
 
@@ -166,15 +167,9 @@ def correct(
         the fitted ranges; the message names the parameter, the allowed range, the
         number of offending values and the first of them.
     """
-    if out_of_range not in ("raise", "nan"):
-        msg = f"out_of_range must be 'raise' or 'nan', got {out_of_range!r}"
-        raise ValueError(msg)
-    if not (np.isfinite(rtol) and rtol > 0):
-        msg = f"rtol must be > 0, got {rtol!r}"
-        raise ValueError(msg)
-    if int(maxiter) != maxiter or maxiter < 1:
-        msg = f"maxiter must be an integer >= 1, got {maxiter!r}"
-        raise ValueError(msg)
+    out_of_range = one_of(out_of_range, "out_of_range", ("raise", "nan"))
+    rtol = as_float(rtol, "rtol", min=0, strict_min=True)
+    maxiter = as_int(maxiter, "maxiter", min=1, allow_integral_float=True)
     fit = _resolve_model(model, config)
     arrays = [np.asarray(v, dtype=float) for v in (flux, transfers)]
     arrays += [_mjd_values(mjd), np.asarray(background, dtype=float)]
@@ -221,7 +216,7 @@ def correct(
     iterations = 0
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         while True:  # fixed-point iterations, not a loop over stars
-            if iterations == int(maxiter):
+            if iterations == maxiter:
                 msg = f"correct() did not converge to rtol={rtol} in {maxiter} iterations"
                 raise RuntimeError(msg)
             iterations += 1

@@ -167,8 +167,16 @@ def test_out_of_range_nan_option():
 
 
 def test_bad_options():
-    with pytest.raises(ValueError, match="out_of_range must be"):
+    with pytest.raises(ValueError, match=r"out_of_range must be one of \['raise', 'nan'\]"):
         correct(1000.0, 1.0, 56000.0, 1.0, model=_exact_model(), out_of_range="clip")
+    with pytest.raises(ValueError, match="rtol must be > 0, got 0"):
+        correct(1000.0, 1.0, 56000.0, 1.0, model=_exact_model(), rtol=0)
+    with pytest.raises(ValueError, match="rtol must be finite, got nan"):
+        correct(1000.0, 1.0, 56000.0, 1.0, model=_exact_model(), rtol=float("nan"))
+    with pytest.raises(ValueError, match="maxiter must be an integer >= 1, got 2.5"):
+        correct(1000.0, 1.0, 56000.0, 1.0, model=_exact_model(), maxiter=2.5)
+    with pytest.raises(TypeError, match="maxiter must be an integer >= 1, got '9'"):
+        correct(1000.0, 1.0, 56000.0, 1.0, model=_exact_model(), maxiter="9")
     with pytest.raises(TypeError, match="model must be"):
         correct(1000.0, 1.0, 56000.0, 1.0, model={"1": 0.1})
     with pytest.raises(ValueError, match="must broadcast"):

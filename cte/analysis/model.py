@@ -67,7 +67,7 @@ from cte.analysis.lossmodel import BASIS_TERMS, LossModel, basis, model_variable
 from cte.exceptions import FitError, ModelNotFoundError
 from cte.schema import LOSS_DIMS, MODEL_CONFIG_KEYS, coefficient_columns
 from stores.provenance import provenance
-from stores.validate import as_float, one_of
+from stores.validate import as_float, instance_of, one_of, subset_of
 
 __all__ = ["CONFIG_KEYS", "EPOCH_GAP_DAYS", "CTEModel", "FittedLoss", "choose_terms",
            "epochs", "fit_model", "independent_bins"]
@@ -263,9 +263,7 @@ class CTEModel:
 
 
 def _check_loss_dataset(loss_ds, loss_var, err_var, extra_err_var) -> None:
-    if not isinstance(loss_ds, xr.Dataset):
-        msg = f"loss_ds must be an xarray.Dataset from measure_loss, got {type(loss_ds).__name__}"
-        raise TypeError(msg)
+    instance_of(loss_ds, "loss_ds", xr.Dataset, what="an xarray.Dataset from measure_loss")
     needed = [loss_var, err_var, "n_stars", "flux", "log_flux_var", "background"]
     if extra_err_var is not None:
         needed.append(extra_err_var)
@@ -376,14 +374,14 @@ def fit_model(
     FitError
         When no configuration can be fitted (every reason is listed).
     """
-    terms = tuple(terms)
-    bad_terms = [t for t in terms if t not in BASIS_TERMS]
-    if bad_terms or not terms or "1" not in terms:
-        msg = f"terms must be a subset of {BASIS_TERMS} including '1', got {terms!r}"
+    terms = subset_of(terms, "terms", BASIS_TERMS)
+    if "1" not in terms:
+        msg = f"terms must include '1' (the constant term), got {list(terms)}"
         raise ValueError(msg)
-    as_float(min_time_span, "min_time_span", min=0, units="yr")
-    as_float(min_background_span, "min_background_span", min=0, units="dex")
-    one_of(flux_bins, "flux_bins", ("independent", "all"))
+    min_time_span = as_float(min_time_span, "min_time_span", min=0, units="yr")
+    min_background_span = as_float(min_background_span, "min_background_span", min=0,
+                                   units="dex")
+    flux_bins = one_of(flux_bins, "flux_bins", ("independent", "all"))
     _check_loss_dataset(loss_ds, loss_var, err_var, extra_err_var)
     bin_ok = np.ones(loss_ds.sizes["flux_bin"], dtype=bool)
     if flux_bins == "independent":

@@ -182,10 +182,11 @@ def test_reading_a_foreign_table_is_refused(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"terms": ("x", "t")}, "including '1'"),
-        ({"terms": ("1", "y")}, "subset of"),
-        ({"flux_bins": "some"}, "flux_bins must be"),
-        ({"min_time_span": -1}, "min_time_span"),
+        ({"terms": ("x", "t")}, r"terms must include '1' \(the constant term\), got \['x', 't'\]"),
+        ({"terms": ("1", "y")}, r"terms must be drawn from \[.*\], got unknown \['y'\]"),
+        ({"terms": ()}, "terms must be a non-empty selection"),
+        ({"flux_bins": "some"}, r"flux_bins must be one of \['independent', 'all'\]"),
+        ({"min_time_span": -1}, r"min_time_span must be >= 0 \(yr\), got -1"),
     ],
 )
 def test_bad_options(kwargs, match):

@@ -53,6 +53,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,16 @@ from stiscube.io._fitsio import (
     local_name,
     read_imsets,
 )
-from stores.validate import as_float
+from stores.validate import (
+    as_bool,
+    as_float,
+    as_int,
+    as_sequence_of,
+    as_str,
+    check_fields,
+    instance_of,
+    one_of,
+)
 
 __all__ = [
     "SIDE2_START_MJD",
@@ -125,19 +135,12 @@ class TemperatureCorrection:
     side2_start: float = SIDE2_START_MJD
 
     def __post_init__(self) -> None:
-        if not isinstance(self.enabled, bool):
-            msg = f"TemperatureCorrection.enabled must be True or False, got {self.enabled!r}"
-            raise TypeError(msg)
-        for name in ("reference", "side2_start"):
-            as_float(getattr(self, name), f"TemperatureCorrection.{name}")
-        as_float(self.coefficient, "TemperatureCorrection.coefficient", min=0, max=1,
-                 strict_max=True)
-        if not -60 <= self.reference <= 60:
-            msg = (
-                "TemperatureCorrection.reference must be in [-60, 60] deg C, got "
-                f"{self.reference!r}"
-            )
-            raise ValueError(msg)
+        check_fields(self, {
+            "enabled": as_bool,
+            "reference": partial(as_float, min=-60, max=60, units="deg C"),
+            "coefficient": partial(as_float, min=0, max=1, strict_max=True),
+            "side2_start": as_float,
+        }, prefix="TemperatureCorrection.")
 
     def scale(self, occdhtav: Any, start_mjd: Any) -> np.ndarray:
         """``1 + coefficient (T - reference)`` for Side-2 frames with a valid T, else 1."""
@@ -158,6 +161,29 @@ class TemperatureCorrection:
         if not self.enabled:
             return "off"
         return f"1/(1+{self.coefficient:g}*(OCCDHTAV-{self.reference:g})) Side-2"
+
+
+def _ccd_gain(value: Any, name: str) -> Any:
+    """A STIS CCD gain: a number (TypeError otherwise) among 1, 2, 4, 8."""
+    as_float(value, name)
+    return one_of(value, name, (1, 2, 4, 8))
+
+
+def _ccd_amp(value: Any, name: str) -> str:
+    """A STIS CCD amplifier, ``A`` ... ``D`` in either case (kept as given)."""
+    one_of(as_str(value, name).strip().upper(), name, ("A", "B", "C", "D"))
+    return value
+
+
+def _exposure_class(item: Any, name: str) -> tuple[str, float, float]:
+    """One ``(name, low, high)`` exposure class, seconds, ``0 <= low <= high < inf``."""
+    if not (isinstance(item, tuple) and len(item) == 3):
+        msg = f"{name} must be a tuple (name, low, high), got {item!r}"
+        raise TypeError(msg)
+    label = as_str(item[0], f"{name} name")
+    low = as_float(item[1], f"{name} low", min=0)
+    high = as_float(item[2], f"{name} high", min=low)
+    return label, low, high
 
 
 @dataclass(frozen=True)
@@ -196,68 +222,24 @@ class DarkSelection:
     min_valid_fraction: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.ccdgain is not None:
-            if isinstance(self.ccdgain, bool) or not isinstance(
-                self.ccdgain, int | float | np.number
-            ):
-                msg = f"ccdgain must be a number (1, 2, 4 or 8), got {self.ccdgain!r}"
-                raise TypeError(msg)
-            if self.ccdgain not in (1, 2, 4, 8):
-                msg = f"ccdgain must be one of the STIS CCD gains 1, 2, 4, 8, got {self.ccdgain!r}"
-                raise ValueError(msg)
-        if self.ccdamp is not None and (
-            not isinstance(self.ccdamp, str) or self.ccdamp.strip().upper() not in "ABCD"
-            or not self.ccdamp.strip()
-        ):
-            msg = f"ccdamp must be one of 'A', 'B', 'C', 'D', got {self.ccdamp!r}"
-            raise ValueError(msg)
-        classes = self.exposure_classes
-        if not isinstance(classes, tuple) or not classes:
-            msg = (
-                f"exposure_classes must be a non-empty tuple of (name, low, high), got {classes!r}"
-            )
-            raise TypeError(msg)
-        for item in classes:
-            ok = (
-                isinstance(item, tuple)
-                and len(item) == 3
-                and isinstance(item[0], str)
-                and item[0].strip()
-                and all(isinstance(x, int | float) and not isinstance(x, bool) for x in item[1:])
-                and 0 <= item[1] <= item[2] < math.inf
-            )
-            if not ok:
-                msg = (
-                    "exposure_classes items must be (name, low, high) with 0 <= low <= high, "
-                    f"got {item!r}"
-                )
-                raise ValueError(msg)
-        names = [c[0] for c in classes]
+        optional = {
+            "ccdgain": _ccd_gain,
+            "ccdamp": _ccd_amp,
+        }
+        check_fields(self, {k: v for k, v in optional.items() if getattr(self, k) is not None})
+        check_fields(self, {
+            "exposure_classes": partial(as_sequence_of, item=_exposure_class),
+            "min_frames": partial(as_int, min=2),  # stability needs two frames
+            "min_valid_fraction": partial(as_float, min=0, max=1, strict_min=True),
+        })
+        names = [c[0] for c in self.exposure_classes]
         if len(set(names)) != len(names):
             msg = f"exposure_classes names must be unique, got {names}"
             raise ValueError(msg)
-        if self.exptime is not None:
-            if isinstance(self.exptime, str):
-                if self.exptime not in names:
-                    msg = f"exptime {self.exptime!r} is not an exposure class; classes are {names}"
-                    raise ValueError(msg)
-            elif isinstance(self.exptime, bool) or not isinstance(
-                self.exptime, int | float | np.number
-            ) or not (math.isfinite(self.exptime) and self.exptime > 0):
-                msg = f"exptime must be a class name or a time > 0 in seconds, got {self.exptime!r}"
-                raise ValueError(msg)
-        if isinstance(self.min_frames, bool) or not isinstance(self.min_frames, int | np.integer):
-            msg = f"min_frames must be an integer >= 2, got {self.min_frames!r}"
-            raise TypeError(msg)
-        if self.min_frames < 2:
-            msg = f"min_frames must be >= 2 (stability needs two frames), got {self.min_frames}"
-            raise ValueError(msg)
-        frac = self.min_valid_fraction
-        if isinstance(frac, bool) or not isinstance(frac, int | float | np.number) or not (
-            0 < frac <= 1
-        ):
-            msg = f"min_valid_fraction must be in (0, 1], got {frac!r}"
-            raise ValueError(msg)
+        if isinstance(self.exptime, str):
+            one_of(self.exptime, "exptime", names)
+        elif self.exptime is not None:
+            as_float(self.exptime, "exptime", min=0, strict_min=True)  # seconds
 
     @property
     def explicit(self) -> bool:
@@ -823,9 +805,7 @@ def open_darks(
     """
     frames = check_darks(files, start=start, end=end, storage_options=storage_options)
     temperature = TemperatureCorrection() if temperature is None else temperature
-    if not isinstance(temperature, TemperatureCorrection):
-        msg = f"temperature must be a TemperatureCorrection, got {type(temperature).__name__}"
-        raise TypeError(msg)
+    instance_of(temperature, "temperature", TemperatureCorrection)
     n = len(frames)
     ny, nx = frames[0].shape
     sizes = _chunk_sizes(chunks, (n, ny, nx))

@@ -75,6 +75,7 @@ from stiscube.layout import PROPERTIES, PROPERTY_DTYPES, property_attrs
 from stiscube.properties import _kernels
 from stiscube.properties._kernels import ClipOptions
 from stores import provenance
+from stores.validate import as_int, instance_of
 
 __all__ = [
     "DEFAULT_DQ_MASK",
@@ -99,14 +100,6 @@ _OUTPUT_ORDER = ("sci_mean", "err_mean", "stability", "nan_count", "readnoise")
 _OUTPUT_DTYPES = (np.float32, np.float32, np.float32, np.int32, np.float32)
 #: Target number of samples (frames x pixels) per dask block: 4 Mi float32 = 16 MiB.
 _BLOCK_SAMPLES = 1 << 22
-
-
-def _check_row_chunk(row_chunk: Any) -> None:
-    if row_chunk is None:
-        return
-    if isinstance(row_chunk, bool) or not isinstance(row_chunk, int | np.integer) or row_chunk < 1:
-        msg = f"row_chunk must be an integer >= 1 or None, got {row_chunk!r}"
-        raise ValueError(msg)
 
 
 def _auto_row_chunk(n_frames: int, shape: tuple[int, int]) -> int:
@@ -292,21 +285,18 @@ def compute_properties(
     """
     clip_options = ClipOptions.from_keywords(options, clip)  # validated once, here
     options = dataclasses.asdict(clip_options)
-    _check_row_chunk(row_chunk)
+    row_chunk = as_int(row_chunk, "row_chunk", min=1, allow_none=True)
     if period is not None:
         if start is not None or end is not None:
             msg = "give either period or start/end, not both"
             raise ValueError(msg)
-        if not isinstance(period, AnnealPeriod):
-            msg = f"period must be a stiscube.io.anneals.AnnealPeriod, got {type(period).__name__}"
-            raise TypeError(msg)
+        instance_of(period, "period", AnnealPeriod, what="a stiscube.io.anneals.AnnealPeriod")
         start, end = period.start_mjd, period.end_mjd
     if client is not None and not hasattr(client, "persist"):
         msg = f"client must be a dask.distributed.Client, got {type(client).__name__}"
         raise TypeError(msg)
-    if selection is not None and not isinstance(selection, DarkSelection):
-        msg = f"selection must be a stiscube.io.darks.DarkSelection, got {type(selection).__name__}"
-        raise TypeError(msg)
+    if selection is not None:
+        instance_of(selection, "selection", DarkSelection, what="a stiscube.io.darks.DarkSelection")
     frames = check_darks(files, start=start, end=end, storage_options=storage_options)
     frames, skipped = select_darks(frames, selection)
     rows = row_chunk or _auto_row_chunk(len(frames), frames[0].shape)

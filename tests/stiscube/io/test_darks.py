@@ -432,14 +432,16 @@ def test_same_file_twice_is_a_duplicate(files):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"min_frames": 1}, ValueError, r"min_frames must be >= 2"),
+        ({"min_frames": 1}, ValueError, r"min_frames must be an integer >= 2, got 1"),
         ({"min_frames": 2.5}, TypeError, r"min_frames must be an integer"),
         ({"min_valid_fraction": 0}, ValueError, r"min_valid_fraction must be in \(0, 1\]"),
-        ({"ccdgain": 3}, ValueError, r"ccdgain must be one of the STIS CCD gains"),
-        ({"ccdamp": "E"}, ValueError, r"ccdamp must be one of"),
-        ({"exptime": "medium"}, ValueError, r"exptime 'medium' is not an exposure class"),
-        ({"exptime": -5.0}, ValueError, r"exptime must be a class name or a time > 0"),
-        ({"exposure_classes": (("long", 1200.0, 1000.0),)}, ValueError, "0 <= low <= high"),
+        ({"ccdgain": 3}, ValueError, r"ccdgain must be one of \[1, 2, 4, 8\], got 3"),
+        ({"ccdgain": "2"}, TypeError, r"ccdgain must be a number, got '2'"),
+        ({"ccdamp": "E"}, ValueError, r"ccdamp must be one of \['A', 'B', 'C', 'D'\], got 'E'"),
+        ({"exptime": "medium"}, ValueError, r"exptime must be one of \['long'\], got 'medium'"),
+        ({"exptime": -5.0}, ValueError, r"exptime must be > 0, got -5.0"),
+        ({"exposure_classes": (("long", 1200.0, 1000.0),)}, ValueError,
+         r"exposure_classes\[0\] high must be >= 1200.0, got 1000.0"),
     ],
 )
 def test_bad_selection_options(kwargs, error, match):

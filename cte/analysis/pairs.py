@@ -38,6 +38,7 @@ import xarray as xr
 from cte.config import Config, load_config
 from cte.exceptions import InvalidPhotometryError
 from cte.schema import ALLOWED_VALUES, DIMS, IMAGE_COORDS
+from stores.validate import one_of
 
 __all__ = [
     "IMAGE_COORDS",
@@ -219,9 +220,7 @@ def pair_images(
     InvalidPhotometryError
         If *ds* lacks coordinates the pairing needs.
     """
-    if layout not in _LAYOUTS:
-        msg = f"layout must be one of {_LAYOUTS}, got {layout!r}"
-        raise ValueError(msg)
+    layout = one_of(layout, "layout", _LAYOUTS)
     needs = ("transfers",) if layout != "nominal" else ()
     validate_photometry(ds, variables=needs)
     if layout == "auto":

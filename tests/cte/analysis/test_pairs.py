@@ -121,7 +121,8 @@ def test_layout_can_be_forced():
     pairs = pair_images(ds, layout="180")
     # nominal data forced into the same-chip rule: chips differ, so nothing pairs
     assert pairs.sizes["pair"] == 0
-    with pytest.raises(ValueError, match="layout must be one of"):
+    with pytest.raises(ValueError,
+                       match=r"layout must be one of \['auto', 'nominal', '180'\], got 'sideways'"):
         pair_images(ds, layout="sideways")
 
 

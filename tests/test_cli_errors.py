@@ -189,7 +189,7 @@ def test_anneal_number_beyond_int64_is_refused(stis_db, tmp_path):
         proc = run("stiscube", "ingest", db, *argv)
         assert proc.returncode == 1
         assert error_line(proc) == (
-            "stiscube: error: --anneal must be an integer from 0 to 9223372036854775807 (int64), "
+            "stiscube: error: --anneal must be an integer in [0, 9223372036854775807], "
             "got 9223372036854775808"
         )
     assert not (tmp_path / "o.db").exists()

@@ -38,6 +38,7 @@ import inspect
 import logging
 import os
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,7 @@ from xarray.core import indexing
 from stiscube.cube.history_index import HistoryIndex, HistoryIndexError, slice_digest
 from stores import CubeStore
 from stores.fs import Location
+from stores.validate import as_int, instance_of, one_of
 
 __all__ = [
     "StiscubeBackendEntrypoint",
@@ -82,13 +84,8 @@ def _store_supports_version() -> bool:
     return "version" in inspect.signature(CubeStore.__init__).parameters
 
 
-def _check_version(version: Any) -> int | None:
-    if version is None:
-        return None
-    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 0:
-        msg = f"version must be a non-negative integer (a committed state), got {version!r}"
-        raise ValueError(msg)
-    return int(version)
+#: *version* as a committed state number (an integer >= 0) or None for the newest
+_check_version = partial(as_int, name="version", min=0, allow_none=True)
 
 
 def open_store(location: Location, version: int | None = None) -> CubeStore:
@@ -322,12 +319,8 @@ def _resolve(obj: Any, version: int | None) -> tuple[CubeStore, Location | None]
         if version is None or version == _store_version(obj):
             return snapshot(obj), None
         return open_store(obj.location, version), None
-    if not isinstance(obj, (str, os.PathLike, Location)):
-        msg = (
-            f"the stiscube engine opens a pixel database path or URL, a PixelDB or a "
-            f"CubeStore, not {type(obj).__name__}"
-        )
-        raise TypeError(msg)
+    what = "a pixel database path or URL, a PixelDB or a CubeStore"
+    instance_of(obj, "source", (str, os.PathLike, Location), what=what)
     loc = Location.parse(obj)
     if loc.exists(_CUBE, _MARKER):
         return open_store(cube_location(loc), version), loc
@@ -354,9 +347,7 @@ def open_cube(
     drop_variables : str or iterable of str, optional
         Properties not to expose.
     """
-    if layout not in _LAYOUTS:
-        msg = f"layout must be one of {_LAYOUTS}, got {layout!r}"
-        raise ValueError(msg)
+    one_of(layout, "layout", _LAYOUTS)
     version = _check_version(version)
     store, db_location = _resolve(source, version)
     src = _Source(store, db_location)

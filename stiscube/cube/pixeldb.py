@@ -48,6 +48,7 @@ from stiscube.layout import (
 )
 from stores import CubeStore, ReadOnlyStoreError, SliceExistsError, StoreExistsError
 from stores.fs import Location
+from stores.validate import as_int, instance_of, one_of
 
 __all__ = ["PixelDB"]
 
@@ -141,9 +142,7 @@ class PixelDB:
             defaults, 1 x 128 x 128 chunks without compression, and their trade-offs
             are explained in :mod:`stiscube.layout`).
         """
-        if periods is not None and not isinstance(periods, AnnealTable):
-            msg = f"periods must be an AnnealTable, got {type(periods).__name__}"
-            raise TypeError(msg)
+        instance_of(periods, "periods", (AnnealTable, type(None)), what="an AnnealTable or None")
         schema = cube_schema(
             shape,
             chunks=chunks,
@@ -295,9 +294,7 @@ class PixelDB:
             The properties do not fit the cube (variables, dims, shape, dtype).
         """
         anneal_num = _check_anneal_num(anneal_num)
-        if unit_system not in UNIT_SYSTEMS:
-            msg = f"unit_system must be one of {sorted(UNIT_SYSTEMS)}, got {unit_system!r}"
-            raise ValueError(msg)
+        one_of(unit_system, "unit_system", sorted(UNIT_SYSTEMS))
         self._refuse_existing(anneal_num, replace)  # early; checked again under the lock
         start64, end64 = self._period_dates(anneal_num, start, end)
         dark_rows = self._dark_rows(anneal_num, darks)
@@ -446,16 +443,10 @@ class PixelDB:
         anneal_num = _check_anneal_num(anneal_num)
         selection = DarkSelection() if selection is None else selection
         temperature = TemperatureCorrection() if temperature is None else temperature
-        if not isinstance(selection, DarkSelection):
-            kind = type(selection).__name__
-            msg = f"selection must be a stiscube.io.darks.DarkSelection, got {kind}"
-            raise TypeError(msg)
-        if not isinstance(temperature, TemperatureCorrection):
-            msg = (
-                "temperature must be a stiscube.io.darks.TemperatureCorrection, got "
-                f"{type(temperature).__name__}"
-            )
-            raise TypeError(msg)
+        instance_of(selection, "selection", DarkSelection,
+                    what="a stiscube.io.darks.DarkSelection")
+        instance_of(temperature, "temperature", TemperatureCorrection,
+                    what="a stiscube.io.darks.TemperatureCorrection")
         files = [files] if isinstance(files, str | os.PathLike) else list(files)
         self._refuse_existing(anneal_num, replace)
         # every header is validated, and the group chosen, before anything is read
@@ -860,13 +851,8 @@ def file_fingerprints(files: Iterable[str | os.PathLike]) -> list[dict]:
 
 
 def _check_anneal_num(anneal_num: Any) -> int:
-    if isinstance(anneal_num, bool) or not isinstance(anneal_num, (int, np.integer)):
-        msg = f"anneal_num must be an integer, got {anneal_num!r}"
-        raise TypeError(msg)
-    if not 0 <= anneal_num <= _MAX_ANNEAL:
-        msg = f"anneal_num must be an integer from 0 to {_MAX_ANNEAL} (int64), got {anneal_num}"
-        raise ValueError(msg)
-    return int(anneal_num)
+    """*anneal_num* as an ``int`` label the cube can store (int64, >= 0)."""
+    return as_int(anneal_num, "anneal_num", min=0, max=_MAX_ANNEAL)
 
 
 def _write_periods(loc: Location, periods: AnnealTable) -> None:

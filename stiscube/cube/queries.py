@@ -20,6 +20,7 @@ import xarray as xr
 
 from stiscube._dates import datetime64_to_mjd, describe_mjd, to_mjd
 from stiscube.exceptions import CubeQueryError, UnitMismatchError
+from stores.validate import as_int
 
 __all__ = [
     "consecutive_exceedances",
@@ -80,15 +81,13 @@ def resolve_period(ds: xr.Dataset, *, date: Any = None, anneal_num: int | None =
         msg = "give exactly one of date or anneal_num to choose the anneal period"
         raise ValueError(msg)
     if anneal_num is not None:
-        if isinstance(anneal_num, bool) or not isinstance(anneal_num, (int, np.integer)):
-            msg = f"anneal_num must be an integer, got {anneal_num!r}"
-            raise TypeError(msg)
-        if int(anneal_num) not in set(ds["anneal"].values.tolist()):
+        anneal_num = as_int(anneal_num, "anneal_num")
+        if anneal_num not in set(ds["anneal"].values.tolist()):
             msg = (
                 f"anneal period {anneal_num} is not in the cube; periods held: {_periods_text(ds)}"
             )
             raise CubeQueryError(msg)
-        return int(anneal_num)
+        return anneal_num
     return period_at(ds, date)
 
 
@@ -98,14 +97,12 @@ def select_period(ds: xr.Dataset, *, date: Any = None, anneal_num: int | None = 
 
 
 def _check_index(ds: xr.Dataset, dim: str, value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        msg = f"{name} must be an integer, got {value!r}"
-        raise TypeError(msg)
+    value = as_int(value, name)
     size = ds.sizes[dim]
     if not 0 <= value < size:
         msg = f"{name}={value} is outside the frame (valid {dim}s are 0..{size - 1})"
         raise CubeQueryError(msg)
-    return int(value)
+    return value
 
 
 def _check_range(ds: xr.Dataset, dim: str, bounds: Sequence[int], name: str) -> slice:
@@ -195,9 +192,7 @@ def exceeded_in_consecutive_periods(
     ds: xr.Dataset, level: float, k: int, *, prop: str = "sci_mean"
 ) -> xr.DataArray:
     """Mask of pixels whose *prop* exceeded *level* in at least *k* consecutive periods."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        msg = f"k must be a positive integer, got {k!r}"
-        raise ValueError(msg)
+    k = as_int(k, "k", min=1)
     require_single_unit_system(ds)
     return consecutive_exceedances(ds[prop], level) >= k
 

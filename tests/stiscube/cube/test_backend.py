@@ -255,7 +255,7 @@ def test_versions_keep_replaced_values(tmp_path, truth):
     np.testing.assert_array_equal(newest["sci_mean"].sel(anneal=4).values, new["sci_mean"].values)
     with pytest.raises(KeyNotFoundError, match="version 9999 is not"):
         xr.open_dataset(path, engine="stiscube", version=9999)
-    with pytest.raises(ValueError, match="version must be a non-negative integer"):
+    with pytest.raises(ValueError, match="version must be an integer >= 0 or None, got -1"):
         xr.open_dataset(path, engine="stiscube", version=-1)
 
 
@@ -270,7 +270,7 @@ def test_engine_is_registered_and_guesses(db_path, tmp_path):
         xr.open_dataset(db_path, engine="stiscube", layout="wide")
     with pytest.raises(TypeError, match="was not opened by the stiscube backend"):
         source_of(xr.Dataset())
-    with pytest.raises(TypeError, match="opens a pixel database path or URL"):
+    with pytest.raises(TypeError, match="source must be a pixel database path or URL, a PixelDB"):
         xr.open_dataset(42, engine="stiscube")
 
 

@@ -25,6 +25,7 @@ from cte import flags as F
 from cte.exceptions import InvalidPhotometryError
 from cte.schema import COORDS, annotate, key_for, validate
 from stores import DatasetStore
+from stores.validate import as_float, one_of
 
 __all__ = ["PhotometryStore"]
 
@@ -56,14 +57,9 @@ class PhotometryStore:
 
     def __init__(self, location: str | os.PathLike, *, mode: str = "a",
                  lock_timeout: float = 60.0) -> None:
-        if mode not in ("a", "r"):
-            msg = f"mode must be 'a' or 'r', got {mode!r}"
-            raise ValueError(msg)
-        if not lock_timeout >= 0:
-            msg = f"lock_timeout must be >= 0 seconds, got {lock_timeout!r}"
-            raise ValueError(msg)
+        mode = one_of(mode, "mode", ("a", "r"))
+        self.lock_timeout = as_float(lock_timeout, "lock_timeout", min=0, units="s")
         self._store = DatasetStore(location, mode=mode)
-        self.lock_timeout = float(lock_timeout)
 
     @property
     def location(self) -> str:

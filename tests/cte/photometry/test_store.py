@@ -142,8 +142,11 @@ def test_delete_and_read_only(tmp_path):
     assert store.keys() == []
     with pytest.raises(KeyNotFoundError, match="no dataset under key"):
         reader.read("ngc104/F502N/flash12")
-    with pytest.raises(ValueError, match="mode must be"):
+    with pytest.raises(ValueError, match=r"mode must be one of \['a', 'r'\], got 'w'"):
         PhotometryStore(tmp_path / "s", mode="w")
+    with pytest.raises(ValueError, match=r"lock_timeout must be >= 0 \(s\), got -1"):
+        PhotometryStore(tmp_path / "refused", lock_timeout=-1)
+    assert not (tmp_path / "refused").exists()
 
 
 def test_concurrent_writers_of_one_key_lose_nothing(tmp_path):

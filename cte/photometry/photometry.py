@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from cte.photometry._measure import annulus_background, aperture_sums, measure_i
 from cte.photometry._pam import check_pams
 from cte.photometry.store import PhotometryStore
 from cte.schema import key_for
-from stores.validate import as_int, one_of
+from stores.validate import as_float, as_int, as_sequence_of, one_of
 
 __all__ = [
     "PhotometrySummary",
@@ -87,17 +88,13 @@ class PhotometrySummary:
                 f"in {self.seconds:.1f} s")
 
 
+_RADIUS = partial(as_float, min=0, strict_min=True, units="px")
+
+
 def _validate_apertures(apertures, config: Config) -> tuple[float, ...]:
     if apertures is None:
         return config.photometry.apertures
-    try:
-        radii = tuple(sorted({float(r) for r in apertures}))
-    except (TypeError, ValueError) as exc:
-        msg = f"apertures must be radii in px, got {apertures!r}"
-        raise ValueError(msg) from exc
-    if not radii or not all(np.isfinite(r) and r > 0 for r in radii):
-        msg = f"apertures must be positive radii in px, got {apertures!r}"
-        raise ValueError(msg)
+    radii = tuple(sorted(set(as_sequence_of(apertures, "apertures", _RADIUS))))
     if radii[-1] > config.photometry.annulus[0]:
         msg = (f"apertures must not exceed the background annulus inner radius "
                f"{config.photometry.annulus[0]} px, got {radii[-1]}")

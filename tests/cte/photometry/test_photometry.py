@@ -358,7 +358,7 @@ def test_bad_input_fails_before_anything_is_written(campaign, tmp_path):
     Table({"a": [1, 2]}).write(cats / "ngc6583.ecsv", format="ascii.ecsv")
     with pytest.raises(CatalogError, match=r"lacks column\(s\) \['master_id', 'ra', 'dec'\]"):
         measure_photometry(campaign.data_dir, cats, tmp_path / "s1")
-    for kwargs, match in (({"apertures": [-3.0]}, "apertures must be positive"),
+    for kwargs, match in (({"apertures": [-3.0]}, r"apertures\[0\] must be > 0 \(px\), got -3.0"),
                           ({"apertures": [30.0]}, "must not exceed the background annulus"),
                           ({"scheduler": "gpu"}, "scheduler must be"),
                           ({"num_workers": 0}, "num_workers must be")):

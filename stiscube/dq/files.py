@@ -38,11 +38,8 @@ _REQUIRED_ATTRS = ("anneal", "anneal_start", "anneal_end", "unit_system", "rules
 
 def _check_dq(dq: Any) -> DQRules:
     instance_of(dq, "dq", xr.DataArray, what="the xarray.DataArray made by dq_array")
-    if dq.dims != ("row", "col"):
-        msg = f"dq must have dims ('row', 'col'), got {dq.dims}"
-        raise ValueError(msg)
-    if dq.dtype != np.uint16:
-        msg = f"dq must be uint16, got {dq.dtype}"
+    if dq.dims != ("row", "col") or dq.dtype != np.uint16:
+        msg = f"dq must be uint16 on dims ('row', 'col'), got {dq.dtype} on {dq.dims}"
         raise ValueError(msg)
     missing = [a for a in _REQUIRED_ATTRS if a not in dq.attrs]
     if missing:

@@ -593,8 +593,10 @@ def test_fits_unused_rules_absent_and_errors(cube, dq7, tmp_path):
         assert hdul[0].header["ANNEALNM"] == 7
     with pytest.raises(FileNotFoundError, match="does not exist"):
         write_dq_fits(dq7, tmp_path / "nowhere" / "dq.fits")
-    with pytest.raises(ValueError, match="dq must be uint16"):
+    with pytest.raises(ValueError, match=r"dq must be uint16 on dims \('row', 'col'\), got "):
         write_dq_fits(dq7.astype(np.int32), tmp_path / "x.fits")
+    with pytest.raises(ValueError, match=r"got uint16 on \('y', 'col'\)"):
+        write_dq_fits(dq7.rename({"row": "y"}), tmp_path / "x.fits")
     bare = xr.DataArray(dq7.values, dims=("row", "col"))
     with pytest.raises(ValueError, match="lacks the attributes .*make it with"):
         write_dq_fits(bare, tmp_path / "x.fits")

@@ -25,6 +25,10 @@ def clipped_stats(values, *, sigma: float = 3.0, maxiters: int = 5, axis: int = 
     of a full chip (1.94 s vs 1.60 s, i.e. +0.3 s per full frame, identical medians, standard
     deviations within 1e-14 e-/px), which does not matter for a monthly monitor.
 
+    A kernel: *sigma* (> 0) and *maxiters* are checked where they enter, by
+    :func:`cte.load_config` and the public functions that take them
+    (:func:`cte.io.images.background_levels`), not again here.
+
     Returns
     -------
     median, std : ndarray of float64
@@ -32,9 +36,6 @@ def clipped_stats(values, *, sigma: float = 3.0, maxiters: int = 5, axis: int = 
     count : ndarray of int64
         Values kept.
     """
-    if not sigma > 0:
-        msg = f"sigma must be > 0, got {sigma!r}"
-        raise ValueError(msg)
     v = np.moveaxis(np.asarray(values, dtype=float), axis, -1)
     clip = SigmaClip(sigma=sigma, maxiters=maxiters, cenfunc="median", stdfunc="std")
     with warnings.catch_warnings():

@@ -59,7 +59,7 @@ from cte._stats import clipped_stats
 from cte.config import Config, load_config
 from cte.exceptions import InvalidImageError
 from cte.io._fitsio import check_instrument, open_checked
-from stores.validate import subset_of
+from stores.validate import as_float, instance_of, subset_of
 
 __all__ = [
     "ChipImage",
@@ -484,10 +484,7 @@ class ImageSelection:
         if fields:
             msg = f"give either selection or its fields as keywords, not both: {sorted(fields)}"
             raise TypeError(msg)
-        if not isinstance(selection, cls):
-            msg = f"selection must be an ImageSelection, got {type(selection).__name__}"
-            raise TypeError(msg)
-        return selection
+        return instance_of(selection, "selection", cls, what="an ImageSelection")
 
 
 def select_images(
@@ -667,9 +664,7 @@ def background_levels(pixels: xr.Dataset, *, sigma: float = 3.0, maxiters: int =
     xarray.DataArray
         Dims ``image``; dask-backed when *pixels* is (computed with ``.compute()``).
     """
-    if not sigma > 0:
-        msg = f"sigma must be > 0, got {sigma!r}"
-        raise ValueError(msg)
+    sigma = as_float(sigma, "sigma", min=0, strict_min=True)
     sci = pixels["sci"].astype(np.float64)
     if dq_mask:
         sci = sci.where((pixels["dq"] & int(dq_mask)) == 0)

@@ -57,6 +57,7 @@ from cte.photometry._pam import pam_cutout
 from cte.photometry.align import Alignment, align_to_catalog
 from cte.schema import annotate, key_for
 from stores import __version__
+from stores.validate import as_float
 
 __all__ = ["annulus_background", "aperture_sums", "measure_image"]
 
@@ -111,6 +112,7 @@ def annulus_background(
     median, std : ndarray (e-/px)
     count : ndarray of int
     """
+    sigma = as_float(sigma, "sigma", min=0, strict_min=True)
     oy, ox = _ring_offsets(r_in, r_out)
     values, inside, d2 = _gather(image, x, y, oy, ox, np.nan)
     masked, _, _ = _gather(mask, x, y, oy, ox, True)

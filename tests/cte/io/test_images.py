@@ -193,8 +193,10 @@ def test_background_levels_are_lazy_and_match_astropy(scan, config):
                                            cenfunc="median", stdfunc="std")
         assert values[i] == pytest.approx(median, rel=1e-9)
     assert levels.attrs["units"] == "electron / pixel"
-    with pytest.raises(ValueError, match="sigma must be > 0"):
+    with pytest.raises(ValueError, match="sigma must be > 0, got 0"):
         background_levels(cube, sigma=0)
+    with pytest.raises(TypeError, match="sigma must be a number, got '3'"):
+        background_levels(cube, sigma="3")
 
 
 def test_image_selection_is_normalised_once_and_frozen():

@@ -15,7 +15,7 @@ from scipy.spatial import cKDTree
 from cte import CatalogError
 from cte import flags as F
 from cte._geometry import CHIP_NX, CHIP_NY
-from cte.photometry.photometry import measure_photometry
+from cte.photometry.photometry import annulus_background, measure_photometry
 from cte.photometry.store import PhotometryStore
 
 
@@ -547,3 +547,11 @@ def test_saturated_pixel_just_inside_or_outside_the_aperture_reach(flat_measured
     np.testing.assert_allclose(m.x.values[[i_in, i_out]], d.x.values[[i_in, i_out]])
     assert m.flags.values[i_in] & F.SATURATED
     assert not m.flags.values[i_out] & F.SATURATED
+
+
+def test_annulus_background_refuses_a_clipping_threshold_of_zero():
+    image, mask = np.ones((20, 20)), np.zeros((20, 20), bool)
+    with pytest.raises(ValueError, match="sigma must be > 0, got 0"):
+        annulus_background(image, mask, [10.0], [10.0], r_in=2.0, r_out=4.0, sigma=0)
+    with pytest.raises(TypeError, match="sigma must be a number, got None"):
+        annulus_background(image, mask, [10.0], [10.0], r_in=2.0, r_out=4.0, sigma=None)

@@ -200,15 +200,57 @@ def _fitted_bins(sub) -> np.ndarray:
     return independent_bins(sub["flux_bin_lo"].values, sub["flux_bin_hi"].values)
 
 
-@style.styled
-def plot_loss_vs_flux(
-    loss_ds: xr.Dataset,
-    model: CTEModel | FittedLoss | None = None,
-    *,
-    aperture: float,
-    path: str | PathLike | None,
-    **config,
-) -> Figure:
+def _configuration_plot(draw):
+    """Make a plot of one configuration from ``draw(sub, fit, reason, title) -> Figure``.
+
+    The public plot gets the one signature of the per-configuration plots,
+    ``(loss_ds, model=None, *, aperture, path, **config)``, and the steps they share:
+    :func:`select_configuration` of *loss_ds* by *config* and
+    *aperture* (``sub``), the configuration's fit of *model* (``fit``, or None and the
+    ``reason``), the title, the common style, and saving to *path*.
+    """
+
+    @style.styled
+    def plot(
+        loss_ds: xr.Dataset,
+        model: CTEModel | FittedLoss | None = None,
+        *,
+        aperture: float,
+        path: str | PathLike | None,
+        **config,
+    ) -> Figure:
+        sub = select_configuration(loss_ds, aperture=aperture, **config)
+        fit, reason = _model_for(model, sub, aperture)
+        return _save(draw(sub, fit, reason, _title(config, aperture)), path)
+
+    plot.__name__ = plot.__qualname__ = draw.__name__
+    plot.__doc__ = draw.__doc__.rstrip() + "\n" + _CONFIGURATION_PLOT_PARAMETERS
+    return plot
+
+
+_CONFIGURATION_PLOT_PARAMETERS = """
+    Parameters
+    ----------
+    loss_ds : xarray.Dataset
+        The loss Dataset (:data:`cte.schema.LOSS_VARIABLES`).
+    model : CTEModel or FittedLoss, optional
+        The fitted model; without it (or without a fit for this configuration) the data
+        are drawn alone and the figure says why.
+    aperture : float
+        Aperture radius (px), one of those measured (ValueError naming them otherwise).
+    path : path-like or None
+        Where to save the PNG (None: not saved).
+    **config
+        target, filter, exptime_class, ctecorr (and optionally flash, e-/px).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+
+
+@_configuration_plot
+def plot_loss_vs_flux(sub, fit, reason, title) -> Figure:
     """Loss vs flux of every epoch and flash level of one configuration, with the model.
 
     *config* selects target/filter/exptime_class/ctecorr (and optionally flash, e-/px).
@@ -219,8 +261,6 @@ def plot_loss_vs_flux(
     flux range of that group's points (and within the fit's ranges); none is drawn
     for a configuration without a fit (the reason is shown).
     """
-    sub = select_configuration(loss_ds, aperture=aperture, **config)
-    fit, reason = _model_for(model, sub, aperture)
     fig, (ax,) = style.new_figure(size=(7.0, 4.6))
     style.log_axis(ax)
     epochs = epoch_of(sub["mjd"].values)
@@ -291,20 +331,13 @@ def plot_loss_vs_flux(
                 color="C3", va="bottom")
     ax.set_xlabel("flux (e-, mean of the two images)")
     ax.set_ylabel(_LOSS_LABEL)
-    ax.set_title(_title(config, aperture))
+    ax.set_title(title)
     style.legend(ax, ncols=2, fontsize=6.5)
-    return _save(fig, path)
+    return fig
 
 
-@style.styled
-def plot_loss_vs_time(
-    loss_ds: xr.Dataset,
-    model: CTEModel | FittedLoss | None = None,
-    *,
-    aperture: float,
-    path: str | PathLike | None,
-    **config,
-) -> Figure:
+@_configuration_plot
+def plot_loss_vs_time(sub, fit, reason, title) -> Figure:
     """Loss vs date, one panel per flux bin with data, one colour per flash level.
 
     Bins without any measured loss get no panel (they are named in the suptitle).
@@ -312,8 +345,6 @@ def plot_loss_vs_time(
     flash level), drawn only over the dates of its points and only when they span
     more than one epoch.
     """
-    sub = select_configuration(loss_ds, aperture=aperture, **config)
-    fit, reason = _model_for(model, sub, aperture)
     has_data = np.isfinite(sub["loss"].values).any(axis=0)
     bins = np.flatnonzero(has_data)
     empty = [_bin_label(sub, b) for b in np.flatnonzero(~has_data)]
@@ -360,7 +391,7 @@ def plot_loss_vs_time(
         style.date_axis(ax)
         ax.tick_params(labelbottom=True)
         ax.set_ylabel(_LOSS_LABEL)
-    suptitle = _title(config, aperture)
+    suptitle = title
     if fit is None:
         suptitle += f" — data only ({reason})"
     if empty:
@@ -370,7 +401,7 @@ def plot_loss_vs_time(
                      "3 sigma from every point")
     fig.suptitle(suptitle)
     style.figure_legend(fig, axes)
-    return _save(fig, path)
+    return fig
 
 
 @style.styled

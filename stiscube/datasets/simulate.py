@@ -3,17 +3,17 @@
 :func:`simulate_darks` writes, into one directory:
 
 - ``<rootname>_flt.fits`` — one file per dark (or per ``imsets_per_file`` darks, as the
-  CR-SPLIT/repeat association files of early periods), shaped like a calibrated STIS CCD
-  FLT with each keyword where calstis writes it (checked against a real file in the
-  tests): in the primary header ``INSTRUME='STIS'``, ``DETECTOR='CCD'``,
-  ``TARGNAME='DARK'``, a 9-character ``ROOTNAME``, ``TEXPSTRT``/``TEXPEND`` (MJD),
-  ``TEXPTIME`` (the total of the file's imsets), ``ATODGAIN``, ``READNSE``, ``CCDGAIN``,
+  CR-SPLIT/repeat association files of early periods), shaped like a calibrated STIS CCD FLT with
+  each keyword where calstis writes it and with the real file's card comments (both checked
+  against a real file in the tests): in the primary header ``INSTRUME='STIS'``,
+  ``DETECTOR='CCD'``, ``TARGNAME='DARK'``, a 9-character ``ROOTNAME``, ``TEXPSTRT``/``TEXPEND``
+  (MJD), ``TEXPTIME`` (the total of the file's imsets), ``ATODGAIN``, ``READNSE``, ``CCDGAIN``,
   ``CCDAMP``, ``BINAXIS1/2``, ``SUBARRAY``, ``NRPTEXP``, ``CRSPLIT``, ``NEXTEND`` and the
   calibration switches; then per imset ``SCI`` (float32, counts; its header holds
-  ``EXPSTART``/``EXPEND``/``EXPTIME``, ``EXPNAME`` and ``OCCDHTAV``), ``ERR`` (float32,
-  counts) and ``DQ`` (int16) with ``EXTNAME``/``EXTVER``.  Every file says it is
-  simulated (``SIMULATE = T``); frames smaller than the 1024 x 1024 CCD are labelled as
-  simulated cut-outs (``SUBARRAY = T``, ``SIZAXIS1/2``, ``CENTERA1/2``, and a comment);
+  ``EXPSTART``/``EXPEND``/``EXPTIME``, ``EXPNAME`` and ``OCCDHTAV``), ``ERR`` (float32, counts)
+  and ``DQ`` (int16) with ``EXTNAME``/``EXTVER``. Every file says it is simulated (``SIMULATE =
+  T``); frames smaller than the 1024 x 1024 CCD are labelled as simulated cut-outs (``SUBARRAY =
+  T``, ``SIZAXIS1/2``, ``CENTERA1/2``, and a comment);
 - ``anneal_periods.ecsv`` — the simulated anneal-period table (STScI columns, with
   ``meta: simulated: true``);
 - ``truth/period_NNNN.nc`` — the truth of each period (netCDF, see below);

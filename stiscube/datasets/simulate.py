@@ -11,9 +11,9 @@
   ``CCDAMP``, ``BINAXIS1/2``, ``SUBARRAY``, ``NRPTEXP``, ``CRSPLIT``, ``NEXTEND`` and the
   calibration switches; then per imset ``SCI`` (float32, counts; its header holds
   ``EXPSTART``/``EXPEND``/``EXPTIME``, ``EXPNAME`` and ``OCCDHTAV``), ``ERR`` (float32, counts)
-  and ``DQ`` (int16) with ``EXTNAME``/``EXTVER``. Every file says it is simulated (``SIMULATE =
-  T``); frames smaller than the 1024 x 1024 CCD are labelled as simulated cut-outs (``SUBARRAY =
-  T``, ``SIZAXIS1/2``, ``CENTERA1/2``, and a comment);
+  and ``DQ`` (int16) with ``EXTNAME``/``EXTVER``.  Every file says it is simulated
+  (``SIMULATE = T``); frames smaller than the 1024 x 1024 CCD are labelled as simulated
+  cut-outs (``SUBARRAY = T``, ``SIZAXIS1/2``, ``CENTERA1/2``, and a comment);
 - ``anneal_periods.ecsv`` — the simulated anneal-period table (STScI columns, with
   ``meta: simulated: true``);
 - ``truth/period_NNNN.nc`` — the truth of each period (netCDF, see below);

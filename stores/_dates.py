@@ -150,9 +150,6 @@ astropy.time.Time, float, int, or an array-like of one of these
 
     if isinstance(value, Time):
         return _time_to_mjd(value)
-    if isinstance(value, bool | np.bool_) or value is None:
-        msg = f"date {value!r} has an unsupported type {type(value).__name__}; expected {_ACCEPTED}"
-        raise TypeError(msg)
     if isinstance(value, str):
         return datetime64_to_mjd(_string_to_datetime64(np.asarray(value))[()])
     if isinstance(value, _dt.date):  # includes datetime and pandas.Timestamp
@@ -162,7 +159,7 @@ astropy.time.Time, float, int, or an array-like of one of these
         return datetime64_to_mjd(_datetime_to_datetime64(value))
     if isinstance(value, np.datetime64):
         return datetime64_to_mjd(value)
-    if isinstance(value, int | float | np.integer | np.floating):
+    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
         return _check_mjd(np.float64(value), value)
     if isinstance(value, np.ndarray | list | tuple) or (
         isinstance(value, Iterable) and hasattr(value, "__array__")

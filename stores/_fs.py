@@ -36,6 +36,7 @@ from typing import Any
 import fsspec
 
 from stores._exceptions import ReadOnlyStoreError, StoreError, StoreLockedError, StoreWriteError
+from stores.validate import as_float, instance_of
 
 # What :mod:`stores.fs` makes public (it re-exports exactly this list).  The internal
 # helpers ``atomic_write_bytes``, ``remove_stale_temporaries`` and ``write_errors`` are
@@ -74,9 +75,7 @@ class Location:
         """Resolve *location* (path or URL) into a filesystem and a root path."""
         if isinstance(location, Location):
             return location
-        if not isinstance(location, (str, os.PathLike)):
-            msg = f"store location must be a path or URL string, not {type(location).__name__}"
-            raise TypeError(msg)
+        instance_of(location, "store location", (str, os.PathLike), what="a path or URL string")
         text = os.fspath(location)
         local = next((p for p in _LOCAL_PROTOCOLS if text.startswith(p)), None)
         if "://" in text and local is None:
@@ -268,9 +267,8 @@ def atomic_write(target: str | os.PathLike, data: bytes | str, *, encoding: str 
     """
     if isinstance(data, str):
         data = data.encode(encoding)
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        msg = f"atomic_write: data for {os.fspath(target)} must be bytes or str, not {type(data)}"
-        raise TypeError(msg)
+    what = f"atomic_write: data for {os.fspath(target)}"
+    instance_of(data, what, (bytes, bytearray, memoryview), what="bytes or str")
     loc = Location.parse(target)
     with write_errors(loc.url):
         atomic_write_bytes(loc, loc.root, data)
@@ -367,12 +365,9 @@ class WriterLock:
     """
 
     def __init__(self, location: Location, name: str, *, timeout: float, purpose: str) -> None:
-        if timeout < 0:
-            msg = f"lock_timeout must be >= 0 seconds, got {timeout!r}"
-            raise ValueError(msg)
         self.location = location
         self.path = location.join(name)
-        self.timeout = float(timeout)
+        self.timeout = as_float(timeout, "lock_timeout", min=0, finite=False, units="seconds")
         self.purpose = purpose
         self._fd: int | None = None
         self._thread_lock: threading.Lock | None = None

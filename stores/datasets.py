@@ -32,6 +32,7 @@ from stores._exceptions import (
     StoreExistsError,
 )
 from stores._fs import Location, remove_stale_temporaries, write_errors
+from stores.validate import one_of
 
 __all__ = ["DatasetStore"]
 
@@ -95,11 +96,8 @@ class DatasetStore:
     """
 
     def __init__(self, location: str | PathLike, *, mode: str = "a") -> None:
-        if mode not in _MODES:
-            msg = f"mode must be one of {_MODES}, got {mode!r}"
-            raise ValueError(msg)
         self.location = Location.parse(location)
-        self.mode = mode
+        self.mode = one_of(mode, "mode", _MODES)
         loc = self.location
         has_marker = loc.exists(_MARKER)
         if has_marker:

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from stores.validate import as_int
+
 __all__ = ["Flag", "FlagRegistry"]
 
 
@@ -74,11 +76,12 @@ class FlagRegistry:
     Raises
     ------
     TypeError
-        An entry is not a :class:`Flag` or a ``(bit, name, description)`` tuple, or a bit is
-        not an integer.
+        An entry is not a :class:`Flag` or a ``(bit, name, description)`` tuple, or a bit
+        (or *width*) is not an integer.
     ValueError
         A bit is not a positive power of two or is repeated, a name is empty, contains
-        whitespace or is repeated, or a bit does not fit in *width*/*dtype*.
+        whitespace or is repeated, a bit does not fit in *width*/*dtype*, or *width* is
+        not in [1, 63].
     """
 
     def __init__(
@@ -107,19 +110,12 @@ class FlagRegistry:
         if self.dtype.kind not in "iu":
             msg = f"dtype must be an integer dtype, got {self.dtype}"
             raise ValueError(msg)
-        if width is not None and (isinstance(width, bool) or not isinstance(width, int)
-                                  or not 1 <= width <= 63):
-            msg = f"width must be an integer in [1, 63], got {width!r}"
-            raise ValueError(msg)
-        self.width = width
+        self.width = as_int(width, "width", min=1, max=63, allow_none=True)
         self.value_name = value_name or f"{self.name} value"
         limit = np.iinfo(self.dtype).max if width is None else 2**width - 1
         limit = min(limit, np.iinfo(self.dtype).max)
         for flag in entries:
-            if isinstance(flag.bit, bool) or not isinstance(flag.bit, int | np.integer):
-                msg = f"{self.name} flag {flag.name!r}: bit must be an integer, got {flag.bit!r}"
-                raise TypeError(msg)
-            bit = int(flag.bit)
+            bit = as_int(flag.bit, f"{self.name} flag {flag.name!r}: bit")
             if bit <= 0 or bit & (bit - 1) or bit > limit:
                 msg = (f"{self.name} flag {flag.name!r}: bit must be a power of two in "
                        f"[1, {limit}], got {bit}")

@@ -41,10 +41,12 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from os import PathLike
 from pathlib import Path
 
 from stores._fs import atomic_write  # re-exported: the shared atomic writer (stores.atomic_write)
+from stores.validate import as_sequence_of, instance_of
 
 __all__ = ["Metric", "Page", "Section", "atomic_write", "bokeh_figure"]
 
@@ -165,9 +167,7 @@ class Section:
         """An interactive Bokeh figure or layout (embedded with inlined BokehJS)."""
         from bokeh.model import Model
 
-        if not isinstance(model, Model):
-            msg = f"bokeh() needs a Bokeh model (figure or layout), got {type(model).__name__}"
-            raise TypeError(msg)
+        instance_of(model, "bokeh() model", Model, what="a Bokeh model (figure or layout)")
         self._parts.append(("bokeh", (model, caption)))
         return self
 
@@ -193,12 +193,8 @@ class Page:
 
     def headline(self, metrics: Iterable[Metric], *, note: str = "") -> Page:
         """Set the headline block, shown first."""
-        metrics = list(metrics)
-        for m in metrics:
-            if not isinstance(m, Metric):
-                msg = f"headline() takes Metric objects, got {type(m).__name__}"
-                raise TypeError(msg)
-        self._metrics = metrics
+        metric = partial(instance_of, cls=Metric, what="a Metric")
+        self._metrics = list(as_sequence_of(metrics, "headline() metrics", metric, min_len=0))
         self._note = str(note)
         return self
 

@@ -61,6 +61,8 @@ from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
+from stores.validate import as_int, one_of
+
 __all__ = [
     "RC",
     "context",
@@ -141,9 +143,7 @@ def new_figure(
     **subplot_kw
         Passed to :meth:`matplotlib.figure.Figure.subplots` (e.g. ``sharex=True``).
     """
-    if nrows < 1 or ncols < 1:
-        msg = f"nrows and ncols must be >= 1, got {nrows} and {ncols}"
-        raise ValueError(msg)
+    nrows, ncols = as_int(nrows, "nrows", min=1), as_int(ncols, "ncols", min=1)
     with context():
         fig = Figure(figsize=size, layout="constrained")
         FigureCanvasAgg(fig)
@@ -172,9 +172,7 @@ def no_offset(ax: Axes, axis: str = "both") -> None:
 
 
 def _axes_of(ax: Axes, axis: str):
-    if axis not in ("x", "y", "both"):
-        msg = f"axis must be 'x', 'y' or 'both', got {axis!r}"
-        raise ValueError(msg)
+    one_of(axis, "axis", ("x", "y", "both"))
     return [a for name, a in (("x", ax.xaxis), ("y", ax.yaxis)) if axis in (name, "both")]
 
 
@@ -182,9 +180,7 @@ def log_axis(ax: Axes, axis: str = "x") -> None:
     """Log scale on *axis* with plain-number ticks at 1, 2, 5 x 10^k (``200``, ``1000``)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    if axis not in ("x", "y"):
-        msg = f"axis must be 'x' or 'y', got {axis!r}"
-        raise ValueError(msg)
+    one_of(axis, "axis", ("x", "y"))
     (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
     a = ax.xaxis if axis == "x" else ax.yaxis
     a.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -202,9 +198,7 @@ def mjd_to_datetime(mjd) -> np.ndarray:
 
 def date_axis(ax: Axes, axis: str = "x") -> None:
     """Calendar-date ticks (concise format) on *axis*, which must hold datetime64 data."""
-    if axis not in ("x", "y"):
-        msg = f"axis must be 'x' or 'y', got {axis!r}"
-        raise ValueError(msg)
+    one_of(axis, "axis", ("x", "y"))
     a = ax.xaxis if axis == "x" else ax.yaxis
     locator = mdates.AutoDateLocator(minticks=3, maxticks=7)
     a.set_major_locator(locator)

@@ -74,7 +74,7 @@ def test_registry_validation(flags, exc, match):
 def test_registry_refuses_bad_dtype_and_width():
     with pytest.raises(ValueError, match="dtype must be an integer dtype, got float64"):
         FlagRegistry([Flag(1, "a")], name="demo", dtype=float)
-    with pytest.raises(ValueError, match=r"width must be an integer in \[1, 63\], got 0"):
+    with pytest.raises(ValueError, match=r"width must be an integer in \[1, 63\] or None, got 0"):
         FlagRegistry([Flag(1, "a")], name="demo", width=0)
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from stores.flags import Flag, FlagRegistry
+from stores.validate import one_of
 
 __all__ = [
     "BAD_CENTROID",
@@ -92,10 +93,7 @@ _REGISTRIES = {"star": STAR_FLAGS, "dq": WFC3_DQ}
 
 
 def _registry(kind: str) -> FlagRegistry:
-    if kind not in _REGISTRIES:
-        msg = f"kind must be one of {sorted(_REGISTRIES)}, got {kind!r}"
-        raise ValueError(msg)
-    return _REGISTRIES[kind]
+    return _REGISTRIES[one_of(kind, "kind", sorted(_REGISTRIES))]
 
 
 def decode(value: int, *, kind: str = "star") -> list[str]:

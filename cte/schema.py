@@ -25,6 +25,7 @@ import xarray as xr
 
 from cte.exceptions import InvalidPhotometryError
 from cte.flags import cf_flag_attrs
+from stores.validate import as_int
 
 __all__ = [
     "ALLOWED_VALUES",
@@ -207,10 +208,7 @@ def image_coordinates() -> tuple[str, ...]:
 
 def key_for(target: str, filter: str, flash: float) -> str:
     """Store key ``"<target>/<filter>/flash<N>"`` (N the integer flash level, e-/px)."""
-    if float(flash) != round(float(flash)):
-        msg = f"flash must be an integer level in e-/px, got {flash!r}"
-        raise ValueError(msg)
-    return f"{target}/{filter}/flash{round(float(flash))}"
+    return f"{target}/{filter}/flash{as_int(flash, 'flash', allow_integral_float=True)}"
 
 
 def annotate(ds: xr.Dataset) -> xr.Dataset:

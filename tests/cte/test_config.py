@@ -171,5 +171,5 @@ def test_flag_registries():
     assert list(attrs["flag_masks"]) == bits
     assert attrs["flag_meanings"].split() == [f.name for f in STAR_FLAGS]
     assert len({f.bit for f in WFC3_DQ}) == len(WFC3_DQ)
-    with pytest.raises(ValueError, match="kind must be one of"):
+    with pytest.raises(ValueError, match=r"^kind must be one of \['dq', 'star'\], got 'nope'$"):
         decode(1, kind="nope")

@@ -105,8 +105,11 @@ def test_keys_by_target_filter_flash(tmp_path):
     assert written == store.keys() == ["ngc104/F502N/flash0", "ngc104/F502N/flash12",
                                        "ngc104/F606W/flash12", "ngc6791/F502N/flash12"]
     assert PhotometryStore.key("ngc104", "F502N", 12.0) == "ngc104/F502N/flash12"
-    with pytest.raises(ValueError, match="flash must be an integer"):
+    assert PhotometryStore.key("ngc104", "F502N", np.float32(0.0)) == "ngc104/F502N/flash0"
+    with pytest.raises(ValueError, match="flash must be an integer, got 12.5"):
         PhotometryStore.key("ngc104", "F502N", 12.5)
+    with pytest.raises(TypeError, match="flash must be an integer, got True"):
+        PhotometryStore.key("ngc104", "F502N", True)
     assert (tmp_path / "s" / "ngc104" / "F502N" / "flash12.nc").is_file()
 
 

@@ -137,7 +137,10 @@ def properties_from_stack(
         ``stability``, ``sci_mean``, ``err_mean``, ``nan_count``, ``readnoise`` with dims
         ``(row, col)`` and attrs ``units``, ``long_name``, ``definition``; the frame
         coordinates of the stack (``rootname``, ``exptime``, ``start``, ...) are kept
-        along ``frame``; the options are recorded in the Dataset attrs.
+        along ``frame``; Dataset attrs ``title``, ``n_frames`` and the provenance record
+        (:func:`stores.provenance.to_attrs`: ``software``, ``software_versions``,
+        ``created``, ``inputs`` (the files read) and ``options`` (the clipping options, as
+        JSON); read it back with :func:`stores.provenance.from_attrs`).
 
     Raises
     ------
@@ -203,12 +206,11 @@ def properties_from_stack(
         "long_name": "fraction of the frame's pixels with a valid sample",
         "definition": "finite SCI, finite ERR > 0 and DQ & dq_mask == 0",
     }
+    inputs = list(dict.fromkeys(stack["path"].values.tolist())) if "path" in stack.coords else None
     attrs = {
         "title": "STIS CCD pixel properties from dark frames",
         "n_frames": int(stack.sizes["frame"]),
-        "software": provenance.software(),
-        "created": provenance.now(),
-        **{f"option_{k}": v for k, v in options.items()},
+        **provenance.to_attrs(provenance.provenance(inputs=inputs, options=clip_options)),
     }
     if "start_mjd" in stack.coords and stack.sizes["frame"]:
         attrs["first_frame_start_mjd"] = float(stack["start_mjd"].min())

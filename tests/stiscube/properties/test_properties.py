@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import xarray as xr
 from astropy.io import fits
 
-from stiscube import compute_properties
+from stiscube import ClipOptions, compute_properties
 from stiscube.datasets.simulate import EVENT_COSMIC_RAY, EVENT_FILL, EVENT_NAN
 from stiscube.dq._bits import DEFAULT_DARK_DQ_MASK
 from stiscube.io.darks import open_darks
 from stiscube.properties._kernels import pixel_properties
 from stiscube.properties.compute import PROPERTIES, properties_from_stack
+from stores.provenance import from_attrs
 
 ALL_EVENTS = EVENT_COSMIC_RAY | EVENT_NAN | EVENT_FILL
 
@@ -138,7 +141,10 @@ def test_attributes_and_coordinates(sim_props, sim_periods):
     assert props["rootname"].values.tolist() == list(sim_periods.periods[1].darks)
     assert props.attrs["anneal_number"] == 1
     assert props.attrs["n_frames"] == 24
-    assert props.attrs["option_dq_mask"] == DEFAULT_DARK_DQ_MASK
+    prov = from_attrs(props.attrs)  # the stores.provenance record
+    assert prov["options"] == {**dataclasses.asdict(ClipOptions()), "dq_mask": DEFAULT_DARK_DQ_MASK}
+    assert sorted(prov["inputs"]) == sorted({str(f) for f in sim_periods.files[1]})
+    assert prov["software"].startswith("stiscube ") and prov["created"].endswith("Z")
     assert props.attrs["simulated_input"] == 1
 
 

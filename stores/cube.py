@@ -965,11 +965,7 @@ class CubeStore:
         chosen = [labels] if single else list(labels)
         manifest = self._manifest
         entries = [(self._label(label), self._require(label)) for label in chosen]
-        unknown = set(window) - set(self.schema.sizes)
-        if unknown:
-            dims = list(self.schema.sizes)
-            msg = f"window names unknown dimensions {sorted(unknown)}; dims are {dims}"
-            raise ValueError(msg)
+        subset_of(window, "window dimensions", self.schema.sizes, non_empty=False)
         names = list(self.schema.variables) if variables is None else list(variables)
         missing = [n for n in names if n not in self.schema.variables]
         if missing:

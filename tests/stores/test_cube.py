@@ -383,3 +383,41 @@ def test_read_arrays_subset_of_variables(filled, schema):
     )
     with pytest.raises(KeyNotFoundError, match=r"no variables \['nope'\]"):
         filled.read_arrays(2, variables=["nope"])
+
+
+def test_commit_is_append_then_replace(filled, schema):
+    """append and replace are commit with replace fixed: same slices, same recorded action."""
+    filled.commit(example_slice(schema, 9), 9, coords=example_coords(9))
+    filled.commit(example_slice(schema, 9, seed=1), 9, coords=example_coords(9), replace=True)
+    got = filled.read_arrays(9)
+    expected = example_slice(schema, 9, seed=1)
+    np.testing.assert_array_equal(got["signal"], expected["signal"].values)
+    np.testing.assert_array_equal(got["count"], expected["count"].values)
+    actions = [(v["action"], v["label"]) for v in filled.versions()[-2:]]
+    assert actions == [("append", 9), ("replace", 9)]
+    with pytest.raises(SliceExistsError, match="period 9 is already in .*use replace"):
+        filled.commit(example_slice(schema, 9), 9, coords=example_coords(9))
+    with pytest.raises(TypeError, match="got multiple values for keyword argument 'replace'"):
+        filled.append(example_slice(schema, 9), 9, coords=example_coords(9), replace=True)
+
+
+def test_argument_errors_name_the_parameter_and_write_nothing(filled, schema, tmp_path):
+    url = filled.location.url
+    before = tree_digest(url)
+    with pytest.raises(TypeError, match=r"^replace must be True or False, got 1$"):
+        filled.commit(example_slice(schema, 9), 9, coords=example_coords(9), replace=1)
+    with pytest.raises(
+        ValueError, match=r"^window dimensions must be drawn from \['col', 'row'\], got unknown"
+    ):
+        filled.read_arrays(2, band=0)
+    with pytest.raises(ValueError, match=r"^lock_timeout must be >= 0 \(seconds\), got -1$"):
+        CubeStore(url, lock_timeout=-1)
+    with pytest.raises(TypeError, match=r"^version must be an integer or None, got '1'$"):
+        CubeStore(url, version="1")
+    with pytest.raises(TypeError, match=r"^keep_last must be an integer, got 1.5$"):
+        filled.prune(keep_last=1.5)
+    with pytest.raises(TypeError, match=r"^schema must be a CubeSchema, got dict$"):
+        CubeStore.create(tmp_path / "new", {})
+    assert tree_digest(url) == before
+    assert not (tmp_path / "new").exists()
+    assert CubeStore(url, lock_timeout=float("inf")).lock_timeout == float("inf")

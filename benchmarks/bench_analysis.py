@@ -1,6 +1,6 @@
 """Benchmark of the CTE analysis: loss for >= 10 000 (pair x bin x aperture) cells + model fit.
 
-Writes synthetic photometry (cte.datasets._synthphot: 2 targets x 7 flash levels x 8 epochs x
+Writes synthetic photometry (cte.datasets.make_photometry: 2 targets x 7 flash levels x 8 epochs x
 short/long x FLT/FLC, 3 apertures, N stars) into a stores.DatasetStore under a
 temporary directory, then times, from the stored photometry:
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from cte.analysis.loss import measure_loss
 from cte.analysis.model import fit_model
-from cte.datasets._synthphot import make_photometry
+from cte.datasets import make_photometry
 from stores import DatasetStore
 
 FLASHES = (0, 6, 12, 18, 33, 55, 116)

@@ -58,7 +58,7 @@ import pandas as pd
 import xarray as xr
 
 from stiscube import PixelDB
-from stiscube.datasets._synthcube import random_properties
+from stiscube.datasets import random_properties
 from stiscube.dq import DQRules, dq_array
 from stiscube.dq._kernels import clipped_threshold
 from stiscube.layout import PROPERTIES

@@ -1,7 +1,7 @@
 """Timings of the DQ path on a full-size cube: the sigma clip, DQ arrays, files (by hand).
 
 Builds a small cube of ``--periods`` periods of ``--size`` x ``--size`` synthetic
-properties (:func:`stiscube.datasets._synthcube.random_properties`) under a temporary directory
+properties (:func:`stiscube.datasets.random_properties`) under a temporary directory
 and prints medians of ``--repeat`` runs of:
 
 - the 5-sigma clip of one ``sci_mean`` frame in memory:
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from astropy.stats import sigma_clipped_stats
 
     from stiscube import PixelDB
-    from stiscube.datasets._synthcube import random_properties
+    from stiscube.datasets import random_properties
     from stiscube.dq import DQRules, dq_array, write_dq_fits, write_flagged_table
     from stiscube.dq._kernels import clipped_threshold
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from stiscube import PixelDB
-from stiscube.datasets._synthcube import random_properties
+from stiscube.datasets import random_properties
 
 
 def _du(path: Path) -> int:

@@ -39,7 +39,7 @@ import xarray as xr
 
 from stiscube import PixelDB
 from stiscube.cube.backend import source_of
-from stiscube.datasets._synthcube import random_properties
+from stiscube.datasets import random_properties
 from stiscube.layout import PROPERTIES
 
 

@@ -1,6 +1,11 @@
 """Synthetic data with a known truth: simulated STIS CCD darks and property cubes.
 
-:func:`~stiscube.datasets.simulate.simulate_darks` (:mod:`stiscube.datasets.simulate`)
-writes dark frames whose per-pixel truth is known; :mod:`stiscube.datasets._synthcube`
-builds small property cubes for tests and benchmarks.
+:func:`simulate_darks` (:mod:`stiscube.datasets.simulate`) writes dark frames whose
+per-pixel truth is known; :func:`random_properties` builds property arrays (a period's
+five properties, seeded) for tests, benchmarks and examples.
 """
+
+from stiscube.datasets._synthcube import random_properties
+from stiscube.datasets.simulate import simulate_darks
+
+__all__ = ["random_properties", "simulate_darks"]

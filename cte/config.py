@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import os
 import re
 import tomllib
@@ -31,6 +30,7 @@ from typing import Any
 
 from cte.exceptions import ConfigError
 from cte.flags import dq_bits_mask
+from stores.validate import as_float, as_int, as_str, one_of
 
 __all__ = [
     "AlignmentOptions",
@@ -371,19 +371,23 @@ class _Validator:
         if missing:
             raise self.fail(f"{key}.{missing[0]}", "missing required key")
 
-    # scalar checks
+    # scalar checks: the shared validators, their message given to the key and its file
+    def check(self, key: str, validator: Callable, value, **rule):
+        """``validator(value, key, **rule)`` (a :mod:`stores.validate` function), its
+        TypeError or ValueError raised as the :class:`ConfigError` of *key*."""
+        try:
+            return validator(value, key, **rule)
+        except (TypeError, ValueError) as exc:
+            raise self.fail(key, str(exc).removeprefix(f"{key} ")) from exc
+
     def number(self, key: str, value, *, positive=False, nonneg=False, integer=False):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(key, f"must be a number, got {value!r}")
-        if integer and not float(value).is_integer():
-            raise self.fail(key, f"must be an integer, got {value!r}")
-        if not math.isfinite(value):
-            raise self.fail(key, f"must be finite, got {value!r}")
-        if positive and value <= 0:
-            raise self.fail(key, f"must be > 0, got {value!r}")
-        if nonneg and value < 0:
-            raise self.fail(key, f"must be >= 0, got {value!r}")
-        return int(value) if integer else float(value)
+        """A finite number (> 0 if *positive*, >= 0 if *nonneg*), an ``int`` if *integer*
+        (an integral float is accepted)."""
+        lower = 0 if positive or nonneg else None
+        if integer:
+            return self.check(key, as_int, value, allow_integral_float=True,
+                              min=None if lower is None else lower + int(positive))
+        return self.check(key, as_float, value, min=lower, strict_min=positive)
 
     def boolean(self, key: str, value) -> bool:
         if not isinstance(value, bool):
@@ -391,9 +395,7 @@ class _Validator:
         return value
 
     def string(self, key: str, value) -> str:
-        if not isinstance(value, str):
-            raise self.fail(key, f"must be a string, got {value!r}")
-        return value
+        return self.check(key, as_str, value, non_empty=False)
 
     def array(self, key: str, value, item: Callable, *, nonempty=True) -> tuple:
         if not isinstance(value, list):
@@ -541,10 +543,7 @@ class _Validator:
         return copy.deepcopy(out)
 
     def choice(self, key: str, value, allowed: tuple[str, ...]) -> str:
-        value = self.string(key, value)
-        if value not in allowed:
-            raise self.fail(key, f"must be one of {list(allowed)}, got {value!r}")
-        return value
+        return self.check(key, one_of, self.string(key, value), choices=allowed)
 
     def quality(self) -> dict:
         keys = {"exclude_charge_injection", "flash_status_ok", "exclude_binned"}

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -59,9 +59,13 @@ def datetime64_to_mjd(value: np.ndarray | np.datetime64) -> np.ndarray | float:
 
 
 def _check_range(original: Any, us: np.ndarray) -> None:
-    outside = (us < _FIRST) | (us > _LAST)
+    _refuse_outside((us < _FIRST) | (us > _LAST), lambda: original)
+
+
+def _refuse_outside(outside: np.ndarray, shown: Callable[[], Any]) -> None:
+    """ValueError naming the first date of ``shown()`` (same shape) where *outside* holds."""
     if np.any(outside):
-        first = np.asarray(original).ravel()[np.flatnonzero(np.ravel(outside))[0]]
+        first = np.asarray(shown()).ravel()[np.flatnonzero(np.ravel(outside))[0]]
         msg = (
             f"date {first!s} is outside the supported range {_FIRST.astype('datetime64[D]')} "
             f"to {_LAST.astype('datetime64[D]')} (that of datetime64[ns])"
@@ -177,15 +181,8 @@ def _time_to_mjd(value: Any) -> float | np.ndarray:
     with warnings.catch_warnings():  # "dubious year": refused below if out of range
         warnings.simplefilter("ignore", ErfaWarning)
         mjd = np.asarray(value.utc.mjd, dtype=np.float64)
-        outside = ~((mjd >= _MJD_FIRST) & (mjd <= _MJD_LAST))  # NaN included
-        if np.any(outside):  # refused before .datetime64, which wraps round outside its range
-            first = np.ravel(value.utc.iso)[np.flatnonzero(np.ravel(outside))[0]]
-            msg = (
-                f"date {first} is outside the supported range "
-                f"{_FIRST.astype('datetime64[D]')} to {_LAST.astype('datetime64[D]')} "
-                "(that of datetime64[ns])"
-            )
-            raise ValueError(msg)
+        # refused before .datetime64, which wraps round outside its range (NaN refused too)
+        _refuse_outside(~((mjd >= _MJD_FIRST) & (mjd <= _MJD_LAST)), lambda: value.utc.iso)
         return datetime64_to_mjd(value.utc.datetime64)
 
 

@@ -592,9 +592,7 @@ class _Validator:
         if box % 2 == 0 or box < 3:
             raise self.fail(k + "centroid_box", f"must be an odd integer >= 3, got {box}")
 
-        method = self.string(k + "centroid_method", t["centroid_method"])
-        if method not in ("windowed", "com"):
-            raise self.fail(k + "centroid_method", f"must be 'windowed' or 'com', got {method!r}")
+        method = self.choice(k + "centroid_method", t["centroid_method"], ("windowed", "com"))
 
         def bits(key):
             values = self.array(key, t[key.split(".")[1]],

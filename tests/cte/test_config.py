@@ -77,6 +77,8 @@ def test_overrides_mapping():
         ("[photometry]\nannulus = [20.0, 14.0]\n", r"photometry\.annulus: .*inner < outer"),
         ("[photometry]\nannulus = [6.0, 24.0]\n", r"photometry\.annulus: inner radius 6.0"),
         ("[photometry]\ncentroid_box = 4\n", r"photometry\.centroid_box: must be an odd"),
+        ("[photometry]\ncentroid_method = 'peak'\n",
+         r"photometry\.centroid_method: must be one of \['windowed', 'com'\], got 'peak'"),
         ("[photometry]\ndq_mask = [3]\n", r"photometry\.dq_mask: DQ bit 3"),
         ("[monitor]\nflux_bins = [[500.0, 250.0]]\n", r"monitor\.flux_bins\[0\]: lower"),
         ("[monitor]\nprograms = [1, 1]\n", r"monitor\.programs: has duplicate"),

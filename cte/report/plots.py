@@ -83,6 +83,16 @@ def _date(mjd: float) -> str:
     return str(style.mjd_to_datetime(mjd).astype("datetime64[D]"))
 
 
+def check_aperture(loss_ds: xr.Dataset, aperture: float, name: str = "loss_ds") -> float:
+    """*aperture* (px) as a float if *loss_ds* has it (``np.isclose``), else ValueError naming
+    the apertures it has."""
+    have = loss_ds["aperture"].values
+    if not np.any(np.isclose(have, aperture)):
+        msg = f"aperture {aperture} px not in {name} (apertures: {have.tolist()})"
+        raise ValueError(msg)
+    return float(aperture)
+
+
 def select_configuration(loss_ds: xr.Dataset, *, aperture: float, **config) -> xr.Dataset:
     """Pairs of *loss_ds* matching *config* (target, filter, exptime_class, ctecorr,
     flash), one aperture; raises ValueError naming what is available when nothing
@@ -91,10 +101,7 @@ def select_configuration(loss_ds: xr.Dataset, *, aperture: float, **config) -> x
     if unknown:
         msg = f"selection keys must be drawn from {_SELECT}, got {unknown}"
         raise ValueError(msg)
-    have = loss_ds["aperture"].values
-    if not np.any(np.isclose(have, aperture)):
-        msg = f"aperture {aperture} px not in loss_ds (apertures: {have.tolist()})"
-        raise ValueError(msg)
+    check_aperture(loss_ds, aperture, "loss_ds")
     mask = np.ones(loss_ds.sizes["pair"], dtype=bool)
     for key, value in config.items():
         if key == "flash":
@@ -106,7 +113,7 @@ def select_configuration(loss_ds: xr.Dataset, *, aperture: float, **config) -> x
                             for i in range(loss_ds.sizes["pair"])})
         msg = f"no pair matches {config}; available {tuple(config)}: {available}"
         raise ValueError(msg)
-    index = int(np.argmin(np.abs(have - aperture)))
+    index = int(np.argmin(np.abs(loss_ds["aperture"].values - aperture)))
     return loss_ds.isel(pair=np.flatnonzero(mask), aperture=index)
 
 

@@ -37,9 +37,16 @@ import xarray as xr
 from cte.analysis.lossmodel import BASIS_TERMS
 from cte.analysis.model import CTEModel, FittedLoss, independent_bins
 from cte.analysis.model import epochs as epoch_of
-from cte.report.plots import plot_loss_vs_flux, plot_loss_vs_time, plot_ratio_vs_y, plot_same_chip
+from cte.report.plots import (
+    check_aperture,
+    plot_loss_vs_flux,
+    plot_loss_vs_time,
+    plot_ratio_vs_y,
+    plot_same_chip,
+)
 from stores import provenance, style
 from stores.site import Metric, Page, bokeh_figure
+from stores.validate import as_int
 
 __all__ = ["headline_numbers", "write_report"]
 
@@ -177,17 +184,13 @@ def write_report(
     ratio_plots : int
         Ratio-vs-y plots per configuration (the latest pairs).
     """
+    if aperture is None:
+        aperture = float(np.min(loss["aperture"].values))
+    aperture = check_aperture(loss, aperture, "loss")
+    ratio_plots = as_int(ratio_plots, "ratio_plots", min=0, allow_integral_float=True)
     out = Path(out_dir)
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
-    if aperture is None:
-        aperture = float(np.min(loss["aperture"].values))
-    if not np.any(np.isclose(loss["aperture"].values, aperture)):
-        msg = f"aperture {aperture} px not in loss (apertures: {loss['aperture'].values.tolist()})"
-        raise ValueError(msg)
-    if int(ratio_plots) < 0:
-        msg = f"ratio_plots must be >= 0, got {ratio_plots!r}"
-        raise ValueError(msg)
     aperture = float(loss["aperture"].values[np.argmin(np.abs(loss["aperture"].values
                                                               - aperture))])
     created = datetime.now(UTC).isoformat(timespec="seconds")

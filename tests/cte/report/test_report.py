@@ -88,8 +88,11 @@ def test_report_without_photometry_and_bad_aperture(tmp_path, analysis):
     parser.feed(path.read_text(encoding="utf-8"))
     assert len(parser.images) == 8
     assert all("ap5" in src for src in parser.images)
-    with pytest.raises(ValueError, match="aperture 4.0 px not in loss"):
+    with pytest.raises(ValueError, match=r"aperture 4.0 px not in loss \(apertures: "):
         write_report(tmp_path / "bad", loss=loss, model=model, aperture=4.0)
+    with pytest.raises(ValueError, match=r"^ratio_plots must be an integer >= 0, got -1$"):
+        write_report(tmp_path / "bad", loss=loss, model=model, ratio_plots=-1)
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
 
 
 def test_failed_report_leaves_the_previous_page(tmp_path, analysis, monkeypatch):

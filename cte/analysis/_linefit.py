@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stores.validate import as_float, as_int
+
 __all__ = [
     "LineFit",
     "invert_ratio_slope",
@@ -153,12 +155,8 @@ def segmented_line_fit(
     -------
     LineFit
     """
-    if sigma is not None and not sigma > 0:
-        msg = f"sigma must be > 0 or None, got {sigma!r}"
-        raise ValueError(msg)
-    if int(maxiters) < 0:
-        msg = f"maxiters must be >= 0, got {maxiters!r}"
-        raise ValueError(msg)
+    sigma = as_float(sigma, "sigma", min=0, strict_min=True, allow_none=True)
+    maxiters = as_int(maxiters, "maxiters", min=0)
     segment = np.asarray(segment, dtype=np.intp)
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)

@@ -172,3 +172,20 @@ def test_a_segment_of_one_abscissa_has_no_line():
     for name in ("slope", "intercept", "slope_err", "intercept_err", "rms"):
         assert np.isnan(getattr(fit, name)[0]), name
     assert fit.slope[1] == pytest.approx(1e-4, rel=1e-9)  # the other segment is a line
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"sigma": 0}, ValueError, r"^sigma must be > 0, got 0$"),
+        ({"sigma": "3"}, TypeError, r"^sigma must be a number or None, got '3'$"),
+        ({"maxiters": -1}, ValueError, r"^maxiters must be an integer >= 0, got -1$"),
+        ({"maxiters": 1.5}, TypeError, r"^maxiters must be an integer >= 0, got 1.5$"),
+    ],
+)
+def test_line_fit_refuses_bad_options(kwargs, error, match):
+    from cte.analysis._linefit import segmented_line_fit
+
+    x = np.arange(10.0)
+    with pytest.raises(error, match=match):
+        segmented_line_fit(np.zeros(10, np.intp), x, 1 + 0.1 * x, 1, **kwargs)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stores import CubeSchema, VariableSpec
+from stores.validate import one_of
 
 __all__ = [
     "DEFAULT_CHUNKS",
@@ -161,10 +162,8 @@ PERIOD_PROVENANCE_DEFAULTS: dict[str, object] = {
 
 def property_attrs(name: str, unit_system: str = "rate") -> dict[str, str]:
     """``units``, ``long_name`` and ``definition`` attributes of property *name*."""
-    if unit_system not in UNIT_SYSTEMS:
-        msg = f"unit_system must be one of {sorted(UNIT_SYSTEMS)}, got {unit_system!r}"
-        raise ValueError(msg)
-    spec = _SPECS[name]
+    one_of(unit_system, "unit_system", sorted(UNIT_SYSTEMS))
+    spec = _SPECS[one_of(name, "name", list(_SPECS))]
     return {
         "units": spec.units[unit_system],
         "long_name": spec.long_name,

@@ -15,7 +15,7 @@ def test_units_per_unit_system():
     assert counts["sci_mean"] == counts["err_mean"] == counts["readnoise"] == "count"
     assert rate["readnoise"] == "electron"
     assert rate["nan_count"] == counts["nan_count"] == "1"
-    assert PROPERTY_DTYPES["nan_count"] == np.uint16
+    assert np.dtype(PROPERTY_DTYPES["nan_count"]) == np.uint16
 
 
 @pytest.mark.parametrize(

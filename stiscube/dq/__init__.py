@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from stiscube._provenance import iso, now, software
+from stiscube._provenance import iso
 from stiscube.cube._cubecheck import check_cube
 from stiscube.cube.pixeldb import PixelDB
 from stiscube.cube.queries import resolve_period
@@ -68,6 +68,7 @@ from stiscube.dq.flags import cf_flag_attrs
 from stiscube.dq.rules import DQRules
 from stiscube.exceptions import UnitMismatchError
 from stiscube.layout import UNIT_SYSTEMS
+from stores import provenance
 from stores.validate import as_float, instance_of
 
 __all__ = [
@@ -184,7 +185,8 @@ def dq_array(
         without ``hot_nsigma``), ``hot_clip_median``/``hot_clip_std``/
         ``hot_sigma_threshold`` of the chosen period, ``n_hot``, ``n_unstable``,
         ``n_both`` (hot and unstable), ``n_flagged`` (``n_hot + n_unstable - n_both``),
-        ``date`` (of creation) and ``software``.
+        and the :mod:`stores.provenance` record (``software``, ``software_versions``,
+        ``created``).
 
     Raises
     ------
@@ -251,8 +253,7 @@ def dq_array(
         "n_unstable": n_unstable,
         "n_both": n_both,
         "n_flagged": int(np.count_nonzero(dq)),
-        "software": software(),
-        "created": now(),
+        **provenance.to_attrs(provenance.provenance()),  # software, software_versions, created
     }
     logger.info(
         "DQ of period %d: %d hot, %d unstable, %d flagged pixels",

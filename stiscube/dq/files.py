@@ -19,16 +19,23 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from stiscube._provenance import iso, now, software, versions
+from stiscube._provenance import iso
 from stiscube.cube._cubecheck import check_cube
 from stiscube.cube.queries import resolve_period
 from stiscube.dq.flags import STIS_DQ, decode_dq_names
 from stiscube.dq.rules import DQRules
 from stiscube.layout import PROPERTIES, UNIT_SYSTEMS
 from stores.fs import atomic_path
+from stores.provenance import provenance, set_card, to_header
 from stores.validate import instance_of
 
-__all__ = ["flagged_pixels_table", "write_dq_fits", "write_flagged_table"]
+__all__ = [
+    "dq_counts",
+    "dq_extension",
+    "flagged_pixels_table",
+    "write_dq_fits",
+    "write_flagged_table",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -77,22 +84,54 @@ def _target(path: str | os.PathLike, overwrite: bool) -> Path:
     return path
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Run ``write(tmp)`` on a temporary sibling that replaces *path* on success
+def _write_fits(hdul, path: Path) -> None:
+    """Write *hdul* to a temporary sibling that replaces *path* on success
     (:func:`stores.fs.atomic_path`: a failed write leaves *path* untouched)."""
     with atomic_path(path) as tmp:
-        write(Path(tmp))
+        hdul.writeto(Path(tmp), overwrite=True)
 
 
-def _set_card(header, key: str, value: Any, comment: str) -> None:
-    """Set a header card, shortening *comment* to fit the 80-character card."""
+def dq_counts(values: np.ndarray, rules: DQRules, no_data: int = 0) -> dict[str, int]:
+    """Pixel counts of a DQ array, counted on the array (so a header agrees with its file).
+
+    Returns
+    -------
+    dict
+        ``n_hot`` (the rules' hot bit set), ``n_unstable`` (the unstable bit), ``n_both``,
+        ``n_no_data`` (*no_data*, counted by the caller) and ``n_flagged`` (any bit).
+    """
+    hot = (values & rules.hot_bit) != 0 if rules.has_hot_rule else np.zeros(values.shape, bool)
+    unstable = (
+        (values & rules.unstable_bit) != 0
+        if rules.has_unstable_rule
+        else np.zeros(values.shape, bool)
+    )
+    return {
+        "n_hot": int(np.count_nonzero(hot)),
+        "n_unstable": int(np.count_nonzero(unstable)),
+        "n_both": int(np.count_nonzero(hot & unstable)),
+        "n_no_data": int(no_data),
+        "n_flagged": int(np.count_nonzero(values)),
+    }
+
+
+def dq_extension(values: np.ndarray, anneal: int | None = None):
+    """The ``DQ`` image extension: plain int16 (BITPIX 16, no BZERO), EXTVER 1, its header
+    listing the STIS bits (``DQBITnn`` = name, nn = bit position, and a ``COMMENT`` per
+    bit) and, for one period, ``ANNEALNM``."""
     from astropy.io import fits
 
-    if isinstance(value, str) and len(value) > 60:  # long string: CONTINUE cards, no comment
-        header[key] = value
-        return
-    room = 80 - len(fits.Card(key, value).image.rstrip()) - 3
-    header[key] = (value, comment[: max(room, 0)])
+    if values.max(initial=0) > np.iinfo(np.int16).max:
+        msg = "DQ values above 32767 cannot be stored as STIS int16 DQ"
+        raise ValueError(msg)
+    ext = fits.ImageHDU(data=np.ascontiguousarray(values, dtype=">i2"), name="DQ", ver=1)
+    if anneal is not None:
+        ext.header["ANNEALNM"] = (int(anneal), "anneal period number")
+    for position, flag in enumerate(STIS_DQ):
+        set_card(ext.header, f"DQBIT{position:02d}", flag.name, f"DQ value {flag.bit}")
+    for flag in STIS_DQ:
+        ext.header.add_comment(f"DQ {flag.bit} = {flag.name}: {flag.description}")
+    return ext
 
 
 def write_dq_fits(dq: xr.DataArray, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -115,7 +154,9 @@ def write_dq_fits(dq: xr.DataArray, path: str | os.PathLike, *, overwrite: bool 
     ``HOTSTD``, ``HOTTHR``, in the units of ``sci_mean``), the counts ``NHOT``,
     ``NUNSTAB``, ``NBOTH`` (hot and unstable) and ``NFLAGGED`` (counted on the array
     written: ``NFLAGGED = NHOT + NUNSTAB - NBOTH``), the rules as JSON (``RULES``),
-    ``DATE`` and ``SOFTWARE``, and the rules in words as ``COMMENT`` cards.  ``DQ``
+    ``DQDATE`` (the DQ array's creation), the provenance record of
+    :func:`stores.provenance.to_header` (``DATE``, ``SOFTWARE``, ``HISTORY`` lines
+    ``provenance ...``), and the rules in words as ``COMMENT`` cards.  ``DQ``
     header: ``DQBITnn`` (nn = bit position 00-14) = flag name, with the bit value and
     description as card comment.
 
@@ -140,16 +181,16 @@ def write_dq_fits(dq: xr.DataArray, path: str | os.PathLike, *, overwrite: bool 
     attrs = dq.attrs
     primary = fits.PrimaryHDU()
     hdr = primary.header
-    _set_card(hdr, "TELESCOP", "HST", "telescope")
-    _set_card(hdr, "INSTRUME", "STIS", "instrument")
-    _set_card(hdr, "DETECTOR", "CCD", "detector")
-    _set_card(hdr, "FILETYPE", "DQ REFERENCE", "DQ flags from the pixel property cube")
-    _set_card(hdr, "ANNEALNM", int(attrs["anneal"]), "anneal period number")
-    _set_card(hdr, "ANNSTART", str(attrs["anneal_start"]), "period start (UTC)")
-    _set_card(hdr, "ANNEND", str(attrs["anneal_end"]), "period end (UTC, exclusive)")
-    _set_card(hdr, "UNITSYS", str(attrs["unit_system"]), "unit system of the period's properties")
+    set_card(hdr, "TELESCOP", "HST", "telescope")
+    set_card(hdr, "INSTRUME", "STIS", "instrument")
+    set_card(hdr, "DETECTOR", "CCD", "detector")
+    set_card(hdr, "FILETYPE", "DQ REFERENCE", "DQ flags from the pixel property cube")
+    set_card(hdr, "ANNEALNM", int(attrs["anneal"]), "anneal period number")
+    set_card(hdr, "ANNSTART", str(attrs["anneal_start"]), "period start (UTC)")
+    set_card(hdr, "ANNEND", str(attrs["anneal_end"]), "period end (UTC, exclusive)")
+    set_card(hdr, "UNITSYS", str(attrs["unit_system"]), "unit system of the period's properties")
     window = np.asarray(attrs.get("window_anneals", [attrs["anneal"]])).tolist()
-    _set_card(hdr, "WINDOW", ",".join(str(n) for n in window), "periods the rules looked at")
+    set_card(hdr, "WINDOW", ",".join(str(n) for n in window), "periods the rules looked at")
     cards = {
         "HOTLEVEL": (rules.hot_level, f"hot: sci_mean > this [{_RATE_UNITS}]"),
         "HOTNSIG": (rules.hot_nsigma, "hot: sci_mean > clipped median + this x std"),
@@ -182,45 +223,31 @@ def write_dq_fits(dq: xr.DataArray, path: str | os.PathLike, *, overwrite: bool 
     }
     for key, (value, comment) in cards.items():
         if value is not None:
-            _set_card(hdr, key, value, comment)
+            set_card(hdr, key, value, comment)
     if rules.hot_nsigma is not None:
         unit = UNIT_SYSTEMS[str(attrs["unit_system"])]["sci_mean"]
-        _set_card(
+        set_card(
             hdr, "HOTMED", float(attrs["hot_clip_median"]), f"clipped median of sci_mean [{unit}]"
         )
-        _set_card(hdr, "HOTSTD", float(attrs["hot_clip_std"]), f"clipped std of sci_mean [{unit}]")
-        _set_card(
+        set_card(hdr, "HOTSTD", float(attrs["hot_clip_std"]), f"clipped std of sci_mean [{unit}]")
+        set_card(
             hdr, "HOTTHR", float(attrs["hot_sigma_threshold"]), f"sigma hot threshold [{unit}]"
         )
     values = np.asarray(dq.values)
-    hot = (values & rules.hot_bit) != 0 if rules.has_hot_rule else np.zeros(values.shape, bool)
-    unstable = (
-        (values & rules.unstable_bit) != 0
-        if rules.has_unstable_rule
-        else np.zeros(values.shape, bool)
-    )
-    # counted on the array written, so the header always agrees with the file
-    _set_card(hdr, "NHOT", int(np.count_nonzero(hot)), "pixels flagged hot")
-    _set_card(hdr, "NUNSTAB", int(np.count_nonzero(unstable)), "pixels flagged unstable")
-    _set_card(hdr, "NBOTH", int(np.count_nonzero(hot & unstable)), "pixels hot and unstable")
-    _set_card(hdr, "NFLAGGED", int(np.count_nonzero(values)), "pixels with any flag")
-    _set_card(hdr, "DATE", now(), "file creation date (UTC)")
-    _set_card(hdr, "DQDATE", str(attrs.get("created", attrs.get("date", ""))),
-              "DQ array creation date (UTC)")
-    _set_card(
-        hdr, "SOFTWARE", str(attrs.get("software", "stiscube")), "software that made this file"
-    )
-    _set_card(hdr, "RULES", json.dumps(rules.to_dict()), "DQ rules as JSON")
+    counts = dq_counts(values, rules)
+    for key, name, comment in (
+        ("NHOT", "n_hot", "pixels flagged hot"),
+        ("NUNSTAB", "n_unstable", "pixels flagged unstable"),
+        ("NBOTH", "n_both", "pixels hot and unstable"),
+        ("NFLAGGED", "n_flagged", "pixels with any flag"),
+    ):
+        set_card(hdr, key, counts[name], comment)
+    set_card(hdr, "DQDATE", str(attrs.get("created", "")), "DQ array creation date (UTC)")
+    set_card(hdr, "RULES", json.dumps(rules.to_dict()), "DQ rules as JSON")
+    to_header(hdr, provenance(inputs=[f"period {int(attrs['anneal'])} of the pixel cube"]))
     for line in rules.describe():
         hdr.add_comment(line)
-    ext = fits.ImageHDU(data=np.ascontiguousarray(values, dtype=">i2"), name="DQ", ver=1)
-    ext.header["ANNEALNM"] = (int(attrs["anneal"]), "anneal period number")
-    for position, flag in enumerate(STIS_DQ):
-        _set_card(ext.header, f"DQBIT{position:02d}", flag.name, f"DQ value {flag.bit}")
-    for flag in STIS_DQ:
-        ext.header.add_comment(f"DQ {flag.bit} = {flag.name}: {flag.description}")
-    hdul = fits.HDUList([primary, ext])
-    _atomic_write(path, lambda tmp: hdul.writeto(tmp, overwrite=True))
+    _write_fits(fits.HDUList([primary, dq_extension(values, attrs["anneal"])]), path)
     logger.info("wrote DQ array of period %s to %s", attrs["anneal"], path)
     return path
 
@@ -243,8 +270,9 @@ def flagged_pixels_table(dq: xr.DataArray, ds: xr.Dataset):
         ``categories`` (the rules that flagged it: ``hot``, ``unstable``), then the five
         properties of the period with their units (those of its unit system).  ``meta``:
         ``anneal``, ``anneal_start``, ``anneal_end``, ``unit_system``,
-        ``window_anneals``, ``rules`` (dict), ``rules_text``, ``date`` (table creation,
-        UTC), ``dq_date`` (DQ creation) and ``versions``.
+        ``window_anneals``, ``rules`` (dict), ``rules_text``, the
+        :func:`stores.provenance.provenance` record (``software``, ``software_versions``,
+        ``created``: table creation, UTC) and ``dq_date`` (DQ creation).
 
     Raises
     ------
@@ -304,10 +332,8 @@ def flagged_pixels_table(dq: xr.DataArray, ds: xr.Dataset):
             "window_anneals": np.asarray(dq.attrs.get("window_anneals", [number])).tolist(),
             "rules": rules.to_dict(),
             "rules_text": rules.describe(),
-            "software": software(),
-            "software_versions": versions(),
-            "created": now(),
-            "dq_date": str(dq.attrs.get("created", dq.attrs.get("date", ""))),
+            **provenance(),  # software, software_versions, created (table creation, UTC)
+            "dq_date": str(dq.attrs.get("created", "")),
         }
     )
     return table
@@ -323,7 +349,8 @@ def write_flagged_table(
     """
     path = _target(path, overwrite)
     table = flagged_pixels_table(dq, ds)
-    _atomic_write(path, lambda tmp: table.write(tmp, format="ascii.ecsv", overwrite=True))
+    with atomic_path(path) as tmp:
+        table.write(Path(tmp), format="ascii.ecsv", overwrite=True)
     logger.info(
         "wrote %d flagged pixels of period %s to %s", len(table), table.meta["anneal"], path
     )

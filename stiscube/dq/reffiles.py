@@ -73,7 +73,8 @@ import xarray as xr
 
 from stiscube._provenance import iso
 from stiscube.cube.pixeldb import PixelDB
-from stiscube.dq.flags import BAD_REFERENCE_PIXEL, STIS_DQ
+from stiscube.dq.files import _target, _write_fits, dq_counts, dq_extension
+from stiscube.dq.flags import BAD_REFERENCE_PIXEL
 from stiscube.dq.rules import DQRules
 from stiscube.exceptions import CubeQueryError, UnitMismatchError
 from stores.provenance import cube_checksum, provenance, set_card, slice_checksums, to_header
@@ -340,25 +341,9 @@ def reference_dq(
     arrays = [dq_array(db, rules, anneal_num=n) for n in numbers]
     dq = arrays[-1].copy()
     dq.values = np.bitwise_or.reduce([a.values for a in arrays], axis=0)
-    dq.attrs.update(_counts(dq.values, rules))
+    dq.attrs.update(dq_counts(dq.values, rules))
     dq.attrs["anneals"] = np.asarray(numbers, dtype=np.int64)
     return dq
-
-
-def _counts(values: np.ndarray, rules: DQRules, no_data: int = 0) -> dict[str, int]:
-    hot = (values & rules.hot_bit) != 0 if rules.has_hot_rule else np.zeros(values.shape, bool)
-    unstable = (
-        (values & rules.unstable_bit) != 0
-        if rules.has_unstable_rule
-        else np.zeros(values.shape, bool)
-    )
-    return {
-        "n_hot": int(np.count_nonzero(hot)),
-        "n_unstable": int(np.count_nonzero(unstable)),
-        "n_both": int(np.count_nonzero(hot & unstable)),
-        "n_no_data": int(no_data),
-        "n_flagged": int(np.count_nonzero(values)),
-    }
 
 
 def superdark(
@@ -421,7 +406,7 @@ def superdark(
     no_data = total == 0
     values = dq.values | np.where(no_data, np.uint16(NO_DATA_BIT), np.uint16(0))
     attrs = dict(dq.attrs)
-    attrs.update(_counts(values, rules, int(np.count_nonzero(no_data))))
+    attrs.update(dq_counts(values, rules, int(np.count_nonzero(no_data))))
     dims = ("row", "col")
     coords = {"row": dq["row"].values, "col": dq["col"].values}
     return xr.Dataset(
@@ -530,25 +515,6 @@ def _primary(
     return primary
 
 
-def _dq_hdu(values: np.ndarray):
-    """The DQ extension: plain int16 (BITPIX 16, no BZERO), EXTNAME DQ, EXTVER 1."""
-    from astropy.io import fits
-
-    if values.max(initial=0) > np.iinfo(np.int16).max:
-        msg = "DQ values above 32767 cannot be stored as STIS int16 DQ"
-        raise ValueError(msg)
-    hdu = fits.ImageHDU(data=np.ascontiguousarray(values, dtype=">i2"), name="DQ", ver=1)
-    for flag in STIS_DQ:
-        hdu.header.add_comment(f"DQ {flag.bit} = {flag.name}: {flag.description}")
-    return hdu
-
-
-def _write(hdul, path: Path) -> None:
-    from stiscube.dq.files import _atomic_write
-
-    _atomic_write(path, lambda tmp: hdul.writeto(tmp, overwrite=True))
-
-
 def _categories_text(rules: DQRules) -> list[str]:
     lines = ["categories and their DQ bits:"]
     if rules.has_hot_rule:
@@ -605,7 +571,6 @@ def write_reference(
     """
     from astropy.io import fits
 
-    from stiscube.dq.files import _target
 
     kind = one_of(kind, "kind", ("dq", "dark"))
     rules = DQRules() if rules is None else instance_of(rules, "rules", DQRules)
@@ -614,10 +579,10 @@ def write_reference(
     path = _target(path, overwrite)
     if kind == "dq":
         dq = reference_dq(db, rules, anneals=numbers)
-        counts = _counts(dq.values, rules)
+        counts = dq_counts(dq.values, rules)
         text = _categories_text(rules)
         primary = _primary(db, numbers, keys, "DQ REFERENCE", rules, counts, text)
-        hdus = [primary, _dq_hdu(dq.values)]
+        hdus = [primary, dq_extension(dq.values)]
     else:
         dark = superdark(db, rules, anneals=numbers)
         counts = {k: int(dark.attrs[k]) for k in ("n_hot", "n_unstable", "n_both", "n_no_data")}
@@ -633,9 +598,9 @@ def write_reference(
         err = fits.ImageHDU(data=dark["err"].values.astype(">f4"), name="ERR", ver=1)
         for hdu, what in ((sci, "dark rate"), (err, "standard error of the dark rate")):
             hdu.header["BUNIT"] = ("ELECTRONS/S", what)
-        hdus = [primary, sci, err, _dq_hdu(dark["dq"].values)]
+        hdus = [primary, sci, err, dq_extension(dark["dq"].values)]
     primary.header["NEXTEND"] = (len(hdus) - 1, "number of extensions")
-    _write(fits.HDUList(hdus), path)
+    _write_fits(fits.HDUList(hdus), path)
     logger.info("wrote %s reference of periods %s to %s (%s)", kind, numbers, path, counts)
     return path
 

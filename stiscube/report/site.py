@@ -36,8 +36,6 @@ provenance (collapsible, last)
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
@@ -49,9 +47,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from stiscube._provenance import iso, now
+from stiscube._provenance import iso
 from stiscube.cube.pixeldb import PixelDB
-from stores.provenance import DEFAULT_LIBRARIES, software, versions
+from stores.provenance import DEFAULT_LIBRARIES, provenance, slice_checksums
 from stores.validate import as_float, as_int, check_fields, instance_of, one_of
 
 __all__ = ["SiteOptions", "block_reduce", "site_summary", "write_site"]
@@ -546,17 +544,17 @@ def _browser(summary: dict[str, Any]):
 
 
 def _provenance_items(db: PixelDB, summary: dict[str, Any]) -> list[tuple[str, object]]:
+    """The page's provenance: the :mod:`stores.provenance` record (database, cube version,
+    period checksums, software), then how the page's numbers were made."""
     opts = summary["options"]
-    sums = {}
-    for p in summary["periods"]:
-        info = db.store.slice_info(p["anneal"])
-        sums[str(p["anneal"])] = hashlib.sha256(
-            json.dumps(info["sha256"], sort_keys=True).encode()
-        ).hexdigest()
+    prov = provenance(
+        inputs=[db.location.url],
+        cube_version=str(db.dataset.attrs.get("cube_version", "unknown")),
+        checksums=slice_checksums(db.store, [p["anneal"] for p in summary["periods"]]),
+        libraries=(*DEFAULT_LIBRARIES, "matplotlib", "bokeh"),
+    )
     return [
-        ("database", db.location.url),
-        ("cube version", str(db.dataset.attrs.get("cube_version", "unknown"))),
-        ("period checksums (sha256 of the store's commit checksums)", sums),
+        *prov.items(),
         ("hot level", f"sci_mean > {opts.hot_level:g} electron / s"),
         (
             "pixel browser",
@@ -566,9 +564,6 @@ def _provenance_items(db: PixelDB, summary: dict[str, Any]) -> list[tuple[str, o
             f"{summary['tracked'][0].size} tracked hot pixels",
         ),
         ("trend fits", "least-squares lines against period mid-date, 1-sigma from residuals"),
-        ("created", now() + " UTC"),
-        ("software", software()),
-        ("software_versions", versions((*DEFAULT_LIBRARIES, "matplotlib", "bokeh"))),
     ]
 
 

@@ -11,8 +11,9 @@ bins), ``[targets.<name>]``, ``[[exclude]]`` (visits to leave out with a reason)
 ``[quality]``, ``[geometry]``, ``[photometry]`` and ``[alignment]``; the shipped file
 documents each key with its unit.  The ``[analysis.loss]`` and ``[analysis.model]``
 tables hold options of :func:`cte.measure_loss` and :func:`cte.fit_model`; their
-keys, types and ranges are validated here, when the configuration is loaded (before
-any photometry runs), and kept in :attr:`Config.analysis`.
+keys and rules are declared once, in :data:`ANALYSIS_OPTIONS`, checked here when the
+configuration is loaded (before any photometry runs) and by the two functions when
+called, and kept in :attr:`Config.analysis`.
 """
 
 from __future__ import annotations
@@ -24,20 +25,23 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from cte.exceptions import ConfigError
 from cte.flags import dq_bits_mask
-from stores.validate import as_float, as_int, as_str, one_of
+from stores.validate import as_bool, as_float, as_int, as_str, one_of
 
 __all__ = [
+    "ANALYSIS_OPTIONS",
     "AlignmentOptions",
     "Config",
     "Exclusion",
     "PhotometryOptions",
     "Target",
+    "check_analysis_options",
     "default_config_path",
     "load_config",
 ]
@@ -290,39 +294,46 @@ def load_config(
 
 
 # -- validation --------------------------------------------------------------------------
-def _pivot_transfers(v: _Validator, key: str, value) -> float:
-    value = v.number(key, value)
-    if not 0 < value < 2051:
-        raise v.fail(key, f"must lie within (0, 2051) transfers, got {value!r}")
-    return value
-
-
-def _min_stars(v: _Validator, key: str, value) -> int:
-    value = v.number(key, value, integer=True)
-    if value < 3:
-        raise v.fail(key, f"must be an integer >= 3 (a line needs 3 stars), got {value!r}")
-    return value
-
-
-#: options of the ``[analysis.*]`` tables and their checks; the names and ranges are
-#: those of :func:`cte.measure_loss` (``loss``) and :func:`cte.fit_model` (``model``)
-_ANALYSIS_OPTIONS: dict[str, dict[str, Callable]] = {
+#: The options of :func:`cte.measure_loss` (``loss``) and :func:`cte.fit_model` (``model``)
+#: that an ``[analysis.*]`` table may set, each with its rule (a :mod:`stores.validate`
+#: validator taking ``(value, name)``).  The one declaration of these rules: the
+#: configuration checks the file's values with them when it is loaded, and the two
+#: functions check their arguments with them (:func:`check_analysis_options`).
+ANALYSIS_OPTIONS: dict[str, dict[str, Callable]] = {
     "loss": {
-        "sigma": lambda v, k, x: v.number(k, x, positive=True),
-        "maxiters": lambda v, k, x: v.number(k, x, nonneg=True, integer=True),
-        "min_stars": _min_stars,
-        "bin_by": lambda v, k, x: v.choice(k, x, ("mean", "both")),
-        "min_snr": lambda v, k, x: v.number(k, x, positive=True),
-        "pivot": lambda v, k, x: v.choice(k, x, ("180", "all", "none")),
-        "pivot_transfers": _pivot_transfers,
+        "sigma": partial(as_float, min=0, strict_min=True, allow_none=True),
+        "maxiters": partial(as_int, min=0, allow_integral_float=True),
+        "min_stars": partial(as_int, min=3, allow_integral_float=True),
+        "bin_by": partial(one_of, choices=("mean", "both")),
+        "min_snr": partial(as_float, min=0, strict_min=True, allow_none=True),
+        "pivot": partial(one_of, choices=("180", "all", "none")),
+        "pivot_transfers": partial(as_float, min=0, max=2051, strict_min=True,
+                                   strict_max=True),
     },
     "model": {
-        "flux_bins": lambda v, k, x: v.choice(k, x, ("independent", "all")),
-        "min_time_span": lambda v, k, x: v.number(k, x, nonneg=True),
-        "min_background_span": lambda v, k, x: v.number(k, x, nonneg=True),
-        "scale_errors": lambda v, k, x: v.boolean(k, x),
+        "flux_bins": partial(one_of, choices=("independent", "all")),
+        "min_time_span": partial(as_float, min=0, units="yr"),
+        "min_background_span": partial(as_float, min=0, units="dex"),
+        "scale_errors": as_bool,
     },
 }
+
+
+def check_analysis_options(table: str, **values) -> dict[str, Any]:
+    """*values* checked by the rules of :data:`ANALYSIS_OPTIONS` [*table*], normalised.
+
+    Raises
+    ------
+    TypeError, ValueError
+        From the first value refused (the message names the option).
+
+    Examples
+    --------
+    >>> check_analysis_options("loss", maxiters=10.0, pivot="all")
+    {'maxiters': 10, 'pivot': 'all'}
+    """
+    rules = ANALYSIS_OPTIONS[table]
+    return {name: rules[name](value, name) for name, value in values.items()}
 
 
 class _Validator:
@@ -524,12 +535,12 @@ class _Validator:
         raw = self.data.get("analysis", {})
         if not isinstance(raw, Mapping):
             raise self.fail("analysis", f"must be a table, got {raw!r}")
-        unknown = sorted(set(raw) - set(_ANALYSIS_OPTIONS))
+        unknown = sorted(set(raw) - set(ANALYSIS_OPTIONS))
         if unknown:
             raise self.fail(f"analysis.{unknown[0]}", f"unknown table [analysis.{unknown[0]}]; "
-                            f"known tables: {sorted(_ANALYSIS_OPTIONS)}")
+                            f"known tables: {sorted(ANALYSIS_OPTIONS)}")
         out = {}
-        for table, options in _ANALYSIS_OPTIONS.items():
+        for table, options in ANALYSIS_OPTIONS.items():
             values = raw.get(table, {})
             name = f"analysis.{table}"
             if not isinstance(values, Mapping):
@@ -538,8 +549,8 @@ class _Validator:
             if unknown:
                 raise self.fail(f"{name}.{unknown[0]}", f"unknown options {unknown} in [{name}]; "
                                 f"known options: {sorted(options)}")
-            out[table] = {key: check(self, f"{name}.{key}", values[key])
-                          for key, check in options.items() if key in values}
+            out[table] = {key: self.check(f"{name}.{key}", rule, values[key])
+                          for key, rule in options.items() if key in values}
         return copy.deepcopy(out)
 
     def choice(self, key: str, value, allowed: tuple[str, ...]) -> str:

@@ -69,10 +69,11 @@ from cte.analysis._linefit import (
     segmented_pivot_fit,
 )
 from cte.analysis.pairs import dataset_name, default_config, pair_images, validate_photometry
+from cte.config import check_analysis_options
 from cte.flags import BAD_PIXEL, COSMIC_RAY, CROWDED
 from cte.schema import LOSS_COORD_UNITS, LOSS_DIMS, LOSS_VARIABLES
 from stores.provenance import provenance, to_attrs
-from stores.validate import as_float, as_int, as_str, one_of
+from stores.validate import as_int, as_str
 
 __all__ = ["measure_loss", "ratio_points"]
 
@@ -80,7 +81,6 @@ logger = logging.getLogger(__name__)
 
 #: transfers at which both images of a pair have the same number of transfers
 PIVOT_TRANSFERS = 2051 / 2
-_PIVOT_CHOICES = ("180", "all", "none")
 _PAIR_COORDS = (
     "image_num",
     "image_den",
@@ -131,17 +131,6 @@ def _as_datasets(photometry) -> list[xr.Dataset]:
         f"stores.DatasetStore, got {type(photometry).__name__}"
     )
     raise TypeError(msg)
-
-
-def _validate_options(sigma, maxiters, min_stars, pivot, pivot_transfers, flux_var, reject_flags):
-    as_float(sigma, "sigma", min=0, strict_min=True, allow_none=True)
-    as_int(maxiters, "maxiters", min=0, allow_integral_float=True)
-    as_int(min_stars, "min_stars", min=3, allow_integral_float=True)
-    one_of(pivot, "pivot", _PIVOT_CHOICES)
-    as_float(pivot_transfers, "pivot_transfers", min=0, max=2051, strict_min=True,
-             strict_max=True)
-    as_str(flux_var, "flux_var")
-    as_int(reject_flags, "reject_flags", allow_none=True, allow_integral_float=True)
 
 
 def _select_apertures(ds: xr.Dataset, apertures) -> xr.Dataset:
@@ -316,16 +305,17 @@ def measure_loss(
         reject_flags = ~CROWDED
         if flux_var == "flux_masked":
             reject_flags &= ~(COSMIC_RAY | BAD_PIXEL)
-    _validate_options(sigma, maxiters, min_stars, pivot, pivot_transfers, flux_var,
-                      reject_flags)
-    one_of(bin_by, "bin_by", ("mean", "both"))
+    check_analysis_options("loss", sigma=sigma, maxiters=maxiters, min_stars=min_stars,
+                           bin_by=bin_by, min_snr=min_snr, pivot=pivot,
+                           pivot_transfers=pivot_transfers)
+    as_str(flux_var, "flux_var")
+    as_int(reject_flags, "reject_flags", allow_none=True, allow_integral_float=True)
     datasets = _as_datasets(photometry)
     if not datasets:
         msg = "photometry holds no Datasets"
         raise ValueError(msg)
     needed = (flux_var, "transfers", "flags", "background")
     if min_snr is not None:
-        as_float(min_snr, "min_snr", min=0, strict_min=True)
         needed = (*needed, "flux_err")
     for ds in datasets:  # validate everything before computing anything
         validate_photometry(ds, variables=needed)

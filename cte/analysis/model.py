@@ -64,10 +64,11 @@ import xarray as xr
 from astropy.table import Table
 
 from cte.analysis.lossmodel import BASIS_TERMS, LossModel, basis, model_variables
+from cte.config import check_analysis_options
 from cte.exceptions import FitError, ModelNotFoundError
 from cte.schema import LOSS_DIMS, MODEL_CONFIG_KEYS, coefficient_columns
 from stores.provenance import provenance
-from stores.validate import as_float, instance_of, one_of, subset_of
+from stores.validate import instance_of, one_of, subset_of
 
 __all__ = ["CONFIG_KEYS", "EPOCH_GAP_DAYS", "CTEModel", "FittedLoss", "choose_terms",
            "epochs", "fit_model", "independent_bins"]
@@ -378,10 +379,8 @@ def fit_model(
     if "1" not in terms:
         msg = f"terms must include '1' (the constant term), got {list(terms)}"
         raise ValueError(msg)
-    min_time_span = as_float(min_time_span, "min_time_span", min=0, units="yr")
-    min_background_span = as_float(min_background_span, "min_background_span", min=0,
-                                   units="dex")
-    flux_bins = one_of(flux_bins, "flux_bins", ("independent", "all"))
+    check_analysis_options("model", flux_bins=flux_bins, min_time_span=min_time_span,
+                           min_background_span=min_background_span, scale_errors=scale_errors)
     _check_loss_dataset(loss_ds, loss_var, err_var, extra_err_var)
     bin_ok = np.ones(loss_ds.sizes["flux_bin"], dtype=bool)
     if flux_bins == "independent":

@@ -134,17 +134,19 @@ def test_analysis_options_are_validated_and_kept(tmp_path):
     ("[analysis.loss]\nmaxiters = 2.5", r"analysis\.loss\.maxiters: must be an integer"),
     ("[analysis.loss]\nmin_stars = 2", r"analysis\.loss\.min_stars: must be an integer >= 3"),
     ("[analysis.loss]\nmin_stars = \"10\"",
-     r"analysis\.loss\.min_stars: must be an integer, got '10'"),
+     r"analysis\.loss\.min_stars: must be an integer >= 3, got '10'"),
     ("[analysis.loss]\nbin_by = \"median\"",
      r"analysis\.loss\.bin_by: must be one of \['mean', 'both'\], got 'median'"),
-    ("[analysis.loss]\npivot = 180", r"analysis\.loss\.pivot: must be a string"),
+    ("[analysis.loss]\npivot = 180",
+     r"analysis\.loss\.pivot: must be one of \['180', 'all', 'none'\], got 180"),
     ("[analysis.loss]\npivot_transfers = 2051",
-     r"analysis\.loss\.pivot_transfers: must lie within \(0, 2051\)"),
+     r"analysis\.loss\.pivot_transfers: must be in \(0, 2051\), got 2051"),
     ("[analysis.loss]\nmin_snr = 0", r"analysis\.loss\.min_snr: must be > 0"),
     ("[analysis.loss]\nmin_star = 25", r"analysis\.loss\.min_star: unknown options \['min_star'\]"),
     ("[analysis.model]\nflux_bins = \"some\"", r"analysis\.model\.flux_bins: must be one of"),
     ("[analysis.model]\nmin_time_span = -0.5", r"analysis\.model\.min_time_span: must be >= 0"),
-    ("[analysis.model]\nscale_errors = 1", r"analysis\.model\.scale_errors: must be true or false"),
+    ("[analysis.model]\nscale_errors = 1",
+     r"analysis\.model\.scale_errors: must be True or False, got 1"),
     ("[analysis.fit]\nx = 1", r"analysis\.fit: unknown table \[analysis\.fit\]"),
     ("[analysis]\nloss = 3", r"analysis\.loss: must be a table"),
 ])
@@ -181,3 +183,26 @@ def test_flag_registries():
     assert len({f.bit for f in WFC3_DQ}) == len(WFC3_DQ)
     with pytest.raises(ValueError, match=r"^kind must be one of \['dq', 'star'\], got 'nope'$"):
         decode(1, kind="nope")
+
+
+def test_analysis_rules_are_shared_by_the_file_and_the_functions(tmp_path):
+    """One declaration (cte.config.ANALYSIS_OPTIONS): a value is refused alike from a
+    configuration file and from a call of measure_loss or fit_model."""
+    import xarray as xr
+
+    from cte import fit_model, measure_loss
+    from cte.datasets._synthphot import make_photometry
+
+    user = tmp_path / "a.toml"
+    user.write_text("[analysis.loss]\nmin_stars = 2\n[analysis.model]\nscale_errors = 1\n")
+    with pytest.raises(ConfigError, match=r"analysis\.loss\.min_stars: must be an integer >= 3, "
+                                          r"got 2$"):
+        load_config(user)
+    with pytest.raises(ValueError, match=r"^min_stars must be an integer >= 3, got 2$"):
+        measure_loss(make_photometry(n_stars=10).photometry, min_stars=2)
+    user.write_text("[analysis.model]\nscale_errors = 1\n")
+    with pytest.raises(ConfigError, match=r"analysis\.model\.scale_errors: must be True or "
+                                          r"False, got 1$"):
+        load_config(user)
+    with pytest.raises(TypeError, match=r"^scale_errors must be True or False, got 1$"):
+        fit_model(xr.Dataset(), scale_errors=1)

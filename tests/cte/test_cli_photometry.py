@@ -69,7 +69,7 @@ def test_photometry_by_proposal_and_visit(small, capsys):
     [
         (["--targets", "m31"], "targets must be drawn from"),
         (["--pr", "last", "12692"], "--pr takes 'last', 'all' or proposal IDs"),
-        (["--ap", "-2"], "apertures must be positive"),
+        (["--ap", "-2"], "apertures[0] must be > 0 (px), got -2.0"),
     ],
 )
 def test_photometry_errors_are_one_line(small, capsys, args, message):

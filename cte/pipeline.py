@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 import xarray as xr
 
 from cte.exceptions import EmptySelectionError
-from stores import provenance
 from stores.progress import dask_progress, steps
 
 if TYPE_CHECKING:
@@ -259,13 +258,11 @@ def analyse_store(
                 loss["unpaired_image"].values, loss["unpaired_reason"].values, strict=True
             )
         ]
-    meta = {
-        "software": provenance.software(),
+    meta = {  # the page adds software, versions and its creation time (stores.provenance)
         "command": " ".join(sys.argv) if sys.argv else "",
         "store": str(store),
         "output": str(out),
         "flux": flux_var,
-        "created": provenance.now(),
         **(metadata or {}),
     }
     next(stages)

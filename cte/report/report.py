@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
 
@@ -193,7 +192,7 @@ def write_report(
     plots.mkdir(parents=True, exist_ok=True)
     aperture = float(loss["aperture"].values[np.argmin(np.abs(loss["aperture"].values
                                                               - aperture))])
-    created = datetime.now(UTC).isoformat(timespec="seconds")
+    created = provenance.now()
     newest = float(np.nanmax(loss["mjd"].values))
     page = Page("WFC3/UVIS external CTE monitor",
                 subtitle=f"{loss.sizes['pair']} image pairs up to {_date(newest)} "
@@ -540,14 +539,14 @@ def _data_excluded(page, loss, model, excluded) -> None:
 
 
 def _provenance(loss, model, metadata, created) -> dict:
-    versions = provenance.versions((*provenance.DEFAULT_LIBRARIES, "matplotlib", "bokeh"))
-    loss_options = {k: str(v) for k, v in loss.attrs.items() if k not in ("title",)}
-    model_options = {k: str(v) for k, v in model.meta.items()}
-    return {
-        "page created": created,
-        "run": {k: str(v) for k, v in (metadata or {}).items()} or "not given",
-        "loss measurement": loss_options,
-        "model fit": model_options,
-        "software": provenance.software(),
-        "software_versions": versions,
-    }
+    """The page's :mod:`stores.provenance` record: the run's metadata, the options of the
+    loss measurement and of the model fit, software and versions."""
+    return provenance.provenance(
+        created=created,
+        options={
+            "loss measurement": {k: str(v) for k, v in loss.attrs.items() if k != "title"},
+            "model fit": {k: str(v) for k, v in model.meta.items()},
+        },
+        libraries=(*provenance.DEFAULT_LIBRARIES, "matplotlib", "bokeh"),
+        run={k: str(v) for k, v in (metadata or {}).items()} or "not given",
+    )

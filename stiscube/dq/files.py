@@ -29,13 +29,7 @@ from stores.fs import atomic_path
 from stores.provenance import provenance, set_card, to_header
 from stores.validate import instance_of
 
-__all__ = [
-    "dq_counts",
-    "dq_extension",
-    "flagged_pixels_table",
-    "write_dq_fits",
-    "write_flagged_table",
-]
+__all__ = ["flagged_pixels_table", "write_dq_fits", "write_flagged_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +85,7 @@ def _write_fits(hdul, path: Path) -> None:
         hdul.writeto(Path(tmp), overwrite=True)
 
 
-def dq_counts(values: np.ndarray, rules: DQRules, no_data: int = 0) -> dict[str, int]:
+def _dq_counts(values: np.ndarray, rules: DQRules, no_data: int = 0) -> dict[str, int]:
     """Pixel counts of a DQ array, counted on the array (so a header agrees with its file).
 
     Returns
@@ -115,7 +109,7 @@ def dq_counts(values: np.ndarray, rules: DQRules, no_data: int = 0) -> dict[str,
     }
 
 
-def dq_extension(values: np.ndarray, anneal: int | None = None):
+def _dq_extension(values: np.ndarray, anneal: int | None = None):
     """The ``DQ`` image extension: plain int16 (BITPIX 16, no BZERO), EXTVER 1, its header
     listing the STIS bits (``DQBITnn`` = name, nn = bit position, and a ``COMMENT`` per
     bit) and, for one period, ``ANNEALNM``."""
@@ -234,7 +228,7 @@ def write_dq_fits(dq: xr.DataArray, path: str | os.PathLike, *, overwrite: bool 
             hdr, "HOTTHR", float(attrs["hot_sigma_threshold"]), f"sigma hot threshold [{unit}]"
         )
     values = np.asarray(dq.values)
-    counts = dq_counts(values, rules)
+    counts = _dq_counts(values, rules)
     for key, name, comment in (
         ("NHOT", "n_hot", "pixels flagged hot"),
         ("NUNSTAB", "n_unstable", "pixels flagged unstable"),
@@ -247,7 +241,7 @@ def write_dq_fits(dq: xr.DataArray, path: str | os.PathLike, *, overwrite: bool 
     to_header(hdr, provenance(inputs=[f"period {int(attrs['anneal'])} of the pixel cube"]))
     for line in rules.describe():
         hdr.add_comment(line)
-    _write_fits(fits.HDUList([primary, dq_extension(values, attrs["anneal"])]), path)
+    _write_fits(fits.HDUList([primary, _dq_extension(values, attrs["anneal"])]), path)
     logger.info("wrote DQ array of period %s to %s", attrs["anneal"], path)
     return path
 

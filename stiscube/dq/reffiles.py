@@ -73,7 +73,7 @@ import xarray as xr
 
 from stiscube._provenance import iso
 from stiscube.cube.pixeldb import PixelDB
-from stiscube.dq.files import _target, _write_fits, dq_counts, dq_extension
+from stiscube.dq.files import _dq_counts, _dq_extension, _target, _write_fits
 from stiscube.dq.flags import BAD_REFERENCE_PIXEL
 from stiscube.dq.rules import DQRules
 from stiscube.exceptions import CubeQueryError, UnitMismatchError
@@ -341,7 +341,7 @@ def reference_dq(
     arrays = [dq_array(db, rules, anneal_num=n) for n in numbers]
     dq = arrays[-1].copy()
     dq.values = np.bitwise_or.reduce([a.values for a in arrays], axis=0)
-    dq.attrs.update(dq_counts(dq.values, rules))
+    dq.attrs.update(_dq_counts(dq.values, rules))
     dq.attrs["anneals"] = np.asarray(numbers, dtype=np.int64)
     return dq
 
@@ -406,7 +406,7 @@ def superdark(
     no_data = total == 0
     values = dq.values | np.where(no_data, np.uint16(NO_DATA_BIT), np.uint16(0))
     attrs = dict(dq.attrs)
-    attrs.update(dq_counts(values, rules, int(np.count_nonzero(no_data))))
+    attrs.update(_dq_counts(values, rules, int(np.count_nonzero(no_data))))
     dims = ("row", "col")
     coords = {"row": dq["row"].values, "col": dq["col"].values}
     return xr.Dataset(
@@ -579,10 +579,10 @@ def write_reference(
     path = _target(path, overwrite)
     if kind == "dq":
         dq = reference_dq(db, rules, anneals=numbers)
-        counts = dq_counts(dq.values, rules)
+        counts = _dq_counts(dq.values, rules)
         text = _categories_text(rules)
         primary = _primary(db, numbers, keys, "DQ REFERENCE", rules, counts, text)
-        hdus = [primary, dq_extension(dq.values)]
+        hdus = [primary, _dq_extension(dq.values)]
     else:
         dark = superdark(db, rules, anneals=numbers)
         counts = {k: int(dark.attrs[k]) for k in ("n_hot", "n_unstable", "n_both", "n_no_data")}
@@ -598,7 +598,7 @@ def write_reference(
         err = fits.ImageHDU(data=dark["err"].values.astype(">f4"), name="ERR", ver=1)
         for hdu, what in ((sci, "dark rate"), (err, "standard error of the dark rate")):
             hdu.header["BUNIT"] = ("ELECTRONS/S", what)
-        hdus = [primary, sci, err, dq_extension(dark["dq"].values)]
+        hdus = [primary, sci, err, _dq_extension(dark["dq"].values)]
     primary.header["NEXTEND"] = (len(hdus) - 1, "number of extensions")
     _write_fits(fits.HDUList(hdus), path)
     logger.info("wrote %s reference of periods %s to %s (%s)", kind, numbers, path, counts)

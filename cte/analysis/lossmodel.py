@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BASIS_TERMS", "LossModel", "basis", "model_variables"]
+__all__ = ["BASIS_TERMS", "FORMULA", "LossModel", "basis", "model_variables"]
 
 #: MJD origin of the time variable ``t`` (years since this date)
 MJD_ORIGIN = 55000.0
@@ -34,6 +34,13 @@ MJD_ORIGIN = 55000.0
 FLUX_SCALE = 1000.0
 #: names of the basis terms, in the order of the coefficients
 BASIS_TERMS: tuple[str, ...] = ("1", "x", "x2", "t", "xt", "b", "bx")
+#: the formula in one line of text, for the headers, tables and pages that record it
+FORMULA: str = (
+    "L = c_1 + c_x x + c_x2 x^2 + c_t t + c_xt x t + c_b b + c_bx b x; "
+    f"x = log10(flux / {FLUX_SCALE:g} e-), t = (MJD - {MJD_ORIGIN:g}) / 365.25 yr, "
+    "b = log10(1 + background / (e-/px)); L = fraction of flux lost per 2048 parallel "
+    "transfers; a star crossing n transfers keeps 1 - L n / 2048 of its flux"
+)
 
 
 def model_variables(flux, mjd, background) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -32,7 +32,7 @@ from typing import Any
 
 from cte.exceptions import ConfigError
 from cte.flags import dq_bits_mask
-from stores.validate import as_bool, as_float, as_int, as_str, one_of
+from stores.validate import as_bool, as_float, as_int, as_interval, as_str, one_of
 
 __all__ = [
     "ANALYSIS_OPTIONS",
@@ -43,6 +43,7 @@ __all__ = [
     "Target",
     "check_analysis_options",
     "default_config_path",
+    "flux_range",
     "load_config",
 ]
 
@@ -319,6 +320,22 @@ ANALYSIS_OPTIONS: dict[str, dict[str, Callable]] = {
 }
 
 
+def flux_range(value, name: str) -> tuple[float, float]:
+    """*value* as a flux range ``(low, high)`` in e- with ``0 < low < high``.
+
+    The rule of a flux bin (``[monitor] flux_bins``, ``measure_loss(flux_bins=...)``)
+    and of a simulated field's star fluxes (:class:`cte.datasets.simulate.FieldPhysics`).
+
+    Raises
+    ------
+    ValueError
+        Not two finite numbers with ``0 < low < high`` (the message names *name*).
+    """
+    low, high = as_interval(value, name, min=0, units="e-")
+    as_float(low, f"{name} low", min=0, strict_min=True, units="e-")
+    return low, high
+
+
 def check_analysis_options(table: str, **values) -> dict[str, Any]:
     """*values* checked by the rules of :data:`ANALYSIS_OPTIONS` [*table*], normalised.
 
@@ -469,16 +486,8 @@ class _Validator:
         self.unique("monitor.flash_levels", flashes)
         split = self.number("monitor.short_exposure_max", t["short_exposure_max"], positive=True)
 
-        def bin_(key, value):
-            if not isinstance(value, list) or len(value) != 2:
-                raise self.fail(key, f"must be [lower, upper] in e-, got {value!r}")
-            lo = self.number(key, value[0], positive=True)
-            hi = self.number(key, value[1], positive=True)
-            if not lo < hi:
-                raise self.fail(key, f"lower must be < upper, got {value!r}")
-            return (lo, hi)
-
-        bins = self.array("monitor.flux_bins", t["flux_bins"], bin_)
+        bins = self.array("monitor.flux_bins", t["flux_bins"],
+                          lambda k, v: self.check(k, flux_range, v))
         return {
             "programs": programs,
             "filters": filters,

@@ -69,11 +69,11 @@ from cte.analysis._linefit import (
     segmented_pivot_fit,
 )
 from cte.analysis.pairs import dataset_name, default_config, pair_images, validate_photometry
-from cte.config import check_analysis_options
+from cte.config import check_analysis_options, flux_range
 from cte.flags import BAD_PIXEL, COSMIC_RAY, CROWDED
 from cte.schema import LOSS_COORD_UNITS, LOSS_DIMS, LOSS_VARIABLES
 from stores.provenance import provenance, to_attrs
-from stores.validate import as_int, as_str
+from stores.validate import as_int, as_sequence_of, as_str
 
 __all__ = ["measure_loss", "ratio_points"]
 
@@ -96,22 +96,6 @@ _PAIR_COORDS = (
     "chip_num",
     "chip_den",
 )
-
-
-def _check_bins(flux_bins) -> np.ndarray:
-    try:
-        bins = np.asarray(flux_bins, dtype=float)
-    except (TypeError, ValueError) as err:
-        msg = f"flux_bins must be a sequence of (lo, hi) pairs in e-, got {flux_bins!r}"
-        raise ValueError(msg) from err
-    if bins.ndim != 2 or bins.shape[1] != 2 or bins.shape[0] == 0:
-        msg = f"flux_bins must be a sequence of (lo, hi) pairs in e-, got {flux_bins!r}"
-        raise ValueError(msg)
-    ordered = np.all(bins[:, 0] > 0) and np.all(bins[:, 1] > bins[:, 0])
-    if not (np.all(np.isfinite(bins)) and ordered):
-        msg = f"flux_bins must satisfy 0 < lo < hi (finite, e-) for every bin, got {flux_bins!r}"
-        raise ValueError(msg)
-    return bins
 
 
 def _as_datasets(photometry) -> list[xr.Dataset]:
@@ -300,7 +284,8 @@ def measure_loss(
         ``image_den``; ``flux_bin`` with ``flux_bin_lo``, ``flux_bin_hi`` (e-);
         ``aperture`` (px).  The unpaired images are listed on dimension ``unpaired``.
     """
-    bins = _check_bins(default_config().flux_bins if flux_bins is None else flux_bins)
+    bins = np.array(as_sequence_of(default_config().flux_bins if flux_bins is None
+                                   else flux_bins, "flux_bins", flux_range), dtype=float)
     if reject_flags is None:
         reject_flags = ~CROWDED
         if flux_var == "flux_masked":

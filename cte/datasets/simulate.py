@@ -90,13 +90,13 @@ from cte._geometry import (
     tan_wcs,
 )
 from cte.analysis.lossmodel import BASIS_TERMS, FLUX_SCALE, MJD_ORIGIN, LossModel
+from cte.config import flux_range
 from cte.datasets._render import bin2x2, cosmic_rays, render_stars
 from cte.schema import TRUTH_DIMS, TRUTH_VARIABLES
 from stores import __version__
 from stores.validate import (
     as_float,
     as_int,
-    as_interval,
     as_sequence_of,
     as_shape2,
     check_fields,
@@ -749,7 +749,7 @@ class FieldPhysics:
         non_negative = partial(as_float, min=0)
         check_fields(self, {
             "n_stars": partial(as_int, min=1),
-            "flux_range": _flux_range,
+            "flux_range": flux_range,
             "pointing_error": non_negative,
             "rotation_error": non_negative,
             "psf": partial(one_of, choices=("moffat", "gaussian")),
@@ -759,13 +759,6 @@ class FieldPhysics:
             "cr_rate": non_negative,
             "chip_dither_postarg2": as_float,
         })
-
-
-def _flux_range(value, name: str) -> tuple[float, float]:
-    """``(low, high)`` e- with ``0 < low < high``."""
-    low, high = as_interval(value, name, min=0, units="e-")
-    as_float(low, f"{name} low", min=0, strict_min=True, units="e-")
-    return low, high
 
 
 def _field_physics(physics: FieldPhysics | None, overrides: Mapping) -> FieldPhysics:

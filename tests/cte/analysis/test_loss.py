@@ -336,13 +336,16 @@ def test_apertures_can_be_selected():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"flux_bins": [(500, 250)]}, "flux_bins must satisfy 0 < lo < hi"),
-        ({"flux_bins": [1, 2, 3]}, r"flux_bins must be a sequence of \(lo, hi\)"),
-        ({"sigma": 0}, "sigma must be"),
-        ({"min_stars": 2}, "min_stars must be"),
-        ({"pivot": "yes"}, "pivot must be one of"),
-        ({"bin_by": "either"}, "bin_by must be"),
-        ({"min_snr": -1}, "min_snr must be"),
+        ({"flux_bins": [(500, 250)]},
+         r"flux_bins\[0\] must be \(low, high\) e- with 0 <= low < high, got \(500, 250\)"),
+        ({"flux_bins": [(0, 250)]}, r"flux_bins\[0\] low must be > 0 \(e-\), got 0.0"),
+        ({"flux_bins": [1, 2, 3]}, r"flux_bins\[0\] must be \(low, high\) e- .*, got 1$"),
+        ({"flux_bins": []}, r"flux_bins must be a non-empty sequence, got \[\]"),
+        ({"sigma": 0}, "sigma must be > 0, got 0"),
+        ({"min_stars": 2}, "min_stars must be an integer >= 3, got 2"),
+        ({"pivot": "yes"}, r"pivot must be one of \['180', 'all', 'none'\], got 'yes'"),
+        ({"bin_by": "either"}, r"bin_by must be one of \['mean', 'both'\], got 'either'"),
+        ({"min_snr": -1}, "min_snr must be > 0, got -1"),
     ],
 )
 def test_bad_options_are_named(kwargs, match):

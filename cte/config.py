@@ -418,9 +418,7 @@ class _Validator:
         return self.check(key, as_float, value, min=lower, strict_min=positive)
 
     def boolean(self, key: str, value) -> bool:
-        if not isinstance(value, bool):
-            raise self.fail(key, f"must be true or false, got {value!r}")
-        return value
+        return self.check(key, as_bool, value)
 
     def string(self, key: str, value) -> str:
         return self.check(key, as_str, value, non_empty=False)

@@ -98,7 +98,8 @@ def test_overrides_mapping():
         ("[photometry]\ncrowding_radius = -1.0\n", r"photometry\.crowding_radius: must be >= 0,"),
         ("[targets.NGC104]\ntargnames = ['x']\n", r"targets\.NGC104: target names"),
         ("[targets.ngc1]\ndescription = 'x'\n", r"targets\.ngc1\.targnames: missing"),
-        ("[quality]\nexclude_binned = 'yes'\n", r"quality\.exclude_binned: must be true"),
+        ("[quality]\nexclude_binned = 'yes'\n",
+         r"quality\.exclude_binned: must be True or False, got 'yes'"),
         ("[surprise]\nx = 1\n", r"surprise: unknown section"),
     ],
 )

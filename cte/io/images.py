@@ -59,7 +59,7 @@ from cte._stats import clipped_stats
 from cte.config import Config, load_config
 from cte.exceptions import InvalidImageError
 from cte.io._fitsio import check_instrument, open_checked
-from stores.validate import as_float, instance_of, subset_of
+from stores.validate import as_float, as_int, instance_of, subset_of
 
 __all__ = [
     "ChipImage",
@@ -236,25 +236,17 @@ def read_header(path: str | os.PathLike, *, config: Config | None = None) -> lis
 
 
 def _strict_int(value) -> int:
-    """An integer header value (int, integral float or digit string), else ValueError."""
-    if isinstance(value, bool) or value is None:
-        raise ValueError(value)
+    """An integer header value (int, integral float or digit string), else TypeError or
+    ValueError (the callers name the file and keyword)."""
     if isinstance(value, str):
         return int(value.strip())
-    number = float(value)
-    if not number.is_integer():
-        raise ValueError(value)
-    return int(number)
+    return as_int(value, "header value", allow_integral_float=True)
 
 
 def _finite(value) -> float:
-    """A finite float header value, else ValueError."""
-    if isinstance(value, bool) or value is None:
-        raise ValueError(value)
-    number = float(value)
-    if not np.isfinite(number):
-        raise ValueError(value)
-    return number
+    """A finite float header value (number or numeric string), else TypeError or
+    ValueError (the callers name the file and keyword)."""
+    return as_float(float(value) if isinstance(value, str) else value, "header value")
 
 
 def _chip_keyword(path, where: str, sci: fits.Header, primary: fits.Header, key: str,

@@ -120,11 +120,6 @@ def cf_flag_attrs(*, kind: str = "star") -> dict[str, object]:
 
 
 def dq_bits_mask(bits: Iterable[int]) -> int:
-    """OR of DQ bit values, each validated against :data:`WFC3_DQ`."""
-    bits = [int(bit) for bit in bits]
-    unknown = [bit for bit in bits if bit not in WFC3_DQ]
-    if unknown:
-        msg = (f"DQ bit {unknown[0]!r} is not a WFC3 DQ bit; "
-               f"known bits are {WFC3_DQ.bits}")
-        raise ValueError(msg)
-    return WFC3_DQ.mask(bits)
+    """OR of DQ bit values, each validated against :data:`WFC3_DQ`
+    (:meth:`stores.flags.FlagRegistry.mask`: ``ValueError`` for an unknown bit)."""
+    return WFC3_DQ.mask([int(bit) for bit in bits])

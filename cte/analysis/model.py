@@ -63,7 +63,7 @@ import numpy as np
 import xarray as xr
 from astropy.table import Table
 
-from cte.analysis.lossmodel import BASIS_TERMS, LossModel, basis, model_variables
+from cte.analysis.lossmodel import BASIS_TERMS, FORMULA, LossModel, basis, model_variables
 from cte.config import check_analysis_options
 from cte.exceptions import FitError, ModelNotFoundError
 from cte.schema import LOSS_DIMS, MODEL_CONFIG_KEYS, coefficient_columns
@@ -79,12 +79,6 @@ logger = logging.getLogger(__name__)
 CONFIG_KEYS: tuple[str, ...] = MODEL_CONFIG_KEYS
 _TIME_TERMS = ("t", "xt")
 _BACKGROUND_TERMS = ("b", "bx")
-_FORMULA = (
-    "L = c_1 + c_x x + c_x2 x^2 + c_t t + c_xt x t + c_b b + c_bx b x; "
-    "x = log10(flux / 1000 e-), t = (MJD - 55000) / 365.25 yr, "
-    "b = log10(1 + background / (e-/px)); L = fraction of flux lost per 2048 parallel "
-    "transfers; a star crossing n transfers keeps 1 - L n / 2048 of its flux"
-)
 
 
 @dataclass(frozen=True)
@@ -420,7 +414,7 @@ def fit_model(
         msg = f"no configuration could be fitted ({reasons})"
         raise FitError(msg)
     meta = {
-        "formula": _FORMULA,
+        "formula": FORMULA,
         "loss_var": loss_var,
         "err_var": err_var,
         "extra_err_var": extra_err_var or "",
@@ -618,7 +612,7 @@ def _to_table(model: CTEModel) -> Table:
             table[name].description = description
     table.meta.update(
         {
-            "formula": _FORMULA,
+            "formula": FORMULA,
             "terms": list(BASIS_TERMS),
             "skipped": [{"config": dict(c), "reason": r} for c, r in model.skipped],
             **{k: v for k, v in model.meta.items() if k != "formula"},
@@ -682,7 +676,7 @@ def _to_latex(model: CTEModel, digits: int) -> str:
     lines = [
         r"\begin{table}",
         r"\centering",
-        r"\caption{CTE loss model coefficients: " + _FORMULA.replace("^", r"\^{}") + "}",
+        r"\caption{CTE loss model coefficients: " + FORMULA.replace("^", r"\^{}") + "}",
         r"\begin{tabular}{" + "l" * 5 + "c" * (len(BASIS_TERMS) + 1) + "}",
         r"\hline",
         " & ".join(header) + r" \\",

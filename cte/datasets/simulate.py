@@ -89,7 +89,7 @@ from cte._geometry import (
     rotation_matrix,
     tan_wcs,
 )
-from cte.analysis.lossmodel import BASIS_TERMS, FLUX_SCALE, MJD_ORIGIN, LossModel
+from cte.analysis.lossmodel import BASIS_TERMS, FLUX_SCALE, FORMULA, MJD_ORIGIN, LossModel
 from cte.config import flux_range
 from cte.datasets._render import bin2x2, cosmic_rays, render_stars
 from cte.schema import TRUTH_DIMS, TRUTH_VARIABLES
@@ -1047,9 +1047,7 @@ def _write_truth(path: Path, target: str, catalog: Table, parts) -> None:
 
 def _write_lossmodel(path: Path, models: Mapping[str, LossModel]) -> None:
     doc = {
-        "formula": "L = c0 + c1 x + c2 x^2 + c3 t + c4 x t + c5 b + c6 b x; "
-                   "x = log10(flux / 1000 e-), t = (mjd - 55000) / 365.25, "
-                   "b = log10(1 + background e-/px); kept fraction 1 - L n / 2048",
+        "formula": FORMULA,
         "basis_terms": list(BASIS_TERMS),
         "mjd_origin": MJD_ORIGIN,
         "flux_scale": FLUX_SCALE,

@@ -10,7 +10,7 @@ import pytest
 
 import cte.cli
 import stiscube.cli
-from stores._version import __version__
+from stores import __version__
 
 PROGRAMS = {"stiscube": stiscube.cli.main, "cte": cte.cli.main}
 

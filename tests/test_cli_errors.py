@@ -18,7 +18,7 @@ import pytest
 from astropy.io import fits
 from astropy.time import Time
 
-from stores._testing import tree_digest
+from stores.testing import tree_digest
 
 MODULES = {"stiscube": "stiscube.cli", "cte": "cte.cli"}
 _LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
@@ -293,7 +293,7 @@ def test_correct_accepts_time_datetime_string_and_mjd():
     from cte.analysis.correction import correct
     from cte.analysis.lossmodel import BASIS_TERMS
     from cte.analysis.model import FittedLoss
-    from cte.datasets._synthphot import DEFAULT_TRUTH
+    from cte.datasets import DEFAULT_TRUTH
 
     fit = FittedLoss(
         config={"target": "ngc104", "filter": "F502N", "exptime_class": "long",

@@ -9,7 +9,7 @@ import sys
 
 import cte
 import stiscube
-from stores._show_versions import versions
+from stores.environment import versions
 
 
 def _parsed(text: str) -> dict[str, str]:

@@ -6,7 +6,7 @@ makes synthetic photometry (the photometry Dataset of :mod:`cte.schema`, seeded,
 known loss) that feeds the analysis tests and benchmarks directly.
 """
 
-from cte.datasets._synthphot import make_photometry
+from cte.datasets._synthphot import DEFAULT_TRUTH, make_photometry
 from cte.datasets.simulate import (
     FieldPhysics,
     SimulatedCampaign,
@@ -15,6 +15,7 @@ from cte.datasets.simulate import (
 )
 
 __all__ = [
+    "DEFAULT_TRUTH",
     "FieldPhysics",
     "SimulatedCampaign",
     "load_campaign",

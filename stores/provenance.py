@@ -22,8 +22,8 @@ plus any extra keys given.  The record goes where the product goes:
   no dict attributes) and back with :func:`from_attrs`;
 - FITS headers: :func:`to_header` writes :func:`fits_cards` (``DATE``, ``SOFTWARE``,
   ``CUBEVER``, ``CUBESUM``, set with :func:`set_card`, which fits comments into the card)
-  and :func:`history_lines` (``HISTORY`` text for the rest); :func:`from_header` reads
-  them back.
+  and :func:`history_lines` (``HISTORY`` text for the rest, in cards of
+  :func:`history_cards`); :func:`from_header` reads them back.
 
 Examples
 --------
@@ -52,6 +52,7 @@ __all__ = [
     "fits_cards",
     "from_attrs",
     "from_header",
+    "history_cards",
     "history_lines",
     "now",
     "provenance",
@@ -82,6 +83,8 @@ KEYS: tuple[str, ...] = (
 _HISTORY_PREFIX = "provenance "
 #: characters of a HISTORY card's text (80 minus the 8-character keyword field)
 _HISTORY_WIDTH = 72
+#: ends every HISTORY card of a provenance line but its last (:func:`history_cards`)
+_CONTINUED = "\\"
 
 
 def software() -> str:
@@ -298,9 +301,9 @@ def history_lines(prov: Mapping[str, Any]) -> list[str]:
     """``HISTORY`` text of the keys :func:`fits_cards` does not hold.
 
     One line per item, ``"provenance <key> <json>"``: ``software_versions`` as one line,
-    one line per input, per option and per slice checksum, one per extra key.  astropy
-    splits lines longer than a card over several ``HISTORY`` cards; :func:`from_header`
-    joins them back.
+    one line per input, per option and per slice checksum, one per extra key.  In a FITS
+    header a line longer than a card spans several ``HISTORY`` cards
+    (:func:`history_cards`); :func:`from_header` joins them back.
     """
     short = {"created", "software", "cube_version", "cubesum"}
     lines = []
@@ -333,35 +336,53 @@ def set_card(header: Any, key: str, value: Any, comment: str = "") -> None:
     header[key] = (value, comment[: max(room, 0)])
 
 
+def history_cards(prov: Mapping[str, Any]) -> list[str]:
+    """The ``HISTORY`` card texts of :func:`history_lines`, each at most 72 characters.
+
+    A line longer than a card is cut into pieces of 71 characters, each but the last
+    followed by a backslash (``\\``), so that :func:`from_header` joins exactly the pieces
+    of one line.  (astropy's own splitting of a long ``HISTORY`` value cannot be undone
+    reliably: it strips a piece's trailing space, and a line of exactly 72 characters
+    looks like the first piece of a longer one.)  A line never ends with a backslash: it
+    ends with a JSON value.
+    """
+    width = _HISTORY_WIDTH - len(_CONTINUED)
+    cards = []
+    for line in history_lines(prov):
+        pieces = [line[i:i + width] for i in range(0, len(line), width)] or [""]
+        cards += [piece + _CONTINUED for piece in pieces[:-1]] + [pieces[-1]]
+    return cards
+
+
 def to_header(header: Any, prov: Mapping[str, Any]) -> None:
     """Write *prov* into an :class:`astropy.io.fits.Header`: the :func:`fits_cards` (with
-    :func:`set_card`) and one ``HISTORY`` entry per :func:`history_lines` line."""
+    :func:`set_card`) and the :func:`history_cards` as ``HISTORY``."""
     for key, value, comment in fits_cards(prov):
         set_card(header, key, value, comment)
-    for line in history_lines(prov):
-        header.add_history(line)
+    for card in history_cards(prov):
+        header.add_history(card)
 
 
 def _history_records(header: Any) -> list[str]:
-    """The provenance ``HISTORY`` lines of *header*, astropy's card splits joined back.
+    """The provenance ``HISTORY`` lines of *header*, their pieces joined back.
 
-    astropy writes a long ``HISTORY`` value as several cards of 72 characters (the last
-    shorter), so a card follows on from a provenance line while that line's last card was
-    full.
+    A record starts at a card beginning with ``"provenance "`` and goes on while its
+    cards end with the continuation backslash (:func:`history_cards`).
     """
     lines: list[str] = []
-    full = False  # the previous card was a full 72-character piece of a provenance line
+    more = False  # the previous card was a piece of a provenance line with more to come
     history = header["HISTORY"] if "HISTORY" in header else []
     for text in history:
         text = str(text)
-        if full and lines:
+        if more:
             lines[-1] += text
         elif text.startswith(_HISTORY_PREFIX):
             lines.append(text)
         else:
-            full = False
             continue
-        full = len(text) == _HISTORY_WIDTH
+        more = text.endswith(_CONTINUED)
+        if more:
+            lines[-1] = lines[-1][: -len(_CONTINUED)]
     return lines
 
 

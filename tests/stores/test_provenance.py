@@ -20,6 +20,7 @@ from stores.provenance import (
     fits_cards,
     from_attrs,
     from_header,
+    history_cards,
     history_lines,
     now,
     provenance,
@@ -129,6 +130,34 @@ def test_fits_header_round_trip(tmp_path):
         assert max(len(str(h)) for h in header["HISTORY"]) == 72  # astropy split long lines
         back = from_header(header)
     assert back == prov
+
+
+@pytest.mark.parametrize("shift", range(4))
+def test_fits_round_trip_at_card_boundaries(tmp_path, shift):
+    """A line of exactly one card (72 characters) followed by another provenance line, and
+    pieces that end with a space (astropy strips a card's trailing space), come back whole:
+    the pieces carry their own continuation mark."""
+    exact = "/d/" + "p" * (53 - 3 - shift)  # 'provenance input "<path>"' is 72 - shift chars
+    spaced = "x" * shift + " ".join(["abcd"] * 100)  # a space falls at a piece boundary
+    prov = provenance(
+        inputs=[exact, "/d/second.fits"],
+        options={"note": spaced, "a" * shift: 1},
+        checksums={1: "f" * 64},
+        libraries=(),
+        created="2026-12-01T10:00:00Z",
+    )
+    assert len(history_lines(prov)[1]) == 72 - shift
+    hdu = fits.PrimaryHDU()
+    to_header(hdu.header, prov)
+    hdu.header.add_history("provenance-like text that is not a record")
+    path = tmp_path / "b.fits"
+    hdu.writeto(path)
+    with fits.open(path) as hdul:
+        cards = [str(h) for h in hdul[0].header["HISTORY"]]
+        back = from_header(hdul[0].header)
+    assert all(len(c) <= 72 for c in cards)
+    assert back == prov
+    assert history_cards(prov) == cards[:-1]
 
 
 def test_history_lines_shape():

@@ -391,7 +391,8 @@ def from_header(header: Any) -> dict[str, Any]:
     :func:`history_lines` (an :class:`astropy.io.fits.Header`).
 
     ``DATE`` gets its ``Z`` back; values are decoded from JSON.  Raises ``KeyError`` when
-    ``DATE`` or ``SOFTWARE`` is missing.
+    ``DATE`` or ``SOFTWARE`` is missing, and ``ValueError`` naming the key when a
+    ``HISTORY`` provenance record is not valid JSON (an edited or truncated header).
     """
     prov: dict[str, Any] = {"software": str(header["SOFTWARE"])}
     date = str(header["DATE"])
@@ -402,7 +403,11 @@ def from_header(header: Any) -> dict[str, Any]:
         prov["cubesum"] = str(header["CUBESUM"])
     for line in _history_records(header):
         key, _, text = line[len(_HISTORY_PREFIX):].partition(" ")
-        value = json.loads(text)
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            msg = f"HISTORY provenance {key!r} is damaged (not JSON: {exc}): {text[:80]!r}"
+            raise ValueError(msg) from None
         if key == "input":
             prov.setdefault("inputs", []).append(value)
         elif key in ("option", "checksum"):

@@ -160,6 +160,14 @@ def test_fits_round_trip_at_card_boundaries(tmp_path, shift):
     assert history_cards(prov) == cards[:-1]
 
 
+def test_damaged_history_record_is_refused_by_name():
+    header = fits.Header()
+    to_header(header, provenance(options={"sigma": 3.0}, libraries=(), created="x"))
+    header.add_history('provenance option {"sigma": ')  # a record cut short
+    with pytest.raises(ValueError, match=r"^HISTORY provenance 'option' is damaged \(not JSON"):
+        from_header(header)
+
+
 def test_history_lines_shape():
     prov = provenance(inputs=["a.fits"], options={"s": 1}, libraries=(), created="x")
     python = prov["software_versions"]["python"]

@@ -540,12 +540,14 @@ def _data_excluded(page, loss, model, excluded) -> None:
 
 def _provenance(loss, model, metadata, created) -> dict:
     """The page's :mod:`stores.provenance` record: the run's metadata, the options of the
-    loss measurement and of the model fit, software and versions."""
+    loss measurement and of the model fit (without their own provenance keys, which the
+    record holds once), software and versions."""
+    skip = {"title", "loss_options", *provenance.KEYS}  # shown once, at the top level
     return provenance.provenance(
         created=created,
         options={
-            "loss measurement": {k: str(v) for k, v in loss.attrs.items() if k != "title"},
-            "model fit": {k: str(v) for k, v in model.meta.items()},
+            "loss measurement": {k: str(v) for k, v in loss.attrs.items() if k not in skip},
+            "model fit": {k: str(v) for k, v in model.meta.items() if k not in skip},
         },
         libraries=(*provenance.DEFAULT_LIBRARIES, "matplotlib", "bokeh"),
         run={k: str(v) for k, v in (metadata or {}).items()} or "not given",

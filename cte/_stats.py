@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from astropy.stats import SigmaClip
-from astropy.utils.exceptions import AstropyUserWarning
 
 __all__ = ["clipped_stats", "fill_masked"]
 
@@ -38,15 +35,21 @@ def clipped_stats(values, *, sigma: float = 3.0, maxiters: int = 5, axis: int = 
     """
     v = np.moveaxis(np.asarray(values, dtype=float), axis, -1)
     clip = SigmaClip(sigma=sigma, maxiters=maxiters, cenfunc="median", stdfunc="std")
-    with warnings.catch_warnings():
-        # NaN input (masked or off-image pixels) and all-NaN slices are expected here
-        warnings.simplefilter("ignore", AstropyUserWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        kept = clip(v, axis=-1, masked=False)  # a copy: the caller's array is untouched
-        median = np.nanmedian(kept, axis=-1)
-        std = np.nanstd(kept, axis=-1)
+    # NaN input (masked or off-image pixels) is expected: it goes in as the mask of a masked
+    # array and all-NaN slices are left out of the NaN-aware reductions, so that nothing
+    # warns.  (Silencing warnings with warnings.catch_warnings instead is not thread-safe,
+    # and the photometry calls this from dask's threads: another thread's exit from the
+    # block re-enabled the warning mid-call.)
+    finite = np.isfinite(v)
+    data = np.ma.MaskedArray(np.where(finite, v, 0.0), mask=~finite)
+    kept = clip(data, axis=-1, masked=False)  # ndarray, NaN where clipped or masked
     count = np.isfinite(kept).sum(axis=-1)
-    return np.asarray(median, dtype=float), np.asarray(std, dtype=float), count
+    median = np.full(count.shape, np.nan)
+    std = np.full(count.shape, np.nan)
+    some = count > 0
+    median[some] = np.nanmedian(kept[some], axis=-1)
+    std[some] = np.nanstd(kept[some], axis=-1)
+    return median, std, count
 
 
 def fill_masked(image: np.ndarray, mask: np.ndarray, *, radius: int = 2,

@@ -571,7 +571,6 @@ def write_reference(
     """
     from astropy.io import fits
 
-
     kind = one_of(kind, "kind", ("dq", "dark"))
     rules = DQRules() if rules is None else instance_of(rules, "rules", DQRules)
     numbers = _periods(db, anneals)

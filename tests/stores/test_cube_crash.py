@@ -4,28 +4,22 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from stores import CubeStore, SliceExistsError
 from stores.testing import example_coords, example_schema, example_slice
+from tests.stores._writers import race, start_writer
 
-WRITER = Path(__file__).with_name("_cube_writer.py")
 BASE_LABELS = [1, 2, 3]
 NEW_LABEL = 4
 SEED_NEW = 77
 
 
 def _writer(store, operation, label, *, seed=SEED_NEW, **options):
-    cmd = [sys.executable, str(WRITER), str(store), operation, str(label), str(seed)]
-    for key, value in options.items():
-        cmd += [f"--{key.replace('_', '-')}", str(value)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_writer(store, operation, label, seed, **options)
 
 
 @pytest.fixture(scope="module")
@@ -156,17 +150,12 @@ def test_two_concurrent_writers(base_store, tmp_path, lock_timeout):
         label: _writer(path, "append", label, delay=0.003, lock_timeout=lock_timeout, go_file=go)
         for label in (10, 11)
     }
-    for proc in procs.values():
-        assert proc.stdout.readline().strip() == "READY"
-    go.touch()
-    outcomes = {}
-    for label, proc in procs.items():
-        out, err = proc.communicate(timeout=120)
-        outcomes[label] = out.strip().splitlines()[-1].split()[0]
-        assert outcomes[label] in ("WROTE", "LOCKED"), err
-        if outcomes[label] == "LOCKED":
-            assert proc.returncode == 3 and "locked by another writer" in out
-    written = sorted(label for label, status in outcomes.items() if status == "WROTE")
+    outcomes = race(procs, go, timeout=120)
+    for end in outcomes.values():
+        assert end.status in ("WROTE", "LOCKED"), end.err
+        if end.status == "LOCKED":
+            assert end.returncode == 3 and "locked by another writer" in end.out
+    written = sorted(label for label, end in outcomes.items() if end.status == "WROTE")
     if lock_timeout:
         assert written == [10, 11]
     else:

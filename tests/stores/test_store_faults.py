@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -38,8 +37,7 @@ from stores import (
 from stores.direct import DirectReader
 from stores.fs import Location
 from stores.testing import example_coords, example_schema, example_slice, tree_digest
-
-WRITER = Path(__file__).with_name("_cube_writer.py")
+from tests.stores._writers import race, start_writer
 
 
 def _truth(schema, label, seed=0):
@@ -195,23 +193,15 @@ def test_check_then_write_under_writing_is_exclusive(tmp_path, trial):
     schema = example_schema(shape=(64, 48), chunks=(8, 8))
     _fill(tmp_path / "c", schema, labels=(1,))
     go = tmp_path / "go"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WRITER), str(tmp_path / "c"), "append", str(label), "0",
-             "--lock-timeout", "60", "--go-file", str(go), "--exclusive-start"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
+    procs = {
+        label: start_writer(tmp_path / "c", "append", label, 0, lock_timeout=60, go_file=go,
+                            exclusive_start=True)
         for label in (10, 11)
-    ]
-    for proc in procs:
-        assert proc.stdout.readline().strip() == "READY"
-    go.touch()
-    outcomes = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        outcomes.append(out.strip().splitlines()[-1].split()[0])
-        assert proc.returncode in (0, 4), err
-    assert sorted(outcomes) == ["OVERLAP", "WROTE"]
+    }
+    outcomes = race(procs, go, timeout=120)
+    for end in outcomes.values():
+        assert end.returncode in (0, 4), end.err
+    assert sorted(end.status for end in outcomes.values()) == ["OVERLAP", "WROTE"]
     store = CubeStore(tmp_path / "c")
     assert len(store.labels) == 2
     store.verify()
@@ -837,23 +827,15 @@ def test_concurrent_writers_on_s3(s3_env, lock_timeout):
     go = Path(f"/tmp/s3go-{os.getpid()}-{int(lock_timeout)}")
     go.unlink(missing_ok=True)
     procs = {
-        label: subprocess.Popen(
-            [sys.executable, str(WRITER), url, "append", str(label), "77", "--delay", "0.01",
-             "--lock-timeout", str(lock_timeout), "--go-file", str(go)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=s3_env,
-        )
+        label: start_writer(url, "append", label, 77, env=s3_env, delay=0.01,
+                            lock_timeout=lock_timeout, go_file=go)
         for label in (10, 11)
     }
-    for proc in procs.values():
-        assert proc.stdout.readline().strip() == "READY"
-    go.touch()
-    outcomes = {}
-    for label, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
-        outcomes[label] = out.strip().splitlines()[-1].split()[0]
-        assert outcomes[label] in ("WROTE", "LOCKED"), err
+    outcomes = race(procs, go, timeout=300)
+    for end in outcomes.values():
+        assert end.status in ("WROTE", "LOCKED"), end.err
     go.unlink()
-    written = sorted(label for label, status in outcomes.items() if status == "WROTE")
+    written = sorted(label for label, end in outcomes.items() if end.status == "WROTE")
     if lock_timeout:
         assert written == [10, 11]
     else:

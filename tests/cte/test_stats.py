@@ -8,12 +8,11 @@ warning into an error, so a warning here fails these tests.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from astropy.stats import sigma_clipped_stats
 
 from cte._stats import clipped_stats
+from tests._threads import errors_in_threads
 
 
 def _sample() -> np.ndarray:
@@ -41,19 +40,10 @@ def test_matches_astropy_on_the_finite_values_and_never_warns():
 def test_silent_from_threads():
     v = _sample()
     expected = clipped_stats(v, axis=1)
-    errors: list[BaseException] = []
 
-    def run() -> None:
-        try:
-            for _ in range(20):
-                got = clipped_stats(v, axis=1)
-                np.testing.assert_array_equal(got[2], expected[2])
-        except BaseException as exc:  # reported to the main thread below
-            errors.append(exc)
+    def run(_thread: int) -> None:
+        for _ in range(20):
+            got = clipped_stats(v, axis=1)
+            np.testing.assert_array_equal(got[2], expected[2])
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert errors_in_threads(run, 4) == []

@@ -37,6 +37,7 @@ from stores import (
 from stores.direct import DirectReader
 from stores.fs import Location
 from stores.testing import example_coords, example_schema, example_slice, tree_digest
+from tests._threads import errors_in_threads
 from tests.stores._writers import race, start_writer
 
 
@@ -249,22 +250,13 @@ def test_concurrent_writers_on_memory(tmp_path):
     _fill(f"memory://{root}/c", schema, labels=(1,))
     urls = [f"memory://{root}/c", f"memory:///{root}/c"]
     labels = list(range(10, 30))
-    errors = []
 
     def work(i):
         store = CubeStore(urls[i % 2], mode="r+", lock_timeout=60)
-        try:
-            for label in labels[i::4]:
-                store.append(_truth(schema, label, seed=label), label,
-                             coords=example_coords(label))
-        except Exception as exc:  # collected and re-raised below
-            errors.append(exc)
+        for label in labels[i::4]:
+            store.append(_truth(schema, label, seed=label), label, coords=example_coords(label))
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = errors_in_threads(work, 4)
     try:
         assert not errors
         store = CubeStore(urls[1])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import xarray as xr
@@ -15,6 +13,7 @@ from cte.photometry.align import Alignment
 from cte.photometry.store import PhotometryStore
 from cte.schema import COORDS, VARIABLES, validate
 from stores import KeyNotFoundError, ReadOnlyStoreError
+from tests._threads import errors_in_threads
 
 
 def make_image(image="iabc01a1q_flt", *, stars=(1, 2, 3), radii=(3.0, 5.0), flash=12.0,
@@ -155,19 +154,10 @@ def test_delete_and_read_only(tmp_path):
 def test_concurrent_writers_of_one_key_lose_nothing(tmp_path):
     path = tmp_path / "s"
     PhotometryStore(path)
-    errors = []
 
     def write(i):
-        try:
-            PhotometryStore(path).write_images([make_image(f"iabc01{i:02d}q_flt")])
-        except Exception as exc:  # collected and re-raised in the main thread below
-            errors.append(exc)
+        PhotometryStore(path).write_images([make_image(f"iabc01{i:02d}q_flt")])
 
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert errors_in_threads(write, 4) == []
     ds = PhotometryStore(path).read("ngc104/F502N/flash12")
     assert ds.sizes["image"] == 4

@@ -87,25 +87,30 @@ def test_aperture_sums_match_a_supersampled_numpy_sum(store, campaign):
     assert checked >= 30
 
 
-def test_bright_isolated_stars_recover_their_true_flux(flat_measured, flat_campaign):
-    """Acceptance: no injected loss, background subtracted: flux / true flux = 1 +- 0.5%."""
-    store = PhotometryStore(flat_measured.store, mode="r")
-    images = flat_campaign.images.set_index("image")
-    ratios, pulls = [], []
+def _measured_with_truth(measured, campaign):
+    """Each stored image's photometry with the simulator's truth of its stars."""
+    store = PhotometryStore(measured.store, mode="r")
+    images = campaign.images.set_index("image")
     for key in store.keys():
         ds = store.read(key)
         for image in ds.image.values:
             d = ds.sel(image=image)
-            truth = flat_campaign.truth(images.loc[image, "target"]).sel(image=image,
-                                                                         star=d.star)
-            np.testing.assert_array_equal(truth.loss, 0.0)
-            bad = F.SATURATED | F.COSMIC_RAY | F.NEAR_EDGE | F.BAD_PIXEL
-            good = (_isolated(truth) & (truth.flux_true.values > 20000)
-                    & ((d.flags.values & bad) == 0))
-            flux = d.flux.sel(aperture=10.0).values[good]
-            true = truth.flux_true.values[good]
-            ratios.extend(flux / true)
-            pulls.extend((flux - true) / d.flux_err.sel(aperture=10.0).values[good])
+            target = images.loc[image, "target"]
+            yield d, campaign.truth(target).sel(image=image, star=d.star)
+
+
+def test_bright_isolated_stars_recover_their_true_flux(flat_measured, flat_campaign):
+    """Acceptance: no injected loss, background subtracted: flux / true flux = 1 +- 0.5%."""
+    ratios, pulls = [], []
+    for d, truth in _measured_with_truth(flat_measured, flat_campaign):
+        np.testing.assert_array_equal(truth.loss, 0.0)
+        bad = F.SATURATED | F.COSMIC_RAY | F.NEAR_EDGE | F.BAD_PIXEL
+        good = (_isolated(truth) & (truth.flux_true.values > 20000)
+                & ((d.flags.values & bad) == 0))
+        flux = d.flux.sel(aperture=10.0).values[good]
+        true = truth.flux_true.values[good]
+        ratios.extend(flux / true)
+        pulls.extend((flux - true) / d.flux_err.sel(aperture=10.0).values[good])
     ratios, pulls = np.array(ratios), np.array(pulls)
     assert ratios.size >= 10
     assert abs(np.median(ratios) - 1) < 0.005, np.round(ratios, 4)
@@ -115,21 +120,14 @@ def test_bright_isolated_stars_recover_their_true_flux(flat_measured, flat_campa
 
 def test_flux_errors_describe_the_scatter(flat_measured, flat_campaign):
     """Pulls (flux - expected) / flux_err of isolated stars have unit spread."""
-    store = PhotometryStore(flat_measured.store, mode="r")
-    images = flat_campaign.images.set_index("image")
     pulls = []
-    for key in store.keys():
-        ds = store.read(key)
-        for image in ds.image.values:
-            d = ds.sel(image=image)
-            truth = flat_campaign.truth(images.loc[image, "target"]).sel(image=image,
-                                                                         star=d.star)
-            good = _isolated(truth) & ((d.flags.values & ~F.CROWDED) == 0)
-            good &= truth.flux_true.values < 0.8 * 63000 / 0.2  # far from saturation
-            expected = truth.flux_expected.values * 0.9998  # PSF light beyond r = 10 px
-            pull = (d.flux.sel(aperture=10.0).values - expected) / d.flux_err.sel(
-                aperture=10.0).values
-            pulls.extend(pull[good])
+    for d, truth in _measured_with_truth(flat_measured, flat_campaign):
+        good = _isolated(truth) & ((d.flags.values & ~F.CROWDED) == 0)
+        good &= truth.flux_true.values < 0.8 * 63000 / 0.2  # far from saturation
+        expected = truth.flux_expected.values * 0.9998  # PSF light beyond r = 10 px
+        pull = (d.flux.sel(aperture=10.0).values - expected) / d.flux_err.sel(
+            aperture=10.0).values
+        pulls.extend(pull[good])
     pulls = np.array(pulls)
     assert pulls.size >= 30
     assert 0.7 < np.std(pulls) < 1.4

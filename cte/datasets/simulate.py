@@ -94,6 +94,7 @@ from cte.config import flux_range
 from cte.datasets._render import bin2x2, cosmic_rays, render_stars
 from cte.schema import TRUTH_DIMS, TRUTH_VARIABLES
 from stores import __version__
+from stores.fs import atomic_write
 from stores.validate import (
     as_float,
     as_int,
@@ -1029,9 +1030,7 @@ def _write_marker(root: Path, created: Sequence[str], written: dict | None) -> N
     doc = {"writer": "cte.simulate", "version": __version__, "directories": list(created),
            "files": None if written is None else written["files"],
            "made": [] if written is None else written["made"]}
-    tmp = root / f"{MARKER}.tmp"
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, root / MARKER)
+    atomic_write(root / MARKER, json.dumps(doc, indent=1))
 
 
 def _write_truth(path: Path, target: str, catalog: Table, parts) -> None:

@@ -63,7 +63,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stores.fs import Location
+from stores.fs import Location, atomic_write
 
 __all__ = [
     "HistoryIndex",
@@ -248,25 +248,11 @@ def _write_positions(root: Path, meta: _Meta, store, labels: list, positions: li
 
 
 def _publish(root: Path, meta: _Meta) -> None:
+    """Replace the index's metadata in one atomic step (:func:`stores.fs.atomic_write`:
+    temporary file, fsync, rename, directory fsync)."""
     body = meta.body()
     doc = json.dumps({"sha256": _digest(body), "body": body}).encode()
-    directory = root / _DIR
-    tmp = directory / f".{_META}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(doc)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, directory / _META)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    atomic_write(root / _DIR / _META, doc)
 
 
 def _clean(root: Path, keep: str | None) -> None:

@@ -58,6 +58,7 @@ __all__ = [
     "provenance",
     "set_card",
     "slice_checksums",
+    "slice_digest",
     "software",
     "to_attrs",
     "to_header",
@@ -132,19 +133,16 @@ def cube_checksum(checksums: Mapping[Any, str]) -> str:
     return hashlib.sha256(joined.encode()).hexdigest()
 
 
-def slice_checksums(store: Any, labels: Iterable[Any]) -> dict[str, str]:
-    """``{str(label): sha256}`` of slices of a :class:`stores.CubeStore`.
+def slice_digest(info: Mapping[str, Any]) -> str:
+    """SHA-256 hex of the JSON (sorted keys) of a slice's per-variable checksums, from its
+    :meth:`stores.CubeStore.slice_info`: it changes when any variable of the slice changes."""
+    return hashlib.sha256(json.dumps(info["sha256"], sort_keys=True).encode()).hexdigest()
 
-    Each checksum is the SHA-256 hex of the JSON (sorted keys) of the store's per-variable
-    checksums of that slice (``store.slice_info(label)["sha256"]``), so it changes when any
-    variable of the slice changes.
-    """
-    out = {}
-    for label in labels:
-        info = store.slice_info(label)
-        text = json.dumps(info["sha256"], sort_keys=True)
-        out[str(label)] = hashlib.sha256(text.encode()).hexdigest()
-    return out
+
+def slice_checksums(store: Any, labels: Iterable[Any]) -> dict[str, str]:
+    """``{str(label): sha256}`` of slices of a :class:`stores.CubeStore`
+    (:func:`slice_digest` of each slice's ``store.slice_info(label)``)."""
+    return {str(label): slice_digest(store.slice_info(label)) for label in labels}
 
 
 def _jsonable(value: Any) -> Any:

@@ -46,9 +46,10 @@ import xarray as xr
 from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
-from stiscube.cube.history_index import HistoryIndex, HistoryIndexError, slice_digest
+from stiscube.cube.history_index import HistoryIndex, HistoryIndexError
 from stores import CubeStore
 from stores.fs import Location
+from stores.provenance import slice_digest
 from stores.validate import as_int, instance_of, one_of
 
 __all__ = [

@@ -64,12 +64,12 @@ from pathlib import Path
 import numpy as np
 
 from stores.fs import Location, atomic_write
+from stores.provenance import slice_digest
 
 __all__ = [
     "HistoryIndex",
     "HistoryIndexError",
     "build_history_index",
-    "slice_digest",
     "update_history_index",
 ]
 
@@ -90,11 +90,6 @@ _SALT = np.uint64(0x9E3779B97F4A7C15)
 
 class HistoryIndexError(Exception):
     """The history index is unusable (damaged, missing or stale); callers use the cube."""
-
-
-def slice_digest(entry: Mapping) -> str:
-    """Digest of a cube slice's committed checksums (identifies its values)."""
-    return hashlib.sha256(json.dumps(entry["sha256"], sort_keys=True).encode()).hexdigest()
 
 
 def _checksums(values: np.ndarray, positions: np.ndarray) -> np.ndarray:

@@ -25,17 +25,11 @@ def store_url(request, tmp_path):
         fs.rm(root, recursive=True)
 
 
-#: the real HST archive files and published figures laid beside the repository (../shared/real)
-REAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "real"
+#: the real HST archive files the tests read, kept in the repository (tests/data/real/README.md)
+REAL_DIR = Path(__file__).resolve().parent / "data" / "real"
 
 
 @pytest.fixture(scope="session")
 def real_dir() -> Path:
-    """``../shared/real``: real STIS/WFC3 archive files (read-only; derive variants in tests).
-
-    The directory is part of the project's test inputs (CI lays it beside the clone), so a
-    missing directory is an error, not a skip.
-    """
-    if not REAL_DIR.is_dir():
-        pytest.fail(f"the real archive files are missing: {REAL_DIR} (see DEVELOPERS: ../shared)")
+    """``tests/data/real``: real STIS/WFC3 archive files (read-only; derive variants in tests)."""
     return REAL_DIR

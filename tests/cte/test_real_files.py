@@ -1,4 +1,4 @@
-"""The readers on real archive files (../shared/real) and variants derived from them.
+"""The readers on real archive files (tests/data/real) and variants derived from them.
 
 The WFC3/UVIS FLCs hold full headers but 10x10 pixel arrays, so these tests check
 header records and layout, not photometry.  Every expected value is read from the

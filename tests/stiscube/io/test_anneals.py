@@ -23,7 +23,7 @@ from stiscube.io.anneals import (
     parse_exposure_mix,
 )
 
-#: real rows of the STScI table (a copy of shared/data/anneal_periods_1997.csv)
+#: real rows of the STScI table (a copy of the STScI anneal table, 1997 rows)
 REAL_TABLE = Path(__file__).resolve().parents[2] / "data" / "anneal_periods_1997.csv"
 
 

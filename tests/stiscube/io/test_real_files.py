@@ -1,4 +1,4 @@
-"""Real STIS archive files (../shared/real/stis) through the dark reader (issue 9).
+"""Real STIS archive files (tests/data/real/stis) through the dark reader (issue 9).
 
 The expected values come from astropy reads of the real files, never from the reader.
 Variants (TARGNAME=DARK, other rootnames, gains, binning, constant arrays) are derived

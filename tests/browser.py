@@ -4,7 +4,7 @@ Used by the site tests of both monitors::
 
     from tests.browser import open_page, require_chromium
 
-    require_chromium()                      # skips the test, with the reason, if absent
+    require_chromium()                      # fails the test, saying how to get it, if absent
     report = open_page(path, screenshot="cte-site.png")
     report.assert_ok()                      # no JS error, every figure rendered, offline
     assert report.headline_top is not None and report.headline_top < 200
@@ -12,12 +12,14 @@ Used by the site tests of both monitors::
 API
 ---
 ``CHROMIUM``
-    ``/usr/bin/chromium`` (the Debian package; ``.ci/run`` installs it when missing).
+    ``/usr/bin/chromium`` (the Debian package; ``make test`` installs it with apt when
+    missing and possible).
 ``ARTIFACTS``
     Directory of screenshots: ``$STISCUBE_TEST_ARTIFACTS`` or ``test-artifacts/`` at the
     repository root (git-ignored).
 ``require_chromium()``
-    ``pytest.skip`` with a stated reason when the browser is missing.
+    ``pytest.fail`` with one line saying how to get the browser when it is missing: the
+    browser tests are part of ``make test``, never skipped.
 ``open_page(path, *, screenshot, expected_figures=None, timeout=30.0, width=1280,
 height=900, full_page=False) -> PageReport``
     Loads ``file://path`` with every non-``file:`` request blocked (so a page that
@@ -120,12 +122,18 @@ class PageReport:
 
 
 def require_chromium() -> None:
-    """Skip the calling test, with the reason, when Debian chromium is not installed."""
+    """Fail the calling test, saying how to get the browser, when it is not installed."""
     import pytest
 
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not installed (Debian package 'chromium'; .ci/run installs it)")
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium; "
+                    "`make test` does this itself where apt-get and root or sudo are available)",
+                    pytrace=False)
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.fail("the playwright package is missing: `make install` installs the test extras",
+                    pytrace=False)
 
 
 def open_page(

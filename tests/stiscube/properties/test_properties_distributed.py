@@ -12,11 +12,11 @@ def test_two_worker_local_cluster(sim_periods):
     from dask.distributed import Client, LocalCluster
 
     files = sim_periods.files[1]
-    # dashboard_address=":0": a free port, so parallel test runs never clash on 8787.
+    # dashboard_address=None: no dashboard server, so no port to find or socket to leak.
     threaded = compute_properties(files, row_chunk=32).compute(scheduler="threads")
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
         ) as cluster,
         Client(cluster) as client,
     ):

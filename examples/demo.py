@@ -32,6 +32,9 @@ from stores.testing import example_coords, example_schema, example_slice
 
 logger = logging.getLogger("demo")
 
+#: marker file of an output folder made by this demo: only such a folder is emptied on a rerun
+MARKER = ".stiscube-demo"
+
 
 def demo_stores(out: Path) -> list[str]:
     """A small cube store: append periods out of order, replace one, read it back."""
@@ -175,9 +178,37 @@ def where_to_look(out: Path) -> list[str]:
     return look
 
 
+def prepare_out(out: Path) -> None:
+    """Make *out* an empty folder owned by the demo (with :data:`MARKER`).
+
+    A missing or empty folder is used; a folder holding the marker (made by an earlier
+    run) is deleted and made again.  Anything else is refused before anything is written.
+
+    Raises
+    ------
+    FileExistsError
+        *out* is a file, or a non-empty folder without the marker (left untouched).
+    """
+    if out.exists() and not out.is_dir():
+        msg = f"--out {out} is a file, not a folder; choose a new folder"
+        raise FileExistsError(msg)
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            msg = (f"--out {out} is not empty and was not made by this demo (no {MARKER} "
+                   "marker); choose a new or empty folder")
+            raise FileExistsError(msg)
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("made by examples/demo.py; a rerun deletes this folder\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("demo-output"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("demo-output"),
+        help=f"output folder (default demo-output): new or empty, or made by an earlier run "
+             f"(marker {MARKER}), which is then deleted first; any other folder is refused",
+    )
     parser.add_argument(
         "--full", action="store_true",
         help="full 1024x1024 STIS frames with 20 darks per period, 2051x128 UVIS cut-outs "
@@ -213,9 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     # configurations with too few cells are reported in the summary, not line by line
     logging.getLogger("cte.analysis.model").setLevel(logging.ERROR)
-    if args.out.exists():
-        shutil.rmtree(args.out)
-    args.out.mkdir(parents=True)
+    try:
+        prepare_out(args.out)
+    except FileExistsError as exc:
+        parser.exit(2, f"demo.py: error: {exc}\n")
     start = time.perf_counter()
     lines = ["stiscube demo", "============="]
     lines += demo_stores(args.out)

@@ -3,6 +3,7 @@
 Subcommands::
 
     stiscube simulate OUTDIR [--periods N --frames F --shape R C --seed S]
+                             [--mission --start DATE --end DATE]
     stiscube ingest DB --simulation DIR | --darks FILE... --anneal N | --csv DIR --anneal N
     stiscube query DB pixel ROW COL (--anneal N | --date D) [--format table|csv|json]
     stiscube query DB region ROW0 ROW1 COL0 COL1 (--anneal N | --date D)
@@ -103,23 +104,34 @@ def _add_simulate(sub) -> None:
     p.add_argument("--frames", type=int, default=20, help="darks per period (default 20)")
     p.add_argument("--shape", type=int, nargs=2, default=(1024, 1024), metavar=("ROWS", "COLS"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--start", default="2020-01-01", help="start of the first period")
+    p.add_argument("--start", help="start of the first period (default 2020-01-01)")
     p.add_argument("--overwrite", action="store_true", help="replace a previous simulation")
+    p.add_argument(
+        "--mission",
+        action="store_true",
+        help="the STIS mission 1997-2026 on the published record: the periods overlapping "
+        "--start/--end (default all) with 40-60 darks each; --periods/--frames unused",
+    )
+    p.add_argument("--end", help="with --mission: end of the window of periods written")
     p.set_defaults(func=_cmd_simulate)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
-    from stiscube.datasets.simulate import simulate_darks
+    from stiscube.datasets import simulate_darks, simulate_mission
 
-    result = simulate_darks(
-        args.outdir,
-        n_periods=args.periods,
-        frames_per_period=args.frames,
-        shape=tuple(args.shape),
-        seed=args.seed,
-        start=args.start,
-        overwrite=args.overwrite,
-    )
+    common = {"shape": tuple(args.shape), "seed": args.seed, "overwrite": args.overwrite}
+    if args.mission:
+        result = simulate_mission(args.outdir, start=args.start, end=args.end, **common)
+    else:
+        if args.end is not None:
+            raise ValueError("--end needs --mission (without it, use --periods)")
+        result = simulate_darks(
+            args.outdir,
+            n_periods=args.periods,
+            frames_per_period=args.frames,
+            start=args.start or "2020-01-01",
+            **common,
+        )
     n = sum(len(v) for v in result.files.values())
     sys.stdout.write(
         f"wrote {n} darks in {len(result.files)} simulated periods "

@@ -2,10 +2,19 @@
 
 :func:`simulate_darks` (:mod:`stiscube.datasets.simulate`) writes dark frames whose
 per-pixel truth is known; :func:`random_properties` builds property arrays (a period's
-five properties, seeded) for tests, benchmarks and examples.
+five properties, seeded) for tests, benchmarks and examples; :func:`simulate_mission`
+(:mod:`stiscube.datasets.mission`) simulates the whole STIS mission, 1997-2026, on the
+published record, with per-period truth (hot pixels, read noise, anneal repair).
 """
 
 from stiscube.datasets._synthcube import random_properties
+from stiscube.datasets.mission import MissionPhysics, SimulatedMission, simulate_mission
 from stiscube.datasets.simulate import simulate_darks
 
-__all__ = ["random_properties", "simulate_darks"]
+__all__ = [
+    "MissionPhysics",
+    "SimulatedMission",
+    "random_properties",
+    "simulate_darks",
+    "simulate_mission",
+]

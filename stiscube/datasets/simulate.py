@@ -35,12 +35,14 @@ True dark rate of pixel ``(row, col)`` in frame ``i`` at 18 deg C, electrons per
   fraction of exposure ``i`` after the onset (0 before, 1 after).  A fraction
   ``initial_hot_fraction`` of the pixels is hot from before the first period.  At each
   anneal (period boundary) each hot pixel created since the previous anneal heals
-  (``H -> 0``) with probability ``heal_fraction``; one that survives an anneal stays hot
-  for good, so, as on the real CCD, a permanent population grows slowly beneath the
-  monthly crop of new hot pixels.
+  (``H -> 0``) with probability ``heal_fraction``; one that survives an anneal joins the
+  old population, which heals with probability ``old_heal_fraction`` (default 0: hot for
+  good) at each later anneal, so, as on the real CCD, an old population grows slowly
+  beneath the monthly crop of new hot pixels.
 - Side-2 temperature (frames dated from ``side2_start``, 2001-07-23): ``OCCDHTAV`` is
   ``temperature + temperature_drift * sin(2 pi (t - period start) / period length)``
-  (deg C, written with 3 decimals) and the whole rate of the frame is multiplied by
+  plus a per-frame normal scatter ``temperature_scatter`` (deg C, written with 3
+  decimals) and the whole rate of the frame is multiplied by
   ``k_i = 1 + temperature_coefficient * (OCCDHTAV - 18)``; Side-1 frames have
   ``OCCDHTAV = -1`` and ``k_i = 1``.  ``D``, ``H`` and ``F`` are rates at 18 deg C.  The
   default (18 C, no drift) gives ``k_i = 1``.
@@ -116,7 +118,6 @@ import xarray as xr
 
 from stiscube._dates import describe_mjd, mjd_to_datetime64, to_mjd
 from stiscube.io.anneals import AnnealPeriod, AnnealTable, format_exposure_mix
-from stiscube.io.darks import SIDE2_START_MJD
 from stores.fs import atomic_path, atomic_write
 from stores.validate import as_float, as_int, as_interval, as_shape2, check_fields, one_of
 
@@ -148,6 +149,10 @@ _TABLE = "anneal_periods.ecsv"
 _TRUTH_DIR = "truth"
 _SECONDS_PER_DAY = 86400.0
 _MAX_FRAMES = 36**3  # frame numbers of a period: 3 base-36 digits of the rootname
+#: The simulator's own date of the switch to STIS Side-2 electronics, 2001-07-23 (MJD; the
+#: published date, see /work/shared/real/README.md).  Deliberately not the library's
+#: ``stiscube.io.darks.SIDE2_START_MJD``: the tests check the library against this one.
+SIDE2_START = 52113.0
 
 
 @dataclass(frozen=True)
@@ -184,8 +189,10 @@ class DarkPhysics:
     temperature: float = 18.0
     temperature_drift: float = 0.0
     temperature_coefficient: float = 0.07
-    side2_start: float = SIDE2_START_MJD
+    side2_start: float = SIDE2_START
     imsets_per_file: int = 1
+    old_heal_fraction: float = 0.0
+    temperature_scatter: float = 0.0
 
     def __post_init__(self) -> None:
         check_fields(self, _PHYSICS_RULES)
@@ -214,13 +221,28 @@ _FRACTION = partial(as_float, min=0, max=1)
 _PHYSICS_RULES: dict[str, Any] = {
     **dict.fromkeys(("dark_rate", "readnoise", "atodgain", "exptime", "short_exptime"), _POSITIVE),
     **dict.fromkeys(
-        ("dark_rate_scatter", "readnoise_scatter", "hot_per_day", "cr_rate", "cr_electrons_sigma",
-         "cr_electrons_min", "cr_electrons_median"),
+        (
+            "dark_rate_scatter",
+            "readnoise_scatter",
+            "hot_per_day",
+            "cr_rate",
+            "cr_electrons_sigma",
+            "cr_electrons_min",
+            "cr_electrons_median",
+        ),
         _NON_NEGATIVE,
     ),
     **dict.fromkeys(
-        ("short_fraction", "initial_hot_fraction", "heal_fraction", "flicker_fraction",
-         "nan_fraction", "fill_fraction", "blemish_fraction"),
+        (
+            "short_fraction",
+            "initial_hot_fraction",
+            "heal_fraction",
+            "flicker_fraction",
+            "nan_fraction",
+            "fill_fraction",
+            "blemish_fraction",
+            "old_heal_fraction",
+        ),
         _FRACTION,
     ),
     "ccdgain": lambda value, name: one_of(as_int(value, name), name, (1, 2, 4, 8)),
@@ -230,6 +252,7 @@ _PHYSICS_RULES: dict[str, Any] = {
     "ccdamp": partial(one_of, choices=("A", "B", "C", "D")),
     "temperature": partial(as_float, min=-20, max=40, units="deg C"),
     "temperature_drift": partial(as_float, min=0, max=10, units="deg C"),
+    "temperature_scatter": partial(as_float, min=0, max=5, units="deg C"),
     "temperature_coefficient": partial(
         as_float, min=0, max=0.5, strict_max=True, units="per deg C"
     ),
@@ -530,15 +553,20 @@ def load_simulation(outdir: str | os.PathLike[str]) -> SimulatedDarks:
     physics = DarkPhysics(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in record["physics"].items()}
     )
-    return SimulatedDarks(
-        outdir=out,
-        periods=AnnealTable.read(out / _TABLE),
-        files={int(k): tuple(out / f for f in v) for k, v in record["files"].items()},
-        truth_paths={int(k): out / v for k, v in record["truth"].items()},
-        shape=tuple(record["shape"]),
-        seed=int(record["seed"]),
-        physics=physics,
-    )
+    fields = {
+        "outdir": out,
+        "periods": AnnealTable.read(out / _TABLE),
+        "files": {int(k): tuple(out / f for f in v) for k, v in record["files"].items()},
+        "truth_paths": {int(k): out / v for k, v in record["truth"].items()},
+        "shape": tuple(record["shape"]),
+        "seed": int(record["seed"]),
+        "physics": physics,
+    }
+    if "mission" in record:  # written by simulate_mission
+        from stiscube.datasets.mission import SimulatedMission, _mission_from_dict
+
+        return SimulatedMission(**fields, mission=_mission_from_dict(record["mission"]))
+    return SimulatedDarks(**fields)
 
 
 def _prepare_outdir(out: Path, *, overwrite: bool) -> None:
@@ -557,7 +585,9 @@ def _prepare_outdir(out: Path, *, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _write_manifest(result: SimulatedDarks, path: Path) -> None:
+def _write_manifest(
+    result: SimulatedDarks, path: Path, *, mission: dict[str, Any] | None = None
+) -> None:
     from stores import __version__
 
     record = {
@@ -567,6 +597,7 @@ def _write_manifest(result: SimulatedDarks, path: Path) -> None:
         "seed": result.seed,
         "shape": list(result.shape),
         "physics": result.physics.to_dict(),
+        **({} if mission is None else {"mission": mission}),
         "files": {str(k): [p.name for p in v] for k, v in sorted(result.files.items())},
         "truth": {
             str(k): str(p.relative_to(result.outdir)) for k, p in sorted(result.truth_paths.items())
@@ -594,11 +625,10 @@ class _Simulator:
         self.shape = shape
         self.npix = npix = shape[0] * shape[1]
         self.area = npix / _FULL_PIXELS
-        self.dark = (p.dark_rate * np.exp(p.dark_rate_scatter * rng.standard_normal(npix))).astype(
-            np.float64
-        )
-        self.readnoise = p.readnoise * (1 + p.readnoise_scatter * rng.standard_normal(npix))
-        self.readnoise = np.maximum(self.readnoise, 0.1 * p.readnoise)
+        # pixel maps relative to the median dark rate and the nominal read noise, so that a
+        # mission can change both over time (set_physics)
+        self.dark_shape = np.exp(p.dark_rate_scatter * rng.standard_normal(npix))
+        self.readnoise_shape = np.maximum(1 + p.readnoise_scatter * rng.standard_normal(npix), 0.1)
         self.blemish = rng.random(npix) < p.blemish_fraction
         n_flicker = rng.binomial(npix, p.flicker_fraction)
         self.flicker_idx = np.sort(rng.choice(npix, n_flicker, replace=False))
@@ -612,6 +642,16 @@ class _Simulator:
         n_initial = min(rng.binomial(npix, p.initial_hot_fraction), int(self.eligible.sum()))
         self._make_hot(n_initial, onset=lambda n: np.full(n, -np.inf))
 
+    @property
+    def dark(self) -> np.ndarray:
+        """Normal dark rate ``D`` of each pixel (e-/s, at 18 deg C)."""
+        return self.physics.dark_rate * self.dark_shape
+
+    @property
+    def readnoise(self) -> np.ndarray:
+        """Read noise ``RN`` of each pixel (e-)."""
+        return self.physics.readnoise * self.readnoise_shape
+
     def _make_hot(self, n: int, onset: Any) -> None:
         if n == 0:
             return
@@ -622,26 +662,55 @@ class _Simulator:
         self.hot_onset[idx] = onset(n)
         self.eligible[idx] = False
 
-    def anneal(self) -> None:
+    def anneal(self) -> dict[str, int]:
         """Heal each hot pixel made since the last anneal with probability
-        ``heal_fraction``; the survivors become permanent."""
+        ``heal_fraction`` (the survivors join the old population) and each old hot pixel
+        with probability ``old_heal_fraction``.
+
+        Returns the counts ``n_new``, ``n_new_healed``, ``n_old``, ``n_old_healed``.
+        """
+        p = self.physics
         new = np.flatnonzero((self.hot_rate > 0) & ~self.permanent)
-        heals = self.rng.random(new.size) < self.physics.heal_fraction
-        healed = new[heals]
+        heals = self.rng.random(new.size) < p.heal_fraction
+        old = np.flatnonzero(self.permanent)
+        old_heals = np.zeros(old.size, dtype=bool)
+        if p.old_heal_fraction > 0:
+            old_heals = self.rng.random(old.size) < p.old_heal_fraction
         self.permanent[new[~heals]] = True
+        healed = np.concatenate([new[heals], old[old_heals]])
+        self.permanent[healed] = False
         self.hot_rate[healed] = 0.0
         self.hot_onset[healed] = np.nan
         self.eligible[healed] = True
+        return {
+            "n_new": int(new.size),
+            "n_new_healed": int(heals.sum()),
+            "n_old": int(old.size),
+            "n_old_healed": int(old_heals.sum()),
+        }
 
-    def schedule(self, number: int, start: float, end: float, n: int) -> dict[str, Any]:
+    def create_hot(self, start: float, end: float) -> None:
+        """Create the hot pixels of a period from ``start`` to ``end`` (MJD): Poisson in
+        number, onsets uniform over the period."""
+        n_new = self.rng.poisson(self.physics.hot_per_day * self.area * (end - start))
+        self._make_hot(n_new, onset=lambda n: self.rng.uniform(start, end, n))
+
+    def schedule(
+        self,
+        number: int,
+        start: float,
+        end: float,
+        n: int,
+        rng: np.random.Generator | None = None,
+    ) -> dict[str, Any]:
         """Exposure times, start/end MJD, files, imsets, names and temperatures of one
-        period's darks.
+        period's darks (drawn from ``rng``, by default the simulator's own).
 
         With ``imsets_per_file = k`` the darks are written ``k`` per file, back to back
         (as CR-SPLIT/repeat exposures: one association rootname ``osm<pp><fff>0``, each
         imset with its own ``EXPNAME``); the files are spread over the period.
         """
-        p, rng = self.physics, self.rng
+        p, rng = self.physics, rng or self.rng
         k = p.imsets_per_file
         n_files = -(-n // k)
         file_exptime = np.full(n_files, p.exptime)
@@ -672,6 +741,8 @@ class _Simulator:
         side2 = begin >= p.side2_start
         phase = 2 * np.pi * (begin - start) / (end - start)
         temp = p.temperature + p.temperature_drift * np.sin(phase)
+        if p.temperature_scatter > 0:
+            temp = temp + p.temperature_scatter * rng.standard_normal(n)
         occdhtav = np.where(side2, np.round(temp, 3), -1.0)
         scale = np.where(side2, 1 + p.temperature_coefficient * (occdhtav - 18.0), 1.0)
         return {
@@ -696,15 +767,22 @@ class _Simulator:
         end: float,
         frames: Mapping[str, Any],
         sink: Any,
+        rng: np.random.Generator | None = None,
+        *,
+        create_hot: bool = True,
     ) -> xr.Dataset:
-        """Create the period's new hot pixels, then simulate each frame.
+        """Create the period's new hot pixels (unless ``create_hot`` is false: already
+        done by :meth:`create_hot`), then simulate each frame (random numbers from
+        ``rng``, by default the simulator's own).
 
         Each frame's ``(i, sci, err, dq)`` (2-D arrays) is handed to ``sink``; the
         period's truth Dataset is returned.
         """
-        p, rng = self.physics, self.rng
-        n_new = rng.poisson(p.hot_per_day * self.area * (end - start))
-        self._make_hot(n_new, onset=lambda n: rng.uniform(start, end, n))
+        p = self.physics
+        if create_hot:
+            self.create_hot(start, end)
+        rng = rng or self.rng
+        dark, readnoise = self.dark, self.readnoise
         hot_idx = np.flatnonzero(self.hot_rate > 0)
         ny, nx = self.shape
         n = len(frames["exptime"])
@@ -715,7 +793,7 @@ class _Simulator:
         for i in range(n):
             t = float(frames["exptime"][i])
             t0, t1 = float(frames["start_mjd"][i]), float(frames["end_mjd"][i])
-            rate = self.dark.copy()
+            rate = dark.copy()
             after = np.clip((t1 - self.hot_onset[hot_idx]) / (t1 - t0), 0.0, 1.0)
             rate[hot_idx] += self.hot_rate[hot_idx] * after
             high = rng.random(self.flicker_idx.size) < self.flicker_duty
@@ -726,7 +804,7 @@ class _Simulator:
             rate *= scale  # Side-2: the rate at the frame's OCCDHTAV
             observed_time += rate * t
             electrons = rng.poisson(rate * t).astype(np.float64)
-            electrons += self.readnoise * rng.standard_normal(self.npix)
+            electrons += readnoise * rng.standard_normal(self.npix)
             n_cr = rng.binomial(self.npix, p.cr_rate * t)
             n_nan = rng.binomial(self.npix, p.nan_fraction)
             n_fill = rng.binomial(self.npix, p.fill_fraction)
@@ -742,7 +820,7 @@ class _Simulator:
             sci = (electrons / gain).astype(np.float32)
             sci[fill] = 0.0
             signal = np.maximum(sci.astype(np.float64) * gain, 0.0)
-            err = (np.sqrt(self.readnoise**2 + signal) / gain).astype(np.float32)
+            err = (np.sqrt(readnoise**2 + signal) / gain).astype(np.float32)
             sci[nan] = np.nan
             err[nan] = np.nan
             dq = np.zeros(self.npix, dtype=np.int16)
@@ -759,6 +837,9 @@ class _Simulator:
         frames: Mapping[str, Any],
         out: Path,
         seed: int,
+        rng: np.random.Generator | None = None,
+        *,
+        create_hot: bool = True,
     ) -> tuple[list[Path], xr.Dataset]:
         """Simulate one period and write its frames as FLT files (``imsets_per_file`` each)."""
         paths: list[Path] = []
@@ -796,7 +877,7 @@ class _Simulator:
             pending.clear()
             paths.append(path)
 
-        truth = self.generate_period(number, start, end, frames, write)
+        truth = self.generate_period(number, start, end, frames, write, rng, create_hot=create_hot)
         return paths, truth
 
     def _truth(
@@ -925,6 +1006,8 @@ _PRIMARY_COMMENTS = {
     "INSTRUME": "identifier for instrument used to acquire data",
     "ROOTNAME": "rootname of the observation set",
     "TARGNAME": "proposer's target name",
+    "PROPOSID": "PEP proposal identifier",
+    "PROPTTL1": "",
     "TEXPSTRT": "start time (MJD) of 1st exposure in file",
     "TEXPEND": "end time (MJD) of last exposure in the file",
     "TEXPTIME": "total exposure time (seconds)",
@@ -999,6 +1082,17 @@ _IMSET_COMMENTS = {
 }
 
 
+def _proposal(mjd: float) -> dict[str, Any]:
+    """``PROPOSID``/``PROPTTL1`` of a simulated dark-monitor program: one per HST cycle
+    (cycle = calendar year - 1990, as Cycle 7 began in 1997), numbered 90000 + cycle, a
+    range no real proposal uses, and titled as simulated."""
+    cycle = int(str(mjd_to_datetime64(mjd))[:4]) - 1990
+    return {
+        "PROPOSID": 90000 + cycle,
+        "PROPTTL1": f"SIMULATED STIS CCD Dark Monitor, Cycle {cycle}",
+    }
+
+
 @dataclass(frozen=True)
 class _ImsetData:
     """One imset (exposure) to write: images and its SCI-header exposure keywords."""
@@ -1054,6 +1148,7 @@ def _write_flt(
         "SIZAXIS2": ny,
         "ATODGAIN": float(physics.atodgain),
         "READNSE": float(nominal_readnoise),
+        **_proposal(first.start_mjd),
     }
     primary = fits.Header([(key, values[key], text) for key, text in _PRIMARY_COMMENTS.items()])
     if not full:

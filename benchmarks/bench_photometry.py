@@ -1,18 +1,23 @@
 """Benchmark: FLT/FLC files to stored photometry (cte.measure_photometry).
 
-1. One full-size two-chip image (2 x 4096 x 2051 px) with 5 000 stars, three radii:
-   seconds from the file to stored photometry (header scan, catalog, alignment,
-   recentring, background, aperture sums, store write), best of ``--repeat`` runs, and
-   the split of one run over the stages of :func:`cte.photometry._measure.measure_image`.
+1. One full-size two-chip image (2 x 4096 x 2051 px) with 5 000 stars, three radii, in
+   one run: photutils' ``aperture_photometry`` (exact, with errors) on the measured
+   positions (the reference), the measurement core at the same positions
+   (:func:`cte.photometry._measure.measure_at`: annulus background, aperture sums, flags)
+   and the file to stored photometry (header scan, catalog, alignment, recentring,
+   measurement, store write; synchronous scheduler), best of ``--repeat`` wall and CPU
+   seconds and their ratios to the reference; then the split of one
+   :func:`cte.photometry._measure.measure_image` call over its stages.
 2. A simulated campaign of >= 100 images (cut-outs): wall time and images per second
    with dask's threaded scheduler and with a 2-worker ``LocalCluster``.
 3. ``--kernels``: the annulus background of 5 000 stars on one 2051 x 4096 chip with the
    shipped configuration (annulus 14-20 px, 3 sigma, 5 iterations), measured in the same
    run three ways: ours (:func:`cte.photometry._measure.annulus_background`: the ring
-   pixels of all stars gathered at once, clipped by :func:`cte._stats.clipped_stats`),
+   pixels of all stars gathered at once, clipped by :func:`cte._stats.clipped_stats`,
+   sorted windows),
    astropy's ``sigma_clipped_stats(axis=1)`` on the same gathered pixels, and photutils'
-   ``ApertureStats`` with a ``SigmaClip``; prints the ratios to ours and the largest
-   differences of the results.
+   ``ApertureStats`` with a ``SigmaClip``; prints the CPU seconds, the ratios to ours and
+   the largest differences of the results.
 
 Run by hand (prints numbers, asserts nothing)::
 
@@ -36,7 +41,26 @@ from cte.io.images import read_header
 from cte.photometry.photometry import measure_photometry, read_catalog
 
 
+def _best(func, repeat: int):
+    """Best wall and best CPU (process) seconds of *repeat* calls, and the last result."""
+    walls, cpus = [], []
+    for _ in range(repeat):
+        w, c = time.perf_counter(), time.process_time()
+        result = func()
+        walls.append(time.perf_counter() - w)
+        cpus.append(time.process_time() - c)
+    return min(walls), min(cpus), result
+
+
 def full_frame(root: Path, repeat: int) -> None:
+    """File to store and the measurement core, as ratios to aperture_photometry."""
+    import numpy as np
+    from photutils.aperture import CircularAperture, aperture_photometry
+
+    from cte._stats import fill_masked
+    from cte.io.images import read_chip
+    from cte.photometry._measure import measure_at, measure_image
+
     t0 = time.perf_counter()
     camp = simulate_campaign(
         root / "full", seed=1, shape=(2051, 4096), n_stars=5000, targets=("ngc104",),
@@ -46,31 +70,56 @@ def full_frame(root: Path, repeat: int) -> None:
     print(f"simulated 2 full-frame images with 5000 stars in {time.perf_counter() - t0:.1f} s")
     image = camp.images.iloc[0]
     path = camp.root / image.path
-    size = os.path.getsize(path) / 2**20
-    times = []
-    for i in range(repeat):
-        store = root / f"full-store-{i}"
-        t = time.perf_counter()
-        summary = measure_photometry(path, camp.catalogs_dir, store, num_workers=2)
-        times.append(time.perf_counter() - t)
-        assert len(summary.measured) == 1, summary
-    row = summary.measured.iloc[0]
-    print(f"full frame {image.image} ({size:.0f} MB, chip {image.chip}): "
-          f"{int(row.n_stars)} stars measured at 3 radii, WCS residual "
-          f"{row.wcs_residual_rms:.3f} px")
-    print(f"  file -> stored photometry: best {min(times):.2f} s, runs "
-          f"{', '.join(f'{t:.2f}' for t in times)} s (target <= 3 s)")
-    _profile(path, camp)
-
-
-def _profile(path: Path, camp) -> None:
-    """Where the time of one measure_image call goes (cumulative seconds)."""
-    from cte.photometry._measure import measure_image
-
     config = load_config()
+    opts = config.photometry
     header = next(r for r in read_header(path, config=config) if r["holds_field"])
     catalog = read_catalog(camp.catalogs_dir / "ngc104.ecsv")
-    prof = cProfile.Profile()
+    ds = measure_image(str(path), header=header, catalog=catalog, config=config)
+    img = read_chip(path, int(header["field_chip"]))
+    sci, err = img.sci.astype(np.float64), img.err.astype(np.float64)
+    mask = (img.dq & opts.dq_mask) != 0
+    cleaned = fill_masked(sci, mask, radius=opts.interpolation_radius,
+                          fallback=float(ds.background_level[0]))
+    x = ds.x.values[0] + img.ltv[0]
+    y = ds.y.values[0] + img.ltv[1]
+    radii = ds.aperture.values
+    positions = np.column_stack([x, y])
+
+    def reference():
+        apertures = [CircularAperture(positions, r=float(r)) for r in radii]
+        return aperture_photometry(sci, apertures, error=err, method="exact")
+
+    def core():
+        return measure_at(sci, err, cleaned, img.dq, mask, x, y, radii, opts,
+                          np.zeros(x.size, np.int32))
+
+    runs = iter(range(10**6))
+
+    def file_to_store():
+        store = root / f"full-store-{next(runs)}"
+        summary = measure_photometry(path, camp.catalogs_dir, store, scheduler="synchronous")
+        assert len(summary.measured) == 1, summary
+        return summary
+
+    ref = _best(reference, repeat)
+    got = _best(core, repeat)
+    whole = _best(file_to_store, repeat)
+    print(f"full frame {image.image} (chip {image.chip}): {x.size} stars at {len(radii)} radii"
+          f" (best of {repeat}; wall and CPU seconds)")
+    print(f"  {'photutils aperture_photometry':34s} {ref[0]:6.2f} {ref[1]:6.2f}   (reference)")
+    for name, (wall, cpu, _) in (("measurement core (measure_at)", got),
+                                 ("file -> store (measure_photometry)", whole)):
+        print(f"  {name:34s} {wall:6.2f} {cpu:6.2f}   ratio wall {wall / ref[0]:4.2f}"
+              f"  CPU {cpu / ref[1]:4.2f}")
+    print(f"  load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    _profile(path, header, catalog, config)
+
+
+def _profile(path: Path, header: dict, catalog, config) -> None:
+    """Where the time of one measure_image call goes (cumulative CPU seconds)."""
+    from cte.photometry._measure import measure_image
+
+    prof = cProfile.Profile(time.process_time)
     prof.enable()
     measure_image(str(path), header=header, catalog=catalog, config=config)
     prof.disable()
@@ -79,8 +128,9 @@ def _profile(path: Path, camp) -> None:
               "clipped_stats": "clipped statistics (level + annuli)",
               "align_to_catalog": "alignment", "_recentre": "recentring",
               "annulus_background": "annulus background", "aperture_sums": "aperture sums",
-              "_dataset": "build Dataset", "measure_image": "measure_image total"}
-    print("  one measure_image call by stage (cumulative s):")
+              "measure_at": "measurement core", "_dataset": "build Dataset",
+              "measure_image": "measure_image total"}
+    print("  one measure_image call by stage (cumulative CPU s):")
     for (_, _, func), (_, _, _, cum, _) in sorted(stats.items(), key=lambda kv: -kv[1][3]):
         if func in wanted:
             print(f"    {wanted.pop(func):40s} {cum:6.2f}")
@@ -136,11 +186,10 @@ def kernels(repeat: int) -> None:
         return _measure.annulus_background(image, mask, x, y, r_in=r_in, r_out=r_out, **opts)
 
     def astropy_clip():
-        oy, ox = _measure._ring_offsets(r_in, r_out)
-        values, inside, d2 = _measure._gather(image, x, y, oy, ox, np.nan)
-        masked, _, _ = _measure._gather(mask, x, y, oy, ox, True)
-        use = inside & ~masked & (d2 >= r_in**2) & (d2 < r_out**2)
-        _, med, std = sigma_clipped_stats(np.where(use, values, np.nan), axis=1, **opts)
+        window = _measure._Window(image.shape, x, y, *_measure._ring_offsets(r_in, r_out))
+        values = window.take(image, np.nan)
+        values[window.take(mask, True) | (window.d2 < r_in**2) | (window.d2 >= r_out**2)] = np.nan
+        _, med, std = sigma_clipped_stats(values, axis=1, **opts)
         return med, std
 
     def photutils_stats():
@@ -153,14 +202,10 @@ def kernels(repeat: int) -> None:
         warnings.simplefilter("ignore")  # all-NaN slices of stars at the corners
         for name, func in (("ours", ours), ("astropy sigma_clipped_stats", astropy_clip),
                            ("photutils ApertureStats", photutils_stats)):
-            times = []
-            for _ in range(repeat):
-                t = time.perf_counter()
-                results[name] = func()
-                times.append(time.perf_counter() - t)
-            best[name] = min(times)
+            _, best[name], results[name] = _best(func, repeat)  # CPU seconds
     med0, std0 = results["ours"][:2]
-    print(f"annulus background, {n} stars on a {ny} x {nx} chip (best of {repeat}):")
+    print(f"annulus background, {n} stars on a {ny} x {nx} chip (best of {repeat}, CPU s; "
+          f"load {os.getloadavg()[0]:.1f}):")
     for name, seconds in best.items():
         med, std = results[name][:2]
         both = np.isfinite(med0) & np.isfinite(med)

@@ -282,8 +282,9 @@ def read_imsets(
                         break
                     where = f"extension {index}"
                     header = _pick(name, where, hdu.header, EXTENSION_KEYWORDS)
-                    info = hdul.fileinfo(index)
-                    extensions.append((index, header, int(info["datLoc"])))
+                    # the HDU's own fileinfo: HDUList.fileinfo would also check every
+                    # header for resizing, re-serialising all cards (40% of the check)
+                    extensions.append((index, header, int(hdu.fileinfo()["datLoc"])))
                     index += 1
         except InvalidDarkError:
             raise

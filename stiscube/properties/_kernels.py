@@ -1,4 +1,8 @@
-"""Numpy kernels of the per-pixel properties (no xarray, no dask, no I/O).
+"""Numpy reference kernels of the per-pixel properties (no xarray, no dask, no I/O).
+
+These define the properties and the cosmic-ray clipping; the pipeline runs the compiled
+kernel :func:`stiscube.properties._compiled.band_properties`, which its tests compare
+with these (the oracle).
 
 Every kernel takes arrays with a *frame axis* (``axis``) and works on all pixels at once;
 the only Python loops are over clipping iterations.  Internally the arrays are viewed as
@@ -161,7 +165,7 @@ def _median_of_sorted(ordered: np.ndarray, count: np.ndarray) -> np.ndarray:
     return median
 
 
-def _per_frame(values: Any, n: int, name: str) -> np.ndarray:
+def per_frame(values: Any, n: int, name: str) -> np.ndarray:
     """Per-frame values (one per frame, or constant over pixels) as a float32 ``(1, n)`` row."""
     arr = np.asarray(values, dtype=np.float64)
     flat = arr.reshape(-1, arr.shape[-1])[0] if arr.ndim > 1 else arr
@@ -190,12 +194,12 @@ def _prepare(
     pixel_shape = sci.shape[:-1]
     sci2 = sci.reshape(-1, n).astype(_F32, copy=False)
     err2 = err.reshape(-1, n).astype(_F32, copy=False)
-    t = _per_frame(
+    t = per_frame(
         np.moveaxis(np.asarray(exptime), axis, -1) if np.ndim(exptime) > 1 else exptime,
         n,
         "exptime",
     )
-    g = _per_frame(
+    g = per_frame(
         np.moveaxis(np.asarray(gain), axis, -1) if np.ndim(gain) > 1 else gain, n, "gain"
     )
     with np.errstate(invalid="ignore"):

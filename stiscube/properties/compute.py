@@ -4,9 +4,12 @@
 returns an :class:`xarray.Dataset` of five ``(row, col)`` properties; nothing is read or
 computed until the result is (``.compute()``, ``.load()``, ``.to_zarr()``, ...).
 :func:`properties_from_stack` does the same for a stack made by
-:func:`stiscube.io.darks.open_darks`.  The arithmetic lives in the numpy kernel
-:func:`stiscube.properties._kernels.pixel_properties`, applied per block of pixels with
-``xarray.apply_ufunc(..., dask="parallelized")``.
+:func:`stiscube.io.darks.open_darks`.  The arithmetic lives in the compiled kernel
+:func:`stiscube.properties._compiled.band_properties` (numba), applied per band of rows
+with ``xarray.apply_ufunc(..., dask="parallelized")``: one pass over each band clips the
+cosmic rays, sums the statistics and counts the valid samples per frame.  Its formulas and
+clipping are those of the numpy reference kernels of :mod:`stiscube.properties._kernels`,
+which its tests use as the oracle.
 
 Definitions (for one pixel, sums over its *kept* samples ``i``: frames whose ``SCI`` and
 ``ERR`` are finite with ``ERR > 0``, whose ``DQ`` has no bit of ``dq_mask``, and that are
@@ -31,7 +34,8 @@ Temperature: ``t_i`` is the exposure time times the frame's ``dark_scale`` coord
 when the stack has one (``1 + 0.07 (OCCDHTAV - 18)`` for Side-2 frames by default, see
 :mod:`stiscube.io.darks`), so the rates are at the reference temperature while electrons,
 read noise and the error model are unchanged.  The result also carries, per frame, the
-lazy ``valid_fraction`` coordinate (fraction of the frame's pixels with a valid sample),
+lazy ``valid_fraction`` coordinate (fraction of the frame's pixels with a valid sample,
+from the kernel's counts: no second pass over the pixels),
 which :meth:`stiscube.PixelDB.ingest_darks` uses to refuse periods of unusable frames.
 
 Cosmic rays are rejected by one-sided per-pixel sigma clipping about the median rate with
@@ -39,9 +43,10 @@ the noise model ``sqrt(RN_i**2 + c t_i)``; a level recurring in enough frames (a
 flickering pixel's upper state, a pixel that turned hot during the period) is kept as
 a state of the pixel (details in :func:`stiscube.properties._kernels.reject_cosmic_rays`).
 
-Blocks: :func:`compute_properties` reads bands of rows of every frame straight into a
-``(row, col, frame)`` layout (each pixel's samples contiguous, what the kernel wants),
-one dask task per band of about 4 Mi samples (68 rows for 60 full frames, 16 tasks).
+Blocks: :func:`compute_properties` reads bands of rows of every frame (``(frame, row,
+col)``, one contiguous read per frame and band), one dask task per band of about 4 Mi
+samples (68 rows for 60 full frames, 16 tasks); the kernel releases the GIL, so the
+threaded scheduler runs bands in parallel.
 
 Scheduling: the result is lazy.  Computing it uses dask's current scheduler: the
 threaded scheduler unless a ``dask.distributed`` client has been made the default.
@@ -51,7 +56,6 @@ the returned Dataset holds its futures.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -72,7 +76,7 @@ from stiscube.io.darks import (
     select_darks,
 )
 from stiscube.layout import PROPERTIES, PROPERTY_DTYPES, property_attrs
-from stiscube.properties import _kernels
+from stiscube.properties._compiled import band_properties
 from stiscube.properties._kernels import ClipOptions
 from stores import provenance
 from stores.validate import as_int, instance_of
@@ -95,9 +99,10 @@ DEFAULT_DQ_MASK: int = DEFAULT_DARK_DQ_MASK
 PROPERTY_ATTRS: dict[str, dict[str, str]] = {name: property_attrs(name) for name in PROPERTIES}
 
 _OUTPUT_ORDER = ("sci_mean", "err_mean", "stability", "nan_count", "readnoise")
-#: dtypes of the kernel outputs (:func:`stiscube.properties._kernels.pixel_properties`);
-#: the results are cast to the declared :data:`stiscube.layout.PROPERTY_DTYPES`.
-_OUTPUT_DTYPES = (np.float32, np.float32, np.float32, np.int32, np.float32)
+#: dtypes of the kernel outputs (:func:`stiscube.properties._compiled.band_properties`:
+#: the properties, then the valid-sample counts); the properties are cast to the declared
+#: :data:`stiscube.layout.PROPERTY_DTYPES`.
+_OUTPUT_DTYPES = (np.float32, np.float32, np.float32, np.int32, np.float32, np.int32)
 #: Target number of samples (frames x pixels) per dask block: 4 Mi float32 = 16 MiB.
 _BLOCK_SAMPLES = 1 << 22
 
@@ -149,7 +154,6 @@ def properties_from_stack(
         needed variables and coordinates.
     """
     clip_options = ClipOptions.from_keywords(options, clip)  # validated once, here
-    options = dataclasses.asdict(clip_options)
     missing = [v for v in ("sci", "err", "dq", "exptime", "gain") if v not in stack.variables]
     if missing:
         msg = (
@@ -171,34 +175,32 @@ def properties_from_stack(
     if "dark_scale" in stack.coords:
         exptime = exptime * stack["dark_scale"]
     outputs = xr.apply_ufunc(
-        _kernels.pixel_properties,
+        band_properties,
         stack["sci"],
         stack["err"],
         stack["dq"],
         exptime,
         stack["gain"],
-        input_core_dims=[["frame"]] * 5,
-        output_core_dims=[[]] * 5,
+        input_core_dims=[["frame", "col"]] * 3 + [["frame"]] * 2,
+        output_core_dims=[["col"]] * 5 + [["frame"]],
         dask="parallelized",
         output_dtypes=list(_OUTPUT_DTYPES),
-        kwargs={"axis": -1, "options": clip_options},
+        kwargs={"options": clip_options},
         keep_attrs=False,
     )
     data = {}
-    for name, array in zip(_OUTPUT_ORDER, outputs, strict=True):
+    for name, array in zip(_OUTPUT_ORDER, outputs[:5], strict=True):
         array = array.drop_vars([c for c in array.coords if c not in ("row", "col")])
         data[name] = array.astype(PROPERTY_DTYPES[name]).assign_attrs(PROPERTY_ATTRS[name])
     frame_coords = {
         name: coord.variable for name, coord in stack.coords.items() if coord.dims == ("frame",)
     }
-    # Per-frame fraction of pixels with a valid sample (lazy; read with the same blocks).
-    with np.errstate(invalid="ignore"):
-        valid = np.isfinite(stack["sci"]) & np.isfinite(stack["err"]) & (stack["err"] > 0)
-        if options["dq_mask"]:
-            valid = valid & ((stack["dq"] & options["dq_mask"]) == 0)
+    # Per-frame fraction of pixels with a valid sample, from the kernel's counts per row.
+    valid_count = outputs[-1]
+    n_pixels = stack.sizes["row"] * stack.sizes["col"]
     frame_coords["valid_fraction"] = (
-        valid.mean(("row", "col"))
-        .drop_vars([c for c in valid.coords if c != "frame"], errors="ignore")
+        (valid_count.sum("row") / n_pixels)
+        .drop_vars([c for c in valid_count.coords if c != "frame"], errors="ignore")
         .variable.astype(np.float64)
     )
     frame_coords["valid_fraction"].attrs = {
@@ -286,7 +288,6 @@ def compute_properties(
         For invalid options, naming the parameter.
     """
     clip_options = ClipOptions.from_keywords(options, clip)  # validated once, here
-    options = dataclasses.asdict(clip_options)
     row_chunk = as_int(row_chunk, "row_chunk", min=1, allow_none=True)
     if period is not None:
         if start is not None or end is not None:
@@ -305,7 +306,6 @@ def compute_properties(
     stack = open_darks(
         frames,
         chunks={"frame": -1, "row": rows, "col": -1},
-        frames_last=True,
         temperature=temperature,
     )
     ds = properties_from_stack(stack, options=clip_options)

@@ -26,7 +26,9 @@ and ``a`` the basis row at the solution.
 Inputs outside the model's domain are refused before anything is computed: transfers
 outside ``[0, 2051]``, non-finite or non-positive fluxes, and fluxes (observed),
 MJDs or backgrounds outside the ranges the model was fitted on (with
-``out_of_range="nan"`` the latter give NaN instead).
+``out_of_range="nan"`` the latter give NaN instead).  A model fitted without the background
+terms ``b, bx`` (dropped when the cells' backgrounds span too little) does not depend on the
+background, so any finite background >= 0 is accepted.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cte.analysis.lossmodel import BASIS_TERMS, basis, model_variables
-from cte.analysis.model import CTEModel, FittedLoss
+from cte.analysis.model import _BACKGROUND_TERMS, CTEModel, FittedLoss
 from cte.exceptions import OutOfRangeError
 from stores.validate import as_float, as_int, one_of
 
@@ -195,12 +197,15 @@ def correct(
         bad_e = ~np.isfinite(f_err) | (f_err < 0)
         if bad_e.any():
             raise OutOfRangeError(_first_bad("flux_err", f_err, bad_e, "[0, inf) e-"))
+    ranges = [("flux", f_obs, fit.flux_range, "e-"), ("mjd", mjd_a, fit.mjd_range, "d")]
+    if set(fit.terms) & set(_BACKGROUND_TERMS):
+        ranges.append(("background", bkg, fit.background_range, "e-/px"))
+    else:  # the model does not depend on the background: any level it can be computed at
+        bad_b = ~np.isfinite(bkg) | (bkg < 0)
+        if bad_b.any():
+            raise OutOfRangeError(_first_bad("background", bkg, bad_b, "[0, inf) e-/px"))
     outside = np.zeros(f_obs.shape, dtype=bool)
-    for name, values, (lo, hi), unit in (
-        ("flux", f_obs, fit.flux_range, "e-"),
-        ("mjd", mjd_a, fit.mjd_range, "d"),
-        ("background", bkg, fit.background_range, "e-/px"),
-    ):
+    for name, values, (lo, hi), unit in ranges:
         bad = ~np.isfinite(values) | (values < lo) | (values > hi)
         if bad.any():
             allowed = f"the fitted range [{lo:.6g}, {hi:.6g}] {unit} of {fit.describe()}"

@@ -202,3 +202,25 @@ def test_cte_correct_is_the_function_whatever_the_import_order():
                           check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("model must be a cte.FittedLoss"), proc.stdout
+
+
+def test_a_model_without_background_terms_accepts_any_background():
+    """Issue 23: the b, bx terms dropped (one flash level), the background is not refused."""
+    c1 = 0.12
+    fit = FittedLoss(
+        config={"target": "ngc104", "filter": "F502N", "exptime_class": "long",
+                "ctecorr": "FLT", "aperture": 3.0},
+        terms=("1",), coefficients=np.array([c1, 0, 0, 0, 0, 0, 0]), covariance=np.zeros((7, 7)),
+        chi2_red=1.0, dof=10, n_cells=11, n_stars=500, covariance_scale=1.0,
+        flux_range=(100.0, 50_000.0), mjd_range=(55000.0, 58000.0),
+        background_range=(1.6028, 1.6059),
+    )
+    out = correct([1000.0, 1000.0], 1024.0, 56000.0, [0.0, 25.0], model=fit)
+    np.testing.assert_allclose(out.flux, 1000.0 / (1.0 - c1 * 1024.0 / 2048.0), rtol=1e-12)
+    for bad in (-1.0, np.nan):
+        with pytest.raises(OutOfRangeError, match=r"background must lie in \[0, inf\) e-/px"):
+            correct(1000.0, 1024.0, 56000.0, bad, model=fit)
+    # with the background terms fitted the range still holds
+    fitted_b = FittedLoss(**{**fit.__dict__, "terms": ("1", "b")})
+    with pytest.raises(OutOfRangeError, match=r"background must lie in the fitted range"):
+        correct(1000.0, 1024.0, 56000.0, 25.0, model=fitted_b)

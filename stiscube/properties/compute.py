@@ -50,8 +50,8 @@ threaded scheduler runs bands in parallel.
 
 Scheduling: the result is lazy.  Computing it uses dask's current scheduler: the
 threaded scheduler unless a ``dask.distributed`` client has been made the default.
-With ``client=`` the work is submitted to that client at once (``client.persist``) and
-the returned Dataset holds its futures.
+With ``client=`` the work runs on that client at once, whichever client is the default
+(``client.compute``), and the returned Dataset holds the values in memory.
 """
 
 from __future__ import annotations
@@ -252,8 +252,9 @@ def compute_properties(
     start, end : date, optional
         The same check with explicit bounds (``start <= TEXPSTRT < end``).
     client : dask.distributed.Client, optional
-        Submit the computation to this client now (``client.persist``); the result
-        holds its futures.  Default: stay lazy (computing uses dask's current scheduler,
+        Run the computation on this client now (``client.compute``, so with several
+        clients alive it runs on this one, not the default) and return the values in
+        memory.  Default: stay lazy (computing uses dask's current scheduler,
         the threaded one unless a distributed client is the default).
     row_chunk : int, optional
         Rows per dask block (all frames and columns in a block).  Default: about 4 Mi
@@ -329,5 +330,5 @@ def compute_properties(
         rows,
     )
     if client is not None:
-        ds = client.persist(ds)
+        ds = client.compute(ds, sync=True)
     return ds

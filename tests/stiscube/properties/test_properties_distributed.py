@@ -1,4 +1,5 @@
-"""compute_properties on a dask.distributed cluster gives the threaded result."""
+"""compute_properties on a dask.distributed cluster gives the threaded result, on the
+client it is given even when another client is the default."""
 
 from __future__ import annotations
 
@@ -8,23 +9,31 @@ from stiscube import compute_properties
 from stiscube.properties.compute import PROPERTIES
 
 
-def test_two_worker_local_cluster(sim_periods):
+def _executed(client) -> int:
+    return sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
+
+
+def test_runs_on_the_client_passed_with_two_clients_alive(sim_periods):
     from dask.distributed import Client, LocalCluster
 
     files = sim_periods.files[1]
-    # dashboard_address=None: no dashboard server, so no port to find or socket to leak.
     threaded = compute_properties(files, row_chunk=32).compute(scheduler="threads")
+    # no dashboard; the scheduler's HTTP server (metrics) on a free port, not 8787, which
+    # the first cluster holds (a "port in use" warning is an error here)
+    options = {"threads_per_worker": 1, "processes": False, "dashboard_address": None,
+               "scheduler_kwargs": {"dashboard": False, "dashboard_address": ":0"}}
     with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
+        LocalCluster(n_workers=2, **options) as cluster1,
+        Client(cluster1) as c1,
+        LocalCluster(n_workers=1, **options) as cluster2,
+        Client(cluster2) as c2,  # the newest client: dask's default from here on
     ):
-        lazy = compute_properties(files, client=client, row_chunk=32)
-        assert lazy["sci_mean"].chunks == ((32, 32, 32, 32), (128,))
-        distributed = lazy.compute()
-        executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
-    assert len(executed) == 2
-    assert sum(executed.values()) >= 4  # at least one task per row block ran on the cluster
+        assert _executed(c1) == 0 and _executed(c2) == 0
+        result = compute_properties(files, client=c1, row_chunk=32)
+        on_c1, on_c2 = _executed(c1), _executed(c2)
+        loaded = result.compute()  # already in memory: nothing runs anywhere
+        assert _executed(c2) == on_c2
+    assert on_c1 >= 4  # one task per row block at least, on the client passed
+    assert on_c2 == 0
     for name in PROPERTIES:
-        np.testing.assert_array_equal(distributed[name].values, threaded[name].values, err_msg=name)
+        np.testing.assert_array_equal(loaded[name].values, threaded[name].values, err_msg=name)

@@ -251,7 +251,7 @@ def bench_cube(db: PixelDB, periods: Periods, args, rng) -> dict[str, Timing]:
     ds = db.dataset
     out["frame_dataset"] = timed(lambda p: ds["sci_mean"].sel(anneal=p).values, frames)
     level = DQRules(hot_level=HOT_LEVEL, hot_nsigma=None)
-    sigma = DQRules()
+    sigma = DQRules(hot_level=None)
     out["dq_level"] = timed(lambda p: dq_array(ds, level, anneal_num=p), frames)
     out["dq_sigma"] = timed(lambda p: dq_array(ds, sigma, anneal_num=p), frames)
     out["dq_level_db"] = timed(lambda p: dq_array(db, level, anneal_num=p), frames)

@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         cases = {
             "level 0.1 e-/s": DQRules(hot_level=0.1, hot_nsigma=None),
-            "5 sigma (clip 3, 40 iters)": DQRules(),
+            "5 sigma (clip 3, 40 iters)": DQRules(hot_level=None),
             "level or 5 sigma + unstable": DQRules(hot_level=0.1, hot_nsigma=5, unstable_level=3.0),
             "level + unstable, 2 of last 3": DQRules(
                 hot_level=0.1, hot_nsigma=None, unstable_level=3.0, persist_k=2, persist_m=3

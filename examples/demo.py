@@ -14,6 +14,7 @@ simulated FITS files.  The end of the output says where to look.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import shutil
@@ -67,18 +68,21 @@ def demo_pixel_cube(
         shutil.rmtree(out / "stis-darks")
     ds = db.dataset
     last = db.anneal_numbers[-1]
-    rules = DQRules(hot_level=0.1, hot_nsigma=5.0, unstable_level=3.0)
+    rules = DQRules(unstable_level=3.0)  # hot: sci_mean > 0.1 e-/s (the default)
     dq = dq_array(db, rules, anneal_num=last)
     write_dq_fits(dq, out / f"dq_anneal{last}.fits")
     write_flagged_table(dq, ds, out / f"dq_anneal{last}_flagged.ecsv")
-    # CRDS-ready reference files of the last three periods, and the monitoring site
-    from stiscube.dq.reffiles import write_dark_reference, write_dq_reference
-    from stiscube.report.site import write_site
+    # the reference files of the newest period (a superdark per anneal period, as STScI
+    # delivers them; a BPIXTAB of pixels bad in 2 of the last 3 periods) and the
+    # monitoring site, all with the same rule object: their hot-pixel counts agree
+    from stiscube.dq.reffiles import write_reference
+    from stiscube.report.site import SiteOptions, write_site
 
-    recent = db.anneal_numbers[-3:]
-    write_dq_reference(db, out / "stis_dq_ref.fits", rules=rules, anneals=recent)
-    write_dark_reference(db, out / "stis_superdark_drk.fits", rules=rules, anneals=recent)
-    site = write_site(db, out / "stis-site")
+    write_reference(db, out / "stis_superdark_drk.fits", "dark", rules=rules, anneals=last)
+    persistent = dataclasses.replace(rules, persist_k=2, persist_m=3, partial_window="available")
+    write_reference(db, out / "stis_bad_pixels_bpx.fits", "bpixtab", rules=persistent,
+                    anneals=last)
+    site = write_site(db, out / "stis-site", SiteOptions(rules=rules))
     hot = ds.pixels.hot(0.1, k=3).values
     row, col = (int(v[0]) for v in np.nonzero(hot)) if hot.any() else (0, 0)
     hist = db.history(row, col)
@@ -99,8 +103,8 @@ def demo_pixel_cube(
         f"DQ array of period {last}: {int(dq.attrs['n_flagged'])} flagged pixels = "
         f"{int(dq.attrs['n_hot'])} hot (bit 16) + {int(dq.attrs['n_unstable'])} unstable "
         f"(bit 4) - {int(dq.attrs['n_both'])} both -> dq_anneal{last}.fits",
-        f"reference files of periods {recent[0]}-{recent[-1]}: stis_dq_ref.fits, "
-        "stis_superdark_drk.fits (CRDS keywords; stiscube.dq.reffiles)",
+        f"reference files of period {last}: stis_superdark_drk.fits (superdark), "
+        "stis_bad_pixels_bpx.fits (BPIXTAB); crds certify passes on both (tested)",
         f"STIS monitoring site: {site.relative_to(out)}",
         "seed-style query: " + db.query_pixel(row, col, anneal_num=last).to_string(index=False),
     ]
@@ -172,8 +176,8 @@ def where_to_look(out: Path) -> list[str]:
             look.append(f"{label}: {path.resolve()}")
     for dq in sorted(out.glob("dq_anneal*.fits")):
         look.append(f"DQ array (FITS): {dq.resolve()}")
-    if (out / "stis_dq_ref.fits").exists():
-        look.append(f"DQ reference file (CRDS-ready): {(out / 'stis_dq_ref.fits').resolve()}")
+    if (out / "stis_superdark_drk.fits").exists():
+        look.append(f"superdark reference file: {(out / 'stis_superdark_drk.fits').resolve()}")
     look.append(f"summary of this run: {(out / 'summary.txt').resolve()}")
     return look
 

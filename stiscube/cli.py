@@ -10,13 +10,18 @@ Subcommands::
     stiscube query DB anneal (--anneal N | --date D)
     stiscube query DB darks (--anneal N | --date D)
     stiscube history DB ROW COL [--format ...]
-    stiscube dq DB (--anneal N | --date D) --out FILE.fits [rules]
-                [--dq-reference F --dark-reference F --first N --ccdamp A --ccdgain G ...]
+    stiscube dq DB [--anneal N | --date D] --out FILE.fits [rules]
+                [--dark-reference F --bpixtab F --last N --ccdamp A --ccdgain G ...]
     stiscube report DB --out DIR [--hot-level L --map-size S --map-periods K]
     stiscube plot DB history ROW COL | map PROPERTY | hot-count  --out FILE.png
     stiscube index DB
     stiscube info DB [--format text|json]
     stiscube show-versions
+
+Every output file of every command is replaced if it exists, atomically (written to a
+temporary sibling, then renamed over it), as ``cte`` does: a rerun of the monthly
+commands replaces its products and exits 0, and a failed write leaves the previous file.
+(``simulate --overwrite`` is different: it removes a previous simulation's inputs.)
 
 Bad input ends with a one-line message and exit status 1 (a traceback with
 ``--verbose``); messages name the command-line flags that fix them.  Long work shows a
@@ -333,6 +338,13 @@ def _ingest_into(db, args: argparse.Namespace, sim) -> None:
     if start is None and end is None and args.period_row is not None:
         start, end = args.period_row.start, args.period_row.end  # the --periods table's dates
     if args.darks is not None:
+        if not args.replace and db.same_inputs(args.anneal, args.darks):
+            # the monthly rerun: nothing to do, and said so (exit 0)
+            sys.stdout.write(
+                f"period {args.anneal} is already in {args.db} from the same "
+                f"{len(set(args.darks))} darks (sizes and SHA-256): nothing to do\n"
+            )
+            return
         with dask_progress(progress=args.progress, desc=f"period {args.anneal}"):
             db.ingest_darks(
                 args.darks,
@@ -401,47 +413,44 @@ def _nsigma(text: str):
     return text if text == "auto" else float(text)
 
 
-def _add_dq(sub) -> None:
-    p = sub.add_parser("dq", help="write a DQ reference array (FITS) and flagged-pixel table")
-    p.add_argument("db")
-    _period_args(p)
-    p.add_argument("--out", type=Path, help="the period's DQ array as FITS (int16)")
-    p.add_argument("--table", type=Path, help="also write the flagged pixels as ECSV here")
-    p.add_argument("--hot-level", type=float, help="hot if sci_mean > this (e-/s)")
-    p.add_argument(
+def _level(text: str):
+    return None if text.lower() == "none" else float(text)
+
+
+def _rule_args(p: argparse.ArgumentParser) -> None:
+    """The options of the one DQ rule object (stiscube.dq.DQRules), shared by every
+    command that decides hot pixels, with the same defaults, so that their counts agree."""
+    from stiscube.dq.rules import DEFAULT_HOT_LEVEL
+
+    g = p.add_argument_group(
+        "hot-pixel rules (stiscube.dq.DQRules; the same in `dq` and `report`)"
+    )
+    g.add_argument(
+        "--hot-level",
+        type=_level,
+        default=DEFAULT_HOT_LEVEL,
+        help=f"hot if sci_mean > this (e-/s; default {DEFAULT_HOT_LEVEL:g}, as the STIS "
+        "superdarks' DQ 16; 'none' for no absolute level)",
+    )
+    g.add_argument(
         "--hot-nsigma",
         type=_nsigma,
         default="auto",
-        help="hot if sci_mean > clipped median + N sigma ('auto': 5 unless --hot-level)",
+        help="hot if sci_mean > clipped median + N sigma ('auto': 5 with --hot-level none)",
     )
-    p.add_argument("--hot-combine", choices=["or", "and"], default="or")
-    p.add_argument("--unstable-level", type=float, help="unstable if stability > this")
-    p.add_argument(
+    g.add_argument("--hot-combine", choices=["or", "and"], default="or")
+    g.add_argument("--unstable-level", type=float, help="unstable if stability > this")
+    g.add_argument(
         "--persist", type=int, nargs=2, metavar=("K", "M"), help="flag only if bad in K of last M"
     )
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    ref = p.add_argument_group(
-        "reference files (CRDS selection keywords; stiscube.dq.reffiles)",
-        "CCDAMP/CCDGAIN come from the cube when it records them, else these options",
-    )
-    ref.add_argument("--dq-reference", type=Path, help="write the DQ reference file here")
-    ref.add_argument("--dark-reference", type=Path, help="write the superdark (SCI/ERR/DQ) here")
-    ref.add_argument(
-        "--first", type=int, help="reference files cover the held periods FIRST .. the chosen one"
-    )
-    ref.add_argument("--ccdamp", choices=["A", "B", "C", "D"], help="CCDAMP of the darks")
-    ref.add_argument("--ccdgain", type=int, choices=[1, 2, 4, 8], help="CCDGAIN of the darks")
-    ref.add_argument("--useafter", help="USEAFTER date (default: start of the first period)")
-    ref.add_argument("--pedigree", help="PEDIGREE (default: INFLIGHT first-day last-day)")
-    ref.add_argument("--descrip", help="DESCRIP, at most 67 characters")
-    p.set_defaults(func=_cmd_dq)
 
 
-def _cmd_dq(args: argparse.Namespace) -> None:
-    from stiscube.dq import DQRules, dq_array, write_dq_fits, write_flagged_table
+def _rules(args: argparse.Namespace):
+    """The DQRules of the rule options (validated)."""
+    from stiscube.dq import DQRules
 
     k, m = args.persist if args.persist else (None, None)
-    rules = DQRules(
+    return DQRules(
         hot_level=args.hot_level,
         hot_nsigma=args.hot_nsigma,
         hot_combine=args.hot_combine,
@@ -449,11 +458,60 @@ def _cmd_dq(args: argparse.Namespace) -> None:
         persist_k=k,
         persist_m=m,
     )
-    if args.out is None and args.dq_reference is None and args.dark_reference is None:
-        msg = "nothing to write: give --out, --dq-reference and/or --dark-reference"
+
+
+def _add_dq(sub) -> None:
+    p = sub.add_parser("dq", help="write a DQ reference array (FITS) and flagged-pixel table")
+    p.add_argument("db")
+    _period_args(p, required=False)  # default: the newest period held
+    p.add_argument("--out", type=Path, help="the period's DQ array as FITS (int16)")
+    p.add_argument("--table", type=Path, help="also write the flagged pixels as ECSV here")
+    _rule_args(p)
+    ref = p.add_argument_group(
+        "reference files (CRDS selection keywords; stiscube.dq.reffiles)",
+        "CCDAMP/CCDGAIN are ANY/-1 (as the STScI superdarks) unless restricted",
+    )
+    ref.add_argument("--dark-reference", type=Path, help="write the superdark (SCI/ERR/DQ) here")
+    ref.add_argument(
+        "--bpixtab",
+        type=Path,
+        help="write the BPIXTAB of persistent bad pixels here (needs --persist K M)",
+    )
+    ref.add_argument(
+        "--last",
+        type=int,
+        default=1,
+        metavar="N",
+        help="the superdark averages the last N held periods up to the chosen one (default 1, "
+        "one per anneal period); its DQ and USEAFTER are the chosen period's",
+    )
+    ref.add_argument("--ccdamp", choices=["A", "B", "C", "D"], help="restrict CCDAMP (default ANY)")
+    ref.add_argument(
+        "--ccdgain", type=int, choices=[1, 2, 4, 8], help="restrict CCDGAIN (default -1, any)"
+    )
+    ref.add_argument(
+        "--useafter", help="USEAFTER date (default: the chosen period's first dark exposure)"
+    )
+    ref.add_argument("--pedigree", help="PEDIGREE (default: INFLIGHT first-dark last-dark)")
+    ref.add_argument("--descrip", help="DESCRIP, at most 67 ASCII characters")
+    p.set_defaults(func=_cmd_dq)
+
+
+def _cmd_dq(args: argparse.Namespace) -> None:
+    from stiscube.dq import dq_array, write_dq_fits, write_flagged_table
+
+    rules = _rules(args)
+    if args.out is None and args.dark_reference is None and args.bpixtab is None:
+        msg = "nothing to write: give --out, --dark-reference and/or --bpixtab"
+        raise ValueError(msg)
+    if args.last < 1:
+        msg = f"--last must be >= 1, got {args.last}"
+        raise ValueError(msg)
+    if args.bpixtab is not None and args.persist is None:
+        msg = "--bpixtab lists persistent bad pixels: give --persist K M (bad in K of the last M)"
         raise ValueError(msg)
     keywords = None
-    if args.dq_reference is not None or args.dark_reference is not None:
+    if args.dark_reference is not None or args.bpixtab is not None:
         from stiscube.dq.reffiles import ReferenceKeywords
 
         keywords = ReferenceKeywords(
@@ -464,29 +522,33 @@ def _cmd_dq(args: argparse.Namespace) -> None:
             descrip=args.descrip,
         )
     db = _open(args.db)
-    dq = dq_array(db, rules, anneal_num=args.anneal, date=_date_arg(args.date))  # fast reads
+    anneal = args.anneal
+    if anneal is None and args.date is None:
+        if not db.anneal_numbers:
+            msg = f"{args.db} holds no anneal periods"
+            raise ValueError(msg)
+        anneal = db.anneal_numbers[-1]  # the newest: the same command every month
+    dq = dq_array(db, rules, anneal_num=anneal, date=_date_arg(args.date))  # fast reads
     outputs = []
     if args.out is not None:
-        write_dq_fits(dq, args.out, overwrite=args.overwrite)
+        write_dq_fits(dq, args.out, overwrite=True)
         outputs.append(str(args.out))
     if args.table is not None:
-        write_flagged_table(dq, db.dataset, args.table, overwrite=args.overwrite)
+        write_flagged_table(dq, db.dataset, args.table, overwrite=True)
     if keywords is not None:
-        from stiscube.dq.reffiles import write_dark_reference, write_dq_reference
+        from astropy.io import fits
 
-        last = int(dq.attrs["anneal"])
-        first = last if args.first is None else args.first
-        if first > last:
-            msg = f"--first {first} is after the chosen period {last}"
-            raise ValueError(msg)
-        anneals = [n for n in db.anneal_numbers if first <= n <= last]
-        for path, write in ((args.dq_reference, write_dq_reference),
-                            (args.dark_reference, write_dark_reference)):
+        from stiscube.dq.reffiles import write_reference
+
+        chosen = int(dq.attrs["anneal"])
+        held = [n for n in db.anneal_numbers if n <= chosen]
+        for path, kind, anneals in (
+            (args.dark_reference, "dark", held[-args.last :]),
+            (args.bpixtab, "bpixtab", [chosen]),
+        ):
             if path is not None:
-                from astropy.io import fits
-
-                write(db, path, rules=rules, anneals=anneals, keywords=keywords,
-                      overwrite=args.overwrite)
+                write_reference(db, path, kind, rules=rules, anneals=anneals, keywords=keywords,
+                                overwrite=True)
                 hdr = fits.getheader(path)  # the counts as the file states them
                 no_data = f", {hdr['NNODATA']} without data" if hdr.get("NNODATA") else ""
                 outputs.append(
@@ -509,7 +571,7 @@ def _add_report(sub) -> None:
     )
     p.add_argument("db")
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--hot-level", type=float, default=0.1, help="hot if sci_mean > this (e-/s)")
+    _rule_args(p)
     p.add_argument("--map-size", type=int, default=256, help="largest side of the map (blocks)")
     p.add_argument("--map-periods", type=int, default=6, help="newest periods in the map")
     p.set_defaults(func=_cmd_report)
@@ -519,7 +581,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
     from stiscube.report.site import SiteOptions, write_site
 
     options = SiteOptions(
-        hot_level=args.hot_level, map_size=args.map_size, map_periods=args.map_periods
+        rules=_rules(args), map_size=args.map_size, map_periods=args.map_periods
     )
     path = write_site(_open(args.db), args.out, options)
     sys.stdout.write(f"wrote {path}\n")

@@ -80,10 +80,11 @@ def test_printed_values(executed):
         shown = _numbers(_text(_cell(notebook, "query_pixel(pixel_row=0, pixel_col=5")))
         for column in ("Sci_Mean", "Err_Mean", "Readnoise", "Stability"):
             assert np.isclose(shown, row[column], rtol=1e-5).any(), column
-        # the superdark header: the simulator's amplifier and gain, counts that add up
-        header = _text(_cell(notebook, "write_dark_reference"))
-        assert re.search(r"CCDAMP\s*=\s*'D\s*'", header)
-        assert re.search(r"CCDGAIN\s*=\s*1\b", header)
+        # the superdark header: any amplifier and gain (as STScI's), counts that add up
+        header = _text(_cell(notebook, "write_reference(... \"dark\""))
+        assert re.search(r"CCDAMP\s*=\s*'ANY'", header)
+        assert re.search(r"CCDGAIN\s*=\s*-1\b", header)
+        assert re.search(r"REF_TEMP\s*=\s*18", header)
         cards = {k: int(v) for k, v in re.findall(r"^(N\w+)\s*=\s*(\d+)", header, re.M)}
         assert cards["NFLAGGED"] == cards["NHOT"] + cards["NUNSTAB"] - cards["NBOTH"]
         assert cards["NHOT"] > 0

@@ -400,8 +400,10 @@ class PixelDB:
         anneal_num : int
             The period number.
         start, end : date-like, optional
-            Period dates; default to the period table's row, else to the frames' first
-            start and last end.  Frames outside the period are refused.
+            Period dates; default to the period table's row, else to the frames' last
+            end and their first start, or the end of the previous held period when that
+            is earlier (so periods added month by month leave no gaps).  Frames outside
+            the period are refused.
         replace : bool
             Replace the period if present.
         client : dask.distributed.Client, optional
@@ -455,6 +457,7 @@ class PixelDB:
         if start is None and end is None and not self._in_table(anneal_num):
             start = mjd_to_datetime64(min(f.start_mjd for f in frames))
             end = mjd_to_datetime64(max(f.end_mjd for f in frames))
+            start = self._gapless_start(anneal_num, start)
         start64, end64 = self._period_dates(anneal_num, start, end)
         self._check_overlap(anneal_num, start64, end64)
         frames = check_darks(frames, start=start64, end=end64)  # frames dated in the period
@@ -592,6 +595,21 @@ class PixelDB:
             msg = f"period {anneal_num}: start {s} must be before end {e}"
             raise ValueError(msg)
         return s, e
+
+    def _gapless_start(self, anneal_num: int, first_frame: np.datetime64) -> np.datetime64:
+        """A period dated from its frames starts where the previous held period ends (when
+        that is before its first frame), so that periods added month by month tile time
+        without gaps and every date between them belongs to a period."""
+        if not self.store.labels:
+            return first_frame
+        ds = self.store.to_dataset(lazy=True)
+        numbers = ds["anneal"].values
+        before = numbers < anneal_num
+        if not before.any():
+            return first_frame
+        previous_end = np.max(ds["anneal_end"].values[before])
+        first = np.datetime64(first_frame, "ns")
+        return previous_end if previous_end <= first else first_frame
 
     def _check_overlap(self, anneal_num: int, start, end) -> None:
         ds = self.store.to_dataset(lazy=True)

@@ -25,8 +25,11 @@ hot (bit ``hot_bit``, default 16 = ``hot_pixel``)
     it holds in either unit system;
 
     the two are combined with ``hot_combine`` = ``"or"`` (either) or ``"and"`` (both)
-    when both are given.  By default (``hot_nsigma="auto"``) the relative rule with
-    N = 5 is used unless an absolute ``hot_level`` is given.
+    when both are given.  By default ``hot_level = 0.1`` electron / s alone: the rule
+    by which the STIS reference superdarks set DQ 16 (refstis: "pixels hotter than 0.1
+    electron/sec ... are assigned a DQ value of 16"), and the level of the STIS
+    hot-pixel counts.  With ``hot_level=None`` and ``hot_nsigma="auto"`` the relative
+    rule with N = 5 is used (refstis's threshold for new hot pixels of a weekly dark).
 unstable (bit ``unstable_bit``, default 4 = ``bad_detector_pixel``)
     ``stability > unstable_level`` (``stability`` is dimensionless, about 1 for a
     steady pixel; see :mod:`stiscube.layout`).  STIS has no dedicated "unstable" bit;
@@ -51,6 +54,7 @@ with :class:`~stiscube.exceptions.UnitMismatchError`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from typing import Any
@@ -78,6 +82,7 @@ __all__ = [
     "flagged_pixels_table",
     "hot_mask",
     "hot_pixel_counts",
+    "hot_pixels",
     "persistent",
     "write_dq_fits",
     "write_flagged_table",
@@ -165,8 +170,8 @@ def dq_array(
         are read with its store's eager reader (``db.store.read_arrays``), which is
         faster than computing the lazy Dataset (about 2x for whole frames).
     rules : DQRules, optional
-        The rules (default ``DQRules()``: hot above the clipped median + 5 sigma, as
-        the STIS reference pipeline).
+        The rules (default ``DQRules()``: hot above 0.1 electron / s, as the DQ of the
+        STIS reference superdarks).
     anneal_num : int, optional
         The period number.
     date : date-like, optional
@@ -268,6 +273,61 @@ def dq_array(
         coords={"row": ds["row"].values, "col": ds["col"].values},
         name="dq",
         attrs=attrs,
+    )
+
+
+def hot_pixels(
+    ds: xr.Dataset | PixelDB,
+    rules: DQRules | None = None,
+    *,
+    anneal_num: int | None = None,
+    date: Any = None,
+) -> xr.DataArray:
+    """The hot pixels of one anneal period under *rules*: the one definition every product uses.
+
+    A pixel is hot when :func:`dq_array` with the same *rules* sets its ``hot_bit``
+    (the hot rule with its persistence window; the unstable rule plays no part).  The
+    DQ array, the reference files' ``NHOT``, the monitoring site's hot-pixel counts and
+    the anneal statistics all count these pixels, so they agree for the same rules.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or PixelDB
+        The cube, as for :func:`dq_array`.
+    rules : DQRules, optional
+        The rules (default ``DQRules()``); they must have a hot rule.
+    anneal_num, date
+        The period, as for :func:`dq_array`.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``bool`` on ``(row, col)``, named ``"hot"``; attributes ``anneal``,
+        ``window_anneals``, ``n_hot``, ``rules`` (JSON of :meth:`DQRules.to_dict`) and
+        ``rule`` (the hot rule in words, :meth:`DQRules.describe`).
+
+    Raises
+    ------
+    ValueError
+        The rules have no hot rule.  Otherwise as :func:`dq_array`.
+    """
+    rules = DQRules() if rules is None else instance_of(rules, "rules", DQRules, what="a DQRules")
+    if not rules.has_hot_rule:
+        msg = "the rules have no hot rule (give hot_level or hot_nsigma): no hot pixels to find"
+        raise ValueError(msg)
+    hot_only = dataclasses.replace(rules, unstable_level=None)
+    dq = dq_array(ds, hot_only, anneal_num=anneal_num, date=date)
+    keep = ("anneal", "window_anneals", "n_hot")
+    return xr.DataArray(
+        (dq.values & np.uint16(rules.hot_bit)) != 0,
+        dims=dq.dims,
+        coords=dq.coords,
+        name="hot",
+        attrs={
+            **{k: dq.attrs[k] for k in keep},
+            "rules": json.dumps(rules.to_dict()),
+            "rule": "; ".join(hot_only.describe()),
+        },
     )
 
 

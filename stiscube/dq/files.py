@@ -136,11 +136,14 @@ def write_dq_fits(dq: xr.DataArray, path: str | os.PathLike, *, overwrite: bool 
     as plain 16-bit integers, as calstis writes DQ arrays: FITS ``BITPIX = 16`` without
     ``BZERO``/``BSCALE`` (the OR of all fifteen STIS bits, 32767, fits), read back by
     astropy as ``>i2``; its header lists the bit meanings.  Rows of the array are FITS
-    ``NAXIS2`` (row 0 first), columns ``NAXIS1``.  For a file with the CRDS selection
-    keywords, see :func:`stiscube.dq.reffiles.write_dq_reference`.
+    ``NAXIS2`` (row 0 first), columns ``NAXIS1``.  This file is a product for people,
+    not a CRDS reference file (CRDS has no STIS DQ-image type, so it has no
+    ``FILETYPE``): calstis takes a period's hot pixels from the superdark's ``DQ``
+    extension and persistent bad pixels from the BPIXTAB, both written by
+    :func:`stiscube.dq.reffiles.write_reference`.
 
-    Primary header keywords: ``TELESCOP``, ``INSTRUME``, ``DETECTOR``, ``FILETYPE``
-    (``'DQ REFERENCE'``), ``ANNEALNM`` (period number), ``ANNSTART``/``ANNEND``
+    Primary header keywords: ``TELESCOP``, ``INSTRUME``, ``DETECTOR``, ``ANNEALNM``
+    (period number), ``ANNSTART``/``ANNEND``
     (ISO dates, UTC), ``UNITSYS``, ``WINDOW`` (periods the rules looked at), the rules
     (``HOTLEVEL`` [electron / s], ``HOTNSIG``, ``HOTCOMB``, ``CLIPSIG``, ``CLIPITER``,
     ``UNSTLEVL``, ``PERSISTK``, ``PERSISTM``, ``PARTWIN``, ``HOTBIT``, ``UNSTBIT``;
@@ -178,7 +181,6 @@ def write_dq_fits(dq: xr.DataArray, path: str | os.PathLike, *, overwrite: bool 
     set_card(hdr, "TELESCOP", "HST", "telescope")
     set_card(hdr, "INSTRUME", "STIS", "instrument")
     set_card(hdr, "DETECTOR", "CCD", "detector")
-    set_card(hdr, "FILETYPE", "DQ REFERENCE", "DQ flags from the pixel property cube")
     set_card(hdr, "ANNEALNM", int(attrs["anneal"]), "anneal period number")
     set_card(hdr, "ANNSTART", str(attrs["anneal_start"]), "period start (UTC)")
     set_card(hdr, "ANNEND", str(attrs["anneal_end"]), "period end (UTC, exclusive)")

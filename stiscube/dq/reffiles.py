@@ -1,47 +1,60 @@
-"""STIS CCD reference files from the pixel property cube: DQ reference and superdark.
+"""STIS CCD reference files from the pixel property cube: the superdark and the BPIXTAB.
 
-Two files, made from one anneal period or a range of periods of a
-:class:`~stiscube.PixelDB`:
+Both are written by :func:`write_reference` from periods of a :class:`~stiscube.PixelDB`,
+with the pixel flags of the one rule object :class:`~stiscube.dq.DQRules` (the same
+rules give the same hot pixels, and the same ``NHOT``, as :func:`stiscube.dq.dq_array`,
+:func:`stiscube.dq.hot_pixels` and the monitoring site).
 
-DQ reference (:func:`write_dq_reference`)
-    An empty primary HDU and one ``DQ`` image extension (``EXTNAME='DQ'``,
-    ``EXTVER=1``) holding STIS DQ bit values as plain 16-bit integers (FITS
-    ``BITPIX=16`` without ``BZERO``/``BSCALE``, as the DQ arrays of calstis products).
-    Every STIS bit fits: the OR of all fifteen is 32767.  CRDS has no STIS reference
-    type for a DQ image, so ``FILETYPE = 'DQ REFERENCE'``; calstis reads the same DQ
-    from the superdark's ``DQ`` extension.
-superdark (:func:`write_dark_reference`)
-    The STIS imset layout of a dark reference file (``FILETYPE = 'DARK IMAGE'``):
-    primary header + ``SCI``, ``ERR`` (float32, electron / s) and ``DQ`` (int16)
-    extensions with ``EXTVER=1``.  With ``n_p`` the number of usable samples of a
-    pixel in period ``p`` (``n_darks`` of the period minus the pixel's ``nan_count``),
+superdark (``kind="dark"``, ``FILETYPE = 'DARK IMAGE'``, CRDS type ``DARKFILE``)
+    By default one anneal period, as the STScI basedarks (refstis) are.  The STIS
+    imset layout: primary header + ``SCI``, ``ERR`` (float32, electron / s) and ``DQ``
+    (int16) extensions with ``EXTVER=1``.  With ``n_p`` the number of usable samples of
+    a pixel in period ``p`` (``n_darks`` of the period minus the pixel's ``nan_count``),
     ``m_p`` its ``sci_mean`` and ``e_p`` its ``err_mean`` (the mean per-frame error)::
 
         SCI = sum_p n_p m_p / N,     ERR = sqrt(sum_p n_p e_p**2) / N,     N = sum_p n_p
 
     i.e. the mean rate over every usable sample of the periods, and the standard error
-    of that mean from the per-frame errors (``e_p / sqrt(n_p)`` for one period).  A
-    pixel without any usable sample (``N = 0``) gets ``SCI = ERR = 0`` and DQ bit 512
-    (``bad_reference_pixel``: "bad pixel in a reference file", which is what it is).
+    of that mean.  ``DQ`` is the DQ array of the period the file applies to, the
+    newest of the periods (:func:`stiscube.dq.dq_array` of that period: a pixel is
+    flagged only where the rules hold in that period, never because it was hot in an
+    older period an anneal since healed), plus bit 512 (``bad_reference_pixel``) where
+    no period has a usable sample (``SCI = ERR = 0`` there).  Several periods therefore
+    mean: the dark averaged over them, the flags of the newest, and ``USEAFTER`` the
+    newest period's first dark.
+BPIXTAB (``kind="bpixtab"``, ``FILETYPE = 'BAD PIXEL TABLE'``, CRDS type ``BPIXTAB``)
+    The persistent bad pixels: those the rules flag with persistence (``persist_k`` of
+    the last ``persist_m`` periods up to the chosen one; rules without persistence are
+    refused), as a binary table with the STIS BPIXTAB columns ``PIX1``, ``PIX2``
+    (1-based column and row of the first pixel, in the cube's frame, the calibrated
+    1024 x 1024 image), ``LENGTH`` (pixels in the run), ``AXIS`` (1: the run is along
+    the row) and ``VALUE`` (the DQ value): one row per run of adjacent pixels of one
+    row with the same value.  No ``OPT_ELEM`` column: every row applies to every
+    optical element.
 
-Both files share the DQ array: the bitwise OR, over the chosen periods, of
-:func:`stiscube.dq.dq_array` of each period with the given :class:`~stiscube.dq.DQRules`
-(hot pixels on bit 16; unstable pixels on the rules' ``unstable_bit``, by default 4,
-``bad_detector_pixel``, since STIS has no "unstable" bit).  The counts written in the
-header (``NHOT``, ``NUNSTAB``, ``NBOTH``, ``NNODATA``, ``NFLAGGED``) are counted on the
-array written, so ``NFLAGGED = NHOT + NUNSTAB - NBOTH`` (+ no-data pixels not already
-flagged).
+CRDS selection (``hst_stis_darkfile.rmap``: ``DETECTOR``, ``CCDAMP``, ``CCDGAIN`` and
+``USEAFTER`` for ``DATE-OBS``/``TIME-OBS``; ``hst_stis_bpixtab.rmap``: ``DETECTOR`` and
+``USEAFTER``).  The superdark writes ``CCDAMP = 'ANY'``, ``CCDGAIN = -1`` and
+``CCDOFFST = -1`` unless :class:`ReferenceKeywords` restricts them, as refstis does for
+darks (a dark in electron / s applies to every amplifier and gain; 539 of the 541 CCD
+rows of the real darkfile rmap select any amplifier and gain); a restriction must agree
+with the settings the cube records for the periods.  ``USEAFTER`` is the exposure start
+of the first dark of the period the file applies to (refstis: the first input's start),
+written as ``'Mon DD YYYY HH:MM:SS'`` (CRDS converts it to the rmap's ``'YYYY-MM-DD
+HH:MM:SS'``); periods without recorded darks fall back to the period start (said in
+``HISTORY``).  ``PEDIGREE`` is ``'INFLIGHT DD/MM/YYYY DD/MM/YYYY'`` over the darks used.
+Both files also carry ``OBSTYPE``, ``OPT_ELEM``, ``APERTURE`` = ``'ANY'``, ``BINAXIS1``
+= ``BINAXIS2`` = 1 (the cube holds unbinned frames) and ``DESCRIP`` padded with ``-``
+to 67 characters (as refstis).  The superdark states the temperature scaling of its
+inputs as calstis reads it: ``REF_TEMP`` (deg C) and ``DRK_VS_T`` (per deg C), from the
+periods' recorded correction ``1/(1 + DRK_VS_T (OCCDHTAV - REF_TEMP))`` on Side-2 darks;
+without a correction (``off`` or unknown) the cards are absent and ``HISTORY`` says so.
 
-CRDS selection keywords (those of ``hst_stis_darkfile.rmap``: ``DETECTOR``,
-``CCDAMP``, ``CCDGAIN``, and ``USEAFTER`` for the dataset's ``DATE-OBS``/``TIME-OBS``)
-plus ``INSTRUME``, ``FILETYPE``, ``PEDIGREE``, ``DESCRIP`` and ``HISTORY`` cards (the
-rules, the input periods with their darks, the cube version and each period's
-checksum) are written in the formats that ``crds certify`` checks: ``USEAFTER`` as
-``'Mon DD YYYY HH:MM:SS'`` (CRDS converts it to the rmap's ``'YYYY-MM-DD HH:MM:SS'``),
-``PEDIGREE`` as ``'INFLIGHT DD/MM/YYYY DD/MM/YYYY'``.  ``CCDAMP``/``CCDGAIN`` come from
-the cube's per-period coordinates ``ccdamp``/``ccdgain`` when it has them (they must
-agree over the periods and with any value given), else from
-:class:`ReferenceKeywords` (then required).
+Header counts (``NHOT``, ``NUNSTAB``, ``NBOTH``, ``NNODATA``, ``NFLAGGED``) are counted
+on the array written, so ``NFLAGGED = NHOT + NUNSTAB - NBOTH`` (+ no-data pixels not
+already flagged), and ``NHOT`` equals the ``n_hot`` of :func:`stiscube.dq.dq_array` of
+the period the file applies to.  ``HISTORY`` cards give the rules, the periods with
+their darks, exposure mix and temperature scaling.
 
 Provenance: the record of :mod:`stores.provenance`, written by
 :func:`stores.provenance.to_header` and read back by :func:`stores.provenance.from_header`:
@@ -49,9 +62,10 @@ Provenance: the record of :mod:`stores.provenance`, written by
 or ``unknown``), ``CUBESUM`` (SHA-256 over the periods' checksums, in period order) and
 ``HISTORY`` lines ``provenance input ...`` (the database URL), ``provenance
 software_versions ...`` and one ``provenance checksum {"<period>": "<sha256>"}`` per
-period (SHA-256 of the checksums the store recorded for each property at commit), after
-the readable ``HISTORY`` text (rules, periods, darks).  ``PERIODS`` lists the period
-numbers.
+period.  ``PERIODS`` lists the period numbers.
+
+Every keyword is checked before anything is written, and an error names the FITS
+keyword (``DESCRIP must be ASCII ...``).
 """
 
 from __future__ import annotations
@@ -83,12 +97,10 @@ from stores.validate import as_int, as_str, check_fields, instance_of, one_of
 __all__ = [
     "NO_DATA_BIT",
     "ReferenceKeywords",
+    "bad_pixel_table",
     "cube_provenance",
-    "reference_dq",
     "superdark",
     "sybdate",
-    "write_dark_reference",
-    "write_dq_reference",
     "write_reference",
 ]
 
@@ -103,7 +115,10 @@ _GAINS = (1, 2, 4, 8)
 _PEDIGREE = re.compile(
     r"^(GROUND|MODEL|DUMMY|SIMULATION)$|^INFLIGHT (\d\d)/(\d\d)/(\d{4}) (\d\d)/(\d\d)/(\d{4})$"
 )
-_MAX_DESCRIP = 67  # HST reference files: DESCRIP of at most 67 characters
+_MAX_DESCRIP = 67  # HST reference files: DESCRIP of 67 characters (padded with "-")
+_TEMPERATURE = re.compile(r"1/\(1\+([0-9.eE+-]+)\*\(OCCDHTAV-([0-9.eE+-]+)\)\)")
+#: the CRDS file type (FILETYPE) of each kind
+FILETYPES = {"dark": "DARK IMAGE", "bpixtab": "BAD PIXEL TABLE"}
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -131,19 +146,22 @@ class ReferenceKeywords:
     Parameters
     ----------
     ccdamp : {"A", "B", "C", "D"} or None
-        Amplifier read out.  None: from the cube's ``ccdamp`` coordinate (an error if
-        the cube has none).
+        Restrict the superdark to data read through this amplifier.  None (default):
+        ``CCDAMP = 'ANY'``, as the STScI superdarks.
     ccdgain : {1, 2, 4, 8} or None
-        Commanded CCD gain (``CCDGAIN``).  None: from the cube's ``ccdgain``.
+        Restrict the superdark to data of this commanded gain.  None (default):
+        ``CCDGAIN = -1`` (any).
     useafter : date-like or None
-        First observation date the file applies to; default the start of the first
-        period.  Written as ``'Mon DD YYYY HH:MM:SS'`` (UTC, whole seconds).
+        First observation date the file applies to; default the exposure start of the
+        first dark of the period the file applies to.  Written as ``'Mon DD YYYY
+        HH:MM:SS'`` (UTC, whole seconds).
     pedigree : str or None
         ``'INFLIGHT DD/MM/YYYY DD/MM/YYYY'``, ``'GROUND'``, ``'MODEL'``, ``'DUMMY'`` or
-        ``'SIMULATION'``; default ``INFLIGHT`` with the first and last day of the
-        periods (the day before an end at midnight, since ends are exclusive).
+        ``'SIMULATION'``; default ``INFLIGHT`` with the days of the first and last dark
+        used.
     descrip : str or None
-        One line (at most 67 characters); default names the file kind and periods.
+        One line of ASCII, at most 67 characters (padded with ``-`` to 67 in the file);
+        default names the file kind and periods.
 
     Raises
     ------
@@ -165,7 +183,14 @@ class ReferenceKeywords:
             "pedigree": _pedigree,
             "descrip": _descrip,
         }
-        check_fields(self, {k: v for k, v in spec.items() if getattr(self, k) is not None})
+        # messages name the FITS keyword (CCDAMP, USEAFTER, DESCRIP, ...)
+        named = {k: partial(_as_keyword, check=v) for k, v in spec.items()}
+        check_fields(self, {k: v for k, v in named.items() if getattr(self, k) is not None})
+
+
+def _as_keyword(value: Any, name: str, *, check) -> Any:
+    """*check* of a keyword's value, its messages naming the FITS keyword (upper case)."""
+    return check(value, name.upper())
 
 
 def _useafter(value: Any, name: str) -> np.datetime64:
@@ -180,8 +205,18 @@ def _useafter(value: Any, name: str) -> np.datetime64:
     return when
 
 
+def _ascii(value: Any, name: str) -> str:
+    value = as_str(value, name, one_line=True)
+    if not value.isascii() or not value.isprintable():
+        bad = sorted({c for c in value if not (c.isascii() and c.isprintable())})
+        msg = f"{name} must be printable ASCII (FITS header text), got {value!r} with {bad}"
+        raise ValueError(msg)
+    return value
+
+
 def _pedigree(value: Any, name: str) -> str:
-    match = _PEDIGREE.match(str(value))
+    value = _ascii(value, name)
+    match = _PEDIGREE.match(value)
     if match is None:
         msg = (
             f"{name} must be 'INFLIGHT DD/MM/YYYY DD/MM/YYYY', 'GROUND', 'MODEL', 'DUMMY' or "
@@ -202,7 +237,7 @@ def _pedigree(value: Any, name: str) -> str:
 
 
 def _descrip(value: Any, name: str) -> str:
-    value = as_str(value, name, one_line=True)
+    value = _ascii(value, name)
     if len(value) > _MAX_DESCRIP:
         msg = f"{name} must have 1 to {_MAX_DESCRIP} characters, got {len(value)}: {value!r}"
         raise ValueError(msg)
@@ -252,37 +287,37 @@ def cube_provenance(db: PixelDB, anneals: Sequence[int]) -> dict[str, Any]:
 
 
 def _ccd_setting(ds: xr.Dataset, name: str, given: Any, numbers: list[int]) -> Any:
-    """CCDAMP/CCDGAIN of the periods: the cube's coordinate *name* where it is known
-    (``""`` or NaN mean unknown), else the *given* value (then required)."""
-    unknown = list(numbers)
-    known: dict[int, Any] = {}
+    """The CCDAMP/CCDGAIN selection value: ``'ANY'``/``-1`` unless *given* restricts it;
+    a restriction must agree with the cube's coordinate *name* where it is known
+    (``""`` or NaN mean unknown)."""
+    if given is None:
+        return "ANY" if name == "ccdamp" else -1
     if name in ds.coords or name in ds:
         values = np.atleast_1d(ds[name].sel(anneal=numbers).values).tolist()
         for number, value in zip(numbers, values, strict=True):
             if name == "ccdgain" and value is not None and np.isfinite(float(value)):
-                known[number] = int(value)
+                value = int(value)
             elif name == "ccdamp" and str(value).strip():
-                known[number] = str(value).strip()
-        unknown = [n for n in numbers if n not in known]
-    found = sorted(set(known.values()), key=str)
-    if len(found) > 1:
-        msg = f"periods {numbers} mix {name} values {known}: one reference file per setting"
-        raise ValueError(msg)
-    if found and given is not None and found[0] != given:
-        msg = f"{name}={given!r} was given but the cube's periods {sorted(known)} have {found[0]!r}"
-        raise ValueError(msg)
-    if unknown and given is None:
-        msg = (
-            f"the cube records no {name} for periods {unknown}: give it explicitly "
-            f"(ReferenceKeywords({name}=...), or --{name} on the command line)"
-        )
-        raise ValueError(msg)
-    value = found[0] if found else given
-    allowed = _AMPS if name == "ccdamp" else _GAINS
-    if value not in allowed:
-        msg = f"the cube's {name} of periods {numbers} is {value!r}, not a STIS CCD setting"
-        raise ValueError(msg)
-    return value
+                value = str(value).strip()
+            else:
+                continue
+            if value != given:
+                msg = (
+                    f"{name.upper()}={given!r} was given but the cube's period {number} has "
+                    f"{name} {value!r}: a file restricted to {given!r} cannot be made from it"
+                )
+                raise ValueError(msg)
+    return given
+
+
+def _dark_dates(db: PixelDB, numbers: list[int]) -> dict[int, np.ndarray]:
+    """Exposure starts (datetime64[s], sorted) of each period's recorded darks."""
+    darks = db.darks
+    out = {}
+    for number in numbers:
+        starts = darks.loc[darks["anneal"] == number, "start"].to_numpy()
+        out[number] = np.sort(np.asarray(starts, dtype="datetime64[s]"))
+    return out
 
 
 @dataclass(frozen=True)
@@ -290,6 +325,7 @@ class _Resolved:
     ccdamp: str
     ccdgain: int
     useafter: np.datetime64
+    useafter_from: str
     pedigree: str
     descrip: str
 
@@ -302,65 +338,50 @@ def _resolve(
     ds = db.dataset
     amp = _ccd_setting(ds, "ccdamp", keywords.ccdamp, numbers)
     gain = _ccd_setting(ds, "ccdgain", keywords.ccdgain, numbers)
-    start = ds["anneal_start"].sel(anneal=numbers[0]).values
-    end = ds["anneal_end"].sel(anneal=numbers[-1]).values
-    useafter = np.datetime64(start, "s") if keywords.useafter is None else keywords.useafter
-    last = np.datetime64(end, "us") - np.timedelta64(1, "us")  # the end is exclusive
-    pedigree = keywords.pedigree or f"INFLIGHT {_slash(start)} {_slash(last)}"
+    dates = _dark_dates(db, numbers)
+    applies = numbers[-1]
+    if keywords.useafter is not None:
+        useafter, source = keywords.useafter, "given"
+    elif dates[applies].size:
+        useafter = dates[applies][0]
+        source = f"exposure start of the first dark of period {applies}"
+    else:
+        useafter = np.datetime64(ds["anneal_start"].sel(anneal=applies).values, "s")
+        source = f"start of period {applies} (no darks recorded)"
+    used = np.concatenate([d for d in dates.values()]) if dates else np.array([], "M8[s]")
+    if used.size:
+        first, last = used.min(), used.max()
+    else:  # no darks recorded: the periods' dates (the end is exclusive)
+        first = ds["anneal_start"].sel(anneal=numbers[0]).values
+        end = ds["anneal_end"].sel(anneal=numbers[-1]).values
+        last = np.datetime64(end, "us") - np.timedelta64(1, "us")
+    pedigree = keywords.pedigree or f"INFLIGHT {_slash(first)} {_slash(last)}"
     span = f"{numbers[0]}" if len(numbers) == 1 else f"{numbers[0]}-{numbers[-1]}"
-    descrip = keywords.descrip or f"{kind} of anneal period {span} from the stiscube pixel cube"
-    return _Resolved(amp, gain, useafter, pedigree, descrip[:_MAX_DESCRIP])
+    what = "superdark" if kind == "dark" else "persistent bad pixels"
+    descrip = keywords.descrip or f"STIS CCD {what} of anneal period {span} (stiscube)"
+    return _Resolved(amp, gain, np.datetime64(useafter, "s"), source, pedigree,
+                     descrip.ljust(_MAX_DESCRIP, "-"))
 
 
 # -- the arrays ----------------------------------------------------------------------------
-def reference_dq(
-    db: PixelDB, rules: DQRules | None = None, *, anneals: int | Sequence[int] | None = None
-) -> xr.DataArray:
-    """The DQ array of a reference file: the OR of :func:`~stiscube.dq.dq_array` per period.
-
-    Parameters
-    ----------
-    db : PixelDB
-        The database.
-    rules : DQRules, optional
-        The rules (default ``DQRules()``).
-    anneals : int or sequence of int, optional
-        The period or periods (default: the newest).
-
-    Returns
-    -------
-    xarray.DataArray
-        ``uint16`` on ``(row, col)`` with the attributes of the newest period's DQ array,
-        ``anneals`` (the periods), and the counts on this array: ``n_hot``,
-        ``n_unstable``, ``n_both`` (hot and unstable), ``n_flagged``.
-    """
-    from stiscube.dq import dq_array
-
-    rules = DQRules() if rules is None else rules
-    numbers = _periods(db, anneals)
-    arrays = [dq_array(db, rules, anneal_num=n) for n in numbers]
-    dq = arrays[-1].copy()
-    dq.values = np.bitwise_or.reduce([a.values for a in arrays], axis=0)
-    dq.attrs.update(_dq_counts(dq.values, rules))
-    dq.attrs["anneals"] = np.asarray(numbers, dtype=np.int64)
-    return dq
-
-
 def superdark(
     db: PixelDB, rules: DQRules | None = None, *, anneals: int | Sequence[int] | None = None
 ) -> xr.Dataset:
     """The superdark of one or more periods: SCI, ERR (electron / s), DQ, samples.
 
-    See the module docstring for the formulas.  Periods must be in the ``"rate"`` unit
-    system (electron / s) and record their number of darks.
+    See the module docstring for the formulas: SCI and ERR over every period, DQ of the
+    newest period (the one the file applies to).  Periods must be in the ``"rate"``
+    unit system (electron / s) and record their number of darks.
 
     Returns
     -------
     xarray.Dataset
-        ``sci`` and ``err`` (float32, electron / s), ``dq`` (uint16, see
-        :func:`reference_dq`, plus :data:`NO_DATA_BIT` where no sample is usable) and
-        ``n_samples`` (int32, usable samples per pixel) on ``(row, col)``; attrs as the
-        DQ array's plus ``n_no_data``.
+        ``sci`` and ``err`` (float32, electron / s), ``dq`` (uint16: the
+        :func:`~stiscube.dq.dq_array` of the newest period, plus :data:`NO_DATA_BIT`
+        where no sample is usable) and ``n_samples`` (int32, usable samples per pixel)
+        on ``(row, col)``; attrs as that DQ array's, ``anneals`` (the periods), and the
+        counts on this array (``n_hot``, ``n_unstable``, ``n_both``, ``n_no_data``,
+        ``n_flagged``).
 
     Raises
     ------
@@ -369,6 +390,8 @@ def superdark(
     ValueError
         A period records no darks, or the rules use bit 512 (kept for no-data pixels).
     """
+    from stiscube.dq import dq_array
+
     rules = DQRules() if rules is None else rules
     if (rules.has_hot_rule and rules.hot_bit == NO_DATA_BIT) or (
         rules.has_unstable_rule and rules.unstable_bit == NO_DATA_BIT
@@ -402,11 +425,12 @@ def superdark(
     with np.errstate(invalid="ignore", divide="ignore"):
         sci = np.where(total > 0, rate_sum / total, 0.0)
         err = np.where(total > 0, np.sqrt(var_sum) / total, 0.0)
-    dq = reference_dq(db, rules, anneals=numbers)
+    dq = dq_array(db, rules, anneal_num=numbers[-1])  # the flags of the period it applies to
     no_data = total == 0
     values = dq.values | np.where(no_data, np.uint16(NO_DATA_BIT), np.uint16(0))
     attrs = dict(dq.attrs)
     attrs.update(_dq_counts(values, rules, int(np.count_nonzero(no_data))))
+    attrs["anneals"] = np.asarray(numbers, dtype=np.int64)
     dims = ("row", "col")
     coords = {"row": dq["row"].values, "col": dq["col"].values}
     return xr.Dataset(
@@ -419,6 +443,68 @@ def superdark(
         coords=coords,
         attrs=attrs,
     )
+
+
+def bad_pixel_table(db: PixelDB, rules: DQRules, *, anneal: int | None = None):
+    """The persistent bad pixels of a period as a STIS BPIXTAB table (runs along rows).
+
+    Parameters
+    ----------
+    db : PixelDB
+        The database.
+    rules : DQRules
+        The rules, with persistence (``persist_k`` of the last ``persist_m`` periods).
+    anneal : int, optional
+        The period (default: the newest).
+
+    Returns
+    -------
+    astropy.table.Table
+        Columns ``PIX1`` (1-based column of the run's first pixel), ``PIX2`` (1-based
+        row), ``LENGTH`` (pixels), ``AXIS`` (1: along the row), ``VALUE`` (DQ value)
+        as int16, sorted by row then column; ``meta`` holds the DQ array's attributes.
+
+    Raises
+    ------
+    ValueError
+        The rules have no persistence.
+    """
+    from astropy.table import Table
+
+    from stiscube.dq import dq_array
+
+    rules = instance_of(rules, "rules", DQRules, what="a stiscube.dq.DQRules")
+    if rules.persist_k is None:
+        msg = (
+            "a BPIXTAB lists persistent bad pixels: give rules with persist_k and persist_m "
+            "(bad in K of the last M periods; --persist K M)"
+        )
+        raise ValueError(msg)
+    numbers = _periods(db, anneal)
+    dq = dq_array(db, rules, anneal_num=numbers[-1])
+    values = np.asarray(dq.values, dtype=np.int64)
+    flat = values.ravel()
+    bad = np.flatnonzero(flat)
+    cols = values.shape[1]
+    # a run starts where the previous flat pixel is not its left neighbour of equal value
+    new = np.ones(bad.size, dtype=bool)
+    if bad.size > 1:
+        same_row = (bad[1:] // cols) == (bad[:-1] // cols)
+        new[1:] = ~((bad[1:] == bad[:-1] + 1) & same_row & (flat[bad[1:]] == flat[bad[:-1]]))
+    starts = bad[new]
+    lengths = np.diff(np.append(np.flatnonzero(new), bad.size))
+    rows, first_cols = np.divmod(starts, cols)
+    table = Table(
+        {
+            "PIX1": (first_cols + 1).astype(np.int16),
+            "PIX2": (rows + 1).astype(np.int16),
+            "LENGTH": lengths.astype(np.int16),
+            "AXIS": np.ones(starts.size, dtype=np.int16),
+            "VALUE": flat[starts].astype(np.int16),
+        }
+    )
+    table.meta.update({k: v for k, v in dq.attrs.items() if np.isscalar(v)})
+    return table
 
 
 # -- headers ---------------------------------------------------------------------------------
@@ -456,24 +542,30 @@ def _period_text(one: xr.Dataset, coord: str) -> str:
     return str(one[coord].values).strip()
 
 
-def _temperature_card(db: PixelDB, numbers: list[int]) -> str | None:
-    """TEMPCORR: the periods' dark-rate temperature scaling (the formula, or ``off``) when
-    they share one; how many frames each period scaled is in the HISTORY."""
-    texts = {
-        _period_text(db.dataset.sel(anneal=n), "temperature_correction").split(":")[0]
-        for n in numbers
-    }
-    texts.discard("")
-    if not texts:
-        return None
-    return texts.pop() if len(texts) == 1 else "differs by period (see HISTORY)"
+def _temperature(db: PixelDB, numbers: list[int]) -> tuple[float, float] | None:
+    """(REF_TEMP, DRK_VS_T) of the Side-2 scaling ``1/(1 + DRK_VS_T (OCCDHTAV - REF_TEMP))``
+    the periods' darks went through, or None when they were not scaled (``off`` or
+    unknown).  Periods that differ are refused: one file, one scaling."""
+    found = {}
+    for n in numbers:
+        text = _period_text(db.dataset.sel(anneal=n), "temperature_correction")
+        match = _TEMPERATURE.search(text)
+        found[n] = None if match is None else (float(match.group(2)), float(match.group(1)))
+    values = set(found.values())
+    if len(values) > 1:
+        msg = (
+            f"periods {numbers} were scaled for temperature differently ({found}): calstis "
+            "reads one REF_TEMP/DRK_VS_T per superdark; make one file per scaling"
+        )
+        raise ValueError(msg)
+    return values.pop()
 
 
 def _primary(
     db: PixelDB,
     numbers: list[int],
     keys: _Resolved,
-    filetype: str,
+    kind: str,
     rules: DQRules,
     counts: dict[str, int],
     extra_history: list[str],
@@ -490,13 +582,25 @@ def _primary(
         ("TELESCOP", "HST", "telescope"),
         ("INSTRUME", "STIS", "instrument"),
         ("DETECTOR", "CCD", "detector"),
-        ("FILETYPE", filetype, "reference file type"),
-        ("CCDAMP", keys.ccdamp, "CCD amplifier read out (CRDS selection)"),
-        ("CCDGAIN", keys.ccdgain, "commanded CCD gain (CRDS selection)"),
+        ("FILETYPE", FILETYPES[kind], "reference file type"),
+    ]
+    if kind == "dark":
+        cards += [
+            ("CCDAMP", keys.ccdamp, "CCD amplifier (CRDS selection; ANY = all)"),
+            ("CCDGAIN", keys.ccdgain, "commanded CCD gain (CRDS selection; -1 = any)"),
+            ("CCDOFFST", -1, "CCD bias offset (-1 = any)"),
+        ]
+    cards += [
+        ("OBSTYPE", "ANY", "observation type"),
+        ("OPT_ELEM", "ANY", "optical element"),
+        ("APERTURE", "ANY", "aperture"),
+        ("BINAXIS1", 1, "binning along axis 1 (columns)"),
+        ("BINAXIS2", 1, "binning along axis 2 (rows)"),
         ("USEAFTER", sybdate(keys.useafter), "use after this date (UTC)"),
         ("PEDIGREE", keys.pedigree, "origin of the data"),
         ("DESCRIP", keys.descrip, ""),
         ("PERIODS", ",".join(str(n) for n in numbers), "anneal periods used"),
+        ("APPLIES", numbers[-1], "anneal period whose flags the file holds"),
         ("NHOT", counts["n_hot"], f"pixels with the hot bit {rules.hot_bit}"),
         ("NUNSTAB", counts["n_unstable"], f"pixels with the unstable bit {rules.unstable_bit}"),
         ("NBOTH", counts["n_both"], "pixels both hot and unstable"),
@@ -504,12 +608,19 @@ def _primary(
         ("NFLAGGED", counts["n_flagged"], "pixels with any DQ bit"),
         ("RULES", json.dumps(rules.to_dict()), "DQ rules as JSON"),
     ]
-    tempcorr = _temperature_card(db, numbers)
-    if tempcorr is not None:
-        cards.append(("TEMPCORR", tempcorr, "dark-rate temperature scaling of the inputs"))
+    history = list(extra_history)
+    if kind == "dark":
+        temperature = _temperature(db, numbers)
+        if temperature is None:
+            history.append("the darks were not scaled for temperature: no REF_TEMP/DRK_VS_T")
+        else:
+            cards += [
+                ("REF_TEMP", temperature[0], "reference CCD housing temperature (deg C)"),
+                ("DRK_VS_T", temperature[1], "dark rate change per deg C (fraction)"),
+            ]
     for key, value, comment in cards:
         set_card(hdr, key, value, comment)
-    for line in _history(db, numbers, rules, extra_history):
+    for line in _history(db, numbers, rules, [f"USEAFTER: {keys.useafter_from}", *history]):
         hdr.add_history(line)
     to_header(hdr, prov)  # DATE, SOFTWARE, CUBEVER, CUBESUM; the rest as HISTORY
     return primary
@@ -536,7 +647,7 @@ def write_reference(
     keywords: ReferenceKeywords | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write a STIS CCD reference file of one or more periods (atomically).
+    """Write a STIS CCD reference file (atomically): the superdark or the BPIXTAB.
 
     Parameters
     ----------
@@ -544,16 +655,19 @@ def write_reference(
         The database.
     path : path-like
         The FITS file to write.
-    kind : {"dq", "dark"}
-        ``"dq"``: the DQ reference (primary + ``DQ``); ``"dark"``: the superdark
-        (:func:`superdark`) in the STIS imset layout, primary + ``SCI``, ``ERR`` (float32,
-        ``BUNIT = 'ELECTRONS/S'``) and ``DQ`` (int16), each with ``EXTVER = 1``.
+    kind : {"dark", "bpixtab"}
+        ``"dark"``: the superdark (:func:`superdark`) in the STIS imset layout, primary
+        + ``SCI``, ``ERR`` (float32, ``BUNIT = 'ELECTRONS/S'``) and ``DQ`` (int16), each
+        with ``EXTNAME``/``EXTVER = 1``.  ``"bpixtab"``: the persistent bad pixels
+        (:func:`bad_pixel_table`) as a binary table extension.
     rules : DQRules, optional
-        The DQ rules (default ``DQRules()``).
+        The DQ rules (default ``DQRules()``; the BPIXTAB needs persistence).
     anneals : int or sequence of int, optional
-        The period or periods (default: the newest).
+        The period or periods (default: the newest).  The file applies to the newest;
+        a BPIXTAB takes exactly one period (its window is the rules' persistence).
     keywords : ReferenceKeywords, optional
-        CRDS keywords; ``ccdamp``/``ccdgain`` are required when the cube has none.
+        CRDS keywords (default: ``CCDAMP = 'ANY'``, ``CCDGAIN = -1``, ``USEAFTER`` the
+        first dark of the period the file applies to).
     overwrite : bool
         Replace an existing file.
 
@@ -565,23 +679,44 @@ def write_reference(
     Raises
     ------
     ValueError, TypeError
-        A parameter is invalid, or the periods mix CCD settings; nothing is written.
+        A parameter or keyword is invalid (the message names it); nothing is written.
     FileExistsError
         *path* exists and *overwrite* is false.
     """
     from astropy.io import fits
 
-    kind = one_of(kind, "kind", ("dq", "dark"))
+    kind = one_of(kind, "kind", tuple(FILETYPES))
     rules = DQRules() if rules is None else instance_of(rules, "rules", DQRules)
     numbers = _periods(db, anneals)
-    keys = _resolve(db, numbers, keywords, "DQ flags" if kind == "dq" else "superdark")
+    if kind == "bpixtab" and len(numbers) != 1:
+        msg = (
+            f"a BPIXTAB is made for one period (its window is the rules' persist_m), got "
+            f"anneals={numbers}"
+        )
+        raise ValueError(msg)
+    keys = _resolve(db, numbers, keywords, kind)
     path = _target(path, overwrite)
-    if kind == "dq":
-        dq = reference_dq(db, rules, anneals=numbers)
-        counts = _dq_counts(dq.values, rules)
-        text = _categories_text(rules)
-        primary = _primary(db, numbers, keys, "DQ REFERENCE", rules, counts, text)
-        hdus = [primary, _dq_extension(dq.values)]
+    if kind == "bpixtab":
+        table = bad_pixel_table(db, rules, anneal=numbers[0])
+        values = np.zeros(db.shape, dtype=np.uint16)  # counts from the table's runs
+        lengths = np.asarray(table["LENGTH"], dtype=np.int64)
+        first = (np.asarray(table["PIX2"], np.int64) - 1) * db.shape[1] + table["PIX1"] - 1
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        values.ravel()[np.repeat(first, lengths) + offsets] = np.repeat(table["VALUE"], lengths)
+        counts = _dq_counts(values, rules)
+        text = [
+            f"persistent bad pixels of period {numbers[0]}: flagged in >= {rules.persist_k} "
+            f"of the last {rules.persist_m} periods (window "
+            f"{','.join(str(n) for n in np.atleast_1d(table.meta['window_anneals']))})"
+            if "window_anneals" in table.meta else
+            f"persistent bad pixels of period {numbers[0]}",
+            "PIX1/PIX2: 1-based column/row of the cube's (calibrated, unbinned) frame; "
+            "runs along rows (AXIS=1)",
+            *_categories_text(rules),
+        ]
+        primary = _primary(db, numbers, keys, kind, rules, counts, text)
+        ext = fits.BinTableHDU(table.as_array(), name="BPIXTAB")
+        hdus = [primary, ext]
     else:
         dark = superdark(db, rules, anneals=numbers)
         counts = {k: int(dark.attrs[k]) for k in ("n_hot", "n_unstable", "n_both", "n_no_data")}
@@ -589,10 +724,11 @@ def write_reference(
         formulas = [
             "SCI = sum_p n_p sci_mean_p / N; ERR = sqrt(sum_p n_p err_mean_p^2) / N;",
             "N = sum_p n_p, n_p = n_darks_p - nan_count_p (usable samples); e-/s",
+            f"DQ: the flags of period {numbers[-1]} (the period the file applies to)",
             *_categories_text(rules),
             f"  no usable sample -> {NO_DATA_BIT} (SCI = ERR = 0)",
         ]
-        primary = _primary(db, numbers, keys, "DARK IMAGE", rules, counts, formulas)
+        primary = _primary(db, numbers, keys, kind, rules, counts, formulas)
         sci = fits.ImageHDU(data=dark["sci"].values.astype(">f4"), name="SCI", ver=1)
         err = fits.ImageHDU(data=dark["err"].values.astype(">f4"), name="ERR", ver=1)
         for hdu, what in ((sci, "dark rate"), (err, "standard error of the dark rate")):
@@ -602,21 +738,3 @@ def write_reference(
     _write_fits(fits.HDUList(hdus), path)
     logger.info("wrote %s reference of periods %s to %s (%s)", kind, numbers, path, counts)
     return path
-
-
-def write_dq_reference(db: PixelDB, path: str | os.PathLike, **options: Any) -> Path:
-    """Write the DQ reference file: ``write_reference(db, path, "dq", **options)``.
-
-    *options* are :func:`write_reference`'s ``rules``, ``anneals``, ``keywords`` and
-    ``overwrite``.
-    """
-    return write_reference(db, path, "dq", **options)
-
-
-def write_dark_reference(db: PixelDB, path: str | os.PathLike, **options: Any) -> Path:
-    """Write the superdark: ``write_reference(db, path, "dark", **options)``.
-
-    *options* are :func:`write_reference`'s ``rules``, ``anneals``, ``keywords`` and
-    ``overwrite``.
-    """
-    return write_reference(db, path, "dark", **options)

@@ -15,14 +15,16 @@ from stiscube.dq.flags import BAD_DETECTOR_PIXEL, HOT_PIXEL, dq_flag
 from stiscube.layout import UNIT_SYSTEMS
 from stores.validate import as_float, as_int, check_fields, one_of
 
-__all__ = ["DQRules"]
+__all__ = ["DEFAULT_HOT_LEVEL", "DQRules"]
 
 _RATE_UNITS = UNIT_SYSTEMS["rate"]["sci_mean"]
 _COMBINES = ("or", "and")
 _PARTIAL = ("error", "available")
 _AUTO = "auto"
-#: the STIS reference pipeline's hot threshold (refstis: clipped median + 5 sigma)
+#: the STIS reference pipeline's relative hot threshold (refstis: clipped median + 5 sigma)
 _DEFAULT_NSIGMA = 5.0
+#: the STIS superdarks' DQ-16 level (refstis: "pixels hotter than 0.1 electron/sec")
+DEFAULT_HOT_LEVEL = 0.1
 
 
 def _bit(value: Any, name: str) -> int:
@@ -60,12 +62,13 @@ class DQRules:
     hot_level : float or None
         Absolute hot level on ``sci_mean``, in electron / s (> 0; a level <= 0 would
         flag nearly every pixel): hot if ``sci_mean > hot_level``.  Requires periods in
-        the ``"rate"`` unit system.
+        the ``"rate"`` unit system.  Default :data:`DEFAULT_HOT_LEVEL` (0.1, the level
+        at which the STIS reference superdarks set DQ 16); None: no absolute rule.
     hot_nsigma : float, None or "auto"
         Relative hot level: hot if ``sci_mean > median_c + hot_nsigma * std_c`` of the
-        period's sigma-clipped frame.  ``"auto"`` (default) means 5 (as the STIS
-        reference pipeline) when *hot_level* is not given, and None (no relative rule)
-        when it is; give a number to use both.
+        period's sigma-clipped frame.  ``"auto"`` (default) means 5 (the STIS
+        reference pipeline's threshold for new hot pixels) when *hot_level* is None,
+        and None (no relative rule) when it is given; give a number to use both.
     hot_combine : {"or", "and"}
         How the two hot rules combine when both are given.  ``"and"`` needs both.
     clip_sigma : float
@@ -100,7 +103,7 @@ class DQRules:
     DQRules(hot_level=0.1, hot_nsigma=5.0, hot_combine='and', ...)
     """
 
-    hot_level: float | None = None
+    hot_level: float | None = DEFAULT_HOT_LEVEL
     hot_nsigma: float | str | None = _AUTO
     hot_combine: str = "or"
     clip_sigma: float = 3.0

@@ -5,7 +5,9 @@ with :mod:`stores.site` (BokehJS inlined, works offline from a copied directory)
 page holds, in order:
 
 headline numbers
-    hot pixels (``sci_mean > hot_level``) in the newest period and their growth per
+    hot pixels in the newest period (:func:`stiscube.dq.hot_pixels` under the options'
+    :class:`~stiscube.dq.DQRules`, the same rule object as the DQ array and the
+    reference files' ``NHOT``, stated on the page) and their growth per
     year (least-squares line through the counts of every rate period against the
     period mid-dates, with its 1-sigma error from the fit residuals); the median dark
     rate of the newest period and its trend per year (same fit on the per-period
@@ -36,6 +38,8 @@ provenance (collapsible, last)
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import math
 import os
@@ -49,8 +53,9 @@ import numpy as np
 
 from stiscube._provenance import iso
 from stiscube.cube.pixeldb import PixelDB
+from stiscube.dq import DQRules, hot_pixels
 from stores.provenance import DEFAULT_LIBRARIES, provenance, slice_checksums
-from stores.validate import as_float, as_int, check_fields, instance_of, one_of
+from stores.validate import as_int, check_fields, instance_of, one_of
 
 __all__ = ["SiteOptions", "block_reduce", "site_summary", "write_site"]
 
@@ -65,9 +70,11 @@ class SiteOptions:
 
     Parameters
     ----------
-    hot_level : float
-        Hot if ``sci_mean > hot_level`` (electron / s, > 0); 0.1 as the STIS reference
-        files.
+    rules : DQRules
+        The rules that decide a period's hot pixels (default ``DQRules()``: 0.1
+        electron / s, as the STIS reference superdarks), the same rule object as
+        ``stiscube dq``; it must have a hot rule.  Periods before the rules' first full
+        persistence window count over the periods available.
     map_size : int
         Largest side of the pixel-browser map, in blocks (16 ... 1024).
     map_periods : int
@@ -81,7 +88,7 @@ class SiteOptions:
         4 MB of which is BokehJS).
     """
 
-    hot_level: float = 0.1
+    rules: DQRules = dataclasses.field(default_factory=DQRules)
     map_size: int = 256
     map_periods: int = 6
     track: int = 500
@@ -89,7 +96,7 @@ class SiteOptions:
 
     #: the rule of each field, checked once (in ``__post_init__``)
     _RULES: ClassVar[dict[str, Callable[[Any, str], Any]]] = {
-        "hot_level": partial(as_float, min=0, strict_min=True, units="electron / s"),
+        "rules": partial(instance_of, cls=DQRules, what="a stiscube.dq.DQRules"),
         "map_size": partial(as_int, min=16, max=1024),
         "map_periods": partial(as_int, min=1),
         "track": partial(as_int, min=0),
@@ -98,6 +105,9 @@ class SiteOptions:
 
     def __post_init__(self) -> None:
         check_fields(self, self._RULES)
+        if not self.rules.has_hot_rule:
+            msg = "rules must have a hot rule (hot_level or hot_nsigma): the site counts hot pixels"
+            raise ValueError(msg)
 
 
 def block_reduce(frame: np.ndarray, block: int, how: str) -> np.ndarray:
@@ -186,7 +196,13 @@ def site_summary(db: PixelDB, options: SiteOptions | None = None) -> dict[str, A
     hr, hc = -(-rows // hblock), -(-cols // hblock)
     newest = db.store.read_arrays([rate[-1]], variables=["sci_mean"])["sci_mean"][0]
     newest = np.asarray(newest, dtype=np.float64)
-    hot_now = np.flatnonzero(np.nan_to_num(newest, nan=-np.inf).ravel() > options.hot_level)
+    rules = options.rules
+    early = dataclasses.replace(rules, partial_window="available")  # before a full window
+    hot_masks = {
+        n: hot_pixels(db, rules if i + 1 >= rules.window else early, anneal_num=n).values
+        for i, n in enumerate(rate)
+    }
+    hot_now = np.flatnonzero(hot_masks[rate[-1]].ravel())
     order = np.argsort(-newest.ravel()[hot_now], kind="stable")[: options.track]
     tracked = hot_now[order]
     t_rows, t_cols = np.divmod(tracked, cols)
@@ -202,7 +218,7 @@ def site_summary(db: PixelDB, options: SiteOptions | None = None) -> dict[str, A
         arrays = db.store.read_arrays([number], variables=["sci_mean", "readnoise"])
         sci = np.asarray(arrays["sci_mean"][0], dtype=np.float64)
         rn = np.asarray(arrays["readnoise"][0], dtype=np.float64)
-        hot = np.nan_to_num(sci, nan=-np.inf) > options.hot_level
+        hot = hot_masks[number]
         if number in map_from:
             maps[number] = block_reduce(sci, block, "max")
         block_max[i] = block_reduce(sci, hblock, "max")
@@ -257,12 +273,18 @@ def _signed(value: float, err: float, unit: str, digits: int = 2) -> str:
     return f"{text} {unit}"
 
 
+def _rule_text(rules: DQRules) -> str:
+    """The hot rule in words, without the DQ bit (the headline's note)."""
+    hot = dataclasses.replace(rules, unstable_level=None).describe()
+    return "; ".join(line.split(": ", 1)[-1] for line in hot)
+
+
 def _headline(summary: dict[str, Any]):
     from stores.site import Metric
 
     periods = summary["periods"]
     last = periods[-1]
-    level = summary["options"].hot_level
+    rule = _rule_text(summary["options"].rules)
     hot_slope, hot_err = summary["hot_trend"]
     dark_slope, dark_err = summary["dark_trend"]
     span = f"{str(last['start'])[:10]} to {str(last['end'])[:10]}"
@@ -285,7 +307,7 @@ def _headline(summary: dict[str, Any]):
         Metric(
             f"Hot pixels, period {last['anneal']}",
             f"{last['n_hot']:,}",
-            f"sci_mean > {level:g} e-/s; {span}",
+            f"{rule}; {span}",
         ),
         Metric(
             "Hot-pixel growth",
@@ -328,9 +350,8 @@ def _trend_figures(summary: dict[str, Any]):
         },
         name="trends",
     )
-    level = summary["options"].hot_level
     specs = [
-        ("n_hot", f"Hot pixels per period (sci_mean > {level:g} e-/s)", "hot pixels", "{0,0}"),
+        ("n_hot", "Hot pixels per period (rule in the headline)", "hot pixels", "{0,0}"),
         ("median_dark", "Median dark rate per period", "median sci_mean [e-/s]", "{0.00000}"),
         ("median_readnoise", "Median read noise per period", "median readnoise [e-]", "{0.000}"),
     ]
@@ -555,7 +576,8 @@ def _provenance_items(db: PixelDB, summary: dict[str, Any]) -> list[tuple[str, o
     )
     return [
         *prov.items(),
-        ("hot level", f"sci_mean > {opts.hot_level:g} electron / s"),
+        ("hot-pixel rule", "; ".join(opts.rules.describe())),
+        ("hot-pixel rules (JSON)", json.dumps(opts.rules.to_dict())),
         (
             "pixel browser",
             f"map: block maximum over {summary['map_block']} x {summary['map_block']} "
@@ -611,8 +633,11 @@ def write_site(
     )
     page.headline(
         _headline(summary),
-        note="Hot-pixel growth and dark-rate trend: least-squares lines through every "
-        "period in electron / s; errors 1 sigma from the scatter about the line.",
+        note="Hot pixels: the rule in the first box, the same rule object "
+        "(stiscube.dq.DQRules) that sets the hot bit of `stiscube dq` and the NHOT of the "
+        "reference files, so their counts agree for the same rules. Hot-pixel growth and "
+        "dark-rate trend: least-squares lines through every period in electron / s; errors "
+        "1 sigma from the scatter about the line.",
     )
     page.section(
         "Trends", intro="Per-period values; hover for the numbers, drag or scroll to zoom."

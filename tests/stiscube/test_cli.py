@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -143,8 +144,13 @@ def test_dq_and_plots(built, tmp_path, capsys):
     with fits.open(out) as hdul:
         assert (hdul["DQ"].data == expected.values).all()
     assert (tmp_path / "dq.ecsv").exists()
-    assert main(argv) == 1  # refuses to overwrite without --overwrite
-    assert "exists" in capsys.readouterr().err
+    # the monthly rerun: every output replaced atomically, same pixels, exit 0
+    first = fits.getdata(out, "DQ")
+    assert main(argv) == 0
+    np.testing.assert_array_equal(fits.getdata(out, "DQ"), first)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("dq")) == [
+        "dq.ecsv", "dq.fits"
+    ]  # no temporary left behind
     for kind in (["history", "3", "4"], ["map", "sci_mean", "--anneal", "1"], ["hot-count"]):
         png = tmp_path / f"{kind[0]}.png"
         assert main(["plot", str(built / "db"), *kind, "--out", str(png)]) == 0

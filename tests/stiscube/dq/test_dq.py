@@ -314,7 +314,7 @@ def test_registry_errors(call, exc, match):
         ({"partial_window": "pad"}, ValueError, "partial_window must be one of"),
         ({"hot_bit": 3}, ValueError, "hot_bit: 3 is not a single STIS DQ bit"),
         ({"unstable_bit": "flicker"}, ValueError, "unstable_bit: 'flicker' is not"),
-        ({"hot_nsigma": None}, ValueError, "the rules flag nothing"),
+        ({"hot_level": None, "hot_nsigma": None}, ValueError, "the rules flag nothing"),
     ],
 )
 def test_bad_rules(kwargs, exc, match):
@@ -322,10 +322,12 @@ def test_bad_rules(kwargs, exc, match):
         DQRules(**kwargs)
 
 
-def test_rules_default_nsigma():
-    assert DQRules().hot_nsigma == 5.0 and DQRules().hot_level is None
-    assert DQRules(unstable_level=3.0).hot_nsigma == 5.0
-    assert DQRules(hot_level=0.1).hot_nsigma is None  # an absolute level alone
+def test_rules_default_level():
+    # the default: 0.1 e-/s alone, the level at which the STIS superdarks set DQ 16
+    assert DQRules().hot_level == 0.1 and DQRules().hot_nsigma is None
+    assert DQRules(unstable_level=3.0).hot_nsigma is None
+    assert DQRules(hot_level=None).hot_nsigma == 5.0  # the relative rule, refstis's 5 sigma
+    assert DQRules(hot_level=None, unstable_level=3.0).hot_nsigma == 5.0
     assert DQRules(hot_level=0.1, hot_nsigma=4).hot_nsigma == 4.0
     with pytest.raises(TypeError, match="hot_nsigma must be a number or None, got 'five'"):
         DQRules(hot_nsigma="five")
@@ -475,7 +477,9 @@ def test_units_never_mixed(db, cube, truth):
     with pytest.raises(UnitMismatchError, match="'counts'"):
         dq_array(cube, rules, anneal_num=COUNTS_PERIOD)
     # the relative rule is unit-free: allowed on a counts period, and scale invariant
-    dq = dq_array(cube, DQRules(hot_nsigma=5, unstable_level=2.0), anneal_num=COUNTS_PERIOD)
+    dq = dq_array(
+        cube, DQRules(hot_level=None, hot_nsigma=5, unstable_level=2.0), anneal_num=COUNTS_PERIOD
+    )
     sci = _arr(truth, COUNTS_PERIOD, "sci_mean")
     with np.errstate(invalid="ignore"):
         expected = 16 * np_hot(sci, nsigma=5) | 4 * (_arr(truth, COUNTS_PERIOD, "stability") > 2)
@@ -634,7 +638,7 @@ def test_ecsv_round_trip(cube, truth, dq7, tmp_path):
 
 
 def test_table_counts_units_and_mismatch(cube, truth, dq7, tmp_path):
-    dq = dq_array(cube, DQRules(hot_nsigma=5), anneal_num=COUNTS_PERIOD)
+    dq = dq_array(cube, DQRules(hot_level=None, hot_nsigma=5), anneal_num=COUNTS_PERIOD)
     table = flagged_pixels_table(dq, cube)
     assert str(table["sci_mean"].unit) == "ct"
     assert len(table) == np.count_nonzero(dq.values)

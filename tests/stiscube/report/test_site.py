@@ -12,6 +12,7 @@ import pytest
 from stiscube import PixelDB
 from stiscube.cli import main
 from stiscube.datasets._synthcube import random_properties
+from stiscube.dq import DQRules
 from stiscube.report.site import SiteOptions, block_reduce, site_summary, write_site
 from tests.browser import ARGS, CHROMIUM, open_page, require_chromium
 
@@ -136,15 +137,15 @@ def test_page_structure(db, tmp_path):
 
 
 def test_options_validated():
-    with pytest.raises(ValueError, match=r"hot_level must be > 0 \(electron / s\), got -1"):
-        SiteOptions(hot_level=-1)
-    with pytest.raises(ValueError, match="hot_level must be finite, got nan"):
-        SiteOptions(hot_level=float("nan"))
+    with pytest.raises(TypeError, match="rules must be a stiscube.dq.DQRules, got float"):
+        SiteOptions(rules=0.1)
+    with pytest.raises(ValueError, match="rules must have a hot rule"):
+        SiteOptions(rules=DQRules(hot_level=None, hot_nsigma=None, unstable_level=3.0))
     with pytest.raises(ValueError, match=r"map_size must be an integer in \[16, 1024\], got 4"):
         SiteOptions(map_size=4)
     with pytest.raises(TypeError, match="track must be an integer >= 0, got 2.5"):
         SiteOptions(track=2.5)
-    assert SiteOptions(hot_level=1).hot_level == 1.0 and isinstance(SiteOptions().track, int)
+    assert SiteOptions().rules == DQRules() and isinstance(SiteOptions().track, int)
 
 
 def test_cli_report_and_reference(db, tmp_path, capsys):
@@ -152,7 +153,7 @@ def test_cli_report_and_reference(db, tmp_path, capsys):
                  "--map-size", "32"]) == 0
     assert (tmp_path / "s" / "index.html").is_file()
     assert main(["dq", str(db.location.url), "--anneal", "6", "--hot-level", "0.1",
-                 "--dark-reference", str(tmp_path / "d.fits"), "--first", "3",
+                 "--dark-reference", str(tmp_path / "d.fits"), "--last", "3",
                  "--ccdamp", "D", "--ccdgain", "1"]) == 0
     out = capsys.readouterr().out
     from astropy.io import fits

@@ -1,0 +1,45 @@
+"""The monthly STIS loop from the shell: the same commands every month, reruns are no-ops
+that say so, periods tile time without gaps (issue 19)."""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.io import fits
+
+from stiscube import PixelDB
+from stiscube.cli import main
+from stiscube.datasets.simulate import simulate_darks
+from stores.testing import tree_digest
+
+
+def test_monthly_commands_rerun_and_no_gaps(tmp_path, capsys):
+    sim = simulate_darks(tmp_path / "sim", n_periods=3, frames_per_period=3, shape=(32, 24),
+                         seed=5)
+    db = str(tmp_path / "db")
+    for number in sorted(sim.files):  # one month at a time, without a period table
+        files = [str(f) for f in sim.files[number]]
+        ingest = ["ingest", db, "--darks", *files, "--anneal", str(number)]
+        assert main(ingest) == 0
+        before = tree_digest(tmp_path / "db")
+        assert main(ingest) == 0  # the rerun: nothing to do, and said so
+        assert tree_digest(tmp_path / "db") == before
+        out = capsys.readouterr().out
+        assert f"period {number} is already in {db} from the same 3 darks" in out
+        assert "nothing to do" in out
+        monthly = ["dq", db, "--out", str(tmp_path / "dq.fits"),
+                   "--dark-reference", str(tmp_path / "drk.fits")]
+        for _ in range(2):  # the same command every month, twice: exit 0 both times
+            assert main(monthly) == 0
+        hdr = fits.getheader(tmp_path / "drk.fits")
+        assert hdr["PERIODS"] == str(number) and hdr["APPLIES"] == number
+        assert fits.getheader(tmp_path / "dq.fits")["ANNEALNM"] == number
+    ds = PixelDB(db, mode="r").dataset
+    starts, ends = ds["anneal_start"].values, ds["anneal_end"].values
+    np.testing.assert_array_equal(starts[1:], ends[:-1])  # no gap between periods
+    darks = PixelDB(db, mode="r").darks
+    first_dark = np.datetime64(darks.loc[darks["anneal"] == 2, "start"].min(), "ns")
+    assert starts[1] < first_dark  # the gap the frames alone would leave is now period 2's
+    gap = starts[1] + (first_dark - starts[1]) // 2
+    capsys.readouterr()
+    assert main(["query", db, "anneal", "--date", str(gap)[:19]]) == 0
+    assert capsys.readouterr().out.split("\n")[1].split()[0] == "2"

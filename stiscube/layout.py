@@ -115,9 +115,11 @@ PROPERTY_SPECS: tuple[PropertySpec, ...] = (
         "readnoise",
         "float32",
         {"rate": "electron", "counts": "count"},
-        "read noise",
-        "sqrt(sum(max(E_i**2 - max(e_i, 0), 0)) / m) over the m kept samples: the read "
-        "noise of the error model ERR**2 = RN**2 + signal (electrons)",
+        "read noise measured from the frames' temporal scatter",
+        "sqrt(max(s2 - max(sum(e_i), 0) / m, 0)), s2 = sum((e_i - sci_mean t_i)**2) / (m - 1) "
+        "over the m kept samples: the scatter of the pixel's electrons between frames minus "
+        "the Poisson variance of its mean dark signal (electrons; NaN if m < 2; independent "
+        "of the ERR arrays; bias and error in stiscube.properties._kernels)",
     ),
 )
 

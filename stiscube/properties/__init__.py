@@ -7,5 +7,6 @@ turns a stack of dark frames into the property cube of one period (declared in
 
 from stiscube.properties._kernels import ClipOptions
 from stiscube.properties.compute import compute_properties, properties_from_stack
+from stiscube.properties.readnoise import amplifier_readnoise
 
-__all__ = ["ClipOptions", "compute_properties", "properties_from_stack"]
+__all__ = ["ClipOptions", "amplifier_readnoise", "compute_properties", "properties_from_stack"]

@@ -8,8 +8,8 @@ numpy kernels stay as this kernel's test oracle.
 
 Differences from the numpy reference, by design:
 
-- the sums of the statistics are accumulated in float64 (the reference sums in float32),
-  so results agree to float32 rounding, not bit for bit;
+- the sums of the statistics are accumulated in float64, as in the reference, but in
+  another order, so results agree to float32 rounding, not bit for bit;
 - the clipping arithmetic (rates, thresholds, medians) is float32 as in the reference,
   so the kept samples are the same.
 
@@ -190,24 +190,30 @@ def _bands(
             sum_t = 0.0
             sum_e = 0.0
             sum_big_e = 0.0
-            sum_v = 0.0
             for i in range(n):
                 w = kept[i]
                 m += w
                 sum_t += t[i] if w else 0.0
                 sum_e += e[i] if w else 0.0
                 sum_big_e += big_e[i] if w else 0.0
-                sum_v += v[i] if w else 0.0
             mean = sum_e / sum_t
             chi2 = 0.0
+            scatter = 0.0
             for i in range(n):
-                z = (e[i] - mean * t[i]) / big_e[i]
+                d = e[i] - mean * t[i]
+                z = d / big_e[i]
                 chi2 += z * z if kept[i] else 0.0
+                scatter += d * d if kept[i] else 0.0
             out_mean[r, c] = mean
             out_err[r, c] = sum_big_e / sum_t
-            out_stab[r, c] = math.sqrt(chi2 / (m - 1)) if m >= 2 else np.nan
             out_nan[r, c] = n - m
-            out_rn[r, c] = math.sqrt(sum_v / m)
+            if m >= 2:
+                out_stab[r, c] = math.sqrt(chi2 / (m - 1))
+                rn2 = scatter / (m - 1) - max(sum_e, 0.0) / m
+                out_rn[r, c] = math.sqrt(max(rn2, 0.0))
+            else:
+                out_stab[r, c] = np.nan
+                out_rn[r, c] = np.nan
 
 
 def band_properties(

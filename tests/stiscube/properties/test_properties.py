@@ -82,15 +82,17 @@ def test_hot_pixels_are_recovered(sim_props):
     assert born_recovered.mean() >= 0.9, born_recovered.mean()
 
 
-def test_readnoise_recovers_the_truth(sim_props):
-    ratios = []
+def test_readnoise_is_measured_with_its_documented_bias(sim_props):
+    """The per-period median of the measured read noise against the simulator's truth,
+    low by the documented chi-square median bias (sigma**2 / RN**2) / (3 (m - 1))."""
     for props, truth in sim_props.values():
-        rn = props["readnoise"].values
-        true = truth["readnoise"].values
-        ratios.append(rn / true)
-        # The error model ERR**2 = RN**2 + signal is exact: per pixel, to float32 rounding.
-        np.testing.assert_allclose(rn, true, rtol=2e-3)
-    assert abs(np.median(np.concatenate(ratios)) - 1) < 0.05
+        normal = _categories(truth)["normal"]
+        m = truth.sizes["frame"] - props["nan_count"].values[normal]
+        rn = truth["readnoise"].values[normal].astype(np.float64)
+        sigma2 = rn**2 + truth["dark_rate"].values[normal] * truth["exptime"].values.mean()
+        bias = np.median(-(sigma2 / rn**2) / (3 * (m - 1)))
+        ratio = np.median(props["readnoise"].values[normal]) / np.median(rn)
+        assert abs(ratio - (1 + bias)) < 0.01, (ratio, bias)
 
 
 def test_stability_separates_flickering_pixels(sim_props):
@@ -198,7 +200,8 @@ def test_properties_from_an_in_memory_stack(stack_and_truth):
     chunked = properties_from_stack(stack.chunk({"frame": 1}))  # rechunked along frame
     assert chunked["sci_mean"].chunks is not None
     xr.testing.assert_allclose(props[list(PROPERTIES)], chunked[list(PROPERTIES)].compute())
-    np.testing.assert_allclose(props["readnoise"].values, truth["readnoise"].values, rtol=2e-3)
+    ratio = np.nanmedian(props["readnoise"].values) / np.median(truth["readnoise"].values)
+    assert 0.95 < ratio < 1.0  # measured, low by the median bias (about 2% for 24 frames)
 
 
 def test_open_darks_stack_gives_the_same_result(sim_periods):
@@ -243,7 +246,8 @@ def test_gain_four_darks():
     # Counts, not electrons: typical |SCI| ~ 1.5 counts (6 e- read noise / 4), not ~5.
     assert float(np.nanmedian(np.abs(stack["sci"].values))) < 2.0
     props = properties_from_stack(stack)
-    np.testing.assert_allclose(props["readnoise"].values, truth["readnoise"].values, rtol=2e-3)
+    ratio = np.nanmedian(props["readnoise"].values) / np.median(truth["readnoise"].values)
+    assert 0.95 < ratio < 1.0  # in electrons, not counts (a quarter)
     normal = _categories(truth)["normal"]
     pull = (props["sci_mean"].values - truth["dark_rate"].values) / _expected_error(truth)
     assert 0.8 <= pull[normal].std() <= 1.25

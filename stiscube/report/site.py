@@ -15,7 +15,15 @@ headline numbers
     changed against the one before (pixels that turned hot, pixels that healed).
 trends
     interactive Bokeh plots (pan, box and wheel zoom, hover with the period's values)
-    of the hot-pixel count, the median dark rate and the median read noise per period.
+    of the hot-pixel count, the median dark rate and the median read noise per period
+    (with the 1-sigma error of the median, ``1.2533 * 1.4826 MAD / sqrt(n)`` over the
+    pixels, coloured by electronics side).
+anneal effectiveness
+    per anneal, the fraction of the new hot pixels it repaired and of the old ones
+    still hot, with binomial errors, by electronics side, and the fractions pooled per
+    side in the headline (:mod:`stiscube.dq.effectiveness`, under the hot rule
+    the options' rules); the table is written beside the page as
+    ``anneal_effectiveness.ecsv``.
 pixel browser
     a map of ``sci_mean`` of a chosen period (one of the newest ``map_periods``) next
     to a history plot.  A full frame is downsampled for
@@ -51,9 +59,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from stiscube._dates import datetime64_to_mjd
 from stiscube._provenance import iso
 from stiscube.cube.pixeldb import PixelDB
 from stiscube.dq import DQRules, hot_pixels
+from stiscube.dq.effectiveness import (
+    anneal_effectiveness,
+    effectiveness_by_side,
+    write_anneal_effectiveness,
+)
+from stiscube.io.darks import SIDE2_START_MJD
 from stores.provenance import DEFAULT_LIBRARIES, provenance, slice_checksums
 from stores.validate import as_int, check_fields, instance_of, one_of
 
@@ -152,6 +167,15 @@ def _trend(x_years: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(coef[0]), math.sqrt(sigma2 / float(np.sum((x - x.mean()) ** 2)))
 
 
+def _median_error(values: np.ndarray) -> float:
+    """1-sigma error of the median of *values*: ``1.2533 * 1.4826 MAD / sqrt(n)`` (the
+    normal-distribution value, with a robust sigma); NaN for fewer than 2 values."""
+    if values.size < 2:
+        return math.nan
+    mad = float(np.median(np.abs(values - np.median(values))))
+    return 1.2533 * 1.4826 * mad / math.sqrt(values.size)
+
+
 def _mid(start: np.datetime64, end: np.datetime64) -> np.datetime64:
     start = np.datetime64(start, "ms")
     return start + (np.datetime64(end, "ms") - start) // 2
@@ -165,7 +189,10 @@ def site_summary(db: PixelDB, options: SiteOptions | None = None) -> dict[str, A
     dict
         ``periods`` (list of dict per rate period: ``anneal``, ``start``, ``end``,
         ``mid`` (datetime64[ms]), ``n_darks``, ``n_hot``, ``new_hot``, ``healed``,
-        ``median_dark`` (electron / s), ``median_readnoise`` (electron)),
+        ``median_dark`` (electron / s), ``median_readnoise`` and ``readnoise_err``
+        (electron), ``side`` (electronics side 1 or 2 by the period start)),
+        ``effectiveness`` and ``effectiveness_by_side`` (the tables of
+        :mod:`stiscube.dq.effectiveness`),
         ``excluded`` (list of ``(anneal, reason)``), ``hot_trend`` and ``dark_trend``
         ((slope, error) per year), ``map_block``, ``history_block``, ``maps``
         ({anneal: block-max map}), ``block_max``/``block_mean`` ((period, hr, hc)
@@ -218,6 +245,7 @@ def site_summary(db: PixelDB, options: SiteOptions | None = None) -> dict[str, A
         arrays = db.store.read_arrays([number], variables=["sci_mean", "readnoise"])
         sci = np.asarray(arrays["sci_mean"][0], dtype=np.float64)
         rn = np.asarray(arrays["readnoise"][0], dtype=np.float64)
+        rn = rn[np.isfinite(rn)]
         hot = hot_masks[number]
         if number in map_from:
             maps[number] = block_reduce(sci, block, "max")
@@ -237,13 +265,18 @@ def site_summary(db: PixelDB, options: SiteOptions | None = None) -> dict[str, A
                 "new_hot": None if previous is None else int(np.count_nonzero(hot & ~previous)),
                 "healed": None if previous is None else int(np.count_nonzero(previous & ~hot)),
                 "median_dark": float(np.nanmedian(sci)) if np.isfinite(sci).any() else math.nan,
-                "median_readnoise": float(np.nanmedian(rn)) if np.isfinite(rn).any() else math.nan,
+                "median_readnoise": float(np.median(rn)) if rn.size else math.nan,
+                "readnoise_err": _median_error(rn),
+                "side": 2 if datetime64_to_mjd(start) >= SIDE2_START_MJD else 1,
             }
         )
         previous = hot
     mids = np.array([p["mid"] for p in periods], dtype="datetime64[ms]")
     years = (mids - mids[0]).astype(np.float64) / (86_400_000.0 * _YEAR_DAYS)
+    effect = anneal_effectiveness(db, rules)
     return {
+        "effectiveness": effect,
+        "effectiveness_by_side": effectiveness_by_side(effect),
         "periods": periods,
         "excluded": excluded,
         "hot_trend": _trend(years, np.array([p["n_hot"] for p in periods], dtype=float)),
@@ -326,6 +359,17 @@ def _headline(summary: dict[str, Any]):
             f"first period {periods[0]['median_readnoise']:.3f} e-",
         ),
         Metric(f"Newest period {last['anneal']} changed", change, before),
+        Metric(
+            "Anneal repair of new hot pixels",
+            "; ".join(
+                f"Side-{r['side']} {100 * r['repair_fraction']:.0f} ± "
+                f"{100 * r['repair_fraction_err']:.0f} %"
+                for r in summary["effectiveness_by_side"]
+                if r["n_new"] > 0
+            )
+            or "n/a (needs 3 consecutive periods)",
+            f"{len(summary['effectiveness'])} anneals pooled per electronics side",
+        ),
     ]
 
 
@@ -379,6 +423,101 @@ def _trend_figures(summary: dict[str, Any]):
             fig.yaxis.ticker = BasicTicker(desired_num_ticks=6, min_interval=1)
         else:
             _floor_span(fig, np.asarray(source.data[column_name], dtype=float))
+        figures.append(fig)
+    rn = figures[-1]
+    for side, colour in _SIDE_COLOURS.items():
+        mine = [p for p in periods if p["side"] == side]
+        if not mine:
+            continue
+        mid = np.array([p["mid"] for p in mine], dtype="datetime64[ms]")
+        value = np.array([p["median_readnoise"] for p in mine])
+        err = np.array([p["readnoise_err"] for p in mine])
+        label = f"Side-{side}: median, 1-sigma error"
+        rn.segment(
+            mid, value - err, mid, value + err, color=colour, line_width=2, legend_label=label
+        )
+        rn.scatter(mid, value, size=8, color=colour, legend_label=label)
+    return column(*figures, sizing_mode="stretch_width")
+
+
+#: The colour of each electronics side in the trend plots.
+_SIDE_COLOURS = {1: "#1b9e77", 2: "#d95f02"}
+
+
+def _effectiveness_figures(summary: dict[str, Any]):
+    """Repair fraction of new hot pixels and fraction of old ones still hot, per anneal,
+    with binomial 1-sigma errors, by electronics side."""
+    from bokeh.layouts import column
+    from bokeh.models import ColumnDataSource, HoverTool
+
+    from stiscube._dates import mjd_to_datetime64
+    from stores.site import bokeh_figure
+
+    table = summary["effectiveness"]
+    specs = [
+        (
+            "repair_fraction",
+            "New hot pixels repaired by each anneal",
+            "fraction repaired",
+            "n_new",
+            "new",
+        ),
+        (
+            "old_still_hot_fraction",
+            "Old hot pixels still hot after each anneal",
+            "fraction still hot",
+            "n_old",
+            "old",
+        ),
+    ]
+    figures = []
+    for name, title, label, n_name, what in specs:
+        fig = bokeh_figure(
+            title=title,
+            x_label="anneal date (UTC)",
+            y_label=label,
+            x_axis_type="datetime",
+            height=260,
+        )
+        for side, colour in _SIDE_COLOURS.items():
+            part = table[table["side"] == side]
+            if len(part) == 0:
+                continue
+            value = np.asarray(part[name], dtype=float)
+            err = np.asarray(part[name + "_err"], dtype=float)
+            source = ColumnDataSource(
+                {
+                    "date": mjd_to_datetime64(np.asarray(part["anneal_mjd"])).astype(
+                        "datetime64[ms]"
+                    ),
+                    "anneal": np.asarray(part["anneal"]),
+                    "value": value,
+                    "lower": value - err,
+                    "upper": value + err,
+                    "n": np.asarray(part[n_name]),
+                }
+            )
+            legend = f"Side-{side}, 1-sigma binomial error"
+            fig.segment(
+                "date",
+                "lower",
+                "date",
+                "upper",
+                source=source,
+                color=colour,
+                line_width=2,
+                legend_label=legend,
+            )
+            fig.scatter("date", "value", source=source, size=8, color=colour, legend_label=legend)
+        hover = fig.select_one(HoverTool)
+        hover.tooltips = [
+            ("anneal opening period", "@anneal"),
+            (label, "@value{0.000}"),
+            (f"{what} hot pixels", "@n"),
+        ]
+        fig.legend.location = "bottom_left"
+        if figures:
+            fig.x_range = figures[0].x_range
         figures.append(fig)
     return column(*figures, sizing_mode="stretch_width")
 
@@ -642,6 +781,44 @@ def write_site(
     page.section(
         "Trends", intro="Per-period values; hover for the numbers, drag or scroll to zoom."
     ).bokeh(_trend_figures(summary))
+    effect = page.section(
+        "Anneal effectiveness",
+        intro="For each anneal: the fraction of the hot pixels that appeared since the "
+        "previous anneal that it repaired, and of the older ones still hot after it "
+        f"(hot: {_rule_text(options.rules)}; definitions in "
+        "stiscube.dq.effectiveness); table: anneal_effectiveness.ecsv.",
+    )
+    if len(summary["effectiveness"]):
+        effect.bokeh(_effectiveness_figures(summary))
+    else:
+        effect.text("Needs three consecutive periods in electron / s.")
+    effect.table(
+        [
+            "side",
+            "anneals",
+            "new hot",
+            "repaired",
+            "repair fraction",
+            "old hot",
+            "still hot",
+            "still-hot fraction",
+        ],
+        [
+            [
+                f"Side-{r['side']}",
+                r["n_anneals"],
+                r["n_new"],
+                r["n_repaired"],
+                f"{r['repair_fraction']:.3f} ± {r['repair_fraction_err']:.3f}",
+                r["n_old"],
+                r["n_old_still_hot"],
+                f"{r['old_still_hot_fraction']:.4f} ± {r['old_still_hot_fraction_err']:.4f}",
+            ]
+            for r in summary["effectiveness_by_side"]
+        ],
+        caption="Pooled by electronics side (binomial 1-sigma errors)",
+        empty="No anneal between three consecutive periods.",
+    )
     page.section(
         "Pixel browser",
         intro="Click a pixel of the map to see its block's history across every period "
@@ -681,6 +858,8 @@ def write_site(
         empty="No period excluded.",
     )
     page.provenance(_provenance_items(db, summary))
+    out.mkdir(parents=True, exist_ok=True)
+    write_anneal_effectiveness(summary["effectiveness"], out / "anneal_effectiveness.ecsv")
     path = page.write(out / "index.html")
     logger.info("wrote the STIS site of %s to %s", db.location.url, path)
     return path

@@ -133,7 +133,7 @@ def test_page_structure(db, tmp_path):
                  "Data excluded", "od1a0", "counts per frame"):
         assert text in html, text
     assert not re.search(r"<script[^>]+src=|<link[^>]+href=", html)  # self-contained
-    assert '<meta name="site-figures" content="2">' in html
+    assert '<meta name="site-figures" content="3">' in html
 
 
 def test_options_validated():
@@ -179,7 +179,7 @@ def test_site_in_browser(db, truth, tmp_path):
     path = write_site(db, tmp_path / "site", SiteOptions(map_size=32))
     report = open_page(path, screenshot="stis-site.png", full_page=True)
     report.assert_ok()  # every figure rendered, no JS error, nothing fetched
-    assert report.expected_figures == 2
+    assert report.expected_figures == 3
     assert report.headline_top is not None and report.headline_top < 200
     assert report.screenshot.stat().st_size > 10_000
 

@@ -77,6 +77,29 @@ def test_unequal_counts_pair_closest_in_time_and_report_the_rest():
     assert "no chip 1 image" in pairs["unpaired_reason"].values[0]
 
 
+def test_two_visits_of_one_proposal_never_pair_across_visits():
+    """Visit 02 of the same proposal, setup and exposure time lost its chip-1 exposure; its
+    chip-2 image, taken closer in time to visit 01's chip-1 image than visit 01's own chip-2
+    image, must stay unpaired rather than steal that chip-1 image."""
+    ds = small().photometry
+    first = ds.isel(image=[0, 1, 2, 3])  # visit 01: chip 2 FLT/FLC at t0, chip 1 at t0 + 0.003 d
+    chip2 = first.isel(image=np.flatnonzero(first["chip"].values == 2))
+    t0 = float(chip2["mjd"].values[0])
+    visit2 = chip2.assign_coords(
+        image=[f"{i}_v02" for i in chip2["image"].values],
+        visit=("image", ["02"] * chip2.sizes["image"]),
+        mjd=("image", np.full(chip2.sizes["image"], t0 + 0.0025)),
+    )
+    ds = xr.concat([ds, visit2], dim="image")
+    pairs = pair_images(ds)
+    for num, den in zip(pairs["image_num"].values, pairs["image_den"].values, strict=True):
+        assert _lookup(ds, num)["visit"] == _lookup(ds, den)["visit"], (num, den)
+    assert sorted(pairs["unpaired_image"].values) == sorted(visit2["image"].values)
+    assert all("visit" in reason for reason in pairs["unpaired_reason"].values)
+    paired = set(pairs["image_num"].values) | set(pairs["image_den"].values)
+    assert set(first["image"].values) <= paired
+
+
 def test_postarg1_difference_prevents_pairing():
     ds = small().photometry
     postarg1 = ds["postarg1"].values.copy()

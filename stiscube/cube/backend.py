@@ -3,13 +3,15 @@
 The labelled cube, opened lazily **without dask**: every property is a
 :class:`xarray.backends.BackendArray` whose indexing goes straight to the store's direct
 reader (:meth:`stores.CubeStore.read_arrays`), so ``.sel``/``.isel`` read only the chunks
-they need, in one call per variable.  Reads along ``anneal`` of a small (row, col)
+they need; loading a point or small window of the Dataset reads all its variables in one
+reader call (:meth:`_Source.read_one`).  Reads along ``anneal`` of a small (row, col)
 window come from the pixel-major history index (:mod:`stiscube.cube.history_index`) when it
 holds the same values, whichever API was used (``ds.sel(row=r, col=c)``,
 ``ds.pixels.history``, ``db.cube.sel(...)``).
 
 Dask is used only when ``chunks=`` is passed; the stored chunks are the preferred ones
-(``encoding["preferred_chunks"]``), so ``chunks={}`` gives one task per stored chunk.
+(``encoding["preferred_chunks"]``), so ``chunks={}`` gives one task per stored chunk,
+each one reader call.  ``chunks=`` that split the stored chunks work (xarray warns).
 
 Options of :func:`xarray.open_dataset` (and :func:`open_cube`):
 
@@ -37,6 +39,7 @@ import copy
 import inspect
 import logging
 import os
+import threading
 from collections.abc import Iterable
 from functools import partial
 from typing import Any
@@ -70,6 +73,10 @@ _LAYOUTS = ("dataset", "cube")
 #: index tiles, go to the history index when it is current
 _INDEX_MIN_PERIODS = 4
 _INDEX_MAX_TILES = 4
+#: a read of at most this many values per variable reads every variable of the Dataset
+#: in the same reader call and keeps the others for their turn (``ds.sel(...).load()``
+#: loads the variables one after the other; this makes it one reader call)
+_BATCH_MAX_VALUES = 4096
 
 
 def cube_location(db: Location) -> Location:
@@ -143,11 +150,15 @@ class _Source:
         }:
             self.index = HistoryIndex(index_root)
         self._digests: list[str] | None = None
+        self.names: list[str] = list(store.schema.variables)  # the Dataset's variables
+        self._batch: tuple[tuple, dict[str, np.ndarray]] | None = None
+        self._batch_lock = threading.Lock()
 
     def __reduce__(self):
         # to a dask worker: the location and the version, reopened there (same state)
         root = None if self.index_root is None else self.index_root.url
-        return (_reopen, (self.store.location.url, _store_version(self.store), root))
+        return (_reopen, (self.store.location.url, _store_version(self.store), root,
+                          self.names))
 
     def _index_lookup(self, where) -> tuple | None:
         """(index state, positions) of the periods at *where* (indices into labels)."""
@@ -165,6 +176,33 @@ class _Source:
         where = np.searchsorted(np.asarray(self.labels), np.asarray(chosen))
         found = self._index_lookup(where)
         return None if found is None else found[1]
+
+    def read_one(self, name: str, key: tuple) -> np.ndarray:
+        """Values of variable *name* for *key*, small reads batched over the variables.
+
+        A read of at most ``_BATCH_MAX_VALUES`` values reads every variable of the
+        Dataset for the same key in one reader call and keeps the others, each handed out
+        once, until a read of another key: loading a point or a small window of the
+        whole Dataset is one reader call, not one per variable.  (The values kept belong
+        to the committed state this source reads, which never changes.)
+        """
+        token = _key_token(key)
+        with self._batch_lock:
+            if self._batch is not None and self._batch[0] == token:
+                kept = self._batch[1].pop(name, None)
+                if kept is not None:
+                    return kept
+        if _n_values(key, self.shape_of(name)) > _BATCH_MAX_VALUES or len(self.names) < 2:
+            return self.read([name], key)[name]
+        values = self.read(self.names, key)
+        mine = values.pop(name)
+        with self._batch_lock:
+            self._batch = (token, values)
+        return mine
+
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        dims = self.store.schema.variables[name].dims
+        return (len(self.labels), *(self.sizes[d] for d in dims))
 
     def read(self, names: list[str], key: tuple) -> dict[str, np.ndarray]:
         """Outer-indexed values of variables *names* for key (append, *fixed dims)."""
@@ -237,9 +275,35 @@ class _Source:
         return self.store.read_arrays(chosen, variables=names, **window)
 
 
-def _reopen(url: str, version: int, index_root: str | None) -> _Source:
+def _key_token(key: tuple) -> tuple:
+    """A hashable, comparable form of an outer-indexing key."""
+    out = []
+    for k in key:
+        if isinstance(k, slice):
+            out.append(("s", k.start, k.stop, k.step))
+        elif isinstance(k, (int, np.integer)):
+            out.append(("i", int(k)))
+        else:
+            out.append(("a", tuple(np.asarray(k).ravel().tolist())))
+    return tuple(out)
+
+
+def _n_values(key: tuple, shape: tuple[int, ...]) -> int:
+    """How many values an outer-indexing *key* selects from *shape*."""
+    n = 1
+    for k, size in zip(key, shape, strict=False):
+        if isinstance(k, slice):
+            n *= len(range(*k.indices(size)))
+        elif not isinstance(k, (int, np.integer)):
+            n *= int(np.size(k))
+    return n
+
+
+def _reopen(url: str, version: int, index_root: str | None, names: list[str]) -> _Source:
     store = open_store(Location.parse(url), version)
-    return _Source(store, None if index_root is None else Location.parse(index_root))
+    source = _Source(store, None if index_root is None else Location.parse(index_root))
+    source.names = names
+    return source
 
 
 # ---------------------------------------------------------------------------------------
@@ -263,7 +327,7 @@ class StiscubeBackendArray(BackendArray):
         )
 
     def _raw(self, key: tuple) -> np.ndarray:
-        return self.source.read([self.name], key)[self.name]
+        return self.source.read_one(self.name, key)
 
 
 def _simple(key: tuple) -> bool:
@@ -355,6 +419,7 @@ def open_cube(
     schema = store.schema
     drop = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
     names = [n for n in schema.variables if n not in drop]
+    src.names = names
     coords = store._coords_for(store.labels, store._manifest)
     append = store.append_dim
     chunk_of = {append: int(schema.chunks.get(append, 1))}

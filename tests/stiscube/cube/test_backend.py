@@ -184,12 +184,35 @@ def test_laziness_counts_reads(db_path, monkeypatch, raise_if_dask_computes):
     # the chunk files opened: one per property, the one holding (row 17, col 3)
     assert len(opened) == len(PROPERTIES), opened
     assert all(path.endswith(f"{os.sep}1{os.sep}0") for path in opened), opened
-    # one read per property, of one period and one pixel (a single chunk each)
-    assert sorted(c[1] for c in calls) == sorted((p,) for p in PROPERTIES)
-    for labels, _, window in calls:
-        assert labels in (9, [9])
-        assert window == {"row": slice(17, 18), "col": slice(3, 4)}
+    # one reader call for every property, of one period and one pixel
+    assert len(calls) == 1, calls
+    labels, names, window = calls[0]
+    assert labels in (9, [9]) and sorted(names) == sorted(PROPERTIES)
+    assert window == {"row": slice(17, 18), "col": slice(3, 4)}
     assert point["sci_mean"].shape == ()
+
+
+def test_small_reads_batch_the_variables_large_ones_do_not(db_path, ref, monkeypatch):
+    calls = []
+    original = CubeStore.read_arrays
+
+    def counting(self, labels, *, variables=None, **window):
+        calls.append(tuple(variables or ()))
+        return original(self, labels, variables=variables, **window)
+
+    monkeypatch.setattr(CubeStore, "read_arrays", counting)
+    ds = xr.open_dataset(db_path, engine="stiscube", drop_variables=["readnoise"])
+    window = ds.isel(anneal=[0, 2], row=slice(5, 9), col=[1, 4, 6]).load()
+    assert len(calls) == 1 and sorted(calls[0]) == sorted(set(PROPERTIES) - {"readnoise"})
+    for name in window.data_vars:  # each handed out once, with its own values
+        np.testing.assert_array_equal(window[name].values, ref[name][[0, 2], 5:9][:, :, [1, 4, 6]])
+    calls.clear()
+    frame = ds["sci_mean"].isel(anneal=1).values  # 40 x 30 = 1200 values: still batched
+    np.testing.assert_array_equal(frame, ref["sci_mean"][1])
+    calls.clear()
+    whole = ds["sci_mean"].values  # 6 x 40 x 30 = 7200 values: this variable only
+    assert calls == [("sci_mean",)]
+    np.testing.assert_array_equal(whole, ref["sci_mean"])
 
 
 def test_no_dask_compute_without_chunks(db_path, raise_if_dask_computes):
@@ -297,3 +320,13 @@ def test_fsspec_database_through_the_engine(truth):
         np.stack([truth[n]["stability"].values[2:6] for n in NUMBERS[:2]]),
     )
     assert not db.history_index_current  # the index is local-only; reads use the cube
+
+
+def test_chunks_that_split_the_stored_chunks_work(db_path, ref):
+    """README: chunks= that split the stored chunks give the same values (each task reads
+    its part of a stored chunk; xarray warns that this is slower)."""
+    with pytest.warns(UserWarning, match="separate the stored chunks"):
+        ds = xr.open_dataset(db_path, engine="stiscube", chunks={"row": 10, "col": 7})
+    assert ds["sci_mean"].chunks[1:] == ((10, 10, 10, 10), (7, 7, 7, 7, 2))
+    for name in PROPERTIES:
+        np.testing.assert_array_equal(ds[name].values, ref[name], err_msg=name)

@@ -11,6 +11,7 @@ frames to properties), :class:`AnnealTable` (anneal periods), :func:`simulate_da
 
 from stiscube.cube import accessor as _accessor  # noqa: F401  (registers ds.pixels)
 from stiscube.cube.pixeldb import PixelDB
+from stiscube.cube.recompute import recompute
 from stiscube.datasets.simulate import simulate_darks
 from stiscube.exceptions import (
     AnnealPeriodError,
@@ -51,6 +52,7 @@ __all__ = [
     "UnitMismatchError",
     "__version__",
     "compute_properties",
+    "recompute",
     "show_versions",
     "simulate_darks",
 ]

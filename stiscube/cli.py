@@ -15,6 +15,7 @@ Subcommands::
     stiscube report DB --out DIR [--hot-level L --map-size S --map-periods K]
     stiscube plot DB history ROW COL | map PROPERTY | hot-count  --out FILE.png
     stiscube index DB
+    stiscube recompute DB [--anneal N ...] [--scheduler ADDRESS | --workers N]
     stiscube info DB [--format text|json]
     stiscube show-versions
 
@@ -359,6 +360,26 @@ def _ingest_into(db, args: argparse.Namespace, sim) -> None:
             args.anneal, csv_loc=args.csv, start=start, end=end, replace=args.replace
         )
     sys.stdout.write(f"ingested period {args.anneal} into {args.db}\n")
+
+
+# -- recompute ---------------------------------------------------------------------------
+def _add_recompute(sub) -> None:
+    p = _db_command(sub, "recompute", "recompute stored periods from the darks they were "
+                    "computed from, on a dask.distributed cluster", _cmd_recompute)
+    p.add_argument("--anneal", type=int, nargs="+", help="these periods (default all)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="a running dask scheduler "
+                       "(tcp://host:8786); default a LocalCluster")
+    where.add_argument("--workers", type=int, default=2,
+                       help="LocalCluster worker processes, one thread each (default 2)")
+
+
+def _cmd_recompute(args: argparse.Namespace) -> None:
+    from stiscube.cube.recompute import recompute
+
+    done = recompute(_open(args.db, mode="r+"), anneals=args.anneal, scheduler=args.scheduler,
+                     n_workers=args.workers, progress=args.progress)
+    sys.stdout.write(f"recomputed periods {done} in {args.db}\n")
 
 
 # -- query / history ------------------------------------------------------------------------
@@ -744,6 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     _add_plot(sub)
     _add_index(sub)
+    _add_recompute(sub)
     _add_maintenance(sub)
     _add_info(sub)
     p = sub.add_parser("version", help="print the version")

@@ -22,6 +22,7 @@ Two ways in:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -58,6 +59,20 @@ _CUBE = "cube"
 _PERIODS = "periods.ecsv"
 _MAX_ANNEAL = int(np.iinfo(np.int64).max)  # labels are stored as int64
 _PIXEL_COLUMNS = ["AnnealNumber", "RowNum", "ColumnNum", *SEED_COLUMNS[2:]]
+
+
+@dataclasses.dataclass(frozen=True)
+class _PreparedDarks:
+    """One period's darks checked (headers, selection, dates) and its lazy properties."""
+
+    anneal_num: int
+    frames: list
+    skipped: list
+    start: np.datetime64
+    end: np.datetime64
+    selection: Any
+    temperature: Any
+    lazy: xr.Dataset
 
 
 class PixelDB:
@@ -433,10 +448,24 @@ class PixelDB:
             than ``min_frames`` usable frames (also after reading: frames whose pixels are
             mostly invalid, e.g. all-NaN SCI or ERR <= 0 everywhere, do not count).
         """
+        if client is not None and not hasattr(client, "compute"):
+            msg = f"client must be a dask.distributed.Client, got {type(client).__name__}"
+            raise TypeError(msg)
+        prepared = self._prepare_darks(
+            files, anneal_num, replace=replace, start=start, end=end, selection=selection,
+            temperature=temperature, storage_options=storage_options, **options,
+        )
+        lazy = prepared.lazy
+        properties = lazy.compute() if client is None else client.compute(lazy, sync=True)
+        return self._commit_darks(prepared, properties, replace=replace)
+
+    def _prepare_darks(self, files, anneal_num, *, replace, start=None, end=None,
+                       selection=None, temperature=None, storage_options=None,
+                       **options) -> _PreparedDarks:
+        """Every check of :meth:`ingest_darks` that needs no pixel, and the lazy properties."""
         from stiscube.io.darks import (
             DarkSelection,
             TemperatureCorrection,
-            TooFewDarksError,
             check_darks,
             select_darks,
         )
@@ -462,9 +491,19 @@ class PixelDB:
         self._check_overlap(anneal_num, start64, end64)
         frames = check_darks(frames, start=start64, end=end64)  # frames dated in the period
         lazy = compute_properties(
-            frames, client=client, selection=selection, temperature=temperature, **options
+            frames, selection=selection, temperature=temperature, **options
         )
-        properties = lazy.compute()
+        return _PreparedDarks(anneal_num, frames, skipped, start64, end64, selection,
+                              temperature, lazy)
+
+    def _commit_darks(self, prepared: _PreparedDarks, properties: xr.Dataset, *,
+                      replace: bool) -> xr.Dataset:
+        """Check the computed *properties* of a prepared period and store them."""
+        from stiscube.io.darks import TooFewDarksError
+
+        anneal_num, frames, skipped = prepared.anneal_num, prepared.frames, prepared.skipped
+        start64, end64 = prepared.start, prepared.end
+        selection, temperature = prepared.selection, prepared.temperature
         valid = properties["valid_fraction"].values
         usable = valid >= selection.min_valid_fraction
         warnings_ = []

@@ -21,16 +21,17 @@ __all__ = ["add_selection_arguments", "build_parser", "main", "selection_kwargs"
 
 
 # -- shared selection options ------------------------------------------------------------
-def add_selection_arguments(p: argparse.ArgumentParser, *, pr_default: str = "all") -> None:
+def add_selection_arguments(p: argparse.ArgumentParser) -> None:
     """Add the image-selection options (seed's ``--pr``, ``--v``, ``--ap`` and more).
 
-    *pr_default* is the ``--pr`` default (``"all"``; ``cte run`` uses the seed's
-    ``"last"``), shown as such in the help.
+    ``--pr`` defaults to ``all`` for every command (the seed's ``cte run`` default was
+    ``last``, which after a new epoch selects only that epoch: nothing to fit over time).
     """
     g = p.add_argument_group("image selection")
-    g.add_argument("--pr", nargs="+", default=[pr_default], metavar="PR",
-                   help="proposals: 'last' (newest configured one present), 'all', or "
-                        f"proposal IDs (default: {pr_default})")
+    g.add_argument("--pr", nargs="+", default=["all"], metavar="PR",
+                   help="proposals: 'all' (default: the whole campaign; images already "
+                        "stored are reused), 'last' (newest configured one present), or "
+                        "proposal IDs")
     g.add_argument("--v", "--visits", dest="visits", nargs="+", metavar="VISIT",
                    help="visits, e.g. 05 11 (5 means 05)")
     g.add_argument("--targets", nargs="+", metavar="TARGET",
@@ -324,7 +325,7 @@ def _add_run_parser(sub) -> None:
     p.add_argument("--config", help="user TOML merged over the default configuration")
     p.add_argument("--pam-dir", help="directory of pixel area maps")
     p.add_argument("--redo", action="store_true", help="measure stored images again")
-    add_selection_arguments(p, pr_default="last")
+    add_selection_arguments(p)
     _add_analysis_options(p)
     p.set_defaults(func=_cmd_run)
 

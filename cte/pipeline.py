@@ -13,8 +13,15 @@
 4. write the plots and ``<out>/report.html`` (:func:`cte.report.report.write_report`), listing
    the data used and the data excluded with their reasons.
 
-Every output file is written to a temporary name and renamed, so an interrupted run
-leaves either the previous file or the new one.
+Outputs are published only when the whole analysis succeeded: everything is written
+into a hidden staging directory inside *out* (``.cte-run-*``), then each file (and the
+``plots`` directory) is renamed over the previous one; a run that fails at any step
+removes the staging directory and leaves the previous outputs as they were.
+
+The monthly update is the same command each month: by default every image of the data
+is selected (``proposals="all"``); images already in the photometry store are reused,
+so only the new epoch is measured, and the loss and model are fitted again over the
+whole campaign.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
-from cte.exceptions import EmptySelectionError
+from cte.exceptions import EmptySelectionError, FitError
 from stores.progress import dask_progress, steps
 
 if TYPE_CHECKING:
@@ -78,6 +87,19 @@ def _atomic_to_netcdf(ds: xr.Dataset, path: Path) -> None:
     from stores import atomic_write
 
     atomic_write(path, ds.to_netcdf(engine="h5netcdf"))
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move every entry of *staging* into *out*, replacing what is there (renames)."""
+    for entry in sorted(staging.iterdir()):
+        target = out / entry.name
+        if entry.is_dir():
+            if target.exists():
+                old = staging / f".old-{entry.name}"
+                target.rename(old)  # removed with the staging directory
+            entry.rename(target)
+        else:
+            os.replace(entry, target)
 
 
 def _selected_photometry(store, images: Sequence[str]) -> dict[str, xr.Dataset]:
@@ -218,15 +240,37 @@ def analyse_store(
         Report progress (a bar on a terminal, log lines otherwise; see
         :mod:`stores.progress`).
     """
+    started = time.perf_counter() if started is None else started
+    loss_options, model_options = analysis_options(config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".cte-run-", dir=out))
+    try:
+        result = _analyse(
+            store, staging, out, loss_options, model_options, images=images,
+            excluded=excluded, flux_var=flux_var, reject_flags=reject_flags, latex=latex,
+            metadata=metadata, photometry_summary=photometry_summary, started=started,
+            apertures=apertures, progress=progress,
+        )
+        _publish(staging, out)  # only a complete analysis replaces the previous outputs
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    result.outputs = {k: out / p.relative_to(staging) for k, p in result.outputs.items()}
+    logger.info("%s", result)
+    return result
+
+
+def _analyse(
+    store, staging: Path, out: Path, loss_options: dict, model_options: dict, *, images,
+    excluded, flux_var, reject_flags, latex, metadata, photometry_summary, started,
+    apertures, progress,
+) -> RunResult:
+    """The analysis of :func:`analyse_store`, its files written into *staging*."""
     from cte.analysis.loss import measure_loss
     from cte.analysis.model import fit_model
     from cte.photometry.store import PhotometryStore
     from cte.report.report import write_report
 
-    started = time.perf_counter() if started is None else started
-    loss_options, model_options = analysis_options(config)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     phot_store = PhotometryStore(store, mode="r")
     if images is None:
         photometry = phot_store.read_all()
@@ -242,13 +286,13 @@ def analyse_store(
         list(photometry.values()), flux_var=flux_var, reject_flags=reject_flags,
         apertures=radii, **loss_options,
     )
-    outputs = {"loss": out / "loss.nc", "coefficients": out / "coefficients.ecsv"}
+    outputs = {"loss": staging / "loss.nc", "coefficients": staging / "coefficients.ecsv"}
     _atomic_to_netcdf(loss, outputs["loss"])
     next(stages)
     model = fit_model(loss, **model_options)
     model.write(outputs["coefficients"])  # atomic, as are the .tex, plots and report
     if latex:
-        outputs["latex"] = out / "coefficients.tex"
+        outputs["latex"] = staging / "coefficients.tex"
         model.write(outputs["latex"], format="latex")
     unpaired = []
     if "unpaired_image" in loss.coords:
@@ -267,7 +311,7 @@ def analyse_store(
     }
     next(stages)
     outputs["report"] = write_report(
-        out,
+        staging,
         loss=loss,
         model=model,
         photometry=photometry,
@@ -276,15 +320,13 @@ def analyse_store(
     )
     for _ in stages:  # closes the progress bar
         pass
-    result = RunResult(
+    return RunResult(
         photometry=photometry_summary,
         loss=loss,
         model=model,
         outputs=outputs,
         seconds=time.perf_counter() - started,
     )
-    logger.info("%s", result)
-    return result
 
 
 def run(
@@ -322,8 +364,9 @@ def run(
         Configuration (default: the shipped TOML).
     selection : cte.io.ImageSelection, optional
         Which images, as the seed's ``--pr last/all/ID``, ``--v``; default
-        ``ImageSelection(proposals="last")``, the newest configured proposal present in
-        *data* (the seed's default).
+        ``ImageSelection(proposals="all")``: the whole campaign, of which only the images
+        not yet in *store* are measured (the monthly update).  The seed's default,
+        ``proposals="last"``, selects only the newest configured proposal present.
     apertures : sequence of float, optional
         Aperture radii in px, as the seed's ``--ap``; see :func:`cte.measure_photometry`.
     pam_dir : path, optional
@@ -354,7 +397,7 @@ def run(
     from cte.photometry.photometry import measure_photometry
 
     if selection is None:
-        select.setdefault("proposals", "last")
+        select.setdefault("proposals", "all")
     selection = ImageSelection.resolve(selection, **select)
     started = time.perf_counter()
     with dask_progress(progress=progress, desc="photometry"):
@@ -378,11 +421,21 @@ def run(
                                for k, v in chosen.items() if v is not None),
         "photometry": str(summary),
     }
-    return analyse_store(
-        store, out, config=config, images=images, excluded=excluded, flux_var=flux_var,
-        reject_flags=reject_flags, latex=latex, metadata=metadata, photometry_summary=summary,
-        started=started, apertures=_run_apertures(apertures, config), progress=progress,
-    )
+    try:
+        return analyse_store(
+            store, out, config=config, images=images, excluded=excluded, flux_var=flux_var,
+            reject_flags=reject_flags, latex=latex, metadata=metadata,
+            photometry_summary=summary, started=started,
+            apertures=_run_apertures(apertures, config), progress=progress,
+        )
+    except FitError as err:
+        if selection.proposals != "last":
+            raise
+        msg = (
+            f"{err}; only the newest proposal was selected (proposals='last', `--pr last`), "
+            "which may hold a single epoch: select 'all' (the default) to fit every epoch"
+        )
+        raise FitError(msg) from err
 
 
 def _run_apertures(apertures: Sequence[float] | None, config: Any) -> list[float]:

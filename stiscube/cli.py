@@ -496,7 +496,16 @@ def _add_dq(sub) -> None:
     ref.add_argument(
         "--bpixtab",
         type=Path,
-        help="write the BPIXTAB of persistent bad pixels here (needs --persist K M)",
+        help="write the BPIXTAB of persistent bad pixels here (with --bpixtab-persist K M)",
+    )
+    ref.add_argument(
+        "--bpixtab-persist",
+        type=int,
+        nargs=2,
+        metavar=("K", "M"),
+        help="the BPIXTAB lists pixels the rules flag in K of the last M periods (the same "
+        "rules with this persistence, on purpose: static bad pixels, while the DQ array and "
+        "superdark flag the period's own)",
     )
     ref.add_argument(
         "--last",
@@ -528,9 +537,17 @@ def _cmd_dq(args: argparse.Namespace) -> None:
     if args.last < 1:
         msg = f"--last must be >= 1, got {args.last}"
         raise ValueError(msg)
-    if args.bpixtab is not None and args.persist is None:
-        msg = "--bpixtab lists persistent bad pixels: give --persist K M (bad in K of the last M)"
+    if (args.bpixtab is None) != (args.bpixtab_persist is None):
+        msg = "--bpixtab and --bpixtab-persist K M go together (bad in K of the last M periods)"
         raise ValueError(msg)
+    bpixtab_rules = None
+    if args.bpixtab is not None:
+        import dataclasses
+
+        k, m = args.bpixtab_persist
+        bpixtab_rules = dataclasses.replace(  # validated: the same rules, persistent
+            rules, persist_k=k, persist_m=m, partial_window="available"
+        )
     keywords = None
     if args.dark_reference is not None or args.bpixtab is not None:
         from stiscube.dq.reffiles import ReferenceKeywords
@@ -563,13 +580,13 @@ def _cmd_dq(args: argparse.Namespace) -> None:
 
         chosen = int(dq.attrs["anneal"])
         held = [n for n in db.anneal_numbers if n <= chosen]
-        for path, kind, anneals in (
-            (args.dark_reference, "dark", held[-args.last :]),
-            (args.bpixtab, "bpixtab", [chosen]),
+        for path, kind, anneals, kind_rules in (
+            (args.dark_reference, "dark", held[-args.last :], rules),
+            (args.bpixtab, "bpixtab", [chosen], bpixtab_rules),
         ):
             if path is not None:
-                write_reference(db, path, kind, rules=rules, anneals=anneals, keywords=keywords,
-                                overwrite=True)
+                write_reference(db, path, kind, rules=kind_rules, anneals=anneals,
+                                keywords=keywords, overwrite=True)
                 hdr = fits.getheader(path)  # the counts as the file states them
                 no_data = f", {hdr['NNODATA']} without data" if hdr.get("NNODATA") else ""
                 outputs.append(

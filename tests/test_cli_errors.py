@@ -82,9 +82,9 @@ def test_cte_run_help_states_the_pr_default_it_uses():
     proc = run("cte", "run", "--help")
     assert proc.returncode == 0
     text = " ".join(proc.stdout.split())
-    assert "proposal IDs (default: last)" in text
+    assert "'all' (default: the whole campaign; images already stored are reused)" in text
     proc = run("cte", "photometry", "--help")
-    assert "proposal IDs (default: all)" in " ".join(proc.stdout.split())
+    assert "'all' (default: the whole campaign" in " ".join(proc.stdout.split())
 
 
 # -- 4. the README's --darks --anneal form on the project's own frames ----------------------
@@ -143,7 +143,8 @@ def test_new_db_takes_the_frames_shape_and_is_removed_on_failure(stis, tmp_path)
 def test_errors_advise_cli_flags(stis, stis_db, tmp_path):
     root, _sim = stis
     before = tree_digest(stis_db)
-    proc = run("stiscube", "ingest", stis_db, "--darks", *stis[1].files[1], "--anneal", 1)
+    # other darks for a stored period (the same darks again are a no-op, exit 0)
+    proc = run("stiscube", "ingest", stis_db, "--darks", *stis[1].files[2], "--anneal", 1)
     assert proc.returncode == 1
     assert error_line(proc) == (
         f"stiscube: error: anneal period 1 is already in {stis_db}; use --replace to replace it"

@@ -3,6 +3,10 @@ that say so, periods tile time without gaps (issue 19)."""
 
 from __future__ import annotations
 
+import re
+import shlex
+from pathlib import Path
+
 import numpy as np
 from astropy.io import fits
 
@@ -43,3 +47,40 @@ def test_monthly_commands_rerun_and_no_gaps(tmp_path, capsys):
     capsys.readouterr()
     assert main(["query", db, "anneal", "--date", str(gap)[:19]]) == 0
     assert capsys.readouterr().out.split("\n")[1].split()[0] == "2"
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _readme_monthly_stis():
+    """The STIS commands of the README's "Monthly update" section, as written."""
+    section = README.read_text().split("### Monthly update", 1)[1].split("\n### ", 1)[0]
+    block = re.findall(r"```bash\n(.*?)```", section, flags=re.S)[0]
+    return [shlex.split(line) for line in block.replace("\\\n", " ").splitlines() if line]
+
+
+def test_readme_monthly_commands_run_twice(tmp_path, monkeypatch, capsys):
+    commands = _readme_monthly_stis()
+    assert [c[:2] for c in commands] == [["stiscube", "ingest"], ["stiscube", "dq"],
+                                         ["stiscube", "report"]]
+    sim = simulate_darks(tmp_path / "sim", n_periods=3, frames_per_period=3, shape=(32, 24),
+                         seed=6)
+    monkeypatch.chdir(tmp_path)
+    sim.periods.write(tmp_path / "anneal_periods.ecsv")  # the team's period table
+    for name in ("dq", "crds"):
+        (tmp_path / name).mkdir()
+    for number in sorted(sim.files):  # each month, the README's commands, twice
+        files = [str(f) for f in sim.files[number]]
+        for _ in range(2):
+            for command in commands:
+                argv = []
+                for word in command[1:]:
+                    if word == "darks/N/*_flt.fits":
+                        argv += files
+                    else:
+                        argv.append(str(number) if word == "N" else word)
+                assert main(argv) == 0, (argv, capsys.readouterr().err)
+        hdr = fits.getheader(tmp_path / "crds" / "superdark_drk.fits")
+        assert hdr["APPLIES"] == number
+        assert fits.getheader(tmp_path / "dq" / "dq_newest.fits")["NHOT"] == hdr["NHOT"]
+    assert "nothing to do" in capsys.readouterr().out

@@ -1,0 +1,57 @@
+"""The monthly CTE update: the same `cte run` each time an epoch arrives measures only the
+new images and re-fits the whole campaign; a failed run leaves the outputs as they were
+(issue 19)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import cte.pipeline
+from cte.cli import main
+from cte.datasets.simulate import simulate_campaign
+from stores.testing import tree_digest
+
+
+@pytest.mark.slow
+def test_monthly_run_is_incremental_and_all_or_nothing(tmp_path, monkeypatch, capsys):
+    sim = simulate_campaign(
+        tmp_path / "sim", seed=5, shape=(2051, 96), n_stars=1500, targets=("ngc104",),
+        n_epochs=3, flashes=(12,), exptimes=(348.0,), include_180=False,
+        include_excluded=False,
+    )
+    epochs = sorted(p.name for p in sim.data_dir.iterdir())  # one proposal per epoch
+    assert len(epochs) == 3
+    data, store, out = tmp_path / "data", tmp_path / "store", tmp_path / "out"
+    data.mkdir()
+    argv = ["run", "--data", str(data), "--catalogs", str(sim.catalogs_dir),
+            "--store", str(store), "--out", str(out)]  # the same command every month
+    measured = []
+    for k, proposal in enumerate(epochs, start=1):
+        shutil.copytree(sim.data_dir / proposal, data / proposal)  # this month's epoch arrives
+        result = cte.pipeline.run(data, sim.catalogs_dir, store, out)
+        measured.append(len(result.photometry.measured))
+        new = len(list((sim.data_dir / proposal).glob("*_fl?.fits")))
+        assert measured[-1] == new  # only the new epoch is measured ...
+        assert len(result.photometry.reused) == sum(
+            len(list((sim.data_dir / p).glob("*_fl?.fits"))) for p in epochs[: k - 1]
+        )
+        loss = xr.load_dataset(out / "loss.nc", engine="h5netcdf")
+        assert np.unique(np.round(loss["mjd"].values)).size == k  # ... the campaign re-fitted
+        assert len(result.model) > 0
+    # the CLI: the same command twice exits 0 and measures nothing new
+    assert main(argv) == 0
+    capsys.readouterr()
+    before = tree_digest(out)
+    # a run failing at its last step (the page) leaves every previous output unchanged
+    def broken(*args, **kwargs):
+        raise OSError("disk full while writing the report")
+
+    monkeypatch.setattr("cte.report.report.write_report", broken)
+    assert main(argv) == 1
+    assert "disk full" in capsys.readouterr().err
+    assert tree_digest(out) == before
+    assert not list(out.glob(".cte-run-*"))  # no staging directory left

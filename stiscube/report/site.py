@@ -88,8 +88,9 @@ class SiteOptions:
     rules : DQRules
         The rules that decide a period's hot pixels (default ``DQRules()``: 0.1
         electron / s, as the STIS reference superdarks), the same rule object as
-        ``stiscube dq``; it must have a hot rule.  Periods before the rules' first full
-        persistence window count over the periods available.
+        ``stiscube dq``; it must have a hot rule and no persistence (the site compares
+        single periods: new and healed hot pixels, anneal effectiveness; persistent bad
+        pixels are the BPIXTAB's, ``stiscube dq --bpixtab``).
     map_size : int
         Largest side of the pixel-browser map, in blocks (16 ... 1024).
     map_periods : int
@@ -122,6 +123,12 @@ class SiteOptions:
         check_fields(self, self._RULES)
         if not self.rules.has_hot_rule:
             msg = "rules must have a hot rule (hot_level or hot_nsigma): the site counts hot pixels"
+            raise ValueError(msg)
+        if self.rules.window != 1:
+            msg = (
+                "rules must have no persistence (persist_k/persist_m, --persist): the site "
+                "compares single periods; persistent bad pixels are the BPIXTAB's"
+            )
             raise ValueError(msg)
 
 
@@ -224,11 +231,7 @@ def site_summary(db: PixelDB, options: SiteOptions | None = None) -> dict[str, A
     newest = db.store.read_arrays([rate[-1]], variables=["sci_mean"])["sci_mean"][0]
     newest = np.asarray(newest, dtype=np.float64)
     rules = options.rules
-    early = dataclasses.replace(rules, partial_window="available")  # before a full window
-    hot_masks = {
-        n: hot_pixels(db, rules if i + 1 >= rules.window else early, anneal_num=n).values
-        for i, n in enumerate(rate)
-    }
+    hot_masks = {n: hot_pixels(db, rules, anneal_num=n).values for n in rate}
     hot_now = np.flatnonzero(hot_masks[rate[-1]].ravel())
     order = np.argsort(-newest.ravel()[hot_now], kind="stable")[: options.track]
     tracked = hot_now[order]

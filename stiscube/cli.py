@@ -32,6 +32,7 @@ progress bar on a terminal, a few log lines otherwise, nothing with ``--quiet``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -260,9 +261,12 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
         db, created = _open_or_create(args, shape=shape)
     try:
         _ingest_into(db, args, sim)
-    except BaseException:
+    except BaseException as exc:
         if created is not None:
             _remove_new_db(args, created)
+            if isinstance(exc, KeyboardInterrupt):
+                exc.__notes__ = [f"nothing was written: the database {args.db} this run "
+                                 "created was removed"]
         raise
     if args.index:
         _update_index(db, args.db, rebuild=False)
@@ -307,6 +311,18 @@ def _period_row(args: argparse.Namespace):
     return table[args.anneal]
 
 
+@contextlib.contextmanager
+def _unwritten_on_interrupt(number: int, done: list[int]):
+    """On Ctrl-C, note on the exception that period *number* was not written (and which
+    periods were); :func:`stores.cli.run_cli` prints the note as one line."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        kept = f" (periods {done} were ingested)" if done else ""
+        exc.add_note(f"nothing was written for period {number}{kept}")
+        raise
+
+
 def _ingest_into(db, args: argparse.Namespace, sim) -> None:
     from stiscube.exceptions import PeriodExistsError
     from stores.progress import dask_progress, steps
@@ -329,7 +345,8 @@ def _ingest_into(db, args: argparse.Namespace, sim) -> None:
                         "recompute it"
                     )
                     raise PeriodExistsError(msg)
-            with dask_progress(progress=args.progress, desc=f"period {number}"):
+            with (_unwritten_on_interrupt(number, done),
+                  dask_progress(progress=args.progress, desc=f"period {number}")):
                 db.ingest_darks(files, number, replace=args.replace, **args.dark_options)
             done.append(number)
         kept = f" ({skipped} already stored from the same darks)" if skipped else ""
@@ -346,7 +363,8 @@ def _ingest_into(db, args: argparse.Namespace, sim) -> None:
                 f"{len(set(args.darks))} darks (sizes and SHA-256): nothing to do\n"
             )
             return
-        with dask_progress(progress=args.progress, desc=f"period {args.anneal}"):
+        with (_unwritten_on_interrupt(args.anneal, []),
+              dask_progress(progress=args.progress, desc=f"period {args.anneal}")):
             db.ingest_darks(
                 args.darks,
                 args.anneal,

@@ -28,6 +28,8 @@ __all__ = ["COMMON_HINTS", "ReadableFormatter", "base_parser", "cli_message", "r
 EXIT_FAILURE = 1
 #: exit status for a usage error (argparse uses the same)
 EXIT_USAGE = 2
+#: exit status after Ctrl-C (128 + SIGINT, as a shell reports it)
+EXIT_INTERRUPTED = 130
 
 #: Python advice in library messages -> the command-line flag (regex, replacement)
 COMMON_HINTS: tuple[tuple[str, str], ...] = (
@@ -119,7 +121,10 @@ def run_cli(
     and ``ValueError`` for bad input) print ``prog: error: message`` (with Python
     advice turned into flags by *hints*, see :func:`cli_message`) and return 1;
     anything else propagates, since it is a bug that deserves its traceback.
-    ``args.progress`` is set for the subcommand: true unless ``--quiet``.
+    Ctrl-C (:class:`KeyboardInterrupt`) prints ``prog: interrupted; ...`` (the notes the
+    subcommand added to the exception, such as the period left unwritten) and returns
+    :data:`EXIT_INTERRUPTED`.  ``args.progress`` is set for the subcommand: true unless
+    ``--quiet``.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     quiet = any(a in ("-q", "--quiet") for a in argv)  # accepted after the subcommand too
@@ -135,4 +140,10 @@ def run_cli(
             raise
         print(f"{parser.prog}: error: {cli_message(str(exc), hints)}", file=sys.stderr)
         return EXIT_FAILURE
+    except KeyboardInterrupt as exc:
+        if args.verbose:
+            raise
+        what = "; ".join(getattr(exc, "__notes__", ())) or "the unfinished step wrote nothing"
+        print(f"{parser.prog}: interrupted; {what}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0 if status is None else int(status)

@@ -388,3 +388,31 @@ def test_prune_is_explicit_and_keeps_the_newest_versions(stis_db, tmp_path):
     assert error_line(proc) == (
         "stiscube: error: keep_last must be >= 1 (the current version is always kept), got 0"
     )
+
+
+def test_run_cli_turns_ctrl_c_into_one_line_and_130(capsys):
+    """Issue 23: the notes a subcommand adds to KeyboardInterrupt, as one line; exit 130."""
+    import argparse
+
+    from stores.cli import EXIT_INTERRUPTED, run_cli
+
+    def interrupted(args):
+        exc = KeyboardInterrupt()
+        exc.add_note("nothing was written for period 7")
+        raise exc
+
+    def bare(args):
+        raise KeyboardInterrupt
+
+    parser = argparse.ArgumentParser(prog="prog")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("noted").set_defaults(func=interrupted)
+    sub.add_parser("bare").set_defaults(func=bare)
+    assert EXIT_INTERRUPTED == 130
+    assert run_cli(parser, ["noted"], (ValueError,)) == 130
+    assert capsys.readouterr().err == "prog: interrupted; nothing was written for period 7\n"
+    assert run_cli(parser, ["bare"], (ValueError,)) == 130
+    assert capsys.readouterr().err == "prog: interrupted; the unfinished step wrote nothing\n"
+    with pytest.raises(KeyboardInterrupt):  # --verbose: the traceback
+        run_cli(parser, ["-v", "bare"], (ValueError,))

@@ -238,3 +238,47 @@ def test_interrupted_simulation_ingest_resumes(tmp_path):
     final = _slice_digests(db_path)
     assert final[1] == after[1] and final[3] == after[3]
     assert final[2][0]["sha256"] != after[2][0]["sha256"]
+
+
+# -- issue 23: Ctrl-C gives one line and exit status 130 -----------------------------------
+def _interrupt_ingest(db_path, sim_dir, at_line):
+    """Run ``stiscube ingest --simulation``; Ctrl-C once a progress line holds *at_line*."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stiscube.cli", "ingest", str(db_path), "--simulation",
+         str(sim_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if at_line in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, (seen, out, err)
+    assert out == ""
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    return [line.rstrip("\n") for line in seen] + err.splitlines()
+
+
+def test_ctrl_c_during_ingest_is_one_line_and_keeps_only_whole_periods(tmp_path):
+    from stiscube.datasets.simulate import simulate_darks
+
+    sim = simulate_darks(tmp_path / "sim", n_periods=3, frames_per_period=20, shape=(256, 256),
+                         seed=3)
+    # into an existing database: the periods before the interrupted one stay
+    db_path = tmp_path / "db"
+    db = PixelDB.create(db_path, periods=sim.periods, shape=sim.shape)
+    db.ingest_darks(sim.files[1], 1)
+    lines = _interrupt_ingest(db_path, tmp_path / "sim", "ingest periods: 2")
+    assert lines[-1] == "stiscube: interrupted; nothing was written for period 2"
+    assert any("period 1 is already stored from the same 20 darks; skipped" in t for t in lines)
+    assert PixelDB(db_path, mode="r").anneal_numbers == [1]
+    # a database the run created is removed whole
+    new = tmp_path / "new"
+    lines = _interrupt_ingest(new, tmp_path / "sim", "ingest periods: 2")
+    assert lines[-1] == (f"stiscube: interrupted; nothing was written: the database {new} "
+                         "this run created was removed")
+    assert not new.exists()

@@ -36,7 +36,12 @@ import xarray as xr
 from stiscube._dates import mjd_to_datetime64, to_mjd
 from stiscube.cube import queries
 from stiscube.cube.backend import cube_location
-from stiscube.exceptions import CubeQueryError, PeriodExistsError, StiscubeError
+from stiscube.exceptions import (
+    CubeQueryError,
+    IncompatibleDarksError,
+    PeriodExistsError,
+    StiscubeError,
+)
 from stiscube.io.anneals import AnnealTable
 from stiscube.io.seedcsv import SEED_COLUMNS, read_seed_csv, seed_csv_path
 from stiscube.layout import (
@@ -443,7 +448,8 @@ class PixelDB:
         Raises
         ------
         InvalidDarkError, IncompatibleDarksError
-            Bad files or frames (nothing is written); :class:`stiscube.io.darks.MixedDarksError`
+            Bad files or frames, or frames of another shape than the cube's (nothing is
+            computed or written); :class:`stiscube.io.darks.MixedDarksError`
             for frames of several groups, :class:`stiscube.io.darks.TooFewDarksError` for fewer
             than ``min_frames`` usable frames (also after reading: frames whose pixels are
             mostly invalid, e.g. all-NaN SCI or ERR <= 0 everywhere, do not count).
@@ -490,6 +496,11 @@ class PixelDB:
         start64, end64 = self._period_dates(anneal_num, start, end)
         self._check_overlap(anneal_num, start64, end64)
         frames = check_darks(frames, start=start64, end=end64)  # frames dated in the period
+        if tuple(frames[0].shape) != tuple(self.shape):  # refused before computing anything
+            msg = (f"{frames[0].path}: frames of {frames[0].shape[0]} x {frames[0].shape[1]} "
+                   f"pixels do not fit the {self.shape[0]} x {self.shape[1]} cube of "
+                   f"{self.location.url}; ingest them into a database of their shape")
+            raise IncompatibleDarksError(msg)
         lazy = compute_properties(
             frames, selection=selection, temperature=temperature, **options
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stiscube import InvalidDarkError, PeriodExistsError, PixelDB
+from stiscube import IncompatibleDarksError, InvalidDarkError, PeriodExistsError, PixelDB
 from stiscube.datasets.simulate import simulate_darks
 from stiscube.io.darks import DarkSelection, TooFewDarksError
 from stores.testing import tree_digest
@@ -194,3 +194,22 @@ def test_cli_gain_selection_and_mixed_error(tmp_path, simulation, capsys):
     assert one["ccdgain"].item() == 4.0
     assert one["temperature_correction"].item() == "off"
     assert one["exptime_class"].item() == "long (1000-1200 s)"
+
+
+def test_frames_of_another_shape_are_refused_before_computing(tmp_path, simulation,
+                                                               monkeypatch):
+    """Issue 23: the shape is checked from the headers, not after the period is computed."""
+    import stiscube.properties.compute as compute
+
+    def never(*args, **kwargs):
+        raise AssertionError("properties computed before the shape was checked")
+
+    monkeypatch.setattr(compute, "compute_properties", never)
+    number = sorted(simulation.files)[0]
+    db = PixelDB.create(tmp_path / "db", periods=simulation.periods, shape=(40, 48))
+    before = tree_digest(db.location.url)
+    with pytest.raises(IncompatibleDarksError,
+                       match=r"frames of 48 x 40 pixels do not fit the 40 x 48 cube of .*db; "
+                             r"ingest them into a database of their shape"):
+        db.ingest_darks(simulation.files[number], number)
+    assert tree_digest(db.location.url) == before

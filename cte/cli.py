@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from cte.exceptions import CTEError
 from stores import StoreError
@@ -356,6 +357,10 @@ def _add_fit_parser(sub) -> None:
 def _open_loss(path: str):
     import xarray as xr
 
+    if not Path(path).is_file():
+        msg = (f"--loss {path}: no such file; give the loss.nc that `cte run --out DIR` "
+               "writes in DIR")
+        raise FileNotFoundError(msg)
     try:
         return xr.load_dataset(path, engine="h5netcdf")
     except (OSError, ValueError) as exc:

@@ -331,24 +331,24 @@ def _ingest_into(db, args: argparse.Namespace, sim) -> None:
         numbers = sorted(sim.files)
         done, skipped = [], []
         for number in steps(numbers, progress=args.progress, desc="ingest periods"):
-            files = sim.files[number]
-            if number in db.store:
-                if db.same_inputs(number, files):
-                    logger.warning("period %d is already stored from the same %d darks; "
-                                   "skipped", number, len(files))
-                    skipped.append(number)
-                    continue
-                if not args.replace:
-                    msg = (
-                        f"anneal period {number} is already in {args.db} but was computed from "
-                        "other darks (or stored without their checksums); use --replace to "
-                        "recompute it"
-                    )
-                    raise PeriodExistsError(msg)
-            with (_unwritten_on_interrupt(number, done),
-                  dask_progress(progress=args.progress, desc=f"period {number}")):
-                db.ingest_darks(files, number, replace=args.replace, **args.dark_options)
-            done.append(number)
+            with _unwritten_on_interrupt(number, done):
+                files = sim.files[number]
+                if number in db.store:
+                    if db.same_inputs(number, files):
+                        logger.warning("period %d is already stored from the same %d darks; "
+                                       "skipped", number, len(files))
+                        skipped.append(number)
+                        continue
+                    if not args.replace:
+                        msg = (
+                            f"anneal period {number} is already in {args.db} but was computed "
+                            "from other darks (or stored without their checksums); use "
+                            "--replace to recompute it"
+                        )
+                        raise PeriodExistsError(msg)
+                with dask_progress(progress=args.progress, desc=f"period {number}"):
+                    db.ingest_darks(files, number, replace=args.replace, **args.dark_options)
+                done.append(number)
         kept = f" ({skipped} already stored from the same darks)" if skipped else ""
         sys.stdout.write(f"ingested periods {done} into {args.db}{kept}\n")
         return
@@ -648,7 +648,10 @@ def _add_plot(sub) -> None:
     kinds = _kinds(sub, "plot", "plots: a pixel's history, a property map, hot-pixel counts")
     hist = _pixel_args(kinds.add_parser("history", help="one pixel's properties over time"))
     pmap = kinds.add_parser("map", help="a property map of one period")
-    pmap.add_argument("property", help="stability, sci_mean, err_mean, nan_count or readnoise")
+    from stiscube.layout import PROPERTIES
+
+    pmap.add_argument("property", choices=PROPERTIES, metavar="PROPERTY",
+                      help=f"one of {', '.join(PROPERTIES)}")
     _period_args(pmap)
     hot = kinds.add_parser("hot-count", help="hot pixels per period over time")
     hot.add_argument("--level", type=float, default=0.1, help="hot level in e-/s (0.1)")
@@ -742,8 +745,10 @@ def _cmd_info(args: argparse.Namespace) -> None:
     from stiscube.layout import PROPERTIES, UNIT_SYSTEMS
 
     info = _open(args.db).info()
-    for key in ("first_start", "last_end"):  # ISO 8601 without trailing nanoseconds
+    dates = {}  # text: to the second (2020-01-29T18:16:20)
+    for key in ("first_start", "last_end"):  # json: ISO 8601 without trailing nanoseconds
         if info.get(key) is not None:
+            dates[key] = pd.Timestamp(info[key]).floor("s").isoformat()
             info[key] = pd.Timestamp(info[key]).isoformat()
     if args.format == "json":
         sys.stdout.write(json.dumps(info, indent=1, default=str) + "\n")
@@ -755,7 +760,7 @@ def _cmd_info(args: argparse.Namespace) -> None:
         f"  frame shape      {info['shape'][0]} x {info['shape'][1]}",
         f"  periods held     {len(periods)}"
         + (f" ({periods[0]} .. {periods[-1]})" if periods else ""),
-        f"  dates            {info['first_start'] or '-'} to {info['last_end'] or '-'}",
+        f"  dates            {dates.get('first_start', '-')} to {dates.get('last_end', '-')}",
         f"  unit systems     {', '.join(systems) or '-'}",
     ]
     for system in systems:

@@ -416,3 +416,54 @@ def test_run_cli_turns_ctrl_c_into_one_line_and_130(capsys):
     assert capsys.readouterr().err == "prog: interrupted; the unfinished step wrote nothing\n"
     with pytest.raises(KeyboardInterrupt):  # --verbose: the traceback
         run_cli(parser, ["-v", "bare"], (ValueError,))
+
+
+# -- issue 23: weak messages name the thing and the fix ----------------------------------------
+def test_a_database_path_that_is_a_file_is_named_as_such(stis, tmp_path):
+    root, _sim = stis
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    expected = (f"stiscube: error: {target} is a file, not a pixel database (a folder holding "
+                "cube/ and periods.ecsv); give the database's folder")
+    for args in (("info", target), ("ingest", target, "--simulation", root / "sim")):
+        proc = run("stiscube", *args)
+        assert proc.returncode == 1
+        assert error_line(proc) == expected
+    assert target.read_text() == "mine"
+
+
+def test_a_mistyped_property_is_named_with_the_choices(stis_db, tmp_path):
+    proc = run("stiscube", "plot", stis_db, "map", "sci_meen", "--anneal", "1",
+               "--out", tmp_path / "m.png")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == (
+        "stiscube plot db map: error: argument PROPERTY: invalid choice: 'sci_meen' (choose "
+        "from 'stability', 'sci_mean', 'err_mean', 'nan_count', 'readnoise')")
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_info_dates_of_frame_dated_periods_are_whole_seconds(stis, tmp_path):
+    """Periods dated by their frames end at fractional seconds: printed to the second."""
+    _root, sim = stis
+    db = tmp_path / "db"
+    files = [str(f) for f in sim.files[1]]
+    assert run("stiscube", "ingest", db, "--darks", *files, "--anneal", "1").returncode == 0
+    from stiscube import PixelDB
+
+    info = PixelDB(db, mode="r").info()
+    end = np.datetime64(info["last_end"], "ns")
+    assert end != end.astype("datetime64[s]")  # the case of the issue: a fraction of a second
+    proc = run("stiscube", "info", db)
+    dates = [line for line in proc.stdout.splitlines() if line.strip().startswith("dates")]
+    first = np.datetime64(info["first_start"], "s")
+    assert dates == [f"  dates            {first} to {end.astype('datetime64[s]')}"]
+
+
+def test_a_missing_loss_file_is_named_with_the_fix(tmp_path):
+    for command in ("fit", "plot"):
+        proc = run("cte", command, "--loss", tmp_path / "loss.nc", "--out", tmp_path / "o")
+        assert proc.returncode == 1, proc.stderr
+        assert error_line(proc) == (
+            f"cte: error: --loss {tmp_path / 'loss.nc'}: no such file; give the loss.nc that "
+            "`cte run --out DIR` writes in DIR")
+    assert not (tmp_path / "o").exists()

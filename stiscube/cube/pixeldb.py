@@ -52,7 +52,13 @@ from stiscube.layout import (
     UNIT_SYSTEMS,
     cube_schema,
 )
-from stores import CubeStore, ReadOnlyStoreError, SliceExistsError, StoreExistsError
+from stores import (
+    CubeStore,
+    NotAStoreError,
+    ReadOnlyStoreError,
+    SliceExistsError,
+    StoreExistsError,
+)
 from stores.fs import Location
 from stores.validate import as_int, instance_of, one_of
 
@@ -78,6 +84,16 @@ class _PreparedDarks:
     selection: Any
     temperature: Any
     lazy: xr.Dataset
+
+
+def _folder(path: str | os.PathLike) -> Location:
+    """The database's location; a path to a file is refused (NotAStoreError)."""
+    loc = Location.parse(path)
+    if loc.fs.isfile(loc.root):
+        msg = (f"{loc.url} is a file, not a pixel database (a folder holding cube/ and "
+               "periods.ecsv); give the database's folder")
+        raise NotAStoreError(msg)
+    return loc
 
 
 class PixelDB:
@@ -107,7 +123,7 @@ class PixelDB:
         lock_timeout: float = 0.0,
         version: int | None = None,
     ) -> None:
-        self.location = Location.parse(path)
+        self.location = _folder(path)
         if version is None:
             self.store = CubeStore(
                 cube_location(self.location), mode=mode, lock_timeout=lock_timeout
@@ -170,7 +186,7 @@ class PixelDB:
             compression=compression,
             compression_level=compression_level,
         )
-        loc = Location.parse(path)
+        loc = _folder(path)
         if loc.exists(_PERIODS):  # never overwrite another database's period table
             msg = (
                 f"cannot create a pixel database at {loc.url}: it already holds a period "

@@ -155,7 +155,10 @@ def test_dq_and_plots(built, tmp_path, capsys):
         png = tmp_path / f"{kind[0]}.png"
         assert main(["plot", str(built / "db"), *kind, "--out", str(png)]) == 0
         assert png.stat().st_size > 1000
-    assert main(["plot", str(built / "db"), "map", "nope", "--anneal", "1", "--out", str(png)]) == 1
+    with pytest.raises(SystemExit) as info:  # a usage error: argparse names the choices
+        main(["plot", str(built / "db"), "map", "nope", "--anneal", "1", "--out", str(png)])
+    assert info.value.code == 2
+    assert "argument PROPERTY: invalid choice: 'nope'" in capsys.readouterr().err
 
 
 def test_index_command(built, tmp_path, capsys):
@@ -272,13 +275,13 @@ def test_ctrl_c_during_ingest_is_one_line_and_keeps_only_whole_periods(tmp_path)
     db_path = tmp_path / "db"
     db = PixelDB.create(db_path, periods=sim.periods, shape=sim.shape)
     db.ingest_darks(sim.files[1], 1)
-    lines = _interrupt_ingest(db_path, tmp_path / "sim", "ingest periods: 2")
+    lines = _interrupt_ingest(db_path, tmp_path / "sim", "period 2: ")
     assert lines[-1] == "stiscube: interrupted; nothing was written for period 2"
     assert any("period 1 is already stored from the same 20 darks; skipped" in t for t in lines)
     assert PixelDB(db_path, mode="r").anneal_numbers == [1]
     # a database the run created is removed whole
     new = tmp_path / "new"
-    lines = _interrupt_ingest(new, tmp_path / "sim", "ingest periods: 2")
+    lines = _interrupt_ingest(new, tmp_path / "sim", "period 2: ")
     assert lines[-1] == (f"stiscube: interrupted; nothing was written: the database {new} "
                          "this run created was removed")
     assert not new.exists()

@@ -566,9 +566,12 @@ for (let p = 0; p < n; p++) { ypix.push(found < 0 ? NaN : tvals.data.v[found * n
 hist.data = {x: dates, block_max: ymax, block_mean: ymean, pixel: ypix};
 const r0 = hr * hblock, c0 = hc * hblock;
 const r1 = Math.min(r0 + hblock, nrows) - 1, c1 = Math.min(c0 + hblock, ncols) - 1;
-let text = `rows ${r0}-${r1}, cols ${c0}-${c1}`;
+let text = `History of pixel (${row}, ${col})`;
+if (hblock > 1) {
+  text += ` in its ${hblock} x ${hblock} block rows ${r0}-${r1}, cols ${c0}-${c1}`;
+}
 if (found >= 0) { text += `; hot pixel (${tr.row[found]}, ${tr.col[found]})`; }
-hplot.title.text = "History of block " + text;
+hplot.title.text = text;
 marker.data = {x: [col + 0.5], y: [row + 0.5]};
 """
 
@@ -588,6 +591,7 @@ def _browser(summary: dict[str, Any]):
         ColorBar,
         ColumnDataSource,
         CustomJS,
+        CustomJSHover,
         HoverTool,
         LogColorMapper,
         Select,
@@ -626,7 +630,11 @@ def _browser(summary: dict[str, Any]):
         ColorBar(color_mapper=mapper, title="sci_mean block max [e-/s] (log)"), "right"
     )
     hover = mplot.select_one(HoverTool)
-    hover.tooltips = [("column", "$x{0}"), ("row", "$y{0}"), ("block max [e-/s]", "@image")]
+    # the pixel under the pointer is floor(x), floor(y), as a click takes it (not rounded)
+    hover.tooltips = [("column", "$x{custom}"), ("row", "$y{custom}"),
+                      ("block max [e-/s]", "@image")]
+    floor = CustomJSHover(code="return String(Math.floor(value))")
+    hover.formatters = {"$x": floor, "$y": floor}
     marker = ColumnDataSource({"x": [], "y": []}, name="marker")
     mplot.scatter(
         "x", "y", source=marker, marker="circle_x", size=14, fill_alpha=0,
@@ -649,7 +657,10 @@ def _browser(summary: dict[str, Any]):
         initial["pixel"] = t_values[0]
         r0, c0 = (r // hblock) * hblock, (c // hblock) * hblock
         r1, c1 = min(r0 + hblock, rows) - 1, min(c0 + hblock, cols) - 1
-        title = f"History of block rows {r0}-{r1}, cols {c0}-{c1}; hot pixel ({r}, {c})"
+        title = f"History of pixel ({r}, {c})"
+        if hblock > 1:
+            title += f" in its {hblock} x {hblock} block rows {r0}-{r1}, cols {c0}-{c1}"
+        title += f"; hot pixel ({r}, {c})"
         marker.data = {"x": [c + 0.5], "y": [r + 0.5]}
     hist = ColumnDataSource(initial, name="history")
     hplot = bokeh_figure(
@@ -659,6 +670,7 @@ def _browser(summary: dict[str, Any]):
         x_axis_type="datetime",
         y_axis_type="log",
         height=520,
+        name="pixel_history",
     )
     styles = [
         ("block_max", f"block max ({hblock} x {hblock} px)", "#d62728"),

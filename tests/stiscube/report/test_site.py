@@ -184,6 +184,20 @@ def test_site_in_browser(db, truth, tmp_path):
     assert report.screenshot.stat().st_size > 10_000
 
 
+#: the text of the Bokeh tooltips shown on the page (they live in open shadow roots)
+_TOOLTIP_TEXT = """() => {
+  const out = [];
+  const walk = (node) => {
+    if (node.classList && Array.from(node.classList).some(c => /tooltip/i.test(c))
+        && node.offsetParent !== null) { out.push(node.innerText); }
+    if (node.shadowRoot) walk(node.shadowRoot);
+    for (const child of node.children || []) walk(child);
+  };
+  walk(document.body);
+  return out.join("\\n");
+}"""
+
+
 @pytest.mark.slow
 def test_pixel_browser_click_shows_history(db, truth, tmp_path):
     """Clicking a map pixel fills the history plot with that block's values per period."""
@@ -209,16 +223,27 @@ def test_pixel_browser_click_shows_history(db, truth, tmp_path):
                       r.top + view.frame.y_scale.compute(y)];
             }"""
             page.wait_for_timeout(500)
-            sx, sy = page.evaluate(locate, [col + 0.5, row + 0.5])
+            # near the pixel's upper corner, where rounding would name (42, 23)
+            sx, sy = page.evaluate(locate, [col + 0.85, row + 0.85])
+            page.mouse.move(sx, sy)
+            page.wait_for_timeout(300)
+            tooltip = page.evaluate(_TOOLTIP_TEXT)
             page.mouse.click(sx, sy)
             page.wait_for_timeout(300)
             data = page.evaluate("""() => {
               const h = Bokeh.documents[0].get_model_by_name('history').data;
               return [Array.from(h.block_max), Array.from(h.block_mean), Array.from(h.pixel)];
             }""")
+            title = page.evaluate("""() =>
+              Bokeh.documents[0].get_model_by_name('pixel_history').title.text""")
         finally:
             browser.close()
     assert not errors
+    # the tooltip and the click name the same pixel; the history says it is of its block
+    assert re.search(rf"column\s*:?\s*{col}\b.*row\s*:?\s*{row}\b", tooltip, re.S), tooltip
+    assert title.startswith(f"History of pixel ({row}, {col}) in its 2 x 2 block rows "
+                            f"{row // 2 * 2}-{row // 2 * 2 + 1}, cols {col // 2 * 2}-"
+                            f"{col // 2 * 2 + 1}"), title
     block_max, block_mean, _ = (np.array(v, dtype=float) for v in data)
     r0, c0 = (row // 2) * 2, (col // 2) * 2
     cells = [_sci(truth, n)[r0 : r0 + 2, c0 : c0 + 2] for n in RATE]

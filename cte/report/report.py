@@ -314,6 +314,7 @@ def _loss_vs_flux_bokeh(sub: xr.Dataset, fit: FittedLoss | None, title: str):
     epochs = epoch_of(sub["mjd"].values)
     unique = np.unique(epochs)
     fitted_bin = independent_bins(sub["flux_bin_lo"].values, sub["flux_bin_hi"].values)
+    drawn = []
     for colour, m in zip(_palette(unique.size), unique, strict=True):
         cells = sub.isel(pair=np.flatnonzero(epochs == m), flux_bin=fitted_bin)
         y = cells["loss"].values.ravel()
@@ -323,6 +324,7 @@ def _loss_vs_flux_bokeh(sub: xr.Dataset, fit: FittedLoss | None, title: str):
         label = _date(m)
         e = cells["loss_err"].values.ravel()[good]
         flux = cells["flux"].values.ravel()[good]
+        drawn.append(flux)
         n_bins = cells.sizes["flux_bin"]
         src = _bokeh_source(
             flux=flux, loss=y[good], err=e, lower=y[good] - e, upper=y[good] + e,
@@ -349,8 +351,23 @@ def _loss_vs_flux_bokeh(sub: xr.Dataset, fit: FittedLoss | None, title: str):
             bkg = float(np.nanmedian(part["background"].values))
             fig.line(grid, fit.loss(grid, float(np.median(part["mjd"].values)), bkg),
                      color=colour, line_dash="dashed", legend_label=label)
+    if drawn:
+        from bokeh.models import FixedTicker
+
+        flux = np.concatenate(drawn)
+        fig.xaxis.ticker = FixedTicker(ticks=_log_ticks(flux.min(), flux.max()))
     _finish_legend(fig)
     return fig
+
+
+def _log_ticks(low: float, high: float) -> list[float]:
+    """1-2-5 ticks per decade from below *low* to above *high* (Bokeh's log ticker labels
+    only 5 000-20 000 e- on a range of less than two decades)."""
+    decades = range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+    ticks = [m * 10.0**k for k in decades for m in (1, 2, 5)]
+    below = [t for t in ticks if t <= low]
+    above = [t for t in ticks if t >= high]
+    return [t for t in ticks if below[-1] <= t <= above[0]]
 
 
 def _finish_legend(fig) -> None:

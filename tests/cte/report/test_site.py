@@ -151,3 +151,51 @@ def test_site_in_headless_chromium(site):
     report.assert_ok()
     assert report.expected_figures == 4 and report.rendered_figures == 4
     assert report.headline_top is not None and report.headline_top < 150
+
+
+def test_interactive_axes_span_the_data_in_chromium(site):
+    """Issue 23: each interactive loss-vs-flux plot, as drawn by the browser, shows every
+    point it holds (the axis once showed 5 000-20 000 e- with most points at 250-2 000)."""
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import ARGS, CHROMIUM
+
+    path, _, _ = site
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(path.as_uri())
+            page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0")
+            page.wait_for_timeout(1500)
+            spans = page.evaluate("""() => {
+              const out = [];
+              for (const doc of Bokeh.documents) {
+                for (const m of doc.all_models) {
+                  if (m.type !== 'Figure' && m.type !== 'Plot') continue;
+                  const title = m.title ? m.title.text : '';
+                  if (!title.startsWith('Loss vs flux')) continue;
+                  const xs = [];
+                  for (const r of m.renderers) {
+                    const d = r.data_source && r.data_source.data;
+                    if (d && d.flux && r.glyph.type === 'Scatter') xs.push(...Array.from(d.flux));
+                  }
+                  const ticks = Array.from(Bokeh.index.get_one(m.below[0]).tick_coords.major[0]);
+                  out.push([title, m.x_range.start, m.x_range.end, Math.min(...xs),
+                            Math.max(...xs), xs.length, ticks]);
+                }
+              }
+              return out;
+            }""")
+        finally:
+            browser.close()
+    assert len(spans) >= 2
+    for title, start, end, low, high, n, ticks in spans:
+        assert n > 0, title
+        assert start <= low and end >= high, (title, start, end, low, high)
+        assert end / start < 30 * high / low, (title, start, end, low, high)  # not lost in it
+        # the labelled ticks the browser drew reach the lowest and highest points
+        # (within one 1-2-5 step)
+        assert len(ticks) >= 3 and ticks[0] <= 2.5 * low and ticks[-1] >= high / 2.5, (
+            title, ticks, low, high)

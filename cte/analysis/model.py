@@ -403,6 +403,11 @@ def fit_model(
     for g, key in enumerate(unique):  # loop over configurations (a few dozen)
         config = {k: (float(key[k]) if k == "aperture" else str(key[k])) for k in CONFIG_KEYS}
         sel = (inverse.ravel() == g) & usable
+        if not sel.any():
+            reason = _why_no_usable_cell(cells, inverse.ravel() == g)
+            logger.warning("CTE model not fitted for %s: %s", config, reason)
+            skipped.append((config, reason))
+            continue
         try:
             fits.append(_fit_one(config, cells, sel, terms, min_time_span,
                                  min_background_span, scale_errors))
@@ -507,6 +512,23 @@ def _groups_with_bins(group, bins, k) -> int:
     pairs = np.unique(np.column_stack([group, bins]), axis=0)
     _, counts = np.unique(pairs[:, 0], return_counts=True)
     return int(np.sum(counts >= k))
+
+
+def _why_no_usable_cell(cells, in_config) -> str:
+    """Why none of a configuration's cells (mask *in_config*) can enter the fit."""
+    finite = in_config & np.isfinite(cells["loss"])
+    if not finite.any():
+        return "no cell with a finite loss"
+    fitted = finite & cells["bin_ok"]
+    if not fitted.any():
+        return (f"its {int(finite.sum())} cells with a finite loss are all in flux bins "
+                "overlapping narrower ones, which are not fitted")
+    with_err = fitted & np.isfinite(cells["err"]) & (cells["err"] > 0)
+    if not with_err.any():
+        return (f"its {int(fitted.sum())} cells with a finite loss have no finite error > 0 "
+                "(too few stars per cell for a scatter)")
+    return (f"its {int(with_err.sum())} cells with a finite loss and error have no finite "
+            "flux > 0 and background > -1 e-/px")
 
 
 def _fit_one(config, cells, sel, terms, min_time_span, min_background_span, scale_errors):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -283,3 +285,25 @@ def test_failed_table_write_leaves_the_previous_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["coefficients.tex"]
     with pytest.raises(FileExistsError, match="coefficients.tex exists"):
         model.write(path, format="ecsv", overwrite=False)
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (lambda ds: ds.assign(loss=ds["loss"] * np.nan), "no cell with a finite loss"),
+        (lambda ds: ds.assign(loss_err=ds["loss_err"] * np.nan),
+         r"its \d+ cells with a finite loss have no finite error > 0 \(too few stars"),
+        (lambda ds: ds.assign(loss_err=ds["loss_err"] * 0),
+         r"its \d+ cells with a finite loss have no finite error > 0"),
+    ],
+)
+def test_an_unfitted_configuration_says_why_its_cells_are_unusable(edit, reason):
+    """Issue 23: a configuration whose plots show finite losses was reported as having
+    'no cell with a finite loss and error'; the reason now names what is missing."""
+    loss_ds = edit(measure_loss(small().photometry).copy())
+    with pytest.raises(FitError) as info:
+        fit_model(loss_ds)
+    reasons = re.findall(r"(\{[^}]*\}): ([^;]*)", str(info.value))
+    assert reasons, str(info.value)
+    for _config, why in reasons:
+        assert re.fullmatch(reason + ".*", why), why

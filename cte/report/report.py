@@ -197,7 +197,7 @@ def write_report(
     page = Page("WFC3/UVIS external CTE monitor",
                 subtitle=f"{loss.sizes['pair']} image pairs up to {_date(newest)} "
                          f"(MJD {newest:.0f}); aperture {aperture:g} px; page made {created}")
-    _headline(page, loss, model, aperture, excluded)
+    _headline(page, loss, model, aperture, excluded, _pam_note(photometry))
     _trend_section(page, loss, model, aperture)
     _model_section(page, loss, model, out, aperture)
     _figure_section(page, loss, model, plots, aperture)
@@ -214,7 +214,24 @@ def write_report(
 # --- headline -----------------------------------------------------------------------
 
 
-def _headline(page, loss, model, aperture, excluded) -> None:
+def _pam_note(photometry) -> str:
+    """What the page can say about pixel-area correction (``pam_corrected`` per image)."""
+    if photometry is None:
+        return ("Whether the fluxes were corrected for pixel area is not recorded here "
+                "(photometry not given).")
+    datasets = list(photometry.values()) if isinstance(photometry, Mapping) else list(photometry)
+    flags = np.concatenate([np.asarray(ds["pam_corrected"].values).ravel() for ds in datasets
+                            if "pam_corrected" in ds.coords or "pam_corrected" in ds])
+    if flags.size and flags.all():
+        return "Fluxes are corrected for pixel area (pixel-area maps applied)."
+    if not flags.any():
+        return ("Fluxes are not corrected for pixel area (no pixel-area maps were given), "
+                "which varies by a few per cent across each chip.")
+    return (f"Fluxes of {int(flags.sum())} of {flags.size} images are corrected for pixel "
+            "area; the others are not.")
+
+
+def _headline(page, loss, model, aperture, excluded, pam_note: str) -> None:
     metrics = []
     numbers = headline_numbers(loss, model, aperture=aperture)
     for h in numbers:
@@ -241,7 +258,7 @@ def _headline(page, loss, model, aperture, excluded) -> None:
             "1-sigma errors.")
     if not numbers:
         note = "No configuration could be fitted at this aperture; see the data below."
-    page.headline(metrics, note=note)
+    page.headline(metrics, note=f"{note} {pam_note}")
 
 
 # --- interactive trends ---------------------------------------------------------------

@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+import xarray as xr
 from astropy.table import Table
 from astropy.time import Time
 
@@ -199,3 +200,23 @@ def test_interactive_axes_span_the_data_in_chromium(site):
         # (within one 1-2-5 step)
         assert len(ticks) >= 3 and ticks[0] <= 2.5 * low and ticks[-1] >= high / 2.5, (
             title, ticks, low, high)
+
+
+def test_the_page_says_whether_fluxes_are_corrected_for_pixel_area(site):
+    """Issue 23: the page's photometry (the synthetic set) has pam_corrected = 1 for every
+    image, and the page says so; the other cases from the note's function."""
+    from cte.report.report import _pam_note
+
+    path, _, _ = site
+    assert same_chip().photometry["pam_corrected"].values.all()
+    text = " ".join(path.read_text(encoding="utf-8").split())
+    assert "Fluxes are corrected for pixel area (pixel-area maps applied)." in text
+    none = xr.Dataset(coords={"pam_corrected": ("image", np.array([0, 0], np.int8))})
+    assert _pam_note([none]) == ("Fluxes are not corrected for pixel area (no pixel-area maps "
+                                 "were given), which varies by a few per cent across each "
+                                 "chip.")
+    one = xr.Dataset(coords={"pam_corrected": ("image", np.array([1, 1], np.int8))})
+    other = xr.Dataset(coords={"pam_corrected": ("image", np.array([0], np.int8))})
+    assert _pam_note([one]) == "Fluxes are corrected for pixel area (pixel-area maps applied)."
+    assert _pam_note({"a": one, "b": other}).startswith("Fluxes of 2 of 3 images are corrected")
+    assert "not recorded" in _pam_note(None)

@@ -171,6 +171,7 @@ def plot_pixel_history(
     *,
     properties: Sequence[str] = PROPERTIES,
     style: str = "step",
+    hot_level: float | None = 0.1,
     path: str | os.PathLike | None = None,
     figsize: tuple[float, float] | None = None,
     dpi: float = 100,
@@ -180,7 +181,10 @@ def plot_pixel_history(
     One panel per property (shared date axis).  ``style="step"`` draws each period's
     value as a horizontal segment from its start to its end date (gaps between periods
     stay empty); ``style="markers"`` draws one marker per period at its mid-date.
-    Dotted vertical lines mark the anneal boundaries; y labels carry the units.
+    Dotted vertical lines mark the anneal boundaries; y labels carry the units.  The
+    sci_mean panel shows ``sci_mean ± err_mean`` as a vertical bar at each period's
+    mid-date and the hot level as a dashed line (in electron / s periods only).  The
+    legend sits below the panels, clear of the data.
 
     Parameters
     ----------
@@ -192,6 +196,9 @@ def plot_pixel_history(
         Properties to plot, in panel order (default all five).
     style : {"step", "markers"}
         How each period is drawn.
+    hot_level : float or None
+        Hot-pixel level in electron / s drawn on the sci_mean panel (default 0.1, the
+        DQ rule's; None: no line).
     path : path-like, optional
         Save the figure there (format from the suffix).
     figsize : (float, float), optional
@@ -203,7 +210,9 @@ def plot_pixel_history(
     -------
     matplotlib.figure.Figure
         Axes ``fig.axes`` in the order of *properties*; each holds one data line
-        (``ax.lines[0]``) and one collection of boundary lines (``ax.collections[0]``).
+        (``ax.lines[0]``) and one collection of boundary lines (``ax.collections[0]``);
+        the sci_mean panel also the ``± err_mean`` bars (``ax.collections[1]``) and the
+        hot level (``ax.lines[1]``) when drawn.
 
     Raises
     ------
@@ -218,11 +227,15 @@ def plot_pixel_history(
     """
     one_of(style, "style", _STYLES)
     properties = list(subset_of(properties, "properties", PROPERTIES))
+    if hot_level is not None:
+        hot_level = as_float(hot_level, "hot_level", min=0, strict_min=True)
     _check_plottable(ds, properties)
-    size = _figsize(figsize, (8.0, 1.2 + 1.8 * len(properties)))
+    size = _figsize(figsize, (8.0, 1.6 + 1.8 * len(properties)))
     _check_path(path)
     units = {name: _units_of(ds, name) for name in properties}
-    history = pixel_history(ds[properties], row, col).compute()
+    bars = "sci_mean" in properties and "err_mean" in ds
+    read = [*properties, "err_mean"] if bars and "err_mean" not in properties else properties
+    history = pixel_history(ds[read], row, col).compute()
     start = history["anneal_start"].values.astype("datetime64[ns]")
     end = history["anneal_end"].values.astype("datetime64[ns]")
     edges = _boundaries(history)
@@ -242,14 +255,21 @@ def plot_pixel_history(
             else:
                 ax.plot(_mid_dates(history), values, "o", color="C0", markersize=4, label=label)
             _draw_boundaries(ax, edges)
+            if name == "sci_mean" and bars:
+                err = np.asarray(history["err_mean"].values, dtype=np.float64)
+                ax.vlines(_mid_dates(history), values - err, values + err, color="C0",
+                          linewidth=1, alpha=0.7, label="± err_mean (1 sigma)")
+            if name == "sci_mean" and hot_level is not None and units[name] == "electron / s":
+                ax.axhline(hot_level, color="C3", linestyle="--", linewidth=1,
+                           label=f"hot level {hot_level:g} electron / s")
             ax.set_ylabel(_units_label(name, units[name]))
             if name in _INTEGER:
                 _style.integer_ticks(ax, "y")
             else:
                 _floor_span(ax, values)
         _style.date_axis(axes[-1], "x")
-        _style.legend(axes[0], loc="upper left", fontsize=7)
         axes[-1].set_xlabel("date (UTC)" if style == "step" else "period mid-date (UTC)")
+        _style.figure_legend(fig, fontsize=7)  # below the panels: it hides no period
         fig.suptitle(f"pixel (row {row}, col {col}): history over {n} anneal periods")
     _save(fig, path, dpi)
     return fig

@@ -80,7 +80,8 @@ def test_pixel_history_markers(rate, truth, dates, tmp_path):
     assert len(fig.axes) == len(PROPERTIES)
     expected_edges = sorted(_num([d for n in RATE for d in dates[n]]))
     for ax, name in zip(fig.axes, PROPERTIES, strict=True):
-        assert len(ax.lines) == 1 and len(ax.collections) == 1
+        extra = name == "sci_mean"  # the err_mean bars and the hot level (test below)
+        assert len(ax.lines) == 1 + extra and len(ax.collections) == 1 + extra
         line = ax.lines[0]
         np.testing.assert_allclose(line.get_xdata(orig=False), _num(_mid(dates, RATE)))
         np.testing.assert_array_equal(
@@ -112,6 +113,32 @@ def test_pixel_history_steps(rate, truth, dates, tmp_path):
     np.testing.assert_array_equal(y[:, 0], expected)
     np.testing.assert_array_equal(y[:, 1], expected)
     assert ax.get_xlabel() == "date (UTC)"
+
+
+def test_pixel_history_error_bars_hot_level_and_legend(rate, truth, dates):
+    """Issue 23: sci_mean ± err_mean per period, the hot level, a legend hiding no data."""
+    fig = plot_pixel_history(rate, 7, 9, properties=["sci_mean", "readnoise"])
+    ax = fig.axes[0]
+    bars = ax.collections[1].get_segments()
+    sci = np.array([float(truth[n]["sci_mean"].values[7, 9]) for n in RATE])
+    err = np.array([float(truth[n]["err_mean"].values[7, 9]) for n in RATE])
+    np.testing.assert_allclose([b[0, 0] for b in bars], _num(_mid(dates, RATE)))
+    np.testing.assert_allclose([b[0, 1] for b in bars], sci - err, rtol=1e-6)
+    np.testing.assert_allclose([b[1, 1] for b in bars], sci + err, rtol=1e-6)
+    assert ax.collections[1].get_label() == "± err_mean (1 sigma)"
+    hot = ax.lines[1]
+    assert list(hot.get_ydata()) == [0.1, 0.1] and hot.get_linestyle() == "--"
+    assert hot.get_label() == "hot level 0.1 electron / s"
+    assert not fig.axes[1].collections[1:] and len(fig.axes[1].lines) == 1
+    (legend,) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert "± err_mean (1 sigma)" in labels and "hot level 0.1 electron / s" in labels
+    fig.canvas.draw()
+    box = legend.get_window_extent()
+    for panel in fig.axes:  # the legend overlaps no panel, so it hides no period
+        assert not box.overlaps(panel.get_window_extent()), (box, panel.get_window_extent())
+    none = plot_pixel_history(rate, 7, 9, properties=["sci_mean"], hot_level=None)
+    assert len(none.axes[0].lines) == 1
 
 
 def test_pixel_history_units_never_mixed(cube, truth):
@@ -232,11 +259,12 @@ def test_history_readable_axes(tmp_path, dates):
     nan_ticks = axes["nan_count"].get_yticks()
     assert np.array_equal(nan_ticks, np.round(nan_ticks))  # integer ticks only
     assert isinstance(fig.axes[-1].xaxis.get_major_formatter(), md.ConciseDateFormatter)
-    legend = fig.axes[0].get_legend()
-    assert legend is not None
+    (legend,) = fig.legends  # one figure legend, below the panels
     assert [t.get_text() for t in legend.get_texts()] == [
         "value in the period",
         "anneal boundaries",
+        "± err_mean (1 sigma)",
+        "hot level 0.1 electron / s",
     ]
 
 

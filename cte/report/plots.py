@@ -25,6 +25,7 @@ curve with its points.
 
 from __future__ import annotations
 
+import textwrap
 from os import PathLike
 
 import numpy as np
@@ -343,6 +344,12 @@ def plot_loss_vs_flux(sub, fit, reason, title) -> Figure:
     return fig
 
 
+#: narrowest date axis of a loss-vs-date plot, days (a single epoch spans hours)
+_MIN_DATE_SPAN_DAYS = 180.0
+#: characters of a 9 pt suptitle per inch of figure width (wrapping, with a margin)
+_TITLE_CHARS_PER_INCH = 13
+
+
 @_configuration_plot
 def plot_loss_vs_time(sub, fit, reason, title) -> Figure:
     """Loss vs date, one panel per flux bin with data, one colour per flash level.
@@ -398,15 +405,20 @@ def plot_loss_vs_time(sub, fit, reason, title) -> Figure:
         style.date_axis(ax)
         ax.tick_params(labelbottom=True)
         ax.set_ylabel(_LOSS_LABEL)
-    suptitle = title
-    if fit is None:
-        suptitle += f" — data only ({reason})"
+    dates = sub["mjd"].values[np.isfinite(sub["mjd"].values)]
+    if bins.size and np.ptp(dates) < _MIN_DATE_SPAN_DAYS:  # one epoch: months, not hours
+        centre = 0.5 * (dates.min() + dates.max())
+        half = _MIN_DATE_SPAN_DAYS / 2
+        axes[0].set_xlim(*style.mjd_to_datetime(np.array([centre - half, centre + half])))
+    lines = [title + (f" — data only ({reason})" if fit is None else "")]
     if empty:
-        suptitle += f"\nno measured loss in {', '.join(empty)}"
+        lines.append(f"no measured loss in {', '.join(empty)}")
     if refused:
-        suptitle += (f"\nmodel not drawn for {len(refused)} bin/flash group(s): more than "
+        lines.append(f"model not drawn for {len(refused)} bin/flash group(s): more than "
                      "3 sigma from every point")
-    fig.suptitle(suptitle)
+    # wrapped to the figure's width (a one-panel figure is 3.1 inches wide)
+    width = max(30, int(_TITLE_CHARS_PER_INCH * fig.get_figwidth()))
+    fig.suptitle("\n".join(textwrap.fill(line, width) for line in lines), fontsize=9)
     style.figure_legend(fig, axes)
     return fig
 

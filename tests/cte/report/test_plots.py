@@ -212,3 +212,32 @@ def test_selection_errors_name_what_exists():
         select_configuration(campaign_loss(), aperture=4.0)
     with pytest.raises(ValueError, match="selection keys"):
         select_configuration(campaign_loss(), aperture=3.0, colour="red")
+
+
+def test_single_epoch_data_only_time_plot_is_readable():
+    """Issue 23: a data-only loss-vs-date figure of one epoch keeps its whole title inside
+    the figure and spans months, not the hours between the epoch's visits."""
+    import xarray as xr
+
+    from cte.datasets._synthphot import make_photometry
+
+    one = make_photometry(n_stars=300, epochs=((11924, 55120.0),), seed=7).photometry
+    loss = measure_loss(one).isel(flux_bin=[0])  # one panel: the narrowest figure
+    later = loss.assign_coords(mjd=loss["mjd"] + 0.2,  # a second visit 5 hours later
+                               pair=[f"{p}b" for p in loss["pair"].values])
+    loss = xr.concat([loss, later], dim="pair")
+    config = {k: str(loss[k].values[0]) for k in ("target", "filter", "exptime_class",
+                                                   "ctecorr")}
+    fig = plot_loss_vs_time(loss, None, aperture=3.0, path=None, **config)
+    fig.canvas.draw()
+    title = fig._suptitle
+    assert "data only" in title.get_text()
+    box, page = title.get_window_extent(), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1, (box, page)
+    for ax in fig.axes:
+        if ax.lines:
+            low, high = ax.get_xlim()  # matplotlib date numbers: days
+            assert high - low >= 180, (low, high)
+            mjd = loss["mjd"].values
+            dates = mdates.date2num(Time(mjd, format="mjd").datetime64)
+            assert low <= dates.min() and dates.max() <= high

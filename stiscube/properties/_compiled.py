@@ -101,6 +101,7 @@ def _median(values, mask, buf):  # pragma: no cover - compiled
 @numba.njit(**_JIT)
 def _bands(
     sci, err, dq, t, g, dq_mask, k2, maxiters, state_fraction, min_state, state_sigma,
+    min_tail,
     out_mean, out_err, out_stab, out_nan, out_rn, out_valid,
 ):  # pragma: no cover - compiled
     rows, n, cols = sci.shape
@@ -114,6 +115,7 @@ def _bands(
     protected = np.empty(n, np.bool_)
     cand = np.empty(n, np.bool_)
     state = np.empty(n, np.bool_)
+    tail = np.empty(n, np.bool_)
     ordered = np.empty(n, np.float32)
     zero = np.float32(0)
     one = np.float32(1)
@@ -173,6 +175,34 @@ def _bands(
                                 protected[i] = True
                                 cand[i] = False
                         n_cand -= n_members
+                if min_tail > 0 and n_cand >= min_tail:
+                    # level to the end: the candidates after the last kept non-candidate
+                    n_tail = 0
+                    for i in range(n):
+                        tail[i] = False
+                    for i in range(n - 1, -1, -1):
+                        if cand[i]:
+                            tail[i] = True
+                            n_tail += 1
+                        elif kept[i]:
+                            break
+                    if n_tail >= min_tail:
+                        level = _median(rate, tail, buf)
+                        n_members = 0
+                        for i in range(n):
+                            member = False
+                            if tail[i]:
+                                lt = level * t[i]
+                                dev = abs(e[i] - lt) / np.sqrt(v[i] + max(lt, zero))
+                                member = dev <= state_sigma
+                            state[i] = member
+                            n_members += member
+                        if n_members >= min_tail:
+                            for i in range(n):
+                                if state[i]:
+                                    protected[i] = True
+                                    cand[i] = False
+                            n_cand -= n_members
                 if n_cand == 0:
                     break
                 for i in range(n):
@@ -279,6 +309,7 @@ def band_properties(
         float(options.state_fraction),
         int(options.min_state),
         _F32(options.state_sigma),
+        int(options.min_tail),
         *outputs,
         nan_count,
         readnoise,

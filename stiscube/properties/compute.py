@@ -137,7 +137,9 @@ def properties_from_stack(
         ``cr_sigma`` (threshold in standard deviations, one-sided), ``maxiters``, and
         ``state_fraction``, ``min_state``, ``state_sigma`` (a level recurring in at least
         ``max(min_state, ceil(state_fraction * n))`` frames and consistent within
-        ``state_sigma`` is a state of the pixel, not cosmic rays).
+        ``state_sigma`` is a state of the pixel, not cosmic rays) and ``min_tail`` (a
+        level held by the last ``min_tail`` or more frames is kept: a pixel that turned
+        hot inside the period; 0 = off, default 3).
     **clip
         Or the same options as keywords (``cr_sigma=4``); not with *options*.
 

@@ -1,4 +1,4 @@
-"""ClipOptions: the six cosmic-ray clipping options, validated once and passed down."""
+"""ClipOptions: the seven cosmic-ray clipping options, validated once and passed down."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def test_defaults_and_public_name():
         "state_fraction": 0.2,
         "min_state": 4,
         "state_sigma": 4.0,
+        "min_tail": 3,
     }
     assert stiscube.ClipOptions is ClipOptions
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -37,6 +38,9 @@ def test_defaults_and_public_name():
         ClipOptions(cr_sigma=-1)
     with pytest.raises(TypeError, match="unexpected keyword argument 'cr_sigmaa'"):
         ClipOptions(cr_sigmaa=3)
+    with pytest.raises(ValueError, match=r"min_tail must be 0 \(off\) or an integer >= 2, got 1"):
+        ClipOptions(min_tail=1)
+    assert ClipOptions(min_tail=0).min_tail == 0
 
 
 def test_options_object_or_keywords_give_the_same_numbers_and_validate_once(monkeypatch):

@@ -86,6 +86,23 @@ def test_random_stacks_with_cosmic_rays_states_and_bad_samples(seed):
     _assert_same(sci, err, dq, t, g, options)
 
 
+@pytest.mark.parametrize("seed", [5, 6])
+def test_late_onsets_and_repeated_cosmic_rays(seed):
+    """Levels held to the end (1-6 frames) and pixels hit by several similar cosmic rays."""
+    rng = np.random.default_rng(seed)
+    n = 30
+    sci, err, dq, t, g = _random_stack(rng, n, shape=(8, 40))
+    onset = rng.integers(n - 6, n + 1, size=sci.shape[1:])  # n: never
+    late = np.arange(n)[:, None, None] >= onset
+    sci += np.where(late, np.float32(400.0), np.float32(0.0))
+    hits = rng.random(sci.shape) < 0.15
+    sci[hits] += rng.normal(1000.0, 60.0, hits.sum()).astype(np.float32)
+    err = np.sqrt(25 + np.maximum(sci, 0)).astype(np.float32)
+    sci[rng.random(sci.shape) < 0.02] = np.nan
+    for min_tail in (0, 2, 3, 5):
+        _assert_same(sci, err, dq, t, g, ClipOptions(min_tail=min_tail))
+
+
 @pytest.mark.parametrize("n", [1, 2, 3])
 def test_one_two_and_three_frames(n):
     rng = np.random.default_rng(n)

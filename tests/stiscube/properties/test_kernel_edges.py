@@ -95,3 +95,40 @@ def test_dq_mask_is_applied(dq_mask, flag, dropped):
     dq[0, 4] = flag
     kept = reject_cosmic_rays(s, e, dq, t, g, dq_mask=dq_mask)[0]
     assert np.flatnonzero(~kept).tolist() == dropped
+
+
+def _late_pixel(levels_from_end, high=300.0):
+    """Steady at 100 e- with the last frames at *high* (a hot pixel switched on)."""
+    sci = np.full(N, LEVEL)
+    for k, value in enumerate(levels_from_end):
+        sci[N - 1 - k] = value
+    return _pixel(sci)
+
+
+@pytest.mark.parametrize(
+    ("tail", "min_tail", "rejected"),
+    [
+        ((300.0, 300.0, 300.0), 3, []),  # three frames at one level to the end: kept
+        ((300.0, 300.0, 300.0), 0, [17, 18, 19]),  # the test off: cosmic rays
+        ((300.0, 300.0), 3, [18, 19]),  # two frames: too few for min_tail = 3
+        ((300.0, 300.0), 2, []),
+        ((300.0, 300.0, 300.0), 4, [17, 18, 19]),
+        # three high samples at the end whose charges disagree (> 4 sigma): cosmic rays
+        ((300.0, 600.0, 1200.0), 3, [17, 18, 19]),
+        # a level of three plus a cosmic ray on top of it in the last frame: the ray goes
+        ((300.0 + 10 * 20.0, 300.0, 300.0, 300.0), 3, [19]),
+    ],
+)
+def test_level_held_to_the_end_is_kept(tail, min_tail, rejected):
+    # 20 frames: ceil(0.2 * 20) = 4 = min_state, so the recurring-level test needs four
+    # members; a level of 3 at the end is kept only by the level-to-the-end test.
+    s, e, t, g = _late_pixel(tail)
+    kept = reject_cosmic_rays(s, e, None, t, g, min_tail=min_tail)[0]
+    assert np.flatnonzero(~kept).tolist() == rejected
+
+
+def test_a_level_before_the_end_is_not_a_tail():
+    # three high frames followed by one steady frame: not held to the end, cosmic rays
+    s, e, t, g = _late_pixel((LEVEL, 300.0, 300.0, 300.0))
+    kept = reject_cosmic_rays(s, e, None, t, g)[0]
+    assert np.flatnonzero(~kept).tolist() == [16, 17, 18]

@@ -19,6 +19,7 @@ OPTIONS = {
     "state_fraction": 0.2,
     "min_state": 4,
     "state_sigma": 4.0,
+    "min_tail": 3,
 }
 
 
@@ -33,7 +34,8 @@ def _arrays(stack):
 
 
 def reference_kept(
-    sci, err, dq, t, g, *, dq_mask, cr_sigma, maxiters, state_fraction, min_state, state_sigma
+    sci, err, dq, t, g, *, dq_mask, cr_sigma, maxiters, state_fraction, min_state, state_sigma,
+    min_tail,
 ):
     """The documented clipping, one pixel at a time, in float64 (frames on axis 0)."""
     n, ny, nx = sci.shape
@@ -68,6 +70,21 @@ def reference_kept(
                     if members.sum() >= need:
                         protected |= members
                         cand &= ~members
+                if min_tail and cand.sum() >= min_tail:
+                    # the candidates after the last kept sample that is not a candidate
+                    tail = np.zeros(n, dtype=bool)
+                    for i in range(n - 1, -1, -1):
+                        if cand[i]:
+                            tail[i] = True
+                        elif kept[i]:
+                            break
+                    if tail.sum() >= min_tail:
+                        level = np.median(r[tail])
+                        dev = np.abs(e - level * t) / np.sqrt(v + np.maximum(level * t, 0))
+                        members = tail & (dev <= state_sigma)
+                        if members.sum() >= min_tail:
+                            protected |= members
+                            cand &= ~members
                 if not cand.any():
                     break
                 kept &= ~cand

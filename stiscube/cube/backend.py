@@ -9,9 +9,15 @@ window come from the pixel-major history index (:mod:`stiscube.cube.history_inde
 holds the same values, whichever API was used (``ds.sel(row=r, col=c)``,
 ``ds.pixels.history``, ``db.cube.sel(...)``).
 
-Dask is used only when ``chunks=`` is passed; the stored chunks are the preferred ones
-(``encoding["preferred_chunks"]``), so ``chunks={}`` gives one task per stored chunk,
-each one reader call.  ``chunks=`` that split the stored chunks work (xarray warns).
+Dask is used only when ``chunks=`` is passed.  The stored (row, col) chunks are the
+preferred ones (``encoding["preferred_chunks"]``); ``anneal`` has none, because every
+period is stored on its own, so that any chunking along it keeps the stored chunks.  So
+``chunks={}`` gives one task per stored (row, col) chunk and variable, over all periods,
+each one reader call (:meth:`stores.CubeStore.read_arrays` of those periods): a
+whole-cube reduction such as ``ds.sci_mean.mean("anneal")`` reads at the direct
+reader's speed, and a selection of a few periods reads only those (dask folds the
+selection into the read).  ``chunks=`` that split the stored (row, col) chunks work
+(each task reads its part; xarray warns).
 
 Options of :func:`xarray.open_dataset` (and :func:`open_cube`):
 
@@ -75,8 +81,9 @@ _INDEX_MIN_PERIODS = 4
 _INDEX_MAX_TILES = 4
 #: a read of at most this many values per variable reads every variable of the Dataset
 #: in the same reader call and keeps the others for their turn (``ds.sel(...).load()``
-#: loads the variables one after the other; this makes it one reader call)
-_BATCH_MAX_VALUES = 4096
+#: loads the variables one after the other; this makes it one reader call).  Far below
+#: a stored chunk, so that dask tasks (whole stored chunks) read their own variable only.
+_BATCH_MAX_VALUES = 512
 
 
 def cube_location(db: Location) -> Location:
@@ -422,20 +429,20 @@ def open_cube(
     src.names = names
     coords = store._coords_for(store.labels, store._manifest)
     append = store.append_dim
-    chunk_of = {append: int(schema.chunks.get(append, 1))}
-    chunk_of.update({d: int(schema.chunks.get(d, n)) for d, n in schema.sizes.items()})
+    chunk_of = {d: int(schema.chunks.get(d, n)) for d, n in schema.sizes.items()}
     variables = {}
     if layout == "dataset":
         for name in names:
             spec = schema.variables[name]
             dims = (append, *spec.dims)
             data = indexing.LazilyIndexedArray(StiscubeBackendArray(src, name))
-            encoding = {"preferred_chunks": {d: chunk_of[d] for d in dims}, "dtype": spec.dtype}
+            encoding = {"preferred_chunks": {d: chunk_of[d] for d in dims[1:]},
+                        "dtype": spec.dtype}
             variables[name] = xr.Variable(dims, data, attrs=dict(spec.attrs), encoding=encoding)
     else:
         dims = (append, *schema.sizes, "property")
         data = indexing.LazilyIndexedArray(StiscubeCubeArray(src, names))
-        preferred = {d: chunk_of[d] for d in dims[:-1]}
+        preferred = {d: chunk_of[d] for d in dims[1:-1]}
         preferred["property"] = len(names)
         attrs = {
             "long_name": "pixel properties",

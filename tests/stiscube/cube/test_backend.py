@@ -139,7 +139,7 @@ def test_coordinates_and_attrs(db_path, truth):
     assert ds["unit_system"].values.tolist() == ["rate"] * 6
     for p in PROPERTIES:
         assert ds[p].attrs["units"] == truth[3][p].attrs["units"]
-        assert ds[p].encoding["preferred_chunks"] == {"anneal": 1, "row": 16, "col": 16}
+        assert ds[p].encoding["preferred_chunks"] == {"row": 16, "col": 16}
 
 
 def test_by_date(db_path, ref):
@@ -152,9 +152,27 @@ def test_by_date(db_path, ref):
     assert ds.pixels.period_at(str(end)) == 9  # end is exclusive
 
 
-def test_stored_chunks_are_the_dask_chunks(db_path):
+def test_stored_chunks_are_the_dask_chunks(db_path, ref, monkeypatch):
+    """chunks={}: one task per stored (row, col) chunk and variable over all periods, one
+    reader call each; a selection of one period reads only that period."""
     ds = xr.open_dataset(db_path, engine="stiscube", chunks={})
-    assert ds["sci_mean"].chunks == ((1,) * 6, (16, 16, 8), (16, 14))
+    assert ds["sci_mean"].chunks == ((6,), (16, 16, 8), (16, 14))
+    calls = []
+    original = CubeStore.read_arrays
+
+    def counting(self, labels, *, variables=None, **window):
+        calls.append((list(np.atleast_1d(labels)), tuple(variables or ()), window))
+        return original(self, labels, variables=variables, **window)
+
+    monkeypatch.setattr(CubeStore, "read_arrays", counting)
+    mean = ds["sci_mean"].mean("anneal").values
+    np.testing.assert_allclose(mean, ref["sci_mean"].mean(axis=0), rtol=1e-6)
+    assert len(calls) == 3 * 2  # the stored chunks of one frame
+    assert all(labels == NUMBERS and names == ("sci_mean",) for labels, names, _ in calls)
+    calls.clear()
+    frame = ds["sci_mean"].sel(anneal=8).values
+    np.testing.assert_array_equal(frame, ref["sci_mean"][NUMBERS.index(8)])
+    assert len(calls) == 6 and all(labels == [8] for labels, _, _ in calls)
 
 
 def test_laziness_counts_reads(db_path, monkeypatch, raise_if_dask_computes):
@@ -207,8 +225,9 @@ def test_small_reads_batch_the_variables_large_ones_do_not(db_path, ref, monkeyp
     for name in window.data_vars:  # each handed out once, with its own values
         np.testing.assert_array_equal(window[name].values, ref[name][[0, 2], 5:9][:, :, [1, 4, 6]])
     calls.clear()
-    frame = ds["sci_mean"].isel(anneal=1).values  # 40 x 30 = 1200 values: still batched
-    np.testing.assert_array_equal(frame, ref["sci_mean"][1])
+    small = ds["sci_mean"].isel(anneal=1, row=slice(0, 20), col=slice(0, 20)).values
+    assert len(calls) == 1 and len(calls[0]) == len(window.data_vars)  # 400 values: batched
+    np.testing.assert_array_equal(small, ref["sci_mean"][1, :20, :20])
     calls.clear()
     whole = ds["sci_mean"].values  # 6 x 40 x 30 = 7200 values: this variable only
     assert calls == [("sci_mean",)]

@@ -371,9 +371,12 @@ def test_distributed_client_gives_the_same_photometry(campaign, tmp_path):
     distributed = pytest.importorskip("distributed")
     data = campaign.data_dir / "12692"
     local = measure_photometry(data, campaign.catalogs_dir, tmp_path / "a", ctecorr=["FLC"])
-    # dashboard_address=None: no dashboard server, so no port to find or socket to leak
+    # no dashboard; the scheduler's HTTP server (metrics), which dashboard_address=None
+    # still binds to 8787, on a free port: another cluster on the machine may hold 8787
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=None,
+                                  scheduler_kwargs={"dashboard": False,
+                                                    "dashboard_address": ":0"}) as cluster, \
             distributed.Client(cluster) as client:
         remote = measure_photometry(data, campaign.catalogs_dir, tmp_path / "b",
                                     ctecorr=["FLC"], client=client)

@@ -12,8 +12,10 @@ import xarray as xr
 
 import cte.pipeline
 from cte.cli import main
-from cte.datasets.simulate import simulate_campaign
+from cte.datasets.simulate import load_campaign, simulate_campaign
+from cte.photometry.store import PhotometryStore
 from stores.testing import tree_digest
+from tests.cte.test_run import _injected_per_cell
 
 
 @pytest.mark.slow
@@ -23,25 +25,34 @@ def test_monthly_run_is_incremental_and_all_or_nothing(tmp_path, monkeypatch, ca
         n_epochs=3, flashes=(12,), exptimes=(348.0,), include_180=False,
         include_excluded=False,
     )
+    campaign = load_campaign(tmp_path / "sim")
     epochs = sorted(p.name for p in sim.data_dir.iterdir())  # one proposal per epoch
     assert len(epochs) == 3
     data, store, out = tmp_path / "data", tmp_path / "store", tmp_path / "out"
     data.mkdir()
     argv = ["run", "--data", str(data), "--catalogs", str(sim.catalogs_dir),
             "--store", str(store), "--out", str(out)]  # the same command every month
-    measured = []
     for k, proposal in enumerate(epochs, start=1):
         shutil.copytree(sim.data_dir / proposal, data / proposal)  # this month's epoch arrives
         result = cte.pipeline.run(data, sim.catalogs_dir, store, out)
-        measured.append(len(result.photometry.measured))
         new = len(list((sim.data_dir / proposal).glob("*_fl?.fits")))
-        assert measured[-1] == new  # only the new epoch is measured ...
+        assert len(result.photometry.measured) == new  # only the new epoch is measured ...
         assert len(result.photometry.reused) == sum(
             len(list((sim.data_dir / p).glob("*_fl?.fits"))) for p in epochs[: k - 1]
         )
         loss = xr.load_dataset(out / "loss.nc", engine="h5netcdf")
         assert np.unique(np.round(loss["mjd"].values)).size == k  # ... the campaign re-fitted
         assert len(result.model) > 0
+        if k >= 2:  # every month's loss within errors of the simulator's truth
+            photometry = PhotometryStore(store, mode="r").read_all()
+            injected = _injected_per_cell(loss, photometry, campaign)
+            small = loss["aperture"].values <= 5.0  # as test_run: 10 px holds neighbours
+            measured, err = loss["loss"].values[..., small], loss["loss_err"].values[..., small]
+            injected = injected[..., small]
+            use = np.isfinite(measured) & np.isfinite(injected) & (err > 0)
+            pull = (measured[use] - injected[use]) / err[use]
+            assert use.sum() >= 10 * k, (k, use.sum())
+            assert np.mean(np.abs(pull) <= 2) >= 0.8, (k, pull)
     # the CLI: the same command twice exits 0 and measures nothing new
     assert main(argv) == 0
     capsys.readouterr()

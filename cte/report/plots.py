@@ -340,7 +340,8 @@ def plot_loss_vs_flux(sub, fit, reason, title) -> Figure:
     ax.set_xlabel("flux (e-, mean of the two images)")
     ax.set_ylabel(_LOSS_LABEL)
     ax.set_title(title)
-    style.legend(ax, ncols=2, fontsize=6.5)
+    # an explicit place: matplotlib times loc="best" and warns when it is slow (a loaded CI)
+    style.legend(ax, loc="upper right", ncols=2, fontsize=6.5)
     return fig
 
 
@@ -470,5 +471,5 @@ def plot_same_chip(
     ax.set_xlabel("flux (e-, mean of the two images)")
     ax.set_ylabel(_LOSS_LABEL)
     ax.set_title(f"180-degree set ({', '.join(dates)}), aperture {aperture:g} px")
-    style.legend(ax)
+    style.legend(ax, loc="upper right")
     return _save(fig, path)

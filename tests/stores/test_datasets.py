@@ -24,6 +24,7 @@ from stores import (
     StoreExistsError,
 )
 from stores.testing import tree_digest
+from tests._cluster import NO_DASHBOARD
 
 
 def _photometry(seed: int = 0, n_image: int = 3, n_star: int = 5) -> xr.Dataset:
@@ -198,7 +199,7 @@ def test_write_under_a_distributed_client(tmp_path):
 
     ds = _photometry().chunk({"image": 1})
     with (
-        LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=False, **NO_DASHBOARD)
         as cluster,
         Client(cluster),
     ):

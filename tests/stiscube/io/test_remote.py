@@ -18,6 +18,7 @@ from fsspec.implementations.memory import MemoryFile, MemoryFileSystem
 from stiscube import PixelDB, compute_properties
 from stiscube.datasets.simulate import simulate_darks
 from stiscube.io.darks import read_frames
+from tests._cluster import NO_DASHBOARD
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +187,7 @@ def test_period_from_s3_on_worker_processes_and_cube_on_s3(sim, s3_server):
     local = compute_properties(sim.files[1]).compute()
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+            n_workers=2, threads_per_worker=1, processes=True, **NO_DASHBOARD,
             host="127.0.0.1",
         ) as cluster,
         Client(cluster) as client,

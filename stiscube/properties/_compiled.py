@@ -104,7 +104,7 @@ def _bands(
     min_tail,
     out_mean, out_err, out_stab, out_nan, out_rn, out_valid,
 ):  # pragma: no cover - compiled
-    rows, n, cols = sci.shape
+    n, rows, cols = sci.shape
     e = np.empty(n, np.float32)
     big_e = np.empty(n, np.float32)
     v = np.empty(n, np.float32)
@@ -123,9 +123,9 @@ def _bands(
         for c in range(cols):
             n_valid = 0
             for i in range(n):
-                s = sci[r, i, c]
-                x = err[r, i, c]
-                ok = np.isfinite(s) & (x > 0) & (x < np.inf) & ((dq[r, i, c] & dq_mask) == 0)
+                s = sci[i, r, c]
+                x = err[i, r, c]
+                ok = np.isfinite(s) & (x > 0) & (x < np.inf) & ((dq[i, r, c] & dq_mask) == 0)
                 valid[i] = ok
                 kept[i] = ok
                 protected[i] = False
@@ -253,11 +253,10 @@ def band_properties(
 
     Parameters
     ----------
-    sci, err : array_like, shape (rows, n, cols)
-        Science and error values in counts (frame axis 1: the layout
-        :func:`xarray.apply_ufunc` hands over for the core dims ``frame, col`` of a
-        ``(frame, row, col)`` stack; any strides).
-    dq : array_like of int, shape (rows, n, cols), or None
+    sci, err : array_like, shape (n, rows, cols)
+        Science and error values in counts, frames first (as stored and as
+        :func:`stiscube.io.darks.open_darks` reads them; any strides).
+    dq : array_like of int, shape (n, rows, cols), or None
         DQ flags; samples with ``dq & options.dq_mask != 0`` are not valid.
     exptime, gain : array_like, shape (n,)
         Exposure time (s, times the temperature factor) and gain (e-/count) per frame.
@@ -276,11 +275,11 @@ def band_properties(
     err = np.asarray(err)
     if sci.ndim != 3 or sci.shape != err.shape:
         msg = (
-            f"sci and err must be (rows, n, cols) arrays of one shape, got {sci.shape} and "
+            f"sci and err must be (n, rows, cols) arrays of one shape, got {sci.shape} and "
             f"{err.shape}"
         )
         raise ValueError(msg)
-    rows, n, cols = sci.shape
+    n, rows, cols = sci.shape
     dq_mask = int(options.dq_mask)
     if dq is None or dq_mask == 0:
         dq = np.broadcast_to(np.zeros(1, np.int16).reshape(1, 1, 1), sci.shape)

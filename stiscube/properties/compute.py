@@ -5,8 +5,8 @@ returns an :class:`xarray.Dataset` of five ``(row, col)`` properties; nothing is
 computed until the result is (``.compute()``, ``.load()``, ``.to_zarr()``, ...).
 :func:`properties_from_stack` does the same for a stack made by
 :func:`stiscube.io.darks.open_darks`.  The arithmetic lives in the compiled kernel
-:func:`stiscube.properties._compiled.band_properties` (numba), applied per band of rows
-with ``xarray.apply_ufunc(..., dask="parallelized")``: one pass over each band clips the
+:func:`stiscube.properties._compiled.band_properties` (numba), one dask task per band of
+rows (the band handed over as read, without a copy): one pass over each band clips the
 cosmic rays, sums the statistics and counts the valid samples per frame.  Its formulas and
 clipping are those of the numpy reference kernels of :mod:`stiscube.properties._kernels`,
 which its tests use as the oracle.
@@ -66,6 +66,8 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import dask
+import dask.array as da
 import numpy as np
 import xarray as xr
 
@@ -115,6 +117,34 @@ _BLOCK_SAMPLES = 1 << 22
 def _auto_row_chunk(n_frames: int, shape: tuple[int, int]) -> int:
     """Rows per block so that a block holds about ``_BLOCK_SAMPLES`` samples."""
     return int(max(1, min(shape[0], _BLOCK_SAMPLES // max(1, n_frames * shape[1]))))
+
+
+def _band_outputs(
+    stack: xr.Dataset, exptime: np.ndarray, gain: np.ndarray, options: ClipOptions
+) -> list[Any]:
+    """The kernel's six outputs (:func:`band_properties`) for a ``(frame, row, col)`` stack:
+    numpy arrays, or dask arrays with one kernel task per band of rows.
+
+    A dask stack is handed over block by block (``to_delayed``), so each band reaches the
+    kernel as read, without the copy that ``apply_ufunc``'s core-dimension concatenation
+    makes of every block.
+    """
+    sci, err, dq = (stack[v].data for v in ("sci", "err", "dq"))
+    if not isinstance(sci, da.Array):
+        return list(band_properties(sci, err, dq, exptime, gain, options=options))
+    n, _, cols = sci.shape
+    err = err.rechunk(sci.chunks)
+    dq = dq.rechunk(sci.chunks)
+    parts: list[list[Any]] = [[] for _ in _OUTPUT_DTYPES]
+    blocks = zip(*(a.to_delayed()[0, :, 0] for a in (sci, err, dq)), strict=True)
+    for rows, (s, e, q) in zip(sci.chunks[1], blocks, strict=True):
+        out = dask.delayed(band_properties, nout=len(_OUTPUT_DTYPES), pure=True)(
+            s, e, q, exptime, gain, options=options
+        )
+        shapes = [(rows, cols)] * 5 + [(rows, n)]
+        for part, value, shape, dtype in zip(parts, out, shapes, _OUTPUT_DTYPES, strict=True):
+            part.append(da.from_delayed(value, shape=shape, dtype=dtype))
+    return [da.concatenate(part, axis=0) for part in parts]
 
 
 def properties_from_stack(
@@ -175,40 +205,27 @@ def properties_from_stack(
     if stack.sizes.get("frame", 0) > np.iinfo(PROPERTY_DTYPES["nan_count"]).max:
         msg = f"stack has {stack.sizes['frame']} frames; nan_count holds at most 65535"
         raise ValueError(msg)
-    if stack.chunks and len(stack.chunks.get("frame", ())) > 1:
-        stack = stack.chunk({"frame": -1})
+    stack = stack.transpose("frame", "row", "col")
+    if stack.chunks and (len(stack.chunks["frame"]) > 1 or len(stack.chunks["col"]) > 1):
+        stack = stack.chunk({"frame": -1, "col": -1})
     # Temperature scaling (Side-2 darks): rates e / (s t), see stiscube.io.darks.
-    exptime = stack["exptime"]
+    exptime = stack["exptime"].values
     if "dark_scale" in stack.coords:
-        exptime = exptime * stack["dark_scale"]
-    outputs = xr.apply_ufunc(
-        band_properties,
-        stack["sci"],
-        stack["err"],
-        stack["dq"],
-        exptime,
-        stack["gain"],
-        input_core_dims=[["frame", "col"]] * 3 + [["frame"]] * 2,
-        output_core_dims=[["col"]] * 5 + [["frame"]],
-        dask="parallelized",
-        output_dtypes=list(_OUTPUT_DTYPES),
-        kwargs={"options": clip_options},
-        keep_attrs=False,
-    )
+        exptime = exptime * stack["dark_scale"].values
+    outputs = _band_outputs(stack, exptime, stack["gain"].values, clip_options)
+    pixel_coords = {d: stack[d] for d in ("row", "col") if d in stack.coords}
     data = {}
     for name, array in zip(_OUTPUT_ORDER, outputs[:5], strict=True):
-        array = array.drop_vars([c for c in array.coords if c not in ("row", "col")])
-        data[name] = array.astype(PROPERTY_DTYPES[name]).assign_attrs(PROPERTY_ATTRS[name])
+        data[name] = xr.DataArray(array, dims=("row", "col"), coords=pixel_coords).astype(
+            PROPERTY_DTYPES[name]
+        ).assign_attrs(PROPERTY_ATTRS[name])
     frame_coords = {
         name: coord.variable for name, coord in stack.coords.items() if coord.dims == ("frame",)
     }
     # Per-frame fraction of pixels with a valid sample, from the kernel's counts per row.
-    valid_count = outputs[-1]
     n_pixels = stack.sizes["row"] * stack.sizes["col"]
-    frame_coords["valid_fraction"] = (
-        (valid_count.sum("row") / n_pixels)
-        .drop_vars([c for c in valid_count.coords if c != "frame"], errors="ignore")
-        .variable.astype(np.float64)
+    frame_coords["valid_fraction"] = xr.Variable(
+        "frame", outputs[-1].sum(axis=0, dtype=np.int64) / n_pixels
     )
     frame_coords["valid_fraction"].attrs = {
         "units": "1",

@@ -22,8 +22,7 @@ EPS32 = float(np.finfo(np.float32).eps)
 
 def _compiled(sci, err, dq, t, g, options):
     """The compiled kernel on (n, rows, cols) stacks, as compute.py hands them over."""
-    moved = [None if a is None else np.moveaxis(a, 0, 1) for a in (sci, err, dq)]
-    return band_properties(*moved, t, g, options=options)
+    return band_properties(sci, err, dq, t, g, options=options)
 
 
 def _assert_same(sci, err, dq, t, g, options=None):
@@ -142,8 +141,8 @@ def test_no_dq_and_no_mask():
 
 
 def test_bad_shapes_and_per_frame_values():
-    sci = np.ones((2, 3, 4), np.float32)
-    with pytest.raises(ValueError, match=r"sci and err must be \(rows, n, cols\) arrays"):
+    sci = np.ones((3, 2, 4), np.float32)
+    with pytest.raises(ValueError, match=r"sci and err must be \(n, rows, cols\) arrays"):
         band_properties(sci, sci[:1], None, [1.0] * 3, [1.0] * 3, options=ClipOptions())
     with pytest.raises(ValueError, match=r"dq must have the shape of sci"):
         band_properties(sci, sci, sci[:1], [1.0] * 3, [1.0] * 3, options=ClipOptions())

@@ -546,7 +546,7 @@ def _add_dq(sub) -> None:
 
 
 def _cmd_dq(args: argparse.Namespace) -> None:
-    from stiscube.dq import dq_array, write_dq_fits, write_flagged_table
+    from stiscube.dq import dq_array
 
     rules = _rules(args)
     if args.out is None and args.dark_reference is None and args.bpixtab is None:
@@ -585,12 +585,33 @@ def _cmd_dq(args: argparse.Namespace) -> None:
             raise ValueError(msg)
         anneal = db.anneal_numbers[-1]  # the newest: the same command every month
     dq = dq_array(db, rules, anneal_num=anneal, date=_date_arg(args.date))  # fast reads
+    finals = [p for p in (args.out, args.table, args.dark_reference, args.bpixtab) if p]
+    staged = {p: p.parent / f".{p.stem}.staged{p.suffix}" for p in finals}
+    try:  # every product is written to a staged sibling; all renamed once all are written
+        outputs = _write_dq_products(args, db, dq, rules, bpixtab_rules, keywords, staged)
+        for final, path in staged.items():
+            path.replace(final)
+    finally:
+        for path in staged.values():
+            path.unlink(missing_ok=True)
+    both = dq.attrs.get("n_both", 0)
+    sys.stdout.write(
+        f"period {dq.attrs['anneal']}: {dq.attrs['n_flagged']} flagged pixels = "
+        f"{dq.attrs['n_hot']} hot + {dq.attrs['n_unstable']} unstable - {both} both "
+        f"-> {', '.join(outputs)}\n"
+    )
+
+
+def _write_dq_products(args, db, dq, rules, bpixtab_rules, keywords, staged) -> list[str]:
+    """Write the products of ``stiscube dq`` to their *staged* paths; their descriptions."""
+    from stiscube.dq import write_dq_fits, write_flagged_table
+
     outputs = []
     if args.out is not None:
-        write_dq_fits(dq, args.out, overwrite=True)
+        write_dq_fits(dq, staged[args.out], overwrite=True)
         outputs.append(str(args.out))
     if args.table is not None:
-        write_flagged_table(dq, db.dataset, args.table, overwrite=True)
+        write_flagged_table(dq, db.dataset, staged[args.table], overwrite=True)
     if keywords is not None:
         from astropy.io import fits
 
@@ -603,21 +624,16 @@ def _cmd_dq(args: argparse.Namespace) -> None:
             (args.bpixtab, "bpixtab", [chosen], bpixtab_rules),
         ):
             if path is not None:
-                write_reference(db, path, kind, rules=kind_rules, anneals=anneals,
+                write_reference(db, staged[path], kind, rules=kind_rules, anneals=anneals,
                                 keywords=keywords, overwrite=True)
-                hdr = fits.getheader(path)  # the counts as the file states them
+                hdr = fits.getheader(staged[path])  # the counts as the file states them
                 no_data = f", {hdr['NNODATA']} without data" if hdr.get("NNODATA") else ""
                 outputs.append(
                     f"{path} (periods {anneals[0]}-{anneals[-1]}: {hdr['NFLAGGED']} flagged = "
                     f"{hdr['NHOT']} hot + {hdr['NUNSTAB']} unstable - {hdr['NBOTH']} both"
                     f"{no_data})"
                 )
-    both = dq.attrs.get("n_both", 0)
-    sys.stdout.write(
-        f"period {dq.attrs['anneal']}: {dq.attrs['n_flagged']} flagged pixels = "
-        f"{dq.attrs['n_hot']} hot + {dq.attrs['n_unstable']} unstable - {both} both "
-        f"-> {', '.join(outputs)}\n"
-    )
+    return outputs
 
 
 # -- report -----------------------------------------------------------------------------------

@@ -84,3 +84,22 @@ def test_readme_monthly_commands_run_twice(tmp_path, monkeypatch, capsys):
         assert hdr["APPLIES"] == number
         assert fits.getheader(tmp_path / "dq" / "dq_newest.fits")["NHOT"] == hdr["NHOT"]
     assert "nothing to do" in capsys.readouterr().out
+
+
+def test_dq_writes_all_its_products_or_none(tmp_path, capsys):
+    sim = simulate_darks(tmp_path / "sim", n_periods=1, frames_per_period=3, shape=(32, 24),
+                         seed=7)
+    db = str(tmp_path / "db")
+    assert main(["ingest", db, "--simulation", str(tmp_path / "sim")]) == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["dq", db, "--out", str(out / "dq.fits"), "--table", str(out / "dq.ecsv"),
+            "--dark-reference", str(out / "drk.fits")]
+    assert main(argv) == 0
+    before = tree_digest(out)
+    # the superdark fails (a gain restriction the darks contradict) after the DQ array and
+    # table were made: nothing is replaced, no staged file is left
+    assert main([*argv, "--ccdgain", "4"]) == 1
+    assert "CCDGAIN=4 was given but the cube's period" in capsys.readouterr().err
+    assert tree_digest(out) == before
+    assert sorted(p.name for p in out.iterdir()) == ["dq.ecsv", "dq.fits", "drk.fits"]

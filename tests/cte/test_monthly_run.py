@@ -66,3 +66,30 @@ def test_monthly_run_is_incremental_and_all_or_nothing(tmp_path, monkeypatch, ca
     assert "disk full" in capsys.readouterr().err
     assert tree_digest(out) == before
     assert not list(out.glob(".cte-run-*"))  # no staging directory left
+
+
+def test_a_fit_failure_under_pr_last_says_to_select_all(tmp_path, monkeypatch):
+    """The seed's --pr last selects one proposal, often one epoch: the error says so."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from cte.exceptions import FitError
+
+    summary = SimpleNamespace(
+        measured=pd.DataFrame({"image": ["i0po0101q_flt"]}), reused=pd.DataFrame({"image": []}),
+        skipped=pd.DataFrame(columns=["image", "path", "category", "reason"]),
+    )
+    monkeypatch.setattr("cte.photometry.photometry.measure_photometry",
+                        lambda *args, **kwargs: summary)
+
+    def no_fit(*args, **kwargs):
+        raise FitError("no configuration could be fitted (one epoch)")
+
+    monkeypatch.setattr(cte.pipeline, "analyse_store", no_fit)
+    paths = (tmp_path, tmp_path, tmp_path / "store", tmp_path / "out")
+    with pytest.raises(FitError, match=r"\(one epoch\); only the newest proposal was selected "
+                       r"\(proposals='last', `--pr last`\).*select 'all' \(the default\)"):
+        cte.pipeline.run(*paths, proposals="last")
+    with pytest.raises(FitError, match=r"^no configuration could be fitted \(one epoch\)$"):
+        cte.pipeline.run(*paths)  # the default, all: the error as it is

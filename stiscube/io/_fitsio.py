@@ -441,12 +441,10 @@ def check_rootname(name: str, value: Any) -> str:
 class RawImageStack:
     """Array-like view of one image extension across many files (or imsets).
 
-    Dimensions are ``(frame, row, col)``, or ``(row, col, frame)`` with
-    ``frames_last=True`` (the layout per-pixel statistics want: each pixel's samples
-    contiguous).  Indexing reads only the requested rows of the requested images (one
-    contiguous read per image: a seek and a read for a local file, one ranged request for
-    an fsspec URL), converts them from big-endian and returns a native numpy array; for
-    ``frames_last`` the conversion and the transposition are one pass per frame.  An image
+    Dimensions are ``(frame, row, col)``.  Indexing reads only the requested rows of the
+    requested images (one contiguous read per image: a seek and a read for a local file,
+    one ranged request for an fsspec URL), converts them from big-endian and returns a
+    native numpy array (the conversion and the copy into place are one pass).  An image
     whose ``constants`` entry is not None is an HST constant array: it is filled with that
     value and nothing is read.  Suitable for :func:`dask.array.from_array` and picklable
     (it holds only names, offsets and storage options), so it works with the threaded
@@ -460,7 +458,6 @@ class RawImageStack:
         shape: tuple[int, int],
         disk_dtype: str,
         *,
-        frames_last: bool = False,
         constants: Sequence[float | None] | None = None,
         storage_options: Mapping[str, Any] | None = None,
         stamps: Sequence[Any] | None = None,
@@ -480,10 +477,9 @@ class RawImageStack:
         self.stamps = None if stamps is None else tuple(stamps)
         self.disk_dtype = np.dtype(disk_dtype)
         self.dtype = self.disk_dtype.newbyteorder("=")
-        self.frames_last = bool(frames_last)
         self._image = (int(shape[0]), int(shape[1]))
         n = len(self.paths)
-        self.shape = (*self._image, n) if self.frames_last else (n, *self._image)
+        self.shape = (n, *self._image)
         self.ndim = 3
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
@@ -499,7 +495,6 @@ class RawImageStack:
             self.offsets,
             self.constants,
             self.shape,
-            self.frames_last,
             self.disk_dtype.str,
             stamps,
         )
@@ -515,10 +510,7 @@ class RawImageStack:
         key = tuple(key) + (slice(None),) * (3 - len(key))
         squeeze = tuple(axis for axis, k in enumerate(key) if isinstance(k, int | np.integer))
         ranges = [_as_range(k, n) for k, n in zip(key, self.shape, strict=True)]
-        if self.frames_last:
-            rows, cols, frames = ranges
-        else:
-            frames, rows, cols = ranges
+        frames, rows, cols = ranges
         out = self._read(frames, rows, cols)
         return out.squeeze(axis=squeeze) if squeeze else out
 
@@ -537,10 +529,7 @@ class RawImageStack:
 
     def _read(self, frames: range, rows: range, cols: range) -> np.ndarray:
         ncols = self._image[1]
-        shape = (len(rows), len(cols), len(frames))
-        if not self.frames_last:
-            shape = (shape[2], shape[0], shape[1])
-        out = np.empty(shape, dtype=self.dtype)
+        out = np.empty((len(frames), len(rows), len(cols)), dtype=self.dtype)
         if out.size == 0:
             return out
         r0 = min(rows[0], rows[-1])
@@ -564,11 +553,7 @@ class RawImageStack:
                     )
                     raise InvalidDarkError(msg)
                 image = buffer[pick_rows][:, pick_cols]
-            # One pass: byte order conversion and the copy into place.
-            if self.frames_last:
-                out[:, :, j] = image
-            else:
-                out[j] = image
+            out[j] = image  # one pass: byte order conversion and the copy into place
         return out
 
 

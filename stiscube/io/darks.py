@@ -759,7 +759,6 @@ def open_darks(
     start: Any = None,
     end: Any = None,
     chunks: Mapping[str, int] | None = None,
-    frames_last: bool = False,
     temperature: TemperatureCorrection | None = None,
     storage_options: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
@@ -776,10 +775,6 @@ def open_darks(
         Default ``{"frame": 1}``: one frame per chunk, each read by one task.  Reads are
         by rows, so ``{"frame": -1, "row": 64}`` gives one task per band of 64 rows of
         every frame, which is what per-pixel statistics want.
-    frames_last : bool
-        Dimension order ``(row, col, frame)`` instead of ``(frame, row, col)``: each
-        pixel's samples are then contiguous in memory (what :func:`xarray.apply_ufunc`
-        hands to a kernel over ``frame``), at the cost of a transposition while reading.
     temperature : TemperatureCorrection, optional
         Scaling of Side-2 frames to a reference temperature (default: the STScI one);
         recorded per frame in ``dark_scale`` (applied by
@@ -792,7 +787,7 @@ def open_darks(
     -------
     xarray.Dataset
         Variables ``sci`` (float32, count), ``err`` (float32, count) and ``dq`` (int16)
-        with dims ``(frame, row, col)`` (or ``(row, col, frame)``), frames in order of
+        with dims ``(frame, row, col)``, frames in order of
         exposure start; coordinates
         ``frame`` (0..n-1), ``row``, ``col`` (pixel indices) and, per frame,
         ``rootname``, ``path``, ``exptime`` (s), ``start_mjd``, ``end_mjd`` (d),
@@ -815,21 +810,18 @@ def open_darks(
         "err": {"units": "count", "long_name": "error of the science value (counts = DN)"},
         "dq": {"units": "1", "long_name": "STIS data-quality flags (bit mask)"},
     }
-    dims = ("row", "col", "frame") if frames_last else _DIMS
-    block = (sizes[1], sizes[2], sizes[0]) if frames_last else sizes
     for ext, var in (("SCI", "sci"), ("ERR", "err"), ("DQ", "dq")):
         stack = RawImageStack(
             [str(f.path) for f in frames],
             [f.layout[ext].offset for f in frames],
             (ny, nx),
             frames[0].layout[ext].dtype,
-            frames_last=frames_last,
             constants=[f.layout[ext].constant for f in frames],
             storage_options=frames[0].storage_options,
             stamps=[(f.stamp, f.imset) for f in frames],
         )
-        data = _from_stack(stack, block, var)
-        variables[var] = (dims, data, attrs[var])
+        data = _from_stack(stack, sizes, var)
+        variables[var] = (_DIMS, data, attrs[var])
     start_mjd = np.array([f.start_mjd for f in frames])
     occdhtav = np.array([f.occdhtav for f in frames], dtype=float)
     coords = {

@@ -311,17 +311,6 @@ def test_stack_chunks(files):
         open_darks(files, chunks={"frame": 1.5})
 
 
-def test_frames_last_stack(files):
-    stack = open_darks(files, chunks={"frame": -1, "row": 7}, frames_last=True)
-    assert stack["sci"].dims == ("row", "col", "frame")
-    assert stack["sci"].chunks == ((7, 7, 2), (12,), (5,))
-    reference = open_darks(files)
-    for var in ("sci", "err", "dq"):
-        np.testing.assert_array_equal(
-            stack[var].values, reference[var].transpose("row", "col", "frame").values
-        )
-
-
 def test_raw_stack_indexing_matches_numpy(files):
     frames = check_darks(files)
     stack = RawImageStack(
@@ -342,16 +331,6 @@ def test_raw_stack_indexing_matches_numpy(files):
     ]
     for key in keys:
         np.testing.assert_array_equal(stack[key], reference[key])
-    pixel_major = RawImageStack(
-        [f.path for f in frames],
-        [f.layout["SCI"].offset for f in frames],
-        frames[0].shape,
-        frames[0].layout["SCI"].dtype,
-        frames_last=True,
-    )
-    moved = np.moveaxis(reference, 0, -1)
-    for key in [(slice(None),), (3, slice(2, 9, 3)), (slice(15, 2, -4), 1, slice(1, 4))]:
-        np.testing.assert_array_equal(pixel_major[key], moved[key])
     again = pickle.loads(pickle.dumps(stack))  # what a distributed worker receives
     np.testing.assert_array_equal(again[1:3, 4:6], reference[1:3, 4:6])
     with pytest.raises(IndexError, match="out of bounds"):

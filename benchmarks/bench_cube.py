@@ -258,7 +258,7 @@ def bench_cube(db: PixelDB, periods: Periods, args, rng) -> dict[str, Timing]:
     out["dq_sigma_db"] = timed(lambda p: dq_array(db, sigma, anneal_num=p), frames)
     # for the store's owner: one zarr call per frame (what a dask chunk per frame would
     # cost) vs the dask graph of one task per zarr chunk that db.dataset holds
-    array = db.store._zarr_group(read_only=True)["sci_mean"]
+    array = db.store._slots.group(read_only=True)["sci_mean"]
     slots = {p: db.store.slice_info(p)["slot"] for (p,) in frames}
     out["frame_zarr_one_call"] = timed(lambda p: array[slots[p]], frames)
     sci = {p: ds["sci_mean"].sel(anneal=p).values for (p,) in frames}

@@ -17,6 +17,7 @@ Subcommands::
     stiscube index DB
     stiscube recompute DB [--anneal N ...] [--scheduler ADDRESS | --workers N]
     stiscube info DB [--format text|json]
+    stiscube repair|upgrade|unlock DB [--yes];  stiscube prune DB --keep-last N [--yes]
     stiscube show-versions
 
 Every output file of every command is replaced if it exists, atomically (written to a
@@ -718,6 +719,12 @@ def _add_maintenance(sub) -> None:
     p = _db_command(sub, "repair", "report (and with --yes repair) damage that makes the "
                     "database refuse writes", _cmd_repair)
     p.add_argument("--yes", action="store_true", help="carry the repair out (default: only report)")
+    p = _db_command(sub, "upgrade", "report (and with --yes carry out) the conversion of a "
+                    "database written in an older store format", _cmd_upgrade)
+    p.add_argument("--yes", action="store_true", help="convert it (default: only report)")
+    p = _db_command(sub, "unlock", "report who holds the writer lock (and with --yes remove "
+                    "it if its holder died: not renewed for a whole lease)", _cmd_unlock)
+    p.add_argument("--yes", action="store_true", help="remove a stale lock (default: report)")
     p = _db_command(sub, "prune", "remove old versions (never done implicitly); reports what it "
                     "removes", _cmd_prune)
     p.add_argument(
@@ -735,11 +742,29 @@ def _cube_store(path: str):
     return CubeStore(cube_location(Location.parse(path)), mode="r+")
 
 
-def _cmd_repair(args: argparse.Namespace) -> None:
-    report = _cube_store(args.db).repair(dry_run=not args.yes)
+def _cmd_repair(args: argparse.Namespace, action: str = "repair") -> None:
+    report = getattr(_cube_store(args.db), action)(dry_run=not args.yes)
     sys.stdout.write(f"{report}\n")
     if not args.yes and report.actions:
         sys.stdout.write("run again with --yes to carry this out\n")
+
+
+def _cmd_upgrade(args: argparse.Namespace) -> None:
+    _cmd_repair(args, "upgrade")
+
+
+def _cmd_unlock(args: argparse.Namespace) -> None:
+    store = _cube_store(args.db)
+    holder = store.lock_holder()
+    if holder is None:
+        sys.stdout.write(f"{args.db} is not locked\n")
+        return
+    sys.stdout.write(f"locked by {holder.describe()}: {'stale' if holder.stale else 'live'}\n")
+    if args.yes:
+        store.break_lock()  # refuses a live lock
+        sys.stdout.write("lock removed\n")
+    elif holder.stale:
+        sys.stdout.write("run again with --yes to remove it\n")
 
 
 def _cmd_prune(args: argparse.Namespace) -> None:
@@ -782,7 +807,8 @@ def _cmd_info(args: argparse.Namespace) -> None:
     for system in systems:
         units = ", ".join(f"{p} [{UNIT_SYSTEMS[system][p]}]" for p in PROPERTIES)
         lines.append(f"    {system}: {units}")
-    lines.append(f"  size on disk     {info['bytes_on_disk'] / 1e6:.1f} MB")
+    lines.append(f"  size on disk     {info['bytes_on_disk'] / 1e6:.1f} MB "
+                 f"({info['bytes_apparent'] / 1e6:.1f} MB apparent: sparse files in full)")
     lines.append(f"  period table     {info['period_table'] or 'none'}")
     index = "current" if info["history_index"] else "none or stale (`stiscube index DB`)"
     lines.append(f"  history index    {index}")
@@ -836,6 +862,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: library advice -> command-line advice in error messages (see stores._cli.cli_message)
 HINTS = (
     (r"create one with CubeStore\.create", "create one with `stiscube ingest DB ...`"),
+    (r"with CubeStore\.break_lock\(\)", "with `stiscube unlock DB --yes`"),
     (r"pass start= and end=", "give --start and --end"),
     (r"give both start and end", "give both --start and --end"),
     (r"anneal_num must be", "--anneal must be"),

@@ -11,8 +11,7 @@ and ``memory://``), and their writer lock is a lock object created with an *excl
 create* (``memory://``: in-process, under a process-wide guard; ``s3://``: a conditional
 put with ``If-None-Match: *``, which S3 and moto honour).  A backend offering no atomic
 create is readable but refused for writing (:class:`~stores.ReadOnlyStoreError`), since
-a "check, then write" lock lets two writers in.  A stale lock object left by a crashed
-remote writer is reported with its holder and can be removed with ``break_lock``.
+a "check, then write" lock lets two writers in.  The locks are in :mod:`stores._locks`.
 
 URLs are normalised before anything is keyed on them: ``memory://x`` and
 ``memory:///x`` are the same store, and ``local:///abs`` is the absolute path ``/abs``.
@@ -25,9 +24,7 @@ import errno
 import json
 import logging
 import os
-import socket
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +32,8 @@ from typing import Any
 
 import fsspec
 
-from stores._exceptions import ReadOnlyStoreError, StoreError, StoreLockedError, StoreWriteError
-from stores.validate import as_float, instance_of
+from stores._exceptions import ReadOnlyStoreError, StoreError, StoreWriteError
+from stores.validate import instance_of
 
 # What :mod:`stores.fs` makes public (it re-exports exactly this list).  The internal
 # helpers ``atomic_write_bytes``, ``remove_stale_temporaries`` and ``write_errors`` are
@@ -44,16 +41,12 @@ from stores.validate import as_float, instance_of
 __all__ = [
     "LOCKABLE_PROTOCOLS",
     "Location",
-    "WriterLock",
     "atomic_path",
     "atomic_write",
-    "break_lock",
 ]
 
 logger = logging.getLogger(__name__)
 
-_POLL_SECONDS = 0.05
-_memory_locks: dict[str, threading.Lock] = {}
 _async_filesystems: dict[tuple[str, str], Any] = {}  # see Location.zarr_store
 _memory_locks_guard = threading.Lock()
 _LOCAL_PROTOCOLS = ("file://", "local://")
@@ -174,11 +167,20 @@ class Location:
     def read_bytes(self, *parts: str) -> bytes:
         return self.fs.cat_file(self.join(*parts))
 
-    def write_bytes(self, parts: tuple[str, ...], data: bytes, *, exclusive: bool = False) -> None:
+    def write_bytes(
+        self,
+        parts: tuple[str, ...],
+        data: bytes,
+        *,
+        exclusive: bool = False,
+        staging: tuple[str, ...] | None = None,
+    ) -> None:
         """Write *data* atomically; ``exclusive`` refuses (FileExistsError) an existing file.
 
         ``exclusive`` is atomic on memory:// and s3:// (a conditional put) and checked
         just before the rename on local disks (where the writer lock excludes others).
+        *staging* (parts of a directory of this location) is where a local write keeps
+        its temporary file, so that a killed writer's leftovers are all in one place.
         """
         path = self.join(*parts)
         if exclusive and not self.is_local:
@@ -194,7 +196,8 @@ class Location:
             return
         if exclusive and self.fs.exists(path):
             raise FileExistsError(errno.EEXIST, "already exists", path)
-        atomic_write_bytes(self, path, data)
+        tmp_dir = None if staging is None else self.join(*staging)
+        atomic_write_bytes(self, path, data, staging=tmp_dir)
 
     def listdir(self, *parts: str) -> list[str]:
         """Base names in a directory (empty if it does not exist)."""
@@ -209,8 +212,10 @@ class Location:
     def makedirs(self, *parts: str) -> None:
         self.fs.makedirs(self.join(*parts), exist_ok=True)
 
-    def lock(self, name: str, *, timeout: float = 0.0, purpose: str = "write") -> WriterLock:
-        """A writer lock on ``name`` inside this location (see :class:`WriterLock`)."""
+    def lock(self, name: str, *, timeout: float = 0.0, purpose: str = "write"):
+        """A writer lock on ``name`` inside this location (:class:`stores.fs.WriterLock`)."""
+        from stores._locks import WriterLock
+
         return WriterLock(self, name, timeout=timeout, purpose=purpose)
 
 
@@ -223,16 +228,22 @@ def _fsync_dir(path: str) -> None:
             os.close(fd)
 
 
-def atomic_write_bytes(location: Location, path: str, data: bytes | memoryview) -> None:
+def atomic_write_bytes(
+    location: Location, path: str, data: bytes | memoryview, *, staging: str | None = None
+) -> None:
     """Write *data* to *path* so that readers see either the old or the new content.
 
-    Local files are written to a temporary sibling, flushed to disk, and renamed over
-    the target.  Other filesystems write one object in one call.
+    Local files are written to a temporary file (a sibling, or in the directory
+    *staging* on the same filesystem), flushed to disk, and renamed over the target.
+    Other filesystems write one object in one call.
     """
     if location.is_local:
         directory = os.path.dirname(path)
         os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+        place = directory if staging is None else staging
+        if staging is not None:
+            os.makedirs(staging, exist_ok=True)
+        tmp = os.path.join(place, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
         try:
             with open(tmp, "wb") as fh:
                 fh.write(data)
@@ -354,154 +365,3 @@ def remove_stale_temporaries(location: Location, *parts: str, recursive: bool = 
     if removed:
         logger.info("removed %d temporary files left under %s", len(removed), directory)
     return removed
-
-
-class WriterLock:
-    """One writer at a time on a store.
-
-    Use as a context manager.  ``timeout`` is how long to wait for another writer
-    (seconds; 0 fails at once).  When the lock cannot be had, :class:`StoreLockedError`
-    names the store and, where known, the holder.
-    """
-
-    def __init__(self, location: Location, name: str, *, timeout: float, purpose: str) -> None:
-        self.location = location
-        self.path = location.join(name)
-        self.timeout = as_float(timeout, "lock_timeout", min=0, finite=False, units="seconds")
-        self.purpose = purpose
-        self._fd: int | None = None
-        self._thread_lock: threading.Lock | None = None
-
-    def _holder_info(self) -> str:
-        try:
-            info = json.loads(self.location.fs.cat_file(self.path) or b"{}")
-        except (OSError, ValueError):
-            return ""
-        if not info:
-            return ""
-        return f" (held by pid {info.get('pid')} on {info.get('host')} since {info.get('since')})"
-
-    def _locked_error(self) -> StoreLockedError:
-        waited = f" after waiting {self.timeout:g} s" if self.timeout else ""
-        msg = (
-            f"store {self.location.url} is locked by another writer{self._holder_info()}{waited}; "
-            "retry later or pass a larger lock_timeout"
-        )
-        return StoreLockedError(msg)
-
-    def _stamp(self) -> bytes:
-        return json.dumps(
-            {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "purpose": self.purpose,
-            }
-        ).encode()
-
-    def acquire(self) -> None:
-        deadline = time.monotonic() + self.timeout
-        if self.location.is_local:
-            self._acquire_local(deadline)
-        else:
-            self._acquire_remote(deadline)
-
-    def _acquire_local(self, deadline: float) -> None:
-        import fcntl
-
-        with write_errors(f"the writer lock of {self.location.url}"):
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                        raise
-                    if time.monotonic() >= deadline:
-                        raise self._locked_error() from None
-                    time.sleep(_POLL_SECONDS)
-            # the owner stamp is informative; if it cannot be written (disk full), the
-            # lock must not stay held: release it and report the store
-            with write_errors(f"the writer lock of {self.location.url}"):
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, self._stamp(), 0)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-            raise
-        self._fd = fd
-
-    def _acquire_remote(self, deadline: float) -> None:
-        self.location.check_writable()
-        with _memory_locks_guard:
-            lock = _memory_locks.setdefault(self.location.key + "/" + self.path, threading.Lock())
-        fs = self.location.fs
-        while True:
-            if lock.acquire(blocking=False):
-                try:
-                    created = self._exclusive_create(fs)
-                except BaseException:
-                    lock.release()
-                    raise
-                if created:
-                    self._thread_lock = lock
-                    return
-                lock.release()
-            if time.monotonic() >= deadline:
-                raise self._locked_error()
-            time.sleep(_POLL_SECONDS)
-
-    def _exclusive_create(self, fs) -> bool:
-        """Create the lock object only if absent (atomic on the backend); True if created."""
-        parent = self.path.rsplit("/", 1)[0]
-        with write_errors(f"the writer lock of {self.location.url}"):
-            with contextlib.suppress(FileExistsError, NotImplementedError):
-                fs.makedirs(parent, exist_ok=True)
-            try:
-                fs.pipe_file(self.path, self._stamp(), mode="create")
-            except FileExistsError:
-                return False
-            except OSError as exc:
-                # s3fs reports a failed If-None-Match precondition (HTTP 412) as EINVAL
-                text = str(exc)
-                if "PreconditionFailed" in text or "pre-conditions" in text:
-                    return False
-                raise
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            import fcntl
-
-            with contextlib.suppress(OSError):  # a full disk must not keep the lock held
-                os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-        if self._thread_lock is not None:
-            try:
-                with contextlib.suppress(FileNotFoundError):
-                    self.location.fs.rm(self.path)
-            finally:
-                self._thread_lock.release()
-                self._thread_lock = None
-
-    def __enter__(self) -> WriterLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def break_lock(location: Location, name: str) -> None:
-    """Remove a stale lock object left by a remote writer that died."""
-    if location.is_local:
-        logger.info("local locks are released by the OS when their holder dies; nothing to break")
-        return
-    with contextlib.suppress(FileNotFoundError):
-        location.fs.rm(location.join(name))

@@ -15,5 +15,6 @@ filesystem layer (the private ``stores._fs`` keeps working for now):
 
 from stores import _fs
 from stores._fs import *  # noqa: F403  (exactly the public names, stores._fs.__all__)
+from stores._locks import WriterLock, break_lock
 
-__all__ = list(_fs.__all__)
+__all__ = [*_fs.__all__, "WriterLock", "break_lock"]

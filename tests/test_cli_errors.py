@@ -467,3 +467,22 @@ def test_a_missing_loss_file_is_named_with_the_fix(tmp_path):
             f"cte: error: --loss {tmp_path / 'loss.nc'}: no such file; give the loss.nc that "
             "`cte run --out DIR` writes in DIR")
     assert not (tmp_path / "o").exists()
+
+
+def test_upgrade_reports_then_converts_a_format1_store(tmp_path):
+    """Issue 20: `stiscube upgrade DB` on a cube written by the format-1 code."""
+    import shutil
+
+    db = tmp_path / "db"
+    shutil.copytree(Path(__file__).parent / "data" / "cube_format1", db / "cube")
+    (db / "cube" / ".lock").touch()
+    before = tree_digest(db)
+    proc = run("stiscube", "upgrade", db)
+    assert proc.returncode == 0, proc.stderr
+    assert "problem: format 1" in proc.stdout and "--yes" in proc.stdout.splitlines()[-1]
+    assert tree_digest(db) == before
+    proc = run("stiscube", "upgrade", db, "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "repaired:"
+    assert json.loads((db / "cube" / "cubestore.json").read_text())["version"] == 2
+    assert run("stiscube", "upgrade", db).stdout.strip() == "nothing to repair"

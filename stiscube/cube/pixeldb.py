@@ -857,21 +857,35 @@ class PixelDB:
     def info(self) -> dict:
         """Periods held, their units and sources, the frame shape, the size on disk, and
         the committed versions (``version``: this handle's; ``versions``: every one kept,
-        with its time and change, see :meth:`stores.CubeStore.versions`)."""
+        with its time and change, see :meth:`stores.CubeStore.versions`).
+
+        ``bytes_on_disk`` is the bytes of the periods this version holds, as recorded
+        when each was committed (:meth:`stores.CubeStore.stored_bytes`; replaced periods
+        kept for older versions are not counted), plus the blocks allocated to every
+        other file (the history index is preallocated sparse: its holes take no disk);
+        ``bytes_apparent`` counts the files' full lengths instead, what a copy that
+        does not keep holes (``cp`` without ``--sparse``, object storage) would take.
+        No file of the cube's data is visited: the cost does not grow with the periods.
+        """
         ds = self.dataset
         fs = self.location.fs
-        if self.location.is_local:  # allocated bytes: the history index is a sparse file
-            size = sum(
-                os.lstat(os.path.join(d, f)).st_blocks * 512
-                for d, _, files in os.walk(self.location.root)
-                for f in files
-            )
+        slots = self.store.stored_bytes()
+        skip = self.store.location.join("data")
+        allocated = apparent = 0
+        if self.location.is_local:
+            for d, dirs, files in os.walk(self.location.root):
+                if d == skip:
+                    dirs[:] = []
+                    continue
+                for f in files:
+                    st = os.lstat(os.path.join(d, f))
+                    allocated += st.st_blocks * 512
+                    apparent += st.st_size
         else:
-            size = (
-                sum(fs.du(self.location.root, total=False).values())
-                if fs.exists(self.location.root)
-                else 0
-            )
+            for path, size in fs.du(self.location.root, total=False).items():
+                if not path.startswith(skip + "/"):
+                    allocated += size
+                    apparent += size
         versions = getattr(self.store, "versions", None)
         return {
             "version": getattr(self.store, "version", None),
@@ -885,7 +899,8 @@ class PixelDB:
             },
             "first_start": None if not len(ds["anneal"]) else str(ds["anneal_start"].values.min()),
             "last_end": None if not len(ds["anneal"]) else str(ds["anneal_end"].values.max()),
-            "bytes_on_disk": int(size),
+            "bytes_on_disk": int(slots + allocated),
+            "bytes_apparent": int(slots + apparent),
             "period_table": None if self.periods is None else len(self.periods),
             "history_index": self.history_index_current,
         }

@@ -56,9 +56,9 @@ def _instrument(args) -> None:
     zarr.storage.FsspecStore.set = slow_fsspec_set
     original_write = fs_module.atomic_write_bytes
 
-    def slow_write(location, path, data):
+    def slow_write(location, path, data, **options):
         _tick(args)
-        return original_write(location, path, data)
+        return original_write(location, path, data, **options)
 
     fs_module.atomic_write_bytes = slow_write
 

@@ -217,13 +217,17 @@ def test_corrupt_marker(filled):
         CubeStore(loc.url)
 
 
-def test_damaged_newest_manifest_falls_back_to_previous(filled, caplog):
+def test_damaged_newest_manifest_refuses_reads_older_versions_only_explicitly(filled):
+    """Issue 24 R5: it rolled reads back to the previous version with only a warning."""
     loc = filled.location
     newest = sorted(loc.listdir("manifests"))[-1]
     loc.fs.pipe_file(loc.join("manifests", newest), b'{"sha256": "0", "body": {}}')
     store = CubeStore(loc.url)
-    assert store.labels == [2, 7]  # the state before the last commit (period 5)
-    assert "ignoring damaged manifest" in caplog.text
+    for read in (lambda: store.labels, lambda: store.to_dataset(), lambda: len(store)):
+        with pytest.raises(CorruptStoreError, match=rf"{newest} is damaged.*stiscube repair"):
+            read()
+    older = CubeStore(loc.url, version=int(newest[:12]) - 1)
+    assert older.labels == [2, 7]  # the state before the last commit (period 5), when asked
 
 
 def test_missing_array_data_is_corrupt(filled):

@@ -424,9 +424,9 @@ def test_slices_without_chunk_checksums_are_verified_by_value(tmp_path):
     mdir = tmp_path / "c" / "manifests"
     newest = sorted(mdir.glob("*.json"))[-1]
     doc = json.loads(newest.read_text())
-    for entry in doc["body"]["slices"]:
+    for entry in doc["body"]["set"]:  # the record of the commit of period 3
         entry.pop("checksums_sha256")
-    from stores.cube import _body_digest  # the manifest format's own digest rule
+    from stores.cube._log import body_digest as _body_digest  # the record's own digest rule
 
     doc["sha256"] = _body_digest(doc["body"])
     newest.write_text(json.dumps(doc))
@@ -448,15 +448,17 @@ def test_well_formed_manifest_with_wrong_checksum_is_rejected_for_its_checksum(t
     _fill(tmp_path / "c", schema)
     newest = sorted((tmp_path / "c" / "manifests").glob("*.json"))[-1]
     doc = json.loads(newest.read_text())
-    entry = next(e for e in doc["body"]["slices"] if e["label"] == 3)
+    entry = next(e for e in doc["body"]["set"] if e["label"] == 3)
     entry["coords"]["exposure"] = 9999.0  # complete, well-formed, plausible: only the sum is off
     newest.write_text(json.dumps(doc))
     store = CubeStore(tmp_path / "c")
-    assert store.labels == [1, 2]  # the state before period 3
+    with pytest.raises(CorruptStoreError, match="does not match its SHA-256 checksum"):
+        _ = store.labels
+    assert CubeStore(tmp_path / "c", version=2).labels == [1, 2]  # the state before period 3
     assert "does not match its SHA-256 checksum" in caplog.text
     assert any("SHA-256" in p for p in store.problems)
     # the same edit with a recomputed checksum is accepted: the checksum alone decided
-    from stores.cube import _body_digest
+    from stores.cube._log import body_digest as _body_digest
 
     doc["sha256"] = _body_digest(doc["body"])
     newest.write_text(json.dumps(doc))
@@ -498,8 +500,10 @@ def test_damaged_newest_manifest_refuses_writes_until_repaired(tmp_path):
     newest.write_bytes(newest.read_bytes()[:-7])  # torn
     before = tree_digest(tmp_path / "c")
     handle = CubeStore(tmp_path / "c", mode="r+")
-    assert handle.labels == [1, 2] and handle.problems
-    _assert_values(handle, schema, [1, 2])  # readable at the newest good state
+    assert handle.problems
+    with pytest.raises(CorruptStoreError, match=r"000000000003\.json is damaged.*stiscube repair"):
+        _ = handle.labels  # issue 24 R5: no silent roll-back for readers either
+    _assert_values(CubeStore(tmp_path / "c", version=2), schema, [1, 2])  # asked explicitly
     with pytest.raises(CorruptStoreError, match="refuses writes until it is repaired.*repair"):
         handle.append(_truth(schema, 4), 4, coords=example_coords(4))
     with pytest.raises(CorruptStoreError, match="refuses writes"), handle.writing():
@@ -531,7 +535,9 @@ def test_missing_manifests_directory_refuses_writes(tmp_path):
     shutil.rmtree(tmp_path / "c" / "manifests")
     before = tree_digest(tmp_path / "c")
     handle = CubeStore(tmp_path / "c", mode="r+")
-    assert handle.labels == [] and "no manifest" in handle.problems[0]
+    assert "no manifest" in handle.problems[0]
+    with pytest.raises(CorruptStoreError, match="holds no manifest.*stiscube repair"):
+        _ = CubeStore(tmp_path / "c").labels  # issue 24 R5: damage, not an empty store
     with pytest.raises(CorruptStoreError, match="refuses writes.*holds no manifest"):
         handle.append(_truth(schema, 1), 1, coords=example_coords(1))
     assert tree_digest(tmp_path / "c") == before
@@ -547,10 +553,9 @@ def test_killed_writers_temporaries_are_removed_by_the_next_writer(tmp_path):
     schema = example_schema()
     store = _fill(tmp_path / "c", schema)
     root = tmp_path / "c"
-    junk = [
-        root / "extras" / ".00000009.json.0123abcd.tmp",
-        root / "manifests" / ".000000000009.json.0123abcd.tmp",
-        root / "checksums" / ".00000009.json.0123abcd.tmp",
+    junk = [  # where writers keep temporaries (the next slot is 3): no tree walk finds them
+        root / "staging" / ".00000009.json.0123abcd.tmp",
+        root / "staging" / ".000000000009.json.0123abcd.tmp",
         root / "data" / "signal" / "c" / "3" / "0" / "0.0123abcd.partial",
         root / "data" / "count" / "zarr.0123abcd.partial",
     ]
@@ -558,6 +563,7 @@ def test_killed_writers_temporaries_are_removed_by_the_next_writer(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"left by a killed writer")
     keep = root / "extras" / "notes.txt"  # not ours to delete
+    keep.parent.mkdir(exist_ok=True)
     keep.write_text("user file")
     CubeStore(root)  # a reader removes nothing
     assert all(p.exists() for p in junk)
@@ -565,6 +571,12 @@ def test_killed_writers_temporaries_are_removed_by_the_next_writer(tmp_path):
     writer.append(_truth(schema, 4), 4, coords=example_coords(4))
     assert not any(p.exists() for p in junk) and keep.exists()
     _assert_values(CubeStore(root), schema, [1, 2, 3, 4])
+    old = root / "extras" / ".00000009.json.0123abcd.tmp"  # where format-1 writers left them
+    old.write_bytes(b"left by a killed format-1 writer")
+    writer.append(_truth(schema, 5), 5, coords=example_coords(5))
+    assert old.exists()  # writers do not walk the tree: repair does
+    assert f"remove temporary file {old}" in writer.repair(dry_run=False).actions
+    assert not old.exists() and keep.exists()
     del store
 
 

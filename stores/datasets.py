@@ -42,7 +42,7 @@ _MARKER = "datasetstore.json"
 _FORMAT = "stores.DatasetStore"
 _FORMAT_VERSION = 1
 _SUFFIX = ".nc"
-_COMPONENT = re.compile(r"^[A-Za-z0-9_+\-][A-Za-z0-9_.+\-]*$")
+_COMPONENT = re.compile(r"[A-Za-z0-9_+\-][A-Za-z0-9_.+\-]*")  # fullmatch: "$" allows "\n"
 _MODES = ("r", "a", "w-")
 
 Key = str | tuple[str | int, ...]
@@ -58,7 +58,7 @@ def normalize_key(key: Key) -> tuple[str, ...]:
         msg = f"key must be a non-empty str or tuple, got {key!r}"
         raise TypeError(msg)
     for part in parts:
-        if not _COMPONENT.match(part) or part.endswith(_SUFFIX):
+        if not _COMPONENT.fullmatch(part) or part.endswith(_SUFFIX):
             msg = (
                 f"invalid key component {part!r} in key {key!r}: use letters, digits and "
                 f"'_ . + -', not starting with '.' and not ending in {_SUFFIX!r}"

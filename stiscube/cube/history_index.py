@@ -27,7 +27,8 @@ A writer killed at any moment therefore leaves the previous state, which is eith
 current for the periods it lists or, for periods committed since, ignored (their slice
 checksums differ).  When the capacity (sparse files, 512 positions or twice the periods
 held) is exhausted, or on request, the index is rebuilt into a new generation directory
-and the old one removed after the swap.
+and the old one removed after the swap.  Generations left by a killed run are removed by
+the next update before it writes anything.
 
 It is a cache, never the truth:
 
@@ -298,6 +299,8 @@ def update_history_index(db, *, rebuild: bool = False) -> dict:
     root = Path(loc.root)
     (root / _DIR).mkdir(exist_ok=True)
     with loc.lock(f"{_DIR}/{_LOCK}", timeout=db.store.lock_timeout, purpose="history index"):
+        published = _load_meta(root)  # a killed run's generation is removed first
+        _clean(root, keep=None if published is None else published.generation)
         store = _reader_store(db)
         labels = store.labels
         if not labels:

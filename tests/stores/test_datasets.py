@@ -108,8 +108,11 @@ def test_unknown_key(store_url):
     assert tree_digest(store_url) == before
 
 
-@pytest.mark.parametrize("key", ["", "../up", "a/.hidden", "a b", ("x", "y.nc")])
+@pytest.mark.parametrize(
+    "key", ["", "../up", "a/.hidden", "a b", ("x", "y.nc"), "abc\n", ("a", "b\n"), "a\tb"]
+)
 def test_invalid_keys(store_url, key):
+    """Issue 24 R4: 'abc\\n' was accepted (a regex "$" matches before a final newline)."""
     store = DatasetStore(store_url)
     with pytest.raises((ValueError, TypeError), match="key"):
         store.write(key, _photometry())

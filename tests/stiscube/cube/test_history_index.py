@@ -298,3 +298,19 @@ def test_index_json_is_checksummed(db):
 
 def test_history_index_reader_without_index(tmp_path):
     assert HistoryIndex(tmp_path).positions([1], ["x"]) is None
+
+
+def test_a_killed_runs_generation_is_removed_by_the_next_update(db, seeds):
+    """Issue 24 R3: 8 killed `stiscube index` runs left 8 generations (630 MB -> 3.7 GB)."""
+    db.update_history_index()
+    history = Path(db.location.root) / "history"
+    kept = {p.name for p in history.iterdir()}
+    for k in range(3):  # what a run killed after allocating its generation leaves
+        left = history / f"{k:032x}"
+        left.mkdir()
+        with open(left / "sci_mean.bin", "wb") as fh:
+            fh.truncate(1 << 20)
+    _ingest(db, 99, 7)
+    assert db.update_history_index()["written"] == [99]
+    assert {p.name for p in history.iterdir()} == kept
+    _check(db, {**seeds, 99: 7})

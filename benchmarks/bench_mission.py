@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     row, col = (int(v) for v in rng.integers(0, args.size, 2))
     rows = {}
     print("period  append_ms  append_cpu_ms  commit_bytes  index_ms  index_cpu/append_cpu  "
-          "open_ms  info_ms  cli_info_ms  point_ms  history_ms  hot_s")
+          "open_ms  open_cpu_ms  info_ms  info_cpu_ms  cli_info_ms  point_ms  history_ms  hot_s")
     for p in range(1, args.periods + 1):
         props = random_properties((args.size, args.size), seed=p)
         start = np.datetime64("1997-01-01") + np.timedelta64(30 * p, "D")
@@ -116,8 +116,8 @@ def main(argv=None) -> int:
              "index_cpu": index_cpu}
         if p in _samples(args.periods):
             reader = PixelDB.open(path)
-            r["open"] = _timed(lambda: PixelDB.open(path), args.repeat)[0]
-            r["info"] = _timed(lambda: PixelDB.open(path).info(), args.repeat)[0]
+            r["open"], r["open_cpu"] = _timed(lambda: PixelDB.open(path), args.repeat)
+            r["info"], r["info_cpu"] = _timed(lambda: PixelDB.open(path).info(), args.repeat)
             if args.cli_info:
                 cmd = [sys.executable, "-m", "stiscube.cli", "info", str(path)]
                 r["cli_info"] = _timed(lambda cmd=cmd: subprocess.run(
@@ -134,7 +134,8 @@ def main(argv=None) -> int:
             return f"{1e3 * r[key]:9.1f}" if key in r else f"{'':>9}"
 
         print(f"{p:6d}  {ms('append')}  {ms('append_cpu'):>13}  {written:12d}  {ms('index')}  "
-              f"{index_cpu / cpu:20.2f}  {ms('open')}  {ms('info')}  {ms('cli_info'):>11}  "
+              f"{index_cpu / cpu:20.2f}  {ms('open')}  {ms('open_cpu'):>11}  {ms('info')}  "
+              f"{ms('info_cpu'):>11}  {ms('cli_info'):>11}  "
               f"{ms('point')}  {ms('history'):>10}  "
               + (f"{r['hot']:6.2f}" if "hot" in r else ""), flush=True)
     last = args.periods
@@ -147,7 +148,7 @@ def main(argv=None) -> int:
     print(f"\n# ratios, period {last} / period {ref} (medians over 5 periods for appends)")
     for key in ("append", "append_cpu", "bytes"):
         print(f"{key:>12}: {around(last, key) / around(ref, key):.2f}")
-    for key in ("open", "info", "cli_info", "point", "history"):
+    for key in ("open", "open_cpu", "info", "info_cpu", "cli_info", "point", "history"):
         if key in rows[last] and key in rows[ref]:
             print(f"{key:>12}: {rows[last][key] / rows[ref][key]:.2f}")
     for kind in ("", "_cpu"):

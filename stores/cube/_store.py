@@ -258,14 +258,15 @@ class CubeStore(Reading, Writing):
         return list(self._problems)
 
     def versions(self) -> list[dict]:
-        """Every committed version held, oldest first (one small record read each).
+        """Every committed version held, oldest first (one small record read each, its
+        checksum not verified: reading a version verifies the records it uses).
 
         Returns
         -------
         list of dict
             One per version: ``version`` (int), ``time`` (UTC, ISO 8601, or None when
             unknown), ``action`` (``"create"``, ``"append"``, ``"replace"``, ``"repair"``,
-            or ``"damaged"`` for a record that does not verify), ``label`` (the slice
+            or ``"damaged"`` for an unreadable record), ``label`` (the slice
             appended or replaced, else None) and ``labels`` (how many slices it holds).
         """
         return self._log.listing(self._created)

@@ -67,11 +67,11 @@ logger = logging.getLogger(__name__)
 class _Window:
     """The pixels at offsets ``(oy, ox)`` from each star's nearest pixel, for gathering.
 
-    ``flat (n, k)`` indexes the raveled image (clipped onto it), ``inside (n, k)`` says
-    which pixels are on the image and ``d2 (n, k)`` holds the squared distances of the
-    pixel centres from the exact positions ``(x, y)``.  One window serves every image of
-    the same shape (SCI, ERR, mask, DQ): the indices are computed once and each gather is
-    one ``take`` from the raveled image.
+    ``flat (n, k)`` indexes the raveled image (clipped onto it; ``near_inside`` says which
+    pixels of the stars ``near`` an edge are on the image) and ``d2 (n, k)`` holds the
+    squared distances of the pixel centres from the exact positions ``(x, y)``.  One
+    window serves every image of the same shape (SCI, ERR, mask, DQ): the indices are
+    computed once and each gather is one ``take`` from the raveled image.
     """
 
     def __init__(self, shape: tuple[int, int], x, y, oy: np.ndarray, ox: np.ndarray):
@@ -83,27 +83,29 @@ class _Window:
         self.d2 = np.square(ox[None, :] - (x - cx)[:, None])
         self.d2 += np.square(oy[None, :] - (y - cy)[:, None])
         hy, hx = int(np.abs(oy).max(initial=0)), int(np.abs(ox).max(initial=0))
-        near = np.flatnonzero((cx < hx) | (cx >= nx - hx) | (cy < hy) | (cy >= ny - hy))
-        self.inside = np.ones(self.flat.shape, bool)
-        if near.size:  # only stars near an edge need the clipped, two-dimensional indices
-            px = cx[near, None] + ox[None, :]
-            py = cy[near, None] + oy[None, :]
-            self.inside[near] = (px >= 0) & (px < nx) & (py >= 0) & (py < ny)
-            self.flat[near] = np.clip(py, 0, ny - 1) * nx + np.clip(px, 0, nx - 1)
+        # only stars near an edge need the clipped, two-dimensional indices
+        self.near = np.flatnonzero((cx < hx) | (cx >= nx - hx) | (cy < hy) | (cy >= ny - hy))
+        px = cx[self.near, None] + ox[None, :]
+        py = cy[self.near, None] + oy[None, :]
+        self.near_inside = (px >= 0) & (px < nx) & (py >= 0) & (py < ny)
+        self.flat[self.near] = np.clip(py, 0, ny - 1) * nx + np.clip(px, 0, nx - 1)
 
     def take(self, image: np.ndarray, fill) -> np.ndarray:
         """Values of *image* in the window, *fill* off the image."""
         values = np.ravel(image).take(self.flat)
-        values[~self.inside] = fill
+        values[self.near] = np.where(self.near_inside, values[self.near], fill)
         return values
 
 
 def _ring_offsets(r_lo: float, r_hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets from a star's nearest pixel that can hold pixel centres at ``r_lo <= d <=
+    r_hi`` px from the star: the star is within sqrt(1/2) px of that pixel's centre."""
     half = int(np.ceil(r_hi)) + 1
     off = np.arange(-half, half + 1)
     oy, ox = np.meshgrid(off, off, indexing="ij")
     r = np.hypot(oy, ox)
-    keep = (r >= max(r_lo - 1.0, 0.0)) & (r <= r_hi + 1.0)
+    margin = np.sqrt(0.5) + 1e-9
+    keep = (r >= max(r_lo - margin, 0.0)) & (r <= r_hi + margin)
     return oy[keep], ox[keep]
 
 
@@ -324,7 +326,7 @@ def measure_at(sci: np.ndarray, err: np.ndarray, cleaned: np.ndarray, dq: np.nda
 
     # DQ bits touching the largest aperture (pixel centre within r + sqrt(2)/2)
     r_max = float(radii.max())
-    window = _Window(dq.shape, x, y, *_ring_offsets(0.0, r_max + 1.0))
+    window = _Window(dq.shape, x, y, *_ring_offsets(0.0, r_max + np.sqrt(0.5)))
     dq_vals = window.take(dq, 0)
     dq_vals[window.d2 > (r_max + np.sqrt(0.5)) ** 2] = 0
     dq_or = np.bitwise_or.reduce(dq_vals, axis=1)

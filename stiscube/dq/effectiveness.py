@@ -44,6 +44,7 @@ anneals of each electronics side (Side-2 from
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -107,8 +108,9 @@ def anneal_effectiveness(
     db : PixelDB
         The database; periods in the ``"rate"`` unit system are used.
     rules : DQRules, optional
-        The hot rule (default ``DQRules()``: ``sci_mean > 0.1`` electron / s), without
-        persistence (the anneals compare single periods).
+        The hot rule (default ``DQRules()``: ``sci_mean > 0.1`` electron / s).  Its
+        persistence window, if any, is not applied (an anneal compares single periods;
+        ``meta["persistence"]`` says so).
     unstable_level : float
         ``stability`` above which a pixel's rate changed during a period (> 0).
     quiet_level : float, optional
@@ -126,20 +128,23 @@ def anneal_effectiveness(
     Raises
     ------
     TypeError, ValueError
-        Bad *db*, *rules* or level, rules with persistence or no hot rule, or no quiet
-        level.
+        Bad *db*, *rules* or level, rules without a hot rule, or no quiet level.
     """
     from astropy.table import Table
 
     instance_of(db, "db", PixelDB, what="a stiscube.PixelDB")
     rules = DQRules() if rules is None else rules
     instance_of(rules, "rules", DQRules, what="a DQRules")
-    if not rules.has_hot_rule or rules.window != 1:
-        msg = (
-            "anneal effectiveness needs rules with a hot rule and no persistence (it compares "
-            f"single periods), got {rules.describe()}"
-        )
+    if not rules.has_hot_rule:
+        msg = f"anneal effectiveness needs rules with a hot rule, got {rules.describe()}"
         raise ValueError(msg)
+    persistence = "none"
+    if rules.window != 1:  # an anneal compares single periods: the rule without its window
+        persistence = (
+            f"not applied (the rules ask >= {rules.persist_k} of {rules.persist_m} periods; "
+            "an anneal compares single periods)"
+        )
+        rules = dataclasses.replace(rules, persist_k=None, persist_m=None)
     unstable_level = as_float(unstable_level, "unstable_level", min=0, strict_min=True)
     if quiet_level is None:
         if rules.hot_level is None:
@@ -206,6 +211,7 @@ def anneal_effectiveness(
         "database": db.location.url,
         "rules": json.loads(json.dumps(rules.to_dict())),
         "hot_rule": rules.describe()[0],
+        "persistence": persistence,
         "unstable_level": unstable_level,
         "quiet_level": quiet_level,
         "quiet_level_units": "electron / s",

@@ -139,7 +139,6 @@ def test_counts_against_numpy(small_db, tmp_path):
     ("kwargs", "match"),
     [
         ({"rules": DQRules(hot_level=None, hot_nsigma=None, unstable_level=3)}, "hot rule"),
-        ({"rules": DQRules(persist_k=2, persist_m=3)}, "persistence"),
         ({"rules": DQRules(hot_level=None, hot_nsigma=5)}, "quiet_level"),
         ({"rules": "0.1"}, "rules must be a DQRules"),
         ({"unstable_level": 0}, "unstable_level must be > 0"),
@@ -149,3 +148,12 @@ def test_bad_arguments_are_refused(small_db, kwargs, match):
     db, _ = small_db
     with pytest.raises((ValueError, TypeError), match=match):
         anneal_effectiveness(db, **kwargs)
+
+
+def test_persistence_is_not_applied_and_said_so(small_db):
+    db, _ = small_db
+    plain = anneal_effectiveness(db, DQRules(hot_level=0.05))
+    windowed = anneal_effectiveness(db, DQRules(hot_level=0.05, persist_k=2, persist_m=3))
+    np.testing.assert_array_equal(plain["n_new"], windowed["n_new"])
+    assert plain.meta["persistence"] == "none"
+    assert windowed.meta["persistence"].startswith("not applied")

@@ -87,8 +87,7 @@ def test_readme_monthly_commands_run_twice(tmp_path, monkeypatch, capsys):
 
 
 def test_dq_writes_all_its_products_or_none(tmp_path, capsys):
-    sim = simulate_darks(tmp_path / "sim", n_periods=1, frames_per_period=3, shape=(32, 24),
-                         seed=7)
+    simulate_darks(tmp_path / "sim", n_periods=1, frames_per_period=3, shape=(32, 24), seed=7)
     db = str(tmp_path / "db")
     assert main(["ingest", db, "--simulation", str(tmp_path / "sim")]) == 0
     out = tmp_path / "out"

@@ -16,7 +16,9 @@ Layout of a cube store at ``<root>`` (a local directory or any fsspec URL)::
                                  commit changed (a few hundred bytes, whatever the size
                                  of the cube)
     <root>/checkpoints/NNNNNNNNNNNN.json
-                                 the whole state at version n, every 64 versions
+                                 the whole state at version n, every 64 versions (and
+                                 versions-NNNNNNNNNNNN.json: the headers of the versions
+                                 up to n, for listings)
     <root>/staging/              temporary files of writes in progress
     <root>/.lock                 the writer lock (local stores: ``fcntl.flock``)
 
@@ -38,8 +40,8 @@ the next write reuses, and temporary files, which the next writer removes from
 
 Costs do not grow with the history: a commit writes its slot and one record (plus a
 checkpoint every 64 versions), and reads only the records it has not seen; an open
-reads one checkpoint and at most 64 records; :meth:`CubeStore.versions` reads one small
-record per version.  See :mod:`stores.cube._log`.
+reads one checkpoint and at most 64 records; :meth:`CubeStore.versions` reads the
+headers kept beside the newest checkpoint and at most 64 records.  See :mod:`stores.cube._log`.
 
 Versions: record n is version n (version 0, the empty cube, is written at creation),
 and each records what changed (append, replace or repair, and the label).  Open an old

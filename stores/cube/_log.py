@@ -258,20 +258,40 @@ class VersionLog:
             )
             raise CorruptStoreError(msg) from None
 
-    def checkpoint(self, state: State) -> None:
-        """Write the checkpoint of *state* (after its record is published)."""
+    def checkpoint(self, state: State, headers: list[dict] | None = None) -> None:
+        """Write the checkpoint of *state* (after its record is published) and, if given,
+        the *headers* of the versions up to it (:meth:`listing`) beside it in
+        ``checkpoints/versions-NNNNNNNNNNNN.json``, read by listings only."""
+        if headers is not None:  # first: a checkpoint's headers are there when it is
+            kept = [h for h in headers if h["version"] <= state.sequence]
+            self.location.write_bytes((CHECKPOINTS, f"versions-{name(state.sequence)}"),
+                                      json.dumps(kept).encode(), staging=self.staging)
         self.location.write_bytes((CHECKPOINTS, name(state.sequence)), encode(state.body()),
                                   staging=self.staging)
 
+    def _listed(self, held: set[int]) -> tuple[int, list[dict]]:
+        """The newest checkpoint with version headers beside it, and those still held."""
+        for number in reversed(self.numbers(CHECKPOINTS)):
+            try:
+                raw = self.location.read_bytes(CHECKPOINTS, f"versions-{name(number)}")
+                return number, [dict(h) for h in json.loads(raw) if h["version"] in held]
+            except FileNotFoundError:  # none written (upgrade, prune), or pruned meanwhile
+                continue
+            except (ValueError, KeyError, TypeError):
+                logger.warning("%s: ignoring damaged checkpoint %s", self.location.url,
+                               name(number))
+        return -1, []
+
     def listing(self, created: str | None) -> list[dict]:
-        """One dict per version held (see :meth:`CubeStore.versions`), from the records'
-        headers (not re-digested: an unreadable record is listed as ``"damaged"``)."""
-        out = []
+        """One dict per version held (see :meth:`CubeStore.versions`): the headers kept
+        in the newest checkpoint, then those of the records after it (not re-digested:
+        an unreadable record is listed as ``"damaged"``)."""
         numbers = self.numbers()
+        start, out = self._listed(set(numbers))  # the versions up to the newest checkpoint
         if not numbers or numbers[0] == 1:  # a format-1 store made before version 0
-            out.append({"version": 0, "time": created, "action": "create", "label": None,
-                        "labels": 0})
-        for number in numbers:
+            out.insert(0, {"version": 0, "time": created, "action": "create", "label": None,
+                           "labels": 0})
+        for number in (n for n in numbers if n > start):
             try:
                 raw = self.location.read_bytes(MANIFESTS, name(number))
             except FileNotFoundError:  # pruned meanwhile

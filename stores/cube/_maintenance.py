@@ -205,9 +205,10 @@ def prune(store, *, keep_last: int, dry_run: bool) -> PruneReport:
                 for anchor in anchors:
                     log.checkpoint(anchor)
                 for n in removed:  # oldest first: a reader never sees a gap below kept
-                    for part in (MANIFESTS, CHECKPOINTS):
+                    for part, prefix in ((MANIFESTS, ""), (CHECKPOINTS, ""),
+                                         (CHECKPOINTS, "versions-")):
                         with contextlib.suppress(FileNotFoundError):
-                            store.location.remove(part, _log.name(n))
+                            store.location.remove(part, prefix + _log.name(n))
                 for slot in slots:
                     store._slots.remove(slot)
             logger.info("pruned %s: versions %s, slots %s", store.location.url, removed, slots)

@@ -204,7 +204,7 @@ class Writing:
         if state.sequence % _log.CHECKPOINT_EVERY and state.depth < _log.CHECKPOINT_EVERY:
             return
         try:
-            self._log.checkpoint(self._state)
+            self._log.checkpoint(state, self._log.listing(self._created))
         except OSError as exc:
             logger.warning("%s: checkpoint of version %d not written (%s); retried at the "
                            "next commit", self.location.url, self._state.sequence, exc)

@@ -87,8 +87,12 @@ def test_versions_listing_and_open_read_records_not_whole_states(tmp_path):
     store = CubeStore.create(tmp_path / "c", schema)
     for label in range(1, 2 * _log.CHECKPOINT_EVERY + 3):
         _append(store, schema, label)
+    read, written = _files(tmp_path / "c", lambda: store.versions())
+    assert len(read) == 3 and not written  # headers to 128, the records of 129, 130
     versions = store.versions()
     assert [v["labels"] for v in versions] == list(range(len(versions)))
+    assert [v["version"] for v in versions] == list(range(2 * _log.CHECKPOINT_EVERY + 3))
+    assert {v["action"] for v in versions[1:]} == {"append"}
     reader = CubeStore(tmp_path / "c")
     assert reader.labels == list(range(1, 2 * _log.CHECKPOINT_EVERY + 3))
     assert reader._state.depth == 2  # read from the checkpoint at 128 plus two records

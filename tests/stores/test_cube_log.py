@@ -151,3 +151,23 @@ def test_upgrade_of_a_store_written_by_the_format1_code(tmp_path):
     _append(store, schema, 5)
     _assert_fixture_values(CubeStore(root), [1, 2, 3, 4, 5], seeds={2: 7})
     assert not CubeStore(root, mode="r+").upgrade(dry_run=False).actions  # nothing left
+
+
+def test_stored_bytes_are_the_files_of_the_slices_held(tmp_path):
+    """The bytes recorded at commit (what `stiscube info` sums instead of walking data/)."""
+    schema = example_schema(shape=(8, 6), chunks=(4, 3))
+    root = tmp_path / "c"
+    store = CubeStore.create(root, schema)
+    for label in (1, 2, 3):
+        store.append(example_slice(schema, label), label, coords=example_coords(label),
+                     extras={"n": label} if label == 2 else None)
+    store.replace(example_slice(schema, 2, seed=5), 2, coords=example_coords(2))
+    slots = {store.slice_info(n)["slot"] for n in store.labels}
+    on_disk = sum(
+        p.stat().st_size for name in ("signal", "count") for s in slots
+        for p in (root / "data" / name / "c" / str(s)).rglob("*") if p.is_file()
+    ) + sum(
+        (root / part / f"{s:08d}.json").stat().st_size for part in ("checksums", "extras")
+        for s in slots if (root / part / f"{s:08d}.json").exists()
+    )
+    assert CubeStore(root).stored_bytes() == on_disk

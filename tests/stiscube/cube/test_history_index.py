@@ -314,3 +314,14 @@ def test_a_killed_runs_generation_is_removed_by_the_next_update(db, seeds):
     assert db.update_history_index()["written"] == [99]
     assert {p.name for p in history.iterdir()} == kept
     _check(db, {**seeds, 99: 7})
+
+
+def test_info_reports_the_disk_taken_and_the_apparent_size(db):
+    """Issue 24 R3: the index is preallocated sparse; a copy without holes takes more."""
+    db.update_history_index()
+    info = db.info()
+    files = [p.stat() for p in (Path(db.location.root) / "history").rglob("*.bin")]
+    holes = sum(st.st_size - st.st_blocks * 512 for st in files)
+    assert holes > 0
+    gap = info["bytes_apparent"] - info["bytes_on_disk"]
+    assert holes * 0.9 < gap <= holes

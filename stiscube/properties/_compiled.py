@@ -99,6 +99,33 @@ def _median(values, mask, buf):  # pragma: no cover - compiled
 
 
 @numba.njit(**_JIT)
+def _protect_state(
+    sel, rate, e, t, v, buf, state, protected, cand, state_sigma, min_count
+):  # pragma: no cover - compiled
+    """The state test of the clip for the samples ``sel``: their median rate is a level,
+    the samples within ``state_sigma`` of it (Poisson + read variance) are its members,
+    and if there are at least ``min_count`` of them they are protected from the clip
+    (dropped from ``cand``).  Returns how many were protected (0 or the member count)."""
+    level = _median(rate, sel, buf)
+    n_members = 0
+    for i in range(sel.size):
+        member = False
+        if sel[i]:
+            lt = level * t[i]
+            dev = abs(e[i] - lt) / np.sqrt(v[i] + max(lt, np.float32(0)))
+            member = dev <= state_sigma
+        state[i] = member
+        n_members += member
+    if n_members < min_count:
+        return 0
+    for i in range(sel.size):
+        if state[i]:
+            protected[i] = True
+            cand[i] = False
+    return n_members
+
+
+@numba.njit(**_JIT)
 def _bands(
     sci, err, dq, t, g, dq_mask, k2, maxiters, state_fraction, min_state, state_sigma,
     min_tail,
@@ -159,22 +186,9 @@ def _bands(
                     cand[i] = hit
                     n_cand += hit
                 if n_cand >= min_count:
-                    level = _median(rate, cand, buf)
-                    n_members = 0
-                    for i in range(n):
-                        member = False
-                        if cand[i]:
-                            lt = level * t[i]
-                            dev = abs(e[i] - lt) / np.sqrt(v[i] + max(lt, zero))
-                            member = dev <= state_sigma
-                        state[i] = member
-                        n_members += member
-                    if n_members >= min_count:
-                        for i in range(n):
-                            if state[i]:
-                                protected[i] = True
-                                cand[i] = False
-                        n_cand -= n_members
+                    n_cand -= _protect_state(
+                        cand, rate, e, t, v, buf, state, protected, cand, state_sigma, min_count
+                    )
                 if min_tail > 0 and n_cand >= min_tail:
                     # level to the end: the candidates after the last kept non-candidate
                     n_tail = 0
@@ -187,22 +201,9 @@ def _bands(
                         elif kept[i]:
                             break
                     if n_tail >= min_tail:
-                        level = _median(rate, tail, buf)
-                        n_members = 0
-                        for i in range(n):
-                            member = False
-                            if tail[i]:
-                                lt = level * t[i]
-                                dev = abs(e[i] - lt) / np.sqrt(v[i] + max(lt, zero))
-                                member = dev <= state_sigma
-                            state[i] = member
-                            n_members += member
-                        if n_members >= min_tail:
-                            for i in range(n):
-                                if state[i]:
-                                    protected[i] = True
-                                    cand[i] = False
-                            n_cand -= n_members
+                        n_cand -= _protect_state(
+                            tail, rate, e, t, v, buf, state, protected, cand, state_sigma, min_tail
+                        )
                 if n_cand == 0:
                     break
                 for i in range(n):

@@ -147,7 +147,8 @@ def test_fit_plot_report_from_stored_results(run_dirs, tmp_path, capsys):
     assert (tmp_path / "r" / "report.html").exists()
     capsys.readouterr()
     assert main(["fit", "--loss", str(tmp_path / "nope.nc"), "--out", str(tmp_path / "x")]) == 1
-    assert "not a readable loss.nc" in capsys.readouterr().err
+    assert "nope.nc: no such file; give the loss.nc that `cte run --out DIR` writes" in (
+        capsys.readouterr().err)
 
 
 @pytest.mark.slow

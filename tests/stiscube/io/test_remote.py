@@ -8,6 +8,7 @@ and the credentials are dummies set in the environment.
 from __future__ import annotations
 
 import socket
+import urllib.request
 import uuid
 
 import fsspec
@@ -123,6 +124,10 @@ def s3_server(monkeypatch):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
+    # moto keeps its buckets in the process, across servers: start from none (another
+    # test of this xdist worker may have made "darks")
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset",
+                                                  method="POST"), timeout=30).close()
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

@@ -149,6 +149,9 @@ def test_fit_plot_report_from_stored_results(run_dirs, tmp_path, capsys):
     assert main(["fit", "--loss", str(tmp_path / "nope.nc"), "--out", str(tmp_path / "x")]) == 1
     assert "nope.nc: no such file; give the loss.nc that `cte run --out DIR` writes" in (
         capsys.readouterr().err)
+    (tmp_path / "junk.nc").write_bytes(b"not netCDF")
+    assert main(["fit", "--loss", str(tmp_path / "junk.nc"), "--out", str(tmp_path / "x")]) == 1
+    assert "junk.nc: not a readable loss.nc" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -250,9 +250,13 @@ def _interrupt_ingest(db_path, sim_dir, at_line):
     import subprocess
     import sys
 
+    # Ctrl-C at a terminal: SIGINT at its default, even where this test runs with it
+    # ignored (a job started in the background by a non-interactive shell, or under
+    # nohup, inherits SIG_IGN, and Python then installs no KeyboardInterrupt handler)
     proc = subprocess.Popen(
         [sys.executable, "-m", "stiscube.cli", "ingest", str(db_path), "--simulation",
-         str(sim_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         str(sim_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     for line in proc.stderr:
         seen.append(line)

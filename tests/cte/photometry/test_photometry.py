@@ -17,6 +17,7 @@ from cte import flags as F
 from cte._geometry import CHIP_NX, CHIP_NY
 from cte.photometry.photometry import annulus_background, measure_photometry
 from cte.photometry.store import PhotometryStore
+from tests._cluster import NO_DASHBOARD
 
 
 def _field_hdus(path, chip):
@@ -371,12 +372,8 @@ def test_distributed_client_gives_the_same_photometry(campaign, tmp_path):
     distributed = pytest.importorskip("distributed")
     data = campaign.data_dir / "12692"
     local = measure_photometry(data, campaign.catalogs_dir, tmp_path / "a", ctecorr=["FLC"])
-    # no dashboard; the scheduler's HTTP server (metrics), which dashboard_address=None
-    # still binds to 8787, on a free port: another cluster on the machine may hold 8787
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None,
-                                  scheduler_kwargs={"dashboard": False,
-                                                    "dashboard_address": ":0"}) as cluster, \
+                                  **NO_DASHBOARD) as cluster, \
             distributed.Client(cluster) as client:
         remote = measure_photometry(data, campaign.catalogs_dir, tmp_path / "b",
                                     ctecorr=["FLC"], client=client)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -160,7 +161,7 @@ def test_queries_match_numpy_indexing(db, truth, r, c, k, offset):
 @pytest.mark.slow
 def test_seed_csv_with_real_snippet_rows(tmp_path):
     """Full 1024x1024 CSV, first rows the 10 real ones of the snippet, loads as period 200."""
-    snippet = pd.read_csv(DATA / "anneal_200_snippet.csv")
+    snippet = pd.read_csv(files("stiscube") / "data" / "anneal_200.csv")  # the shipped copy
     synth = random_properties((1024, 1024), seed=200)
     csv_dir = tmp_path / "input"
     csv_dir.mkdir()

@@ -12,11 +12,11 @@ from stiscube import InvalidDarkError, PixelDB, recompute, simulate_darks
 from stiscube.cli import main
 from stiscube.cube.pixeldb import PixelDB as _PixelDB
 from stiscube.layout import PROPERTIES
+from tests._cluster import NO_DASHBOARD
 from tests.stiscube.io.test_remote import _close_s3_sessions, s3_server  # noqa: F401
 
-#: a test cluster: no dashboard, the scheduler's HTTP server on a free port
-CLUSTER = {"threads_per_worker": 1, "processes": False, "dashboard_address": None,
-           "scheduler_kwargs": {"dashboard": False, "dashboard_address": ":0"}}
+#: a test cluster: threads, one per worker, no dashboard
+CLUSTER = {"threads_per_worker": 1, "processes": False, **NO_DASHBOARD}
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import numpy as np
 
 from stiscube import compute_properties
 from stiscube.properties.compute import PROPERTIES
+from tests._cluster import NO_DASHBOARD
 
 
 def _executed(client) -> int:
@@ -18,10 +19,7 @@ def test_runs_on_the_client_passed_with_two_clients_alive(sim_periods):
 
     files = sim_periods.files[1]
     threaded = compute_properties(files, row_chunk=32).compute(scheduler="threads")
-    # no dashboard; the scheduler's HTTP server (metrics) on a free port, not 8787, which
-    # the first cluster holds (a "port in use" warning is an error here)
-    options = {"threads_per_worker": 1, "processes": False, "dashboard_address": None,
-               "scheduler_kwargs": {"dashboard": False, "dashboard_address": ":0"}}
+    options = {"threads_per_worker": 1, "processes": False, **NO_DASHBOARD}
     with (
         LocalCluster(n_workers=2, **options) as cluster1,
         Client(cluster1) as c1,

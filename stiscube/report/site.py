@@ -518,7 +518,9 @@ def _effectiveness_figures(summary: dict[str, Any]):
             (label, "@value{0.000}"),
             (f"{what} hot pixels", "@n"),
         ]
-        fig.legend.location = "bottom_left"
+        box = fig.legend[0]  # below the panel: inside it, it hid points
+        box.orientation = "horizontal"
+        fig.add_layout(box, "below")
         if figures:
             fig.x_range = figures[0].x_range
         figures.append(fig)

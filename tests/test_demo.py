@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
+from tests._examples import EXAMPLES, load_example
 
-
-def _demo_module():
-    spec = importlib.util.spec_from_file_location("stiscube_demo", DEMO)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+DEMO = EXAMPLES / "demo.py"
 
 
 def test_a_foreign_non_empty_folder_is_refused_and_left_intact(tmp_path):
@@ -40,12 +33,12 @@ def test_a_file_is_refused(tmp_path):
     target = tmp_path / "file"
     target.write_text("x")
     with pytest.raises(FileExistsError, match=r"is a file, not a folder"):
-        _demo_module().prepare_out(target)
+        load_example("demo").prepare_out(target)
     assert target.read_text() == "x"
 
 
 def test_a_folder_of_an_earlier_run_is_emptied_and_a_new_one_made(tmp_path):
-    demo = _demo_module()
+    demo = load_example("demo")
     fresh = tmp_path / "a" / "b"
     demo.prepare_out(fresh)
     assert [p.name for p in fresh.iterdir()] == [demo.MARKER]

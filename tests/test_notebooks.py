@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -11,7 +10,8 @@ import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+from tests._examples import EXAMPLES
+
 _PLOT_CALL = re.compile(r"^\s*(plots\.)?plot_\w+\(", re.M)  # a cell whose value is a figure
 
 

@@ -3,21 +3,10 @@ examples/replay.py, each month's products against the simulator's truth."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
+from tests._examples import load_example
 from tests.stiscube._crds import offline_certifier
-
-REPLAY = Path(__file__).resolve().parents[1] / "examples" / "replay.py"
-
-
-def _replay_module():
-    spec = importlib.util.spec_from_file_location("replay", REPLAY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
@@ -30,7 +19,7 @@ def test_stis_monthly_replay_matches_the_truth(tmp_path, real_dir, monkeypatch):
         certified.append((certify(work / "crds" / "superdark_drk.fits"),
                           certify(work / "crds" / "bad_pixels_bpx.fits")))
 
-    rows = _replay_module().replay_stis(tmp_path / "replay", months=6, shape=(64, 64),
+    rows = load_example("replay").replay_stis(tmp_path / "replay", months=6, shape=(64, 64),
                                         start="2009-01-01", seed=3, on_month=check)
     assert len(rows) == 6 and certified == [(0, 0)] * 6
     for row in rows:

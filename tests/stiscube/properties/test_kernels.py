@@ -58,18 +58,24 @@ def reference_kept(
             protected = np.zeros(n, dtype=bool)
             need = max(min_state, math.ceil(state_fraction * valid.sum()))
             center = np.median(r[valid]) if valid.any() else np.nan
+
+            def state(sel, need, e=e, v=v, r=r):
+                """The samples of *sel* within state_sigma of their median rate, if at
+                least *need* of them (none otherwise)."""
+                level = np.median(r[sel])
+                dev = np.abs(e - level * t) / np.sqrt(v + np.maximum(level * t, 0))
+                members = sel & (dev <= state_sigma)
+                return members if members.sum() >= need else np.zeros(n, dtype=bool)
+
             z = np.full(n, np.nan)
             for _ in range(maxiters):
                 with np.errstate(invalid="ignore", divide="ignore"):
                     z = (e - center * t) / np.sqrt(v + np.maximum(center * t, 0))
                     cand = kept & ~protected & (z > cr_sigma)
                 if cand.sum() >= need:
-                    level = np.median(r[cand])
-                    dev = np.abs(e - level * t) / np.sqrt(v + np.maximum(level * t, 0))
-                    members = cand & (dev <= state_sigma)
-                    if members.sum() >= need:
-                        protected |= members
-                        cand &= ~members
+                    members = state(cand, need)
+                    protected |= members
+                    cand &= ~members
                 if min_tail and cand.sum() >= min_tail:
                     # the candidates after the last kept sample that is not a candidate
                     tail = np.zeros(n, dtype=bool)
@@ -79,12 +85,9 @@ def reference_kept(
                         elif kept[i]:
                             break
                     if tail.sum() >= min_tail:
-                        level = np.median(r[tail])
-                        dev = np.abs(e - level * t) / np.sqrt(v + np.maximum(level * t, 0))
-                        members = tail & (dev <= state_sigma)
-                        if members.sum() >= min_tail:
-                            protected |= members
-                            cand &= ~members
+                        members = state(tail, min_tail)
+                        protected |= members
+                        cand &= ~members
                 if not cand.any():
                     break
                 kept &= ~cand

@@ -40,6 +40,8 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check stores stiscube cte tests benchmarks examples
+	# numpydoc Parameters sections and mypy, against tests/baselines (which only shrink)
+	$(BIN)/python -m pytest -q -p no:xdist tests/test_docs.py
 
 clean:
 	rm -rf demo-output .pytest_cache

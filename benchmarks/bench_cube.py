@@ -61,7 +61,7 @@ from stiscube import PixelDB
 from stiscube.datasets import random_properties
 from stiscube.dq import DQRules, dq_array
 from stiscube.dq._kernels import clipped_threshold
-from stiscube.layout import PROPERTIES
+from stiscube.schema import PROPERTIES
 
 SEED_COLUMNS = [
     "AnnealNumber",
@@ -252,10 +252,10 @@ def bench_cube(db: PixelDB, periods: Periods, args, rng) -> dict[str, Timing]:
     out["frame_dataset"] = timed(lambda p: ds["sci_mean"].sel(anneal=p).values, frames)
     level = DQRules(hot_level=HOT_LEVEL, hot_nsigma=None)
     sigma = DQRules(hot_level=None)
-    out["dq_level"] = timed(lambda p: dq_array(ds, level, anneal_num=p), frames)
-    out["dq_sigma"] = timed(lambda p: dq_array(ds, sigma, anneal_num=p), frames)
-    out["dq_level_db"] = timed(lambda p: dq_array(db, level, anneal_num=p), frames)
-    out["dq_sigma_db"] = timed(lambda p: dq_array(db, sigma, anneal_num=p), frames)
+    out["dq_level"] = timed(lambda p: dq_array(ds, rules=level, anneal_num=p), frames)
+    out["dq_sigma"] = timed(lambda p: dq_array(ds, rules=sigma, anneal_num=p), frames)
+    out["dq_level_db"] = timed(lambda p: dq_array(db, rules=level, anneal_num=p), frames)
+    out["dq_sigma_db"] = timed(lambda p: dq_array(db, rules=sigma, anneal_num=p), frames)
     # for the store's owner: one zarr call per frame (what a dask chunk per frame would
     # cost) vs the dask graph of one task per zarr chunk that db.dataset holds
     array = db.store._slots.group(read_only=True)["sci_mean"]
@@ -269,7 +269,7 @@ def bench_cube(db: PixelDB, periods: Periods, args, rng) -> dict[str, Timing]:
     p = frames[0][0]
     truth = periods.frames(p)["sci_mean"].astype(np.float64)
     np.testing.assert_array_equal(
-        dq_array(ds, level, anneal_num=p).values, np.where(truth > HOT_LEVEL, 16, 0)
+        dq_array(ds, rules=level, anneal_num=p).values, np.where(truth > HOT_LEVEL, 16, 0)
     )
     return out
 

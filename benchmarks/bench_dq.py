@@ -105,10 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
         }
         for name, rules in cases.items():
-            lazy = median_ms(lambda r=rules: dq_array(ds, r, anneal_num=last), args.repeat)
-            eager = median_ms(lambda r=rules: dq_array(db, r, anneal_num=last), args.repeat)
+            lazy = median_ms(lambda r=rules: dq_array(ds, rules=r, anneal_num=last), args.repeat)
+            eager = median_ms(lambda r=rules: dq_array(db, rules=r, anneal_num=last), args.repeat)
             print(f"dq_array [{name}]: db.dataset {lazy:.1f} ms, PixelDB {eager:.1f} ms")
-        dq = dq_array(db, DQRules(hot_level=0.1, unstable_level=3.0), anneal_num=last)
+        dq = dq_array(db, rules=DQRules(hot_level=0.1, unstable_level=3.0), anneal_num=last)
         print(f"  flagged pixels: {dq.attrs['n_flagged']}")
         fits_path, table_path = tmp / "dq.fits", tmp / "flagged.ecsv"
         t = median_ms(lambda: write_dq_fits(dq, fits_path, overwrite=True), args.repeat)

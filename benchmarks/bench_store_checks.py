@@ -3,7 +3,7 @@
 Every read of a committed slice verifies the CRC-32C of each stored chunk it touches
 (recorded at commit time in ``checksums/SSSSSSSS.json``).  This benchmark builds, under a
 temporary directory (or ``--out``), a cube with the pixel cube's layout
-(:func:`stiscube.layout.cube_schema`: four float32 and one uint16 property, chunks of
+(:func:`stiscube.schema.cube_schema`: four float32 and one uint16 property, chunks of
 128 x 128, uncompressed) of ``--periods`` periods of ``--size`` x ``--size``, then times,
 as medians over random pixels and periods with the two variants *interleaved* (so load
 changes hit both alike):
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from stiscube.layout import PROPERTIES, cube_schema
+from stiscube.schema import PROPERTIES, cube_schema
 from stores import CubeStore
 from stores.direct import DirectReader
 

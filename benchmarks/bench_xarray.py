@@ -40,7 +40,7 @@ import xarray as xr
 from stiscube import PixelDB
 from stiscube.cube.backend import source_of
 from stiscube.datasets import random_properties
-from stiscube.layout import PROPERTIES
+from stiscube.schema import PROPERTIES
 
 
 def _medians(funcs: dict, *, repeat: int, min_time: float = 0.5) -> dict:

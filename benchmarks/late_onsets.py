@@ -46,7 +46,7 @@ REALISTIC_ONSETS = 3000.0
 
 def _score(stack, truth, options):
     arrays = [stack[v].values for v in ("sci", "err", "dq", "exptime", "gain")]
-    kept = reject_cosmic_rays(*arrays, axis=0, options=ClipOptions(**options))
+    kept = reject_cosmic_rays(*arrays, axis=0, clip=ClipOptions(**options))
     start = truth["start_mjd"].values[:, None, None]
     onset = truth["hot_onset_mjd"].values
     inside = np.isfinite(onset) & (onset >= truth.attrs["start_mjd"])

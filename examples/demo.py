@@ -69,7 +69,7 @@ def demo_pixel_cube(
     ds = db.dataset
     last = db.anneal_numbers[-1]
     rules = DQRules(unstable_level=3.0)  # hot: sci_mean > 0.1 e-/s (the default)
-    dq = dq_array(db, rules, anneal_num=last)
+    dq = dq_array(db, rules=rules, anneal_num=last)
     write_dq_fits(dq, out / f"dq_anneal{last}.fits")
     write_flagged_table(dq, ds, out / f"dq_anneal{last}_flagged.ecsv")
     # the reference files of the newest period (a superdark per anneal period, as STScI
@@ -82,7 +82,7 @@ def demo_pixel_cube(
     persistent = dataclasses.replace(rules, persist_k=2, persist_m=3, partial_window="available")
     write_reference(db, out / "stis_bad_pixels_bpx.fits", "bpixtab", rules=persistent,
                     anneals=last)
-    site = write_site(db, out / "stis-site", SiteOptions(rules=rules))
+    site = write_site(db, out / "stis-site", site=SiteOptions(rules=rules))
     hot = ds.pixels.hot(0.1, k=3).values
     row, col = (int(v[0]) for v in np.nonzero(hot)) if hot.any() else (0, 0)
     hist = db.history(row, col)

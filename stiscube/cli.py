@@ -188,7 +188,7 @@ def _add_ingest(sub) -> None:
     )
     p.add_argument("--shape", type=int, nargs=2, metavar=("ROWS", "COLS"), help="for a new db")
     p.add_argument(
-        "--replace",
+        "--overwrite",
         action="store_true",
         help="replace periods already present (with --simulation: those whose darks changed)",
     )
@@ -340,15 +340,15 @@ def _ingest_into(db, args: argparse.Namespace, sim) -> None:
                                        "skipped", number, len(files))
                         skipped.append(number)
                         continue
-                    if not args.replace:
+                    if not args.overwrite:
                         msg = (
                             f"anneal period {number} is already in {args.db} but was computed "
                             "from other darks (or stored without their checksums); use "
-                            "--replace to recompute it"
+                            "--overwrite to recompute it"
                         )
                         raise PeriodExistsError(msg)
                 with dask_progress(progress=args.progress, desc=f"period {number}"):
-                    db.ingest_darks(files, number, replace=args.replace, **args.dark_options)
+                    db.ingest_darks(files, number, overwrite=args.overwrite, **args.dark_options)
                 done.append(number)
         kept = f" ({skipped} already stored from the same darks)" if skipped else ""
         sys.stdout.write(f"ingested periods {done} into {args.db}{kept}\n")
@@ -357,7 +357,7 @@ def _ingest_into(db, args: argparse.Namespace, sim) -> None:
     if start is None and end is None and args.period_row is not None:
         start, end = args.period_row.start, args.period_row.end  # the --periods table's dates
     if args.darks is not None:
-        if not args.replace and db.same_inputs(args.anneal, args.darks):
+        if not args.overwrite and db.same_inputs(args.anneal, args.darks):
             # the monthly rerun: nothing to do, and said so (exit 0)
             sys.stdout.write(
                 f"period {args.anneal} is already in {args.db} from the same "
@@ -371,12 +371,12 @@ def _ingest_into(db, args: argparse.Namespace, sim) -> None:
                 args.anneal,
                 start=start,
                 end=end,
-                replace=args.replace,
+                overwrite=args.overwrite,
                 **args.dark_options,
             )
     else:
         db.insert_anneal(
-            args.anneal, csv_loc=args.csv, start=start, end=end, replace=args.replace
+            args.anneal, csv_loc=args.csv, start=start, end=end, overwrite=args.overwrite
         )
     sys.stdout.write(f"ingested period {args.anneal} into {args.db}\n")
 
@@ -585,7 +585,7 @@ def _cmd_dq(args: argparse.Namespace) -> None:
             msg = f"{args.db} holds no anneal periods"
             raise ValueError(msg)
         anneal = db.anneal_numbers[-1]  # the newest: the same command every month
-    dq = dq_array(db, rules, anneal_num=anneal, date=_date_arg(args.date))  # fast reads
+    dq = dq_array(db, rules=rules, anneal_num=anneal, date=_date_arg(args.date))  # fast reads
     finals = [p for p in (args.out, args.table, args.dark_reference, args.bpixtab) if p]
     staged = {p: p.parent / f".{p.stem}.staged{p.suffix}" for p in finals}
     try:  # every product is written to a staged sibling; all renamed once all are written
@@ -656,7 +656,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
     options = SiteOptions(
         rules=_rules(args), map_size=args.map_size, map_periods=args.map_periods
     )
-    path = write_site(_open(args.db), args.out, options)
+    path = write_site(_open(args.db), args.out, site=options)
     sys.stdout.write(f"wrote {path}\n")
 
 
@@ -665,7 +665,7 @@ def _add_plot(sub) -> None:
     kinds = _kinds(sub, "plot", "plots: a pixel's history, a property map, hot-pixel counts")
     hist = _pixel_args(kinds.add_parser("history", help="one pixel's properties over time"))
     pmap = kinds.add_parser("map", help="a property map of one period")
-    from stiscube.layout import PROPERTIES
+    from stiscube.schema import PROPERTIES
 
     pmap.add_argument("property", choices=PROPERTIES, metavar="PROPERTY",
                       help=f"one of {', '.join(PROPERTIES)}")
@@ -783,7 +783,7 @@ def _add_info(sub) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
-    from stiscube.layout import PROPERTIES, UNIT_SYSTEMS
+    from stiscube.schema import PROPERTIES, UNIT_SYSTEMS
 
     info = _open(args.db).info()
     dates = {}  # text: to the second (2020-01-29T18:16:20)
@@ -866,6 +866,7 @@ HINTS = (
     (r"pass start= and end=", "give --start and --end"),
     (r"give both start and end", "give both --start and --end"),
     (r"anneal_num must be", "--anneal must be"),
+    (r"pass overwrite=True", "use --overwrite"),
 )
 
 

@@ -147,7 +147,7 @@ def test_errors_advise_cli_flags(stis, stis_db, tmp_path):
     proc = run("stiscube", "ingest", stis_db, "--darks", *stis[1].files[2], "--anneal", 1)
     assert proc.returncode == 1
     assert error_line(proc) == (
-        f"stiscube: error: anneal period 1 is already in {stis_db}; use --replace to replace it"
+        f"stiscube: error: anneal period 1 is already in {stis_db}; use --overwrite to replace it"
     )
     proc = run("stiscube", "info", tmp_path / "nothing")
     assert proc.returncode == 1

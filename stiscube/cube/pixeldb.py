@@ -5,7 +5,7 @@ A :class:`PixelDB` lives in a directory (or fsspec URL)::
     <path>/cube/          the cube (a :class:`stores.CubeStore`): one slice per period
     <path>/periods.ecsv   optional anneal-period table given at creation (dates, darks)
 
-Each period's slice holds the five properties of :mod:`stiscube.layout` on (row, col),
+Each period's slice holds the five properties of :mod:`stiscube.schema` on (row, col),
 its dates (``anneal_start``, ``anneal_end``), its unit system, its number of darks and
 its source, and, committed atomically with it, the table of the darks it was computed
 from (rootname, exposure time, start).
@@ -43,8 +43,16 @@ from stiscube.exceptions import (
     StiscubeError,
 )
 from stiscube.io.anneals import AnnealTable
+from stiscube.io.darks import (
+    DarkSelection,
+    TemperatureCorrection,
+    TooFewDarksError,
+    check_darks,
+    select_darks,
+)
 from stiscube.io.seedcsv import SEED_COLUMNS, read_seed_csv, seed_csv_path
-from stiscube.layout import (
+from stiscube.properties import ClipOptions, compute_properties
+from stiscube.schema import (
     DEFAULT_COMPRESSION,
     PERIOD_PROVENANCE_DEFAULTS,
     PROPERTIES,
@@ -62,7 +70,7 @@ from stores import (
 from stores.fs import Location
 from stores.validate import as_int, instance_of, one_of
 
-__all__ = ["PixelDB"]
+__all__ = ["PixelDB", "PreparedDarks"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,16 +81,37 @@ _PIXEL_COLUMNS = ["AnnealNumber", "RowNum", "ColumnNum", *SEED_COLUMNS[2:]]
 
 
 @dataclasses.dataclass(frozen=True)
-class _PreparedDarks:
-    """One period's darks checked (headers, selection, dates) and its lazy properties."""
+class PreparedDarks:
+    """One period's darks checked (headers, selection, dates) and its lazy properties.
+
+    Made by :meth:`PixelDB.prepare_darks` (see there), stored by
+    :meth:`PixelDB.commit_darks`.
+
+    Parameters
+    ----------
+    anneal_num : int
+        The period number.
+    frames, skipped : list
+        The frames used (:class:`stiscube.io.darks.DarkFrame`), and the frames skipped
+        by the selection with their reasons.
+    start, end : numpy.datetime64
+        The period's dates.
+    selection, temperature
+        The dark selection and temperature correction used.
+    overwrite : bool
+        Whether the period may replace a stored one.
+    lazy : xarray.Dataset
+        The properties, not yet computed.
+    """
 
     anneal_num: int
     frames: list
     skipped: list
     start: np.datetime64
     end: np.datetime64
-    selection: Any
-    temperature: Any
+    selection: DarkSelection
+    temperature: TemperatureCorrection
+    overwrite: bool
     lazy: xr.Dataset
 
 
@@ -174,9 +203,9 @@ class PixelDB:
         shape : (int, int)
             Frame shape (rows, cols); 1024x1024 for the full STIS CCD.
         chunks, shards, compression, compression_level
-            Storage layout of the cube (see :func:`stiscube.layout.cube_schema`; the
+            Storage layout of the cube (see :func:`stiscube.schema.cube_schema`; the
             defaults, 1 x 128 x 128 chunks without compression, and their trade-offs
-            are explained in :mod:`stiscube.layout`).
+            are explained in :mod:`stiscube.schema`).
         """
         instance_of(periods, "periods", (AnnealTable, type(None)), what="an AnnealTable or None")
         schema = cube_schema(
@@ -290,7 +319,7 @@ class PixelDB:
         unit_system: str = "rate",
         darks: pd.DataFrame | Sequence[Mapping] | None = None,
         source: str = "properties",
-        replace: bool = False,
+        overwrite: bool = False,
         provenance: Mapping[str, Any] | None = None,
         extras: Mapping[str, Any] | None = None,
     ) -> None:
@@ -305,25 +334,25 @@ class PixelDB:
         start, end : date-like, optional
             Period dates; default to the period table's row for *anneal_num*.
         unit_system : {"rate", "counts"}
-            Units of the values (see :mod:`stiscube.layout`).
+            Units of the values (see :mod:`stiscube.schema`).
         darks : DataFrame or list of dict, optional
             The darks used: ``rootname``, ``exptime`` (s), ``start`` (date); defaults to
             the period table's rootnames.
         source : str
             Where the values came from (recorded with the period).
-        replace : bool
+        overwrite : bool
             Replace the period if present (atomically); otherwise that is an error.
         provenance : dict, optional
             Per-period provenance coordinates (``ccdgain``, ``ccdamp``, ``exptime_class``,
             ``temperature_correction``); missing ones take
-            :data:`stiscube.layout.PERIOD_PROVENANCE_DEFAULTS` (unknown).
+            :data:`stiscube.schema.PERIOD_PROVENANCE_DEFAULTS` (unknown).
         extras : dict, optional
             More JSON documents committed with the period (beside ``darks``).
 
         Raises
         ------
         PeriodExistsError
-            The period is present and ``replace`` is False.
+            The period is present and ``overwrite`` is False.
         CubeQueryError
             No dates given or known, or the dates overlap another period held.
         stores.SchemaMismatchError
@@ -331,7 +360,7 @@ class PixelDB:
         """
         anneal_num = _check_anneal_num(anneal_num)
         one_of(unit_system, "unit_system", sorted(UNIT_SYSTEMS))
-        self._refuse_existing(anneal_num, replace)  # early; checked again under the lock
+        self._refuse_existing(anneal_num, overwrite)  # early; checked again under the lock
         start64, end64 = self._period_dates(anneal_num, start, end)
         dark_rows = self._dark_rows(anneal_num, darks)
         data = xr.Dataset({name: properties[name] for name in PROPERTIES if name in properties})
@@ -339,7 +368,7 @@ class PixelDB:
             data[name] = properties[name]  # let the store name the extra variable
         data = data.drop_vars([c for c in data.coords if c not in ("row", "col")])
         # properties given by the caller (float, int64, ...): whole numbers that fit the
-        # declared storage dtype (stiscube.layout.PROPERTY_DTYPES), else refused
+        # declared storage dtype (stiscube.schema.PROPERTY_DTYPES), else refused
         count_dtype = np.dtype(PROPERTY_DTYPES["nan_count"])
         if "nan_count" in data and data["nan_count"].dtype != count_dtype:
             counts = np.asarray(data["nan_count"].values)
@@ -360,10 +389,10 @@ class PixelDB:
             if name in self.store.schema.slice_coords:
                 coords[name] = (provenance or {}).get(name, default)
         with self._writing():  # checks of the committed state and the commit, atomically
-            self._refuse_existing(anneal_num, replace)
+            self._refuse_existing(anneal_num, overwrite)
             self._check_overlap(anneal_num, start64, end64)
             present = anneal_num in self.store
-            write = self.store.replace if replace and present else self.store.append
+            write = self.store.replace if overwrite and present else self.store.append
             try:
                 documents = {**(extras or {}), "darks": dark_rows}
                 write(data, anneal_num, coords=coords, extras=documents)
@@ -379,7 +408,7 @@ class PixelDB:
         *,
         start: Any = None,
         end: Any = None,
-        replace: bool = False,
+        overwrite: bool = False,
     ) -> None:
         """Load the seed's ``<csv_loc>/anneal_{anneal_num}.csv`` as period *anneal_num*.
 
@@ -395,7 +424,7 @@ class PixelDB:
             As for :meth:`ingest_properties`.
         """
         anneal_num = _check_anneal_num(anneal_num)
-        self._refuse_existing(anneal_num, replace)
+        self._refuse_existing(anneal_num, overwrite)
         self._period_dates(anneal_num, start, end)  # fail on missing dates before reading
         path = seed_csv_path(anneal_num, csv_loc)
         properties = read_seed_csv(path, shape=self.shape)
@@ -406,7 +435,7 @@ class PixelDB:
             end=end,
             unit_system="counts",
             source=f"seed CSV {path.name}",
-            replace=replace,
+            overwrite=overwrite,
         )
 
     def ingest_darks(
@@ -416,17 +445,19 @@ class PixelDB:
         *,
         start: Any = None,
         end: Any = None,
-        replace: bool = False,
+        overwrite: bool = False,
         client: Any = None,
-        selection: Any = None,
-        temperature: Any = None,
+        selection: DarkSelection | None = None,
+        temperature: TemperatureCorrection | None = None,
+        clip: ClipOptions | None = None,
         storage_options: Mapping[str, Any] | None = None,
-        **options: Any,
     ) -> xr.Dataset:
         """Compute one period's properties from its dark frames and store them.
 
         Every imset of a file is a frame (see :mod:`stiscube.io.darks`); the period's darks
         table lists each frame once, as ``rootname`` (one-imset file) or ``rootname[k]``.
+        The same as :meth:`prepare_darks`, computing its ``lazy`` properties, and
+        :meth:`commit_darks`.
 
         Parameters
         ----------
@@ -440,7 +471,7 @@ class PixelDB:
             end and their first start, or the end of the previous held period when that
             is earlier (so periods added month by month leave no gaps).  Frames outside
             the period are refused.
-        replace : bool
+        overwrite : bool
             Replace the period if present.
         client : dask.distributed.Client, optional
             Compute on this cluster instead of the threaded scheduler.
@@ -451,10 +482,10 @@ class PixelDB:
         temperature : stiscube.io.darks.TemperatureCorrection, optional
             Side-2 temperature scaling (default on, 18 deg C); recorded in the period's
             ``temperature_correction`` coordinate and per frame in the ``frames`` extras.
+        clip : stiscube.properties.ClipOptions, optional
+            The cosmic-ray clipping options (default ``ClipOptions()``).
         storage_options : dict, optional
             fsspec options (credentials, ``endpoint_url``) for URLs among *files*.
-        **options
-            Passed to :func:`stiscube.compute_properties` (e.g. ``cr_sigma``, ``dq_mask``).
 
         Returns
         -------
@@ -473,26 +504,42 @@ class PixelDB:
         if client is not None and not hasattr(client, "compute"):
             msg = f"client must be a dask.distributed.Client, got {type(client).__name__}"
             raise TypeError(msg)
-        prepared = self._prepare_darks(
-            files, anneal_num, replace=replace, start=start, end=end, selection=selection,
-            temperature=temperature, storage_options=storage_options, **options,
+        prepared = self.prepare_darks(
+            files, anneal_num, overwrite=overwrite, start=start, end=end, selection=selection,
+            temperature=temperature, clip=clip, storage_options=storage_options,
         )
         lazy = prepared.lazy
         properties = lazy.compute() if client is None else client.compute(lazy, sync=True)
-        return self._commit_darks(prepared, properties, replace=replace)
+        return self.commit_darks(prepared, properties)
 
-    def _prepare_darks(self, files, anneal_num, *, replace, start=None, end=None,
-                       selection=None, temperature=None, storage_options=None,
-                       **options) -> _PreparedDarks:
-        """Every check of :meth:`ingest_darks` that needs no pixel, and the lazy properties."""
-        from stiscube.io.darks import (
-            DarkSelection,
-            TemperatureCorrection,
-            check_darks,
-            select_darks,
-        )
-        from stiscube.properties.compute import compute_properties
+    def prepare_darks(
+        self,
+        files: Iterable[str | os.PathLike],
+        anneal_num: int,
+        *,
+        start: Any = None,
+        end: Any = None,
+        overwrite: bool = False,
+        selection: DarkSelection | None = None,
+        temperature: TemperatureCorrection | None = None,
+        clip: ClipOptions | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> PreparedDarks:
+        """Every check of :meth:`ingest_darks` that needs no pixel, and the lazy properties.
 
+        For computing many periods at once on a cluster (:func:`stiscube.recompute`):
+        compute the returned ``lazy`` properties anywhere, then :meth:`commit_darks`.
+
+        Parameters
+        ----------
+        files, anneal_num, start, end, overwrite, selection, temperature, clip, storage_options
+            As for :meth:`ingest_darks`.
+
+        Returns
+        -------
+        PreparedDarks
+            The checked frames, dates and options, and the ``lazy`` properties.
+        """
         anneal_num = _check_anneal_num(anneal_num)
         selection = DarkSelection() if selection is None else selection
         temperature = TemperatureCorrection() if temperature is None else temperature
@@ -501,7 +548,7 @@ class PixelDB:
         instance_of(temperature, "temperature", TemperatureCorrection,
                     what="a stiscube.io.darks.TemperatureCorrection")
         files = [files] if isinstance(files, str | os.PathLike) else list(files)
-        self._refuse_existing(anneal_num, replace)
+        self._refuse_existing(anneal_num, overwrite)
         # every header is validated, and the group chosen, before anything is read
         frames = check_darks(files, storage_options=storage_options)
         frames, skipped = select_darks(frames, selection)
@@ -517,17 +564,30 @@ class PixelDB:
                    f"pixels do not fit the {self.shape[0]} x {self.shape[1]} cube of "
                    f"{self.location.url}; ingest them into a database of their shape")
             raise IncompatibleDarksError(msg)
-        lazy = compute_properties(
-            frames, selection=selection, temperature=temperature, **options
-        )
-        return _PreparedDarks(anneal_num, frames, skipped, start64, end64, selection,
-                              temperature, lazy)
+        lazy = compute_properties(frames, selection=selection, temperature=temperature, clip=clip)
+        return PreparedDarks(anneal_num, frames, skipped, start64, end64, selection,
+                             temperature, overwrite, lazy)
 
-    def _commit_darks(self, prepared: _PreparedDarks, properties: xr.Dataset, *,
-                      replace: bool) -> xr.Dataset:
-        """Check the computed *properties* of a prepared period and store them."""
-        from stiscube.io.darks import TooFewDarksError
+    def commit_darks(self, prepared: PreparedDarks, properties: xr.Dataset) -> xr.Dataset:
+        """Check the computed *properties* of a prepared period and store them.
 
+        Parameters
+        ----------
+        prepared : PreparedDarks
+            From :meth:`prepare_darks` on this database.
+        properties : xarray.Dataset
+            Its ``lazy`` properties, computed.
+
+        Returns
+        -------
+        xarray.Dataset
+            *properties*, with the period's provenance attributes.
+
+        Raises
+        ------
+        TooFewDarksError
+            Fewer than ``min_frames`` usable frames, or no valid pixel.
+        """
         anneal_num, frames, skipped = prepared.anneal_num, prepared.frames, prepared.skipped
         start64, end64 = prepared.start, prepared.end
         selection, temperature = prepared.selection, prepared.temperature
@@ -604,7 +664,7 @@ class PixelDB:
             unit_system="rate",
             darks=darks,
             source=f"{len(frames)} dark frames from {n_files} files",
-            replace=replace,
+            overwrite=prepared.overwrite,
             provenance=provenance,
             extras={
                 "frames": frames_table,
@@ -626,15 +686,15 @@ class PixelDB:
             self._dataset = None
             yield
 
-    def _refuse_existing(self, anneal_num: int, replace: bool) -> None:
+    def _refuse_existing(self, anneal_num: int, overwrite: bool) -> None:
         if self.mode == "r":  # before any other check: nothing can be written anyway
             msg = f"{self.location.url} was opened read-only (mode='r'); cannot store periods"
             raise ReadOnlyStoreError(msg)
         self.store.check_writable()  # damage that blocks writes: fail before any work
-        if anneal_num in self.store and not replace:
+        if anneal_num in self.store and not overwrite:
             msg = (
                 f"anneal period {anneal_num} is already in {self.location.url}; "
-                "pass replace=True to replace it"
+                "pass overwrite=True to replace it"
             )
             raise PeriodExistsError(msg)
 

@@ -23,6 +23,8 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from stiscube.io.darks import DarkSelection, TemperatureCorrection
+from stiscube.properties import ClipOptions
 from stores.progress import steps
 from stores.validate import as_int, instance_of
 
@@ -92,7 +94,9 @@ def recompute(
     cluster_options: Mapping[str, Any] | None = None,
     storage_options: Mapping[str, Any] | None = None,
     progress: bool = False,
-    **options: Any,
+    selection: DarkSelection | None = None,
+    temperature: TemperatureCorrection | None = None,
+    clip: ClipOptions | None = None,
 ) -> list[int]:
     """Compute periods' properties from their darks on a cluster and store them in order.
 
@@ -115,9 +119,8 @@ def recompute(
         fsspec options for URLs among the files.
     progress : bool
         Report the periods committed (:mod:`stores.progress`).
-    **options
-        Passed to :meth:`stiscube.PixelDB.ingest_darks` (``selection``, ``temperature``,
-        the clipping options).
+    selection, temperature, clip
+        The options of :meth:`stiscube.PixelDB.ingest_darks`.
 
     Returns
     -------
@@ -143,15 +146,16 @@ def recompute(
         raise ValueError(msg)
     numbers = sorted(int(n) for n in darks)
     # every period is checked before anything is computed
-    prepared = [db._prepare_darks(darks[n], n, replace=True, storage_options=storage_options,
-                                  **options) for n in numbers]
+    prepared = [db.prepare_darks(darks[n], n, overwrite=True, selection=selection,
+                                 temperature=temperature, clip=clip,
+                                 storage_options=storage_options) for n in numbers]
     written = []
     with _cluster(client, scheduler, n_workers, cluster_options) as run_on:
         futures = run_on.compute([p.lazy for p in prepared])  # all periods at once
         for prep, future in steps(list(zip(prepared, futures, strict=True)),
                                   progress=progress, desc="recompute periods"):
             properties = future.result()
-            db._commit_darks(prep, properties, replace=True)
+            db.commit_darks(prep, properties)
             written.append(prep.anneal_num)
             logger.info("period %d recomputed from %d frames", prep.anneal_num,
                         len(prep.frames))

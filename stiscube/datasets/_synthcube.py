@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from stiscube.layout import PROPERTIES, PROPERTY_DTYPES, property_attrs
+from stiscube.schema import PROPERTIES, PROPERTY_DTYPES, property_attrs
 
 __all__ = ["random_properties"]
 

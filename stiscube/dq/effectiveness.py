@@ -55,7 +55,7 @@ import numpy as np
 
 from stiscube._dates import datetime64_to_mjd
 from stiscube.cube.pixeldb import PixelDB
-from stiscube.dq import hot_pixels
+from stiscube.dq.array import hot_pixels
 from stiscube.dq.rules import DQRules
 from stiscube.io.darks import SIDE2_START_MJD
 from stores.fs import atomic_path
@@ -96,8 +96,8 @@ def _fraction(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def anneal_effectiveness(
     db: PixelDB,
-    rules: DQRules | None = None,
     *,
+    rules: DQRules | None = None,
     unstable_level: float = 3.0,
     quiet_level: float | None = None,
 ) -> Any:
@@ -163,7 +163,7 @@ def anneal_effectiveness(
     def state(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(hot, unstable, quiet) masks of period n, read once."""
         if n not in states:
-            hot = hot_pixels(db, rules, anneal_num=n).values
+            hot = hot_pixels(db, rules=rules, anneal_num=n).values
             arrays = db.store.read_arrays([n], variables=["sci_mean", "stability"])
             sci = np.asarray(arrays["sci_mean"][0], dtype=np.float64)
             stability = np.asarray(arrays["stability"][0], dtype=np.float64)

@@ -24,7 +24,7 @@ from stiscube.cube._cubecheck import check_cube
 from stiscube.cube.queries import resolve_period
 from stiscube.dq.flags import STIS_DQ, decode_dq_names
 from stiscube.dq.rules import DQRules
-from stiscube.layout import PROPERTIES, UNIT_SYSTEMS
+from stiscube.schema import PROPERTIES, UNIT_SYSTEMS
 from stores.fs import atomic_path
 from stores.provenance import provenance, set_card, to_header
 from stores.validate import instance_of

@@ -1,7 +1,7 @@
 """The STIS data-quality (DQ) bit registry: one place for bit values, names, meanings.
 
 Every DQ array :mod:`stiscube` writes uses these 16-bit values (those of calstis and the
-STIS Instrument Handbook; the bit table itself lives in :mod:`stiscube.dq._bits`, shared
+STIS Instrument Handbook; the bit table itself lives in :mod:`stiscube.schema`, shared
 with the dark reader).  A pixel's DQ value is the bitwise OR of its flags, e.g.
 ``16 | 4 = 20`` is a hot pixel that is also a bad detector pixel.
 
@@ -30,7 +30,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from stiscube.dq._bits import STIS_DQ_BITS
+from stiscube.schema import STIS_DQ_BITS
 from stores.flags import Flag, FlagRegistry
 
 __all__ = [

@@ -390,7 +390,7 @@ def superdark(
     ValueError
         A period records no darks, or the rules use bit 512 (kept for no-data pixels).
     """
-    from stiscube.dq import dq_array
+    from stiscube.dq.array import dq_array
 
     rules = DQRules() if rules is None else rules
     if (rules.has_hot_rule and rules.hot_bit == NO_DATA_BIT) or (
@@ -425,7 +425,7 @@ def superdark(
     with np.errstate(invalid="ignore", divide="ignore"):
         sci = np.where(total > 0, rate_sum / total, 0.0)
         err = np.where(total > 0, np.sqrt(var_sum) / total, 0.0)
-    dq = dq_array(db, rules, anneal_num=numbers[-1])  # the flags of the period it applies to
+    dq = dq_array(db, rules=rules, anneal_num=numbers[-1])  # the flags of the period it applies to
     no_data = total == 0
     values = dq.values | np.where(no_data, np.uint16(NO_DATA_BIT), np.uint16(0))
     attrs = dict(dq.attrs)
@@ -471,7 +471,7 @@ def bad_pixel_table(db: PixelDB, rules: DQRules, *, anneal: int | None = None):
     """
     from astropy.table import Table
 
-    from stiscube.dq import dq_array
+    from stiscube.dq.array import dq_array
 
     rules = instance_of(rules, "rules", DQRules, what="a stiscube.dq.DQRules")
     if rules.persist_k is None:
@@ -481,7 +481,7 @@ def bad_pixel_table(db: PixelDB, rules: DQRules, *, anneal: int | None = None):
         )
         raise ValueError(msg)
     numbers = _periods(db, anneal)
-    dq = dq_array(db, rules, anneal_num=numbers[-1])
+    dq = dq_array(db, rules=rules, anneal_num=numbers[-1])
     values = np.asarray(dq.values, dtype=np.int64)
     flat = values.ravel()
     bad = np.flatnonzero(flat)

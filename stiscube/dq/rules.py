@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any
 
 from stiscube.dq.flags import BAD_DETECTOR_PIXEL, HOT_PIXEL, dq_flag
-from stiscube.layout import UNIT_SYSTEMS
+from stiscube.schema import UNIT_SYSTEMS
 from stores.validate import as_float, as_int, check_fields, one_of
 
 __all__ = ["DEFAULT_HOT_LEVEL", "DQRules"]

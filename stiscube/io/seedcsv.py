@@ -5,7 +5,7 @@ Layout (one row per pixel, header exactly as below, rows and columns 0-based)::
     Row,Column,Stability,Sci_Mean,Err_Mean,NaN_Count,Readnoise
 
 The values of these files are counts per frame (not e-/s): periods loaded from them are
-stored with ``unit_system="counts"`` (see :mod:`stiscube.layout`).
+stored with ``unit_system="counts"`` (see :mod:`stiscube.schema`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from stiscube.exceptions import SeedCSVError
-from stiscube.layout import PROPERTIES, property_attrs
+from stiscube.schema import PROPERTIES, property_attrs
 
 __all__ = ["SEED_COLUMNS", "read_seed_csv", "seed_csv_path", "to_seed_table", "write_seed_csv"]
 

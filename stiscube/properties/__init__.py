@@ -2,7 +2,7 @@
 
 :func:`compute_properties` (:mod:`stiscube.properties.compute`, the xarray/dask wrapper)
 turns a stack of dark frames into the property cube of one period (declared in
-:mod:`stiscube.layout`); the numpy kernels live in :mod:`stiscube.properties._kernels`.
+:mod:`stiscube.schema`); the numpy kernels live in :mod:`stiscube.properties._kernels`.
 """
 
 from stiscube.properties._kernels import ClipOptions

@@ -248,7 +248,7 @@ def _bands(
 
 
 def band_properties(
-    sci: Any, err: Any, dq: Any, exptime: Any, gain: Any, *, options: ClipOptions
+    sci: Any, err: Any, dq: Any, exptime: Any, gain: Any, *, clip: ClipOptions
 ) -> tuple[np.ndarray, ...]:
     """The five properties of a band of rows of every frame, and its valid-sample counts.
 
@@ -258,11 +258,11 @@ def band_properties(
         Science and error values in counts, frames first (as stored and as
         :func:`stiscube.io.darks.open_darks` reads them; any strides).
     dq : array_like of int, shape (n, rows, cols), or None
-        DQ flags; samples with ``dq & options.dq_mask != 0`` are not valid.
+        DQ flags; samples with ``dq & clip.dq_mask != 0`` are not valid.
     exptime, gain : array_like, shape (n,)
         Exposure time (s, times the temperature factor) and gain (e-/count) per frame.
-    options : ClipOptions
-        The clipping options.
+    clip : ClipOptions
+        The clipping clip.
 
     Returns
     -------
@@ -281,7 +281,7 @@ def band_properties(
         )
         raise ValueError(msg)
     n, rows, cols = sci.shape
-    dq_mask = int(options.dq_mask)
+    dq_mask = int(clip.dq_mask)
     if dq is None or dq_mask == 0:
         dq = np.broadcast_to(np.zeros(1, np.int16).reshape(1, 1, 1), sci.shape)
         dq_mask = 0
@@ -296,7 +296,7 @@ def band_properties(
     nan_count = np.empty((rows, cols), np.int32)
     readnoise = np.empty((rows, cols), np.float32)
     valid_count = np.zeros((rows, n), np.int32)
-    k2 = _F32(min(options.cr_sigma**2, float(np.finfo(np.float32).max)))
+    k2 = _F32(min(clip.cr_sigma**2, float(np.finfo(np.float32).max)))
     _bands(
         sci.astype(_F32, copy=False),
         err.astype(_F32, copy=False),
@@ -305,11 +305,11 @@ def band_properties(
         g,
         np.int64(dq_mask),
         k2,
-        int(options.maxiters),
-        float(options.state_fraction),
-        int(options.min_state),
-        _F32(options.state_sigma),
-        int(options.min_tail),
+        int(clip.maxiters),
+        float(clip.state_fraction),
+        int(clip.min_state),
+        _F32(clip.state_sigma),
+        int(clip.min_tail),
         *outputs,
         nan_count,
         readnoise,

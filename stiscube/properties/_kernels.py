@@ -67,7 +67,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from stiscube.dq._bits import DEFAULT_DARK_DQ_MASK
+from stiscube.schema import DEFAULT_DARK_DQ_MASK
 from stores.validate import as_float, as_int, check_fields, instance_of
 
 __all__ = [
@@ -75,7 +75,6 @@ __all__ = [
     "masked_median",
     "pixel_properties",
     "reject_cosmic_rays",
-    "validate_options",
 ]
 
 _F32 = np.float32
@@ -118,17 +117,6 @@ class ClipOptions:
     def __post_init__(self) -> None:
         check_fields(self, _CLIP_FIELDS)
 
-    @classmethod
-    def from_keywords(cls, options: ClipOptions | None, keywords: dict[str, Any]) -> ClipOptions:
-        """*options*, or options built from *keywords* (the field names), not both."""
-        if options is None:
-            return cls(**keywords)
-        instance_of(options, "options", cls, what="a ClipOptions")
-        if keywords:
-            msg = f"give options or the keywords {sorted(keywords)}, not both"
-            raise TypeError(msg)
-        return options
-
 
 _POSITIVE = partial(as_float, min=0, strict_min=True)
 
@@ -152,15 +140,10 @@ _CLIP_FIELDS = {
 }
 
 
-def validate_options(**keywords: Any) -> dict[str, Any]:
-    """The clipping options (:class:`ClipOptions` keywords) checked and normalised, as a dict.
-
-    Raises
-    ------
-    ValueError, TypeError
-        Naming the offending parameter.
-    """
-    return dataclasses.asdict(ClipOptions(**keywords))
+def clip_options(clip: ClipOptions | None) -> ClipOptions:
+    """*clip*, or the default :class:`ClipOptions` for None (TypeError for anything else)."""
+    return ClipOptions() if clip is None else instance_of(clip, "clip", ClipOptions,
+                                                          what="a ClipOptions")
 
 
 def masked_median(values: Any, mask: Any, *, axis: int = -1) -> np.ndarray:
@@ -376,22 +359,20 @@ def _clipped_stack(
     gain: Any,
     *,
     axis: int = -1,
-    options: ClipOptions | None = None,
-    **clip: Any,
+    clip: ClipOptions | None = None,
 ) -> _Stack:
-    """The part both kernels share: the inputs checked and prepared once, and clipped.
-
-    The keywords of :func:`reject_cosmic_rays` and :func:`pixel_properties` are declared
-    here, once (see their "Other Parameters").
-    """
-    opts = dataclasses.asdict(ClipOptions.from_keywords(options, clip))
+    """The part both kernels share: the inputs checked and prepared once, and clipped."""
+    opts = dataclasses.asdict(clip_options(clip))
     e, big_e, v, t, valid, pixel_shape = _prepare(
         sci, err, dq, exptime, gain, axis, opts.pop("dq_mask")
     )
     return _Stack(e, big_e, v, t, _clip(e, v, t, valid, **opts), pixel_shape, axis)
 
 
-def reject_cosmic_rays(sci, err, dq, exptime, gain, **options: Any) -> np.ndarray:
+def reject_cosmic_rays(
+    sci: Any, err: Any, dq: Any, exptime: Any, gain: Any, *, axis: int = -1,
+    clip: ClipOptions | None = None,
+) -> np.ndarray:
     """Per-pixel sigma clipping of cosmic rays across frames; returns the *kept* mask.
 
     Parameters
@@ -402,17 +383,10 @@ def reject_cosmic_rays(sci, err, dq, exptime, gain, **options: Any) -> np.ndarra
         DQ flags (same shape); samples with ``dq & dq_mask != 0`` are not valid.
     exptime, gain : array_like
         Exposure time (s) and gain (e-/count) of each frame (1-D, one per frame).
-
-    Other Parameters
-    ----------------
     axis : int, default -1
         The frame axis of ``sci``, ``err``, ``dq``.
-    options : ClipOptions, optional
-        The clipping options (``dq_mask``, ``cr_sigma``, ``maxiters``, ``state_fraction``,
-        ``min_state``, ``state_sigma``, ``min_tail``; the level protections: see Notes).
-    **clip
-        Or the same as keywords (``cr_sigma=4``), from which a :class:`ClipOptions` is
-        built (not together with *options*).
+    clip : ClipOptions, optional
+        The clipping options (default ``ClipOptions()``; the level protections: see Notes).
 
     Returns
     -------
@@ -461,7 +435,7 @@ def reject_cosmic_rays(sci, err, dq, exptime, gain, **options: Any) -> np.ndarra
     is kept.  About one steady sample in a million exceeds the 5-sigma threshold by
     chance (the median centre is itself noisy) and is rejected.
     """
-    stack = _clipped_stack(sci, err, dq, exptime, gain, **options)
+    stack = _clipped_stack(sci, err, dq, exptime, gain, axis=axis, clip=clip)
     kept = stack.kept.reshape(*stack.pixel_shape, stack.kept.shape[-1])
     return np.moveaxis(kept, -1, stack.axis)
 
@@ -539,17 +513,15 @@ def _clip(
     return kept
 
 
-def pixel_properties(sci, err, dq, exptime, gain, **options: Any) -> tuple[np.ndarray, ...]:
+def pixel_properties(
+    sci: Any, err: Any, dq: Any, exptime: Any, gain: Any, *, axis: int = -1,
+    clip: ClipOptions | None = None,
+) -> tuple[np.ndarray, ...]:
     """The five per-pixel properties of a stack of dark frames (see the module docstring).
 
     Parameters
     ----------
-    sci, err, dq, exptime, gain
-        As in :func:`reject_cosmic_rays`.
-
-    Other Parameters
-    ----------------
-    axis, options, **clip
+    sci, err, dq, exptime, gain, axis, clip
         As in :func:`reject_cosmic_rays`.
 
     Returns
@@ -558,7 +530,8 @@ def pixel_properties(sci, err, dq, exptime, gain, **options: Any) -> tuple[np.nd
         Arrays of the input shape without the frame axis: float32 (e-/s, e-/s, 1),
         int32 (count of excluded samples: invalid or rejected), float32 (e-).
     """
-    e, big_e, _, t, kept, pixel_shape, _ = _clipped_stack(sci, err, dq, exptime, gain, **options)
+    e, big_e, _, t, kept, pixel_shape, _ = _clipped_stack(sci, err, dq, exptime, gain, axis=axis,
+                                                        clip=clip)
     n = e.shape[-1]
     # Sums over kept samples in float64, as products with the 0/1 mask (einsum: one pass).
     weight = kept.astype(np.float64)

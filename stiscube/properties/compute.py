@@ -72,7 +72,6 @@ import numpy as np
 import xarray as xr
 
 from stiscube._dates import describe_mjd
-from stiscube.dq._bits import DEFAULT_DARK_DQ_MASK
 from stiscube.io.anneals import AnnealPeriod
 from stiscube.io.darks import (
     DarkFrame,
@@ -82,14 +81,13 @@ from stiscube.io.darks import (
     open_darks,
     select_darks,
 )
-from stiscube.layout import PROPERTIES, PROPERTY_DTYPES, property_attrs
 from stiscube.properties._compiled import band_properties
-from stiscube.properties._kernels import ClipOptions
+from stiscube.properties._kernels import ClipOptions, clip_options
+from stiscube.schema import PROPERTIES, PROPERTY_DTYPES, property_attrs
 from stores import provenance
 from stores.validate import as_int, instance_of
 
 __all__ = [
-    "DEFAULT_DQ_MASK",
     "PROPERTIES",
     "PROPERTY_ATTRS",
     "compute_properties",
@@ -98,17 +96,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Default DQ mask (bits 1, 2, 256, 8192), see :mod:`stiscube.dq._bits`.
-DEFAULT_DQ_MASK: int = DEFAULT_DARK_DQ_MASK
-
 #: ``units``, ``long_name`` and ``definition`` attributes of each property (rate system),
-#: derived from the declaration in :mod:`stiscube.layout`.
+#: derived from the declaration in :mod:`stiscube.schema`.
 PROPERTY_ATTRS: dict[str, dict[str, str]] = {name: property_attrs(name) for name in PROPERTIES}
 
 _OUTPUT_ORDER = ("sci_mean", "err_mean", "stability", "nan_count", "readnoise")
 #: dtypes of the kernel outputs (:func:`stiscube.properties._compiled.band_properties`:
 #: the properties, then the valid-sample counts); the properties are cast to the declared
-#: :data:`stiscube.layout.PROPERTY_DTYPES`.
+#: :data:`stiscube.schema.PROPERTY_DTYPES`.
 _OUTPUT_DTYPES = (np.float32, np.float32, np.float32, np.int32, np.float32, np.int32)
 #: Target number of samples (frames x pixels) per dask block: 4 Mi float32 = 16 MiB.
 _BLOCK_SAMPLES = 1 << 22
@@ -120,7 +115,7 @@ def _auto_row_chunk(n_frames: int, shape: tuple[int, int]) -> int:
 
 
 def _band_outputs(
-    stack: xr.Dataset, exptime: np.ndarray, gain: np.ndarray, options: ClipOptions
+    stack: xr.Dataset, exptime: np.ndarray, gain: np.ndarray, clip: ClipOptions
 ) -> list[Any]:
     """The kernel's six outputs (:func:`band_properties`) for a ``(frame, row, col)`` stack:
     numpy arrays, or dask arrays with one kernel task per band of rows.
@@ -131,7 +126,7 @@ def _band_outputs(
     """
     sci, err, dq = (stack[v].data for v in ("sci", "err", "dq"))
     if not isinstance(sci, da.Array):
-        return list(band_properties(sci, err, dq, exptime, gain, options=options))
+        return list(band_properties(sci, err, dq, exptime, gain, clip=clip))
     n, _, cols = sci.shape
     err = err.rechunk(sci.chunks)
     dq = dq.rechunk(sci.chunks)
@@ -139,7 +134,7 @@ def _band_outputs(
     blocks = zip(*(a.to_delayed()[0, :, 0] for a in (sci, err, dq)), strict=True)
     for rows, (s, e, q) in zip(sci.chunks[1], blocks, strict=True):
         out = dask.delayed(band_properties, nout=len(_OUTPUT_DTYPES), pure=True)(
-            s, e, q, exptime, gain, options=options
+            s, e, q, exptime, gain, clip=clip
         )
         shapes = [(rows, cols)] * 5 + [(rows, n)]
         for part, value, shape, dtype in zip(parts, out, shapes, _OUTPUT_DTYPES, strict=True):
@@ -150,8 +145,7 @@ def _band_outputs(
 def properties_from_stack(
     stack: xr.Dataset,
     *,
-    options: ClipOptions | None = None,
-    **clip: Any,
+    clip: ClipOptions | None = None,
 ) -> xr.Dataset:
     """The five properties of a stack from :func:`stiscube.io.darks.open_darks` (lazy).
 
@@ -161,17 +155,8 @@ def properties_from_stack(
         Variables ``sci``, ``err``, ``dq`` with dims ``(frame, row, col)`` and frame
         coordinates ``exptime`` (s) and ``gain`` (e-/count).  A stack chunked along
         ``frame`` is rechunked to one chunk along ``frame``.
-    options : ClipOptions, optional
-        The cosmic-ray clipping options (:class:`stiscube.properties._kernels.ClipOptions`):
-        ``dq_mask`` (DQ bits that exclude a sample, default 1, 2, 256 and 8192),
-        ``cr_sigma`` (threshold in standard deviations, one-sided), ``maxiters``, and
-        ``state_fraction``, ``min_state``, ``state_sigma`` (a level recurring in at least
-        ``max(min_state, ceil(state_fraction * n))`` frames and consistent within
-        ``state_sigma`` is a state of the pixel, not cosmic rays) and ``min_tail`` (a
-        level held by the last ``min_tail`` or more frames is kept: a pixel that turned
-        hot inside the period; 0 = off, default 3).
-    **clip
-        Or the same options as keywords (``cr_sigma=4``); not with *options*.
+    clip : ClipOptions, optional
+        The cosmic-ray clipping options (default ``ClipOptions()``).
 
     Returns
     -------
@@ -190,7 +175,7 @@ def properties_from_stack(
         For invalid options (the message names the parameter) or a stack without the
         needed variables and coordinates.
     """
-    clip_options = ClipOptions.from_keywords(options, clip)  # validated once, here
+    clip = clip_options(clip)
     missing = [v for v in ("sci", "err", "dq", "exptime", "gain") if v not in stack.variables]
     if missing:
         msg = (
@@ -212,7 +197,7 @@ def properties_from_stack(
     exptime = stack["exptime"].values
     if "dark_scale" in stack.coords:
         exptime = exptime * stack["dark_scale"].values
-    outputs = _band_outputs(stack, exptime, stack["gain"].values, clip_options)
+    outputs = _band_outputs(stack, exptime, stack["gain"].values, clip)
     pixel_coords = {d: stack[d] for d in ("row", "col") if d in stack.coords}
     data = {}
     for name, array in zip(_OUTPUT_ORDER, outputs[:5], strict=True):
@@ -236,7 +221,7 @@ def properties_from_stack(
     attrs = {
         "title": "STIS CCD pixel properties from dark frames",
         "n_frames": int(stack.sizes["frame"]),
-        **provenance.to_attrs(provenance.provenance(inputs=inputs, options=clip_options)),
+        **provenance.to_attrs(provenance.provenance(inputs=inputs, options=clip)),
     }
     if "start_mjd" in stack.coords and stack.sizes["frame"]:
         attrs["first_frame_start_mjd"] = float(stack["start_mjd"].min())
@@ -257,11 +242,10 @@ def compute_properties(
     end: Any = None,
     client: Any = None,
     row_chunk: int | None = None,
-    options: ClipOptions | None = None,
+    clip: ClipOptions | None = None,
     selection: DarkSelection | None = None,
     temperature: TemperatureCorrection | None = None,
     storage_options: Mapping[str, Any] | None = None,
-    **clip: Any,
 ) -> xr.Dataset:
     """Per-pixel properties of one set of STIS CCD dark FLT files (lazy Dataset).
 
@@ -283,8 +267,8 @@ def compute_properties(
     row_chunk : int, optional
         Rows per dask block (all frames and columns in a block).  Default: about 4 Mi
         samples per block (68 rows for 60 full frames).
-    options, **clip
-        The cosmic-ray clipping options, see :func:`properties_from_stack`.
+    clip : ClipOptions, optional
+        The cosmic-ray clipping options (default ``ClipOptions()``).
     selection : DarkSelection, optional
         Homogeneity rules and an optional choice of CCDGAIN, CCDAMP and exposure class
         (default :class:`~stiscube.io.darks.DarkSelection`: frames of more than one group are
@@ -312,7 +296,7 @@ def compute_properties(
     ValueError, TypeError
         For invalid options, naming the parameter.
     """
-    clip_options = ClipOptions.from_keywords(options, clip)  # validated once, here
+    clip = clip_options(clip)
     row_chunk = as_int(row_chunk, "row_chunk", min=1, allow_none=True)
     if period is not None:
         if start is not None or end is not None:
@@ -333,7 +317,7 @@ def compute_properties(
         chunks={"frame": -1, "row": rows, "col": -1},
         temperature=temperature,
     )
-    ds = properties_from_stack(stack, options=clip_options)
+    ds = properties_from_stack(stack, clip=clip)
     selection = selection or DarkSelection()
     ds.attrs["exptime_class"] = selection.describe_class(
         selection.exposure_class(frames[0].exptime)

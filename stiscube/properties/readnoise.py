@@ -42,7 +42,7 @@ import numpy as np
 import xarray as xr
 from astropy.stats import sigma_clipped_stats
 
-from stiscube.dq._bits import DEFAULT_DARK_DQ_MASK
+from stiscube.schema import DEFAULT_DARK_DQ_MASK
 from stores.validate import as_int
 
 __all__ = ["amplifier_readnoise", "pair_readnoise_squared"]

@@ -20,7 +20,7 @@ Time axes are UTC dates.  A period is drawn at its mid-date
 ``anneal_start + (anneal_end - anneal_start) / 2`` (markers) or as a horizontal segment
 from ``anneal_start`` to ``anneal_end`` (steps); dotted vertical lines mark the anneal
 boundaries (every distinct start and end date).  Axis labels carry the units of the
-periods' unit system (:mod:`stiscube.layout`); plots that would put values of different
+periods' unit system (:mod:`stiscube.schema`); plots that would put values of different
 unit systems on one axis are refused with
 :class:`~stiscube.exceptions.UnitMismatchError`.
 """
@@ -40,9 +40,9 @@ from matplotlib.figure import Figure
 
 from stiscube.cube._cubecheck import check_cube
 from stiscube.cube.queries import pixel_history, select_period
-from stiscube.dq import hot_pixel_counts
+from stiscube.dq.array import hot_pixel_counts
 from stiscube.exceptions import UnitMismatchError
-from stiscube.layout import PROPERTIES, PROPERTY_DTYPES, UNIT_SYSTEMS
+from stiscube.schema import PROPERTIES, PROPERTY_DTYPES, UNIT_SYSTEMS
 from stores import style as _style
 from stores.validate import as_float, as_interval, as_sequence_of, one_of, subset_of
 

@@ -62,12 +62,13 @@ import numpy as np
 from stiscube._dates import datetime64_to_mjd
 from stiscube._provenance import iso
 from stiscube.cube.pixeldb import PixelDB
-from stiscube.dq import DQRules, hot_pixels
+from stiscube.dq.array import hot_pixels
 from stiscube.dq.effectiveness import (
     anneal_effectiveness,
     effectiveness_by_side,
     write_anneal_effectiveness,
 )
+from stiscube.dq.rules import DQRules
 from stiscube.io.darks import SIDE2_START_MJD
 from stores.provenance import DEFAULT_LIBRARIES, provenance, slice_checksums
 from stores.validate import as_int, check_fields, instance_of, one_of
@@ -188,7 +189,7 @@ def _mid(start: np.datetime64, end: np.datetime64) -> np.datetime64:
     return start + (np.datetime64(end, "ms") - start) // 2
 
 
-def site_summary(db: PixelDB, options: SiteOptions | None = None) -> dict[str, Any]:
+def site_summary(db: PixelDB, *, site: SiteOptions | None = None) -> dict[str, Any]:
     """The numbers and arrays the site shows (computed from the cube, one period at a time).
 
     Returns
@@ -205,7 +206,7 @@ def site_summary(db: PixelDB, options: SiteOptions | None = None) -> dict[str, A
         ({anneal: block-max map}), ``block_max``/``block_mean`` ((period, hr, hc)
         float32), ``tracked`` (rows, cols, values (pixel, period)), ``shape``.
     """
-    options = SiteOptions() if options is None else options
+    site = SiteOptions() if site is None else site
     instance_of(db, "db", PixelDB, what="a stiscube.PixelDB")
     ds = db.dataset
     numbers = [int(n) for n in ds["anneal"].values]
@@ -221,26 +222,26 @@ def site_summary(db: PixelDB, options: SiteOptions | None = None) -> dict[str, A
         msg = f"{db.location.url} holds no period in electron / s to report on"
         raise ValueError(msg)
     rows, cols = db.shape
-    block = max(1, -(-max(rows, cols) // options.map_size))
+    block = max(1, -(-max(rows, cols) // site.map_size))
     nr, nc = -(-rows // block), -(-cols // block)
     factor = 1
-    while (nr // factor + 1) * (nc // factor + 1) * len(rate) > options.history_budget:
+    while (nr // factor + 1) * (nc // factor + 1) * len(rate) > site.history_budget:
         factor += 1
     hblock = block * factor
     hr, hc = -(-rows // hblock), -(-cols // hblock)
     newest = db.store.read_arrays([rate[-1]], variables=["sci_mean"])["sci_mean"][0]
     newest = np.asarray(newest, dtype=np.float64)
-    rules = options.rules
-    hot_masks = {n: hot_pixels(db, rules, anneal_num=n).values for n in rate}
+    rules = site.rules
+    hot_masks = {n: hot_pixels(db, rules=rules, anneal_num=n).values for n in rate}
     hot_now = np.flatnonzero(hot_masks[rate[-1]].ravel())
-    order = np.argsort(-newest.ravel()[hot_now], kind="stable")[: options.track]
+    order = np.argsort(-newest.ravel()[hot_now], kind="stable")[: site.track]
     tracked = hot_now[order]
     t_rows, t_cols = np.divmod(tracked, cols)
     t_values = np.full((tracked.size, len(rate)), np.nan, dtype=np.float32)
     block_max = np.full((len(rate), hr, hc), np.nan, dtype=np.float32)
     block_mean = np.full((len(rate), hr, hc), np.nan, dtype=np.float32)
     maps = {}
-    map_from = set(rate[-options.map_periods :])
+    map_from = set(rate[-site.map_periods :])
     periods = []
     previous = None
     one = ds.sel(anneal=rate)
@@ -276,7 +277,7 @@ def site_summary(db: PixelDB, options: SiteOptions | None = None) -> dict[str, A
         previous = hot
     mids = np.array([p["mid"] for p in periods], dtype="datetime64[ms]")
     years = (mids - mids[0]).astype(np.float64) / (86_400_000.0 * _YEAR_DAYS)
-    effect = anneal_effectiveness(db, rules)
+    effect = anneal_effectiveness(db, rules=rules)
     return {
         "effectiveness": effect,
         "effectiveness_by_side": effectiveness_by_side(effect),
@@ -291,7 +292,7 @@ def site_summary(db: PixelDB, options: SiteOptions | None = None) -> dict[str, A
         "block_mean": block_mean,
         "tracked": (t_rows.astype(np.int32), t_cols.astype(np.int32), t_values),
         "shape": (rows, cols),
-        "options": options,
+        "options": site,
     }
 
 
@@ -748,7 +749,8 @@ def _provenance_items(db: PixelDB, summary: dict[str, Any]) -> list[tuple[str, o
 def write_site(
     db: PixelDB | str | os.PathLike,
     out: str | os.PathLike,
-    options: SiteOptions | None = None,
+    *,
+    site: SiteOptions | None = None,
 ) -> Path:
     """Write the STIS monitoring site of *db* to ``out/index.html`` (atomically).
 
@@ -758,8 +760,8 @@ def write_site(
         The database (opened read-only when a path is given).
     out : path-like
         Output directory (created if needed).
-    options : SiteOptions, optional
-        Hot level and pixel-browser sizes.
+    site : SiteOptions, optional
+        Hot-pixel rules and pixel-browser sizes (default ``SiteOptions()``).
 
     Returns
     -------
@@ -775,12 +777,12 @@ def write_site(
 
     if not isinstance(db, PixelDB):
         db = PixelDB(db, mode="r")
-    options = SiteOptions() if options is None else options
+    site = SiteOptions() if site is None else site
     out = Path(out)
     if out.exists() and not out.is_dir():
         msg = f"{out}: exists and is not a directory"
         raise NotADirectoryError(msg)
-    summary = site_summary(db, options)
+    summary = site_summary(db, site=site)
     periods = summary["periods"]
     page = Page(
         "STIS CCD dark and hot-pixel monitor",
@@ -802,7 +804,7 @@ def write_site(
         "Anneal effectiveness",
         intro="For each anneal: the fraction of the hot pixels that appeared since the "
         "previous anneal that it repaired, and of the older ones still hot after it "
-        f"(hot: {_rule_text(options.rules)}; definitions in "
+        f"(hot: {_rule_text(site.rules)}; definitions in "
         "stiscube.dq.effectiveness); table: anneal_effectiveness.ecsv.",
     )
     if len(summary["effectiveness"]):

@@ -138,7 +138,7 @@ def test_dq_and_plots(built, tmp_path, capsys):
     assert "flagged" in capsys.readouterr().out
     expected = dq_array(
         PixelDB(built / "db", mode="r").dataset,
-        DQRules(hot_level=0.1, unstable_level=3.0),
+        rules=DQRules(hot_level=0.1, unstable_level=3.0),
         anneal_num=2,
     )
     with fits.open(out) as hdul:
@@ -221,7 +221,7 @@ def test_interrupted_simulation_ingest_resumes(tmp_path):
     proc = _cli("ingest", db_path, "--simulation", tmp_path / "sim")
     assert proc.returncode == 0, proc.stderr
     assert tree_digest(db_path) == before
-    # a changed frame is refused without --replace (store unchanged) ...
+    # a changed frame is refused without --overwrite (store unchanged) ...
     changed = sim.files[2][0]
     with fits.open(changed, mode="update") as hdul:
         hdul["SCI"].data[3, 4] += np.float32(50.0)
@@ -229,11 +229,11 @@ def test_interrupted_simulation_ingest_resumes(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[-1] == (
         f"stiscube: error: anneal period 2 is already in {db_path} but was computed from other "
-        "darks (or stored without their checksums); use --replace to recompute it"
+        "darks (or stored without their checksums); use --overwrite to recompute it"
     )
     assert tree_digest(db_path) == before
-    # ... and with --replace only that period is recomputed
-    proc = _cli("ingest", db_path, "--simulation", tmp_path / "sim", "--replace")
+    # ... and with --overwrite only that period is recomputed
+    proc = _cli("ingest", db_path, "--simulation", tmp_path / "sim", "--overwrite")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == (
         f"ingested periods [2] into {db_path} ([1, 3] already stored from the same darks)\n"

@@ -18,7 +18,7 @@ from stiscube import PixelDB
 from stiscube.cube.backend import StiscubeBackendEntrypoint, source_of
 from stiscube.cube.history_index import HistoryIndex
 from stiscube.datasets._synthcube import random_properties
-from stiscube.layout import PROPERTIES
+from stiscube.schema import PROPERTIES
 from stores import CubeStore, KeyNotFoundError
 
 SHAPE = (40, 30)
@@ -279,7 +279,7 @@ def test_versions_keep_replaced_values(tmp_path, truth):
     before = db.store.version
     held = db.dataset  # a Dataset keeps showing the state it was made from
     new = random_properties(SHAPE, seed=999)
-    db.ingest_properties(new, 4, start=_dates(4)[0], end=_dates(4)[1], replace=True)
+    db.ingest_properties(new, 4, start=_dates(4)[0], end=_dates(4)[1], overwrite=True)
     assert db.store.version > before
     old_values = truth[4]["sci_mean"].values
     for old in (

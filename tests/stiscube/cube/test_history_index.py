@@ -22,7 +22,7 @@ from stiscube import PixelDB
 from stiscube.cube.backend import source_of
 from stiscube.cube.history_index import GROUP, HistoryIndex
 from stiscube.datasets._synthcube import random_properties
-from stiscube.layout import PROPERTIES
+from stiscube.schema import PROPERTIES
 from stores import ReadOnlyStoreError
 
 SHAPE = (20, 36)  # not a multiple of the 8 x 8 tiles
@@ -35,9 +35,9 @@ def _frame(seed: int):
     return random_properties(SHAPE, seed=seed)
 
 
-def _ingest(db: PixelDB, n: int, seed: int, *, replace: bool = False) -> None:
+def _ingest(db: PixelDB, n: int, seed: int, *, overwrite: bool = False) -> None:
     start = T0 + n * DAY
-    db.ingest_properties(_frame(seed), n, start=start, end=start + DAY, replace=replace)
+    db.ingest_properties(_frame(seed), n, start=start, end=start + DAY, overwrite=overwrite)
 
 
 def _expected(seeds: dict, row: int, col: int) -> dict:
@@ -84,7 +84,7 @@ def test_update_is_incremental(db, seeds):
     _check(db, seeds)
     assert db.update_history_index()["written"] == []  # nothing new
     _ingest(db, 6, 777)
-    _ingest(db, 2, 555, replace=True)
+    _ingest(db, 2, 555, overwrite=True)
     seeds = {**seeds, 6: 777, 2: 555}
     assert not db.history_index_current  # stale until updated: the cube answers
     _check(db, seeds)
@@ -108,7 +108,7 @@ def test_update_past_the_capacity_rebuilds(db, seeds, monkeypatch):
     db.update_history_index()
     rebuilt = []
     for k in range(11):  # replacements use fresh positions: the 11th needs a 17th
-        _ingest(db, 1, 900 + k, replace=True)
+        _ingest(db, 1, 900 + k, overwrite=True)
         rebuilt.append(db.update_history_index()["rebuilt"])
     assert rebuilt == [False] * 10 + [True]
     assert len(list((Path(db.location.root) / "history").iterdir())) == 3  # json, lock, gen
@@ -129,7 +129,7 @@ def test_read_only_handle_follows_another_process(db, seeds, tmp_path):
         db = PixelDB({db.location.url!r})
         t0, day = np.datetime64("2005-01-01", "ns"), np.timedelta64(30, "D")
         db.ingest_properties(random_properties({SHAPE}, seed=4321), 3,
-                             start=t0 + 3 * day, end=t0 + 4 * day, replace=True)
+                             start=t0 + 3 * day, end=t0 + 4 * day, overwrite=True)
         db.ingest_properties(random_properties({SHAPE}, seed=1234), 6,
                              start=t0 + 6 * day, end=t0 + 7 * day)
         db.update_history_index(rebuild=True)
@@ -243,7 +243,7 @@ def prepared(tmp_path, db, seeds):
     """A database with a current index, then one period appended and one replaced."""
     db.update_history_index()
     _ingest(db, 6, 606)
-    _ingest(db, 4, 404, replace=True)
+    _ingest(db, 4, 404, overwrite=True)
     return db, {**seeds, 6: 606, 4: 404}
 
 

@@ -15,7 +15,7 @@ from stiscube import CubeQueryError, PeriodExistsError, PixelDB, SeedCSVError
 from stiscube.datasets._synthcube import random_properties
 from stiscube.io.anneals import AnnealTable
 from stiscube.io.seedcsv import SEED_COLUMNS, to_seed_table, write_seed_csv
-from stiscube.layout import PROPERTIES
+from stiscube.schema import PROPERTIES
 from stores import ReadOnlyStoreError, SchemaMismatchError
 from stores.testing import tree_digest
 
@@ -129,10 +129,10 @@ def test_history_and_cube(db, truth):
 def test_replace_period(db, truth):
     new = random_properties(SHAPE, seed=999)
     before = tree_digest(db.location.url)
-    with pytest.raises(PeriodExistsError, match="period 101 is already in .*replace=True"):
+    with pytest.raises(PeriodExistsError, match="period 101 is already in .*overwrite=True"):
         db.ingest_properties(new, 101)
     assert tree_digest(db.location.url) == before
-    db.ingest_properties(new, 101, replace=True)
+    db.ingest_properties(new, 101, overwrite=True)
     reopened = PixelDB(db.location.url, mode="r")
     np.testing.assert_array_equal(
         reopened.dataset["readnoise"].sel(anneal=101).values, new["readnoise"].values
@@ -276,7 +276,7 @@ def test_history_index_is_used_only_while_current(db, truth):
             )
     # a replaced period makes the index stale: answers come from the cube again
     new = random_properties(SHAPE, seed=4242)
-    db.ingest_properties(new, 101, replace=True)
+    db.ingest_properties(new, 101, overwrite=True)
     assert not db.history_index_current
     assert db.history(7, 9)["sci_mean"].sel(anneal=101).item() == new["sci_mean"].values[7, 9]
     other = PixelDB(db.location.url, mode="r")

@@ -9,7 +9,7 @@ import xarray as xr
 import stiscube  # noqa: F401  (registers ds.pixels)
 from stiscube import CubeQueryError, UnitMismatchError
 from stiscube.datasets._synthcube import random_properties
-from stiscube.layout import PROPERTIES
+from stiscube.schema import PROPERTIES
 
 SHAPE = (24, 20)
 NUMBERS = [10, 11, 12, 13, 14, 15]

@@ -11,7 +11,7 @@ import pytest
 from stiscube import InvalidDarkError, PixelDB, recompute, simulate_darks
 from stiscube.cli import main
 from stiscube.cube.pixeldb import PixelDB as _PixelDB
-from stiscube.layout import PROPERTIES
+from stiscube.schema import PROPERTIES
 from tests._cluster import NO_DASHBOARD
 from tests.stiscube.io.test_remote import _close_s3_sessions, s3_server  # noqa: F401
 
@@ -45,13 +45,13 @@ def cluster_client():
 
 def _committed_order(monkeypatch) -> list[int]:
     order: list[int] = []
-    original = _PixelDB._commit_darks
+    original = _PixelDB.commit_darks
 
-    def recording(self, prepared, properties, *, replace):
+    def recording(self, prepared, properties):
         order.append(prepared.anneal_num)
-        return original(self, prepared, properties, replace=replace)
+        return original(self, prepared, properties)
 
-    monkeypatch.setattr(_PixelDB, "_commit_darks", recording)
+    monkeypatch.setattr(_PixelDB, "commit_darks", recording)
     return order
 
 

@@ -31,7 +31,7 @@ from stiscube.dq.flags import (
     dq_flag,
     dq_mask,
 )
-from stiscube.layout import PROPERTIES
+from stiscube.schema import PROPERTIES
 
 SHAPE = (64, 48)
 RATE_PERIODS = [3, 5, 6, 7, 9]  # gaps in the numbering on purpose
@@ -346,7 +346,7 @@ def test_rules_normalised_and_round_trip():
 
 # -- DQ arrays vs numpy --------------------------------------------------------------------
 def test_level_rule(cube, truth):
-    dq = dq_array(cube, DQRules(hot_level=0.1, hot_nsigma=None), anneal_num=6)
+    dq = dq_array(cube, rules=DQRules(hot_level=0.1, hot_nsigma=None), anneal_num=6)
     expected = np.where(_arr(truth, 6, "sci_mean") > 0.1, 16, 0)
     assert dq.dtype == np.uint16 and dq.dims == ("row", "col")
     np.testing.assert_array_equal(dq.values, expected)
@@ -360,7 +360,7 @@ def test_nsigma_rule_matches_numpy_sigma_clip(cube, truth):
     assert np.isnan(sci).any()
     for nsigma, clip, iters in [(5.0, 3.0, 40), (3.0, 2.5, 3), (8.0, 3.0, None)]:
         rules = DQRules(hot_nsigma=nsigma, clip_sigma=clip, clip_maxiters=iters)
-        dq = dq_array(cube, rules, anneal_num=5)
+        dq = dq_array(cube, rules=rules, anneal_num=5)
         med, std = np_clipped_median_std(sci, clip, iters)
         np.testing.assert_array_equal(dq.values, np.where(sci > med + nsigma * std, 16, 0))
         assert dq.attrs["hot_clip_median"] == pytest.approx(med, rel=1e-12)
@@ -376,7 +376,7 @@ def test_combined_hot_and_unstable(db, cube, truth, combine, source):
     rules = DQRules(
         hot_level=0.1, hot_nsigma=5, hot_combine=combine, unstable_level=2.0, unstable_bit=512
     )
-    dq = dq_array(cube if source == "dataset" else db, rules, anneal_num=7)
+    dq = dq_array(cube if source == "dataset" else db, rules=rules, anneal_num=7)
     sci, stab = _arr(truth, 7, "sci_mean"), _arr(truth, 7, "stability")
     hot = np_hot(sci, level=0.1, nsigma=5, combine=combine)
     with np.errstate(invalid="ignore"):
@@ -391,7 +391,7 @@ def test_combined_hot_and_unstable(db, cube, truth, combine, source):
 @pytest.mark.parametrize("source", ["dataset", "pixeldb"])
 def test_persistence_k_of_m(db, cube, truth, source):
     rules = DQRules(hot_level=0.1, hot_nsigma=5, unstable_level=2.0, persist_k=2, persist_m=3)
-    dq = dq_array(cube if source == "dataset" else db, rules, anneal_num=7)
+    dq = dq_array(cube if source == "dataset" else db, rules=rules, anneal_num=7)
     window = [5, 6, 7]  # the last three periods held up to 7 (4 is not held)
     assert dq.attrs["window_anneals"].tolist() == window
     with np.errstate(invalid="ignore"):
@@ -400,7 +400,8 @@ def test_persistence_k_of_m(db, cube, truth, source):
     expected = 16 * (hot_n >= 2) | 4 * (unst_n >= 2)
     np.testing.assert_array_equal(dq.values, expected)
     # persistence differs from the single-period rule on this data
-    single = dq_array(cube, DQRules(hot_level=0.1, hot_nsigma=5, unstable_level=2.0), anneal_num=7)
+    one_period = DQRules(hot_level=0.1, hot_nsigma=5, unstable_level=2.0)
+    single = dq_array(cube, rules=one_period, anneal_num=7)
     assert (single.values != dq.values).any()
     assert dq.values[10, 10] & 16 and dq.values[20, 5] & 4  # always bad -> flagged
     thresholds = [
@@ -429,7 +430,7 @@ def test_persistence_property(cube, truth, number, m, k_frac, level, unstable):
         persist_m=m,
         partial_window="available",
     )
-    dq = dq_array(cube.sel(anneal=RATE_PERIODS), rules, anneal_num=number)
+    dq = dq_array(cube.sel(anneal=RATE_PERIODS), rules=rules, anneal_num=number)
     held = sorted(RATE_PERIODS)
     window = held[: held.index(number) + 1][-m:]
     with np.errstate(invalid="ignore"):
@@ -442,11 +443,11 @@ def test_persistence_property(cube, truth, number, m, k_frac, level, unstable):
 def test_partial_window(cube, truth):
     rules = DQRules(hot_level=0.1, hot_nsigma=None, persist_k=2, persist_m=3)
     with pytest.raises(ValueError, match="only 2 .*partial_window='available'"):
-        dq_array(cube, rules, anneal_num=5)
+        dq_array(cube, rules=rules, anneal_num=5)
     lenient = DQRules(
         hot_level=0.1, hot_nsigma=None, persist_k=2, persist_m=3, partial_window="available"
     )
-    dq = dq_array(cube, lenient, anneal_num=5)
+    dq = dq_array(cube, rules=lenient, anneal_num=5)
     assert dq.attrs["window_anneals"].tolist() == [3, 5]
     both = (_arr(truth, 3, "sci_mean") > 0.1) & (_arr(truth, 5, "sci_mean") > 0.1)
     np.testing.assert_array_equal(dq.values, 16 * both)
@@ -455,8 +456,8 @@ def test_partial_window(cube, truth):
 def test_select_by_date_and_attrs(cube):
     rules = DQRules(hot_level=0.1, hot_nsigma=5, hot_combine="and")
     start, end = _dates(RATE_PERIODS.index(9))
-    by_date = dq_array(cube, rules, date=str(start + 3 * DAY).replace("T", " "))
-    by_number = dq_array(cube, rules, anneal_num=9)
+    by_date = dq_array(cube, rules=rules, date=str(start + 3 * DAY).replace("T", " "))
+    by_number = dq_array(cube, rules=rules, anneal_num=9)
     xr.testing.assert_equal(by_date, by_number)
     attrs = by_number.attrs
     assert attrs["anneal"] == 9 and attrs["unit_system"] == "rate"
@@ -472,14 +473,13 @@ def test_units_never_mixed(db, cube, truth):
         with pytest.raises(
             UnitMismatchError, match=r"hot_level=0.1 is in electron / s.*\{12: 'counts'\}"
         ):
-            dq_array(source, DQRules(hot_level=0.1), anneal_num=COUNTS_PERIOD)
+            dq_array(source, rules=DQRules(hot_level=0.1), anneal_num=COUNTS_PERIOD)
     rules = DQRules(hot_level=0.1, persist_k=1, persist_m=2)  # window 9, 12 -> mixed
     with pytest.raises(UnitMismatchError, match="'counts'"):
-        dq_array(cube, rules, anneal_num=COUNTS_PERIOD)
+        dq_array(cube, rules=rules, anneal_num=COUNTS_PERIOD)
     # the relative rule is unit-free: allowed on a counts period, and scale invariant
-    dq = dq_array(
-        cube, DQRules(hot_level=None, hot_nsigma=5, unstable_level=2.0), anneal_num=COUNTS_PERIOD
-    )
+    rules = DQRules(hot_level=None, hot_nsigma=5, unstable_level=2.0)
+    dq = dq_array(cube, rules=rules, anneal_num=COUNTS_PERIOD)
     sci = _arr(truth, COUNTS_PERIOD, "sci_mean")
     with np.errstate(invalid="ignore"):
         expected = 16 * np_hot(sci, nsigma=5) | 4 * (_arr(truth, COUNTS_PERIOD, "stability") > 2)
@@ -493,7 +493,7 @@ def test_bad_cube_and_period(cube):
     with pytest.raises(ValueError, match=r"missing \['anneal'\].*not one period"):
         dq_array(cube.sel(anneal=5), anneal_num=5)
     with pytest.raises(ValueError, match=r"lacks the properties \['stability'\]"):
-        dq_array(cube.drop_vars("stability"), DQRules(unstable_level=2.0), anneal_num=5)
+        dq_array(cube.drop_vars("stability"), rules=DQRules(unstable_level=2.0), anneal_num=5)
     with pytest.raises(CubeQueryError, match="anneal period 4 is not in the cube"):
         dq_array(cube, anneal_num=4)
     with pytest.raises(CubeQueryError, match="before the first period"):
@@ -501,15 +501,15 @@ def test_bad_cube_and_period(cube):
     with pytest.raises(ValueError, match="exactly one of date or anneal_num"):
         dq_array(cube)
     with pytest.raises(TypeError, match="rules must be a DQRules"):
-        dq_array(cube, {"hot_level": 0.1}, anneal_num=5)
+        dq_array(cube, rules={"hot_level": 0.1}, anneal_num=5)
 
 
 def test_all_nan_frame_refused(cube):
     broken = cube.copy()
     broken["sci_mean"] = broken["sci_mean"].where(broken["anneal"] != 6)
     with pytest.raises(ValueError, match=r"sci_mean of periods \[6\] is all NaN"):
-        dq_array(broken, DQRules(hot_nsigma=5), anneal_num=6)
-    dq = dq_array(broken, DQRules(hot_level=0.1, hot_nsigma=None), anneal_num=6)
+        dq_array(broken, rules=DQRules(hot_nsigma=5), anneal_num=6)
+    dq = dq_array(broken, rules=DQRules(hot_level=0.1, hot_nsigma=None), anneal_num=6)
     assert not dq.values.any()
 
 
@@ -541,7 +541,7 @@ def test_hot_pixel_counts(cube, truth):
 @pytest.fixture(scope="module")
 def dq7(cube):
     rules = DQRules(hot_level=0.1, hot_nsigma=5, unstable_level=2.0, persist_k=2, persist_m=3)
-    return dq_array(cube, rules, anneal_num=7)
+    return dq_array(cube, rules=rules, anneal_num=7)
 
 
 def test_fits_round_trip(dq7, tmp_path):
@@ -581,7 +581,7 @@ def test_fits_round_trip(dq7, tmp_path):
 
 
 def test_fits_unused_rules_absent_and_errors(cube, dq7, tmp_path):
-    dq = dq_array(cube, DQRules(hot_level=0.2, hot_nsigma=None), anneal_num=3)
+    dq = dq_array(cube, rules=DQRules(hot_level=0.2, hot_nsigma=None), anneal_num=3)
     path = write_dq_fits(dq, tmp_path / "level.fits")
     with fits.open(path) as hdul:
         hdr = hdul[0].header
@@ -638,7 +638,7 @@ def test_ecsv_round_trip(cube, truth, dq7, tmp_path):
 
 
 def test_table_counts_units_and_mismatch(cube, truth, dq7, tmp_path):
-    dq = dq_array(cube, DQRules(hot_level=None, hot_nsigma=5), anneal_num=COUNTS_PERIOD)
+    dq = dq_array(cube, rules=DQRules(hot_level=None, hot_nsigma=5), anneal_num=COUNTS_PERIOD)
     table = flagged_pixels_table(dq, cube)
     assert str(table["sci_mean"].unit) == "ct"
     assert len(table) == np.count_nonzero(dq.values)
@@ -648,5 +648,5 @@ def test_table_counts_units_and_mismatch(cube, truth, dq7, tmp_path):
         flagged_pixels_table(dq7, other)
     with pytest.raises(CubeQueryError, match="anneal period 7 is not in the cube"):
         flagged_pixels_table(dq7, cube.sel(anneal=[3, 5]))
-    empty = dq_array(cube, DQRules(hot_level=1e6, hot_nsigma=None), anneal_num=3)
+    empty = dq_array(cube, rules=DQRules(hot_level=1e6, hot_nsigma=None), anneal_num=3)
     assert len(flagged_pixels_table(empty, cube)) == 0

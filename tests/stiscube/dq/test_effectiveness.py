@@ -74,7 +74,7 @@ def test_repair_fractions_of_the_simulated_mission_are_recovered(mission):
 
 def test_site_shows_the_trends_by_side_and_writes_the_table(mission, tmp_path):
     _, db = mission
-    path = write_site(db, tmp_path / "site", SiteOptions(map_size=32))
+    path = write_site(db, tmp_path / "site", site=SiteOptions(map_size=32))
     html = path.read_text()
     for text in ("Anneal effectiveness", "New hot pixels repaired by each anneal",
                  "Old hot pixels still hot after each anneal", "Side-1, 1-sigma binomial error",
@@ -113,7 +113,7 @@ def small_db(tmp_path_factory):
 def test_counts_against_numpy(small_db, tmp_path):
     db, frames = small_db
     rules = DQRules(hot_level=0.05)
-    table = anneal_effectiveness(db, rules, unstable_level=1.2, quiet_level=0.0045)
+    table = anneal_effectiveness(db, rules=rules, unstable_level=1.2, quiet_level=0.0045)
     assert list(table["anneal"]) == [3, 7]  # the anneals with periods k-2, k-1, k held
     assert list(table["side"]) == [1, 2]
     for row in table:
@@ -152,8 +152,8 @@ def test_bad_arguments_are_refused(small_db, kwargs, match):
 
 def test_persistence_is_not_applied_and_said_so(small_db):
     db, _ = small_db
-    plain = anneal_effectiveness(db, DQRules(hot_level=0.05))
-    windowed = anneal_effectiveness(db, DQRules(hot_level=0.05, persist_k=2, persist_m=3))
+    plain = anneal_effectiveness(db, rules=DQRules(hot_level=0.05))
+    windowed = anneal_effectiveness(db, rules=DQRules(hot_level=0.05, persist_k=2, persist_m=3))
     np.testing.assert_array_equal(plain["n_new"], windowed["n_new"])
     assert plain.meta["persistence"] == "none"
     assert windowed.meta["persistence"].startswith("not applied")

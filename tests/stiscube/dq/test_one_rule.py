@@ -65,15 +65,15 @@ def _numpy_hot(truth, rules, number):
 def test_nhot_equal_across_products(db, truth, rules, tmp_path):
     site = {}
     if rules.persist_k is None:  # the site compares single periods (refuses persistence)
-        summary = site_summary(db, SiteOptions(rules=rules, map_size=16))
+        summary = site_summary(db, site=SiteOptions(rules=rules, map_size=16))
         site = {p["anneal"]: p["n_hot"] for p in summary["periods"]}
     for number in NUMBERS:
         expected = _numpy_hot(truth, rules, number)
         n_hot = int(expected.sum())
         assert n_hot > 0 or (rules.persist_k == 2 and number == NUMBERS[0])  # k=2 of 1
-        mask = hot_pixels(db, rules, anneal_num=number)
+        mask = hot_pixels(db, rules=rules, anneal_num=number)
         np.testing.assert_array_equal(mask.values, expected)
-        dq = dq_array(db, rules, anneal_num=number)
+        dq = dq_array(db, rules=rules, anneal_num=number)
         path = write_dq_fits(dq, tmp_path / f"dq{number}.fits")
         dark = write_reference(db, tmp_path / f"d{number}.fits", "dark", rules=rules,
                                anneals=number)

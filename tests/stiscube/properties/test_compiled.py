@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from stiscube.datasets.simulate import simulate_stack
-from stiscube.dq._bits import DEFAULT_DARK_DQ_MASK
 from stiscube.properties._compiled import band_properties
 from stiscube.properties._kernels import ClipOptions, pixel_properties, reject_cosmic_rays
+from stiscube.schema import DEFAULT_DARK_DQ_MASK
 
 NAMES = ("sci_mean", "err_mean", "stability", "nan_count", "readnoise")
 EPS32 = float(np.finfo(np.float32).eps)
@@ -22,13 +22,13 @@ EPS32 = float(np.finfo(np.float32).eps)
 
 def _compiled(sci, err, dq, t, g, options):
     """The compiled kernel on (n, rows, cols) stacks, as compute.py hands them over."""
-    return band_properties(sci, err, dq, t, g, options=options)
+    return band_properties(sci, err, dq, t, g, clip=options)
 
 
 def _assert_same(sci, err, dq, t, g, options=None):
     options = options or ClipOptions()
     got = _compiled(sci, err, dq, t, g, options)
-    expected = pixel_properties(sci, err, dq, t, g, axis=0, options=options)
+    expected = pixel_properties(sci, err, dq, t, g, axis=0, clip=options)
     n = sci.shape[0]
     for name, a, b in zip(NAMES, got[:5], expected, strict=True):
         assert a.dtype == b.dtype, name
@@ -143,11 +143,11 @@ def test_no_dq_and_no_mask():
 def test_bad_shapes_and_per_frame_values():
     sci = np.ones((3, 2, 4), np.float32)
     with pytest.raises(ValueError, match=r"sci and err must be \(n, rows, cols\) arrays"):
-        band_properties(sci, sci[:1], None, [1.0] * 3, [1.0] * 3, options=ClipOptions())
+        band_properties(sci, sci[:1], None, [1.0] * 3, [1.0] * 3, clip=ClipOptions())
     with pytest.raises(ValueError, match=r"dq must have the shape of sci"):
-        band_properties(sci, sci, sci[:1], [1.0] * 3, [1.0] * 3, options=ClipOptions())
+        band_properties(sci, sci, sci[:1], [1.0] * 3, [1.0] * 3, clip=ClipOptions())
     with pytest.raises(ValueError, match=r"exptime must be finite and > 0 for every frame"):
-        band_properties(sci, sci, None, [1.0, -1.0, 1.0], [1.0] * 3, options=ClipOptions())
+        band_properties(sci, sci, None, [1.0, -1.0, 1.0], [1.0] * 3, clip=ClipOptions())
 
 
 def test_gain_four_period_in_electrons():

@@ -15,8 +15,8 @@ import math
 import numpy as np
 import pytest
 
-from stiscube.dq._bits import DEFAULT_DARK_DQ_MASK
-from stiscube.properties._kernels import reject_cosmic_rays
+from stiscube.properties._kernels import ClipOptions, reject_cosmic_rays
+from stiscube.schema import DEFAULT_DARK_DQ_MASK
 
 N = 20
 LEVEL = 100.0
@@ -43,9 +43,10 @@ def test_default_threshold_is_five_sigma_at_4p8_5p2_and_5p5():
     expected[[9, 15]] = False
     np.testing.assert_array_equal(kept[0], expected)
     # an explicit threshold of 6 keeps all three, one of 5.3 keeps the 5.2-sigma sample
-    assert reject_cosmic_rays(s, e, None, t, g, cr_sigma=6.0)[0].all()
+    assert reject_cosmic_rays(s, e, None, t, g, clip=ClipOptions(cr_sigma=6.0))[0].all()
     expected[9] = True
-    np.testing.assert_array_equal(reject_cosmic_rays(s, e, None, t, g, cr_sigma=5.3)[0], expected)
+    kept = reject_cosmic_rays(s, e, None, t, g, clip=ClipOptions(cr_sigma=5.3))[0]
+    np.testing.assert_array_equal(kept, expected)
 
 
 def _state_pixel():
@@ -71,12 +72,12 @@ def test_default_state_protection_keeps_a_level_of_four_within_four_sigma():
 def test_state_sigma_and_min_state_are_used():
     s, e, t, g = _state_pixel()
     # state_sigma = 5: all six are members of the level and kept
-    assert reject_cosmic_rays(s, e, None, t, g, state_sigma=5.0)[0].all()
+    assert reject_cosmic_rays(s, e, None, t, g, clip=ClipOptions(state_sigma=5.0))[0].all()
     # state_sigma = 0.01 (0.2 e-): the four at exactly 300 still agree, the others do not
-    kept = reject_cosmic_rays(s, e, None, t, g, state_sigma=0.01)[0]
+    kept = reject_cosmic_rays(s, e, None, t, g, clip=ClipOptions(state_sigma=0.01))[0]
     assert np.flatnonzero(~kept).tolist() == [14, 17]
     # min_state = 5: four members are too few, all six high samples are cosmic rays
-    kept = reject_cosmic_rays(s, e, None, t, g, min_state=5)[0]
+    kept = reject_cosmic_rays(s, e, None, t, g, clip=ClipOptions(min_state=5))[0]
     assert np.flatnonzero(~kept).tolist() == [2, 5, 8, 11, 14, 17]
 
 
@@ -93,7 +94,7 @@ def test_dq_mask_is_applied(dq_mask, flag, dropped):
     s, e, t, g = _pixel(np.full(N, LEVEL))
     dq = np.zeros(s.shape, np.int16)
     dq[0, 4] = flag
-    kept = reject_cosmic_rays(s, e, dq, t, g, dq_mask=dq_mask)[0]
+    kept = reject_cosmic_rays(s, e, dq, t, g, clip=ClipOptions(dq_mask=dq_mask))[0]
     assert np.flatnonzero(~kept).tolist() == dropped
 
 
@@ -123,7 +124,7 @@ def test_level_held_to_the_end_is_kept(tail, min_tail, rejected):
     # 20 frames: ceil(0.2 * 20) = 4 = min_state, so the recurring-level test needs four
     # members; a level of 3 at the end is kept only by the level-to-the-end test.
     s, e, t, g = _late_pixel(tail)
-    kept = reject_cosmic_rays(s, e, None, t, g, min_tail=min_tail)[0]
+    kept = reject_cosmic_rays(s, e, None, t, g, clip=ClipOptions(min_tail=min_tail))[0]
     assert np.flatnonzero(~kept).tolist() == rejected
 
 

@@ -8,8 +8,13 @@ import warnings
 import numpy as np
 import pytest
 
-from stiscube.dq._bits import DEFAULT_DARK_DQ_MASK
-from stiscube.properties._kernels import masked_median, pixel_properties, reject_cosmic_rays
+from stiscube.properties._kernels import (
+    ClipOptions,
+    masked_median,
+    pixel_properties,
+    reject_cosmic_rays,
+)
+from stiscube.schema import DEFAULT_DARK_DQ_MASK
 
 EPS32 = float(np.finfo(np.float32).eps)
 OPTIONS = {
@@ -147,7 +152,7 @@ def test_formulas_without_clipping(stack_and_truth):
     """No clipping (huge threshold): the five formulas against float64 numpy."""
     stack, _ = stack_and_truth
     sci, err, dq, t, g = _arrays(stack)
-    out = pixel_properties(sci, err, dq, t, g, axis=0, cr_sigma=1e30)
+    out = pixel_properties(sci, err, dq, t, g, axis=0, clip=ClipOptions(cr_sigma=1e30))
     valid = np.isfinite(sci) & (err > 0) & ((dq & DEFAULT_DARK_DQ_MASK) == 0)
     _compare(out, reference_properties(sci, err, t, g, valid), sci.shape[0])
 
@@ -156,12 +161,12 @@ def test_clipping_and_properties_match_the_reference(stack_and_truth):
     stack, _ = stack_and_truth
     sci, err, dq, t, g = _arrays(stack)
     kept_ref, z = reference_kept(sci, err, dq, t, g, **OPTIONS)
-    kept = reject_cosmic_rays(sci, err, dq, t, g, axis=0, **OPTIONS)
+    kept = reject_cosmic_rays(sci, err, dq, t, g, axis=0, clip=ClipOptions(**OPTIONS))
     differ = kept != kept_ref
     # Decisions may only differ (float32 vs float64) for samples on the threshold itself.
     assert np.all(np.abs(z[differ] - OPTIONS["cr_sigma"]) < 1e-4), z[differ]
     assert (~kept_ref).sum() > 50  # the test data has plenty to reject
-    out = pixel_properties(sci, err, dq, t, g, axis=0, **OPTIONS)
+    out = pixel_properties(sci, err, dq, t, g, axis=0, clip=ClipOptions(**OPTIONS))
     _compare(out, reference_properties(sci, err, t, g, kept), sci.shape[0])
 
 
@@ -236,7 +241,7 @@ def test_edge_pixels():
     assert np.isnan(stability[1]) and sci_mean[1] == pytest.approx(5 / 1100)
     assert np.isnan(readnoise[1])  # one sample: no scatter to measure
     assert readnoise[2] == 0  # constant samples: no scatter, clipped at 0 below Poisson
-    unmasked = pixel_properties(sci, err, dq, t, np.ones(n), axis=0, dq_mask=0)
+    unmasked = pixel_properties(sci, err, dq, t, np.ones(n), axis=0, clip=ClipOptions(dq_mask=0))
     assert unmasked[3].tolist() == [6, 5, 0]
     assert nan_count.dtype == np.int32 and sci_mean.dtype == np.float32
 
@@ -271,7 +276,8 @@ def test_masked_median_matches_numpy():
 def test_bad_options_name_the_parameter(option, value, error, match):
     sci = np.ones((3, 2), dtype=np.float32)
     with pytest.raises(error, match=match):
-        pixel_properties(sci, sci, None, [1.0] * 3, [1.0] * 3, axis=0, **{option: value})
+        pixel_properties(sci, sci, None, [1.0] * 3, [1.0] * 3, axis=0,
+                         clip=ClipOptions(**{option: value}))
 
 
 def test_bad_per_frame_values():
@@ -300,10 +306,11 @@ def test_cosmic_ray_cut_sits_at_cr_sigma(z, rejected):
     dq = np.zeros(sci.shape, dtype=np.int16)
     t = np.full(n, 1000.0)
     g = np.ones(n)
-    kept = reject_cosmic_rays(sci, err, dq, t, g, **OPTIONS)
+    kept = reject_cosmic_rays(sci, err, dq, t, g, clip=ClipOptions(**OPTIONS))
     assert kept[0, 0, 7] == (not rejected)
     assert kept[0, 0].sum() == n - rejected
-    out = dict(zip(NAMES, pixel_properties(sci, err, dq, t, g, **OPTIONS), strict=True))
+    out = pixel_properties(sci, err, dq, t, g, clip=ClipOptions(**OPTIONS))
+    out = dict(zip(NAMES, out, strict=True))
     assert out["nan_count"][0, 0] == int(rejected)
     # the mean rate: with the sample (z * RN / 20000 s) or without it (0)
     expected = 0.0 if rejected else z * rn / (n * 1000.0)

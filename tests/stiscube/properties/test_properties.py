@@ -11,10 +11,10 @@ from astropy.io import fits
 
 from stiscube import ClipOptions, compute_properties
 from stiscube.datasets.simulate import EVENT_COSMIC_RAY, EVENT_FILL, EVENT_NAN
-from stiscube.dq._bits import DEFAULT_DARK_DQ_MASK
 from stiscube.io.darks import open_darks
 from stiscube.properties._kernels import pixel_properties
 from stiscube.properties.compute import PROPERTIES, properties_from_stack
+from stiscube.schema import DEFAULT_DARK_DQ_MASK
 from stores.provenance import from_attrs
 
 ALL_EVENTS = EVENT_COSMIC_RAY | EVENT_NAN | EVENT_FILL
@@ -182,10 +182,11 @@ def test_dq_mask_decides_what_is_excluded(sim_periods, sim_props):
     n = truth.sizes["frame"]
     blemish = truth["blemish"].values
     assert blemish.sum() > 0
-    with_blemish = compute_properties(files, dq_mask=DEFAULT_DARK_DQ_MASK | 1024).compute()
+    clip = ClipOptions(dq_mask=DEFAULT_DARK_DQ_MASK | 1024)
+    with_blemish = compute_properties(files, clip=clip).compute()
     assert np.all(with_blemish["nan_count"].values[blemish] == n)
     assert np.all(np.isnan(with_blemish["sci_mean"].values[blemish]))
-    no_mask = compute_properties(files, dq_mask=0).compute()
+    no_mask = compute_properties(files, clip=ClipOptions(dq_mask=0)).compute()
     n_fill = ((truth["events"].values & EVENT_FILL) > 0).sum(0)
     normal = _categories(truth)["normal"] & (n_fill > 0)
     assert normal.sum() > 0
@@ -216,7 +217,7 @@ def test_open_darks_stack_gives_the_same_result(sim_periods):
     ("kwargs", "error", "match"),
     [
         ({"row_chunk": 0}, ValueError, "row_chunk must be an integer >= 1 or None, got 0"),
-        ({"cr_sigma": -1}, ValueError, "cr_sigma must be > 0, got -1"),
+        ({"clip": {"cr_sigma": 4}}, TypeError, "clip must be a ClipOptions, got dict"),
         ({"client": "tcp://nowhere"}, TypeError, "client must be a dask.distributed.Client"),
         ({"period": "200"}, TypeError, "period must be a stiscube.io.anneals.AnnealPeriod"),
     ],

@@ -9,8 +9,8 @@ from matplotlib.figure import Figure
 
 from stiscube import CubeQueryError, PixelDB, UnitMismatchError
 from stiscube.datasets._synthcube import random_properties
-from stiscube.layout import PROPERTIES
 from stiscube.report.plots import plot_hot_pixel_counts, plot_pixel_history, plot_property_map
+from stiscube.schema import PROPERTIES
 
 SHAPE = (64, 64)
 RATE = [20, 21, 22, 24, 25]  # 23 missing: a gap in time too

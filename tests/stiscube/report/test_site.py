@@ -85,7 +85,7 @@ def test_block_reduce_vs_loops():
 
 
 def test_summary_numbers(db, truth):
-    summary = site_summary(db, SiteOptions(map_size=32, track=50))
+    summary = site_summary(db, site=SiteOptions(map_size=32, track=50))
     periods = summary["periods"]
     assert [p["anneal"] for p in periods] == RATE
     assert summary["excluded"][0][0] == COUNTS and "counts" in summary["excluded"][0][1]
@@ -122,7 +122,7 @@ def test_summary_numbers(db, truth):
 
 
 def test_page_structure(db, tmp_path):
-    path = write_site(db, tmp_path / "site", SiteOptions(map_size=32))
+    path = write_site(db, tmp_path / "site", site=SiteOptions(map_size=32))
     html = path.read_text()
     assert path.name == "index.html"
     headline = html.index('id="headline"')
@@ -176,7 +176,7 @@ def test_cli_report_and_reference(db, tmp_path, capsys):
 @pytest.mark.slow
 def test_site_in_browser(db, truth, tmp_path):
     require_chromium()
-    path = write_site(db, tmp_path / "site", SiteOptions(map_size=32))
+    path = write_site(db, tmp_path / "site", site=SiteOptions(map_size=32))
     report = open_page(path, screenshot="stis-site.png", full_page=True)
     report.assert_ok()  # every figure rendered, no JS error, nothing fetched
     assert report.expected_figures == 3
@@ -204,7 +204,7 @@ def test_pixel_browser_click_shows_history(db, truth, tmp_path):
     require_chromium()
     from playwright.sync_api import sync_playwright
 
-    path = write_site(db, tmp_path / "site", SiteOptions(map_size=32))
+    path = write_site(db, tmp_path / "site", site=SiteOptions(map_size=32))
     row, col = 41, 22  # block (20, 11) of 2 x 2 pixels
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)

@@ -1,11 +1,11 @@
-"""The property declaration (stiscube.layout): every reader and writer derives from it."""
+"""The property declaration (stiscube.schema): every reader and writer derives from it."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from stiscube.layout import PROPERTIES, PROPERTY_DTYPES, property_attrs
+from stiscube.schema import PROPERTIES, PROPERTY_DTYPES, property_attrs
 
 
 def test_units_per_unit_system():

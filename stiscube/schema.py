@@ -191,7 +191,20 @@ PERIOD_PROVENANCE_DEFAULTS: dict[str, object] = {
 
 
 def property_attrs(name: str, unit_system: str = "rate") -> dict[str, str]:
-    """``units``, ``long_name`` and ``definition`` attributes of property *name*."""
+    """``units``, ``long_name`` and ``definition`` attributes of property *name*.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`PROPERTIES`.
+    unit_system : {"rate", "counts"}
+        The unit system of the units.
+
+    Returns
+    -------
+    dict of str
+        The attributes.
+    """
     one_of(unit_system, "unit_system", sorted(UNIT_SYSTEMS))
     spec = _SPECS[one_of(name, "name", list(_SPECS))]
     return {
@@ -213,6 +226,22 @@ def cube_schema(
 
     Units in the variables' attrs are those of the rate system; the unit system of each
     period is its ``unit_system`` coordinate.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Frame shape (rows, cols).
+    chunks, shards : mapping of str to int, optional
+        Chunk and shard sizes by dimension (default :data:`DEFAULT_CHUNKS`, no shards).
+    compression : str
+        Codec name (default :data:`DEFAULT_COMPRESSION`: none).
+    compression_level : int
+        The codec's level.
+
+    Returns
+    -------
+    stores.CubeSchema
+        The schema.
     """
     rows, cols = (int(n) for n in shape)
     variables = {}

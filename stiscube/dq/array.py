@@ -324,6 +324,20 @@ def hot_pixel_counts(ds: xr.Dataset, level: float, *, prop: str = "sci_mean") ->
     the ``"counts"`` unit system are refused.  NaN pixels are not counted.  Computed
     (with dask when *ds* is lazy); the per-period coordinates are kept.
 
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The cube (e.g. :attr:`stiscube.PixelDB.dataset`).
+    level : float
+        The level, in the rate units of *prop*.
+    prop : str
+        The property compared with *level*.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``n_hot`` (int64) on ``anneal``.
+
     Raises
     ------
     UnitMismatchError

@@ -37,7 +37,7 @@ import xarray as xr
 
 from stiscube.schema import PROPERTIES, cube_schema
 from stores import CubeStore
-from stores.direct import DirectReader
+from stores.storage.direct import DirectReader
 
 
 def _slice(schema, label: int, rng) -> xr.Dataset:

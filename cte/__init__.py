@@ -54,7 +54,7 @@ _LAZY = {
     "run": "cte.pipeline",
     "analyse_store": "cte.pipeline",
     "RunResult": "cte.pipeline",
-    "show_versions": "stores.environment",
+    "show_versions": "stores.common.environment",
 }
 
 __all__ = [

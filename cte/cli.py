@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cte.exceptions import CTEError
 from stores import StoreError
-from stores.cli import base_parser, run_cli
+from stores.common.cli import base_parser, run_cli
 
 __all__ = ["add_selection_arguments", "build_parser", "main", "selection_kwargs"]
 
@@ -103,7 +103,7 @@ def _add_show_versions_parser(sub) -> None:
 
 
 def _cmd_show_versions(args: argparse.Namespace) -> None:
-    from stores.environment import show_versions
+    from stores.common.environment import show_versions
 
     show_versions()
 
@@ -188,7 +188,7 @@ def _cmd_photometry(args: argparse.Namespace) -> int:
         from distributed import Client
 
         client = Client(args.address)
-    from stores.progress import dask_progress
+    from stores.common.progress import dask_progress
 
     try:
         with dask_progress(progress=args.progress and client is None, desc="photometry"):
@@ -472,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    hints=HINTS)
 
 
-#: library advice -> command-line advice in error messages (see stores._cli.cli_message)
+#: library advice -> command-line advice in error messages (see stores.common.cli.cli_message)
 HINTS = (
     (r"pass apertures=\.\.\.", "choose the radii with --ap"),
     (r"create one with mode='a'", "write one with `cte photometry --store ...`"),

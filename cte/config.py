@@ -32,7 +32,7 @@ from typing import Any
 
 from cte.exceptions import ConfigError
 from cte.flags import dq_bits_mask
-from stores.validate import as_bool, as_float, as_int, as_interval, as_str, one_of
+from stores.common.validate import as_bool, as_float, as_int, as_interval, as_str, one_of
 
 __all__ = [
     "ANALYSIS_OPTIONS",
@@ -296,7 +296,7 @@ def load_config(
 
 # -- validation --------------------------------------------------------------------------
 #: The options of :func:`cte.measure_loss` (``loss``) and :func:`cte.fit_model` (``model``)
-#: that an ``[analysis.*]`` table may set, each with its rule (a :mod:`stores.validate`
+#: that an ``[analysis.*]`` table may set, each with its rule (a :mod:`stores.common.validate`
 #: validator taking ``(value, name)``).  The one declaration of these rules: the
 #: configuration checks the file's values with them when it is loaded, and the two
 #: functions check their arguments with them (:func:`check_analysis_options`).
@@ -401,7 +401,7 @@ class _Validator:
 
     # scalar checks: the shared validators, their message given to the key and its file
     def check(self, key: str, validator: Callable, value, **rule):
-        """``validator(value, key, **rule)`` (a :mod:`stores.validate` function), its
+        """``validator(value, key, **rule)`` (a :mod:`stores.common.validate` function), its
         TypeError or ValueError raised as the :class:`ConfigError` of *key*."""
         try:
             return validator(value, key, **rule)

@@ -1,6 +1,6 @@
 """Bit flags: the per-star quality flags of the photometry store, and WFC3 DQ bits.
 
-Two registries, each a :class:`stores.flags.FlagRegistry` of :class:`~stores.flags.Flag`
+Two registries, each a :class:`stores.FlagRegistry` of :class:`~stores.Flag`
 (bit value, name, description), iterable in bit order:
 
 - :data:`STAR_FLAGS` — the ``flags`` variable of a photometry Dataset (int32, one
@@ -18,8 +18,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from stores.flags import Flag, FlagRegistry
-from stores.validate import one_of
+from stores.common.flags import Flag, FlagRegistry
+from stores.common.validate import one_of
 
 __all__ = [
     "BAD_CENTROID",
@@ -97,7 +97,7 @@ def _registry(kind: str) -> FlagRegistry:
 
 
 def decode(value: int, *, kind: str = "star") -> list[str]:
-    """Names of the bits set in *value* (:meth:`stores.flags.FlagRegistry.decode`).
+    """Names of the bits set in *value* (:meth:`stores.common.flags.FlagRegistry.decode`).
 
     Parameters
     ----------
@@ -121,5 +121,5 @@ def cf_flag_attrs(*, kind: str = "star") -> dict[str, object]:
 
 def dq_bits_mask(bits: Iterable[int]) -> int:
     """OR of DQ bit values, each validated against :data:`WFC3_DQ`
-    (:meth:`stores.flags.FlagRegistry.mask`: ``ValueError`` for an unknown bit)."""
+    (:meth:`stores.common.flags.FlagRegistry.mask`: ``ValueError`` for an unknown bit)."""
     return WFC3_DQ.mask([int(bit) for bit in bits])

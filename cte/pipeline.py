@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import xarray as xr
 
 from cte.exceptions import EmptySelectionError, FitError
-from stores.progress import dask_progress, steps
+from stores.common.progress import dask_progress, steps
 
 if TYPE_CHECKING:
     from cte.io.images import ImageSelection
@@ -238,7 +238,7 @@ def analyse_store(
         stored at other radii never restricts a later analysis.
     progress : bool
         Report progress (a bar on a terminal, log lines otherwise; see
-        :mod:`stores.progress`).
+        :mod:`stores.common.progress`).
     """
     started = time.perf_counter() if started is None else started
     loss_options, model_options = analysis_options(config)
@@ -302,7 +302,7 @@ def _analyse(
                 loss["unpaired_image"].values, loss["unpaired_reason"].values, strict=True
             )
         ]
-    meta = {  # the page adds software, versions and its creation time (stores.provenance)
+    meta = {  # the page adds software, versions and its creation time (stores.common.provenance)
         "command": " ".join(sys.argv) if sys.argv else "",
         "store": str(store),
         "output": str(out),
@@ -378,7 +378,7 @@ def run(
     flux_var, reject_flags, latex
         See :func:`analyse_store`.
     progress : bool
-        Report progress of the photometry and the analysis (see :mod:`stores.progress`).
+        Report progress of the photometry and the analysis (see :mod:`stores.common.progress`).
     **select
         Instead of *selection*, its fields as keywords (``proposals``, ``visits``,
         ``targets``, ``filters``, ``flashes``, ``ctecorr``).

@@ -25,7 +25,7 @@ import xarray as xr
 
 from cte.exceptions import InvalidPhotometryError
 from cte.flags import cf_flag_attrs
-from stores.validate import as_int
+from stores.common.validate import as_int
 
 __all__ = [
     "ALLOWED_VALUES",

@@ -29,7 +29,7 @@ from stiscube.datasets.simulate import simulate_darks
 from stiscube.dq import DQRules, dq_array, write_dq_fits, write_flagged_table
 from stiscube.report import plots
 from stores import CubeStore
-from stores.testing import example_coords, example_schema, example_slice
+from stores.common.testing import example_coords, example_schema, example_slice
 
 logger = logging.getLogger("demo")
 

@@ -31,7 +31,7 @@ from stiscube.io.darks import DarkSelection, TemperatureCorrection
 from stiscube.properties import ClipOptions
 from stiscube.properties.compute import compute_properties
 from stores import __version__
-from stores.environment import show_versions
+from stores.common.environment import show_versions
 
 __all__ = [
     "AnnealPeriodError",

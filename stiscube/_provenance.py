@@ -1,7 +1,7 @@
 """The period-date format of stiscube's headers, tables and pages (private).
 
 The provenance record itself (software, versions, creation time, inputs, checksums) is
-:mod:`stores.provenance`, one set of keys for every product; only :func:`iso`, the
+:mod:`stores.common.provenance`, one set of keys for every product; only :func:`iso`, the
 period dates as written in DQ attributes, reference-file HISTORY and the site, is here.
 """
 

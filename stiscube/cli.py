@@ -44,7 +44,7 @@ import pandas as pd
 
 from stiscube.exceptions import StiscubeError
 from stores import StoreError
-from stores.cli import base_parser, run_cli
+from stores.common.cli import base_parser, run_cli
 
 __all__ = ["build_parser", "main"]
 
@@ -204,7 +204,7 @@ def _open_or_create(args: argparse.Namespace, *, periods=None, shape=None):
     """The database of *args.db*, created if absent; returns (db, created)."""
     from stiscube.cube.pixeldb import PixelDB
     from stiscube.io.anneals import AnnealTable
-    from stores.fs import Location
+    from stores.storage.fs import Location
 
     loc = Location.parse(args.db)
     if loc.exists("cube"):
@@ -223,7 +223,7 @@ def _open_or_create(args: argparse.Namespace, *, periods=None, shape=None):
 def _remove_new_db(args: argparse.Namespace, created: str) -> None:
     """Remove the database this command created before it failed (nothing left behind):
     the whole directory, or only the cube and period table made inside an existing one."""
-    from stores.fs import Location
+    from stores.storage.fs import Location
 
     loc = Location.parse(args.db)
     logger.info("removing the database created in %s by this command before it failed", loc.url)
@@ -315,7 +315,7 @@ def _period_row(args: argparse.Namespace):
 @contextlib.contextmanager
 def _unwritten_on_interrupt(number: int, done: list[int]):
     """On Ctrl-C, note on the exception that period *number* was not written (and which
-    periods were); :func:`stores.cli.run_cli` prints the note as one line."""
+    periods were); :func:`stores.common.cli.run_cli` prints the note as one line."""
     try:
         yield
     except KeyboardInterrupt as exc:
@@ -326,7 +326,7 @@ def _unwritten_on_interrupt(number: int, done: list[int]):
 
 def _ingest_into(db, args: argparse.Namespace, sim) -> None:
     from stiscube.exceptions import PeriodExistsError
-    from stores.progress import dask_progress, steps
+    from stores.common.progress import dask_progress, steps
 
     if sim is not None:
         numbers = sorted(sim.files)
@@ -737,7 +737,7 @@ def _cube_store(path: str):
     """The database's cube store opened for writing, even when damage blocks writes."""
     from stiscube.cube.backend import cube_location
     from stores import CubeStore
-    from stores.fs import Location
+    from stores.storage.fs import Location
 
     return CubeStore(cube_location(Location.parse(path)), mode="r+")
 
@@ -831,7 +831,7 @@ def _cmd_version(args: argparse.Namespace) -> None:
 
 
 def _cmd_show_versions(args: argparse.Namespace) -> None:
-    from stores.environment import show_versions
+    from stores.common.environment import show_versions
 
     show_versions()
 
@@ -859,7 +859,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: library advice -> command-line advice in error messages (see stores._cli.cli_message)
+#: library advice -> command-line advice in error messages (see stores.common.cli.cli_message)
 HINTS = (
     (r"create one with CubeStore\.create", "create one with `stiscube ingest DB ...`"),
     (r"with CubeStore\.break_lock\(\)", "with `stiscube unlock DB --yes`"),

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stores import CubeSchema, VariableSpec
-from stores.validate import one_of
+from stores.common.validate import one_of
 
 __all__ = [
     "DEFAULT_CHUNKS",

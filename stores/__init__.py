@@ -1,27 +1,26 @@
-"""Persistence shared by :mod:`stiscube` and :mod:`cte`.
+"""Persistence and shared plumbing of :mod:`stiscube` and :mod:`cte`.
 
-Two stores, neither of which knows anything about STIS or WFC3:
+Three subpackages, none of which knows anything about STIS or WFC3:
 
-- :class:`CubeStore` — a labelled Zarr v3 cube that grows along one dimension, with
-  all-or-nothing slice commits, a single-writer lock, and lazy (dask) or eager reads.
-- :class:`DatasetStore` — :class:`xarray.Dataset` objects kept by key in netCDF4/HDF5
-  files (through h5netcdf), each write atomic.
+- :mod:`stores.storage` — persistence: :class:`CubeStore` (a labelled Zarr v3 cube that
+  grows along one dimension, with all-or-nothing slice commits and a single-writer
+  lock), :class:`DatasetStore` (:class:`xarray.Dataset` objects kept by key in
+  netCDF4/HDF5 files), the direct chunk reader, fsspec locations, atomic writes, locks;
+- :mod:`stores.common` — plumbing shared by both monitors: argument validators, bit-flag
+  registries, provenance records, progress, dates, CLI helpers, ``show_versions`` and
+  seeded synthetic cubes for tests;
+- :mod:`stores.presentation` — the matplotlib style and the HTML site builder.
 
-Shared plumbing has public homes: :func:`atomic_write` and :func:`atomic_path` (atomic
-file writes for any output), :mod:`stores.fs` (``Location``), :mod:`stores.direct`
-(the direct chunk reader), :mod:`stores.testing` (synthetic cubes), :mod:`stores.cli`
-(command-line helpers) and ``stores.__version__``; :mod:`stores.validate` (argument
-validators), :mod:`stores.flags` (:class:`FlagRegistry`, bit-flag registries) and
-:mod:`stores.provenance` (the provenance record of every product).
+The names users type most are importable from here.
 """
 
 from stores import _exceptions
 from stores._exceptions import *  # noqa: F403  (the exception classes, _exceptions.__all__)
-from stores._fs import atomic_path, atomic_write
 from stores._version import __version__
-from stores.cube import CubeSchema, CubeStore, PruneReport, RepairReport, VariableSpec
-from stores.datasets import DatasetStore
-from stores.flags import Flag, FlagRegistry
+from stores.common.flags import Flag, FlagRegistry
+from stores.storage.cube import CubeSchema, CubeStore, PruneReport, RepairReport, VariableSpec
+from stores.storage.datasets import DatasetStore
+from stores.storage.fs import atomic_path, atomic_write
 
 __all__ = [
     *_exceptions.__all__,

@@ -85,10 +85,11 @@ def _ingest(tmp_path, *extra, tty: bool) -> str:
 def test_progress_bar_on_a_terminal_log_lines_otherwise_none_when_quiet(tmp_path):
     on_tty = _ingest(tmp_path, tty=True)
     assert "ingest periods" in on_tty and "step/s" in on_tty and "task" in on_tty
-    assert "|" in on_tty and "INFO stores.progress" not in on_tty  # a tqdm bar, not log lines
+    # a tqdm bar, not log lines
+    assert "|" in on_tty and "INFO stores.common.progress" not in on_tty
     piped = _ingest(tmp_path, tty=False)
-    assert "INFO stores.progress: ingest periods: 1 (1/2)" in piped
-    assert "INFO stores.progress: period 2: 100% of" in piped
+    assert "INFO stores.common.progress: ingest periods: 1 (1/2)" in piped
+    assert "INFO stores.common.progress: period 2: 100% of" in piped
     assert "\r" not in piped  # no bar drawn into a file or pipe
     assert _ingest(tmp_path, "--quiet", tty=False) == ""
     assert "|" not in _ingest(tmp_path, "-q", tty=True)

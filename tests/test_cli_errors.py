@@ -18,7 +18,7 @@ import pytest
 from astropy.io import fits
 from astropy.time import Time
 
-from stores.testing import tree_digest
+from stores.common.testing import tree_digest
 
 MODULES = {"stiscube": "stiscube.cli", "cte": "cte.cli"}
 _LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
@@ -330,7 +330,7 @@ def test_repair_reports_before_it_repairs_and_unblocks_ingest(stis, tmp_path):
     """A torn newest manifest blocks writes; `stiscube repair` reports, `--yes` repairs."""
     import shutil
 
-    from stores.testing import tree_digest
+    from stores.common.testing import tree_digest
 
     root, sim = stis
     db = tmp_path / "db"
@@ -366,7 +366,7 @@ def test_repair_reports_before_it_repairs_and_unblocks_ingest(stis, tmp_path):
 def test_prune_is_explicit_and_keeps_the_newest_versions(stis_db, tmp_path):
     import shutil
 
-    from stores.testing import tree_digest
+    from stores.common.testing import tree_digest
 
     db = tmp_path / "db"
     shutil.copytree(stis_db, db)
@@ -394,7 +394,7 @@ def test_run_cli_turns_ctrl_c_into_one_line_and_130(capsys):
     """Issue 23: the notes a subcommand adds to KeyboardInterrupt, as one line; exit 130."""
     import argparse
 
-    from stores.cli import EXIT_INTERRUPTED, run_cli
+    from stores.common.cli import EXIT_INTERRUPTED, run_cli
 
     def interrupted(args):
         exc = KeyboardInterrupt()

@@ -9,7 +9,7 @@ import sys
 
 import cte
 import stiscube
-from stores.environment import versions
+from stores.common.environment import versions
 
 
 def _parsed(text: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The static-site builder (stores.site) and the browser check (tests.browser)."""
+"""The static-site builder (stores.presentation.site) and the browser check (tests.browser)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from stores.site import Metric, Page, atomic_write, bokeh_figure
+from stores.presentation.site import Metric, Page, bokeh_figure
+from stores.storage.fs import atomic_write
 from tests.browser import open_page, require_chromium
 
 

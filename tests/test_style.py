@@ -1,5 +1,5 @@
-"""The shared plotting style (stores.style): no offsets, integer and date ticks, legends,
-empty panels, atomic saves."""
+"""The shared plotting style (stores.presentation.style): no offsets, integer and date
+ticks, legends, empty panels, atomic saves."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from astropy.time import Time
 from matplotlib.image import imread
 
-from stores import style
+from stores.presentation import style
 
 
 def _tick_labels(fig, axis):

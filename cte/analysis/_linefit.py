@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stores.validate import as_float, as_int
+from stores.common.validate import as_float, as_int
 
 __all__ = [
     "LineFit",

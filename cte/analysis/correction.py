@@ -42,7 +42,7 @@ import numpy as np
 from cte.analysis.lossmodel import BASIS_TERMS, basis, model_variables
 from cte.analysis.model import _BACKGROUND_TERMS, CTEModel, FittedLoss
 from cte.exceptions import OutOfRangeError
-from stores.validate import as_float, as_int, one_of
+from stores.common.validate import as_float, as_int, one_of
 
 __all__ = ["Correction", "correct"]
 
@@ -108,7 +108,7 @@ def _mjd_values(mjd) -> np.ndarray:
     """MJD (d, float) of numbers (kept as given, NaN included) or of date-likes."""
     from astropy.time import Time
 
-    from stores.dates import to_mjd
+    from stores.common.dates import to_mjd
 
     if not isinstance(mjd, Time) and np.asarray(mjd).dtype.kind in "iufb":
         return np.asarray(mjd, dtype=float)
@@ -140,7 +140,7 @@ def correct(
         Exposure start: MJD (d) numbers, or dates as :mod:`stiscube` accepts them
         (:class:`astropy.time.Time`, :class:`datetime.datetime`, ``numpy.datetime64``,
         ``'YYYY-MM-DD[ HH:MM:SS]'`` strings, scalar or array-like; see
-        :func:`stores.dates.to_mjd`).
+        :func:`stores.common.dates.to_mjd`).
     background : array_like
         Local background (sky + flash), e-/px.
     model : FittedLoss, CTEModel or path

@@ -72,8 +72,8 @@ from cte.analysis.pairs import dataset_name, default_config, pair_images, valida
 from cte.config import check_analysis_options, flux_range
 from cte.flags import BAD_PIXEL, COSMIC_RAY, CROWDED
 from cte.schema import LOSS_COORD_UNITS, LOSS_DIMS, LOSS_VARIABLES
-from stores.provenance import provenance, to_attrs
-from stores.validate import as_int, as_sequence_of, as_str
+from stores.common.provenance import provenance, to_attrs
+from stores.common.validate import as_int, as_sequence_of, as_str
 
 __all__ = ["measure_loss", "ratio_points"]
 

@@ -67,8 +67,8 @@ from cte.analysis.lossmodel import BASIS_TERMS, FORMULA, LossModel, basis, model
 from cte.config import check_analysis_options
 from cte.exceptions import FitError, ModelNotFoundError
 from cte.schema import LOSS_DIMS, MODEL_CONFIG_KEYS, coefficient_columns
-from stores.provenance import provenance
-from stores.validate import instance_of, one_of, subset_of
+from stores.common.provenance import provenance
+from stores.common.validate import instance_of, one_of, subset_of
 
 __all__ = ["CONFIG_KEYS", "EPOCH_GAP_DAYS", "CTEModel", "FittedLoss", "choose_terms",
            "epochs", "fit_model", "independent_bins"]

@@ -38,7 +38,7 @@ import xarray as xr
 from cte.config import Config, load_config
 from cte.exceptions import InvalidPhotometryError
 from cte.schema import ALLOWED_VALUES, DIMS, IMAGE_COORDS
-from stores.validate import one_of
+from stores.common.validate import one_of
 
 __all__ = [
     "IMAGE_COORDS",

@@ -46,7 +46,7 @@ from cte.analysis.lossmodel import LossModel
 from cte.datasets.simulate import true_loss
 from cte.flags import COSMIC_RAY, OFF_CHIP
 from cte.schema import VARIABLES, annotate, image_coordinates
-from stores.validate import as_float, as_int, as_sequence_of, instance_of, one_of, subset_of
+from stores.common.validate import as_float, as_int, as_sequence_of, instance_of, one_of, subset_of
 
 __all__ = [
     "CHIP_ROWS",

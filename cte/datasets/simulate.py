@@ -94,8 +94,7 @@ from cte.config import flux_range
 from cte.datasets._render import bin2x2, cosmic_rays, render_stars
 from cte.schema import TRUTH_DIMS, TRUTH_VARIABLES
 from stores import __version__
-from stores.fs import atomic_write
-from stores.validate import (
+from stores.common.validate import (
     as_float,
     as_int,
     as_sequence_of,
@@ -105,6 +104,7 @@ from stores.validate import (
     one_of,
     subset_of,
 )
+from stores.storage.fs import atomic_write
 
 __all__ = [
     "DEFAULT_LOSS_MODELS",

@@ -59,7 +59,7 @@ from cte._stats import clipped_stats
 from cte.config import Config, load_config
 from cte.exceptions import InvalidImageError
 from cte.io._fitsio import check_instrument, open_checked
-from stores.validate import as_float, as_int, instance_of, subset_of
+from stores.common.validate import as_float, as_int, instance_of, subset_of
 
 __all__ = [
     "ChipImage",

@@ -57,7 +57,7 @@ from cte.photometry._pam import pam_cutout
 from cte.photometry.align import Alignment, align_to_catalog
 from cte.schema import annotate, key_for
 from stores import __version__
-from stores.validate import as_float
+from stores.common.validate import as_float
 
 __all__ = ["annulus_background", "aperture_sums", "measure_at", "measure_image"]
 

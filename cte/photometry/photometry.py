@@ -34,7 +34,7 @@ from cte.photometry._measure import annulus_background, aperture_sums, measure_i
 from cte.photometry._pam import check_pams
 from cte.photometry.store import PhotometryStore
 from cte.schema import key_for
-from stores.validate import as_float, as_int, as_sequence_of, one_of
+from stores.common.validate import as_float, as_int, as_sequence_of, one_of
 
 __all__ = [
     "PhotometrySummary",

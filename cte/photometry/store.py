@@ -25,7 +25,7 @@ from cte import flags as F
 from cte.exceptions import InvalidPhotometryError
 from cte.schema import COORDS, annotate, key_for, validate
 from stores import DatasetStore
-from stores.validate import as_float, one_of
+from stores.common.validate import as_float, one_of
 
 __all__ = ["PhotometryStore"]
 

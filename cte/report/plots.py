@@ -1,7 +1,7 @@
 """Diagnostic plots of the CTE monitor (matplotlib, Agg, no global pyplot state).
 
 Every function draws on a new :class:`matplotlib.figure.Figure` in the shared style
-(:mod:`stores.style`: no offset axes, calendar dates, a legend entry for everything
+(:mod:`stores.presentation.style`: no offset axes, calendar dates, a legend entry for everything
 that encodes something), saves it atomically to *path* (format from the suffix, e.g.
 ``.png``; ``path=None`` saves nothing) and returns the Figure:
 
@@ -37,7 +37,7 @@ from cte.analysis.loss import ratio_points
 from cte.analysis.model import CTEModel, FittedLoss, independent_bins
 from cte.analysis.model import epochs as epoch_of
 from cte.exceptions import ModelNotFoundError
-from stores import style
+from stores.presentation import style
 
 __all__ = [
     "plot_loss_vs_flux",

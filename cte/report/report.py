@@ -19,7 +19,7 @@ link), so the directory works offline, copied or served as it is.  In order:
 5. **Data used** (pairs) and **data excluded** (with reasons);
 6. **Provenance** (collapsed): options, metadata, software versions.
 
-Every file is written atomically (:func:`stores.site.atomic_write`).
+Every file is written atomically (:func:`stores.atomic_write`).
 """
 
 from __future__ import annotations
@@ -43,9 +43,10 @@ from cte.report.plots import (
     plot_ratio_vs_y,
     plot_same_chip,
 )
-from stores import provenance, style
-from stores.site import Metric, Page, bokeh_figure
-from stores.validate import as_int
+from stores.common import provenance
+from stores.common.validate import as_int
+from stores.presentation import style
+from stores.presentation.site import Metric, Page, bokeh_figure
 
 __all__ = ["headline_numbers", "write_report"]
 
@@ -573,7 +574,7 @@ def _data_excluded(page, loss, model, excluded) -> None:
 
 
 def _provenance(loss, model, metadata, created) -> dict:
-    """The page's :mod:`stores.provenance` record: the run's metadata, the options of the
+    """The page's :mod:`stores.common.provenance` record: the run's metadata, the options of the
     loss measurement and of the model fit (without their own provenance keys, which the
     record holds once), software and versions."""
     skip = {"title", "loss_options", *provenance.KEYS}  # shown once, at the top level

@@ -57,9 +57,9 @@ from xarray.core import indexing
 
 from stiscube.cube.history_index import HistoryIndex, HistoryIndexError
 from stores import CubeStore
-from stores.fs import Location
-from stores.provenance import slice_digest
-from stores.validate import as_int, instance_of, one_of
+from stores.common.provenance import slice_digest
+from stores.common.validate import as_int, instance_of, one_of
+from stores.storage.fs import Location
 
 __all__ = [
     "StiscubeBackendEntrypoint",

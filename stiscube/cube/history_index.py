@@ -64,8 +64,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stores.fs import Location, atomic_write
-from stores.provenance import slice_digest
+from stores.common.provenance import slice_digest
+from stores.storage.fs import Location, atomic_write
 
 __all__ = [
     "HistoryIndex",
@@ -244,7 +244,7 @@ def _write_positions(root: Path, meta: _Meta, store, labels: list, positions: li
 
 
 def _publish(root: Path, meta: _Meta) -> None:
-    """Replace the index's metadata in one atomic step (:func:`stores.fs.atomic_write`:
+    """Replace the index's metadata in one atomic step (:func:`stores.storage.fs.atomic_write`:
     temporary file, fsync, rename, directory fsync)."""
     body = meta.body()
     doc = json.dumps({"sha256": _digest(body), "body": body}).encode()

@@ -33,7 +33,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from stiscube._dates import mjd_to_datetime64, to_mjd
 from stiscube.cube import queries
 from stiscube.cube.backend import cube_location
 from stiscube.exceptions import (
@@ -67,8 +66,9 @@ from stores import (
     SliceExistsError,
     StoreExistsError,
 )
-from stores.fs import Location
-from stores.validate import as_int, instance_of, one_of
+from stores.common.dates import mjd_to_datetime64, to_mjd
+from stores.common.validate import as_int, instance_of, one_of
+from stores.storage.fs import Location
 
 __all__ = ["PixelDB", "PreparedDarks"]
 

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from stiscube._dates import datetime64_to_mjd, describe_mjd, to_mjd
 from stiscube.exceptions import CubeQueryError, UnitMismatchError
-from stores.validate import as_int
+from stores.common.dates import datetime64_to_mjd, describe_mjd, to_mjd
+from stores.common.validate import as_int
 
 __all__ = [
     "consecutive_exceedances",

@@ -25,8 +25,8 @@ from typing import Any
 
 from stiscube.io.darks import DarkSelection, TemperatureCorrection
 from stiscube.properties import ClipOptions
-from stores.progress import steps
-from stores.validate import as_int, instance_of
+from stores.common.progress import steps
+from stores.common.validate import as_int, instance_of
 
 __all__ = ["recompute", "recorded_darks"]
 
@@ -118,7 +118,7 @@ def recompute(
     storage_options : dict, optional
         fsspec options for URLs among the files.
     progress : bool
-        Report the periods committed (:mod:`stores.progress`).
+        Report the periods committed (:mod:`stores.common.progress`).
     selection, temperature, clip
         The options of :meth:`stiscube.PixelDB.ingest_darks`.
 

@@ -57,10 +57,10 @@ from typing import Any
 
 import numpy as np
 
-from stiscube._dates import describe_mjd, to_mjd
 from stiscube.datasets import simulate as _sim
 from stiscube.io.anneals import AnnealPeriod, AnnealTable, format_exposure_mix
-from stores.validate import as_float, as_int, as_shape2, check_fields, instance_of
+from stores.common.dates import describe_mjd, to_mjd
+from stores.common.validate import as_float, as_int, as_shape2, check_fields, instance_of
 
 __all__ = [
     "ANNEAL_TRUTH_COLUMNS",

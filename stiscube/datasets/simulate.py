@@ -116,10 +116,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from stiscube._dates import describe_mjd, mjd_to_datetime64, to_mjd
 from stiscube.io.anneals import AnnealPeriod, AnnealTable, format_exposure_mix
-from stores.fs import atomic_path, atomic_write
-from stores.validate import as_float, as_int, as_interval, as_shape2, check_fields, one_of
+from stores.common.dates import describe_mjd, mjd_to_datetime64, to_mjd
+from stores.common.validate import as_float, as_int, as_interval, as_shape2, check_fields, one_of
+from stores.storage.fs import atomic_path, atomic_write
 
 __all__ = [
     "EVENT_COSMIC_RAY",
@@ -349,7 +349,7 @@ def simulate_darks(
     seed : int
         Seed of :func:`numpy.random.default_rng`; the same call gives the same files.
     start : date
-        Start of the first period (any form of :func:`stiscube._dates.to_mjd`).  The
+        Start of the first period (any form of :func:`stores.common.dates.to_mjd`).  The
         default date is arbitrary: the schedule is simulated and labelled so.
     period_days : float
         Mean period length in days.

@@ -32,7 +32,7 @@ import warnings
 import numpy as np
 from astropy.stats import sigma_clipped_stats
 
-from stores.validate import as_float, as_int, one_of
+from stores.common.validate import as_float, as_int, one_of
 
 __all__ = [
     "clipped_stats",

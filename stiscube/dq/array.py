@@ -69,8 +69,8 @@ from stiscube.dq.flags import cf_flag_attrs
 from stiscube.dq.rules import DQRules
 from stiscube.exceptions import UnitMismatchError
 from stiscube.schema import UNIT_SYSTEMS
-from stores import provenance
-from stores.validate import as_float, instance_of
+from stores.common import provenance
+from stores.common.validate import as_float, instance_of
 
 __all__ = ["dq_array", "hot_pixel_counts", "hot_pixels"]
 
@@ -176,7 +176,7 @@ def dq_array(
         without ``hot_nsigma``), ``hot_clip_median``/``hot_clip_std``/
         ``hot_sigma_threshold`` of the chosen period, ``n_hot``, ``n_unstable``,
         ``n_both`` (hot and unstable), ``n_flagged`` (``n_hot + n_unstable - n_both``),
-        and the :mod:`stores.provenance` record (``software``, ``software_versions``,
+        and the :mod:`stores.common.provenance` record (``software``, ``software_versions``,
         ``created``).
 
     Raises

@@ -53,13 +53,13 @@ from typing import Any
 
 import numpy as np
 
-from stiscube._dates import datetime64_to_mjd
 from stiscube.cube.pixeldb import PixelDB
 from stiscube.dq.array import hot_pixels
 from stiscube.dq.rules import DQRules
 from stiscube.io.darks import SIDE2_START_MJD
-from stores.fs import atomic_path
-from stores.validate import as_float, instance_of
+from stores.common.dates import datetime64_to_mjd
+from stores.common.validate import as_float, instance_of
+from stores.storage.fs import atomic_path
 
 __all__ = [
     "EFFECTIVENESS_COLUMNS",

@@ -25,9 +25,9 @@ from stiscube.cube.queries import resolve_period
 from stiscube.dq.flags import STIS_DQ, decode_dq_names
 from stiscube.dq.rules import DQRules
 from stiscube.schema import PROPERTIES, UNIT_SYSTEMS
-from stores.fs import atomic_path
-from stores.provenance import provenance, set_card, to_header
-from stores.validate import instance_of
+from stores.common.provenance import provenance, set_card, to_header
+from stores.common.validate import instance_of
+from stores.storage.fs import atomic_path
 
 __all__ = ["flagged_pixels_table", "write_dq_fits", "write_flagged_table"]
 
@@ -80,7 +80,7 @@ def _target(path: str | os.PathLike, overwrite: bool) -> Path:
 
 def _write_fits(hdul, path: Path) -> None:
     """Write *hdul* to a temporary sibling that replaces *path* on success
-    (:func:`stores.fs.atomic_path`: a failed write leaves *path* untouched)."""
+    (:func:`stores.storage.fs.atomic_path`: a failed write leaves *path* untouched)."""
     with atomic_path(path) as tmp:
         hdul.writeto(Path(tmp), overwrite=True)
 
@@ -152,7 +152,7 @@ def write_dq_fits(dq: xr.DataArray, path: str | os.PathLike, *, overwrite: bool 
     ``NUNSTAB``, ``NBOTH`` (hot and unstable) and ``NFLAGGED`` (counted on the array
     written: ``NFLAGGED = NHOT + NUNSTAB - NBOTH``), the rules as JSON (``RULES``),
     ``DQDATE`` (the DQ array's creation), the provenance record of
-    :func:`stores.provenance.to_header` (``DATE``, ``SOFTWARE``, ``HISTORY`` lines
+    :func:`stores.common.provenance.to_header` (``DATE``, ``SOFTWARE``, ``HISTORY`` lines
     ``provenance ...``), and the rules in words as ``COMMENT`` cards.  ``DQ``
     header: ``DQBITnn`` (nn = bit position 00-14) = flag name, with the bit value and
     description as card comment.
@@ -267,7 +267,7 @@ def flagged_pixels_table(dq: xr.DataArray, ds: xr.Dataset):
         properties of the period with their units (those of its unit system).  ``meta``:
         ``anneal``, ``anneal_start``, ``anneal_end``, ``unit_system``,
         ``window_anneals``, ``rules`` (dict), ``rules_text``, the
-        :func:`stores.provenance.provenance` record (``software``, ``software_versions``,
+        :func:`stores.common.provenance.provenance` record (``software``, ``software_versions``,
         ``created``: table creation, UTC) and ``dq_date`` (DQ creation).
 
     Raises

@@ -5,8 +5,8 @@ STIS Instrument Handbook; the bit table itself lives in :mod:`stiscube.schema`, 
 with the dark reader).  A pixel's DQ value is the bitwise OR of its flags, e.g.
 ``16 | 4 = 20`` is a hot pixel that is also a bad detector pixel.
 
-- :data:`STIS_DQ` — the registry, a :class:`stores.flags.FlagRegistry` of
-  :class:`DQFlag` (= :class:`stores.flags.Flag`: bit, name, description) ordered by bit
+- :data:`STIS_DQ` — the registry, a :class:`stores.common.flags.FlagRegistry` of
+  :class:`DQFlag` (= :class:`stores.common.flags.Flag`: bit, name, description) ordered by bit
   value (iterate it, or ask ``STIS_DQ.flag``, ``.mask``, ``.decode``, ``.cf_attrs``);
 - :func:`decode_dq` — the names of the flags set in one value;
 - :func:`decode_dq_names` — the same for an array of values, as joined strings;
@@ -31,7 +31,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from stiscube.schema import STIS_DQ_BITS
-from stores.flags import Flag, FlagRegistry
+from stores.common.flags import Flag, FlagRegistry
 
 __all__ = [
     "BAD_DETECTOR_PIXEL",
@@ -46,7 +46,7 @@ __all__ = [
     "dq_mask",
 ]
 
-#: one bit of the STIS DQ registry (bit, name, description): :class:`stores.flags.Flag`
+#: one bit of the STIS DQ registry (bit, name, description): :class:`stores.common.flags.Flag`
 DQFlag = Flag
 
 #: the STIS DQ bits, ordered by bit value: 16-bit values, ``flag_masks`` as uint16

@@ -56,8 +56,9 @@ already flagged), and ``NHOT`` equals the ``n_hot`` of :func:`stiscube.dq.dq_arr
 the period the file applies to.  ``HISTORY`` cards give the rules, the periods with
 their darks, exposure mix and temperature scaling.
 
-Provenance: the record of :mod:`stores.provenance`, written by
-:func:`stores.provenance.to_header` and read back by :func:`stores.provenance.from_header`:
+Provenance: the record of :mod:`stores.common.provenance`, written by
+:func:`stores.common.provenance.to_header` and read back by
+:func:`stores.common.provenance.from_header`:
 ``DATE``, ``SOFTWARE``, ``CUBEVER`` (the cube version, :attr:`stores.CubeStore.version`,
 or ``unknown``), ``CUBESUM`` (SHA-256 over the periods' checksums, in period order) and
 ``HISTORY`` lines ``provenance input ...`` (the database URL), ``provenance
@@ -91,8 +92,8 @@ from stiscube.dq.files import _dq_counts, _dq_extension, _target, _write_fits
 from stiscube.dq.flags import BAD_REFERENCE_PIXEL
 from stiscube.dq.rules import DQRules
 from stiscube.exceptions import CubeQueryError, UnitMismatchError
-from stores.provenance import cube_checksum, provenance, set_card, slice_checksums, to_header
-from stores.validate import as_int, as_str, check_fields, instance_of, one_of
+from stores.common.provenance import cube_checksum, provenance, set_card, slice_checksums, to_header
+from stores.common.validate import as_int, as_str, check_fields, instance_of, one_of
 
 __all__ = [
     "NO_DATA_BIT",
@@ -273,9 +274,9 @@ def cube_provenance(db: PixelDB, anneals: Sequence[int]) -> dict[str, Any]:
     dict
         ``version`` (str of :attr:`stores.CubeStore.version`, or ``"unknown"`` when the
         store has none), ``checksums`` ({period: SHA-256 hex of the JSON of the store's
-        per-property checksums of that period}, :func:`stores.provenance.slice_checksums`)
+        per-property checksums of that period}, :func:`stores.common.provenance.slice_checksums`)
         and ``cubesum`` (SHA-256 hex of the periods' checksums joined in period order,
-        :func:`stores.provenance.cube_checksum`).
+        :func:`stores.common.provenance.cube_checksum`).
     """
     sums = slice_checksums(db.store, [int(n) for n in anneals])
     version = getattr(db.store, "version", None)

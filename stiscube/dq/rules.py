@@ -13,7 +13,7 @@ from typing import Any
 
 from stiscube.dq.flags import BAD_DETECTOR_PIXEL, HOT_PIXEL, dq_flag
 from stiscube.schema import UNIT_SYSTEMS
-from stores.validate import as_float, as_int, check_fields, one_of
+from stores.common.validate import as_float, as_int, check_fields, one_of
 
 __all__ = ["DEFAULT_HOT_LEVEL", "DQRules"]
 

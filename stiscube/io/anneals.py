@@ -8,7 +8,7 @@ exposure_time, darks``) and maps dates to periods with the rule::
 
     period(date) = the period p with  p.start <= date < p.end
 
-Dates are compared as MJD (UTC) through :func:`stiscube._dates.to_mjd`, so strings,
+Dates are compared as MJD (UTC) through :func:`stores.common.dates.to_mjd`, so strings,
 datetimes, numpy datetime64, astropy Time and MJD numbers all work, as scalars or arrays.
 
 Two sources of tables:
@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stiscube._dates import describe_mjd, mjd_to_datetime64, to_mjd
 from stiscube.exceptions import AnnealPeriodError, AnnealTableError
+from stores.common.dates import describe_mjd, mjd_to_datetime64, to_mjd
 
 __all__ = ["COLUMNS", "AnnealPeriod", "AnnealTable", "format_exposure_mix", "parse_exposure_mix"]
 
@@ -141,7 +141,7 @@ class AnnealPeriod:
         return parse_exposure_mix(self.exposure_time)
 
     def contains(self, date: Any) -> bool:
-        """Whether ``start <= date < end`` (any date form of :func:`~stiscube._dates.to_mjd`)."""
+        """Whether ``start <= date < end`` (any form of :func:`~stores.common.dates.to_mjd`)."""
         mjd = to_mjd(date)
         return bool(self.start_mjd <= mjd < self.end_mjd)
 
@@ -344,7 +344,7 @@ class AnnealTable:
         Parameters
         ----------
         dates : date or array-like of dates
-            Any form accepted by :func:`stiscube._dates.to_mjd`.
+            Any form accepted by :func:`stores.common.dates.to_mjd`.
 
         Returns
         -------

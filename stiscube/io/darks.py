@@ -60,7 +60,6 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from stiscube._dates import describe_mjd, mjd_to_datetime64, to_mjd
 from stiscube.exceptions import (
     IncompatibleDarksError,
     InvalidDarkError,
@@ -77,7 +76,8 @@ from stiscube.io._fitsio import (
     local_name,
     read_imsets,
 )
-from stores.validate import (
+from stores.common.dates import describe_mjd, mjd_to_datetime64, to_mjd
+from stores.common.validate import (
     as_bool,
     as_float,
     as_int,
@@ -573,7 +573,7 @@ def check_darks(
         The files (each gives one frame per imset, see :func:`read_frames`) or frames.
     start, end : date, optional
         The anneal period the frames are assigned to (any form of
-        :func:`stiscube._dates.to_mjd`); every exposure must start in
+        :func:`stores.common.dates.to_mjd`); every exposure must start in
         ``start <= EXPSTART < end``.
     storage_options : dict, optional
         fsspec options for URLs.

@@ -68,7 +68,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from stiscube.schema import DEFAULT_DARK_DQ_MASK
-from stores.validate import as_float, as_int, check_fields, instance_of
+from stores.common.validate import as_float, as_int, check_fields, instance_of
 
 __all__ = [
     "ClipOptions",
@@ -128,7 +128,7 @@ def _min_tail(value: Any, name: str) -> int:
         msg = f"{name} must be 0 (off) or an integer >= 2, got 1"
         raise ValueError(msg)
     return value
-#: ClipOptions field -> its validator (stores.validate)
+#: ClipOptions field -> its validator (stores.common.validate)
 _CLIP_FIELDS = {
     "dq_mask": partial(as_int, min=0, max=0x7FFF),  # STIS DQ bits 1 ... 16384
     "cr_sigma": _POSITIVE,

@@ -71,7 +71,6 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from stiscube._dates import describe_mjd
 from stiscube.io.anneals import AnnealPeriod
 from stiscube.io.darks import (
     DarkFrame,
@@ -84,8 +83,9 @@ from stiscube.io.darks import (
 from stiscube.properties._compiled import band_properties
 from stiscube.properties._kernels import ClipOptions, clip_options
 from stiscube.schema import PROPERTIES, PROPERTY_DTYPES, property_attrs
-from stores import provenance
-from stores.validate import as_int, instance_of
+from stores.common import provenance
+from stores.common.dates import describe_mjd
+from stores.common.validate import as_int, instance_of
 
 __all__ = [
     "PROPERTIES",
@@ -165,9 +165,9 @@ def properties_from_stack(
         ``(row, col)`` and attrs ``units``, ``long_name``, ``definition``; the frame
         coordinates of the stack (``rootname``, ``exptime``, ``start``, ...) are kept
         along ``frame``; Dataset attrs ``title``, ``n_frames`` and the provenance record
-        (:func:`stores.provenance.to_attrs`: ``software``, ``software_versions``,
+        (:func:`stores.common.provenance.to_attrs`: ``software``, ``software_versions``,
         ``created``, ``inputs`` (the files read) and ``options`` (the clipping options, as
-        JSON); read it back with :func:`stores.provenance.from_attrs`).
+        JSON); read it back with :func:`stores.common.provenance.from_attrs`).
 
     Raises
     ------

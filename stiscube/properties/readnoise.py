@@ -43,7 +43,7 @@ import xarray as xr
 from astropy.stats import sigma_clipped_stats
 
 from stiscube.schema import DEFAULT_DARK_DQ_MASK
-from stores.validate import as_int
+from stores.common.validate import as_int
 
 __all__ = ["amplifier_readnoise", "pair_readnoise_squared"]
 

@@ -7,7 +7,7 @@ coordinates ``anneal_start``, ``anneal_end`` and ``unit_system``), builds a
 without a display), saves it to *path* when given (format from the suffix: png, pdf,
 svg, ...), and returns the Figure.
 
-All figures use the shared style of :mod:`stores.style` (no offset or
+All figures use the shared style of :mod:`stores.presentation.style` (no offset or
 scientific-notation tick labels, calendar-date ticks on time axes, integer ticks for
 counts, a legend for every line or marker that encodes something) and are saved
 atomically.  In :func:`plot_pixel_history` each panel's y range spans at least
@@ -43,8 +43,8 @@ from stiscube.cube.queries import pixel_history, select_period
 from stiscube.dq.array import hot_pixel_counts
 from stiscube.exceptions import UnitMismatchError
 from stiscube.schema import PROPERTIES, PROPERTY_DTYPES, UNIT_SYSTEMS
-from stores import style as _style
-from stores.validate import as_float, as_interval, as_sequence_of, one_of, subset_of
+from stores.common.validate import as_float, as_interval, as_sequence_of, one_of, subset_of
+from stores.presentation import style as _style
 
 __all__ = ["MIN_RELATIVE_SPAN", "plot_hot_pixel_counts", "plot_pixel_history", "plot_property_map"]
 

@@ -1,7 +1,7 @@
 """The STIS CCD monitoring site: one self-contained HTML page from the pixel cube.
 
 :func:`write_site` (``stiscube report DB --out DIR``) writes ``DIR/index.html``, built
-with :mod:`stores.site` (BokehJS inlined, works offline from a copied directory).  The
+with :mod:`stores.presentation.site` (BokehJS inlined, works offline from a copied directory).  The
 page holds, in order:
 
 headline numbers
@@ -59,7 +59,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from stiscube._dates import datetime64_to_mjd
 from stiscube._provenance import iso
 from stiscube.cube.pixeldb import PixelDB
 from stiscube.dq.array import hot_pixels
@@ -70,8 +69,9 @@ from stiscube.dq.effectiveness import (
 )
 from stiscube.dq.rules import DQRules
 from stiscube.io.darks import SIDE2_START_MJD
-from stores.provenance import DEFAULT_LIBRARIES, provenance, slice_checksums
-from stores.validate import as_int, check_fields, instance_of, one_of
+from stores.common.dates import datetime64_to_mjd
+from stores.common.provenance import DEFAULT_LIBRARIES, provenance, slice_checksums
+from stores.common.validate import as_int, check_fields, instance_of, one_of
 
 __all__ = ["SiteOptions", "block_reduce", "site_summary", "write_site"]
 
@@ -317,7 +317,7 @@ def _rule_text(rules: DQRules) -> str:
 
 
 def _headline(summary: dict[str, Any]):
-    from stores.site import Metric
+    from stores.presentation.site import Metric
 
     periods = summary["periods"]
     last = periods[-1]
@@ -381,7 +381,7 @@ def _trend_figures(summary: dict[str, Any]):
     from bokeh.layouts import column
     from bokeh.models import ColumnDataSource, HoverTool
 
-    from stores.site import bokeh_figure
+    from stores.presentation.site import bokeh_figure
 
     periods = summary["periods"]
     source = ColumnDataSource(
@@ -454,8 +454,8 @@ def _effectiveness_figures(summary: dict[str, Any]):
     from bokeh.layouts import column
     from bokeh.models import ColumnDataSource, HoverTool
 
-    from stiscube._dates import mjd_to_datetime64
-    from stores.site import bokeh_figure
+    from stores.common.dates import mjd_to_datetime64
+    from stores.presentation.site import bokeh_figure
 
     table = summary["effectiveness"]
     specs = [
@@ -600,7 +600,7 @@ def _browser(summary: dict[str, Any]):
         Select,
     )
 
-    from stores.site import bokeh_figure
+    from stores.presentation.site import bokeh_figure
 
     rows, cols = summary["shape"]
     block, hblock = summary["map_block"], summary["history_block"]
@@ -722,7 +722,7 @@ def _browser(summary: dict[str, Any]):
 
 
 def _provenance_items(db: PixelDB, summary: dict[str, Any]) -> list[tuple[str, object]]:
-    """The page's provenance: the :mod:`stores.provenance` record (database, cube version,
+    """The page's provenance: the :mod:`stores.common.provenance` record (database, cube version,
     period checksums, software), then how the page's numbers were made."""
     opts = summary["options"]
     prov = provenance(
@@ -773,7 +773,7 @@ def write_site(
     ValueError
         The database holds no period in electron / s.
     """
-    from stores.site import Page
+    from stores.presentation.site import Page
 
     if not isinstance(db, PixelDB):
         db = PixelDB(db, mode="r")

@@ -14,7 +14,7 @@ import cte.pipeline
 from cte.cli import main
 from cte.datasets.simulate import load_campaign, simulate_campaign
 from cte.photometry.store import PhotometryStore
-from stores.testing import tree_digest
+from stores.common.testing import tree_digest
 from tests.cte.test_run import _injected_per_cell
 
 

@@ -198,7 +198,7 @@ def test_interrupted_simulation_ingest_resumes(tmp_path):
     from astropy.io import fits
 
     from stiscube.datasets.simulate import simulate_darks
-    from stores.testing import tree_digest
+    from stores.common.testing import tree_digest
 
     sim = simulate_darks(tmp_path / "sim", n_periods=3, frames_per_period=3, shape=(32, 24),
                          seed=8)

@@ -13,7 +13,7 @@ from astropy.io import fits
 from stiscube import PixelDB
 from stiscube.cli import main
 from stiscube.datasets.simulate import simulate_darks
-from stores.testing import tree_digest
+from stores.common.testing import tree_digest
 
 
 def test_monthly_commands_rerun_and_no_gaps(tmp_path, capsys):

@@ -21,9 +21,9 @@ import time
 
 import zarr.storage
 
-import stores._fs as fs_module
+import stores.storage.fs as fs_module
 from stores import CubeStore, StoreLockedError
-from stores.testing import example_coords, example_slice
+from stores.common.testing import example_coords, example_slice
 
 _count = 0
 

@@ -1,6 +1,6 @@
 """Argument errors of stores' plumbing (flags, style, site, datasets, fs, dates).
 
-Each names the parameter and the rule in the shape of :mod:`stores.validate`
+Each names the parameter and the rule in the shape of :mod:`stores.common.validate`
 (``"<name> must be <rule>, got <value>"``), with TypeError for a wrong type and
 ValueError for a bad value, and nothing is written.
 """
@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from stores import DatasetStore, atomic_write
-from stores.dates import to_mjd
-from stores.flags import Flag, FlagRegistry
-from stores.fs import Location, WriterLock
-from stores.site import Metric, Page, bokeh_figure
-from stores.style import date_axis, integer_ticks, log_axis, new_figure
+from stores.common.dates import to_mjd
+from stores.common.flags import Flag, FlagRegistry
+from stores.presentation.site import Metric, Page, bokeh_figure
+from stores.presentation.style import date_axis, integer_ticks, log_axis, new_figure
+from stores.storage.fs import Location
+from stores.storage.locks import WriterLock
 
 
 def test_new_figure_grid():

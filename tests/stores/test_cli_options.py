@@ -1,4 +1,4 @@
-"""The command-line form of an options dataclass (stores._cli.add_options) and the
+"""The command-line form of an options dataclass (stores.common.cli.add_options) and the
 deprecation aliases of renamed names (stores.deprecation)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stores._cli import add_options, options_from_args
+from stores.common.cli import add_options, options_from_args
 from stores.deprecation import renamed
 
 

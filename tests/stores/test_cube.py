@@ -23,8 +23,8 @@ from stores import (
     StoreLockedError,
     VariableSpec,
 )
-from stores.fs import Location
-from stores.testing import example_coords, example_schema, example_slice, tree_digest
+from stores.common.testing import example_coords, example_schema, example_slice, tree_digest
+from stores.storage.fs import Location
 
 
 def _no_compute(*args, **kwargs):

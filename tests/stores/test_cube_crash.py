@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from stores import CubeStore, SliceExistsError
-from stores.testing import example_coords, example_schema, example_slice
+from stores.common.testing import example_coords, example_schema, example_slice
 from tests.stores._writers import race, start_writer
 
 BASE_LABELS = [1, 2, 3]

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from stores import CorruptStoreError, CubeStore
-from stores.cube import _log
-from stores.testing import example_coords, example_schema, example_slice, tree_digest
+from stores.common.testing import example_coords, example_schema, example_slice, tree_digest
+from stores.storage.cube import _log
 
 FORMAT1 = Path(__file__).resolve().parents[1] / "data" / "cube_format1"
 

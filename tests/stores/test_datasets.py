@@ -23,7 +23,7 @@ from stores import (
     SchemaMismatchError,
     StoreExistsError,
 )
-from stores.testing import tree_digest
+from stores.common.testing import tree_digest
 from tests._cluster import NO_DASHBOARD
 
 

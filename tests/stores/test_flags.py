@@ -1,4 +1,4 @@
-"""stores.flags: one registry class; the STIS DQ and cte registries expressed with it give
+"""stores.common.flags: one registry class; the STIS DQ and cte registries expressed with it give
 the same answers as today's modules (stiscube.dq.flags, cte.flags)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 import cte.flags as cte_flags
 import stiscube.dq.flags as stis
-from stores.flags import Flag, FlagRegistry
+from stores.common.flags import Flag, FlagRegistry
 
 ALL_16BIT = np.arange(2**16)
 

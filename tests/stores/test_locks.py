@@ -12,8 +12,9 @@ import fsspec
 import pytest
 
 from stores import CubeStore, ReadOnlyStoreError, StoreLockedError
-from stores.fs import Location, WriterLock
-from stores.testing import example_coords, example_schema, example_slice
+from stores.common.testing import example_coords, example_schema, example_slice
+from stores.storage.fs import Location
+from stores.storage.locks import WriterLock
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from stores import CorruptStoreError, CubeStore, KeyNotFoundError
-from stores.direct import DirectReader
-from stores.testing import example_coords, example_schema, example_slice
+from stores.common.testing import example_coords, example_schema, example_slice
+from stores.storage.direct import DirectReader
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""stores.provenance: one record, written to xarray attrs, JSON and FITS headers."""
+"""stores.common.provenance: one record, written to xarray attrs, JSON and FITS headers."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import xarray as xr
 from astropy.io import fits
 
 from stores import CubeStore, __version__
-from stores.provenance import (
+from stores.common.provenance import (
     KEYS,
     cube_checksum,
     fits_cards,
@@ -31,7 +31,7 @@ from stores.provenance import (
     to_header,
     versions,
 )
-from stores.testing import example_coords, example_schema, example_slice
+from stores.common.testing import example_coords, example_schema, example_slice
 
 
 @dataclass(frozen=True)

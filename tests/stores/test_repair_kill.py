@@ -14,12 +14,12 @@ import textwrap
 import pytest
 
 from stores import CorruptStoreError, CubeStore
-from stores.testing import example_coords, example_schema, example_slice
+from stores.common.testing import example_coords, example_schema, example_slice
 
 _REPAIR = textwrap.dedent(
     """
     import os, signal, sys
-    import stores._fs as fs
+    import stores.storage.fs as fs
     from stores import CubeStore
 
     die_at, count = int(sys.argv[2]), [0]

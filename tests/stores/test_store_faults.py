@@ -34,9 +34,9 @@ from stores import (
     StoreLockedError,
     StoreWriteError,
 )
-from stores.direct import DirectReader
-from stores.fs import Location
-from stores.testing import example_coords, example_schema, example_slice, tree_digest
+from stores.common.testing import example_coords, example_schema, example_slice, tree_digest
+from stores.storage.direct import DirectReader
+from stores.storage.fs import Location
 from tests._threads import errors_in_threads
 from tests.stores._writers import race, start_writer
 
@@ -426,7 +426,7 @@ def test_slices_without_chunk_checksums_are_verified_by_value(tmp_path):
     doc = json.loads(newest.read_text())
     for entry in doc["body"]["set"]:  # the record of the commit of period 3
         entry.pop("checksums_sha256")
-    from stores.cube._log import body_digest as _body_digest  # the record's own digest rule
+    from stores.storage.cube._log import body_digest as _body_digest  # the record's own digest rule
 
     doc["sha256"] = _body_digest(doc["body"])
     newest.write_text(json.dumps(doc))
@@ -458,7 +458,7 @@ def test_well_formed_manifest_with_wrong_checksum_is_rejected_for_its_checksum(t
     assert "does not match its SHA-256 checksum" in caplog.text
     assert any("SHA-256" in p for p in store.problems)
     # the same edit with a recomputed checksum is accepted: the checksum alone decided
-    from stores.cube._log import body_digest as _body_digest
+    from stores.storage.cube._log import body_digest as _body_digest
 
     doc["sha256"] = _body_digest(doc["body"])
     newest.write_text(json.dumps(doc))
@@ -750,30 +750,6 @@ def test_atomic_write_and_atomic_path(tmp_path):
     assert fsspec.filesystem("memory").cat_file(url) == b"\x89PNG"
     with pytest.raises(TypeError, match="must be bytes or str"):
         stores.atomic_write(target, 3)
-
-
-def test_public_homes_of_shared_plumbing():
-    import stores._direct
-    import stores._fs
-    import stores._testing
-    import stores._version
-    import stores.cli
-    import stores.direct
-    import stores.fs
-    import stores.testing
-
-    assert stores.__version__ == stores._version.__version__
-    assert stores.fs.Location is stores._fs.Location
-    assert stores.direct.DirectReader is stores._direct.DirectReader
-    assert stores.testing.tree_digest is stores._testing.tree_digest
-    assert callable(stores.cli.run_cli) and callable(stores.cli.base_parser)
-    import stores._dates
-    import stores._show_versions
-    import stores.dates
-    import stores.environment
-
-    assert stores.dates.to_mjd is stores._dates.to_mjd
-    assert stores.environment.show_versions is stores._show_versions.show_versions
 
 
 # -- concurrent writers on s3:// (two processes, a moto S3 server) ------------------------

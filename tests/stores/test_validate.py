@@ -1,4 +1,4 @@
-"""stores.validate: normalised values and the exact messages callers' tests match."""
+"""stores.common.validate: normalised values and the exact messages callers' tests match."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from functools import partial
 import numpy as np
 import pytest
 
-from stores.validate import (
+from stores.common.validate import (
     as_bool,
     as_float,
     as_int,

@@ -100,7 +100,7 @@ def test_failed_report_leaves_the_previous_page(tmp_path, analysis, monkeypatch)
     being written (here: text that cannot be encoded, which an in-place write_text
     discovers after truncating the file) leaves the previous page and no temporary."""
     import cte.report.report
-    from stores.site import Page
+    from stores.presentation.site import Page
 
     _, loss, model = analysis
     page = tmp_path / "report.html"

@@ -8,7 +8,7 @@ import pytest
 from stiscube import IncompatibleDarksError, InvalidDarkError, PeriodExistsError, PixelDB
 from stiscube.datasets.simulate import simulate_darks
 from stiscube.io.darks import DarkSelection, TooFewDarksError
-from stores.testing import tree_digest
+from stores.common.testing import tree_digest
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from stiscube.io.anneals import AnnealTable
 from stiscube.io.seedcsv import SEED_COLUMNS, to_seed_table, write_seed_csv
 from stiscube.schema import PROPERTIES
 from stores import ReadOnlyStoreError, SchemaMismatchError
-from stores.testing import tree_digest
+from stores.common.testing import tree_digest
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 SHAPE = (40, 30)

@@ -23,7 +23,7 @@ from stiscube.dq.reffiles import (
     sybdate,
     write_reference,
 )
-from stores.provenance import from_header
+from stores.common.provenance import from_header
 from tests.stiscube._crds import offline_certifier
 
 SHAPE = (64, 48)
@@ -143,7 +143,7 @@ def test_superdark_header_is_what_crds_and_calstis_read(db, rmap, tmp_path):
     for n in (3, 4):
         text = json.dumps(db.store.slice_info(n)["sha256"], sort_keys=True)
         sums[n] = hashlib.sha256(text.encode()).hexdigest()
-    prov = from_header(hdr)  # the stores.provenance record, read back
+    prov = from_header(hdr)  # the stores.common.provenance record, read back
     assert prov["checksums"] == {str(n): digest for n, digest in sums.items()}
     assert prov["inputs"] == [db.location.url]
     assert prov["software"].startswith("stiscube ") and "numpy" in prov["software_versions"]

@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stiscube import AnnealPeriodError, AnnealTableError
-from stiscube._dates import to_mjd
 from stiscube.io.anneals import (
     COLUMNS,
     AnnealPeriod,
@@ -22,6 +21,7 @@ from stiscube.io.anneals import (
     format_exposure_mix,
     parse_exposure_mix,
 )
+from stores.common.dates import to_mjd
 
 #: real rows of the STScI table (a copy of the STScI anneal table, 1997 rows)
 REAL_TABLE = Path(__file__).resolve().parents[2] / "data" / "anneal_periods_1997.csv"

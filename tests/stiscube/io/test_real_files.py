@@ -26,7 +26,7 @@ from stiscube.io.darks import (
     read_frames,
     select_darks,
 )
-from stores.testing import tree_digest
+from stores.common.testing import tree_digest
 
 FLT = "stis/o4k19a010_flt.fits"
 RAW = "stis/o4sp040b0_raw.fits"

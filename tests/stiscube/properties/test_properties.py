@@ -15,7 +15,7 @@ from stiscube.io.darks import open_darks
 from stiscube.properties._kernels import pixel_properties
 from stiscube.properties.compute import PROPERTIES, properties_from_stack
 from stiscube.schema import DEFAULT_DARK_DQ_MASK
-from stores.provenance import from_attrs
+from stores.common.provenance import from_attrs
 
 ALL_EVENTS = EVENT_COSMIC_RAY | EVENT_NAN | EVENT_FILL
 
@@ -143,7 +143,7 @@ def test_attributes_and_coordinates(sim_props, sim_periods):
     assert props["rootname"].values.tolist() == list(sim_periods.periods[1].darks)
     assert props.attrs["anneal_number"] == 1
     assert props.attrs["n_frames"] == 24
-    prov = from_attrs(props.attrs)  # the stores.provenance record
+    prov = from_attrs(props.attrs)  # the stores.common.provenance record
     assert prov["options"] == {**dataclasses.asdict(ClipOptions()), "dq_mask": DEFAULT_DARK_DQ_MASK}
     assert sorted(prov["inputs"]) == sorted({str(f) for f in sim_periods.files[1]})
     assert prov["software"].startswith("stiscube ") and prov["created"].endswith("Z")

@@ -244,7 +244,7 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
         root.addHandler(handler)
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     # progress lines (when stderr is not a terminal) unless --quiet
-    logging.getLogger("stores.progress").setLevel(
+    logging.getLogger("stores.common.progress").setLevel(
         logging.WARNING if quiet else logging.INFO
     )
 

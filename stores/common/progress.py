@@ -5,7 +5,7 @@ helpers below; the command-line programs turn it on unless ``--quiet`` is given.
 Nothing here prints unless asked to:
 
 - on a terminal (standard error is a TTY) a :mod:`tqdm` bar is drawn on standard error;
-- otherwise a few ``INFO`` log lines from the ``stores.progress`` logger are written (at
+- otherwise a few ``INFO`` log lines from the ``stores.common.progress`` logger are written (at
   each quarter of the work), which the programs show and which a log file keeps.
 
 Dask work on the local schedulers is followed through :mod:`dask`'s callback mechanism
@@ -14,7 +14,7 @@ not need to know about progress.  Work on a ``dask.distributed`` cluster is not 
 
 Examples
 --------
->>> from stores.progress import steps
+>>> from stores.common.progress import steps
 >>> for name in steps(["loss", "fit", "report"], progress=False, desc="analysis"):
 ...     pass
 """

@@ -23,14 +23,14 @@ import time
 from dataclasses import dataclass
 
 from stores._exceptions import CorruptStoreError
-from stores._fs import write_errors
-from stores.cube import _log
-from stores.cube._log import CHECKPOINTS, DAMAGED, MANIFESTS, Damaged, State
-from stores.validate import as_int
+from stores.common.validate import as_int
+from stores.storage.cube import _log
+from stores.storage.cube._log import CHECKPOINTS, DAMAGED, MANIFESTS, Damaged, State
+from stores.storage.fs import write_errors
 
 __all__ = ["PruneReport", "RepairReport"]
 
-logger = logging.getLogger("stores.cube")
+logger = logging.getLogger("stores.storage.cube")
 
 FORMAT = "stores.CubeStore"
 
@@ -118,7 +118,7 @@ def repair(store, *, dry_run: bool) -> RepairReport:
     - temporary files of killed writers are removed (anywhere in the store).
     """
     store._check_writable()
-    from stores.cube._writing import LOCK
+    from stores.storage.cube._writing import LOCK
 
     lock = store.location.lock(LOCK, timeout=store.lock_timeout, purpose="repair")
     with store._handle_lock, lock:
@@ -230,8 +230,8 @@ def _infer_change(previous: State | None, state: State) -> dict:
 def upgrade(store, *, dry_run: bool) -> RepairReport:
     """Turn a format-1 store (a whole manifest per version) into the current format,
     for :meth:`CubeStore.upgrade`; damaged manifests are left for :func:`repair`."""
-    from stores.cube._store import write_marker
-    from stores.cube._writing import FORMAT_VERSION, LOCK
+    from stores.storage.cube._store import write_marker
+    from stores.storage.cube._writing import FORMAT_VERSION, LOCK
 
     store._check_writable()
     loc, log = store.location, store._log

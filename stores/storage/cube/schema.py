@@ -12,7 +12,7 @@ import numpy as np
 import xarray as xr
 
 from stores._exceptions import SchemaMismatchError
-from stores.validate import as_int, as_str, instance_of, one_of, subset_of
+from stores.common.validate import as_int, as_str, instance_of, one_of, subset_of
 
 __all__ = ["CubeSchema", "VariableSpec"]
 

@@ -11,7 +11,7 @@ and ``memory://``), and their writer lock is a lock object created with an *excl
 create* (``memory://``: in-process, under a process-wide guard; ``s3://``: a conditional
 put with ``If-None-Match: *``, which S3 and moto honour).  A backend offering no atomic
 create is readable but refused for writing (:class:`~stores.ReadOnlyStoreError`), since
-a "check, then write" lock lets two writers in.  The locks are in :mod:`stores._locks`.
+a "check, then write" lock lets two writers in.  The locks are in :mod:`stores.storage.locks`.
 
 URLs are normalised before anything is keyed on them: ``memory://x`` and
 ``memory:///x`` are the same store, and ``local:///abs`` is the absolute path ``/abs``.
@@ -33,9 +33,9 @@ from typing import Any
 import fsspec
 
 from stores._exceptions import ReadOnlyStoreError, StoreError, StoreWriteError
-from stores.validate import instance_of
+from stores.common.validate import instance_of
 
-# What :mod:`stores.fs` makes public (it re-exports exactly this list).  The internal
+# What :mod:`stores.storage.fs` makes public (it re-exports exactly this list).  The internal
 # helpers ``atomic_write_bytes``, ``remove_stale_temporaries`` and ``write_errors`` are
 # imported by name by the stores' own modules.
 __all__ = [
@@ -213,8 +213,8 @@ class Location:
         self.fs.makedirs(self.join(*parts), exist_ok=True)
 
     def lock(self, name: str, *, timeout: float = 0.0, purpose: str = "write"):
-        """A writer lock on ``name`` inside this location (:class:`stores.fs.WriterLock`)."""
-        from stores._locks import WriterLock
+        """A writer lock on ``name`` here (:class:`~stores.storage.locks.WriterLock`)."""
+        from stores.storage.locks import WriterLock
 
         return WriterLock(self, name, timeout=timeout, purpose=purpose)
 

@@ -41,7 +41,8 @@ the next write reuses, and temporary files, which the next writer removes from
 Costs do not grow with the history: a commit writes its slot and one record (plus a
 checkpoint every 64 versions), and reads only the records it has not seen; an open
 reads one checkpoint and at most 64 records; :meth:`CubeStore.versions` reads the
-headers kept beside the newest checkpoint and at most 64 records.  See :mod:`stores.cube._log`.
+headers kept beside the newest checkpoint and at most 64 records.  See
+:mod:`stores.storage.cube._log`.
 
 Versions: record n is version n (version 0, the empty cube, is written at creation),
 and each records what changed (append, replace or repair, and the label).  Open an old
@@ -62,7 +63,7 @@ up to ``lock_timeout`` seconds, and raises :class:`~stores.StoreLockedError` oth
 A caller whose checks depend on the committed state holds the lock across its checks
 and its writes with ``with store.writing(): ...``.
 
-Modules: :mod:`~stores.cube.schema` (the schema and the checks of a slice),
+Modules: :mod:`~stores.storage.cube.schema` (the schema and the checks of a slice),
 ``_log`` (version records and checkpoints), ``_slots`` (arrays, slot writes, verified
 chunk reads, temporaries), ``_reading`` and ``_writing`` (the read and commit methods),
 ``_maintenance`` (repair, prune, upgrade) and ``_store`` (the :class:`CubeStore` façade).
@@ -75,8 +76,8 @@ reader of the cube would need.  The commit protocol needed here is small: fresh 
 plus an atomically published record, on plain Zarr v3 that any Zarr reader can open.
 """
 
-from stores.cube._maintenance import PruneReport, RepairReport
-from stores.cube._store import CubeStore
-from stores.cube.schema import CubeSchema, VariableSpec
+from stores.storage.cube._maintenance import PruneReport, RepairReport
+from stores.storage.cube._store import CubeStore
+from stores.storage.cube.schema import CubeSchema, VariableSpec
 
 __all__ = ["CubeSchema", "CubeStore", "PruneReport", "RepairReport", "VariableSpec"]

@@ -28,8 +28,8 @@ import time
 import uuid
 
 from stores._exceptions import StoreLockedError
-from stores._fs import Location, _memory_locks_guard, write_errors
-from stores.validate import as_float
+from stores.common.validate import as_float
+from stores.storage.fs import Location, _memory_locks_guard, write_errors
 
 __all__ = ["LEASE_SECONDS", "LockHolder", "WriterLock", "break_lock", "lock_holder"]
 

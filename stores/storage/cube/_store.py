@@ -20,16 +20,16 @@ from stores._exceptions import (
     SchemaMismatchError,
     StoreExistsError,
 )
-from stores._fs import Location, write_errors
-from stores.cube import _log, _maintenance
-from stores.cube._log import CHECKPOINTS, Damaged, State, VersionLog
-from stores.cube._reading import Reading
-from stores.cube._slots import STAGING, Slots, create_arrays
-from stores.cube._writing import FORMAT_VERSION, LOCK, Writing
-from stores.cube.schema import (
+from stores.common.validate import as_bool, as_float, as_int, instance_of
+from stores.storage.cube import _log, _maintenance
+from stores.storage.cube._log import CHECKPOINTS, Damaged, State, VersionLog
+from stores.storage.cube._reading import Reading
+from stores.storage.cube._slots import STAGING, Slots, create_arrays
+from stores.storage.cube._writing import FORMAT_VERSION, LOCK, Writing
+from stores.storage.cube.schema import (
     CubeSchema,
 )
-from stores.validate import as_bool, as_float, as_int, instance_of
+from stores.storage.fs import Location, write_errors
 
 __all__ = ["CubeStore"]
 
@@ -40,7 +40,7 @@ _INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max
 
 
 class CubeStore(Reading, Writing):
-    """A labelled cube in Zarr v3 that grows along one dimension (see :mod:`stores.cube`).
+    """A labelled cube in Zarr v3 that grows along one dimension (see :mod:`stores.storage.cube`).
 
     Open an existing store with ``CubeStore(location, mode="r")`` (read-only) or
     ``mode="r+"`` (read-write); make a new one with :meth:`create`.
@@ -328,11 +328,11 @@ class CubeStore(Reading, Writing):
             )
             raise KeyNotFoundError(msg) from None
 
-    # -- maintenance (stores.cube._maintenance) ------------------------------------------
+    # -- maintenance (stores.storage.cube._maintenance) ------------------------------------------
     def repair(self, *, dry_run: bool = True) -> _maintenance.RepairReport:
         """Find damage that blocks writes and (with ``dry_run=False``) repair it.
 
-        See :func:`stores.cube._maintenance.repair`: nothing committed and readable is
+        See :func:`stores.storage.cube._maintenance.repair`: nothing committed and readable is
         deleted, and the repaired version is published before anything is moved.
         """
         return _maintenance.repair(self, dry_run=as_bool(dry_run, "dry_run"))
@@ -340,19 +340,19 @@ class CubeStore(Reading, Writing):
     def prune(self, *, keep_last: int, dry_run: bool = False) -> _maintenance.PruneReport:
         """Remove all but the newest *keep_last* versions, and the storage only they used.
 
-        See :func:`stores.cube._maintenance.prune` (never a side effect of a write).
+        See :func:`stores.storage.cube._maintenance.prune` (never a side effect of a write).
         """
         return _maintenance.prune(self, keep_last=keep_last, dry_run=dry_run)
 
     def upgrade(self, *, dry_run: bool = True) -> _maintenance.RepairReport:
         """Turn a format-1 store into the current format (records instead of whole
-        manifests); see :func:`stores.cube._maintenance.upgrade`."""
+        manifests); see :func:`stores.storage.cube._maintenance.upgrade`."""
         return _maintenance.upgrade(self, dry_run=as_bool(dry_run, "dry_run"))
 
     def lock_holder(self):
-        """Who holds the writer lock (a :class:`stores._locks.LockHolder`: pid, host,
+        """Who holds the writer lock (a :class:`stores.storage.locks.LockHolder`: pid, host,
         since, purpose, age, stale), or None when it is free."""
-        from stores._locks import lock_holder
+        from stores.storage.locks import lock_holder
 
         return lock_holder(self.location, LOCK)
 
@@ -364,7 +364,7 @@ class CubeStore(Reading, Writing):
         :class:`~stores.StoreLockedError` unless *force*; a read-only handle may not
         break locks (:class:`~stores.ReadOnlyStoreError`).
         """
-        from stores._locks import break_lock
+        from stores.storage.locks import break_lock
 
         if self.mode == "r":
             msg = f"cube store {self.location.url} was opened read-only (mode='r'): "

@@ -1,7 +1,7 @@
 """Reading a cube store: the committed state as xarray objects or numpy windows.
 
 Part of :class:`stores.CubeStore` (a base class of it); every chunk read is verified
-against its committed checksum (:class:`stores.cube._slots.Slots`).
+against its committed checksum (:class:`stores.storage.cube._slots.Slots`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import numpy as np
 import xarray as xr
 
 from stores._exceptions import CorruptStoreError, KeyNotFoundError
-from stores.cube._log import State
-from stores.cube._slots import SlotStack, window_slices
-from stores.cube.schema import coord_parts, decode_coord, sha256
-from stores.validate import subset_of
+from stores.common.validate import subset_of
+from stores.storage.cube._log import State
+from stores.storage.cube._slots import SlotStack, window_slices
+from stores.storage.cube.schema import coord_parts, decode_coord, sha256
 
 __all__: list[str] = []
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from stores.validate import as_int
+from stores.common.validate import as_int
 
 __all__ = ["Flag", "FlagRegistry"]
 

@@ -26,9 +26,6 @@ API
 ``bokeh_figure(*, title, x_label, y_label, x_axis_type="linear", height=320, **kwargs)``
     A Bokeh figure with the shared tools (pan, box and wheel zoom, hover, reset, save),
     stretching to the page width.
-``atomic_write(path, data, *, encoding="utf-8")``
-    :func:`stores.atomic_write`, re-exported: bytes or text to *path* through a
-    temporary sibling and a rename.
 
 Each embedded figure sits in ``<div class="site-plot" data-plots="k">`` (*k* the Bokeh
 plots it holds, several for a grid layout) and the page carries
@@ -45,10 +42,10 @@ from functools import partial
 from os import PathLike
 from pathlib import Path
 
-from stores._fs import atomic_write  # re-exported: the shared atomic writer (stores.atomic_write)
-from stores.validate import as_sequence_of, instance_of
+from stores.common.validate import as_sequence_of, instance_of
+from stores.storage.fs import atomic_write
 
-__all__ = ["Metric", "Page", "Section", "atomic_write", "bokeh_figure"]
+__all__ = ["Metric", "Page", "Section", "bokeh_figure"]
 
 TOOLS = "pan,box_zoom,wheel_zoom,hover,reset,save"
 

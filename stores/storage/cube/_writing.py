@@ -1,9 +1,9 @@
 """Writing a cube store: the writer lock, slice validation and the commit of one slice.
 
 Part of :class:`stores.CubeStore` (a base class of it).  Commit protocol: the slice is
-written to a fresh slot (:class:`stores.cube._slots.Slots`), then published by one
-small version record (:class:`stores.cube._log.VersionLog`); every
-:data:`~stores.cube._log.CHECKPOINT_EVERY` records, a checkpoint of the whole state.
+written to a fresh slot (:class:`stores.storage.cube._slots.Slots`), then published by one
+small version record (:class:`stores.storage.cube._log.VersionLog`); every
+:data:`~stores.storage.cube._log.CHECKPOINT_EVERY` records, a checkpoint of the whole state.
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from stores._exceptions import (
     SchemaMismatchError,
     SliceExistsError,
 )
-from stores._fs import write_errors
-from stores.cube import _log
-from stores.cube._log import State
-from stores.cube.schema import sha256, validate_coords, validate_slice
-from stores.validate import as_bool
+from stores.common.validate import as_bool
+from stores.storage.cube import _log
+from stores.storage.cube._log import State
+from stores.storage.cube.schema import sha256, validate_coords, validate_slice
+from stores.storage.fs import write_errors
 
 __all__: list[str] = []
 
-logger = logging.getLogger("stores.cube")
+logger = logging.getLogger("stores.storage.cube")
 
 LOCK = ".lock"
 FORMAT_VERSION = 2

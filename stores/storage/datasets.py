@@ -31,8 +31,8 @@ from stores._exceptions import (
     SchemaMismatchError,
     StoreExistsError,
 )
-from stores._fs import Location, remove_stale_temporaries, write_errors
-from stores.validate import one_of
+from stores.common.validate import one_of
+from stores.storage.fs import Location, remove_stale_temporaries, write_errors
 
 __all__ = ["DatasetStore"]
 

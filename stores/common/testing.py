@@ -8,8 +8,8 @@ import os
 import numpy as np
 import xarray as xr
 
-from stores._fs import Location
-from stores.cube import CubeSchema, VariableSpec
+from stores.storage.cube import CubeSchema, VariableSpec
+from stores.storage.fs import Location
 
 __all__ = ["example_coords", "example_schema", "example_slice", "tree_digest"]
 

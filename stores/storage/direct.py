@@ -12,7 +12,7 @@ holding a window can be read and decoded directly:
 
 Anything else makes :class:`DirectReader` raise :class:`Unsupported` at construction,
 and callers fall back to zarr.  Only *committed* slots are read through it: those are
-never written again (see :mod:`stores.cube`), so shard indexes can be cached safely.
+never written again (see :mod:`stores.storage.cube`), so shard indexes can be cached safely.
 
 Checksums: :meth:`DirectReader.chunk_checksums` returns the CRC-32C of the *stored*
 (encoded) bytes of every chunk of one slot, recorded by CubeStore when it commits the
@@ -34,7 +34,7 @@ from itertools import product
 import numpy as np
 
 from stores._exceptions import CorruptStoreError
-from stores._fs import Location
+from stores.storage.fs import Location
 
 __all__ = ["CHECKSUM_ALGORITHM", "DirectReader", "Unsupported", "checksum"]
 

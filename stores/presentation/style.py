@@ -61,7 +61,7 @@ from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
-from stores.validate import as_int, one_of
+from stores.common.validate import as_int, one_of
 
 __all__ = [
     "RC",

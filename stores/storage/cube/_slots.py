@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from stores._exceptions import CorruptStoreError
-from stores._fs import Location, remove_stale_temporaries
-from stores.cube.schema import CubeSchema, sha256
+from stores.storage.cube.schema import CubeSchema, sha256
+from stores.storage.fs import Location, remove_stale_temporaries
 
 __all__: list[str] = []
 
@@ -140,7 +140,7 @@ class Slots:
     def direct(self, name: str):
         """The direct chunk reader of variable *name* (None if zarr must be used)."""
         if name not in self._readers:
-            from stores._direct import DirectReader, Unsupported
+            from stores.storage.direct import DirectReader, Unsupported
 
             try:
                 self._readers[name] = DirectReader(self.location, (DATA, name))
@@ -238,7 +238,7 @@ class Slots:
         Returns the entry fields that commit it: ``checksums_sha256``,
         ``extras_sha256`` and ``bytes`` (stored bytes of the slot's files).
         """
-        from stores._direct import CHECKSUM_ALGORITHM, DirectReader, Unsupported
+        from stores.storage.direct import CHECKSUM_ALGORITHM, DirectReader, Unsupported
 
         group = self.group()
         table = {}

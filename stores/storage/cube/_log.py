@@ -15,7 +15,7 @@ plus the records after it, so an open reads at most one checkpoint and
 
 A format-1 store (``cubestore.json`` version 1) has full states in ``manifests/``; they
 are read as checkpoints of their own version, and ``stiscube upgrade`` rewrites them as
-records (see :mod:`stores.cube._maintenance`).
+records (see :mod:`stores.storage.cube._maintenance`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stores._exceptions import CorruptStoreError
-from stores._fs import Location
+from stores.storage.fs import Location
 
 __all__: list[str] = []
 

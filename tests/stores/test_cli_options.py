@@ -1,5 +1,5 @@
 """The command-line form of an options dataclass (stores.common.cli.add_options) and the
-deprecation aliases of renamed names (stores.deprecation)."""
+deprecation aliases of renamed names (stores.common.deprecation)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from stores.common.cli import add_options, options_from_args
-from stores.deprecation import renamed
+from stores.common.deprecation import renamed
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

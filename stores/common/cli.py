@@ -207,8 +207,17 @@ def _dict_text(match: re.Match) -> str:
 
 
 def cli_message(message: str, hints: Sequence[tuple[str, str]] = ()) -> str:
-    """*message* with Python advice replaced by command-line advice (see the hints), and
-    Python dict reprs written as ``key=value, ...``."""
+    """*message* with Python advice replaced by command-line advice, and Python dict reprs
+    written as ``key=value, ...``.
+
+    Parameters
+    ----------
+    message : str
+        A library message.
+    hints : sequence of (str, str)
+        The program's ``(pattern, replacement)`` rewrites (:func:`re.sub`), applied before
+        :data:`COMMON_HINTS`.
+    """
     for pattern, replacement in (*hints, *COMMON_HINTS):
         message = re.sub(pattern, replacement, message)
     return _DICT_LITERAL.sub(_dict_text, message)
@@ -221,9 +230,22 @@ def _readable(value: object) -> object:
 
 
 class ReadableFormatter(logging.Formatter):
-    """A log formatter that writes dict arguments as ``key=value, ...`` (no reprs)."""
+    """A log formatter that writes dict arguments as ``key=value, ...`` (no reprs).
+
+    Parameters
+    ----------
+    fmt, datefmt, style, validate, defaults
+        As for :class:`logging.Formatter`.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
+        """The formatted *record*, dicts in its arguments and text written ``key=value``.
+
+        Parameters
+        ----------
+        record : logging.LogRecord
+            The record to format.
+        """
         if isinstance(record.args, Mapping) and record.args:  # logging's one-dict form
             record.args = (_readable(record.args),) if "%(" not in str(record.msg) else record.args
         elif isinstance(record.args, tuple):

@@ -61,6 +61,7 @@ class LockHolder(dict):
         return age is None or age > float(self.get("lease") or 0)
 
     def describe(self) -> str:
+        """The holder in words: pid, host, since when, purpose and lease."""
         age = self.age
         renewed = "" if age is None else f", renewed {age:.0f} s ago (lease {self['lease']:g} s)"
         return (f"pid {self.get('pid')} on {self.get('host')} since {self.get('since')} "
@@ -71,6 +72,13 @@ def lock_holder(location: Location, name: str) -> LockHolder | None:
     """The holder of the lock *name* of *location*, or None when it is not held.
 
     For a local lock ``live`` says whether a process holds the ``flock`` now.
+
+    Parameters
+    ----------
+    location : Location
+        The store's location.
+    name : str
+        The lock file's name in *location*.
     """
     path = location.join(name)
     try:

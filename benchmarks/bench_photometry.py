@@ -13,7 +13,7 @@
 3. ``--kernels``: the annulus background of 5 000 stars on one 2051 x 4096 chip with the
    shipped configuration (annulus 14-20 px, 3 sigma, 5 iterations), measured in the same
    run three ways: ours (:func:`cte.photometry._measure.annulus_background`: the ring
-   pixels of all stars gathered at once, clipped by :func:`cte._stats.clipped_stats`,
+   pixels of all stars gathered at once, clipped by :func:`stores.common.stats.clipped_stats`,
    sorted windows),
    astropy's ``sigma_clipped_stats(axis=1)`` on the same gathered pixels, and photutils'
    ``ApertureStats`` with a ``SigmaClip``; prints the CPU seconds, the ratios to ours and

@@ -55,10 +55,10 @@ import xarray as xr
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from cte._stats import clipped_stats
 from cte.config import Config, load_config
 from cte.exceptions import InvalidImageError
 from cte.io._fitsio import check_instrument, open_checked
+from stores.common.stats import clipped_stats
 from stores.common.validate import as_float, as_int, instance_of, subset_of
 
 __all__ = [

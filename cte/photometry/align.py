@@ -42,11 +42,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from cte._stats import clipped_stats
 from cte.config import AlignmentOptions
 from cte.exceptions import AlignmentError
 from cte.photometry._centroid import windowed_centroid
 from cte.photometry._neighbours import crowded
+from stores.common.stats import clipped_stats
 
 __all__ = [
     "Alignment",

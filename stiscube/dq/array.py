@@ -15,12 +15,11 @@ hot (bit ``hot_bit``, default 16 = ``hot_pixel``)
 
     ``nsigma``: ``sci_mean > median_c + hot_nsigma * std_c``, where ``median_c`` and
     ``std_c`` (population std, ddof = 0) are the sigma-clipped median and standard
-    deviation of the whole ``sci_mean`` frame of the period: those of
-    :func:`astropy.stats.sigma_clipped_stats` (clipping at ``clip_sigma`` about the
-    median, at most ``clip_maxiters`` iterations; NaN excluded) as the STIS reference
-    pipeline does (refstis: 3-sigma clipping, 5-sigma hot threshold), called through
-    :func:`stiscube.dq._kernels.clipped_stats`.  This rule is relative to the frame, so
-    it holds in either unit system;
+    deviation of the whole ``sci_mean`` frame of the period: astropy's sigma clip
+    (clipping at ``clip_sigma`` about the median, at most ``clip_maxiters`` iterations;
+    NaN excluded) as the STIS reference pipeline does (refstis: 3-sigma clipping, 5-sigma
+    hot threshold), by :func:`stores.common.stats.clipped_stats`.  This rule is relative
+    to the frame, so it holds in either unit system;
 
     the two are combined with ``hot_combine`` = ``"or"`` (either) or ``"and"`` (both)
     when both are given.  By default ``hot_level = 0.1`` electron / s alone: the rule

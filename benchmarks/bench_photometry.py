@@ -36,9 +36,10 @@ import time
 from pathlib import Path
 
 from cte.config import load_config
+from cte.datasets import FieldPhysics
 from cte.datasets.simulate import simulate_campaign
 from cte.io.images import read_header
-from cte.photometry.photometry import measure_photometry, read_catalog
+from cte.photometry.batch import measure_photometry, read_catalog
 
 
 def _best(func, repeat: int):
@@ -63,9 +64,9 @@ def full_frame(root: Path, repeat: int) -> None:
 
     t0 = time.perf_counter()
     camp = simulate_campaign(
-        root / "full", seed=1, shape=(2051, 4096), n_stars=5000, targets=("ngc104",),
-        n_epochs=1, flashes=(12,), exptimes=(348.0,), ctecorr=("FLT",),
-        include_excluded=False, include_180=False,
+        root / "full", seed=1, shape=(2051, 4096), targets=("ngc104",), n_epochs=1, flashes=(12,),
+        exptimes=(348.0,), ctecorr=("FLT",), include_excluded=False, include_180=False,
+        physics=FieldPhysics(n_stars=5000)
     )
     print(f"simulated 2 full-frame images with 5000 stars in {time.perf_counter() - t0:.1f} s")
     image = camp.images.iloc[0]
@@ -138,8 +139,10 @@ def _profile(path: Path, header: dict, catalog, config) -> None:
 
 def campaign(root: Path, workers: int) -> None:
     t0 = time.perf_counter()
-    camp = simulate_campaign(root / "campaign", seed=2, shape=(2051, 128), n_stars=400,
-                             n_epochs=4, bad_files=True)
+    camp = simulate_campaign(
+        root / "campaign", seed=2, shape=(2051, 128), n_epochs=4, bad_files=True,
+        physics=FieldPhysics(n_stars=400)
+    )
     n_files = len(camp.files)
     print(f"\nsimulated campaign: {n_files} files ({camp.shape[0]} x {camp.shape[1]} px "
           f"cut-outs, both chips) in {time.perf_counter() - t0:.1f} s")

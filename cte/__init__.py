@@ -14,7 +14,7 @@ imported on first use, so ``import cte`` stays cheap.
 
 from importlib import import_module
 
-from cte.config import Config, load_config
+from cte.config import Config, FitOptions, LossOptions, load_config
 from cte.exceptions import (
     AlignmentError,
     AnalysisError,
@@ -30,6 +30,7 @@ from cte.exceptions import (
     WrongInstrumentError,
 )
 from stores import __version__
+from stores.common.deprecation import renamed
 
 #: public name -> module providing it, imported on first attribute access
 _LAZY = {
@@ -42,7 +43,7 @@ _LAZY = {
     "select_images": "cte.io",
     "measure_photometry": "cte.photometry",
     "PhotometrySummary": "cte.photometry",
-    "read_catalog": "cte.photometry",
+    "read_catalog": "cte.io",
     "PhotometryStore": "cte.photometry",
     "pair_images": "cte.analysis",
     "measure_loss": "cte.analysis",
@@ -50,12 +51,15 @@ _LAZY = {
     "CTEModel": "cte.analysis",
     "FittedLoss": "cte.analysis",
     "correct": "cte.analysis",
-    "write_report": "cte.report",
+    "write_site": "cte.report",
     "run": "cte.pipeline",
     "analyse_store": "cte.pipeline",
     "RunResult": "cte.pipeline",
     "show_versions": "stores.common.environment",
 }
+
+#: renamed public names, kept for one release (CHANGELOG.md)
+_renamed = renamed(__name__, {"write_report": "cte.report.write_site"})
 
 __all__ = [
     "AlignmentError",
@@ -68,9 +72,11 @@ __all__ = [
     "EmptySelectionError",
     "FieldPhysics",
     "FitError",
+    "FitOptions",
     "FittedLoss",
     "InvalidImageError",
     "InvalidPhotometryError",
+    "LossOptions",
     "ModelNotFoundError",
     "OutOfRangeError",
     "PhotometryStore",
@@ -94,17 +100,16 @@ __all__ = [
     "select_images",
     "show_versions",
     "simulate_campaign",
-    "write_report",
+    "write_site",
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str):  # the lazy imports, then the renamed names
     if name in _LAZY:
         value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
-    msg = f"module 'cte' has no attribute {name!r}"
-    raise AttributeError(msg)
+    return _renamed(name)
 
 
 def __dir__() -> list[str]:

@@ -1,87 +1,81 @@
 """The ``cte`` command-line program (``cte --help``).
 
-Each subcommand is one ``_add_<name>_parser(sub)`` that declares its options and one
-``_cmd_<name>(args)`` that runs it; :func:`build_parser` lists them.  The image
-selection options shared by commands that read FLT/FLC files (``--pr``, ``--v``,
-``--targets``, ``--filters``, ``--flash``, ``--ctecorr``, ``--ap``) come from
-:func:`add_selection_arguments` and turn into keyword arguments of
-:func:`cte.measure_photometry` with :func:`selection_kwargs`.
+Each subcommand is one ``_add_<name>_parser(sub)`` that declares its arguments and one
+``_cmd_<name>(args)`` that runs it; :func:`build_parser` lists them.  The store is the
+first positional argument ``STORE`` of every subcommand that uses one.  Flags of the
+options dataclasses (:class:`cte.io.ImageSelection`, :class:`cte.LossOptions`,
+:class:`cte.FitOptions`, :class:`cte.FieldPhysics`) are derived from them with
+:func:`stores.common.cli.add_options`, so defaults and help are declared once; a flag of
+``[analysis.loss]``/``[analysis.fit]`` given on the command line overrides the
+configuration file's value.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
+from cte.config import FitOptions, LossOptions
 from cte.exceptions import CTEError
+from cte.io.images import ImageSelection
 from stores import StoreError
-from stores.common.cli import base_parser, run_cli
+from stores.common.cli import add_options, base_parser, options_from_args, run_cli
 
-__all__ = ["add_selection_arguments", "build_parser", "main", "selection_kwargs"]
+__all__ = ["build_parser", "main"]
 
 
-# -- shared selection options ------------------------------------------------------------
-def add_selection_arguments(p: argparse.ArgumentParser) -> None:
-    """Add the image-selection options (seed's ``--pr``, ``--v``, ``--ap`` and more).
+# -- shared arguments ----------------------------------------------------------------------
+def _add_store(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    p.add_argument("store", metavar="STORE", nargs="?" if optional else None,
+                   help="photometry store directory or URL")
 
-    ``--pr`` defaults to ``all`` for every command (the seed's ``cte run`` default was
-    ``last``, which after a new epoch selects only that epoch: nothing to fit over time).
-    """
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="user TOML merged over the default configuration")
+
+
+def _add_selection(p: argparse.ArgumentParser, *, apertures: str) -> None:
+    """The image-selection flags (:class:`ImageSelection`) and ``--apertures``."""
     g = p.add_argument_group("image selection")
-    g.add_argument("--pr", nargs="+", default=["all"], metavar="PR",
-                   help="proposals: 'all' (default: the whole campaign; images already "
-                        "stored are reused), 'last' (newest configured one present), or "
-                        "proposal IDs")
-    g.add_argument("--v", "--visits", dest="visits", nargs="+", metavar="VISIT",
-                   help="visits, e.g. 05 11 (5 means 05)")
-    g.add_argument("--targets", nargs="+", metavar="TARGET",
-                   help="configured targets, e.g. ngc104 ngc6791 ngc6583")
-    g.add_argument("--filters", nargs="+", metavar="FILTER", help="e.g. F502N")
-    g.add_argument("--flash", dest="flashes", nargs="+", type=int, metavar="E",
-                   help="post-flash levels in e-/px, e.g. 0 12")
-    g.add_argument("--ctecorr", nargs="+", choices=("FLT", "FLC", "flt", "flc"),
-                   help="FLT and/or FLC images")
-    g.add_argument("--ap", dest="apertures", nargs="+", type=float, metavar="R",
-                   help="aperture radii in px (default: the configuration's)")
+    g.add_argument("--proposals", nargs="+", metavar="PROPOSAL", dest="proposal_words",
+                   help="all (the whole campaign; images already stored are reused), "
+                        "last (the newest configured one present) or proposal IDs "
+                        "(default: all)")
+    add_options(g, ImageSelection, exclude=("proposals",))
+    g.add_argument("--apertures", nargs="+", type=float, metavar="RADIUS", help=apertures)
 
 
-def _proposals(values: list[str]) -> str | list[int]:
-    words = [v.lower() for v in values]
-    if len(words) == 1 and words[0] in ("last", "all"):
-        return words[0]
+def _selection(args: argparse.Namespace) -> ImageSelection:
+    proposals = args.proposal_words or ["all"]
+    if len(proposals) == 1 and proposals[0].lower() in ("all", "last"):
+        return options_from_args(args, ImageSelection, proposals=proposals[0])
     try:
-        return [int(v) for v in values]
+        ids = tuple(int(v) for v in proposals)
     except ValueError:
-        msg = f"--pr takes 'last', 'all' or proposal IDs, got {' '.join(values)}"
+        msg = f"--proposals takes 'last', 'all' or proposal IDs, got {' '.join(proposals)}"
         raise ValueError(msg) from None
+    return options_from_args(args, ImageSelection, proposals=ids)
 
 
-def _visits(values: list[str] | None) -> list[str] | None:
-    """Visits as the headers spell them: two characters, lower case (``5`` -> ``05``)."""
-    if values is None:
-        return None
-    out = []
-    for v in values:
-        text = v.strip().lower()
-        if not (1 <= len(text) <= 2 and text.isalnum()):
-            msg = f"--v takes one- or two-character visits such as 05 or 5, got {v!r}"
-            raise ValueError(msg)
-        out.append(text.zfill(2))
-    return out
+def _add_analysis(p: argparse.ArgumentParser) -> None:
+    """The ``[analysis.loss]`` and ``[analysis.fit]`` options as flags, and ``--latex``."""
+    add_options(p.add_argument_group("loss measurement ([analysis.loss]; default: the "
+                                     "configuration's)"), LossOptions, exclude=("flux_bins",))
+    add_options(p.add_argument_group("model fit ([analysis.fit]; default: the "
+                                     "configuration's)"), FitOptions)
+    p.add_argument("--latex", action="store_true", help="also write coefficients.tex")
 
 
-def selection_kwargs(args: argparse.Namespace) -> dict:
-    """Keyword arguments of :func:`cte.measure_photometry` from the selection options."""
-    return {
-        "proposals": _proposals(args.pr),
-        "visits": _visits(args.visits),
-        "targets": args.targets,
-        "filters": args.filters,
-        "flashes": args.flashes,
-        "ctecorr": None if args.ctecorr is None else [c.upper() for c in args.ctecorr],
-        "apertures": args.apertures,
-    }
+def _load_config(args: argparse.Namespace):
+    """The configuration of ``--config``, with the analysis flags given merged over it."""
+    from cte.config import load_config
+
+    tables = {name: {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                     if getattr(args, f.name, None) is not None}
+              for name, cls in (("loss", LossOptions), ("fit", FitOptions))}
+    return load_config(args.config, overrides={"analysis": tables})
 
 
 # -- version -----------------------------------------------------------------------------
@@ -110,23 +104,27 @@ def _cmd_show_versions(args: argparse.Namespace) -> None:
 
 # -- simulate ----------------------------------------------------------------------------
 def _add_simulate_parser(sub) -> None:
+    from cte.datasets.simulate import FieldPhysics
+
     p = sub.add_parser("simulate", help="write a simulated monitor campaign",
                        description="Write seeded simulated FLT/FLC images, master catalogs "
-                                   "and the truth (injected CTE loss) under OUT.")
-    p.add_argument("out", help="output directory (data/, catalogs/, truth/)")
-    p.add_argument("--seed", type=int, default=0)
+                                   "and the truth (injected CTE loss) under --out.")
+    p.add_argument("--out", required=True, help="output directory (data/, catalogs/, truth/)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     p.add_argument("--shape", nargs=2, type=int, default=[2051, 128], metavar=("NY", "NX"),
                    help="rows and columns of each chip (default 2051 128; full chips: "
                         "2051 4096)")
-    p.add_argument("--stars", type=int, default=400, help="stars in the NGC 104 field")
-    p.add_argument("--epochs", type=int, default=4, help="epochs from the default schedule")
-    p.add_argument("--targets", nargs="+", default=["ngc104", "ngc6791"])
-    p.add_argument("--filters", nargs="+", default=["F502N"])
-    p.add_argument("--flash", dest="flashes", nargs="+", type=int, default=[0, 12],
-                   help="post-flash levels, e-/px")
+    p.add_argument("--epochs", type=int, default=4,
+                   help="epochs from the default schedule (default 4)")
+    p.add_argument("--targets", nargs="+", default=["ngc104", "ngc6791"],
+                   help="fields observed every epoch (default ngc104 ngc6791)")
+    p.add_argument("--filters", nargs="+", default=["F502N"], help="filters (default F502N)")
+    p.add_argument("--flashes", nargs="+", type=int, default=[0, 12],
+                   help="post-flash levels, e-/pixel (default 0 12)")
     p.add_argument("--exptimes", nargs="+", type=float, default=[348.0, 30.0],
-                   help="exposure times, s")
-    p.add_argument("--ctecorr", nargs="+", default=["FLT", "FLC"], choices=("FLT", "FLC"))
+                   help="exposure times, s (default 348 30)")
+    p.add_argument("--ctecorr", nargs="+", default=["FLT", "FLC"], choices=("FLT", "FLC"),
+                   help="versions written of each exposure (default FLT FLC)")
     p.add_argument("--no-excluded", action="store_true",
                    help="leave out the images the monitor must skip")
     p.add_argument("--no-180", action="store_true", help="leave out the 180-degree set")
@@ -134,21 +132,22 @@ def _add_simulate_parser(sub) -> None:
                    help="add a corrupt, a truncated and a wrong-instrument file")
     p.add_argument("--pam", action="store_true", help="apply and write pixel-area maps")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace a previous simulation in OUT: remove only the files it "
-                        "wrote (listed in OUT/.cte-simulation.json); a non-empty OUT "
+                   help="replace a previous simulation in --out: remove only the files it "
+                        "wrote (listed in .cte-simulation.json); a non-empty directory "
                         "without that marker is refused")
+    add_options(p.add_argument_group("physics of the fields and detector"), FieldPhysics)
     p.set_defaults(func=_cmd_simulate)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
-    from cte.datasets.simulate import simulate_campaign
+    from cte.datasets.simulate import FieldPhysics, simulate_campaign
 
     campaign = simulate_campaign(
-        args.out, seed=args.seed, shape=tuple(args.shape), n_stars=args.stars,
-        targets=args.targets, n_epochs=args.epochs, filters=args.filters,
-        flashes=args.flashes, exptimes=args.exptimes, ctecorr=args.ctecorr,
-        include_excluded=not args.no_excluded, include_180=not args.no_180,
-        bad_files=args.bad_files, pam=args.pam, overwrite=args.overwrite,
+        args.out, seed=args.seed, shape=tuple(args.shape), targets=args.targets,
+        n_epochs=args.epochs, filters=args.filters, flashes=args.flashes,
+        exptimes=args.exptimes, ctecorr=args.ctecorr, include_excluded=not args.no_excluded,
+        include_180=not args.no_180, bad_files=args.bad_files, pam=args.pam,
+        physics=options_from_args(args, FieldPhysics), overwrite=args.overwrite,
     )
     skips = int((campaign.images["expected_skip"] != "").sum())
     print(f"wrote {len(campaign.images)} images ({skips} to be skipped, "
@@ -160,28 +159,32 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
 
 
 # -- photometry --------------------------------------------------------------------------
+def _add_inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, nargs="+", help="FLT/FLC files or directories")
+    p.add_argument("--catalogs", required=True, help="directory of <target>.ecsv catalogs")
+    _add_config(p)
+    p.add_argument("--pam-dir", help="directory of the pixel-area maps")
+    p.add_argument("--overwrite", action="store_true",
+                   help="measure images again even if already stored")
+
+
 def _add_photometry_parser(sub) -> None:
     p = sub.add_parser("photometry", help="measure FLT/FLC images into a photometry store",
                        description="Align, recentre and measure aperture photometry of the "
                                    "selected images; store it per target/filter/flash.")
-    p.add_argument("--data", required=True, nargs="+", help="FLT/FLC files or directories")
-    p.add_argument("--catalogs", required=True, help="directory of <target>.ecsv catalogs")
-    p.add_argument("--store", required=True, help="photometry store directory or URL")
-    p.add_argument("--config", help="user TOML merged over the default configuration")
-    add_selection_arguments(p)
-    p.add_argument("--pam", dest="pam_dir", help="directory of the pixel-area maps")
-    p.add_argument("--redo", action="store_true",
-                   help="measure images again even if already stored")
+    _add_store(p)
+    _add_inputs(p)
+    _add_selection(p, apertures="aperture radii, pixel (default: the configuration's)")
     p.add_argument("--scheduler", default="threads",
                    choices=("threads", "processes", "synchronous"),
                    help="local dask scheduler (default threads)")
-    p.add_argument("--workers", type=int, help="local dask workers")
+    p.add_argument("--workers", type=int, help="local dask workers (default: dask's)")
     p.add_argument("--address", help="address of a dask.distributed scheduler to use")
     p.set_defaults(func=_cmd_photometry)
 
 
 def _cmd_photometry(args: argparse.Namespace) -> int:
-    from cte.photometry.photometry import measure_photometry
+    from cte.photometry.batch import measure_photometry
 
     client = None
     if args.address:
@@ -190,12 +193,14 @@ def _cmd_photometry(args: argparse.Namespace) -> int:
         client = Client(args.address)
     from stores.common.progress import dask_progress
 
+    selection = _selection(args)
     try:
         with dask_progress(progress=args.progress and client is None, desc="photometry"):
             summary = measure_photometry(
                 args.data, args.catalogs, args.store, config=args.config,
-                pam_dir=args.pam_dir, redo=args.redo, client=client,
-                scheduler=args.scheduler, num_workers=args.workers, **selection_kwargs(args),
+                selection=selection, apertures=args.apertures, pam_dir=args.pam_dir,
+                overwrite=args.overwrite, client=client, scheduler=args.scheduler,
+                num_workers=args.workers,
             )
     finally:
         if client is not None:
@@ -203,8 +208,7 @@ def _cmd_photometry(args: argparse.Namespace) -> int:
     if not len(summary.measured) and not len(summary.reused):
         from cte.pipeline import _nothing_selected
 
-        selection = {k: v for k, v in selection_kwargs(args).items() if k != "apertures"}
-        raise _nothing_selected(args.data, args.config, selection)
+        raise _nothing_selected(args.data, args.config, dataclasses.asdict(selection))
     print(summary)
     for row in summary.skipped.itertuples():
         # unreadable files' reasons start with their path already
@@ -215,10 +219,10 @@ def _cmd_photometry(args: argparse.Namespace) -> int:
 
 # -- info --------------------------------------------------------------------------------
 def _add_info_parser(sub) -> None:
-    p = sub.add_parser("info", help="summarise a photometry store or a data directory")
-    p.add_argument("--store", help="photometry store directory or URL")
+    p = sub.add_parser("info", help="summarise a photometry store and/or a data directory")
+    _add_store(p, optional=True)
     p.add_argument("--data", nargs="+", help="FLT/FLC files or directories")
-    p.add_argument("--config", help="user TOML merged over the default configuration")
+    _add_config(p)
     p.add_argument("--format", choices=["text", "json"], default="text",
                    help="text (default) or one JSON document")
     p.set_defaults(func=_cmd_info)
@@ -278,7 +282,7 @@ def _info(args: argparse.Namespace) -> dict:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     if not args.store and not args.data:
-        msg = "info needs --store and/or --data"
+        msg = "info needs a STORE and/or --data"
         raise ValueError(msg)
     doc = _info(args)
     if args.format == "json":
@@ -309,25 +313,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 # -- run / fit / plot / report -------------------------------------------------------------
-def _add_analysis_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--masked", action="store_true",
-                   help="use photometry with DQ/cosmic-ray pixels masked (flux_masked)")
-    p.add_argument("--latex", action="store_true", help="also write coefficients.tex")
-
-
 def _add_run_parser(sub) -> None:
     p = sub.add_parser(
-        "run", help="the whole monitor: photometry if needed, pairs, loss, model, plots, report"
+        "run", help="the whole monitor: photometry if needed, pairs, loss, model, plots, site"
     )
-    p.add_argument("--data", nargs="+", required=True, help="FLT/FLC files or directories")
-    p.add_argument("--catalogs", required=True, help="directory of <target>.ecsv catalogs")
-    p.add_argument("--store", required=True, help="photometry store directory or URL")
+    _add_store(p)
+    _add_inputs(p)
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--config", help="user TOML merged over the default configuration")
-    p.add_argument("--pam-dir", help="directory of pixel area maps")
-    p.add_argument("--redo", action="store_true", help="measure stored images again")
-    add_selection_arguments(p)
-    _add_analysis_options(p)
+    _add_selection(p, apertures="aperture radii, pixel (default: the configuration's)")
+    _add_analysis(p)
     p.set_defaults(func=_cmd_run)
 
 
@@ -335,10 +329,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from cte.pipeline import run
 
     result = run(
-        args.data, args.catalogs, args.store, args.out, config=args.config,
-        pam_dir=args.pam_dir, redo=args.redo,
-        flux_var="flux_masked" if args.masked else "flux", latex=args.latex,
-        progress=args.progress, **selection_kwargs(args),
+        args.data, args.catalogs, args.store, args.out, config=_load_config(args),
+        selection=_selection(args), apertures=args.apertures, pam_dir=args.pam_dir,
+        overwrite=args.overwrite, latex=args.latex, progress=args.progress,
     )
     print(result.photometry)
     print(result)
@@ -350,7 +343,9 @@ def _add_fit_parser(sub) -> None:
     p.add_argument("--loss", required=True, help="loss.nc written by `cte run`")
     p.add_argument("--out", required=True, help="coefficient table to write (.ecsv)")
     p.add_argument("--latex", help="also write the coefficients as a LaTeX table here")
-    p.add_argument("--config", help="user TOML merged over the default configuration")
+    _add_config(p)
+    add_options(p.add_argument_group("model fit ([analysis.fit]; default: the "
+                                     "configuration's)"), FitOptions)
     p.set_defaults(func=_cmd_fit)
 
 
@@ -370,9 +365,8 @@ def _open_loss(path: str):
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from cte.analysis.model import fit_model
-    from cte.pipeline import analysis_options
 
-    model = fit_model(_open_loss(args.loss), **analysis_options(args.config)[1])
+    model = fit_model(_open_loss(args.loss), fit=_load_config(args).fit)
     model.write(args.out)
     if args.latex:
         model.write(args.latex, format="latex")
@@ -385,37 +379,28 @@ def _add_plot_parser(sub) -> None:
     p.add_argument("--loss", required=True, help="loss.nc written by `cte run`")
     p.add_argument("--coefficients", help="coefficients.ecsv (model curves are drawn)")
     p.add_argument("--out", required=True, help="directory for the PNG files")
-    p.add_argument("--ap", dest="aperture", type=float, help="aperture radius (px)")
+    p.add_argument("--aperture", type=float,
+                   help="aperture radius, pixel (default: the smallest in loss.nc)")
     p.set_defaults(func=_cmd_plot)
 
 
-def _model_or_none(path):
-    if path is None:
-        return None
-    from cte.analysis.model import CTEModel
-
-    return CTEModel.read(path)
-
-
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    import pandas as pd
 
+    from cte.analysis.model import CTEModel
     from cte.report.plots import plot_loss_vs_flux, plot_loss_vs_time
 
     loss = _open_loss(args.loss)
-    model = _model_or_none(args.coefficients)
+    model = None if args.coefficients is None else CTEModel.read(args.coefficients)
     aperture = float(loss["aperture"].min()) if args.aperture is None else args.aperture
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     keys = ("target", "filter", "exptime_class", "ctecorr")
-    import pandas as pd
-
     table = pd.DataFrame({k: loss[k].values.astype(str) for k in keys}).drop_duplicates()
-    configs = table.itertuples(index=False)
     n = 0
-    for target, filt, expclass, kind in configs:
-        config = {"target": target, "filter": filt, "exptime_class": expclass, "ctecorr": kind}
-        stem = f"{target}_{filt}_{expclass}_{kind}_ap{aperture:g}"
+    for values in table.itertuples(index=False):
+        config = dict(zip(keys, values, strict=True))
+        stem = "_".join(values) + f"_ap{aperture:g}"
         # the whole model: a configuration it could not fit is drawn as data with the reason
         plot_loss_vs_flux(loss, model, aperture=aperture, path=out / f"loss_vs_flux_{stem}.png",
                           **config)
@@ -428,25 +413,22 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 def _add_report_parser(sub) -> None:
     p = sub.add_parser(
-        "report", help="re-analyse a photometry store (no photometry) and write report.html"
+        "report", help="re-analyse a photometry store (no photometry) and write index.html"
     )
-    p.add_argument("--store", required=True, help="photometry store directory or URL")
+    _add_store(p)
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--config", help="user TOML merged over the default configuration")
-    p.add_argument("--ap", dest="apertures", nargs="+", type=float, metavar="R",
-                   help="aperture radii in px to analyse (default: those every key holds)")
-    _add_analysis_options(p)
+    _add_config(p)
+    p.add_argument("--apertures", nargs="+", type=float, metavar="RADIUS",
+                   help="aperture radii, pixel, to analyse (default: those every key holds)")
+    _add_analysis(p)
     p.set_defaults(func=_cmd_report)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from cte.pipeline import analyse_store
 
-    result = analyse_store(
-        args.store, args.out, config=args.config,
-        flux_var="flux_masked" if args.masked else "flux", latex=args.latex,
-        apertures=args.apertures, progress=args.progress,
-    )
+    result = analyse_store(args.store, args.out, config=_load_config(args), latex=args.latex,
+                           apertures=args.apertures, progress=args.progress)
     print(result)
     return 0
 
@@ -455,9 +437,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cte`` with all its subcommands."""
     parser, sub = base_parser("cte", "WFC3/UVIS external CTE monitor.")
-    # the seed's "--v" (visits) of subcommands must not be read as an abbreviation of
-    # the program's --version/--verbose
-    parser.allow_abbrev = False
+    parser.allow_abbrev = False  # a subcommand's flag is never an abbreviation of ours
     for add in (_add_version_parser, _add_show_versions_parser, _add_simulate_parser,
                 _add_photometry_parser,
                 _add_run_parser, _add_fit_parser, _add_plot_parser, _add_report_parser,
@@ -474,9 +454,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 #: library advice -> command-line advice in error messages (see stores.common.cli.cli_message)
 HINTS = (
-    (r"pass apertures=\.\.\.", "choose the radii with --ap"),
-    (r"create one with mode='a'", "write one with `cte photometry --store ...`"),
-    (r"open it with mode='a'", "write to it with `cte photometry --store ...`"),
+    (r"pass apertures=\.\.\.", "choose the radii with --apertures"),
+    (r"create one with mode='a'", "write one with `cte photometry STORE ...`"),
+    (r"open it with mode='a'", "write to it with `cte photometry STORE ...`"),
+    (r"pass overwrite=True", "use --overwrite"),
 )
 
 

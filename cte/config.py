@@ -2,18 +2,18 @@
 
 :func:`load_config` reads the defaults shipped in ``cte/data/config.toml``, merges an
 optional user TOML file over them (tables key by key; any value given, arrays
-included, replaces the default), validates every value, and returns a frozen
-:class:`Config`.  Errors are :class:`~cte.ConfigError` naming the key and the file
-that set it, raised before anything is computed.
+included, replaces the default) and maps it onto a frozen :class:`Config`.  Errors are
+:class:`~cte.ConfigError` naming the key and the file that set it, raised before
+anything is computed.
 
 The sections are ``[monitor]`` (programs, filters, flash levels, exposure split, flux
 bins), ``[targets.<name>]``, ``[[exclude]]`` (visits to leave out with a reason),
-``[quality]``, ``[geometry]``, ``[photometry]`` and ``[alignment]``; the shipped file
-documents each key with its unit.  The ``[analysis.loss]`` and ``[analysis.model]``
-tables hold options of :func:`cte.measure_loss` and :func:`cte.fit_model`; their
-keys and rules are declared once, in :data:`ANALYSIS_OPTIONS`, checked here when the
-configuration is loaded (before any photometry runs) and by the two functions when
-called, and kept in :attr:`Config.analysis`.
+``[quality]``, ``[geometry]``, and one table per options dataclass, each validated by
+its own ``__post_init__`` (no second validator): ``[photometry]``
+(:class:`PhotometryOptions`), ``[alignment]`` (:class:`AlignmentOptions`),
+``[analysis.loss]`` (:class:`LossOptions`, of :func:`cte.measure_loss`) and
+``[analysis.fit]`` (:class:`FitOptions`, of :func:`cte.fit_model`).  The shipped file
+documents each key with its unit.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -32,16 +32,27 @@ from typing import Any
 
 from cte.exceptions import ConfigError
 from cte.flags import dq_bits_mask
-from stores.common.validate import as_bool, as_float, as_int, as_interval, as_str, one_of
+from stores.common.validate import (
+    as_bool,
+    as_float,
+    as_int,
+    as_interval,
+    as_sequence_of,
+    as_str,
+    check_fields,
+    one_of,
+    subset_of,
+)
 
 __all__ = [
-    "ANALYSIS_OPTIONS",
+    "PIVOT_TRANSFERS",
     "AlignmentOptions",
     "Config",
     "Exclusion",
+    "FitOptions",
+    "LossOptions",
     "PhotometryOptions",
     "Target",
-    "check_analysis_options",
     "default_config_path",
     "flux_range",
     "load_config",
@@ -98,9 +109,74 @@ class Exclusion:
         return not self.visits or str(visit).lower() in self.visits
 
 
+_POSITIVE = partial(as_float, min=0, strict_min=True)
+_NONNEG = partial(as_float, min=0)
+_COUNT = partial(as_int, min=1, allow_integral_float=True)
+
+
+def _dq_bits(value, name: str) -> int:
+    """A DQ bit mask: an int, or the sequence of bit values the TOML file lists."""
+    if isinstance(value, int):
+        return value
+    bits = as_sequence_of(value, name, _COUNT, min_len=0)
+    try:
+        return dq_bits_mask(bits)
+    except ValueError as exc:
+        raise ValueError(f"{name} {exc}") from exc
+
+
+def _pam_files(value, name: str) -> dict[int, str]:
+    if not isinstance(value, Mapping) or {str(k) for k in value} != {"1", "2"}:
+        msg = (f'{name} must be a table with keys "1" and "2" (chip -> file name), '
+               f"got {value!r}")
+        raise ValueError(msg)
+    return {int(c): as_str(v, f"{name}.{c}") for c, v in value.items()}
+
+
 @dataclass(frozen=True)
 class PhotometryOptions:
-    """Aperture photometry settings (``[photometry]``; lengths in px)."""
+    """Aperture photometry settings (``[photometry]`` of the shipped file, which gives
+    every default; method in :mod:`cte.photometry._measure`).
+
+    Parameters
+    ----------
+    apertures : tuple of float
+        Aperture radii, pixel.
+    annulus : tuple of float
+        Inner and outer radius of the background annulus, pixel (inner >= the largest
+        aperture).
+    background_sigma : float
+        Clipping threshold of the annulus background, in sigma.
+    background_maxiters : int
+        Clipping rounds of the annulus background.
+    min_annulus_pixels : int
+        Fewer good annulus pixels leave the star without photometry.
+    recentre_min_snr : float
+        Stars below this signal-to-noise ratio keep their catalog position.
+    centroid_method : str
+        windowed (Gaussian-windowed centroid) or com (centre of mass).
+    centroid_box : int
+        Centroid box side, pixel (odd, >= 3).
+    centroid_window_sigma : float
+        Window sigma of the windowed centroid, pixel.
+    max_centroid_shift : float
+        Largest accepted recentring shift, pixel.
+    dq_mask : int
+        DQ bits masked in flux_masked (the file lists the bit values).
+    cosmic_ray_dq : int
+        DQ bits of cosmic rays (the COSMIC_RAY star flag).
+    saturation_dq : int
+        DQ bits of saturation (the SATURATED star flag).
+    interpolation_radius : int
+        Masked pixels are replaced by a weighted mean of good pixels within this radius,
+        pixel.
+    crowding_radius : float
+        A catalog neighbour within this radius (pixel) ...
+    crowding_flux_ratio : float
+        ... with at least this times the star's flux sets the CROWDED flag.
+    pam_files : mapping of int to str
+        Pixel-area-map file name per chip (1, 2).
+    """
 
     apertures: tuple[float, ...]
     annulus: tuple[float, float]
@@ -120,10 +196,64 @@ class PhotometryOptions:
     crowding_flux_ratio: float
     pam_files: Mapping[int, str]
 
+    def __post_init__(self) -> None:
+        check_fields(self, {
+            "apertures": lambda v, n: tuple(sorted(as_sequence_of(v, n, _POSITIVE,
+                                                                  unique=True))),
+            "annulus": partial(as_interval, min=0, units="pixel"),
+            "background_sigma": _POSITIVE,
+            "background_maxiters": _COUNT,
+            "min_annulus_pixels": _COUNT,
+            "recentre_min_snr": _NONNEG,
+            "centroid_method": partial(one_of, choices=("windowed", "com")),
+            "centroid_box": partial(as_int, min=3, allow_integral_float=True),
+            "centroid_window_sigma": _POSITIVE,
+            "max_centroid_shift": _POSITIVE,
+            "dq_mask": _dq_bits,
+            "cosmic_ray_dq": _dq_bits,
+            "saturation_dq": _dq_bits,
+            "interpolation_radius": _COUNT,
+            "crowding_radius": _NONNEG,
+            "crowding_flux_ratio": _NONNEG,
+            "pam_files": _pam_files,
+        })
+        if self.annulus[0] < max(self.apertures):
+            msg = (f"annulus inner radius {self.annulus[0]} pixel must be >= the largest "
+                   f"aperture {max(self.apertures)} pixel")
+            raise ValueError(msg)
+        if self.centroid_box % 2 == 0:
+            msg = f"centroid_box must be an odd integer >= 3, got {self.centroid_box}"
+            raise ValueError(msg)
+
 
 @dataclass(frozen=True)
 class AlignmentOptions:
-    """WCS alignment settings (``[alignment]``; lengths in px, angles in deg)."""
+    """WCS alignment settings (``[alignment]`` of the shipped file, which gives every
+    default; method in :mod:`cte.photometry.align`).
+
+    Parameters
+    ----------
+    fwhm : float
+        FWHM of the stars, pixel (detection and matching).
+    detection_nsigma : float
+        Detection threshold above the background, in units of its robust sigma.
+    n_brightest : int
+        How many of the brightest detections and catalog stars are matched.
+    max_offset : float
+        Largest pointing error searched for, pixel.
+    match_radius : float
+        Final match radius, pixel.
+    min_matches : int
+        Fewer matched stars fail the alignment (>= 3 to fit shift and rotation).
+    clip_sigma : float
+        Matched pairs further than this many sigma from the fit are rejected.
+    max_rotation : float
+        A larger fitted rotation (deg) fails the alignment.
+    isolation_radius : float
+        The fit uses stars with no catalog neighbour within this radius (pixel) ...
+    isolation_flux_ratio : float
+        ... with at least this fraction of the star's flux, when enough are isolated.
+    """
 
     fwhm: float
     detection_nsigma: float
@@ -135,6 +265,170 @@ class AlignmentOptions:
     max_rotation: float
     isolation_radius: float
     isolation_flux_ratio: float
+
+    def __post_init__(self) -> None:
+        check_fields(self, {
+            "fwhm": _POSITIVE, "detection_nsigma": _POSITIVE, "n_brightest": _COUNT,
+            "max_offset": _POSITIVE, "match_radius": _POSITIVE,
+            "min_matches": partial(as_int, min=3, allow_integral_float=True),
+            "clip_sigma": _POSITIVE, "max_rotation": _POSITIVE,
+            "isolation_radius": _NONNEG, "isolation_flux_ratio": _NONNEG,
+        })
+
+
+#: transfers at which both images of a pair have the same number of transfers
+PIVOT_TRANSFERS = 2051 / 2
+
+
+def flux_range(value, name: str) -> tuple[float, float]:
+    """*value* as a flux range ``(low, high)`` in e- with ``0 < low < high``.
+
+    The rule of a flux bin and of a simulated field's star fluxes.
+
+    Parameters
+    ----------
+    value : sequence of two float
+        The range.
+    name : str
+        The parameter's name, for the message.
+
+    Returns
+    -------
+    tuple of float
+
+    Raises
+    ------
+    ValueError
+        Not two finite numbers with ``0 < low < high`` (the message names *name*).
+    """
+    low, high = as_interval(value, name, min=0, units="e-")
+    as_float(low, f"{name} low", min=0, strict_min=True, units="e-")
+    return low, high
+
+
+def _flux_bins(value, name: str):
+    return None if value is None else as_sequence_of(value, name, flux_range)
+
+
+@dataclass(frozen=True)
+class LossOptions:
+    """How :func:`cte.measure_loss` measures the loss (method in :mod:`cte.analysis.loss`).
+
+    Parameters
+    ----------
+    flux_bins : tuple of (float, float), optional
+        Flux bins (lo, hi) in e-, ``lo <= flux < hi``; may overlap.  Default: the
+        configuration's ``[monitor] flux_bins``.
+    flux_var : str
+        Photometry to use: flux (unmasked) or flux_masked (DQ and cosmic-ray pixels
+        masked).
+    bin_by : str
+        A star enters a bin when its mean flux over the two images lies in it (mean,
+        unbiased) or when both its fluxes do (both, the seed's rule, biased low).
+    min_snr : float, optional
+        Leave out stars whose mean-flux signal-to-noise ratio is below this (the cut
+        depends on the sum of the fluxes only, so it does not bias the slope).
+    reject_flags : int, optional
+        Star flags (cte.flags) that leave a star out in either image.  None:
+        any flag but CROWDED, and with flux_masked the cosmic-ray and bad-pixel bits are
+        accepted too; -1 rejects every flag.
+    sigma : float, optional
+        Clipping threshold of the ratio-vs-transfers line fit, in units of the residual
+        rms; None: no clipping.
+    maxiters : int
+        Maximum number of clipping rounds.
+    min_stars : int
+        Cells with fewer kept stars get NaN loss.
+    pivot : str
+        Pairs that also get the fit forced through ratio 1 at pivot_transfers: 180, all
+        or none.
+    pivot_transfers : float
+        Transfers (chip-2 y for nominal pairs) of the forced crossing.
+    layout : str
+        Pairing layout of :func:`cte.analysis.pairs.pair_images`: auto, nominal or 180.
+    """
+
+    flux_bins: tuple[tuple[float, float], ...] | None = None
+    flux_var: str = "flux"
+    bin_by: str = "mean"
+    min_snr: float | None = None
+    reject_flags: int | None = None
+    sigma: float | None = 4.0
+    maxiters: int = 10
+    min_stars: int = 10
+    pivot: str = "180"
+    pivot_transfers: float = PIVOT_TRANSFERS
+    layout: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_fields(self, {
+            "flux_bins": _flux_bins,
+            "flux_var": partial(one_of, choices=("flux", "flux_masked")),
+            "bin_by": partial(one_of, choices=("mean", "both")),
+            "min_snr": partial(as_float, min=0, strict_min=True, allow_none=True),
+            "reject_flags": partial(as_int, allow_none=True, allow_integral_float=True),
+            "sigma": partial(as_float, min=0, strict_min=True, allow_none=True),
+            "maxiters": partial(as_int, min=0, allow_integral_float=True),
+            "min_stars": partial(as_int, min=3, allow_integral_float=True),
+            "pivot": partial(one_of, choices=("180", "all", "none")),
+            "pivot_transfers": partial(as_float, min=0, max=2051, strict_min=True,
+                                       strict_max=True),
+            "layout": partial(one_of, choices=("auto", "nominal", "180")),
+        })
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How :func:`cte.fit_model` fits the loss model (method in :mod:`cte.analysis.model`).
+
+    Parameters
+    ----------
+    terms : tuple of str, optional
+        Terms of cte.analysis.lossmodel.BASIS_TERMS to fit at most (those the data cannot
+        determine are dropped); must include 1, the constant term.  Default: all.
+    loss_var : str
+        The loss variable to fit, e.g. loss or loss_fixed.
+    err_var : str
+        Its 1-sigma error, e.g. loss_err or loss_fixed_err.
+    extra_err_var : str, optional
+        A variable added in quadrature to the error, e.g. loss_fixed_effect.
+    bins_fitted : str
+        independent fits the cells of non-overlapping flux bins, chosen narrowest first
+        (every star enters once); all fits every bin (the wide bins re-use the stars of
+        the narrow ones, so the coefficient errors are understated).
+    min_time_span : float
+        Years the epochs must span for the time terms to be fitted.
+    min_background_span : float
+        Span of b = log10(1 + B) (dex) needed for the background terms.
+    scale_errors : bool
+        Multiply the covariance by the reduced chi-square when it exceeds 1.
+    """
+
+    terms: tuple[str, ...] | None = None
+    loss_var: str = "loss"
+    err_var: str = "loss_err"
+    extra_err_var: str | None = None
+    bins_fitted: str = "independent"
+    min_time_span: float = 0.5
+    min_background_span: float = 0.2
+    scale_errors: bool = True
+
+    def __post_init__(self) -> None:
+        from cte.analysis.lossmodel import BASIS_TERMS  # cte.analysis imports this module
+
+        check_fields(self, {
+            "terms": lambda v, n: BASIS_TERMS if v is None else subset_of(v, n, BASIS_TERMS),
+            "loss_var": as_str,
+            "err_var": as_str,
+            "extra_err_var": lambda v, n: None if v is None else as_str(v, n),
+            "bins_fitted": partial(one_of, choices=("independent", "all")),
+            "min_time_span": partial(as_float, min=0, units="yr"),
+            "min_background_span": partial(as_float, min=0, units="dex"),
+            "scale_errors": as_bool,
+        })
+        if "1" not in self.terms:
+            msg = f"terms must include '1' (the constant term), got {list(self.terms)}"
+            raise ValueError(msg)
 
 
 @dataclass(frozen=True)
@@ -161,9 +455,10 @@ class Config:
         Chip-role classification from POSTARG2, arcsec.
     photometry : PhotometryOptions
     alignment : AlignmentOptions
-    analysis : mapping
-        The ``[analysis]`` table: ``{"loss": {...}, "model": {...}}``, options of
-        :func:`cte.measure_loss` and :func:`cte.fit_model`, validated.
+    loss : LossOptions
+        ``[analysis.loss]``: the options of :func:`cte.measure_loss` in a run.
+    fit : FitOptions
+        ``[analysis.fit]``: the options of :func:`cte.fit_model` in a run.
     sources : tuple of str
         Files merged, defaults first.
     """
@@ -182,7 +477,8 @@ class Config:
     postarg2_tolerance: float
     photometry: PhotometryOptions
     alignment: AlignmentOptions
-    analysis: Mapping[str, Any] = field(default_factory=dict)
+    loss: LossOptions = field(default_factory=LossOptions)
+    fit: FitOptions = field(default_factory=FitOptions)
     sources: tuple[str, ...] = ()
 
     def target_for(self, targname: str) -> str | None:
@@ -295,64 +591,6 @@ def load_config(
 
 
 # -- validation --------------------------------------------------------------------------
-#: The options of :func:`cte.measure_loss` (``loss``) and :func:`cte.fit_model` (``model``)
-#: that an ``[analysis.*]`` table may set, each with its rule (a :mod:`stores.common.validate`
-#: validator taking ``(value, name)``).  The one declaration of these rules: the
-#: configuration checks the file's values with them when it is loaded, and the two
-#: functions check their arguments with them (:func:`check_analysis_options`).
-ANALYSIS_OPTIONS: dict[str, dict[str, Callable]] = {
-    "loss": {
-        "sigma": partial(as_float, min=0, strict_min=True, allow_none=True),
-        "maxiters": partial(as_int, min=0, allow_integral_float=True),
-        "min_stars": partial(as_int, min=3, allow_integral_float=True),
-        "bin_by": partial(one_of, choices=("mean", "both")),
-        "min_snr": partial(as_float, min=0, strict_min=True, allow_none=True),
-        "pivot": partial(one_of, choices=("180", "all", "none")),
-        "pivot_transfers": partial(as_float, min=0, max=2051, strict_min=True,
-                                   strict_max=True),
-    },
-    "model": {
-        "flux_bins": partial(one_of, choices=("independent", "all")),
-        "min_time_span": partial(as_float, min=0, units="yr"),
-        "min_background_span": partial(as_float, min=0, units="dex"),
-        "scale_errors": as_bool,
-    },
-}
-
-
-def flux_range(value, name: str) -> tuple[float, float]:
-    """*value* as a flux range ``(low, high)`` in e- with ``0 < low < high``.
-
-    The rule of a flux bin (``[monitor] flux_bins``, ``measure_loss(flux_bins=...)``)
-    and of a simulated field's star fluxes (:class:`cte.datasets.simulate.FieldPhysics`).
-
-    Raises
-    ------
-    ValueError
-        Not two finite numbers with ``0 < low < high`` (the message names *name*).
-    """
-    low, high = as_interval(value, name, min=0, units="e-")
-    as_float(low, f"{name} low", min=0, strict_min=True, units="e-")
-    return low, high
-
-
-def check_analysis_options(table: str, **values) -> dict[str, Any]:
-    """*values* checked by the rules of :data:`ANALYSIS_OPTIONS` [*table*], normalised.
-
-    Raises
-    ------
-    TypeError, ValueError
-        From the first value refused (the message names the option).
-
-    Examples
-    --------
-    >>> check_analysis_options("loss", maxiters=10.0, pivot="all")
-    {'maxiters': 10, 'pivot': 'all'}
-    """
-    rules = ANALYSIS_OPTIONS[table]
-    return {name: rules[name](value, name) for name, value in values.items()}
-
-
 class _Validator:
     """Turns the merged TOML mapping into a :class:`Config`, naming bad keys."""
 
@@ -450,21 +688,46 @@ class _Validator:
         unknown = sorted(set(self.data) - known)
         if unknown:
             raise self.fail(unknown[0], f"unknown section; known sections: {sorted(known)}")
+        analysis = self.data.get("analysis", {})
+        if not isinstance(analysis, Mapping):
+            raise self.fail("analysis", f"must be a table, got {analysis!r}")
+        unknown = sorted(set(analysis) - {"loss", "fit"})
+        if unknown:
+            raise self.fail(f"analysis.{unknown[0]}", f"unknown table [analysis.{unknown[0]}]; "
+                            "known tables: ['fit', 'loss']")
         monitor = self.monitor()
-        quality = self.quality()
-        geometry = self.geometry()
-        analysis = self.analysis()
         return Config(
             **monitor,
             targets=self.targets(),
-            exclusions=self.exclusions(monitor["programs"]),
-            **quality,
-            **geometry,
-            photometry=self.photometry(),
-            alignment=self.alignment(),
-            analysis=copy.deepcopy(dict(analysis)),
+            exclusions=self.exclusions(),
+            **self.quality(),
+            **self.geometry(),
+            photometry=self.options("photometry", PhotometryOptions),
+            alignment=self.options("alignment", AlignmentOptions),
+            loss=self.options("analysis.loss", LossOptions),
+            fit=self.options("analysis.fit", FitOptions),
             sources=sources,
         )
+
+    def options(self, section: str, cls: type):
+        """The table *section* as the options dataclass *cls*, which validates it (its
+        TypeError or ValueError raised as the :class:`ConfigError` of the field)."""
+        table: object = self.data
+        for part in section.split("."):
+            table = table.get(part, {}) if isinstance(table, Mapping) else table
+        if not isinstance(table, Mapping):
+            raise self.fail(section, f"must be a table, got {table!r}")
+        known = {f.name for f in fields(cls)}
+        required = {f.name for f in fields(cls)
+                    if f.default is MISSING and f.default_factory is MISSING}
+        self.keys(section, table, known, required=required, where=f" of [{section}]")
+        try:
+            return cls(**table)
+        except (TypeError, ValueError) as exc:
+            name, _, problem = str(exc).partition(" ")
+            if re.sub(r"\[.*$", "", name) not in known:
+                name, problem = "", str(exc)
+            raise self.fail(f"{section}.{name}".rstrip("."), problem) from exc
 
     def monitor(self) -> dict:
         keys = {"programs", "filters", "flash_levels", "short_exposure_max", "flux_bins"}
@@ -513,7 +776,7 @@ class _Validator:
             )
         return out
 
-    def exclusions(self, programs: tuple[int, ...]) -> tuple[Exclusion, ...]:
+    def exclusions(self) -> tuple[Exclusion, ...]:
         raw = self.data.get("exclude", [])
         if not isinstance(raw, list):
             raise self.fail("exclude", "must be an array of tables ([[exclude]])")
@@ -536,32 +799,6 @@ class _Validator:
                 raise self.fail(f"{key}.reason", "must say why the visits are excluded")
             out.append(Exclusion(proposal=proposal, visits=visits, reason=reason))
         return tuple(out)
-
-    def analysis(self) -> dict:
-        """``[analysis.loss]`` and ``[analysis.model]``: option names, types and ranges."""
-        raw = self.data.get("analysis", {})
-        if not isinstance(raw, Mapping):
-            raise self.fail("analysis", f"must be a table, got {raw!r}")
-        unknown = sorted(set(raw) - set(ANALYSIS_OPTIONS))
-        if unknown:
-            raise self.fail(f"analysis.{unknown[0]}", f"unknown table [analysis.{unknown[0]}]; "
-                            f"known tables: {sorted(ANALYSIS_OPTIONS)}")
-        out = {}
-        for table, options in ANALYSIS_OPTIONS.items():
-            values = raw.get(table, {})
-            name = f"analysis.{table}"
-            if not isinstance(values, Mapping):
-                raise self.fail(name, f"must be a table, got {values!r}")
-            unknown = sorted(set(values) - set(options))
-            if unknown:
-                raise self.fail(f"{name}.{unknown[0]}", f"unknown options {unknown} in [{name}]; "
-                                f"known options: {sorted(options)}")
-            out[table] = {key: self.check(f"{name}.{key}", rule, values[key])
-                          for key, rule in options.items() if key in values}
-        return copy.deepcopy(out)
-
-    def choice(self, key: str, value, allowed: tuple[str, ...]) -> str:
-        return self.check(key, one_of, self.string(key, value), choices=allowed)
 
     def quality(self) -> dict:
         keys = {"exclude_charge_injection", "flash_status_ok", "exclude_binned"}
@@ -589,97 +826,3 @@ class _Validator:
                 f"must differ from 0 by more than twice postarg2_tolerance ({tol}), got {dither}",
             )
         return {"chip_dither_postarg2": dither, "postarg2_tolerance": tol}
-
-    def photometry(self) -> PhotometryOptions:
-        keys = {f.name for f in PhotometryOptions.__dataclass_fields__.values()}
-        t = self.table("photometry", keys)
-        k = "photometry."
-        pos = lambda key, v: self.number(key, v, positive=True)  # noqa: E731
-        apertures = self.unique(k + "apertures", self.array(k + "apertures", t["apertures"], pos))
-        annulus = self.array(k + "annulus", t["annulus"], pos)
-        if len(annulus) != 2 or not annulus[0] < annulus[1]:
-            raise self.fail(k + "annulus", f"must be [inner, outer] px with inner < outer, "
-                            f"got {list(annulus)}")
-        if annulus[0] < max(apertures):
-            raise self.fail(
-                k + "annulus",
-                f"inner radius {annulus[0]} px must be >= the largest aperture "
-                f"{max(apertures)} px",
-            )
-        box = self.number(k + "centroid_box", t["centroid_box"], positive=True, integer=True)
-        if box % 2 == 0 or box < 3:
-            raise self.fail(k + "centroid_box", f"must be an odd integer >= 3, got {box}")
-
-        method = self.choice(k + "centroid_method", t["centroid_method"], ("windowed", "com"))
-
-        def bits(key):
-            values = self.array(key, t[key.split(".")[1]],
-                                lambda kk, v: self.number(kk, v, positive=True, integer=True),
-                                nonempty=False)
-            try:
-                return dq_bits_mask(values)
-            except ValueError as exc:
-                raise self.fail(key, str(exc)) from exc
-
-        pam = t["pam_files"]
-        if not isinstance(pam, Mapping) or set(pam) != {"1", "2"}:
-            raise self.fail(k + "pam_files", 'must be a table with keys "1" and "2" '
-                            f"(chip -> file name), got {pam!r}")
-        pam_files = {int(c): self.string(f"{k}pam_files.{c}", v) for c, v in pam.items()}
-        ratio = self.number(k + "crowding_flux_ratio", t["crowding_flux_ratio"], nonneg=True)
-        return PhotometryOptions(
-            apertures=tuple(sorted(apertures)),
-            annulus=(annulus[0], annulus[1]),
-            background_sigma=pos(k + "background_sigma", t["background_sigma"]),
-            background_maxiters=self.number(k + "background_maxiters",
-                                            t["background_maxiters"], positive=True,
-                                            integer=True),
-            min_annulus_pixels=self.number(k + "min_annulus_pixels", t["min_annulus_pixels"],
-                                           positive=True, integer=True),
-            recentre_min_snr=self.number(k + "recentre_min_snr", t["recentre_min_snr"],
-                                         nonneg=True),
-            centroid_method=method,
-            centroid_box=box,
-            centroid_window_sigma=pos(k + "centroid_window_sigma", t["centroid_window_sigma"]),
-            max_centroid_shift=pos(k + "max_centroid_shift", t["max_centroid_shift"]),
-            dq_mask=bits(k + "dq_mask"),
-            cosmic_ray_dq=bits(k + "cosmic_ray_dq"),
-            saturation_dq=bits(k + "saturation_dq"),
-            interpolation_radius=self.number(k + "interpolation_radius",
-                                             t["interpolation_radius"], positive=True,
-                                             integer=True),
-            crowding_radius=self.number(k + "crowding_radius", t["crowding_radius"],
-                                        nonneg=True),
-            crowding_flux_ratio=ratio,
-            pam_files=pam_files,
-        )
-
-    def alignment(self) -> AlignmentOptions:
-        keys = {f.name for f in AlignmentOptions.__dataclass_fields__.values()}
-        t = self.table("alignment", keys)
-        k = "alignment."
-
-        def pos(name):
-            return self.number(k + name, t[name], positive=True)
-
-        def count(name):
-            return self.number(k + name, t[name], positive=True, integer=True)
-
-        min_matches = count("min_matches")
-        if min_matches < 3:
-            raise self.fail(k + "min_matches", f"must be >= 3 to fit shift and rotation, "
-                            f"got {min_matches}")
-        return AlignmentOptions(
-            fwhm=pos("fwhm"),
-            detection_nsigma=pos("detection_nsigma"),
-            n_brightest=count("n_brightest"),
-            max_offset=pos("max_offset"),
-            match_radius=pos("match_radius"),
-            min_matches=min_matches,
-            clip_sigma=pos("clip_sigma"),
-            max_rotation=pos("max_rotation"),
-            isolation_radius=self.number(k + "isolation_radius", t["isolation_radius"],
-                                         nonneg=True),
-            isolation_flux_ratio=self.number(k + "isolation_flux_ratio",
-                                             t["isolation_flux_ratio"], nonneg=True),
-        )

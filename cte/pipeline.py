@@ -10,7 +10,7 @@
    (:func:`cte.measure_loss`), written to ``<out>/loss.nc``;
 3. fit the correction model jointly over epochs, fluxes and backgrounds
    (:func:`cte.fit_model`), written to ``<out>/coefficients.ecsv`` (and ``.tex``);
-4. write the plots and ``<out>/report.html`` (:func:`cte.report.report.write_report`), listing
+4. write the plots and the site ``<out>/index.html`` (:func:`cte.report.write_site`), listing
    the data used and the data excluded with their reasons.
 
 Outputs are published only when the whole analysis succeeded: everything is written
@@ -36,17 +36,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import xarray as xr
 
+from cte.config import Config, load_config
 from cte.exceptions import EmptySelectionError, FitError
+from cte.io.images import ImageSelection, scan_images
 from stores.common.progress import dask_progress, steps
 
-if TYPE_CHECKING:
-    from cte.io.images import ImageSelection
-
-__all__ = ["RunResult", "analyse_store", "analysis_options", "run"]
+__all__ = ["RunResult", "analyse_store", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ class RunResult:
     model : cte.analysis.model.CTEModel
         The fitted coefficients.
     outputs : dict of str to pathlib.Path
-        ``loss``, ``coefficients``, ``report`` (and ``latex``) files written.
+        ``loss``, ``coefficients``, ``site`` (and ``latex``) files written.
     seconds : float
         Wall time of the run.
     """
@@ -78,7 +77,7 @@ class RunResult:
         n_cells = int((self.loss["n_stars"] > 0).sum())
         return (
             f"{self.loss.sizes['pair']} pairs, {n_cells} measured cells, "
-            f"{len(self.model)} fitted configurations; report {self.outputs['report']} "
+            f"{len(self.model)} fitted configurations; site {self.outputs['site']} "
             f"({self.seconds:.1f} s)"
         )
 
@@ -113,41 +112,6 @@ def _selected_photometry(store, images: Sequence[str]) -> dict[str, xr.Dataset]:
     return selected
 
 
-#: options of measure_loss and fit_model that the configuration's [analysis.loss] and
-#: [analysis.model] tables may set
-_LOSS_OPTIONS = ("sigma", "maxiters", "min_stars", "bin_by", "min_snr", "pivot", "pivot_transfers")
-_MODEL_OPTIONS = ("flux_bins", "min_time_span", "min_background_span", "scale_errors")
-
-
-def analysis_options(config: Any = None) -> tuple[dict, dict]:
-    """The measure_loss and fit_model options of the configuration's ``[analysis]`` table.
-
-    Raises
-    ------
-    cte.ConfigError
-        For an unknown table or option (the message names it).
-    """
-    from cte.config import Config, load_config
-    from cte.exceptions import ConfigError
-
-    if not isinstance(config, Config):
-        config = load_config(config)
-    analysis = dict(config.analysis)
-    unknown_tables = sorted(set(analysis) - {"loss", "model"})
-    if unknown_tables:
-        msg = f"[analysis] has unknown entries {unknown_tables}; expected tables loss, model"
-        raise ConfigError(msg)
-    result = []
-    for table, allowed in (("loss", _LOSS_OPTIONS), ("model", _MODEL_OPTIONS)):
-        options = dict(analysis.get(table, {}))
-        unknown = sorted(set(options) - set(allowed))
-        if unknown:
-            msg = f"[analysis.{table}] has unknown options {unknown}; allowed: {list(allowed)}"
-            raise ConfigError(msg)
-        result.append(options)
-    return result[0], result[1]
-
-
 def _analysis_apertures(
     photometry: dict[str, xr.Dataset], apertures: Sequence[float] | None
 ) -> list[float]:
@@ -171,9 +135,6 @@ def _analysis_apertures(
 
 def _nothing_selected(data: Any, config: Any, selection: dict) -> EmptySelectionError:
     """The error for a selection that matches no image, listing what the data hold."""
-    from cte.config import Config, load_config
-    from cte.io.images import scan_images
-
     config = config if isinstance(config, Config) else load_config(config)
     records = scan_images(data, config=config).records
     usable = records[records["usable"] & records["holds_field"]]
@@ -197,17 +158,15 @@ def analyse_store(
     store: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    config: Any = None,
+    config: Config | str | os.PathLike | None = None,
     images: Sequence[str] | None = None,
-    excluded: Sequence[tuple[str, str]] = (),
-    flux_var: str = "flux",
-    reject_flags: int | None = None,
+    apertures: Sequence[float] | None = None,
     latex: bool = False,
+    progress: bool = False,
+    excluded: Sequence[tuple[str, str]] = (),
     metadata: dict | None = None,
     photometry_summary: Any = None,
     started: float | None = None,
-    apertures: Sequence[float] | None = None,
-    progress: bool = False,
 ) -> RunResult:
     """Steps 2-4 of :func:`run` on photometry already in a store (no photometry redone).
 
@@ -218,37 +177,39 @@ def analyse_store(
     out : path
         Output directory (created if needed).
     config : cte.Config or path, optional
-        Configuration whose ``[analysis.loss]`` and ``[analysis.model]`` tables set the
-        options of :func:`cte.measure_loss` and :func:`cte.fit_model` (default: the
-        shipped TOML).
+        Configuration whose :attr:`~cte.Config.loss` and :attr:`~cte.Config.fit` options
+        (``[analysis.loss]``, ``[analysis.fit]``) are used (default: the shipped TOML).
     images : sequence of str, optional
         Image ids to use; default every image in the store.
-    excluded : sequence of (item, reason)
-        Data left out earlier, listed in the report.
-    flux_var : {"flux", "flux_masked"}
-        Unmasked photometry, or photometry with DQ/cosmic-ray pixels masked.
-    reject_flags : int or None
-        Star flags (:mod:`cte.flags`) that leave a star out; None: every flag but
-        ``CROWDED`` (see :func:`cte.measure_loss`).
+    apertures : sequence of float, optional
+        Aperture radii (pixel) to analyse, chosen for this run; default: the radii
+        measured for every selected image's key (those common to all keys).  What earlier
+        runs stored at other radii never restricts a later analysis.
     latex : bool
         Also write the coefficients as a LaTeX table.
-    apertures : sequence of float, optional
-        Aperture radii (px) to analyse, chosen for this run; default: the radii measured
-        for every selected image's key (those common to all keys).  What earlier runs
-        stored at other radii never restricts a later analysis.
     progress : bool
-        Report progress (a bar on a terminal, log lines otherwise; see
-        :mod:`stores.common.progress`).
+        Report progress (see :mod:`stores.common.progress`).
+    excluded : sequence of (item, reason)
+        Data left out earlier, listed on the site.
+    metadata : dict, optional
+        Run metadata shown in the site's provenance.
+    photometry_summary : cte.PhotometrySummary, optional
+        Kept in the result (:func:`run` passes its photometry's).
+    started : float, optional
+        ``time.perf_counter()`` at the start of the run (default: now).
+
+    Returns
+    -------
+    RunResult
     """
     started = time.perf_counter() if started is None else started
-    loss_options, model_options = analysis_options(config)
+    config = config if isinstance(config, Config) else load_config(config)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".cte-run-", dir=out))
     try:
         result = _analyse(
-            store, staging, out, loss_options, model_options, images=images,
-            excluded=excluded, flux_var=flux_var, reject_flags=reject_flags, latex=latex,
+            store, staging, out, config, images=images, excluded=excluded, latex=latex,
             metadata=metadata, photometry_summary=photometry_summary, started=started,
             apertures=apertures, progress=progress,
         )
@@ -261,15 +222,14 @@ def analyse_store(
 
 
 def _analyse(
-    store, staging: Path, out: Path, loss_options: dict, model_options: dict, *, images,
-    excluded, flux_var, reject_flags, latex, metadata, photometry_summary, started,
-    apertures, progress,
+    store, staging: Path, out: Path, config: Config, *, images, excluded, latex, metadata,
+    photometry_summary, started, apertures, progress,
 ) -> RunResult:
     """The analysis of :func:`analyse_store`, its files written into *staging*."""
     from cte.analysis.loss import measure_loss
     from cte.analysis.model import fit_model
     from cte.photometry.store import PhotometryStore
-    from cte.report.report import write_report
+    from cte.report.report import write_site
 
     phot_store = PhotometryStore(store, mode="r")
     if images is None:
@@ -282,14 +242,11 @@ def _analyse(
     radii = _analysis_apertures(photometry, apertures)
     stages = steps(["loss", "fit", "report"], progress=progress, desc="analysis")
     next(stages)
-    loss = measure_loss(
-        list(photometry.values()), flux_var=flux_var, reject_flags=reject_flags,
-        apertures=radii, **loss_options,
-    )
+    loss = measure_loss(list(photometry.values()), apertures=radii, loss=config.loss)
     outputs = {"loss": staging / "loss.nc", "coefficients": staging / "coefficients.ecsv"}
     _atomic_to_netcdf(loss, outputs["loss"])
     next(stages)
-    model = fit_model(loss, **model_options)
+    model = fit_model(loss, fit=config.fit)
     model.write(outputs["coefficients"])  # atomic, as are the .tex, plots and report
     if latex:
         outputs["latex"] = staging / "coefficients.tex"
@@ -305,12 +262,11 @@ def _analyse(
     meta = {  # the page adds software, versions and its creation time (stores.common.provenance)
         "command": " ".join(sys.argv) if sys.argv else "",
         "store": str(store),
-        "output": str(out),
-        "flux": flux_var,
+        "out": str(out),
         **(metadata or {}),
     }
     next(stages)
-    outputs["report"] = write_report(
+    outputs["site"] = write_site(
         staging,
         loss=loss,
         model=model,
@@ -335,53 +291,33 @@ def run(
     store: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    config: Any = None,
+    config: Config | str | os.PathLike | None = None,
     selection: ImageSelection | None = None,
     apertures: Sequence[float] | None = None,
     pam_dir: str | os.PathLike | None = None,
-    redo: bool = False,
+    overwrite: bool = False,
     client: Any = None,
-    flux_var: str = "flux",
-    reject_flags: int | None = None,
     latex: bool = False,
     progress: bool = False,
-    **select: Any,
 ) -> RunResult:
-    """Run the monitor: photometry (if needed), pairs, loss, model, plots and report.
+    """Run the monitor: photometry (if needed), pairs, loss, model, plots and site.
 
     Parameters
     ----------
-    data : path or sequence of paths
-        FLT/FLC files or directories (searched recursively, any layout).
-    catalogs : path
-        Directory of master catalogs ``<target>.ecsv`` (``master_id, ra, dec``,
-        optional ``flux``).
-    store : path or URL
-        The photometry store (created if absent).
+    data, catalogs, store, selection, apertures, pam_dir, overwrite, client
+        As :func:`cte.measure_photometry` (the store is created if absent).  The default
+        selection, every proposal, measures only the images not yet in *store* (the
+        monthly update); ``ImageSelection(proposals="last")`` (the seed's default)
+        selects only the newest configured proposal present.
     out : path
-        Output directory: ``loss.nc``, ``coefficients.ecsv``, plots, ``report.html``.
+        Output directory: ``loss.nc``, ``coefficients.ecsv``, plots, ``index.html``.
     config : cte.Config or path, optional
-        Configuration (default: the shipped TOML).
-    selection : cte.io.ImageSelection, optional
-        Which images, as the seed's ``--pr last/all/ID``, ``--v``; default
-        ``ImageSelection(proposals="all")``: the whole campaign, of which only the images
-        not yet in *store* are measured (the monthly update).  The seed's default,
-        ``proposals="last"``, selects only the newest configured proposal present.
-    apertures : sequence of float, optional
-        Aperture radii in px, as the seed's ``--ap``; see :func:`cte.measure_photometry`.
-    pam_dir : path, optional
-        Pixel area maps (a warning and no correction without them).
-    redo : bool
-        Measure the photometry again even for images already stored.
-    client : dask.distributed.Client, optional
-        Run the photometry on this cluster.
-    flux_var, reject_flags, latex
-        See :func:`analyse_store`.
+        Configuration (default: the shipped TOML); its :attr:`~cte.Config.loss` and
+        :attr:`~cte.Config.fit` options drive the analysis.
+    latex : bool
+        Also write the coefficients as a LaTeX table.
     progress : bool
         Report progress of the photometry and the analysis (see :mod:`stores.common.progress`).
-    **select
-        Instead of *selection*, its fields as keywords (``proposals``, ``visits``,
-        ``targets``, ``filters``, ``flashes``, ``ctecorr``).
 
     Returns
     -------
@@ -393,16 +329,14 @@ def run(
         The selection matches no image (the message lists the proposals and visits the
         data hold).
     """
-    from cte.io.images import ImageSelection
-    from cte.photometry.photometry import measure_photometry
+    from cte.photometry.batch import measure_photometry
 
-    if selection is None:
-        select.setdefault("proposals", "all")
-    selection = ImageSelection.resolve(selection, **select)
+    config = config if isinstance(config, Config) else load_config(config)
+    selection = ImageSelection() if selection is None else selection
     started = time.perf_counter()
     with dask_progress(progress=progress, desc="photometry"):
         summary = measure_photometry(data, catalogs, store, config=config, selection=selection,
-                                     apertures=apertures, pam_dir=pam_dir, redo=redo,
+                                     apertures=apertures, pam_dir=pam_dir, overwrite=overwrite,
                                      client=client)
     logger.info("photometry: %s", summary)
     images = [*summary.measured["image"].tolist(), *summary.reused["image"].tolist()]
@@ -423,27 +357,16 @@ def run(
     }
     try:
         return analyse_store(
-            store, out, config=config, images=images, excluded=excluded, flux_var=flux_var,
-            reject_flags=reject_flags, latex=latex, metadata=metadata,
-            photometry_summary=summary, started=started,
-            apertures=_run_apertures(apertures, config), progress=progress,
+            store, out, config=config, images=images, excluded=excluded, latex=latex,
+            metadata=metadata, photometry_summary=summary, started=started,
+            apertures=sorted({float(r) for r in apertures or config.photometry.apertures}),
+            progress=progress,
         )
     except FitError as err:
         if selection.proposals != "last":
             raise
         msg = (
-            f"{err}; only the newest proposal was selected (proposals='last', `--pr last`), "
+            f"{err}; only the newest proposal was selected (proposals='last'), "
             "which may hold a single epoch: select 'all' (the default) to fit every epoch"
         )
         raise FitError(msg) from err
-
-
-def _run_apertures(apertures: Sequence[float] | None, config: Any) -> list[float]:
-    """The radii a run measured and analyses: *apertures*, or the configuration's (px)."""
-    from cte.config import Config, load_config
-
-    if apertures is not None:
-        return sorted({float(r) for r in apertures})
-    config = config if isinstance(config, Config) else load_config(config)
-    return sorted(float(r) for r in config.photometry.apertures)
-

@@ -124,13 +124,12 @@ def demo_cte_monitor(
     import cte
 
     campaign = cte.simulate_campaign(
-        out / "uvis-campaign", seed=2026, shape=shape, n_epochs=epochs, n_stars=stars,
-        flashes=(0, 12),
-        exptimes=exptimes,
+        out / "uvis-campaign", seed=2026, shape=shape, n_epochs=epochs, flashes=(0, 12),
+        exptimes=exptimes, physics=cte.FieldPhysics(n_stars=stars),
     )
     result = cte.run(
         campaign.data_dir, campaign.catalogs_dir, out / "uvis-photometry", out / "cte-monitor",
-        proposals="all", latex=True,
+        latex=True,
     )
     if not keep_inputs:  # the photometry store and the report hold what is used later
         shutil.rmtree(campaign.data_dir)
@@ -169,7 +168,7 @@ def where_to_look(out: Path) -> list[str]:
     look = []
     sites = [
         ("STIS pixel monitoring site", out / "stis-site" / "index.html"),
-        ("CTE monitor site", out / "cte-monitor" / "report.html"),
+        ("CTE monitor site", out / "cte-monitor" / "index.html"),
     ]
     for label, path in sites:
         if path.exists():

@@ -119,12 +119,12 @@ def replay_cte(work: Path, *, epochs: int, seed: int = 0) -> list[dict]:
     import xarray as xr
 
     from cte.cli import main
-    from cte.datasets.simulate import simulate_campaign
+    from cte.datasets.simulate import FieldPhysics, simulate_campaign
 
     sim = simulate_campaign(
-        work / "campaign", seed=seed, shape=(2051, 96), n_stars=1500, targets=("ngc104",),
-        n_epochs=epochs, flashes=(12,), exptimes=(348.0,), include_180=False,
-        include_excluded=False, overwrite=True,
+        work / "campaign", seed=seed, shape=(2051, 96), targets=("ngc104",), n_epochs=epochs,
+        flashes=(12,), exptimes=(348.0,), include_180=False, include_excluded=False,
+        overwrite=True, physics=FieldPhysics(n_stars=1500)
     )
     data, out = work / "cte-data", work / "cte-monitor"
     shutil.rmtree(data, ignore_errors=True)
@@ -134,10 +134,9 @@ def replay_cte(work: Path, *, epochs: int, seed: int = 0) -> list[dict]:
         before = _disk(work / "photometry") + _disk(out)
         shutil.copytree(sim.data_dir / proposal, data / proposal)  # the new epoch arrives
         timings: dict[str, float] = {}
-        _step(timings, "cte run", main, ["run", "--data", str(data), "--catalogs",
-                                         str(sim.catalogs_dir), "--store",
-                                         str(work / "photometry"), "--out", str(out),
-                                         ])
+        _step(timings, "cte run", main, ["run", str(work / "photometry"), "--data", str(data),
+                                         "--catalogs", str(sim.catalogs_dir), "--out",
+                                         str(out)])
         loss = xr.load_dataset(out / "loss.nc", engine="h5netcdf")
         rows.append({
             "epoch": proposal,

@@ -18,6 +18,7 @@ import pytest
 from astropy.io import fits
 from astropy.time import Time
 
+from cte.datasets import FieldPhysics
 from stores.common.testing import tree_digest
 
 MODULES = {"stiscube": "stiscube.cli", "cte": "cte.cli"}
@@ -77,14 +78,15 @@ def test_query_region_still_answers(stis_db):
     np.testing.assert_allclose([r["Sci_Mean"] for r in rows], sci[0:2, 5:7].ravel(), rtol=1e-6)
 
 
-# -- 2. cte run --help tells the real --pr default ------------------------------------------
-def test_cte_run_help_states_the_pr_default_it_uses():
+# -- 2. cte run --help tells the real --proposals default --------------------------------------
+def test_cte_run_help_states_the_proposals_default_it_uses():
     proc = run("cte", "run", "--help")
     assert proc.returncode == 0
     text = " ".join(proc.stdout.split())
-    assert "'all' (default: the whole campaign; images already stored are reused)" in text
+    assert "all (the whole campaign; images already stored are reused)" in text
+    assert "proposal IDs (default: all)" in text
     proc = run("cte", "photometry", "--help")
-    assert "'all' (default: the whole campaign" in " ".join(proc.stdout.split())
+    assert "proposal IDs (default: all)" in " ".join(proc.stdout.split())
 
 
 # -- 4. the README's --darks --anneal form on the project's own frames ----------------------
@@ -161,9 +163,9 @@ def test_errors_advise_cli_flags(stis, stis_db, tmp_path):
         f"stiscube: error: outdir {root / 'sim'} is not empty; use --overwrite to replace a "
         "previous simulation"
     )
-    proc = run("cte", "info", "--store", tmp_path / "nostore")
+    proc = run("cte", "info", tmp_path / "nostore")
     assert proc.returncode == 1
-    assert "write one with `cte photometry --store ...`" in error_line(proc)
+    assert "write one with `cte photometry STORE ...`" in error_line(proc)
     assert "mode='a'" not in proc.stderr
     assert tree_digest(stis_db) == before
     for p in (proc.stderr, run("stiscube", "info", tmp_path / "nothing").stderr):
@@ -218,14 +220,14 @@ def campaign(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("uvis")
     return simulate_campaign(
-        root / "sim", seed=4, shape=(2051, 96), n_stars=400, targets=("ngc104",), n_epochs=2,
-        flashes=(0, 12), exptimes=(348.0,), include_excluded=False, include_180=False,
+        root / "sim", seed=4, shape=(2051, 96), targets=("ngc104",), n_epochs=2, flashes=(0, 12),
+        exptimes=(348.0,), include_excluded=False, include_180=False,
+        physics=FieldPhysics(n_stars=400)
     )
 
 
 def _cte_args(campaign, store, out):
-    return ["--data", campaign.data_dir, "--catalogs", campaign.catalogs_dir, "--store", store,
-            "--out", out]
+    return [store, "--data", campaign.data_dir, "--catalogs", campaign.catalogs_dir, "--out", out]
 
 
 @pytest.mark.slow
@@ -234,10 +236,10 @@ def test_apertures_of_one_run_never_poison_the_store(campaign, tmp_path):
 
     store = tmp_path / "store"
     # 3. one key measured at 4 px only, then a run over every key with the default radii
-    proc = run("cte", "run", *_cte_args(campaign, store, tmp_path / "o1"), "--pr", "all",
-               "--flash", 12, "--ap", 4)
+    proc = run("cte", "run", *_cte_args(campaign, store, tmp_path / "o1"), "--proposals", "all",
+               "--flashes", 12, "--apertures", 4)
     assert proc.returncode == 0, proc.stderr
-    proc = run("cte", "run", *_cte_args(campaign, store, tmp_path / "o2"), "--pr", "all")
+    proc = run("cte", "run", *_cte_args(campaign, store, tmp_path / "o2"), "--proposals", "all")
     assert proc.returncode == 0, proc.stderr
     loss = xr.load_dataset(tmp_path / "o2" / "loss.nc", engine="h5netcdf")
     assert loss["aperture"].values.tolist() == [3.0, 5.0, 10.0]  # the configuration's radii
@@ -245,16 +247,16 @@ def test_apertures_of_one_run_never_poison_the_store(campaign, tmp_path):
     # 8. warnings and errors have no Python dict reprs
     assert "{'" not in proc.stderr
     # cte report chooses its radii too
-    proc = run("cte", "report", "--store", store, "--out", tmp_path / "o3", "--ap", 3)
+    proc = run("cte", "report", store, "--out", tmp_path / "o3", "--apertures", 3)
     assert proc.returncode == 0, proc.stderr
     loss = xr.load_dataset(tmp_path / "o3" / "loss.nc", engine="h5netcdf")
     assert loss["aperture"].values.tolist() == [3.0]
-    proc = run("cte", "report", "--store", store, "--out", tmp_path / "o4")
+    proc = run("cte", "report", store, "--out", tmp_path / "o4")
     assert proc.returncode == 0, proc.stderr  # default: the radii every key holds
     loss = xr.load_dataset(tmp_path / "o4" / "loss.nc", engine="h5netcdf")
     assert loss["aperture"].values.tolist() == [3.0, 5.0, 10.0]
     # cte info --format json: one document, matching the images simulated
-    proc = run("cte", "info", "--store", store, "--format", "json")
+    proc = run("cte", "info", store, "--format", "json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     keys = {k["key"]: k for k in doc["store"]["keys"]}
@@ -272,14 +274,14 @@ def test_selections_matching_nothing_list_what_the_data_hold(campaign, tmp_path)
         held.setdefault(int(p), set()).add(str(v))
     listing = ", ".join(f"{p} (visits {' '.join(sorted(held[p]))})" for p in proposals)
     proc = run("cte", "run", *_cte_args(campaign, tmp_path / "s", tmp_path / "o"),
-               "--pr", 99999)
+               "--proposals", 99999)
     assert proc.returncode == 1
     assert error_line(proc) == (
         f"cte: error: no image matches the selection (proposals=99999); the data hold "
         f"proposals {listing}"
     )
-    proc = run("cte", "photometry", "--data", campaign.data_dir, "--catalogs",
-               campaign.catalogs_dir, "--store", tmp_path / "s", "--pr", proposals[0], "--v", 5)
+    proc = run("cte", "photometry", tmp_path / "s", "--data", campaign.data_dir, "--catalogs",
+               campaign.catalogs_dir, "--proposals", proposals[0], "--visits", 5)
     assert proc.returncode == 1
     assert error_line(proc) == (
         f"cte: error: no image matches the selection (proposals={proposals[0]}, visits=05); "

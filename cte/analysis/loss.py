@@ -56,6 +56,7 @@ broadcast and :func:`numpy.nonzero`, and every per-cell sum is a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -69,18 +70,16 @@ from cte.analysis._linefit import (
     segmented_pivot_fit,
 )
 from cte.analysis.pairs import dataset_name, default_config, pair_images, validate_photometry
-from cte.config import check_analysis_options, flux_range
+from cte.config import LossOptions
 from cte.flags import BAD_PIXEL, COSMIC_RAY, CROWDED
 from cte.schema import LOSS_COORD_UNITS, LOSS_DIMS, LOSS_VARIABLES
 from stores.common.provenance import provenance, to_attrs
-from stores.common.validate import as_int, as_sequence_of, as_str
+from stores.common.validate import instance_of
 
 __all__ = ["measure_loss", "ratio_points"]
 
 logger = logging.getLogger(__name__)
 
-#: transfers at which both images of a pair have the same number of transfers
-PIVOT_TRANSFERS = 2051 / 2
 _PAIR_COORDS = (
     "image_num",
     "image_den",
@@ -208,18 +207,8 @@ def _memberships(ds, pairs, bins, flux_var, reject_flags, bin_by, min_snr,
 def measure_loss(
     photometry,
     *,
-    flux_bins: Sequence[tuple[float, float]] | None = None,
     apertures: Sequence[float] | None = None,
-    flux_var: str = "flux",
-    bin_by: str = "mean",
-    min_snr: float | None = None,
-    reject_flags: int | None = None,
-    sigma: float | None = 4.0,
-    maxiters: int = 10,
-    min_stars: int = 10,
-    pivot: str = "180",
-    pivot_transfers: float = PIVOT_TRANSFERS,
-    layout: str = "auto",
+    loss: LossOptions | None = None,
 ) -> xr.Dataset:
     """Measure the CTE loss per (pair, flux bin, aperture).
 
@@ -227,74 +216,27 @@ def measure_loss(
     ----------
     photometry : xarray.Dataset, sequence or mapping of Datasets, or DatasetStore
         Photometry Datasets (one per target, filter, flash) in the store layout.
-    flux_bins : sequence of (lo, hi), optional
-        Flux bins in e-, ``lo <= flux < hi``; may overlap.  Default: ``flux_bins`` of
-        the configuration (:func:`cte.load_config`; the monitor's 250-500, 500-1000,
-        500-2000, 1000-2000, 2000-4000, 2000-8000, 4000-8000, 8000-32000).
     apertures : sequence of float, optional
-        Aperture radii (px) to use; default all (identical in every Dataset).
-    flux_var : str
-        ``"flux"`` or ``"flux_masked"``.
-    bin_by : {"mean", "both"}
-        A star enters a bin when its mean flux over the two images lies in it
-        (``"mean"``, unbiased) or when both its fluxes do (``"both"``, the seed's rule,
-        biased low; see the module docstring).
-    min_snr : float, optional
-        Leave out stars whose mean-flux signal-to-noise ratio
-        ``(F_num + F_den) / sqrt(err_num^2 + err_den^2)`` (from ``flux_err``) is below
-        this.  The ratio of two noisy fluxes is biased and skewed at low S/N; this cut
-        depends on the sum of the fluxes only, so it does not bias the slope.
-    reject_flags : int or None
-        Bit mask (:mod:`cte.flags`): a star with ``flags & reject_flags`` in either
-        image is left out.  None: any flag except ``CROWDED`` (the monitor's clusters
-        are crowded by design, and the clipped fit copes with the few blended stars),
-        and with ``flux_var="flux_masked"`` the cosmic-ray and bad-pixel bits are
-        accepted too (those pixels are masked).  Pass ``-1`` to reject every flag.
-    sigma : float or None
-        Clipping threshold in units of the residual rms about the line; None: no
-        clipping.  The default 4 rather than 3: the ratio of two noisy fluxes is
-        skewed (long upper tail), more so where the denominator is fainter, so a
-        tight clip trims high ratios preferentially at large chip-2 y and flattens the
-        slope (on simulated photometry, 3 sigma biased the loss by -0.2 sigma per cell
-        on average, 4 sigma by -0.1 sigma, while still removing cosmic-ray outliers).
-    maxiters : int
-        Maximum number of clipping rounds.
-    min_stars : int
-        Cells with fewer kept stars get NaN loss (their ``n_stars`` is still given).
-    pivot : {"180", "all", "none"}
-        Which pairs also get the fit forced through ratio 1 at *pivot_transfers*.
-    pivot_transfers : float
-        Transfers (chip-2 y for nominal pairs) of the forced crossing.
-    layout : {"auto", "nominal", "180"}
-        Passed to :func:`cte.analysis.pairs.pair_images`.
+        Aperture radii (pixel) to use; default all (identical in every Dataset).
+    loss : LossOptions, optional
+        How to measure (default ``LossOptions()``; see there and the module docstring).
 
     Returns
     -------
     xarray.Dataset
-        Dims ``pair``, ``flux_bin``, ``aperture``.  Variables (NaN where not
-        measurable): ``loss``, ``loss_err`` (fraction of flux lost per 2048
-        transfers), ``n_stars``, ``n_clipped``, ``loss_linear``, ``slope``,
-        ``slope_err`` (1/transfer), ``intercept``, ``intercept_err``, ``rms``,
-        ``flux`` (e-), ``log_flux_var`` (dex^2), ``background`` (e-/px),
-        ``transfers_mean`` (mean denominator transfers), ``flux_min``, ``flux_max``
-        (e-, observed mean flux range of the stars used), ``slope_fixed``,
-        ``loss_fixed``, ``loss_fixed_err``, ``loss_fixed_effect``.  Coordinates: ``pair`` and the
-        pair's ``target``, ``filter``, ``flash``, ``exptime_class``, ``exptime``,
-        ``mjd``, ``ctecorr``, ``proposal``, ``visit``, ``kind``, ``image_num``,
-        ``image_den``; ``flux_bin`` with ``flux_bin_lo``, ``flux_bin_hi`` (e-);
-        ``aperture`` (px).  The unpaired images are listed on dimension ``unpaired``.
+        The loss Dataset declared in :mod:`cte.schema` (``LOSS_VARIABLES``): dims
+        ``pair``, ``flux_bin``, ``aperture``, NaN where not measurable; the unpaired
+        images are listed on dimension ``unpaired``; the options are in its attrs.
     """
-    bins = np.array(as_sequence_of(default_config().flux_bins if flux_bins is None
-                                   else flux_bins, "flux_bins", flux_range), dtype=float)
+    options = LossOptions() if loss is None else instance_of(loss, "loss", LossOptions)
+    bins = np.array(default_config().flux_bins if options.flux_bins is None
+                    else options.flux_bins, dtype=float)
+    flux_var, min_snr, bin_by = options.flux_var, options.min_snr, options.bin_by
+    reject_flags = options.reject_flags
     if reject_flags is None:
         reject_flags = ~CROWDED
         if flux_var == "flux_masked":
             reject_flags &= ~(COSMIC_RAY | BAD_PIXEL)
-    check_analysis_options("loss", sigma=sigma, maxiters=maxiters, min_stars=min_stars,
-                           bin_by=bin_by, min_snr=min_snr, pivot=pivot,
-                           pivot_transfers=pivot_transfers)
-    as_str(flux_var, "flux_var")
-    as_int(reject_flags, "reject_flags", allow_none=True, allow_integral_float=True)
     datasets = _as_datasets(photometry)
     if not datasets:
         msg = "photometry holds no Datasets"
@@ -315,7 +257,7 @@ def measure_loss(
             )
             raise ValueError(msg)
 
-    pair_sets = [pair_images(ds, layout=layout) for ds in datasets]
+    pair_sets = [pair_images(ds, layout=options.layout) for ds in datasets]
     n_bins, n_ap = len(bins), len(radii)
     parts, offset = [], 0
     for ds, pairs in zip(datasets, pair_sets, strict=True):  # loop over Datasets (files)
@@ -328,28 +270,28 @@ def measure_loss(
     n_cells = n_pairs * n_bins * n_ap
     cell = (flat["pair"] * n_bins + flat["bin"]) * n_ap + flat["aperture"]
 
-    fit = segmented_line_fit(cell, flat["x"], flat["ratio"], n_cells, sigma=sigma,
-                             maxiters=maxiters)
+    fit = segmented_line_fit(cell, flat["x"], flat["ratio"], n_cells, sigma=options.sigma,
+                             maxiters=options.maxiters)
     keep, n = fit.keep, fit.n
-    enough = n >= min_stars
+    enough = n >= options.min_stars
     a, dadb = invert_ratio_slope(cell, flat["x"], flat["total"], keep, fit.slope,
                                  fit.x_mean, n_cells)
-    loss = np.where(enough, 2048.0 * a, np.nan)
+    loss_values = np.where(enough, 2048.0 * a, np.nan)
     loss_err = np.where(enough, 2048.0 * np.abs(dadb) * fit.slope_err, np.nan)
 
     stats = _cell_stats(cell, flat, keep, a, n, fit.x_mean, n_cells)
     kinds = np.concatenate([p["kind"].values.astype(str) for p in pair_sets])
     use = {"all": np.ones(n_pairs, bool), "180": kinds == "180",
-           "none": np.zeros(n_pairs, bool)}[pivot]
+           "none": np.zeros(n_pairs, bool)}[options.pivot]
     use_cell = np.repeat(use, n_bins * n_ap)
-    pivot_vars = _pivot_loss(cell, flat, keep & use_cell[cell], n_cells, pivot_transfers,
+    pivot_vars = _pivot_loss(cell, flat, keep & use_cell[cell], n_cells, options.pivot_transfers,
                              enough & use_cell)
-    pivot_vars["loss_fixed_effect"] = pivot_vars["loss_fixed"] - loss
+    pivot_vars["loss_fixed_effect"] = pivot_vars["loss_fixed"] - loss_values
 
     shape = (n_pairs, n_bins, n_ap)
     n_in = segment_sum(cell, np.ones(cell.size), n_cells)
     values = {
-        "loss": loss,
+        "loss": loss_values,
         "loss_err": loss_err,
         "n_stars": n.astype(np.int64),
         "n_clipped": (n_in - n).astype(np.int64),
@@ -371,11 +313,8 @@ def measure_loss(
         name: (LOSS_DIMS, np.reshape(data, shape), {"units": units, "long_name": doc})
         for name, (data, units, doc) in variables.items()
     }
-    out = _assemble(data_vars, datasets, pair_sets, bins, radii, flux_var, sigma,
-                    maxiters, min_stars, reject_flags, pivot, pivot_transfers)
-    out.attrs["bin_by"] = bin_by
-    out.attrs["min_snr"] = "none" if min_snr is None else float(min_snr)
-    return out
+    return _assemble(data_vars, datasets, pair_sets, bins, radii,
+                     dataclasses.replace(options, reject_flags=reject_flags))
 
 
 _PIVOT_DOC = {
@@ -445,8 +384,7 @@ def _pivot_loss(cell, flat, keep, n_cells, pivot_transfers, enough):
     }
 
 
-def _assemble(data_vars, datasets, pair_sets, bins, radii, flux_var, sigma, maxiters,
-              min_stars, reject_flags, pivot, pivot_transfers) -> xr.Dataset:
+def _assemble(data_vars, datasets, pair_sets, bins, radii, options: LossOptions) -> xr.Dataset:
     pair_coords = {}
     for name in ("pair", *_PAIR_COORDS):
         pair_coords[name] = np.concatenate([p[name].values for p in pair_sets])
@@ -476,13 +414,8 @@ def _assemble(data_vars, datasets, pair_sets, bins, radii, flux_var, sigma, maxi
     )
     attrs = {
         "title": "CTE loss per image pair, flux bin and aperture",
-        "flux_var": flux_var,
-        "sigma": "none" if sigma is None else float(sigma),
-        "maxiters": int(maxiters),
-        "min_stars": int(min_stars),
-        "reject_flags": -1 if reject_flags is None else int(reject_flags),
-        "pivot": pivot,
-        "pivot_transfers": float(pivot_transfers),
+        **{k: "none" if v is None else v for k, v in dataclasses.asdict(options).items()
+           if k not in ("flux_bins", "layout")},
         **to_attrs(provenance(libraries=("numpy", "xarray"))),
     }
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)

@@ -64,11 +64,11 @@ import xarray as xr
 from astropy.table import Table
 
 from cte.analysis.lossmodel import BASIS_TERMS, FORMULA, LossModel, basis, model_variables
-from cte.config import check_analysis_options
+from cte.config import FitOptions
 from cte.exceptions import FitError, ModelNotFoundError
 from cte.schema import LOSS_DIMS, MODEL_CONFIG_KEYS, coefficient_columns
 from stores.common.provenance import provenance
-from stores.common.validate import instance_of, one_of, subset_of
+from stores.common.validate import instance_of, one_of
 
 __all__ = ["CONFIG_KEYS", "EPOCH_GAP_DAYS", "CTEModel", "FittedLoss", "choose_terms",
            "epochs", "fit_model", "independent_bins"]
@@ -321,44 +321,15 @@ def _cells(loss_ds, loss_var, err_var, extra_err_var) -> dict[str, np.ndarray]:
     return cells
 
 
-def fit_model(
-    loss_ds: xr.Dataset,
-    *,
-    terms: Sequence[str] = BASIS_TERMS,
-    loss_var: str = "loss",
-    err_var: str = "loss_err",
-    extra_err_var: str | None = None,
-    flux_bins: str = "independent",
-    min_time_span: float = 0.5,
-    min_background_span: float = 0.2,
-    scale_errors: bool = True,
-) -> CTEModel:
+def fit_model(loss_ds: xr.Dataset, *, fit: FitOptions | None = None) -> CTEModel:
     """Fit the loss model jointly over all epochs and bins, per configuration.
 
     Parameters
     ----------
     loss_ds : xarray.Dataset
-        Output of :func:`cte.analysis.loss.measure_loss` (one or several concatenated).
-    terms : sequence of str
-        Terms of :data:`cte.analysis.lossmodel.BASIS_TERMS` to fit (at most; see the module
-        docstring for those dropped when the data cannot determine them).
-    loss_var, err_var : str
-        Loss and its 1-sigma error (e.g. ``"loss_fixed"``, ``"loss_fixed_err"``).
-    extra_err_var : str, optional
-        A variable added in quadrature to the error (e.g. ``"loss_fixed_effect"``).
-    flux_bins : {"independent", "all"}
-        ``"independent"`` fits the cells of a set of non-overlapping flux bins, chosen
-        narrowest first (for the default bins: 250-500, 500-1000, 1000-2000,
-        2000-4000, 4000-8000, 8000-32000 e-, which cover the same flux range as all
-        eight, every star entering once); ``"all"`` fits every bin, but the wide bins
-        re-use the stars of the narrow ones, so their errors are correlated and the
-        fit, treating cells as independent, understates the coefficient errors.
-    min_time_span : float
-        Years the epochs must span for the time terms to be fitted.
-    min_background_span : float
-        Span of ``b = log10(1 + B)`` (dex) needed for the background terms.
-    scale_errors : bool
-        Multiply the covariance by the reduced chi-square when it exceeds 1.
+        Output of :func:`cte.measure_loss` (one or several concatenated).
+    fit : FitOptions, optional
+        How to fit (default ``FitOptions()``; see there and the module docstring).
 
     Returns
     -------
@@ -369,12 +340,11 @@ def fit_model(
     FitError
         When no configuration can be fitted (every reason is listed).
     """
-    terms = subset_of(terms, "terms", BASIS_TERMS)
-    if "1" not in terms:
-        msg = f"terms must include '1' (the constant term), got {list(terms)}"
-        raise ValueError(msg)
-    check_analysis_options("model", flux_bins=flux_bins, min_time_span=min_time_span,
-                           min_background_span=min_background_span, scale_errors=scale_errors)
+    fit = FitOptions() if fit is None else instance_of(fit, "fit", FitOptions)
+    terms, loss_var, err_var = fit.terms, fit.loss_var, fit.err_var
+    extra_err_var, flux_bins = fit.extra_err_var, fit.bins_fitted
+    min_time_span, min_background_span = fit.min_time_span, fit.min_background_span
+    scale_errors = fit.scale_errors
     _check_loss_dataset(loss_ds, loss_var, err_var, extra_err_var)
     bin_ok = np.ones(loss_ds.sizes["flux_bin"], dtype=bool)
     if flux_bins == "independent":

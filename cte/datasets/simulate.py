@@ -61,7 +61,6 @@ those entries, and refuses a non-empty directory without the marker.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
@@ -711,7 +710,7 @@ class FieldPhysics:
     """Physics of the simulated fields and detector, validated once (like
     :class:`stiscube.datasets.simulate.DarkPhysics`).
 
-    Attributes
+    Parameters
     ----------
     n_stars : int
         Stars in the densest field (NGC 104); sparser fields get fewer.
@@ -722,7 +721,8 @@ class FieldPhysics:
         Standard deviation of the header WCS shift per axis, px (>= 0).
     rotation_error : float
         Standard deviation of the header WCS rotation, deg (>= 0).
-    psf : {"moffat", "gaussian"}
+    psf : str
+        PSF shape: moffat or gaussian.
     fwhm : float
         PSF FWHM, px (> 0).
     beta : float
@@ -754,7 +754,7 @@ class FieldPhysics:
             "pointing_error": non_negative,
             "rotation_error": non_negative,
             "psf": partial(one_of, choices=("moffat", "gaussian")),
-            "fwhm": partial(as_float, min=0, strict_min=True, units="px"),
+            "fwhm": partial(as_float, min=0, strict_min=True, units="pixel"),
             "beta": partial(as_float, min=0, strict_min=True),
             "read_noise": non_negative,
             "cr_rate": non_negative,
@@ -762,19 +762,8 @@ class FieldPhysics:
         })
 
 
-def _field_physics(physics: FieldPhysics | None, overrides: Mapping) -> FieldPhysics:
-    """*physics* (default :class:`FieldPhysics`) with keyword *overrides* applied."""
-    physics = FieldPhysics() if physics is None else physics
-    instance_of(physics, "physics", FieldPhysics, what="a FieldPhysics")
-    unknown = sorted(set(overrides) - set(FieldPhysics.__dataclass_fields__))
-    if unknown:
-        msg = f"simulate_campaign() got unexpected keyword argument(s) {unknown}"
-        raise TypeError(msg)
-    return dataclasses.replace(physics, **overrides) if overrides else physics
-
-
 def simulate_campaign(
-    outdir: str | os.PathLike,
+    out: str | os.PathLike,
     *,
     seed: int = 0,
     shape: tuple[int, int] = (CHIP_NY, 128),
@@ -792,13 +781,12 @@ def simulate_campaign(
     physics: FieldPhysics | None = None,
     loss_models: Mapping[str, LossModel] | None = None,
     overwrite: bool = False,
-    **physics_overrides,
 ) -> SimulatedCampaign:
     """Write a seeded simulated monitor campaign (see the module docstring for the model).
 
     Parameters
     ----------
-    outdir : path-like
+    out : path-like
         Output directory; must be empty or absent unless *overwrite*.
     seed : int
         Seed of every random draw; equal seeds give identical files.
@@ -831,12 +819,9 @@ def simulate_campaign(
     loss_models : mapping, optional
         ``{"FLT": LossModel, "FLC": LossModel}``; default :data:`DEFAULT_LOSS_MODELS`.
     overwrite : bool
-        Replace a previous simulation in *outdir*: remove only the files and
+        Replace a previous simulation in *out*: remove only the files and
         directories it wrote (listed in its marker file ``.cte-simulation.json``).  A
-        non-empty *outdir* without that marker is refused and left untouched.
-    **physics_overrides
-        Fields of :class:`FieldPhysics` given as keywords (``n_stars=200, fwhm=2.0``),
-        applied over *physics*.
+        non-empty *out* without that marker is refused and left untouched.
 
     Returns
     -------
@@ -847,11 +832,12 @@ def simulate_campaign(
     TypeError, ValueError
         A parameter of the wrong type or an invalid value (nothing is written).
     FileExistsError
-        *outdir* is not empty and *overwrite* is false, or it is not empty and holds no
+        *out* is not empty and *overwrite* is false, or it is not empty and holds no
         simulation marker (nothing is removed).
     """
     ny, nx = as_shape2(shape, "shape", min=16, max=(CHIP_NY, CHIP_NX))
-    phys = _field_physics(physics, physics_overrides)
+    phys = FieldPhysics() if physics is None else instance_of(
+        physics, "physics", FieldPhysics, what="a FieldPhysics")
     targets = subset_of(targets, "targets", ("ngc104", "ngc6583", "ngc6791"))
     filters = subset_of(filters, "filters", sorted(_SKY))
     versions = subset_of(ctecorr, "ctecorr", ("FLC", "FLT"))
@@ -869,7 +855,7 @@ def simulate_campaign(
     if missing:
         msg = f"loss_models must give a LossModel for {missing}"
         raise ValueError(msg)
-    root = Path(outdir)
+    root = Path(out)
     _prepare_outdir(root, overwrite)
     created = [sub for sub in ("data", "catalogs", "truth", "pam")
                if sub != "pam" or pam]

@@ -4,6 +4,7 @@ The first step of the flow ``io -> photometry -> analysis -> report``; see
 :mod:`cte.io.images`.
 """
 
+from cte.io._catalog import read_catalog
 from cte.io.images import (
     ChipImage,
     ImageScan,
@@ -21,6 +22,7 @@ __all__ = [
     "ImageScan",
     "ImageSelection",
     "find_images",
+    "read_catalog",
     "read_chip",
     "read_header",
     "read_headers",

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -410,21 +410,24 @@ _SELECTION_FIELDS = {
 class ImageSelection:
     """Which images to use, normalised and type-checked once (frozen).
 
-    The one declaration of the image-selection options that :func:`select_images`,
-    :func:`cte.measure_photometry` and :func:`cte.run` take.
+    The options of :func:`select_images`, :func:`cte.measure_photometry` and
+    :func:`cte.run` (and of the ``cte`` selection flags).
 
-    Attributes
+    Parameters
     ----------
     proposals : "all", "last", int or sequence of int
-        ``"last"`` is the newest configured program present among the usable images.
-    visits : sequence of str, optional
-        Two-character visits (``"05"``; ``5`` is taken as ``"05"``), with *proposals*
-        usually a single ID.
-    targets, filters : sequence of str, optional
-        Configuration target names and filters (filters upper-cased).
-    flashes : sequence of int, optional
-        Post-flash levels in e-/px.
-    ctecorr : sequence of {"FLT", "FLC"}, optional
+        Proposal IDs; ``"all"`` every configured one, ``"last"`` the newest configured
+        one present among the usable images.
+    visits : tuple of str, optional
+        Two-character visits, e.g. 05 (5 is taken as 05), usually with a single proposal.
+    targets : tuple of str, optional
+        Configured target names, e.g. ngc104 ngc6791.
+    filters : tuple of str, optional
+        Filters, e.g. F502N (upper-cased).
+    flashes : tuple of int, optional
+        Post-flash levels in e-/pixel, e.g. 0 12.
+    ctecorr : tuple of str, optional
+        FLT and/or FLC images (upper-cased).
 
     Raises
     ------
@@ -433,12 +436,12 @@ class ImageSelection:
         sequence is empty (pass None for no selection).
     """
 
-    proposals: str | int | Sequence[int | str] = "all"
-    visits: Sequence[str] | None = None
-    targets: Sequence[str] | None = None
-    filters: Sequence[str] | None = None
-    flashes: Sequence[int] | None = None
-    ctecorr: Sequence[str] | None = None
+    proposals: str | int | tuple[int, ...] = "all"
+    visits: tuple[str, ...] | None = None
+    targets: tuple[str, ...] | None = None
+    filters: tuple[str, ...] | None = None
+    flashes: tuple[int, ...] | None = None
+    ctecorr: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         proposals = self.proposals
@@ -451,8 +454,13 @@ class ImageSelection:
             object.__setattr__(self, name, _as_tuple(name, getattr(self, name), convert))
 
     def check(self, config: Config) -> None:
-        """Raise :class:`ValueError` if a target, filter, flash or version is unknown to
-        *config* (the message names the parameter)."""
+        """Raise :class:`ValueError` if a target, filter, flash or version is unknown.
+
+        Parameters
+        ----------
+        config : Config
+            The configuration that declares them (the message names the parameter).
+        """
         allowed = {"targets": config.targets, "filters": config.filters,
                    "flashes": config.flash_levels, "ctecorr": ("FLT", "FLC")}
         for name, values in allowed.items():
@@ -460,31 +468,12 @@ class ImageSelection:
             if chosen is not None:
                 subset_of(chosen, name, set(values))
 
-    @classmethod
-    def resolve(cls, selection: ImageSelection | None = None, /, **fields) -> ImageSelection:
-        """*selection*, or one built from its *fields* given as keywords (not both).
-
-        Raises
-        ------
-        TypeError
-            Both given, *selection* is not an :class:`ImageSelection`, or an unknown field.
-        ValueError
-            A field cannot be converted (see the class).
-        """
-        if selection is None:
-            return cls(**fields)
-        if fields:
-            msg = f"give either selection or its fields as keywords, not both: {sorted(fields)}"
-            raise TypeError(msg)
-        return instance_of(selection, "selection", cls, what="an ImageSelection")
-
 
 def select_images(
     records: pd.DataFrame,
-    selection: ImageSelection | None = None,
     *,
+    selection: ImageSelection | None = None,
     config: Config | None = None,
-    **options,
 ) -> pd.DataFrame:
     """Usable images matching a selection: one row per image (its field chip).
 
@@ -493,9 +482,14 @@ def select_images(
     records : pandas.DataFrame
         From :func:`read_headers`.
     selection : ImageSelection, optional
-        The selection; or give its fields as keywords (``proposals=..., visits=...``,
-        see :class:`ImageSelection`).  Default: every usable image.
+        Default: every usable image.
     config : Config, optional
+        Default: :func:`cte.load_config`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The selected records, sorted by ``mjd`` and ``image``.
 
     Raises
     ------
@@ -503,7 +497,8 @@ def select_images(
         A selection names a target, filter, flash level or version the configuration
         does not know (the message names the parameter).
     """
-    selection = ImageSelection.resolve(selection, **options)
+    selection = ImageSelection() if selection is None else instance_of(
+        selection, "selection", ImageSelection, what="an ImageSelection")
     config = load_config() if config is None else config
     selection.check(config)
     usable = records[records["usable"] & records["holds_field"]]
@@ -511,7 +506,7 @@ def select_images(
     if selection.proposals == "last":
         present = [p for p in config.programs if p in set(usable["proposal"])]
         keep &= usable["proposal"].to_numpy() == (present[-1] if present else -1)
-        logger.info("--pr last: proposal %s", present[-1] if present else "none present")
+        logger.info("proposals='last': proposal %s", present[-1] if present else "none present")
     elif selection.proposals != "all":
         keep &= usable["proposal"].isin(selection.proposals).to_numpy()
     for name, (_, column) in _SELECTION_FIELDS.items():

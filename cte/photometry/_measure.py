@@ -219,7 +219,7 @@ def measure_image(
     header : dict
         Its record from :func:`cte.io.images.read_header` (the field chip's row).
     catalog : pandas.DataFrame
-        Master catalog (:func:`cte.photometry.photometry.read_catalog`).
+        Master catalog (:func:`cte.photometry.batch.read_catalog`).
     config : Config
     apertures : sequence of float, optional
         Radii in px (default ``config.photometry.apertures``).

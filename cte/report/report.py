@@ -1,7 +1,7 @@
-"""The monitor's web site: ``report.html`` with headline numbers, interactive trends,
+"""The monitor's web site: ``index.html`` with headline numbers, interactive trends,
 the fitted model, static figures, the data used and excluded, and provenance.
 
-:func:`write_report` writes ``report.html`` and a ``plots/`` directory into an output
+:func:`write_site` writes ``index.html`` and a ``plots/`` directory into an output
 directory.  The page is self-contained (BokehJS and CSS inlined, images by relative
 link), so the directory works offline, copied or served as it is.  In order:
 
@@ -48,7 +48,7 @@ from stores.common.validate import as_int
 from stores.presentation import style
 from stores.presentation.site import Metric, Page, bokeh_figure
 
-__all__ = ["headline_numbers", "write_report"]
+__all__ = ["headline_numbers", "write_site"]
 
 logger = logging.getLogger(__name__)
 
@@ -152,8 +152,8 @@ def headline_numbers(loss: xr.Dataset, model: CTEModel, *, aperture: float) -> l
     return out
 
 
-def write_report(
-    out_dir: str | PathLike,
+def write_site(
+    out: str | PathLike,
     *,
     loss: xr.Dataset,
     model: CTEModel,
@@ -163,11 +163,11 @@ def write_report(
     aperture: float | None = None,
     ratio_plots: int = 1,
 ) -> Path:
-    """Write ``report.html`` (and its plots) into *out_dir*; return the page's path.
+    """Write ``index.html`` (and its plots) into *out*; return the page's path.
 
     Parameters
     ----------
-    out_dir : path
+    out : path
         Output directory (created if needed).
     loss : xarray.Dataset
         Output of :func:`cte.measure_loss`.
@@ -188,7 +188,7 @@ def write_report(
         aperture = float(np.min(loss["aperture"].values))
     aperture = check_aperture(loss, aperture, "loss")
     ratio_plots = as_int(ratio_plots, "ratio_plots", min=0, allow_integral_float=True)
-    out = Path(out_dir)
+    out = Path(out)
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     aperture = float(loss["aperture"].values[np.argmin(np.abs(loss["aperture"].values
@@ -207,8 +207,8 @@ def write_report(
     _data_used(page, loss)
     _data_excluded(page, loss, model, excluded)
     page.provenance(_provenance(loss, model, metadata, created))
-    path = page.write(out / "report.html")
-    logger.info("report written to %s", path)
+    path = page.write(out / "index.html")
+    logger.info("site written to %s", path)
     return path
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from cte.analysis.lossmodel import LossModel
 from cte.config import load_config
+from cte.datasets import FieldPhysics
 from cte.datasets.simulate import simulate_campaign
 
 #: shape of the test cut-outs (rows, columns)
@@ -23,16 +24,16 @@ def campaign(tmp_path_factory):
     180-degree set, the images the monitor must skip, and three broken files."""
     root = tmp_path_factory.mktemp("campaign")
     return simulate_campaign(
-        root, seed=11, shape=SHAPE, n_stars=150, targets=("ngc104",), n_epochs=1,
-        flashes=(0, 12), exptimes=(348.0, 30.0), include_excluded=True, include_180=True,
-        bad_files=True,
+        root, seed=11, shape=SHAPE, targets=("ngc104",), n_epochs=1, flashes=(0, 12),
+        exptimes=(348.0, 30.0), include_excluded=True, include_180=True, bad_files=True,
+        physics=FieldPhysics(n_stars=150)
     )
 
 
 @pytest.fixture(scope="session")
 def measured(campaign, tmp_path_factory):
     """The campaign's photometry store (all usable images measured, threaded)."""
-    from cte.photometry.photometry import measure_photometry
+    from cte.photometry.batch import measure_photometry
 
     store = tmp_path_factory.mktemp("store") / "phot"
     summary = measure_photometry(campaign.data_dir, campaign.catalogs_dir, store)
@@ -46,17 +47,17 @@ def flat_campaign(tmp_path_factory):
     root = tmp_path_factory.mktemp("flat")
     zero = LossModel({})
     return simulate_campaign(
-        root, seed=5, shape=SHAPE, n_stars=45, flux_range=(3000.0, 100000.0),
-        targets=("ngc104",), n_epochs=1,
-        filters=("F502N", "F606W"), flashes=(12,), exptimes=(348.0,), ctecorr=("FLT",),
-        include_excluded=False, include_180=False, loss_models={"FLT": zero, "FLC": zero},
-        pointing_error=3.0, rotation_error=0.03,
+        root, seed=5, shape=SHAPE, targets=("ngc104",), n_epochs=1, filters=("F502N", "F606W"),
+        flashes=(12,), exptimes=(348.0,), ctecorr=("FLT",), include_excluded=False,
+        include_180=False, loss_models={"FLT": zero, "FLC": zero},
+        physics=FieldPhysics(n_stars=45, flux_range=(3000.0, 100000.0), pointing_error=3.0,
+                             rotation_error=0.03)
     )
 
 
 @pytest.fixture(scope="session")
 def flat_measured(flat_campaign, tmp_path_factory):
-    from cte.photometry.photometry import measure_photometry
+    from cte.photometry.batch import measure_photometry
 
     store = tmp_path_factory.mktemp("flatstore") / "phot"
     return measure_photometry(flat_campaign.data_dir, flat_campaign.catalogs_dir, store)

@@ -7,7 +7,7 @@ import tomllib
 import pytest
 
 from cte import ConfigError, load_config
-from cte.config import default_config_path
+from cte.config import FitOptions, LossOptions, default_config_path
 from cte.flags import STAR_FLAGS, WFC3_DQ, cf_flag_attrs, decode
 
 
@@ -73,8 +73,9 @@ def test_overrides_mapping():
     [
         ("[photometry]\napertre = [3.0]\n", r"photometry\.apertre: unknown key"),
         ("[photometry]\napertures = [-3.0]\n", r"photometry\.apertures\[0\]: must be > 0"),
-        ("[photometry]\napertures = []\n", r"photometry\.apertures: must not be empty"),
-        ("[photometry]\nannulus = [20.0, 14.0]\n", r"photometry\.annulus: .*inner < outer"),
+        ("[photometry]\napertures = []\n", r"photometry\.apertures: must be a non-empty sequence"),
+        ("[photometry]\nannulus = [20.0, 14.0]\n",
+         r"photometry\.annulus: must be \(low, high\) pixel with 0 <= low < high"),
         ("[photometry]\nannulus = [6.0, 24.0]\n", r"photometry\.annulus: inner radius 6.0"),
         ("[photometry]\ncentroid_box = 4\n", r"photometry\.centroid_box: must be an odd"),
         ("[photometry]\ncentroid_method = 'peak'\n",
@@ -91,7 +92,7 @@ def test_overrides_mapping():
         ("[[exclude]]\nproposal = 1\nreason = ' '\n", r"exclude\[0\]\.reason: must say why"),
         ("[[exclude]]\nproposal = 1\n", r"exclude\[0\]\.reason: missing required key"),
         ("[geometry]\nchip_dither_postarg2 = 1.0\n", r"geometry\.chip_dither_postarg2"),
-        ("[alignment]\nmin_matches = 2\n", r"alignment\.min_matches: must be >= 3"),
+        ("[alignment]\nmin_matches = 2\n", r"alignment\.min_matches: must be an integer >= 3"),
         ("[alignment]\nn_brightest = 0\n",
          r"alignment\.n_brightest: must be an integer >= 1, got 0"),
         ("[alignment]\nfwhm = 'wide'\n", r"alignment\.fwhm: must be a number, got 'wide'"),
@@ -125,12 +126,10 @@ def test_missing_and_malformed_files(tmp_path):
 def test_analysis_options_are_validated_and_kept(tmp_path):
     user = tmp_path / "a.toml"
     user.write_text("[analysis.loss]\nsigma = 2.5\nmin_snr = 5\n"
-                    "[analysis.model]\nscale_errors = false\n")
-    analysis = load_config(user).analysis
-    assert analysis["loss"]["sigma"] == 2.5 and analysis["loss"]["min_snr"] == 5.0
-    assert analysis["loss"]["min_stars"] == 10  # shipped default kept
-    assert analysis["model"] == {"flux_bins": "independent", "min_time_span": 0.5,
-                                 "min_background_span": 0.2, "scale_errors": False}
+                    "[analysis.fit]\nscale_errors = false\n")
+    config = load_config(user)
+    assert config.loss == LossOptions(sigma=2.5, min_snr=5.0)  # the other fields: defaults
+    assert config.fit == FitOptions(scale_errors=False)
 
 
 @pytest.mark.parametrize(("toml", "match"), [
@@ -147,12 +146,13 @@ def test_analysis_options_are_validated_and_kept(tmp_path):
     ("[analysis.loss]\npivot_transfers = 2051",
      r"analysis\.loss\.pivot_transfers: must be in \(0, 2051\), got 2051"),
     ("[analysis.loss]\nmin_snr = 0", r"analysis\.loss\.min_snr: must be > 0"),
-    ("[analysis.loss]\nmin_star = 25", r"analysis\.loss\.min_star: unknown options \['min_star'\]"),
-    ("[analysis.model]\nflux_bins = \"some\"", r"analysis\.model\.flux_bins: must be one of"),
-    ("[analysis.model]\nmin_time_span = -0.5", r"analysis\.model\.min_time_span: must be >= 0"),
-    ("[analysis.model]\nscale_errors = 1",
-     r"analysis\.model\.scale_errors: must be True or False, got 1"),
-    ("[analysis.fit]\nx = 1", r"analysis\.fit: unknown table \[analysis\.fit\]"),
+    ("[analysis.loss]\nmin_star = 25",
+     r"analysis\.loss\.min_star: unknown key; known keys of \[analysis\.loss\]"),
+    ("[analysis.fit]\nbins_fitted = \"some\"", r"analysis\.fit\.bins_fitted: must be one of"),
+    ("[analysis.fit]\nmin_time_span = -0.5", r"analysis\.fit\.min_time_span: must be >= 0"),
+    ("[analysis.fit]\nscale_errors = 1",
+     r"analysis\.fit\.scale_errors: must be True or False, got 1"),
+    ("[analysis.model]\nx = 1", r"analysis\.model: unknown table \[analysis\.model\]"),
     ("[analysis]\nloss = 3", r"analysis\.loss: must be a table"),
 ])
 def test_invalid_analysis_options_are_refused_at_load(tmp_path, toml, match):
@@ -172,7 +172,7 @@ def test_bad_analysis_option_stops_a_run_before_photometry(tmp_path, campaign):
     user.write_text("[analysis.loss]\nsigma = 0\n")
     with pytest.raises(ConfigError, match=r"analysis\.loss\.sigma: must be > 0"):
         run(campaign.data_dir, campaign.catalogs_dir, tmp_path / "store", tmp_path / "out",
-            config=user, proposals="all")
+            config=user)
     assert not (tmp_path / "store").exists() and not (tmp_path / "out").exists()
 
 
@@ -191,23 +191,23 @@ def test_flag_registries():
 
 
 def test_analysis_rules_are_shared_by_the_file_and_the_functions(tmp_path):
-    """One declaration (cte.config.ANALYSIS_OPTIONS): a value is refused alike from a
-    configuration file and from a call of measure_loss or fit_model."""
+    """One declaration (the options dataclasses): a value is refused alike from a
+    configuration file and from the options of measure_loss or fit_model."""
     import xarray as xr
 
     from cte import fit_model, measure_loss
     from cte.datasets._synthphot import make_photometry
 
     user = tmp_path / "a.toml"
-    user.write_text("[analysis.loss]\nmin_stars = 2\n[analysis.model]\nscale_errors = 1\n")
+    user.write_text("[analysis.loss]\nmin_stars = 2\n[analysis.fit]\nscale_errors = 1\n")
     with pytest.raises(ConfigError, match=r"analysis\.loss\.min_stars: must be an integer >= 3, "
                                           r"got 2$"):
         load_config(user)
     with pytest.raises(ValueError, match=r"^min_stars must be an integer >= 3, got 2$"):
-        measure_loss(make_photometry(n_stars=10).photometry, min_stars=2)
-    user.write_text("[analysis.model]\nscale_errors = 1\n")
-    with pytest.raises(ConfigError, match=r"analysis\.model\.scale_errors: must be True or "
+        measure_loss(make_photometry(n_stars=10).photometry, loss=LossOptions(min_stars=2))
+    user.write_text("[analysis.fit]\nscale_errors = 1\n")
+    with pytest.raises(ConfigError, match=r"analysis\.fit\.scale_errors: must be True or "
                                           r"False, got 1$"):
         load_config(user)
     with pytest.raises(TypeError, match=r"^scale_errors must be True or False, got 1$"):
-        fit_model(xr.Dataset(), scale_errors=1)
+        fit_model(xr.Dataset(), fit=FitOptions(scale_errors=1))

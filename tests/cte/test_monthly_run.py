@@ -12,7 +12,9 @@ import xarray as xr
 
 import cte.pipeline
 from cte.cli import main
+from cte.datasets import FieldPhysics
 from cte.datasets.simulate import load_campaign, simulate_campaign
+from cte.io import ImageSelection
 from cte.photometry.store import PhotometryStore
 from stores.common.testing import tree_digest
 from tests.cte.test_run import _injected_per_cell
@@ -21,17 +23,17 @@ from tests.cte.test_run import _injected_per_cell
 @pytest.mark.slow
 def test_monthly_run_is_incremental_and_all_or_nothing(tmp_path, monkeypatch, capsys):
     sim = simulate_campaign(
-        tmp_path / "sim", seed=5, shape=(2051, 96), n_stars=1500, targets=("ngc104",),
-        n_epochs=3, flashes=(12,), exptimes=(348.0,), include_180=False,
-        include_excluded=False,
+        tmp_path / "sim", seed=5, shape=(2051, 96), targets=("ngc104",), n_epochs=3, flashes=(12,),
+        exptimes=(348.0,), include_180=False, include_excluded=False,
+        physics=FieldPhysics(n_stars=1500)
     )
     campaign = load_campaign(tmp_path / "sim")
     epochs = sorted(p.name for p in sim.data_dir.iterdir())  # one proposal per epoch
     assert len(epochs) == 3
     data, store, out = tmp_path / "data", tmp_path / "store", tmp_path / "out"
     data.mkdir()
-    argv = ["run", "--data", str(data), "--catalogs", str(sim.catalogs_dir),
-            "--store", str(store), "--out", str(out)]  # the same command every month
+    argv = ["run", str(store), "--data", str(data), "--catalogs", str(sim.catalogs_dir),
+            "--out", str(out)]  # the same command every month
     for k, proposal in enumerate(epochs, start=1):
         shutil.copytree(sim.data_dir / proposal, data / proposal)  # this month's epoch arrives
         result = cte.pipeline.run(data, sim.catalogs_dir, store, out)
@@ -61,15 +63,16 @@ def test_monthly_run_is_incremental_and_all_or_nothing(tmp_path, monkeypatch, ca
     def broken(*args, **kwargs):
         raise OSError("disk full while writing the report")
 
-    monkeypatch.setattr("cte.report.report.write_report", broken)
+    monkeypatch.setattr("cte.report.report.write_site", broken)
     assert main(argv) == 1
     assert "disk full" in capsys.readouterr().err
     assert tree_digest(out) == before
     assert not list(out.glob(".cte-run-*"))  # no staging directory left
 
 
-def test_a_fit_failure_under_pr_last_says_to_select_all(tmp_path, monkeypatch):
-    """The seed's --pr last selects one proposal, often one epoch: the error says so."""
+def test_a_fit_failure_under_proposals_last_says_to_select_all(tmp_path, monkeypatch):
+    """The seed's `--pr last` (proposals='last') selects one proposal, often one epoch: the
+    error says so."""
     from types import SimpleNamespace
 
     import pandas as pd
@@ -80,7 +83,7 @@ def test_a_fit_failure_under_pr_last_says_to_select_all(tmp_path, monkeypatch):
         measured=pd.DataFrame({"image": ["i0po0101q_flt"]}), reused=pd.DataFrame({"image": []}),
         skipped=pd.DataFrame(columns=["image", "path", "category", "reason"]),
     )
-    monkeypatch.setattr("cte.photometry.photometry.measure_photometry",
+    monkeypatch.setattr("cte.photometry.batch.measure_photometry",
                         lambda *args, **kwargs: summary)
 
     def no_fit(*args, **kwargs):
@@ -89,7 +92,7 @@ def test_a_fit_failure_under_pr_last_says_to_select_all(tmp_path, monkeypatch):
     monkeypatch.setattr(cte.pipeline, "analyse_store", no_fit)
     paths = (tmp_path, tmp_path, tmp_path / "store", tmp_path / "out")
     with pytest.raises(FitError, match=r"\(one epoch\); only the newest proposal was selected "
-                       r"\(proposals='last', `--pr last`\).*select 'all' \(the default\)"):
-        cte.pipeline.run(*paths, proposals="last")
+                       r"\(proposals='last'\).*select 'all' \(the default\)"):
+        cte.pipeline.run(*paths, selection=ImageSelection(proposals="last"))
     with pytest.raises(FitError, match=r"^no configuration could be fitted \(one epoch\)$"):
         cte.pipeline.run(*paths)  # the default, all: the error as it is

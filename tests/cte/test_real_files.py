@@ -13,6 +13,7 @@ import pytest
 from astropy.io import fits
 
 from cte import InvalidImageError, WrongInstrumentError
+from cte.datasets import FieldPhysics
 from cte.datasets.simulate import simulate_campaign
 from cte.io.images import read_chip, read_header, scan_images
 
@@ -183,9 +184,10 @@ def _layout(path) -> dict[str, set[tuple[str, str]]]:
 @pytest.fixture(scope="module")
 def small_campaign(tmp_path_factory):
     return simulate_campaign(
-        tmp_path_factory.mktemp("look") / "sim", seed=3, shape=(32, 32), n_stars=5,
-        targets=("ngc104",), n_epochs=1, flashes=(0, 12), exptimes=(348.0,),
-        include_excluded=True, include_180=False)
+        tmp_path_factory.mktemp("look") / "sim", seed=3, shape=(32, 32), targets=("ngc104",),
+        n_epochs=1, flashes=(0, 12), exptimes=(348.0,), include_excluded=True, include_180=False,
+        physics=FieldPhysics(n_stars=5)
+    )
 
 
 def test_simulated_keywords_sit_where_the_archive_puts_them(uvis, small_campaign):

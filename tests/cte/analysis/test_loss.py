@@ -16,7 +16,7 @@ from cte.analysis._linefit import (
     segmented_pivot_fit,
 )
 from cte.analysis.loss import measure_loss
-from cte.config import load_config
+from cte.config import LossOptions, load_config
 from stores import DatasetStore
 from tests.cte._analysis_fixtures import campaign, campaign_loss, reference_cells, same_chip, small
 
@@ -144,7 +144,7 @@ def test_output_layout_units_and_coordinates():
 def test_slopes_equal_linregress_on_independently_selected_stars():
     synth = small()
     ph = synth.photometry
-    out = measure_loss(ph, sigma=None, min_stars=3)
+    out = measure_loss(ph, loss=LossOptions(sigma=None, min_stars=3))
     ids = list(ph["image"].values)
     checked = 0
     for p, (num, den) in enumerate(zip(out["image_num"].values, out["image_den"].values,
@@ -175,7 +175,7 @@ def test_slopes_equal_linregress_on_independently_selected_stars():
 
 def test_both_fluxes_rule_selects_as_the_seed_did():
     ph = small().photometry
-    out = measure_loss(ph, sigma=None, min_stars=3, bin_by="both")
+    out = measure_loss(ph, loss=LossOptions(sigma=None, min_stars=3, bin_by="both"))
     ids = list(ph["image"].values)
     i = ids.index(str(out["image_num"].values[0]))
     j = ids.index(str(out["image_den"].values[0]))
@@ -225,8 +225,8 @@ def test_acceptance_loss_agrees_with_injected_loss():
 def test_seed_rule_both_fluxes_in_bin_is_biased_low():
     """Documents why bin_by='mean' is the default (see cte.analysis.loss)."""
     synth = campaign()[:2]
-    both = measure_loss([s.photometry for s in synth], bin_by="both")
-    mean = measure_loss([s.photometry for s in synth], bin_by="mean")
+    both = measure_loss([s.photometry for s in synth], loss=LossOptions(bin_by="both"))
+    mean = measure_loss([s.photometry for s in synth], loss=LossOptions(bin_by="mean"))
     p_both, n_both = _pulls(synth, both)
     p_mean, n_mean = _pulls(synth, mean)
     good_both = p_both[n_both >= 20]
@@ -254,7 +254,7 @@ def test_same_chip_fixed_crossing_fit():
     np.testing.assert_allclose(out["loss_fixed_effect"].values,
                                out["loss_fixed"].values - out["loss"].values)
     # slope_fixed from plain numpy for one cell (no clipping so the star set is known)
-    raw = measure_loss(synth.photometry, sigma=None)
+    raw = measure_loss(synth.photometry, loss=LossOptions(sigma=None))
     ph = synth.photometry
     i = list(ph["image"].values).index(str(raw["image_num"].values[0]))
     j = list(ph["image"].values).index(str(raw["image_den"].values[0]))
@@ -271,7 +271,7 @@ def test_same_chip_fixed_crossing_fit():
 def test_fixed_crossing_only_for_the_same_chip_set_by_default():
     out = measure_loss(small().photometry)
     assert np.all(np.isnan(out["loss_fixed"].values))
-    out_all = measure_loss(small().photometry, pivot="all")
+    out_all = measure_loss(small().photometry, loss=LossOptions(pivot="all"))
     assert np.isfinite(out_all["loss_fixed"].values).any()
 
 
@@ -296,16 +296,16 @@ def test_flagged_stars_are_left_out():
     flags = ph["flags"].values.copy()
     flags[:, :50] |= 64  # some other flag on the first 50 stars in every image
     flagged = ph.assign(flags=(("image", "star"), flags))
-    out = measure_loss(flagged, sigma=None, min_stars=3)
-    kept = measure_loss(ph.isel(star=slice(50, None)), sigma=None, min_stars=3)
+    out = measure_loss(flagged, loss=LossOptions(sigma=None, min_stars=3))
+    kept = measure_loss(ph.isel(star=slice(50, None)), loss=LossOptions(sigma=None, min_stars=3))
     np.testing.assert_array_equal(out["n_stars"].values, kept["n_stars"].values)
-    only_cr = measure_loss(flagged, sigma=None, min_stars=3, reject_flags=8)
+    only_cr = measure_loss(flagged, loss=LossOptions(sigma=None, min_stars=3, reject_flags=8))
     assert only_cr["n_stars"].sum() > out["n_stars"].sum()
 
 
 def test_min_snr_cut_uses_the_mean_flux():
     ph = small().photometry
-    out = measure_loss(ph, sigma=None, min_snr=30.0, min_stars=3)
+    out = measure_loss(ph, loss=LossOptions(sigma=None, min_snr=30.0, min_stars=3))
     ids = list(ph["image"].values)
     i, j = ids.index(str(out["image_num"].values[0])), ids.index(str(out["image_den"].values[0]))
     f1, f2 = ph["flux"].values[i, :, 2], ph["flux"].values[j, :, 2]
@@ -350,7 +350,7 @@ def test_apertures_can_be_selected():
 )
 def test_bad_options_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        measure_loss(small().photometry, **kwargs)
+        measure_loss(small().photometry, loss=LossOptions(**kwargs))
 
 
 def test_missing_variable_raises_before_computing():
@@ -379,7 +379,7 @@ def test_masked_flux_accepts_cosmic_ray_flags_by_default():
     from cte.flags import BAD_PIXEL, COSMIC_RAY
 
     ph = small().photometry
-    out = measure_loss(ph, flux_var="flux_masked", sigma=None, min_stars=3)
+    out = measure_loss(ph, loss=LossOptions(flux_var="flux_masked", sigma=None, min_stars=3))
     ids = list(ph["image"].values)
     i, j = ids.index(str(out["image_num"].values[0])), ids.index(str(out["image_den"].values[0]))
     flags = ph["flags"].values[i] | ph["flags"].values[j]

@@ -14,7 +14,7 @@ from cte import FitError, ModelNotFoundError
 from cte.analysis.loss import measure_loss
 from cte.analysis.lossmodel import BASIS_TERMS
 from cte.analysis.model import CTEModel, fit_model, independent_bins
-from cte.config import load_config
+from cte.config import FitOptions, load_config
 from cte.datasets._synthphot import DEFAULT_TRUTH
 from tests.cte._analysis_fixtures import campaign, campaign_loss, campaign_model, small
 
@@ -107,7 +107,7 @@ def test_independent_bins_of_the_default_list():
 
 def test_all_bins_option_uses_every_cell():
     loss_ds = campaign_loss()
-    every = fit_model(loss_ds, flux_bins="all")
+    every = fit_model(loss_ds, fit=FitOptions(bins_fitted="all"))
     indep = campaign_model()
     for a, b in zip(every, indep, strict=True):
         assert a.n_cells > b.n_cells
@@ -115,7 +115,7 @@ def test_all_bins_option_uses_every_cell():
 
 def test_undetermined_terms_are_left_out():
     loss_ds = measure_loss(small().photometry)  # one flash level, two epochs 400 d apart
-    model = fit_model(loss_ds, min_time_span=2.0)
+    model = fit_model(loss_ds, fit=FitOptions(min_time_span=2.0))
     for fit in model:
         assert "b" not in fit.terms and "bx" not in fit.terms
         assert "t" not in fit.terms and "xt" not in fit.terms
@@ -187,13 +187,13 @@ def test_reading_a_foreign_table_is_refused(tmp_path):
         ({"terms": ("x", "t")}, r"terms must include '1' \(the constant term\), got \['x', 't'\]"),
         ({"terms": ("1", "y")}, r"terms must be drawn from \[.*\], got unknown \['y'\]"),
         ({"terms": ()}, "terms must be a non-empty selection"),
-        ({"flux_bins": "some"}, r"flux_bins must be one of \['independent', 'all'\]"),
+        ({"bins_fitted": "some"}, r"bins_fitted must be one of \['independent', 'all'\]"),
         ({"min_time_span": -1}, r"min_time_span must be >= 0 \(yr\), got -1"),
     ],
 )
 def test_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        fit_model(campaign_loss(), **kwargs)
+        fit_model(campaign_loss(), fit=FitOptions(**kwargs))
 
 
 def test_bad_loss_dataset():
@@ -226,7 +226,7 @@ def test_few_flux_bins_give_fewer_flux_terms_and_the_fit_is_least_squares():
     keep = ((lo == 250) & (hi == 500)) | ((lo == 1000) & (hi == 2000))
     for name in ("loss", "loss_err"):
         loss_ds[name] = loss_ds[name].where(xr.DataArray(keep, dims="flux_bin"))
-    model = fit_model(loss_ds, min_time_span=0.5)
+    model = fit_model(loss_ds, fit=FitOptions(min_time_span=0.5))
     fit = model.select(ctecorr="FLT", exptime_class="long", aperture=3.0)
     assert fit.n_flux_bins == 2
     assert fit.terms == ("1", "t")

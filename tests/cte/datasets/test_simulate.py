@@ -10,6 +10,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from cte.analysis.lossmodel import LossModel
+from cte.datasets import FieldPhysics
 from cte.datasets._render import render_stars
 from cte.datasets.simulate import DEFAULT_LOSS_MODELS, FULL_WELL, load_campaign, simulate_campaign
 from cte.schema import TRUTH_DIMS, TRUTH_VARIABLES
@@ -173,8 +174,9 @@ def test_excluded_and_special_images(campaign):
 
 
 def test_same_seed_same_data(tmp_path):
-    kwargs = dict(shape=(64, 64), n_stars=20, targets=("ngc6791",), n_epochs=1, flashes=(0,),
-                  exptimes=(30.0,), ctecorr=("FLT",), include_excluded=False, include_180=False)
+    kwargs = dict(shape=(64, 64), targets=("ngc6791",), n_epochs=1, flashes=(0,),
+                  exptimes=(30.0,), ctecorr=("FLT",), include_excluded=False, include_180=False,
+                  physics=FieldPhysics(n_stars=20))
     a = simulate_campaign(tmp_path / "a", seed=3, **kwargs)
     b = simulate_campaign(tmp_path / "b", seed=3, **kwargs)
     c = simulate_campaign(tmp_path / "c", seed=4, **kwargs)
@@ -186,9 +188,11 @@ def test_same_seed_same_data(tmp_path):
 
 def test_custom_loss_model_is_recorded(tmp_path):
     model = {"FLT": LossModel({"1": 0.1}), "FLC": LossModel({"1": 0.02})}
-    camp = simulate_campaign(tmp_path / "m", seed=0, shape=(64, 64), n_stars=10, n_epochs=1,
-                             targets=("ngc6791",), flashes=(0,), exptimes=(30.0,),
-                             include_excluded=False, include_180=False, loss_models=model)
+    camp = simulate_campaign(
+        tmp_path / "m", seed=0, shape=(64, 64), n_epochs=1, targets=("ngc6791",), flashes=(0,),
+        exptimes=(30.0,), include_excluded=False, include_180=False, loss_models=model,
+        physics=FieldPhysics(n_stars=10)
+    )
     assert load_campaign(camp.root).loss_models["FLC"].coefficients["1"] == 0.02
     np.testing.assert_allclose(camp.truth("ngc6791").loss.sel(
         image=camp.images.image[camp.images.ctecorr == "FLT"].iloc[0]), 0.1)
@@ -205,9 +209,6 @@ def test_custom_loss_model_is_recorded(tmp_path):
         ({"flashes": (1.5,)}, r"flashes\[0\] must be an integer >= 0, got 1.5"),
         ({"exptimes": (0.0,)}, r"exptimes\[0\] must be > 0 \(s\), got 0.0"),
         ({"n_epochs": 0}, r"n_epochs must be an integer in \[1, 15\], got 0"),
-        ({"fwhm": -1.0}, "fwhm must be"),
-        ({"pointing_error": -1.0}, "pointing_error must be"),
-        ({"n_stars": 0}, "n_stars must be an integer >= 1, got 0"),
         ({"loss_models": {"FLT": LossModel({})}}, "loss_models must give"),
     ],
 )
@@ -217,19 +218,33 @@ def test_invalid_parameters_are_refused(tmp_path, kwargs, match):
     assert not (tmp_path / "x" / "data").exists()
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"fwhm": -1.0}, "fwhm must be"),
+        ({"pointing_error": -1.0}, "pointing_error must be"),
+        ({"n_stars": 0}, "n_stars must be an integer >= 1, got 0"),
+    ],
+)
+def test_invalid_physics_is_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FieldPhysics(**kwargs)
+
+
 def test_refuses_to_overwrite(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "keep.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        simulate_campaign(tmp_path / "x", shape=(32, 32), n_stars=5)
+        simulate_campaign(tmp_path / "x", shape=(32, 32), physics=FieldPhysics(n_stars=5))
     assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
 
 
 def test_pixel_area_map_is_written_and_applied(tmp_path):
-    camp = simulate_campaign(tmp_path / "p", seed=1, shape=(64, 64), n_stars=15,
-                             targets=("ngc6791",), n_epochs=1, flashes=(0,), exptimes=(348.0,),
-                             ctecorr=("FLT",), include_excluded=False, include_180=False,
-                             pam=True)
+    camp = simulate_campaign(
+        tmp_path / "p", seed=1, shape=(64, 64), targets=("ngc6791",), n_epochs=1, flashes=(0,),
+        exptimes=(348.0,), ctecorr=("FLT",), include_excluded=False, include_180=False, pam=True,
+        physics=FieldPhysics(n_stars=15)
+    )
     assert camp.pam_dir == tmp_path / "p" / "pam"
     truth = camp.truth("ngc6791")
     for chip in (1, 2):
@@ -251,8 +266,9 @@ def test_load_campaign_needs_a_campaign(tmp_path):
 
 
 # -- overwrite: only what a previous simulation wrote -------------------------------------
-_TINY = dict(shape=(32, 32), n_stars=5, targets=("ngc6791",), n_epochs=1, flashes=(0,),
-             exptimes=(348.0,), ctecorr=("FLT",), include_excluded=False, include_180=False)
+_TINY = dict(shape=(32, 32), targets=("ngc6791",), n_epochs=1, flashes=(0,), exptimes=(348.0,),
+             ctecorr=("FLT",), include_excluded=False, include_180=False,
+             physics=FieldPhysics(n_stars=5))
 
 
 def _tree_hash(root) -> dict[str, str]:
@@ -292,8 +308,8 @@ def test_overwrite_refuses_a_directory_without_the_marker(tmp_path):
     with pytest.raises(FileExistsError, match=r"holds no simulation marker.*refuses to delete"):
         simulate_campaign(root, overwrite=True, **_TINY)
     assert _tree_hash(root) == before
-    assert main(["simulate", str(root), "--overwrite", "--shape", "32", "32", "--stars", "5",
-                 "--epochs", "1"]) == 1
+    assert main(["simulate", "--out", str(root), "--overwrite", "--shape", "32", "32",
+                 "--n-stars", "5", "--epochs", "1"]) == 1
     assert _tree_hash(root) == before
     # a marker that is not the simulator's own is refused too
     (root / ".cte-simulation.json").write_text('{"files": ["thesis.tex"]}')
@@ -334,22 +350,15 @@ def test_read_noise_follows_each_quadrants_amplifier(campaign):
                 assert floor == pytest.approx(primary[f"READNSE{amp}"] ** 2, rel=2e-3)
 
 
-def test_field_physics_dataclass_and_keywords_give_the_same_campaign(tmp_path):
-    """The physics grouped in cte.FieldPhysics (validated once) or given as keywords."""
+def test_field_physics_is_one_validated_object(tmp_path):
+    """The physics is given only as a cte.FieldPhysics (validated once), never as keywords."""
     import cte
 
     kw = {"seed": 3, "shape": (64, 64), "targets": ("ngc104",), "n_epochs": 1,
           "flashes": (12,), "exptimes": (348.0,), "ctecorr": ("FLT",),
           "include_excluded": False, "include_180": False}
-    physics = cte.FieldPhysics(n_stars=30, fwhm=2.2, cr_rate=0.0)
-    a = simulate_campaign(tmp_path / "a", physics=physics, **kw)
-    b = simulate_campaign(tmp_path / "b", n_stars=30, fwhm=2.2, cr_rate=0.0, **kw)
-    for path in a.images["path"]:
-        with fits.open(a.root / path) as fa, fits.open(b.root / path) as fb:
-            np.testing.assert_array_equal(fa["SCI", 1].data, fb["SCI", 1].data)
-    assert len(a.catalog("ngc104")) == len(b.catalog("ngc104"))
-    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['n_star'\]"):
-        simulate_campaign(tmp_path / "c", n_star=30, **kw)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'n_stars'"):
+        simulate_campaign(tmp_path / "c", n_stars=30, **kw)
     with pytest.raises(TypeError, match="physics must be a FieldPhysics, got dict"):
         simulate_campaign(tmp_path / "c", physics={"n_stars": 30}, **kw)
     with pytest.raises(TypeError, match=r"exptimes\[0\] must be a number, got '348'"):

@@ -10,6 +10,7 @@ from astropy.io import fits
 
 from cte import InvalidImageError, WrongInstrumentError
 from cte.io.images import (
+    ImageSelection,
     background_levels,
     find_images,
     lazy_pixels,
@@ -133,13 +134,15 @@ def test_select_images(scan, config):
     assert everything["image"].is_unique
     n_usable = rec[rec.usable].image.nunique()
     assert len(everything) == n_usable
-    flc = select_images(rec, ctecorr=["flc"], flashes=[12], config=config)
+    flc = select_images(rec, selection=ImageSelection(ctecorr=["flc"], flashes=[12]), config=config)
     assert set(flc["ctecorr"]) == {"FLC"} and set(flc["flash"]) == {12.0}
-    same = select_images(rec, targets=["ngc6583"], config=config)
+    same = select_images(rec, selection=ImageSelection(targets=["ngc6583"]), config=config)
     assert set(same["visit"]) == {"10", "11"}
-    v10 = select_images(rec, proposals=12692, visits=["10"], config=config)
+    v10 = select_images(
+        rec, selection=ImageSelection(proposals=12692, visits=["10"]), config=config
+    )
     assert set(v10["visit"]) == {"10"} and len(v10) == len(same) // 2
-    last = select_images(rec, proposals="last", config=config)
+    last = select_images(rec, selection=ImageSelection(proposals="last"), config=config)
     present = [p for p in config.programs if p in set(everything["proposal"])]
     assert set(last["proposal"]) == {present[-1]}
     assert list(everything["mjd"]) == sorted(everything["mjd"])
@@ -158,11 +161,13 @@ def test_select_images(scan, config):
 )
 def test_selection_errors_name_the_parameter(scan, config, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        select_images(scan.records, config=config, **kwargs)
+        select_images(scan.records, selection=ImageSelection(**kwargs), config=config)
 
 
 def test_read_chip_and_lazy_pixels(scan, config):
-    chosen = select_images(scan.records, flashes=[0], ctecorr=["FLT"], config=config)
+    chosen = select_images(
+        scan.records, selection=ImageSelection(flashes=[0], ctecorr=["FLT"]), config=config
+    )
     row = chosen.iloc[0]
     chip = read_chip(row["path"], int(row["chip"]))
     with fits.open(row["path"]) as hdul:
@@ -181,7 +186,9 @@ def test_read_chip_and_lazy_pixels(scan, config):
 def test_background_levels_are_lazy_and_match_astropy(scan, config):
     from astropy.stats import sigma_clipped_stats
 
-    chosen = select_images(scan.records, ctecorr=["FLT"], flashes=[12], config=config)
+    chosen = select_images(
+        scan.records, selection=ImageSelection(ctecorr=["FLT"], flashes=[12]), config=config
+    )
     cube = lazy_pixels(chosen)
     levels = background_levels(cube, dq_mask=config.photometry.dq_mask)
     assert levels.chunks is not None  # nothing computed yet
@@ -203,8 +210,6 @@ def test_image_selection_is_normalised_once_and_frozen():
     """cte.io.ImageSelection: conversions written out by hand here."""
     import dataclasses
 
-    from cte.io import ImageSelection
-
     sel = ImageSelection(proposals=[11924, "12348"], visits=[5, "a1"], filters="f502n",
                          ctecorr=["flc"], flashes=(12.0,))
     assert sel.proposals == (11924, 12348)
@@ -215,17 +220,3 @@ def test_image_selection_is_normalised_once_and_frozen():
         sel.visits = None
     with pytest.raises(ValueError, match="visits must not be empty"):
         ImageSelection(visits=[])
-
-
-def test_image_selection_resolve_takes_the_object_or_its_fields():
-    """ImageSelection.resolve (used by select_images, measure_photometry and cte.run)."""
-    from cte.io import ImageSelection
-
-    sel = ImageSelection(proposals=12692, visits=["10"])
-    assert ImageSelection.resolve(sel) is sel
-    assert ImageSelection.resolve(None, proposals=12692, visits=[10]) == sel
-    assert ImageSelection.resolve().proposals == "all"
-    with pytest.raises(TypeError, match=r"not both: \['visits'\]"):
-        ImageSelection.resolve(sel, visits=["10"])
-    with pytest.raises(TypeError, match="selection must be an ImageSelection, got dict"):
-        ImageSelection.resolve({"proposals": 12692})

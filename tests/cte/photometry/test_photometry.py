@@ -15,7 +15,10 @@ from scipy.spatial import cKDTree
 from cte import CatalogError
 from cte import flags as F
 from cte._geometry import CHIP_NX, CHIP_NY
-from cte.photometry.photometry import annulus_background, measure_photometry
+from cte.datasets import FieldPhysics
+from cte.io import ImageSelection
+from cte.photometry._measure import annulus_background
+from cte.photometry.batch import measure_photometry
 from cte.photometry.store import PhotometryStore
 from tests._cluster import NO_DASHBOARD
 
@@ -258,7 +261,8 @@ def test_excluded_visits_skipped_with_reason_logged(campaign, tmp_path, caplog):
     """Acceptance: skipped with their reason logged; bad files do not stop the others."""
     with caplog.at_level(logging.INFO):
         summary = measure_photometry(campaign.data_dir, campaign.catalogs_dir,
-                                     tmp_path / "store", targets=["ngc6583"], ctecorr=["FLC"])
+                                     tmp_path / "store",
+                                     selection=ImageSelection(targets=["ngc6583"], ctecorr=["FLC"]))
     expected = campaign.images[campaign.images.expected_skip != ""]
     skipped = summary.skipped.set_index("image")
     for row in expected.itertuples():
@@ -296,7 +300,7 @@ def test_a_failing_image_does_not_stop_the_others(campaign, tmp_path):
 def test_rerun_reuses_or_replaces(campaign, tmp_path):
     data = campaign.data_dir / "12692"
     store_dir = tmp_path / "store"
-    one = {"ctecorr": ["FLT"], "visits": ["10"]}
+    one = {"selection": ImageSelection(ctecorr=["FLT"], visits=["10"])}
     first = measure_photometry(data, campaign.catalogs_dir, store_dir, apertures=[3.0, 5.0],
                                **one)
     assert len(first.measured) == 4
@@ -305,7 +309,7 @@ def test_rerun_reuses_or_replaces(campaign, tmp_path):
     store = PhotometryStore(store_dir)
     before = store.read(first.keys[0])
     redo = measure_photometry(data, campaign.catalogs_dir, store_dir, apertures=[3.0, 5.0],
-                              redo=True, scheduler="synchronous", **one)
+                              overwrite=True, scheduler="synchronous", **one)
     after = store.read(first.keys[0])
     assert len(redo.measured) == len(first.measured)
     assert after.sizes == before.sizes  # replaced, not appended
@@ -322,12 +326,12 @@ def test_pixel_area_maps_scale_the_fluxes(campaign, tmp_path, caplog):
         fits.PrimaryHDU(np.full((CHIP_NY, CHIP_NX), value, np.float32)).writeto(
             pam / f"UVIS{chip}wfc3_map.fits")
     data = campaign.data_dir / "12692"
-    plain = measure_photometry(data, campaign.catalogs_dir, tmp_path / "a", ctecorr=["FLC"],
-                               visits=["11"])
+    flc11 = ImageSelection(ctecorr=["FLC"], visits=["11"])
+    plain = measure_photometry(data, campaign.catalogs_dir, tmp_path / "a", selection=flc11)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         scaled = measure_photometry(data, campaign.catalogs_dir, tmp_path / "b",
-                                    ctecorr=["FLC"], visits=["11"], pam_dir=pam)
+                                    selection=flc11, pam_dir=pam)
     assert not any("no pixel-area maps" in r.message for r in caplog.records)
     a = PhotometryStore(plain.store).read(plain.keys[0])
     b = PhotometryStore(scaled.store).read(scaled.keys[0])
@@ -357,7 +361,8 @@ def test_bad_input_fails_before_anything_is_written(campaign, tmp_path):
     Table({"a": [1, 2]}).write(cats / "ngc6583.ecsv", format="ascii.ecsv")
     with pytest.raises(CatalogError, match=r"lacks column\(s\) \['master_id', 'ra', 'dec'\]"):
         measure_photometry(campaign.data_dir, cats, tmp_path / "s1")
-    for kwargs, match in (({"apertures": [-3.0]}, r"apertures\[0\] must be > 0 \(px\), got -3.0"),
+    for kwargs, match in (({"apertures": [-3.0]},
+                           r"apertures\[0\] must be > 0 \(pixel\), got -3.0"),
                           ({"apertures": [30.0]}, "must not exceed the background annulus"),
                           ({"scheduler": "gpu"}, "scheduler must be"),
                           ({"num_workers": 0}, "num_workers must be")):
@@ -371,12 +376,13 @@ def test_bad_input_fails_before_anything_is_written(campaign, tmp_path):
 def test_distributed_client_gives_the_same_photometry(campaign, tmp_path):
     distributed = pytest.importorskip("distributed")
     data = campaign.data_dir / "12692"
-    local = measure_photometry(data, campaign.catalogs_dir, tmp_path / "a", ctecorr=["FLC"])
+    local = measure_photometry(data, campaign.catalogs_dir, tmp_path / "a",
+                               selection=ImageSelection(ctecorr=["FLC"]))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   **NO_DASHBOARD) as cluster, \
             distributed.Client(cluster) as client:
         remote = measure_photometry(data, campaign.catalogs_dir, tmp_path / "b",
-                                    ctecorr=["FLC"], client=client)
+                                    selection=ImageSelection(ctecorr=["FLC"]), client=client)
         executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
     a = PhotometryStore(local.store).read(local.keys[0])
     b = PhotometryStore(remote.store).read(remote.keys[0])
@@ -409,10 +415,11 @@ def pam_campaign(tmp_path_factory):
     from cte.datasets.simulate import simulate_campaign
 
     return simulate_campaign(
-        tmp_path_factory.mktemp("pamsim") / "sim", seed=8, shape=(128, 128), n_stars=60,
-        flux_range=(3000.0, 100000.0), targets=("ngc6791",), n_epochs=1, flashes=(12,),
-        exptimes=(348.0,), ctecorr=("FLT",), include_excluded=False, include_180=False,
-        pam=True)
+        tmp_path_factory.mktemp("pamsim") / "sim", seed=8, shape=(128, 128), targets=("ngc6791",),
+        n_epochs=1, flashes=(12,), exptimes=(348.0,), ctecorr=("FLT",), include_excluded=False,
+        include_180=False, pam=True,
+        physics=FieldPhysics(n_stars=60, flux_range=(3000.0, 100000.0))
+    )
 
 
 def test_varying_pixel_area_map_is_applied_at_each_stars_chip_position(pam_campaign,
@@ -538,7 +545,7 @@ def test_saturated_pixel_just_inside_or_outside_the_aperture_reach(flat_measured
             hdul["DQ", extver].data[py, px] |= bit
         hdul.writeto(variant)
     out = measure_photometry(variant.parent, flat_campaign.catalogs_dir, tmp_path / "s",
-                             ctecorr=["FLT"])
+                             selection=ImageSelection(ctecorr=["FLT"]))
     m = PhotometryStore(out.store).read("ngc104/F502N/flash12").isel(image=0)
     i_in, i_out = placed["inside"][0], placed["outside"][0]
     assert m.star.values[i_in] == d.star.values[i_in]

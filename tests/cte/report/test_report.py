@@ -10,7 +10,8 @@ import pytest
 
 from cte.analysis.loss import measure_loss
 from cte.analysis.model import fit_model
-from cte.report.report import write_report
+from cte.config import FitOptions
+from cte.report.report import write_site
 from tests.cte._analysis_fixtures import small
 
 
@@ -35,7 +36,7 @@ def analysis():
     drop = str(ph["image"].values[np.flatnonzero(ph["chip"].values == 1)[0]])
     ph = ph.sel(image=[i for i in ph["image"].values if i != drop])
     loss = measure_loss(ph)
-    model = fit_model(loss, min_time_span=5.0)
+    model = fit_model(loss, fit=FitOptions(min_time_span=5.0))
     return ph, loss, model
 
 
@@ -43,7 +44,7 @@ def analysis():
 def test_report_page_and_plots(tmp_path, analysis):
     ph, loss, model = analysis
     model.write(tmp_path / "coefficients.ecsv")
-    path = write_report(
+    path = write_site(
         tmp_path,
         loss=loss,
         model=model,
@@ -51,7 +52,7 @@ def test_report_page_and_plots(tmp_path, analysis):
         excluded=[("ibxx01abq_flt", "charge injection <CHINJECT=LINE>")],
         metadata={"command": "cte run --data d", "data": "/some/dir"},
     )
-    assert path == tmp_path / "report.html"
+    assert path == tmp_path / "index.html"
     text = path.read_text(encoding="utf-8")
     parser = _Images()
     parser.feed(text)
@@ -83,31 +84,31 @@ def test_report_page_and_plots(tmp_path, analysis):
 
 def test_report_without_photometry_and_bad_aperture(tmp_path, analysis):
     _, loss, model = analysis
-    path = write_report(tmp_path / "out", loss=loss, model=model, aperture=5.0)
+    path = write_site(tmp_path / "out", loss=loss, model=model, aperture=5.0)
     parser = _Images()
     parser.feed(path.read_text(encoding="utf-8"))
     assert len(parser.images) == 8
     assert all("ap5" in src for src in parser.images)
     with pytest.raises(ValueError, match=r"aperture 4.0 px not in loss \(apertures: "):
-        write_report(tmp_path / "bad", loss=loss, model=model, aperture=4.0)
+        write_site(tmp_path / "bad", loss=loss, model=model, aperture=4.0)
     with pytest.raises(ValueError, match=r"^ratio_plots must be an integer >= 0, got -1$"):
-        write_report(tmp_path / "bad", loss=loss, model=model, ratio_plots=-1)
+        write_site(tmp_path / "bad", loss=loss, model=model, ratio_plots=-1)
     assert not (tmp_path / "bad").exists()  # refused before anything is written
 
 
 def test_failed_report_leaves_the_previous_page(tmp_path, analysis, monkeypatch):
-    """Issue 14.14: report.html is replaced in one atomic step.  A page that fails while
+    """Issue 14.14: index.html is replaced in one atomic step.  A page that fails while
     being written (here: text that cannot be encoded, which an in-place write_text
     discovers after truncating the file) leaves the previous page and no temporary."""
     import cte.report.report
     from stores.presentation.site import Page
 
     _, loss, model = analysis
-    page = tmp_path / "report.html"
+    page = tmp_path / "index.html"
     page.write_text("previous report", encoding="utf-8")
     monkeypatch.setattr(cte.report.report, "_figure_section", lambda *a, **k: None)  # fast
     monkeypatch.setattr(Page, "render", lambda self: "<html>" + "x" * 10_000 + "\ud800")
     with pytest.raises(UnicodeEncodeError):
-        write_report(tmp_path, loss=loss, model=model)
+        write_site(tmp_path, loss=loss, model=model)
     assert page.read_text(encoding="utf-8") == "previous report"
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]

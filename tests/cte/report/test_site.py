@@ -16,7 +16,7 @@ from cte.analysis.loss import measure_loss
 from cte.analysis.lossmodel import BASIS_TERMS
 from cte.analysis.model import CTEModel, fit_model
 from cte.report.plots import plot_loss_vs_flux, plot_loss_vs_time
-from cte.report.report import headline_numbers, write_report
+from cte.report.report import headline_numbers, write_site
 from tests.browser import open_page, require_chromium
 from tests.cte._analysis_fixtures import campaign, same_chip
 from tests.cte._figure_checks import check_curves
@@ -63,7 +63,7 @@ def site(tmp_path_factory):
     out = tmp_path_factory.mktemp("site")
     model.write(out / "coefficients.ecsv")
     # ratio-vs-y plots of the 180-degree set only (those of the campaign: test_report)
-    path = write_report(out, loss=loss, model=model, photometry=[one_epoch],
+    path = write_site(out, loss=loss, model=model, photometry=[one_epoch],
                         excluded=[("ibxx01abq_flt", "charge injection")],
                         metadata={"command": "cte run --pr all"})
     return path, loss, model

@@ -30,20 +30,13 @@ from cte.config import Config, load_config
 from cte.exceptions import CTEError
 from cte.io._catalog import catalog_path, read_catalog
 from cte.io.images import ImageSelection, scan_images, select_images
-from cte.photometry._measure import annulus_background, aperture_sums, measure_image
+from cte.photometry._measure import measure_image
 from cte.photometry._pam import check_pams
 from cte.photometry.store import PhotometryStore
 from cte.schema import key_for
 from stores.common.validate import as_float, as_int, as_sequence_of, one_of
 
-__all__ = [
-    "PhotometrySummary",
-    "annulus_background",
-    "aperture_sums",
-    "measure_image",
-    "measure_photometry",
-    "read_catalog",
-]
+__all__ = ["PhotometrySummary", "measure_photometry"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +81,7 @@ class PhotometrySummary:
                 f"in {self.seconds:.1f} s")
 
 
-_RADIUS = partial(as_float, min=0, strict_min=True, units="px")
+_RADIUS = partial(as_float, min=0, strict_min=True, units="pixel")
 
 
 def _validate_apertures(apertures, config: Config) -> tuple[float, ...]:
@@ -114,30 +107,29 @@ def _measure_task(path: str, header: dict, catalog: pd.DataFrame, config: Config
 
 
 def measure_photometry(
-    files_or_dir: str | os.PathLike | Iterable[str | os.PathLike],
-    catalogs_dir: str | os.PathLike,
-    store_dir: str | os.PathLike,
+    data: str | os.PathLike | Iterable[str | os.PathLike],
+    catalogs: str | os.PathLike,
+    store: str | os.PathLike,
     *,
     config: Config | str | os.PathLike | None = None,
     selection: ImageSelection | None = None,
     apertures: Sequence[float] | None = None,
     pam_dir: str | os.PathLike | None = None,
-    redo: bool = False,
-    client=None,
+    overwrite: bool = False,
+    client: Any = None,
     scheduler: str = "threads",
     num_workers: int | None = None,
-    **select: Any,
 ) -> PhotometrySummary:
     """Measure aperture photometry of FLT/FLC images into a photometry store.
 
     Parameters
     ----------
-    files_or_dir : path, or iterable of paths
+    data : path, or iterable of paths
         Files and/or directories searched recursively for ``*_flt.fits``/``*_flc.fits``.
-    catalogs_dir : path
-        Holds ``<target>.ecsv`` master catalogs (``master_id, ra, dec``, optional
+    catalogs : path
+        Directory of ``<target>.ecsv`` master catalogs (``master_id, ra, dec``, optional
         ``flux``) for every selected target.
-    store_dir : path or URL
+    store : path or URL
         The photometry store (created if absent).
     config : Config or path, optional
         Configuration, or a user TOML file merged over the defaults.
@@ -148,7 +140,7 @@ def measure_photometry(
     pam_dir : path, optional
         Directory with the pixel-area maps named in ``photometry.pam_files``; without
         it fluxes are not corrected for pixel area (a warning is logged).
-    redo : bool
+    overwrite : bool
         Measure images again even when the store already holds them at every radius.
         An image measured again is measured at the requested radii and at those it was
         stored with, and its new photometry replaces the old.
@@ -158,10 +150,6 @@ def measure_photometry(
         Local dask scheduler when no client is given.
     num_workers : int, optional
         Local worker count (dask's default otherwise).
-    **select
-        Instead of *selection*, its fields as keywords (``proposals``, ``visits``,
-        ``targets``, ``filters``, ``flashes``, ``ctecorr``); ``proposals`` is ``"all"``,
-        ``"last"`` or IDs.
 
     Returns
     -------
@@ -179,7 +167,7 @@ def measure_photometry(
     start = time.perf_counter()
     if not isinstance(config, Config):
         config = load_config(config)
-    selection = ImageSelection.resolve(selection, **select)
+    selection = ImageSelection() if selection is None else selection
     selection.check(config)  # before any file is read
     radii = _validate_apertures(apertures, config)
     one_of(scheduler, "scheduler", ("threads", "processes", "synchronous"))
@@ -188,11 +176,11 @@ def measure_photometry(
     if pam_dir is not None:
         pams = {c: str(p) for c, p in check_pams(pam_dir, dict(config.photometry.pam_files))
                 .items()}
-    scan = scan_images(files_or_dir, config=config)
-    chosen = select_images(scan.records, selection, config=config)
-    catalogs = {t: read_catalog(catalog_path(catalogs_dir, t))
+    scan = scan_images(data, config=config)
+    chosen = select_images(scan.records, selection=selection, config=config)
+    catalogs = {t: read_catalog(catalog_path(catalogs, t))
                 for t in sorted(set(chosen["target"]))}
-    store = PhotometryStore(store_dir)
+    phot_store = PhotometryStore(store)
     if pams is None and len(chosen):
         logger.warning("no pixel-area maps given (pam_dir): fluxes are not corrected for "
                        "pixel area, which varies by a few per cent across each chip")
@@ -203,17 +191,17 @@ def measure_photometry(
     reused_rows = []
     have: dict[tuple[str, str], set[float]] = {}
     if len(chosen):
-        stored = store.images()
+        stored = phot_store.images()
         have = {(k, i): {float(r) for r in a} for k, i, a in
                 zip(stored["key"], stored["image"], stored["apertures"], strict=True)}
-    if not redo and len(chosen):
+    if not overwrite and len(chosen):
         done = [set(radii) <= have.get((k, i), set())
                 for k, i in zip(chosen["key"], chosen["image"], strict=True)]
         reused_rows = chosen.loc[done, ["image", "key"]]
         chosen = chosen.loc[~np.asarray(done, bool)]
         if len(reused_rows):
             logger.info("%d selected image(s) already in the store at every radius; pass "
-                        "redo=True to measure them again", len(reused_rows))
+                        "overwrite=True to measure them again", len(reused_rows))
     reused = pd.DataFrame(reused_rows, columns=["image", "key"]).reset_index(drop=True)
 
     # an image measured again keeps the radii it was stored with: its new photometry
@@ -237,7 +225,7 @@ def measure_photometry(
             **{name: float(value[name].values[0]) for name in
                ("wcs_shift_x", "wcs_shift_y", "wcs_rotation", "wcs_residual_rms")},
         })
-    written = store.write_images(datasets)
+    written = phot_store.write_images(datasets)
 
     excluded = scan.skipped.assign(category="excluded")
     unreadable = scan.unreadable.assign(image="").rename(columns={"error": "category"})
@@ -250,7 +238,7 @@ def measure_photometry(
         measured=pd.DataFrame(measured_rows, columns=["image", "key", "path", "n_stars",
                                                       "wcs_shift_x", "wcs_shift_y",
                                                       "wcs_rotation", "wcs_residual_rms"]),
-        reused=reused, skipped=skipped, keys=written, store=store.location,
+        reused=reused, skipped=skipped, keys=written, store=phot_store.location,
         seconds=time.perf_counter() - start,
     )
     logger.info("%s", summary)

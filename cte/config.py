@@ -73,7 +73,7 @@ def default_config_path() -> Path:
 class Target:
     """A monitored cluster field.
 
-    Attributes
+    Parameters
     ----------
     name : str
         Name in the store, catalogs and command line (lowercase, e.g. ``"ngc104"``).
@@ -377,6 +377,14 @@ class LossOptions:
         })
 
 
+def _terms(value, name: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    terms = allowed if value is None else subset_of(value, name, allowed)
+    if "1" not in terms:
+        msg = f"{name} must include '1' (the constant term), got {list(terms)}"
+        raise ValueError(msg)
+    return terms
+
+
 @dataclass(frozen=True)
 class FitOptions:
     """How :func:`cte.fit_model` fits the loss model (method in :mod:`cte.analysis.model`).
@@ -417,7 +425,7 @@ class FitOptions:
         from cte.analysis.lossmodel import BASIS_TERMS  # cte.analysis imports this module
 
         check_fields(self, {
-            "terms": lambda v, n: BASIS_TERMS if v is None else subset_of(v, n, BASIS_TERMS),
+            "terms": partial(_terms, allowed=BASIS_TERMS),
             "loss_var": as_str,
             "err_var": as_str,
             "extra_err_var": lambda v, n: None if v is None else as_str(v, n),
@@ -426,16 +434,13 @@ class FitOptions:
             "min_background_span": partial(as_float, min=0, units="dex"),
             "scale_errors": as_bool,
         })
-        if "1" not in self.terms:
-            msg = f"terms must include '1' (the constant term), got {list(self.terms)}"
-            raise ValueError(msg)
 
 
 @dataclass(frozen=True)
 class Config:
     """The validated configuration (see the module docstring and the shipped file).
 
-    Attributes
+    Parameters
     ----------
     programs : tuple of int
         Proposal IDs, oldest first.

@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 class RunResult:
     """What :func:`run` produced.
 
-    Attributes
+    Parameters
     ----------
     photometry : cte.PhotometrySummary or None
         Images measured, reused and skipped (None when only re-analysing a store).
@@ -85,7 +85,7 @@ class RunResult:
 def _atomic_to_netcdf(ds: xr.Dataset, path: Path) -> None:
     from stores import atomic_write
 
-    atomic_write(path, ds.to_netcdf(engine="h5netcdf"))
+    atomic_write(path, bytes(ds.to_netcdf(engine="h5netcdf")))
 
 
 def _publish(staging: Path, out: Path) -> None:

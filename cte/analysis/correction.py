@@ -55,7 +55,7 @@ MAX_TRANSFERS = 2051
 class Correction(NamedTuple):
     """Result of :func:`correct` (arrays of the broadcast input shape).
 
-    Attributes
+    Parameters
     ----------
     flux : ndarray
         CTE-corrected (true) flux, e-.

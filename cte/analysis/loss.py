@@ -241,7 +241,7 @@ def measure_loss(
     if not datasets:
         msg = "photometry holds no Datasets"
         raise ValueError(msg)
-    needed = (flux_var, "transfers", "flags", "background")
+    needed: tuple[str, ...] = (flux_var, "transfers", "flags", "background")
     if min_snr is not None:
         needed = (*needed, "flux_err")
     for ds in datasets:  # validate everything before computing anything
@@ -398,7 +398,7 @@ def _assemble(data_vars, datasets, pair_sets, bins, radii, options: LossOptions)
         msg = f"pair ids are not unique across the Datasets given: {ids[counts > 1][:5].tolist()}"
         raise ValueError(msg)
     units = LOSS_COORD_UNITS
-    coords = {
+    coords: dict[str, tuple] = {
         name: ("pair", values, {"units": units[name]} if name in units else {})
         for name, values in pair_coords.items()
     }

@@ -85,7 +85,7 @@ _BACKGROUND_TERMS = ("b", "bx")
 class FittedLoss:
     """The fitted loss model of one configuration.
 
-    Attributes
+    Parameters
     ----------
     config : dict
         ``target``, ``filter``, ``exptime_class``, ``ctecorr``, ``aperture`` (px).
@@ -170,7 +170,7 @@ class FittedLoss:
 class CTEModel:
     """Fitted loss models of several configurations.
 
-    Attributes
+    Parameters
     ----------
     fits : tuple of FittedLoss
     skipped : tuple of (dict, str)

@@ -105,7 +105,7 @@ def encircled_energy(radius) -> np.ndarray:
 class SyntheticPhotometry:
     """A synthetic photometry Dataset and its truth.
 
-    Attributes
+    Parameters
     ----------
     photometry : xarray.Dataset
         Photometry in the store layout (dims ``image``, ``star``, ``aperture``).

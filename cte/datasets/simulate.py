@@ -265,12 +265,11 @@ def _base36(value: int, width: int) -> str:
 class SimulatedCampaign:
     """What :func:`simulate_campaign` wrote, and its truth.
 
-    Attributes
+    Parameters
     ----------
     root : Path
-        The output directory.
-    data_dir, catalogs_dir, truth_dir : Path
-        ``root/data``, ``root/catalogs``, ``root/truth``.
+        The output directory (its ``data_dir``, ``catalogs_dir`` and ``truth_dir`` are
+        ``root/data``, ``root/catalogs``, ``root/truth``).
     pam_dir : Path or None
         ``root/pam`` when pixel-area maps were written.
     images : pandas.DataFrame
@@ -285,8 +284,11 @@ class SimulatedCampaign:
     loss_models : dict of str to LossModel
         Injected loss for ``"FLT"`` and ``"FLC"``.
     seed : int
+        The seed of every random draw.
     shape : (int, int)
         Shape of each chip's image (rows, columns).
+    parameters : mapping
+        The other parameters of the simulation (``truth/campaign.json``).
     """
 
     root: Path
@@ -882,7 +884,8 @@ def simulate_campaign(
                                    reference_exptime=reference_exptime)
         catalogs[t].write(root / "catalogs" / f"{t}.ecsv", format="ascii.ecsv", overwrite=True)
 
-    rows, truth_parts = [], {t: [] for t in all_targets}
+    rows: list[dict] = []
+    truth_parts: dict[str, list] = {t: [] for t in all_targets}
     for index, exp in enumerate(plan):  # loop over exposures (files), not pixels or stars
         scene = _render(exp, catalogs[exp.target], params, seed, index)
         folder = root / "data" / str(exp.proposal)
@@ -995,7 +998,8 @@ def _prepare_outdir(root: Path, overwrite: bool) -> None:
 def _written_files(root: Path, created: Sequence[str], foreign: set[Path]
                    ) -> dict[str, list[str]]:
     """Files and directories under *created* that this simulation wrote (not *foreign*)."""
-    files, made = [], []
+    files: list[str] = []
+    made: list[str] = []
     for sub in created:
         base = root / sub
         if not base.exists():

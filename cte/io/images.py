@@ -93,7 +93,7 @@ def find_images(paths_or_dir: str | os.PathLike | Iterable[str | os.PathLike]) -
         A given path does not exist.
     """
     items = [paths_or_dir] if isinstance(paths_or_dir, (str, os.PathLike)) else paths_or_dir
-    found = set()
+    found: set[Path] = set()
     for item in items:
         path = Path(item)
         if path.is_dir():
@@ -316,7 +316,7 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
 class ImageScan:
     """Result of :func:`scan_images`.
 
-    Attributes
+    Parameters
     ----------
     records : pandas.DataFrame
         One row per image and chip of every readable file (usable or not).
@@ -444,12 +444,11 @@ class ImageSelection:
     ctecorr: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        proposals = self.proposals
-        if isinstance(proposals, str) and proposals.lower() in ("all", "last"):
-            proposals = proposals.lower()
+        words = self.proposals
+        if isinstance(words, str) and words.lower() in ("all", "last"):
+            object.__setattr__(self, "proposals", words.lower())
         else:
-            proposals = _as_tuple("proposals", proposals, int)
-        object.__setattr__(self, "proposals", proposals)
+            object.__setattr__(self, "proposals", _as_tuple("proposals", words, int))
         for name, (convert, _) in _SELECTION_FIELDS.items():
             object.__setattr__(self, name, _as_tuple(name, getattr(self, name), convert))
 
@@ -521,7 +520,7 @@ def select_images(
 class ChipImage:
     """Pixels and geometry of one chip of one image.
 
-    Attributes
+    Parameters
     ----------
     path : str
     chip : int

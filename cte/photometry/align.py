@@ -62,7 +62,7 @@ __all__ = [
 class Alignment:
     """A fitted correction of header-WCS pixel positions (see the module docstring).
 
-    Attributes
+    Parameters
     ----------
     shift_x, shift_y : float
         Displacement of the image centre, px.

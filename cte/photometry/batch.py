@@ -47,7 +47,7 @@ _SKIP_COLUMNS = ["path", "image", "category", "reason"]
 class PhotometrySummary:
     """What :func:`measure_photometry` did.
 
-    Attributes
+    Parameters
     ----------
     measured : pandas.DataFrame
         One row per image measured: ``image``, ``key``, ``path``, ``n_stars``,
@@ -178,8 +178,7 @@ def measure_photometry(
                 .items()}
     scan = scan_images(data, config=config)
     chosen = select_images(scan.records, selection=selection, config=config)
-    catalogs = {t: read_catalog(catalog_path(catalogs, t))
-                for t in sorted(set(chosen["target"]))}
+    tables = {t: read_catalog(catalog_path(catalogs, t)) for t in sorted(set(chosen["target"]))}
     phot_store = PhotometryStore(store)
     if pams is None and len(chosen):
         logger.warning("no pixel-area maps given (pam_dir): fluxes are not corrected for "
@@ -208,7 +207,7 @@ def measure_photometry(
     # replaces the old one as a whole
     radii_per_image = [tuple(sorted(set(radii) | have.get((k, i), set())))
                        for k, i in zip(chosen["key"], chosen["image"], strict=True)]
-    results = _run_tasks(chosen, catalogs, config, radii_per_image, pams, client=client,
+    results = _run_tasks(chosen, tables, config, radii_per_image, pams, client=client,
                          scheduler=scheduler, num_workers=num_workers)
 
     measured_rows, failed_rows, datasets = [], [], []
@@ -263,7 +262,7 @@ def _run_tasks(chosen: pd.DataFrame, catalogs: dict, config: Config, radii, pams
             pam))
     if client is not None:
         return list(client.gather(client.compute(tasks)))
-    kwargs = {"scheduler": scheduler}
+    kwargs: dict[str, Any] = {"scheduler": scheduler}
     if num_workers is not None:
         kwargs["num_workers"] = int(num_workers)
     return list(dask.compute(*tasks, **kwargs))

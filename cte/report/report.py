@@ -406,7 +406,7 @@ def _trend_section(page, loss, model, aperture) -> None:
     refs = _reference_fits(model, aperture)
     configs = [{k: str(f.config[k]) for k in _KEYS} for f in refs.values()]
     if not configs:  # nothing fitted: show the data of the first configuration per kind
-        seen = {}
+        seen: dict = {}
         for c in _configurations(loss):
             seen.setdefault(c["ctecorr"], c)
         configs = list(seen.values())

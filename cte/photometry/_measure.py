@@ -252,9 +252,9 @@ def measure_image(
         err *= pam
     mask = (img.dq & opts.dq_mask) != 0
     step = max(1, int(np.sqrt(sci.size / 250_000)))
-    level, _, _ = clipped_stats(sci[::step, ::step][~mask[::step, ::step]],
-                                sigma=opts.background_sigma, maxiters=opts.background_maxiters)
-    level = float(level)
+    level = float(clipped_stats(sci[::step, ::step][~mask[::step, ::step]],
+                                sigma=opts.background_sigma,
+                                maxiters=opts.background_maxiters)[0])
     cleaned = fill_masked(sci, mask, radius=opts.interpolation_radius, fallback=level)
 
     x_h, y_h = img.wcs.all_world2pix(catalog["ra"].to_numpy(), catalog["dec"].to_numpy(), 0)

@@ -282,7 +282,7 @@ def align_to_catalog(
     sample = data[:: max(1, ny // 512), :: max(1, nx // 512)]
     if mask is not None:
         sample = sample[~mask[:: max(1, ny // 512), :: max(1, nx // 512)]]
-    level, sigma, _ = clipped_stats(sample.ravel(), sigma=3.0, maxiters=5)
+    level, sigma = (float(v) for v in clipped_stats(sample.ravel(), sigma=3.0, maxiters=5)[:2])
     if not np.isfinite(sigma) or sigma <= 0:
         msg = f"{path}: cannot align, the image has no usable background pixels"
         raise AlignmentError(msg)

@@ -26,6 +26,7 @@ from cte.exceptions import InvalidPhotometryError
 from cte.schema import COORDS, annotate, key_for, validate
 from stores import DatasetStore
 from stores.common.validate import as_float, one_of
+from stores.storage.fs import LOCK_TIMEOUT
 
 __all__ = ["PhotometryStore"]
 
@@ -56,7 +57,7 @@ class PhotometryStore:
     """
 
     def __init__(self, location: str | os.PathLike, *, mode: str = "a",
-                 lock_timeout: float = 60.0) -> None:
+                 lock_timeout: float = LOCK_TIMEOUT) -> None:
         mode = one_of(mode, "mode", ("a", "r"))
         self.lock_timeout = as_float(lock_timeout, "lock_timeout", min=0, units="s")
         self._store = DatasetStore(location, mode=mode)

@@ -68,7 +68,7 @@ from stores import (
 )
 from stores.common.dates import mjd_to_datetime64, to_mjd
 from stores.common.validate import as_int, instance_of, one_of
-from stores.storage.fs import Location
+from stores.storage.fs import LOCK_TIMEOUT, Location
 
 __all__ = ["PixelDB", "PreparedDarks"]
 
@@ -149,7 +149,7 @@ class PixelDB:
         path: str | os.PathLike,
         mode: str = "r+",
         *,
-        lock_timeout: float = 0.0,
+        lock_timeout: float = LOCK_TIMEOUT,
         version: int | None = None,
     ) -> None:
         self.location = _folder(path)
@@ -192,7 +192,7 @@ class PixelDB:
         shards: Mapping[str, int] | None = None,
         compression: str = DEFAULT_COMPRESSION,
         compression_level: int = 3,
-        lock_timeout: float = 0.0,
+        lock_timeout: float = LOCK_TIMEOUT,
     ) -> PixelDB:
         """Create an empty database at *path* and return it opened read-write.
 

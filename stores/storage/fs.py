@@ -35,11 +35,9 @@ import fsspec
 from stores._exceptions import ReadOnlyStoreError, StoreError, StoreWriteError
 from stores.common.validate import instance_of
 
-# What :mod:`stores.storage.fs` makes public (it re-exports exactly this list).  The internal
-# helpers ``atomic_write_bytes``, ``remove_stale_temporaries`` and ``write_errors`` are
-# imported by name by the stores' own modules.
 __all__ = [
     "LOCKABLE_PROTOCOLS",
+    "LOCK_TIMEOUT",
     "Location",
     "atomic_path",
     "atomic_write",
@@ -52,6 +50,9 @@ _memory_locks_guard = threading.Lock()
 _LOCAL_PROTOCOLS = ("file://", "local://")
 #: fsspec protocols whose writer lock is atomic (an exclusive create); others are read-only
 LOCKABLE_PROTOCOLS = ("memory", "s3", "s3a")
+#: seconds a writer waits for another writer's lock by default (every store of both
+#: packages); 0 fails at once
+LOCK_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ class Location:
     def makedirs(self, *parts: str) -> None:
         self.fs.makedirs(self.join(*parts), exist_ok=True)
 
-    def lock(self, name: str, *, timeout: float = 0.0, purpose: str = "write"):
+    def lock(self, name: str, *, timeout: float = LOCK_TIMEOUT, purpose: str = "write"):
         """A writer lock on ``name`` here (:class:`~stores.storage.locks.WriterLock`)."""
         from stores.storage.locks import WriterLock
 

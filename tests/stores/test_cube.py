@@ -252,7 +252,7 @@ def test_verify_detects_changed_bytes(tmp_path, schema):
 
 
 def test_second_writer_in_process_is_locked_out(filled, schema):
-    other = CubeStore(filled.location.url, mode="r+")
+    other = CubeStore(filled.location.url, mode="r+", lock_timeout=0)
     with Location.parse(filled.location.url).lock(".lock"):
         with pytest.raises(StoreLockedError, match="locked by another writer"):
             other.append(example_slice(schema, 1), 1, coords=example_coords(1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -38,7 +39,7 @@ def _plant(url: str, **fields) -> None:
 def test_a_live_lock_is_not_broken_and_names_the_way_out(remote):
     url, schema = remote
     _plant(url)  # renewed just now: its holder is alive
-    writer = CubeStore(url, mode="r+")
+    writer = CubeStore(url, mode="r+", lock_timeout=0)
     with pytest.raises(StoreLockedError, match=r"pid 4242 on elsewhere.*break_lock\(\)"):
         writer.append(example_slice(schema, 1), 1, coords=example_coords(1))
     with pytest.raises(StoreLockedError, match="is live: held by pid 4242"):
@@ -98,3 +99,16 @@ def test_unlock_command_reports_the_holder(tmp_path):
         assert "(ingest" in proc.stdout and proc.stdout.strip().endswith(": live")
         proc = unlock("--yes")
         assert proc.returncode == 1 and "is live" in proc.stderr
+
+
+def test_one_default_lock_timeout_for_every_store():
+    """Issue 25: the stores of both packages wait the same time for a lock by default."""
+    from cte.photometry.store import PhotometryStore
+    from stiscube import PixelDB
+    from stores.storage.fs import LOCK_TIMEOUT
+
+    assert LOCK_TIMEOUT == 60.0
+    for func, name in ((CubeStore, "lock_timeout"), (CubeStore.create, "lock_timeout"),
+                       (PixelDB, "lock_timeout"), (PixelDB.create, "lock_timeout"),
+                       (PhotometryStore, "lock_timeout"), (Location.lock, "timeout")):
+        assert inspect.signature(func).parameters[name].default == LOCK_TIMEOUT, func

@@ -166,7 +166,7 @@ def test_marker_version_of_wrong_type(tmp_path, kind, version):
 def test_writing_holds_the_lock_refreshes_and_is_reentrant(tmp_path):
     schema = example_schema()
     store = _fill(tmp_path / "c", schema)
-    other = CubeStore(tmp_path / "c", mode="r+")
+    other = CubeStore(tmp_path / "c", mode="r+", lock_timeout=0)
     other.append(_truth(schema, 4), 4, coords=example_coords(4))
     assert 4 not in store  # stale until refreshed
     with store.writing() as held:
@@ -235,7 +235,7 @@ def test_memory_lock_is_shared_by_both_url_spellings():
     schema = example_schema()
     _fill(f"memory://{root}/c", schema, labels=(1,))
     a = CubeStore(f"memory://{root}/c", mode="r+")
-    b = CubeStore(f"memory:///{root}/c", mode="r+")
+    b = CubeStore(f"memory:///{root}/c", mode="r+", lock_timeout=0)
     try:
         with a.writing(), pytest.raises(StoreLockedError, match="locked by another writer"):
             b.append(_truth(schema, 2), 2, coords=example_coords(2))
@@ -838,7 +838,8 @@ def test_stale_s3_lock_blocks_until_broken(s3_env):
     fs.pipe_file(f"{url[5:]}/.lock", json.dumps({"pid": 1, "host": "gone"}).encode())
     before = tree_digest(url)
     with pytest.raises(StoreLockedError, match="held by pid 1 on gone"):
-        store.append(_truth(schema, 2), 2, coords=example_coords(2))
+        CubeStore(url, mode="r+", lock_timeout=0).append(
+            _truth(schema, 2), 2, coords=example_coords(2))
     assert tree_digest(url) == before
     store.break_lock()
     store.append(_truth(schema, 2), 2, coords=example_coords(2))

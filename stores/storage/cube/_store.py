@@ -29,7 +29,7 @@ from stores.storage.cube._writing import FORMAT_VERSION, LOCK, Writing
 from stores.storage.cube.schema import (
     CubeSchema,
 )
-from stores.storage.fs import Location, write_errors
+from stores.storage.fs import LOCK_TIMEOUT, Location, write_errors
 
 __all__ = ["CubeStore"]
 
@@ -54,7 +54,7 @@ class CubeStore(Reading, Writing):
         Read-only or read-write.
     lock_timeout : float
         Seconds a write waits for another writer to finish before raising
-        :class:`~stores.StoreLockedError` (default 0: fail at once).
+        :class:`~stores.StoreLockedError` (0: fail at once).
     version : int, optional
         Open this committed version (see :meth:`versions`) instead of the newest; the
         handle is then read-only (``mode="r"`` is required).
@@ -72,7 +72,7 @@ class CubeStore(Reading, Writing):
     """
 
     def __init__(self, location: str | PathLike, *, mode: str = "r",
-                 lock_timeout: float = 0.0, version: int | None = None) -> None:
+                 lock_timeout: float = LOCK_TIMEOUT, version: int | None = None) -> None:
         if mode not in ("r", "r+"):
             msg = f"mode must be 'r' or 'r+', got {mode!r} (use CubeStore.create for new stores)"
             raise ValueError(msg)
@@ -97,7 +97,7 @@ class CubeStore(Reading, Writing):
     # -- creation ------------------------------------------------------------------------
     @classmethod
     def create(cls, location: str | PathLike, schema: CubeSchema, *,
-               lock_timeout: float = 0.0) -> CubeStore:
+               lock_timeout: float = LOCK_TIMEOUT) -> CubeStore:
         """Create an empty cube store with *schema* at *location*; returns it read-write.
 
         Raises

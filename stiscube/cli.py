@@ -22,7 +22,8 @@ Subcommands::
 
 Every output file of every command is replaced if it exists, atomically (written to a
 temporary sibling, then renamed over it), as ``cte`` does: a rerun of the monthly
-commands replaces its products and exits 0, and a failed write leaves the previous file.
+commands exits 0 and leaves a product whose inputs have not changed untouched (saying
+so), and a failed write leaves the previous file.
 (``simulate --overwrite`` is different: it removes a previous simulation's inputs.)
 
 Bad input ends with a one-line message and exit status 1 (a traceback with
@@ -36,6 +37,7 @@ import argparse
 import contextlib
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -590,8 +592,10 @@ def _cmd_dq(args: argparse.Namespace) -> None:
     staged = {p: p.parent / f".{p.stem}.staged{p.suffix}" for p in finals}
     try:  # every product is written to a staged sibling; all renamed once all are written
         outputs = _write_dq_products(args, db, dq, rules, bpixtab_rules, keywords, staged)
+        kept = [final for final, path in staged.items() if _same_content(path, final)]
         for final, path in staged.items():
-            path.replace(final)
+            if final not in kept:
+                path.replace(final)
     finally:
         for path in staged.values():
             path.unlink(missing_ok=True)
@@ -601,6 +605,23 @@ def _cmd_dq(args: argparse.Namespace) -> None:
         f"{dq.attrs['n_hot']} hot + {dq.attrs['n_unstable']} unstable - {both} both "
         f"-> {', '.join(outputs)}\n"
     )
+    if kept:
+        sys.stdout.write(f"unchanged, left untouched (the same content but its date): "
+                         f"{', '.join(map(str, kept))}\n")
+
+
+def _same_content(new: Path, old: Path) -> bool:
+    """Whether *old* holds what *new* holds but for its creation dates (``DATE``,
+    ``DQDATE``; the ECSV's ``created``, ``dq_date``): a rerun on the same inputs leaves
+    it untouched."""
+    if not old.is_file():
+        return False
+    if new.suffix == ".fits":
+        from astropy.io import fits
+
+        return fits.FITSDiff(str(new), str(old), ignore_keywords=["DATE", "DQDATE"]).identical
+    created = re.compile(r"^# - \{(created|dq_date): .*\}$", flags=re.M)
+    return created.sub("", new.read_text()) == created.sub("", old.read_text())
 
 
 def _write_dq_products(args, db, dq, rules, bpixtab_rules, keywords, staged) -> list[str]:
@@ -656,8 +677,13 @@ def _cmd_report(args: argparse.Namespace) -> None:
     options = SiteOptions(
         rules=_rules(args), map_size=args.map_size, map_periods=args.map_periods
     )
+    index = args.out / "index.html"
+    before = index.stat().st_mtime_ns if index.is_file() else None
     path = write_site(_open(args.db), args.out, site=options)
-    sys.stdout.write(f"wrote {path}\n")
+    if path.stat().st_mtime_ns == before:
+        sys.stdout.write(f"{path} unchanged, left untouched (the same inputs)\n")
+    else:
+        sys.stdout.write(f"wrote {path}\n")
 
 
 # -- plot -------------------------------------------------------------------------------------
@@ -700,6 +726,9 @@ def _add_index(sub) -> None:
 
 
 def _update_index(db, path: str, *, rebuild: bool) -> None:
+    if not rebuild and db.history_index_current:  # nothing to write: no lock taken either
+        sys.stdout.write(f"history index of {path} already current\n")
+        return
     done = db.update_history_index(rebuild=rebuild)
     if done["rebuilt"]:
         text = f"built for {len(db.anneal_numbers)} periods"

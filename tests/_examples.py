@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -11,8 +12,12 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def load_example(name: str) -> ModuleType:
-    """Import ``examples/<name>.py`` (not a package) as a fresh module named *name*."""
+    """Import ``examples/<name>.py`` (not a package) as a fresh module named *name*.
+
+    The module is registered in ``sys.modules`` as it is executed, as an import would
+    (dataclasses look their module up there to resolve string annotations)."""
     spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module

@@ -47,6 +47,7 @@ provenance (collapsible, last)
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -721,6 +722,19 @@ def _browser(summary: dict[str, Any]):
                   sizing_mode="stretch_width")
 
 
+def _inputs_digest(db: PixelDB, site: SiteOptions) -> str:
+    """SHA-256 of what the page is made from: the database's URL, cube version and period
+    checksums, the software versions and the options (the provenance record without its
+    time).  The page states it; a page that states the same is up to date."""
+    record = provenance(
+        inputs=[db.location.url], options=site, created="",
+        cube_version=str(db.dataset.attrs.get("cube_version", "unknown")),
+        checksums=slice_checksums(db.store, db.anneal_numbers),
+        libraries=(*DEFAULT_LIBRARIES, "matplotlib", "bokeh"),
+    )
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
 def _provenance_items(db: PixelDB, summary: dict[str, Any]) -> list[tuple[str, object]]:
     """The page's provenance: the :mod:`stores.common.provenance` record (database, cube version,
     period checksums, software), then how the page's numbers were made."""
@@ -743,6 +757,7 @@ def _provenance_items(db: PixelDB, summary: dict[str, Any]) -> list[tuple[str, o
             f"{summary['tracked'][0].size} tracked hot pixels",
         ),
         ("trend fits", "least-squares lines against period mid-date, 1-sigma from residuals"),
+        ("inputs digest", summary["inputs_digest"]),
     ]
 
 
@@ -753,6 +768,10 @@ def write_site(
     site: SiteOptions | None = None,
 ) -> Path:
     """Write the STIS monitoring site of *db* to ``out/index.html`` (atomically).
+
+    A page whose provenance states the same inputs digest (the database's state, the
+    software versions and *site*; see ``_inputs_digest``) is up to date: it and its
+    ``anneal_effectiveness.ecsv`` are left untouched, and the log says so.
 
     Parameters
     ----------
@@ -782,7 +801,13 @@ def write_site(
     if out.exists() and not out.is_dir():
         msg = f"{out}: exists and is not a directory"
         raise NotADirectoryError(msg)
-    summary = site_summary(db, site=site)
+    digest, index = _inputs_digest(db, site), out / "index.html"
+    if (out / "anneal_effectiveness.ecsv").is_file() and index.is_file() and (
+            digest in index.read_text(encoding="utf-8")):
+        logger.info("%s is up to date (the same inputs, digest %s): left untouched", index,
+                    digest[:12])
+        return index
+    summary = site_summary(db, site=site) | {"inputs_digest": digest}
     periods = summary["periods"]
     page = Page(
         "STIS CCD dark and hot-pixel monitor",

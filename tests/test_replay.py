@@ -128,8 +128,8 @@ def test_the_mission_length_stis_site_is_small_and_draws_fast(tmp_path):
     assert main(["--quiet", "report", str(tmp_path / "pixels.db"),
                  "--out", str(tmp_path / "site")]) == 0
     page = tmp_path / "site" / "index.html"
-    assert page.stat().st_size <= 20e6
+    assert page.stat().st_size <= 20e6  # measured: 5.8 MB (4 MB of it BokehJS)
     report = open_page(page, screenshot="stis-site-330-periods.png", timeout=5.0)
     report.assert_ok()  # every figure drawn within the 5 s, offline, no error
-    assert report.expected_figures >= 5
+    assert report.expected_figures == 3  # trends, anneal effectiveness, pixel browser
     assert "330 anneal periods" in page.read_text()

@@ -59,7 +59,7 @@ from cte.config import Config, load_config
 from cte.exceptions import InvalidImageError
 from cte.io._fitsio import check_instrument, open_checked
 from stores.common.stats import clipped_stats
-from stores.common.validate import as_float, as_int, instance_of, subset_of
+from stores.common.validate import as_float, card_value, instance_of, subset_of
 
 __all__ = [
     "ChipImage",
@@ -238,15 +238,13 @@ def read_header(path: str | os.PathLike, *, config: Config | None = None) -> lis
 def _strict_int(value) -> int:
     """An integer header value (int, integral float or digit string), else TypeError or
     ValueError (the callers name the file and keyword)."""
-    if isinstance(value, str):
-        return int(value.strip())
-    return as_int(value, "header value", allow_integral_float=True)
+    return card_value(value, "header value", int)
 
 
 def _finite(value) -> float:
     """A finite float header value (number or numeric string), else TypeError or
     ValueError (the callers name the file and keyword)."""
-    return as_float(float(value) if isinstance(value, str) else value, "header value")
+    return card_value(value, "header value", float)
 
 
 def _chip_keyword(path, where: str, sci: fits.Header, primary: fits.Header, key: str,

@@ -16,7 +16,6 @@ files are refused: they need calstis first.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import warnings
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from stiscube.exceptions import InvalidDarkError
+from stores.common.validate import card_value
 
 __all__ = [
     "EXTENSION_KEYWORDS",
@@ -178,12 +178,11 @@ def _describe_hdus(names: Sequence[tuple[str, int]]) -> str:
 def header_int(name: str, where: str, header: Mapping[str, Any], key: str, default: Any) -> int:
     """An integer keyword (default if absent), or an error naming file, header and key."""
     value = header.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        if isinstance(value, float | np.floating) and math.isfinite(value) and value == int(value):
-            return int(value)
+    try:
+        return int(card_value(value, key, int))
+    except (TypeError, ValueError):
         msg = f"{name}: {where} {key} = {value!r} is not an integer"
-        raise InvalidDarkError(msg)
-    return int(value)
+        raise InvalidDarkError(msg) from None
 
 
 def _open_checks(name: str, storage_options: Mapping[str, Any]) -> tuple[int, bytes, Any]:

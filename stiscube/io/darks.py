@@ -83,6 +83,7 @@ from stores.common.validate import (
     as_int,
     as_sequence_of,
     as_str,
+    card_value,
     check_fields,
     instance_of,
     one_of,
@@ -346,13 +347,11 @@ def _number(
             raise InvalidDarkError(msg)
         return None
     value = header[key]
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        msg = f"{name}: {key} = {value!r} is not a number"
-        raise InvalidDarkError(msg)
-    if not np.isfinite(value):
-        msg = f"{name}: {key} = {value!r} is not finite"
-        raise InvalidDarkError(msg)
-    return float(value)
+    try:
+        return float(card_value(value, key, float))
+    except (TypeError, ValueError):
+        msg = f"{name}: {key} = {value!r} is not a number, or not finite"
+        raise InvalidDarkError(msg) from None
 
 
 def _temperature(name: str, sci: Mapping[str, Any], extver: int) -> float:

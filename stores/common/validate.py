@@ -36,7 +36,7 @@ Functions
 ---------
 :func:`as_int`, :func:`as_float`, :func:`as_bool`, :func:`as_str`, :func:`one_of`,
 :func:`subset_of`, :func:`as_shape2`, :func:`as_interval`, :func:`as_sequence_of`,
-:func:`instance_of`, :func:`check_fields`.
+:func:`instance_of`, :func:`check_fields`; :func:`card_value` (numeric FITS card values).
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ __all__ = [
     "as_sequence_of",
     "as_shape2",
     "as_str",
+    "card_value",
     "check_fields",
     "instance_of",
     "one_of",
@@ -234,6 +235,42 @@ def as_float(
     rule = _join(bounds, f"({units})" if units else "") if bounds else ""
     kind = "a number or None" if allow_none else "a number"
     return _number(value, name, convert, kind, rule, (min, max, strict_min, strict_max), allow_none)
+
+
+def card_value(value: Any, name: str, kind: type[int] | type[float]) -> int | float:
+    """A numeric FITS header card value, as the header readers of both packages take it.
+
+    ``kind=int``: an integer, a float with an integral value or the text of an integer
+    (``'2'``); ``kind=float``: a finite number or the text of one (``'1.5'``).  Booleans
+    are refused.
+
+    Parameters
+    ----------
+    value : object
+        The card's value (``header[key]``).
+    name : str
+        The keyword, named in the message.
+    kind : {int, float}
+        The number wanted.
+
+    Returns
+    -------
+    int or float
+
+    Raises
+    ------
+    TypeError, ValueError
+        *value* is not such a number (``"BINAXIS1 must be an integer, got 'two'"``).
+    """
+    if isinstance(value, str):
+        try:
+            value = kind(value.strip())
+        except ValueError:
+            rule = "an integer" if kind is int else "a number"
+            raise ValueError(f"{name} must be {rule}, got {value!r}") from None
+    if kind is int:
+        return as_int(value, name, allow_integral_float=True)
+    return as_float(value, name)
 
 
 def as_bool(value: Any, name: str) -> bool:

@@ -17,6 +17,7 @@ from stores.common.validate import (
     as_sequence_of,
     as_shape2,
     as_str,
+    card_value,
     check_fields,
     instance_of,
     one_of,
@@ -230,3 +231,29 @@ def test_check_fields_refuses_unknown_fields_and_non_dataclasses():
         check_fields(Plain(), {"b": as_int})
     with pytest.raises(TypeError, match="needs a dataclass instance"):
         check_fields(object(), {})
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "expected"),
+    [(2, int, 2), (np.int16(3), int, 3), (4.0, int, 4), (" 5 ", int, 5),
+     (1, float, 1.0), (np.float32(0.5), float, 0.5), ("1.5", float, 1.5), (" -2 ", float, -2.0)],
+)
+def test_card_value_takes_numbers_and_their_text(value, kind, expected):
+    got = card_value(value, "KEY", kind)
+    assert got == expected and type(got) is kind
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "exc", "match"),
+    [("two", int, ValueError, "^BINAXIS1 must be an integer, got 'two'$"),
+     ("2.5", int, ValueError, "^BINAXIS1 must be an integer, got '2.5'$"),
+     (1.5, int, ValueError, "^BINAXIS1 must be an integer, got 1.5$"),
+     (True, int, TypeError, "^BINAXIS1 must be an integer, got True$"),
+     ("long", float, ValueError, "^BINAXIS1 must be a number, got 'long'$"),
+     (float("inf"), float, ValueError, "^BINAXIS1 must be finite, got inf$"),
+     ("nan", float, ValueError, "^BINAXIS1 must be finite, got nan$"),
+     (None, float, TypeError, "^BINAXIS1 must be a number, got None$")],
+)
+def test_card_value_refuses_the_rest_naming_the_keyword(value, kind, exc, match):
+    with pytest.raises(exc, match=match):
+        card_value(value, "BINAXIS1", kind)

@@ -48,7 +48,13 @@ _ACCEPTED = (
 
 
 def datetime64_to_mjd(value: np.ndarray | np.datetime64) -> np.ndarray | float:
-    """MJD (float64 days) of numpy ``datetime64`` values, on a microsecond grid."""
+    """MJD (float64 days) of numpy ``datetime64`` values, on a microsecond grid.
+
+    Parameters
+    ----------
+    value : numpy.datetime64 or numpy.ndarray
+        The instants (UTC).
+    """
     us = np.asarray(value).astype("datetime64[us]")
     if np.any(np.isnat(us)):
         msg = f"date {value!r} is not a time (NaT); expected {_ACCEPTED}"
@@ -84,6 +90,11 @@ def mjd_to_datetime64(mjd: Any) -> np.ndarray | np.datetime64:
     The inverse of :func:`datetime64_to_mjd` on the microsecond grid; for other
     numbers ``datetime64_to_mjd(mjd_to_datetime64(m)) <= m`` (never a later instant).
     Non-finite values give NaT.
+
+    Parameters
+    ----------
+    mjd : float or array_like
+        MJD (UTC, days).
     """
     arr = np.asarray(mjd, dtype=np.float64)
     finite = np.isfinite(arr)
@@ -100,7 +111,13 @@ def mjd_to_datetime64(mjd: Any) -> np.ndarray | np.datetime64:
 
 
 def describe_mjd(mjd: float) -> str:
-    """Readable form of one MJD for messages: ``'2017-09-26 13:04:04 (MJD 58022.54449)'``."""
+    """Readable form of one MJD for messages: ``'2017-09-26 13:04:04 (MJD 58022.54449)'``.
+
+    Parameters
+    ----------
+    mjd : float
+        MJD (UTC, days).
+    """
     stamp = str(mjd_to_datetime64(mjd).astype("datetime64[s]")).replace("T", " ")
     return f"{stamp} (MJD {mjd:.5f})"
 

@@ -115,7 +115,14 @@ def dask_progress(*, progress: bool, desc: str) -> Iterator[None]:
     """Follow the dask computations run inside the ``with`` block (local schedulers).
 
     On a terminal a :mod:`tqdm` bar counts the tasks; otherwise log lines are written at
-    each quarter.  With ``progress=False`` this does nothing.
+    each quarter.
+
+    Parameters
+    ----------
+    progress : bool
+        Report or not (``False``: do nothing).
+    desc : str
+        What is being computed.
     """
     if not progress:
         yield

@@ -101,8 +101,11 @@ def now() -> str:
 def versions(libraries: Iterable[str] = DEFAULT_LIBRARIES) -> dict[str, str]:
     """Versions of stiscube, Python and *libraries* (module names).
 
-    A library that is not installed is recorded as ``"not installed"``; one is imported
-    only when asked for (e.g. ``"matplotlib"``, ``"bokeh"`` for reports).
+    Parameters
+    ----------
+    libraries : iterable of str
+        Module names; one that is not installed is recorded as ``"not installed"``, and
+        one is imported only when asked for (e.g. ``"matplotlib"`` for reports).
     """
     out = {"stiscube": __version__, "python": platform.python_version()}
     for name in libraries:
@@ -127,6 +130,11 @@ def cube_checksum(checksums: Mapping[Any, str]) -> str:
 
     Labels that all look like integers are ordered numerically (``2`` before ``10``),
     others as strings.  This is the ``CUBESUM`` of the DQ reference files.
+
+    Parameters
+    ----------
+    checksums : mapping
+        Slice label -> SHA-256 hex (:func:`slice_checksums`).
     """
     sums = {str(k): str(v) for k, v in checksums.items()}
     joined = "".join(sums[k] for k in _label_order(sums))
@@ -135,13 +143,27 @@ def cube_checksum(checksums: Mapping[Any, str]) -> str:
 
 def slice_digest(info: Mapping[str, Any]) -> str:
     """SHA-256 hex of the JSON (sorted keys) of a slice's per-variable checksums, from its
-    :meth:`stores.CubeStore.slice_info`: it changes when any variable of the slice changes."""
+    :meth:`stores.CubeStore.slice_info`: it changes when any variable of the slice changes.
+
+    Parameters
+    ----------
+    info : mapping
+        ``store.slice_info(label)``.
+    """
     return hashlib.sha256(json.dumps(info["sha256"], sort_keys=True).encode()).hexdigest()
 
 
 def slice_checksums(store: Any, labels: Iterable[Any]) -> dict[str, str]:
     """``{str(label): sha256}`` of slices of a :class:`stores.CubeStore`
-    (:func:`slice_digest` of each slice's ``store.slice_info(label)``)."""
+    (:func:`slice_digest` of each slice's ``store.slice_info(label)``).
+
+    Parameters
+    ----------
+    store : stores.CubeStore
+        The cube.
+    labels : iterable
+        The slices.
+    """
     return {str(label): slice_digest(store.slice_info(label)) for label in labels}
 
 
@@ -240,7 +262,13 @@ def provenance(
 
 def to_attrs(prov: Mapping[str, Any]) -> dict[str, Any]:
     """The record as netCDF-safe attributes: str, int and float kept, ``bool`` as int,
-    dicts and lists as JSON strings, ``None`` left out."""
+    dicts and lists as JSON strings, ``None`` left out.
+
+    Parameters
+    ----------
+    prov : mapping
+        A record of :func:`provenance`.
+    """
     out: dict[str, Any] = {}
     for key, value in prov.items():
         if value is None:
@@ -258,6 +286,11 @@ def from_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """The provenance keys of *attrs* (written by :func:`to_attrs`), JSON strings decoded.
 
     Only the keys of :data:`KEYS` are returned; the others are not provenance.
+
+    Parameters
+    ----------
+    attrs : mapping
+        A Dataset's or variable's attributes.
     """
     out: dict[str, Any] = {}
     for key in KEYS:
@@ -283,6 +316,11 @@ def fits_cards(prov: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
     ``DATE`` (from ``created``, FITS format without the ``Z``), ``SOFTWARE``, and when
     present ``CUBEVER`` (``cube_version``) and ``CUBESUM`` (``cubesum``).  The longer keys
     go to :func:`history_lines`.
+
+    Parameters
+    ----------
+    prov : mapping
+        A record of :func:`provenance`.
     """
     cards: list[tuple[str, Any, str]] = [
         ("DATE", _fits_date(str(prov["created"])), "file creation date (UTC)"),
@@ -302,6 +340,11 @@ def history_lines(prov: Mapping[str, Any]) -> list[str]:
     one line per input, per option and per slice checksum, one per extra key.  In a FITS
     header a line longer than a card spans several ``HISTORY`` cards
     (:func:`history_cards`); :func:`from_header` joins them back.
+
+    Parameters
+    ----------
+    prov : mapping
+        A record of :func:`provenance`.
     """
     short = {"created", "software", "cube_version", "cubesum"}
     lines = []
@@ -324,6 +367,17 @@ def set_card(header: Any, key: str, value: Any, comment: str = "") -> None:
     A string value too long for one card is written with ``CONTINUE`` cards and no
     comment; otherwise the comment is cut to the room left in the 80-character card (so
     astropy never warns that it truncated one).
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The header, changed in place.
+    key : str
+        The keyword.
+    value : object
+        Its value.
+    comment : str
+        Its comment.
     """
     from astropy.io import fits
 
@@ -343,6 +397,11 @@ def history_cards(prov: Mapping[str, Any]) -> list[str]:
     reliably: it strips a piece's trailing space, and a line of exactly 72 characters
     looks like the first piece of a longer one.)  A line never ends with a backslash: it
     ends with a JSON value.
+
+    Parameters
+    ----------
+    prov : mapping
+        A record of :func:`provenance`.
     """
     width = _HISTORY_WIDTH - len(_CONTINUED)
     cards = []
@@ -354,7 +413,15 @@ def history_cards(prov: Mapping[str, Any]) -> list[str]:
 
 def to_header(header: Any, prov: Mapping[str, Any]) -> None:
     """Write *prov* into an :class:`astropy.io.fits.Header`: the :func:`fits_cards` (with
-    :func:`set_card`) and the :func:`history_cards` as ``HISTORY``."""
+    :func:`set_card`) and the :func:`history_cards` as ``HISTORY``.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The header, changed in place.
+    prov : mapping
+        A record of :func:`provenance`.
+    """
     for key, value, comment in fits_cards(prov):
         set_card(header, key, value, comment)
     for card in history_cards(prov):
@@ -391,6 +458,11 @@ def from_header(header: Any) -> dict[str, Any]:
     ``DATE`` gets its ``Z`` back; values are decoded from JSON.  Raises ``KeyError`` when
     ``DATE`` or ``SOFTWARE`` is missing, and ``ValueError`` naming the key when a
     ``HISTORY`` provenance record is not valid JSON (an edited or truncated header).
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The header.
     """
     prov: dict[str, Any] = {"software": str(header["SOFTWARE"])}
     date = str(header["DATE"])

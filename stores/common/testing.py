@@ -17,7 +17,15 @@ __all__ = ["example_coords", "example_schema", "example_slice", "tree_digest"]
 def example_schema(
     *, shape: tuple[int, int] = (32, 24), chunks: tuple[int, int] = (16, 12), **options
 ) -> CubeSchema:
-    """A two-variable cube (float32 ``signal`` in e-/s, int16 ``count``) along ``period``."""
+    """A two-variable cube (float32 ``signal`` in e-/s, int16 ``count``) along ``period``.
+
+    Parameters
+    ----------
+    shape, chunks : tuple of int
+        Shape and chunks of one slice (row, col).
+    **options
+        Further :class:`~stores.CubeSchema` fields.
+    """
     rows, cols = shape
     return CubeSchema(
         append_dim="period",
@@ -35,7 +43,17 @@ def example_schema(
 
 
 def example_slice(schema: CubeSchema, label: int, *, seed: int = 0) -> xr.Dataset:
-    """Random values for one slice of :func:`example_schema`, reproducible from *seed*."""
+    """Random values for one slice of :func:`example_schema`, reproducible.
+
+    Parameters
+    ----------
+    schema : stores.CubeSchema
+        From :func:`example_schema`.
+    label : int
+        The slice's label.
+    seed : int
+        Seed of the values.
+    """
     rng = np.random.default_rng([seed, label])
     shape = tuple(schema.sizes[d] for d in ("row", "col"))
     signal = rng.normal(0.005, 0.002, shape).astype("float32")
@@ -45,13 +63,25 @@ def example_slice(schema: CubeSchema, label: int, *, seed: int = 0) -> xr.Datase
 
 
 def example_coords(label: int) -> dict:
-    """Slice coordinates for *label* of :func:`example_schema`."""
+    """Slice coordinates for *label* of :func:`example_schema`.
+
+    Parameters
+    ----------
+    label : int
+        The slice's label.
+    """
     start = np.datetime64("2020-01-01T00:00:00", "ns") + np.timedelta64(30 * label, "D")
     return {"start": start, "name": f"period-{label}", "exposure": 1100.0 + label}
 
 
 def tree_digest(location: str | os.PathLike) -> str:
-    """SHA-256 over every file path and content under *location* (local or fsspec)."""
+    """SHA-256 over every file path and content under *location*.
+
+    Parameters
+    ----------
+    location : str or path-like
+        A local directory or fsspec URL.
+    """
     loc = Location.parse(location)
     digest = hashlib.sha256()
     for path in sorted(loc.fs.find(loc.root)):

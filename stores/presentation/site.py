@@ -6,26 +6,8 @@ section (``<details>``) at the end.  :meth:`Page.write` renders it to one HTML f
 with BokehJS **inlined** (:data:`bokeh.resources.INLINE`), so the page works from a
 copied directory or ``file://`` without network access; the write is atomic.
 
-API
----
-``Metric(label, value, detail="")``
-    One headline number: *value* is already formatted (e.g. ``"0.052 ± 0.003"``).
-``Page(title, *, subtitle="")``
-    ``page.headline(metrics, *, note="")`` sets the headline block (rendered first,
-    ``id="headline"``).
-    ``page.section(title, *, intro="") -> Section`` appends a section.
-    ``page.provenance(items, *, title="Provenance")`` sets the collapsible last section
-    (*items*: mapping or ``(key, value)`` pairs; values may be nested mappings).
-    ``page.n_figures`` is the number of Bokeh root models embedded.
-    ``page.render() -> str``; ``page.write(path) -> Path`` (atomic).
-``Section``
-    ``text(s)`` (escaped paragraph), ``html(s)`` (trusted markup, inserted as is),
-    ``table(header, rows, *, caption="", left=1, collapse_after=25, empty="None.")``,
-    ``bokeh(model, *, caption="")`` (a Bokeh figure or layout), ``image(src, alt)``
-    (a relative link), ``subsection(title)`` (an ``<h3>``).
-``bokeh_figure(*, title, x_label, y_label, x_axis_type="linear", height=320, **kwargs)``
-    A Bokeh figure with the shared tools (pan, box and wheel zoom, hover, reset, save),
-    stretching to the page width.
+Build a page with :class:`Page`, :class:`Section` and :class:`Metric`; make its figures
+with :func:`bokeh_figure`.
 
 Each embedded figure sits in ``<div class="site-plot" data-plots="k">`` (*k* the Bokeh
 plots it holds, several for a grid layout) and the page carries
@@ -84,13 +66,24 @@ def _e(value) -> str:
 
 @dataclass(frozen=True)
 class Metric:
-    """One headline number: a label, its formatted value and an optional detail line."""
+    """One headline number of a page.
+
+    Parameters
+    ----------
+    label : str
+        What the number is.
+    value : str
+        The number, already formatted (e.g. ``"0.052 ± 0.003"``).
+    detail : str
+        An optional line under it.
+    """
 
     label: str
     value: str
     detail: str = ""
 
     def render(self) -> str:
+        """The metric as HTML."""
         detail = f'<div class="detail">{_e(self.detail)}</div>' if self.detail else ""
         return (f'<div class="metric"><div class="label">{_e(self.label)}</div>'
                 f'<div class="value">{_e(self.value)}</div>{detail}</div>')
@@ -98,24 +91,53 @@ class Metric:
 
 @dataclass
 class Section:
-    """A titled part of a :class:`Page`; add content with its methods, in order."""
+    """A titled part of a :class:`Page` (made by :meth:`Page.section`); each method adds
+    content after the previous one and returns the section.
+
+    Parameters
+    ----------
+    title : str
+        The section's heading.
+    intro : str
+        A paragraph under the heading.
+    _parts : list
+        The content added so far (internal).
+    """
 
     title: str
     intro: str = ""
     _parts: list[tuple[str, object]] = field(default_factory=list, repr=False)
 
     def text(self, text: str) -> Section:
-        """An escaped paragraph."""
+        """Add *text* as an escaped paragraph.
+
+        Parameters
+        ----------
+        text : str
+            Plain text.
+        """
         self._parts.append(("html", f"<p>{_e(text)}</p>"))
         return self
 
     def html(self, markup: str) -> Section:
-        """Trusted markup, inserted as is."""
+        """Add trusted *markup*, inserted as is.
+
+        Parameters
+        ----------
+        markup : str
+            HTML.
+        """
         self._parts.append(("html", str(markup)))
         return self
 
     def subsection(self, title: str) -> Section:
-        """A sub-heading (``<h3>``)."""
+        """Add a sub-heading (``<h3>``).
+
+        Parameters
+        ----------
+        title : str
+            Its text.
+        """
         self._parts.append(("html", f"<h3>{_e(title)}</h3>"))
         return self
 
@@ -129,10 +151,23 @@ class Section:
         collapse_after: int = 25,
         empty: str = "None.",
     ) -> Section:
-        """A table; the first *left* columns are left-aligned (text), the rest right.
+        """Add a table.
 
-        Tables longer than *collapse_after* rows are folded in a ``<details>`` element
-        that says how many rows it holds; an empty table is replaced by *empty*.
+        Parameters
+        ----------
+        header : sequence of str
+            Column titles.
+        rows : iterable of sequence
+            The rows' cells.
+        caption : str
+            Shown above the table.
+        left : int
+            The first *left* columns are left-aligned (text), the others right-aligned.
+        collapse_after : int
+            Longer tables are folded in a ``<details>`` element saying how many rows it
+            holds.
+        empty : str
+            Shown instead of a table without rows.
         """
         rows = [list(r) for r in rows]
         if not rows:
@@ -161,7 +196,15 @@ class Section:
         return self
 
     def bokeh(self, model, *, caption: str = "") -> Section:
-        """An interactive Bokeh figure or layout (embedded with inlined BokehJS)."""
+        """Add an interactive Bokeh figure (embedded with inlined BokehJS).
+
+        Parameters
+        ----------
+        model : bokeh.model.Model
+            A figure or a layout.
+        caption : str
+            Shown under it.
+        """
         from bokeh.model import Model
 
         instance_of(model, "bokeh() model", Model, what="a Bokeh model (figure or layout)")
@@ -169,7 +212,15 @@ class Section:
         return self
 
     def image(self, src: str, alt: str) -> Section:
-        """An image by relative link (e.g. ``plots/x.png``)."""
+        """Add an image by relative link.
+
+        Parameters
+        ----------
+        src : str
+            The link, e.g. ``plots/x.png``.
+        alt : str
+            Its alternative text.
+        """
         self._parts.append(("html", f'<img src="{_e(src)}" alt="{_e(alt)}">'))
         return self
 
@@ -178,7 +229,15 @@ class Section:
 
 
 class Page:
-    """One self-contained HTML page: headline, sections, provenance (see module doc)."""
+    """One self-contained HTML page: headline, sections, provenance (see module doc).
+
+    Parameters
+    ----------
+    title : str
+        The page title.
+    subtitle : str
+        A line under it.
+    """
 
     def __init__(self, title: str, *, subtitle: str = "") -> None:
         self.title = str(title)
@@ -189,21 +248,43 @@ class Page:
         self._provenance: tuple[str, list[tuple[str, object]]] | None = None
 
     def headline(self, metrics: Iterable[Metric], *, note: str = "") -> Page:
-        """Set the headline block, shown first."""
+        """Set the headline block (shown first, ``id="headline"``); return the page.
+
+        Parameters
+        ----------
+        metrics : iterable of Metric
+            The numbers.
+        note : str
+            A line under them.
+        """
         metric = partial(instance_of, cls=Metric, what="a Metric")
         self._metrics = list(as_sequence_of(metrics, "headline() metrics", metric, min_len=0))
         self._note = str(note)
         return self
 
     def section(self, title: str, *, intro: str = "") -> Section:
-        """Append a section and return it."""
+        """Append a section and return it.
+
+        Parameters
+        ----------
+        title, intro : str
+            As for :class:`Section`.
+        """
         sec = Section(str(title), str(intro))
         self._sections.append(sec)
         return sec
 
     def provenance(self, items: Mapping | Iterable[tuple[str, object]], *,
                    title: str = "Provenance") -> Page:
-        """Set the collapsible provenance section (run options, versions, inputs)."""
+        """Set the collapsible last section (run options, versions, inputs); return the page.
+
+        Parameters
+        ----------
+        items : mapping or iterable of (str, object)
+            Keys and values; values may be nested mappings.
+        title : str
+            Its heading.
+        """
         pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
         self._provenance = (str(title), pairs)
         return self
@@ -258,7 +339,13 @@ class Page:
         )
 
     def write(self, path: str | PathLike) -> Path:
-        """Render and write the page to *path* atomically; return *path*."""
+        """Render and write the page to *path* atomically; return *path*.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The HTML file.
+        """
         atomic_write(path, self.render())
         return Path(path)
 
@@ -286,10 +373,19 @@ def _dl(pairs) -> str:
 
 def bokeh_figure(*, title: str, x_label: str, y_label: str, x_axis_type: str = "linear",
                  height: int = 320, **kwargs):
-    """A Bokeh figure with the shared tools, stretching to the page width.
+    """A Bokeh figure with the shared tools (pan, zooms, hover, reset, save), stretching
+    to the page width.
 
-    *kwargs* go to :func:`bokeh.plotting.figure` (e.g. ``y_axis_type="log"``,
-    ``tooltips=[("loss", "@loss")]``).
+    Parameters
+    ----------
+    title, x_label, y_label : str
+        The figure's title and axis labels (with units).
+    x_axis_type : str
+        ``"linear"``, ``"log"`` or ``"datetime"``.
+    height : int
+        Height in screen pixels.
+    **kwargs
+        Passed to :func:`bokeh.plotting.figure` (e.g. ``y_axis_type="log"``).
     """
     from bokeh.plotting import figure
 

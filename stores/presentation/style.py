@@ -10,37 +10,8 @@ Figures are made without pyplot (no global state, Agg canvas) and share these ha
   so (:func:`no_data`);
 - files are written atomically (:func:`save`).
 
-API
----
-``RC`` : dict
-    The rcParams of the style (applied inside :func:`context`).
-``context()``
-    Context manager applying ``RC``; artists made inside it take the style.
-``styled(func)``
-    Decorator running *func* inside :func:`context`.
-``new_figure(nrows=1, ncols=1, *, size=(6.4, 4.0), n_panels=None, **subplot_kw)``
-    ``(Figure, axes)``: a styled Figure on an Agg canvas and a flat array of its axes
-    (only the first *n_panels* if given; the rest are hidden).
-``integer_ticks(ax, axis="y")``
-    Integer tick locations on one axis (``"x"``, ``"y"`` or ``"both"``).
-``no_offset(ax, axis="both")``
-    Plain tick labels without offset or scientific notation.
-``log_axis(ax, axis="x")``
-    Logarithmic scale labelled with plain numbers (``300``, ``1000``, ``3000``), not
-    powers of ten.
-``mjd_to_datetime(mjd)``
-    MJD (days, float) to ``numpy.datetime64[ms]``; NaN becomes NaT.
-``date_axis(ax, axis="x")``
-    Concise calendar-date ticks on an axis holding datetime64 values.
-``legend(ax, **kwargs)``
-    A legend of the labelled artists, or ``None`` when nothing is labelled.
-``figure_legend(fig, axes=None, *, loc="outside lower center", **kwargs)``
-    One legend for the whole figure: each distinct label of the labelled artists of
-    *axes* (default all) once; None if nothing is labelled.
-``no_data(ax, message="no data")``
-    Marks an empty panel: centred note, no ticks.
-``save(fig, path, *, dpi=100)``
-    Writes the figure (format from the suffix) atomically; returns *fig*.
+The style is :data:`RC` (applied by :func:`context` and :func:`styled`); figures come
+from :func:`new_figure`.
 """
 
 from __future__ import annotations
@@ -112,7 +83,13 @@ def context() -> Iterator[None]:
 
 
 def styled(func: Callable) -> Callable:
-    """Decorator: run *func* inside :func:`context`."""
+    """Decorator: run *func* inside :func:`context`.
+
+    Parameters
+    ----------
+    func : callable
+        A function making artists.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -158,13 +135,29 @@ def new_figure(
 
 
 def integer_ticks(ax: Axes, axis: str = "y") -> None:
-    """Put tick marks at integers only on *axis* (``"x"``, ``"y"`` or ``"both"``)."""
+    """Put tick marks at integers only on *axis*.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The panel.
+    axis : {"x", "y", "both"}
+        Which axis.
+    """
     for a in _axes_of(ax, axis):
         a.set_major_locator(MaxNLocator(integer=True))
 
 
 def no_offset(ax: Axes, axis: str = "both") -> None:
-    """Plain tick labels on *axis*: no offset (``+4``) and no ``1e-6`` multiplier."""
+    """Plain tick labels on *axis*: no offset (``+4``) and no ``1e-6`` multiplier.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The panel.
+    axis : {"x", "y", "both"}
+        Which axis.
+    """
     for a in _axes_of(ax, axis):
         formatter = a.get_major_formatter()
         if isinstance(formatter, ScalarFormatter):
@@ -177,7 +170,15 @@ def _axes_of(ax: Axes, axis: str):
 
 
 def log_axis(ax: Axes, axis: str = "x") -> None:
-    """Log scale on *axis* with plain-number ticks at 1, 2, 5 x 10^k (``200``, ``1000``)."""
+    """Log scale on *axis* with plain-number ticks at 1, 2, 5 x 10^k (``200``, ``1000``).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The panel.
+    axis : {"x", "y"}
+        Which axis.
+    """
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     one_of(axis, "axis", ("x", "y"))
@@ -189,7 +190,13 @@ def log_axis(ax: Axes, axis: str = "x") -> None:
 
 
 def mjd_to_datetime(mjd) -> np.ndarray:
-    """Modified Julian Date (days) to ``datetime64[ms]``; NaN becomes NaT."""
+    """Modified Julian Date (days) to ``datetime64[ms]``; NaN becomes NaT.
+
+    Parameters
+    ----------
+    mjd : array_like of float
+        MJD (UTC, days).
+    """
     mjd = np.asarray(mjd, dtype=float)
     ms = np.where(np.isfinite(mjd), np.rint(mjd * 86_400_000.0), 0).astype(np.int64)
     out = _MJD_EPOCH + ms.astype("timedelta64[ms]")
@@ -197,7 +204,15 @@ def mjd_to_datetime(mjd) -> np.ndarray:
 
 
 def date_axis(ax: Axes, axis: str = "x") -> None:
-    """Calendar-date ticks (concise format) on *axis*, which must hold datetime64 data."""
+    """Calendar-date ticks (concise format) on *axis*, which must hold datetime64 data.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The panel.
+    axis : {"x", "y"}
+        Which axis.
+    """
     one_of(axis, "axis", ("x", "y"))
     a = ax.xaxis if axis == "x" else ax.yaxis
     locator = mdates.AutoDateLocator(minticks=3, maxticks=7)
@@ -219,7 +234,15 @@ def _distinct_labelled(axes) -> tuple[list, list[str]]:
 
 def legend(ax: Axes, **kwargs) -> Legend | None:
     """A legend of the artists with a label (not starting with ``_``), each distinct
-    label once; None if nothing is labelled."""
+    label once; None if nothing is labelled.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The panel.
+    **kwargs
+        Passed to :meth:`matplotlib.axes.Axes.legend`.
+    """
     handles, labels = _distinct_labelled([ax])
     if not handles:
         return None
@@ -229,7 +252,20 @@ def legend(ax: Axes, **kwargs) -> Legend | None:
 
 def figure_legend(fig: Figure, axes=None, *, loc: str = "outside lower center",
                   **kwargs) -> Legend | None:
-    """One figure-level legend with every distinct label of *axes* (default all) once."""
+    """One figure-level legend with every distinct label of *axes* once; None if
+    nothing is labelled.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    axes : sequence of Axes, optional
+        The panels whose labels are shown (default: all).
+    loc : str
+        Where (matplotlib's ``loc``; ``"outside ..."`` needs constrained layout).
+    **kwargs
+        Passed to :meth:`matplotlib.figure.Figure.legend`.
+    """
     handles, labels = _distinct_labelled(fig.axes if axes is None else axes)
     if not handles:
         return None
@@ -239,7 +275,15 @@ def figure_legend(fig: Figure, axes=None, *, loc: str = "outside lower center",
 
 
 def no_data(ax: Axes, message: str = "no data") -> None:
-    """Mark *ax* as an empty panel: a centred note and no ticks."""
+    """Mark *ax* as an empty panel: a centred note and no ticks.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The panel.
+    message : str
+        The note.
+    """
     ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center",
             fontsize=9, color="0.4")
     ax.set_xticks([])
@@ -248,10 +292,16 @@ def no_data(ax: Axes, message: str = "no data") -> None:
 
 
 def save(fig: Figure, path: str | PathLike, *, dpi: int = 100) -> Figure:
-    """Write *fig* to *path* (format from the suffix) atomically; return *fig*.
+    """Write *fig* to *path* atomically (rendered in memory, then one rename); return *fig*.
 
-    The image is rendered in memory and replaces *path* in one rename, so a reader
-    never sees a half-written file.
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    path : str or path-like
+        The file; its suffix gives the format (default PNG).
+    dpi : int
+        Resolution of raster formats.
     """
     from stores import atomic_write
 

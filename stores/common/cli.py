@@ -58,7 +58,15 @@ COMMON_HINTS: tuple[tuple[str, str], ...] = (
 
 
 def base_parser(prog: str, description: str) -> tuple[argparse.ArgumentParser, object]:
-    """A parser with ``--version``, ``--verbose``, ``--quiet`` and a subcommand group."""
+    """A parser with ``--version``, ``--verbose``, ``--quiet`` and a subcommand group.
+
+    Parameters
+    ----------
+    prog : str
+        The program's name.
+    description : str
+        Its ``--help`` description.
+    """
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
     parser.add_argument(
@@ -288,6 +296,17 @@ def run_cli(
     subcommand added to the exception, such as the period left unwritten) and returns
     :data:`EXIT_INTERRUPTED`.  ``args.progress`` is set for the subcommand: true unless
     ``--quiet``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        From :func:`base_parser`, with the subcommands.
+    argv : sequence of str or None
+        The arguments (default ``sys.argv[1:]``).
+    expected : tuple of exception classes
+        The errors reported in one line.
+    hints : sequence of (str, str)
+        As for :func:`cli_message`.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     quiet = any(a in ("-q", "--quiet") for a in argv)  # accepted after the subcommand too

@@ -40,7 +40,7 @@ __all__ = ["Flag", "FlagRegistry"]
 class Flag:
     """One bit of a flag registry.
 
-    Attributes
+    Parameters
     ----------
     bit : int
         The bit value (a power of two, e.g. ``16``).
@@ -180,7 +180,12 @@ class FlagRegistry:
     # -- lookups ---------------------------------------------------------------------------
 
     def flag(self, bit_or_name: int | str) -> Flag:
-        """The entry of one flag, given its bit value (e.g. ``16``) or its name.
+        """The entry of one flag.
+
+        Parameters
+        ----------
+        bit_or_name : int or str
+            Its bit value (e.g. ``16``) or its name.
 
         Raises
         ------
@@ -205,9 +210,12 @@ class FlagRegistry:
         return self._by_bit[int(bit_or_name)]
 
     def mask(self, flags: Iterable[int | str] | int | str) -> int:
-        """The bitwise OR of *flags* (bit values or names), each checked against the registry.
+        """The bitwise OR of *flags*, each checked against the registry.
 
-        A single bit or name is accepted too.
+        Parameters
+        ----------
+        flags : int, str or iterable of them
+            Bit values or names.
         """
         if isinstance(flags, str | int | np.integer):
             flags = [flags]
@@ -220,6 +228,11 @@ class FlagRegistry:
 
     def check_value(self, value: Any) -> int:
         """*value* as a Python ``int`` if it is a valid flag value of this registry.
+
+        Parameters
+        ----------
+        value : int
+            A flag value.
 
         Raises
         ------
@@ -248,6 +261,11 @@ class FlagRegistry:
         Bits outside the registry are reported as one extra name ``unknown_bits_<n>``
         (``n`` their OR).
 
+        Parameters
+        ----------
+        value : int
+            A flag value.
+
         Raises
         ------
         TypeError, ValueError
@@ -265,6 +283,13 @@ class FlagRegistry:
 
         Only the distinct values are decoded (:func:`numpy.unique`), so the cost grows with
         the number of distinct values, not of pixels.
+
+        Parameters
+        ----------
+        values : array_like of int
+            Flag values.
+        sep : str
+            Put between the names of one value.
 
         Returns
         -------

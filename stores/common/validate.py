@@ -276,6 +276,11 @@ def card_value(value: Any, name: str, kind: type[int] | type[float]) -> int | fl
 def as_bool(value: Any, name: str) -> bool:
     """*value* as a Python ``bool``; only ``True``/``False`` (or numpy booleans) pass.
 
+    Parameters
+    ----------
+    value, name : object, str
+        The value and the parameter's name (for the message), as everywhere here.
+
     Raises
     ------
     TypeError
@@ -288,6 +293,15 @@ def as_bool(value: Any, name: str) -> bool:
 
 def as_str(value: Any, name: str, *, non_empty: bool = True, one_line: bool = False) -> str:
     """*value* as a ``str``, optionally non-empty and on one line.
+
+    Parameters
+    ----------
+    value, name : object, str
+        The value and the parameter's name (for the message), as everywhere here.
+    non_empty : bool
+        Refuse an empty or blank string.
+    one_line : bool
+        Refuse line breaks.
 
     Raises
     ------
@@ -311,6 +325,13 @@ def one_of(value: Any, name: str, choices: Iterable[Any]) -> Any:
     ``choices`` is shown as given (a list of it), so pass it in the order a reader should
     see, e.g. ``one_of(how, "how", ("max", "mean"))``.  ``True``/``False`` never match
     ``1``/``0`` choices.
+
+    Parameters
+    ----------
+    value, name : object, str
+        The value and the parameter's name (for the message), as everywhere here.
+    choices : iterable
+        The values allowed.
 
     Raises
     ------
@@ -343,7 +364,16 @@ def subset_of(
 ) -> tuple[Any, ...]:
     """*values* as a tuple (order kept, duplicates dropped), each one of *allowed*.
 
-    A single string is taken as one value, not as a sequence of characters.
+    Parameters
+    ----------
+    values : iterable or str
+        The values; a single string is one value, not a sequence of characters.
+    name : str
+        The parameter's name (for the message).
+    allowed : iterable
+        The values allowed.
+    non_empty : bool
+        Refuse an empty selection.
 
     Raises
     ------
@@ -391,6 +421,15 @@ def as_shape2(
 ) -> tuple[int, int]:
     """*value* as ``(rows, columns)``, two integers each >= *min* (and <= *max*).
 
+    Parameters
+    ----------
+    value, name : object, str
+        The value and the parameter's name (for the message), as everywhere here.
+    min : int
+        Smallest allowed size.
+    max : sequence of int, optional
+        Largest ``(rows, columns)``.
+
     Raises
     ------
     ValueError
@@ -423,6 +462,17 @@ def as_interval(
 ) -> tuple[float, float]:
     """*value* as ``(low, high)``: two finite numbers with ``low < high`` (``<=`` when not
     *strict*), within optional inclusive bounds.
+
+    Parameters
+    ----------
+    value, name : object, str
+        The value and the parameter's name (for the message), as everywhere here.
+    min, max : float, optional
+        Inclusive bounds of *low* and *high*.
+    strict : bool
+        Require ``low < high`` (else ``low <= high``).
+    units : str, optional
+        Shown in the message.
 
     Raises
     ------
@@ -471,6 +521,8 @@ def as_sequence_of(
     ----------
     value : sequence
         The values; a single string or a mapping is refused.
+    name : str
+        The parameter's name (for the message).
     item : callable
         A validator taking ``(value, name)`` and returning the normalised element, e.g.
         ``functools.partial(as_float, min=0, strict_min=True)``.
@@ -512,6 +564,10 @@ def instance_of(value: Any, name: str, cls: type | tuple[type, ...], *, what: st
 
     Parameters
     ----------
+    value, name : object, str
+        The value and the parameter's name (for the message), as everywhere here.
+    cls : type or tuple of type
+        The classes accepted.
     what : str, optional
         How to call the expected type in the message (default: the class name(s)), e.g.
         ``"an xarray.Dataset"``.

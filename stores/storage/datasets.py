@@ -201,6 +201,13 @@ class DatasetStore:
     def write(self, key: Key, dataset: xr.Dataset) -> None:
         """Store *dataset* under *key*, atomically replacing any previous version.
 
+        Parameters
+        ----------
+        key : str or tuple
+            The key (see :meth:`read`).
+        dataset : xarray.Dataset
+            The data; dask-backed data is computed first.
+
         Raises
         ------
         ReadOnlyStoreError
@@ -233,7 +240,13 @@ class DatasetStore:
         logger.debug("wrote %s (%d bytes) to %s", name, len(payload), self.location.url)
 
     def delete(self, key: Key) -> None:
-        """Remove *key* from the store."""
+        """Remove *key* from the store.
+
+        Parameters
+        ----------
+        key : str or tuple
+            The key.
+        """
         self._check_writable()
         parts = self._require(key)
         self.location.remove(*parts)
@@ -272,12 +285,26 @@ class DatasetStore:
     def read_many(
         self, keys: Iterable[Key], *, chunks: Mapping | str | None = None
     ) -> dict[str, xr.Dataset]:
-        """Read several keys; returns ``{key: Dataset}`` in the order given."""
+        """Read several keys; returns ``{key: Dataset}`` in the order given.
+
+        Parameters
+        ----------
+        keys : iterable of str or tuple
+            The keys.
+        chunks : dict, "auto" or None
+            As for :meth:`read`.
+        """
         keys = list(keys)
         for key in keys:  # fail before reading anything if one is missing
             self._require(key)
         return {"/".join(normalize_key(k)): self.read(k, chunks=chunks) for k in keys}
 
     def read_all(self, *, chunks: Mapping | str | None = None) -> dict[str, xr.Dataset]:
-        """Read every key in the store."""
+        """Read every key in the store.
+
+        Parameters
+        ----------
+        chunks : dict, "auto" or None
+            As for :meth:`read`.
+        """
         return self.read_many(self.keys(), chunks=chunks)

@@ -49,7 +49,13 @@ except ImportError:  # pragma: no cover - google-crc32c is a dependency
 
 
 def checksum(raw: bytes) -> int:
-    """CRC-32C of *raw* (hardware-accelerated through google-crc32c)."""
+    """CRC-32C of *raw* (hardware-accelerated through google-crc32c).
+
+    Parameters
+    ----------
+    raw : bytes
+        The stored (encoded) bytes of a chunk.
+    """
     return _crc32c(raw if isinstance(raw, bytes) else bytes(raw))
 
 _EMPTY = np.uint64(2**64 - 1)
@@ -150,7 +156,13 @@ class DirectReader:
         return (*self.parts, self.separator.join(["c", *map(str, outer_index)]))
 
     def chunk_path(self, chunk: Sequence[int]) -> str:
-        """Path of the object holding inner chunk *chunk* (slot axis first)."""
+        """Path of the object holding an inner chunk.
+
+        Parameters
+        ----------
+        chunk : sequence of int
+            The chunk's indices, slot axis first.
+        """
         if not self.sharded:
             return self.location.join(*self._key(chunk))
         outer = tuple(i * n // o for i, n, o in zip(chunk, self.inner, self.outer, strict=True))
@@ -165,6 +177,11 @@ class DirectReader:
 
         Keys are the fixed-dimension chunk indices joined by ``.`` (``"0.3"``).  Shard
         indexes are read afresh (not from the cache), since the slot was just written.
+
+        Parameters
+        ----------
+        slot : int
+            The slot.
         """
         self._indexes.clear()
         out: dict[str, int | None] = {}
@@ -225,7 +242,13 @@ class DirectReader:
 
     # -- reading -------------------------------------------------------------------------
     def n_chunks(self, window: Sequence[slice]) -> int:
-        """How many chunks of one slot a window touches."""
+        """How many chunks of one slot a window touches.
+
+        Parameters
+        ----------
+        window : sequence of slice
+            One slice with step 1 per fixed dimension.
+        """
         n = 1
         for s, c in zip(window, self.inner[1:], strict=True):
             n *= (s.stop - 1) // c - s.start // c + 1 if s.stop > s.start else 0
@@ -239,11 +262,20 @@ class DirectReader:
         checksums: dict[str, int | None] | None = None,
         context: str = "",
     ) -> np.ndarray:
-        """Values of ``array[slot, *window]`` (window: one slice with step 1 per fixed dim).
+        """Values of ``array[slot, *window]``.
 
-        With *checksums* (as :meth:`chunk_checksums` returned when the slot was written),
-        each chunk read is verified first; a mismatch, a missing chunk or an unexpected
-        one raises :class:`~stores.CorruptStoreError` naming *context* and the file.
+        Parameters
+        ----------
+        slot : int
+            The slot.
+        window : sequence of slice
+            One slice with step 1 per fixed dimension.
+        checksums : dict, optional
+            The slot's :meth:`chunk_checksums` (recorded when it was written): each chunk
+            read is verified first, and a mismatch, a missing chunk or an unexpected one
+            raises :class:`~stores.CorruptStoreError` naming *context* and the file.
+        context : str
+            What is read, for messages.
         """
         bounds = [
             (0 if s.start is None else s.start, n if s.stop is None else s.stop)

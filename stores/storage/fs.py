@@ -57,7 +57,19 @@ LOCK_TIMEOUT = 60.0
 
 @dataclass(frozen=True)
 class Location:
-    """Where a store lives: a local directory or an fsspec URL."""
+    """Where a store lives: a local directory or an fsspec URL (made by :meth:`parse`).
+
+    Parameters
+    ----------
+    url : str
+        The normalised path or URL.
+    fs : fsspec.AbstractFileSystem
+        Its filesystem.
+    root : str
+        The root path on *fs*.
+    is_local : bool
+        Whether it is a local path.
+    """
 
     url: str
     fs: Any
@@ -66,7 +78,13 @@ class Location:
 
     @classmethod
     def parse(cls, location: str | os.PathLike) -> Location:
-        """Resolve *location* (path or URL) into a filesystem and a root path."""
+        """Resolve *location* into a filesystem and a root path.
+
+        Parameters
+        ----------
+        location : str, path-like or Location
+            A local path or fsspec URL.
+        """
         if isinstance(location, Location):
             return location
         instance_of(location, "store location", (str, os.PathLike), what="a path or URL string")
@@ -113,7 +131,13 @@ class Location:
             raise ReadOnlyStoreError(msg)
 
     def child(self, *parts: str) -> Location:
-        """The location ``<self>/<parts...>`` on the same filesystem (a URL stays a URL)."""
+        """The location ``<self>/<parts...>`` on the same filesystem (a URL stays a URL).
+
+        Parameters
+        ----------
+        *parts : str
+            Path components below the root.
+        """
         sub = "/".join(p.strip("/") for p in parts if p)
         return Location(
             url=f"{self.url.rstrip('/')}/{sub}",
@@ -124,10 +148,25 @@ class Location:
 
     # -- paths ---------------------------------------------------------------------------
     def join(self, *parts: str) -> str:
+        """The path ``<root>/<parts...>`` on :attr:`fs`.
+
+        Parameters
+        ----------
+        *parts : str
+            Path components below the root.
+        """
         return "/".join([self.root, *parts])
 
     def zarr_store(self, *parts: str, read_only: bool = False):
-        """A zarr v3 store rooted at ``self.join(*parts)``."""
+        """A zarr v3 store rooted at ``self.join(*parts)``.
+
+        Parameters
+        ----------
+        *parts : str
+            Path components below the root.
+        read_only : bool
+            Open it read-only.
+        """
         from zarr.storage import FsspecStore, LocalStore
 
         path = self.join(*parts)
@@ -160,12 +199,33 @@ class Location:
         return path
 
     def exists(self, *parts: str) -> bool:
+        """Whether ``<root>/<parts...>`` exists (listings cached by fsspec are refreshed).
+
+        Parameters
+        ----------
+        *parts : str
+            Path components below the root.
+        """
         return self.fs.exists(self._fresh(self.join(*parts)))
 
     def isdir(self, *parts: str) -> bool:
+        """Whether ``<root>/<parts...>`` is a directory.
+
+        Parameters
+        ----------
+        *parts : str
+            Path components below the root.
+        """
         return self.fs.isdir(self._fresh(self.join(*parts)))
 
     def read_bytes(self, *parts: str) -> bytes:
+        """The content of the file ``<root>/<parts...>``.
+
+        Parameters
+        ----------
+        *parts : str
+            Path components below the root.
+        """
         return self.fs.cat_file(self.join(*parts))
 
     def write_bytes(
@@ -176,12 +236,21 @@ class Location:
         exclusive: bool = False,
         staging: tuple[str, ...] | None = None,
     ) -> None:
-        """Write *data* atomically; ``exclusive`` refuses (FileExistsError) an existing file.
+        """Write *data* to the file ``<root>/<parts...>`` atomically.
 
-        ``exclusive`` is atomic on memory:// and s3:// (a conditional put) and checked
-        just before the rename on local disks (where the writer lock excludes others).
-        *staging* (parts of a directory of this location) is where a local write keeps
-        its temporary file, so that a killed writer's leftovers are all in one place.
+        Parameters
+        ----------
+        parts : tuple of str
+            Path components below the root.
+        data : bytes
+            The content.
+        exclusive : bool
+            Refuse an existing file (:class:`FileExistsError`): atomic on memory:// and
+            s3:// (a conditional put), checked just before the rename on local disks
+            (where the writer lock excludes others).
+        staging : tuple of str, optional
+            A directory of this location where a local write keeps its temporary file,
+            so that a killed writer's leftovers are all in one place.
         """
         path = self.join(*parts)
         if exclusive and not self.is_local:
@@ -201,20 +270,50 @@ class Location:
         atomic_write_bytes(self, path, data, staging=tmp_dir)
 
     def listdir(self, *parts: str) -> list[str]:
-        """Base names in a directory (empty if it does not exist)."""
+        """Base names in a directory (empty if it does not exist).
+
+        Parameters
+        ----------
+        *parts : str
+            Path components below the root.
+        """
         path = self._fresh(self.join(*parts))
         if not self.fs.exists(path):
             return []
         return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False))
 
     def remove(self, *parts: str) -> None:
+        """Remove the file ``<root>/<parts...>``.
+
+        Parameters
+        ----------
+        *parts : str
+            Path components below the root.
+        """
         self.fs.rm(self.join(*parts))
 
     def makedirs(self, *parts: str) -> None:
+        """Create the directory ``<root>/<parts...>`` and its parents.
+
+        Parameters
+        ----------
+        *parts : str
+            Path components below the root.
+        """
         self.fs.makedirs(self.join(*parts), exist_ok=True)
 
     def lock(self, name: str, *, timeout: float = LOCK_TIMEOUT, purpose: str = "write"):
-        """A writer lock on ``name`` here (:class:`~stores.storage.locks.WriterLock`)."""
+        """A writer lock on ``name`` here (:class:`~stores.storage.locks.WriterLock`).
+
+        Parameters
+        ----------
+        name : str
+            The lock file's name.
+        timeout : float
+            Seconds to wait for another writer.
+        purpose : str
+            What the writer does (shown to other writers).
+        """
         from stores.storage.locks import WriterLock
 
         return WriterLock(self, name, timeout=timeout, purpose=purpose)
@@ -264,12 +363,19 @@ def atomic_write_bytes(
 def atomic_write(target: str | os.PathLike, data: bytes | str, *, encoding: str = "utf-8") -> None:
     """Write *data* to the file *target* (a path or fsspec URL) atomically.
 
-    Signature: ``stores.atomic_write(target, data, *, encoding="utf-8") -> None``.
-
     Readers see the old content or the new, never a truncated file: a local file is
     written to a hidden temporary sibling (``.<name>.<uuid>.tmp``), flushed with
     ``fsync`` and renamed over *target*; elsewhere the object is written in one put.
-    *data* of type ``str`` is encoded with *encoding*.  Parent directories are created.
+    Parent directories are created.
+
+    Parameters
+    ----------
+    target : str or path-like
+        The file.
+    data : bytes or str
+        The content.
+    encoding : str
+        How a ``str`` is encoded.
 
     Raises
     ------
@@ -290,13 +396,19 @@ def atomic_write(target: str | os.PathLike, data: bytes | str, *, encoding: str 
 def atomic_path(target: str | os.PathLike, *, suffix: str | None = None):
     """Context manager yielding a temporary local path that replaces *target* on success.
 
-    Signature: ``with stores.atomic_path(target, *, suffix=None) as tmp: ...`` where
-    ``tmp`` is a :class:`pathlib.Path`.  For writers that need a file name (matplotlib's
-    ``savefig``, astropy's ``writeto``): write to ``tmp``; when the block exits without
-    an exception the file is flushed and renamed over *target* (local) or uploaded in
-    one put (fsspec URL); on an exception the temporary file is removed and *target* is
-    untouched.  *suffix* (default: *target*'s own) lets writers that choose the format
-    from the extension see the right one.
+    For writers that need a file name (matplotlib's ``savefig``, astropy's ``writeto``):
+    ``with atomic_path(target) as tmp:`` write to ``tmp`` (a :class:`pathlib.Path`); when
+    the block exits without an exception the file is flushed and renamed over *target*
+    (local) or uploaded in one put (fsspec URL); on an exception the temporary file is
+    removed and *target* is untouched.
+
+    Parameters
+    ----------
+    target : str or path-like
+        The file.
+    suffix : str, optional
+        The temporary file's suffix (default: *target*'s own), for writers that choose
+        the format from it.
     """
     loc = Location.parse(target)
     name = loc.root.rsplit("/", 1)[-1]

@@ -108,9 +108,21 @@ def lock_holder(location: Location, name: str) -> LockHolder | None:
 class WriterLock:
     """One writer at a time on a store.
 
-    Use as a context manager.  ``timeout`` is how long to wait for another writer
-    (seconds; 0 fails at once).  When the lock cannot be had, :class:`StoreLockedError`
+    Use as a context manager.  When the lock cannot be had, :class:`StoreLockedError`
     names the store and, where known, the holder and how to break a stale lock.
+
+    Parameters
+    ----------
+    location : Location
+        The store.
+    name : str
+        The lock file's name in it.
+    timeout : float
+        Seconds to wait for another writer (0: fail at once).
+    purpose : str
+        What the writer does (recorded for other writers).
+    lease : float
+        Seconds after which an unrenewed remote lock is stale.
     """
 
     def __init__(self, location: Location, name: str, *, timeout: float, purpose: str,
@@ -150,6 +162,7 @@ class WriterLock:
         }).encode()
 
     def acquire(self) -> None:
+        """Take the lock, waiting up to :attr:`timeout` seconds."""
         deadline = time.monotonic() + self.timeout
         if self.location.is_local:
             self._acquire_local(deadline)
@@ -249,6 +262,7 @@ class WriterLock:
         self._heartbeat.start()
 
     def release(self) -> None:
+        """Give the lock back (only the owner's lock is removed)."""
         if self._fd is not None:
             import fcntl
 
@@ -285,6 +299,15 @@ def break_lock(location: Location, name: str, *, force: bool = False) -> LockHol
     Refuses (:class:`StoreLockedError`) a live lock, one renewed within its lease,
     unless *force*.  A local lock is released by the OS when its holder dies: there is
     nothing to break, and a live one is refused.
+
+    Parameters
+    ----------
+    location : Location
+        The store.
+    name : str
+        The lock file's name in it.
+    force : bool
+        Remove a live lock too.
     """
     holder = lock_holder(location, name)
     if holder is None:

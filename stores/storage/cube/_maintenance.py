@@ -40,7 +40,7 @@ class RepairReport:
     """What :meth:`CubeStore.repair` (or :meth:`~CubeStore.upgrade`) found and did (or,
     with ``dry_run``, would do).
 
-    Attributes
+    Parameters
     ----------
     problems : tuple of str
         What is wrong with the store (empty when it is healthy).
@@ -67,7 +67,7 @@ class RepairReport:
 class PruneReport:
     """What :meth:`CubeStore.prune` removed (or, with ``dry_run``, would remove).
 
-    Attributes
+    Parameters
     ----------
     kept_versions : tuple of int
         The versions that stay readable.

@@ -100,6 +100,15 @@ class CubeStore(Reading, Writing):
                lock_timeout: float = LOCK_TIMEOUT) -> CubeStore:
         """Create an empty cube store with *schema* at *location*; returns it read-write.
 
+        Parameters
+        ----------
+        location : str or path-like
+            Local directory or fsspec URL (as for :class:`CubeStore`).
+        schema : CubeSchema
+            The variables and the growing dimension.
+        lock_timeout : float
+            As for :class:`CubeStore`.
+
         Raises
         ------
         StoreExistsError
@@ -295,7 +304,13 @@ class CubeStore(Reading, Writing):
                f"{self.append_dim}={held})"
 
     def slice_info(self, label) -> dict:
-        """Commit record of one slice: slot, coordinates, checksums, bytes, commit time."""
+        """Commit record of one slice: slot, coordinates, checksums, bytes, commit time.
+
+        Parameters
+        ----------
+        label : object
+            The slice's label.
+        """
         return dict(self._require(label))
 
     def _label(self, label) -> Any:
@@ -334,6 +349,11 @@ class CubeStore(Reading, Writing):
 
         See :func:`stores.storage.cube._maintenance.repair`: nothing committed and readable is
         deleted, and the repaired version is published before anything is moved.
+
+        Parameters
+        ----------
+        dry_run : bool
+            Only report what would be done (default).
         """
         return _maintenance.repair(self, dry_run=as_bool(dry_run, "dry_run"))
 
@@ -341,12 +361,25 @@ class CubeStore(Reading, Writing):
         """Remove all but the newest *keep_last* versions, and the storage only they used.
 
         See :func:`stores.storage.cube._maintenance.prune` (never a side effect of a write).
+
+        Parameters
+        ----------
+        keep_last : int
+            Versions kept (>= 1).
+        dry_run : bool
+            Only report what would be removed.
         """
         return _maintenance.prune(self, keep_last=keep_last, dry_run=dry_run)
 
     def upgrade(self, *, dry_run: bool = True) -> _maintenance.RepairReport:
         """Turn a format-1 store into the current format (records instead of whole
-        manifests); see :func:`stores.storage.cube._maintenance.upgrade`."""
+        manifests); see :func:`stores.storage.cube._maintenance.upgrade`.
+
+        Parameters
+        ----------
+        dry_run : bool
+            Only report what would be done (default).
+        """
         return _maintenance.upgrade(self, dry_run=as_bool(dry_run, "dry_run"))
 
     def lock_holder(self):
@@ -363,6 +396,11 @@ class CubeStore(Reading, Writing):
         A live lock (renewed within its lease) is refused with
         :class:`~stores.StoreLockedError` unless *force*; a read-only handle may not
         break locks (:class:`~stores.ReadOnlyStoreError`).
+
+        Parameters
+        ----------
+        force : bool
+            Remove a live lock too.
         """
         from stores.storage.locks import break_lock
 

@@ -42,6 +42,7 @@ class VariableSpec:
     fill_value: Any = None
 
     def to_json(self) -> dict:
+        """The spec as a JSON-able dict (written in ``cubestore.json``)."""
         return {
             "dims": list(self.dims),
             "dtype": self.dtype,
@@ -50,6 +51,7 @@ class VariableSpec:
         }
 
     def resolved_fill_value(self):
+        """The fill value: the one given, else NaN for floats and 0 for other dtypes."""
         if self.fill_value is not None:
             return self.fill_value
         return np.nan if np.dtype(self.dtype).kind == "f" else 0
@@ -105,6 +107,13 @@ class CubeSchema:
 
     # -- derived -------------------------------------------------------------------------
     def chunk_shape(self, name: str) -> tuple[int, ...]:
+        """The stored chunk shape of variable *name* (the growing dimension first).
+
+        Parameters
+        ----------
+        name : str
+            A variable of the schema.
+        """
         spec = self.variables[name]
         return (
             int(self.chunks.get(self.append_dim, 1)),
@@ -112,6 +121,13 @@ class CubeSchema:
         )
 
     def shard_shape(self, name: str) -> tuple[int, ...] | None:
+        """The shard shape of variable *name*, or None without sharding.
+
+        Parameters
+        ----------
+        name : str
+            A variable of the schema.
+        """
         if not self.shards:
             return None
         spec = self.variables[name]
@@ -120,10 +136,18 @@ class CubeSchema:
         return tuple(int(self.shards.get(d, c)) for d, c in zip(dims, chunk, strict=True))
 
     def slice_shape(self, name: str) -> tuple[int, ...]:
+        """The shape of one slice of variable *name*.
+
+        Parameters
+        ----------
+        name : str
+            A variable of the schema.
+        """
         return tuple(self.sizes[d] for d in self.variables[name].dims)
 
     # -- (de)serialisation ---------------------------------------------------------------
     def to_json(self) -> dict:
+        """The schema as a JSON-able dict (written once, in ``cubestore.json``)."""
         coords = {}
         for name, spec in self.coords.items():
             dims, values, attrs = coord_parts(spec)
@@ -150,6 +174,13 @@ class CubeSchema:
 
     @classmethod
     def from_json(cls, doc: Mapping) -> CubeSchema:
+        """The schema of a :meth:`to_json` document.
+
+        Parameters
+        ----------
+        doc : mapping
+            The document.
+        """
         coords = {}
         for name, c in doc.get("coords", {}).items():
             dtype = c["dtype"]

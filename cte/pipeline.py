@@ -27,6 +27,8 @@ whole campaign.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from cte.config import Config, load_config
@@ -65,6 +68,8 @@ class RunResult:
         ``loss``, ``coefficients``, ``site`` (and ``latex``) files written.
     seconds : float
         Wall time of the run.
+    unchanged : bool
+        The outputs were up to date (made from the same inputs) and left untouched.
     """
 
     photometry: Any
@@ -72,13 +77,15 @@ class RunResult:
     model: Any
     outputs: dict[str, Path]
     seconds: float
+    unchanged: bool = False
 
     def __str__(self) -> str:
         n_cells = int((self.loss["n_stars"] > 0).sum())
         return (
             f"{self.loss.sizes['pair']} pairs, {n_cells} measured cells, "
             f"{len(self.model)} fitted configurations; site {self.outputs['site']} "
-            f"({self.seconds:.1f} s)"
+            + ("unchanged, left untouched (the same inputs) " if self.unchanged else "")
+            + f"({self.seconds:.1f} s)"
         )
 
 
@@ -221,6 +228,30 @@ def analyse_store(
     return result
 
 
+def _inputs_digest(photometry: dict[str, xr.Dataset], radii, config: Config, *, latex: bool,
+                   excluded) -> str:
+    """SHA-256 of what an analysis is made from: the selected photometry (every variable's
+    values, and the attributes), the radii, the configuration, *latex*, *excluded* and the
+    software versions.  ``loss.nc`` records it (attribute ``inputs_digest``); outputs
+    recording the same are up to date."""
+    from stores.common.provenance import provenance
+
+    digest = hashlib.sha256()
+    for key in sorted(photometry):
+        ds = photometry[key]
+        for name in sorted(map(str, ds.variables)):
+            values = np.asarray(ds[name].values)
+            digest.update(name.encode())
+            digest.update(values.tobytes() if values.dtype.kind in "biufcmM"
+                          else "\0".join(map(str, values.ravel())).encode())
+        digest.update(json.dumps(ds.attrs, sort_keys=True, default=str).encode())
+    record = provenance(created="", options={
+        "config": repr(config), "apertures": [float(r) for r in radii], "latex": bool(latex),
+        "excluded": [list(map(str, e)) for e in excluded]})
+    digest.update(json.dumps(record, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
 def _analyse(
     store, staging: Path, out: Path, config: Config, *, images, excluded, latex, metadata,
     photometry_summary, started, apertures, progress,
@@ -240,16 +271,33 @@ def _analyse(
         msg = f"no photometry to analyse in {phot_store.location} for the selected images"
         raise ValueError(msg)
     radii = _analysis_apertures(photometry, apertures)
+    digest = _inputs_digest(photometry, radii, config, latex=latex, excluded=excluded)
+    outputs = {"loss": staging / "loss.nc", "coefficients": staging / "coefficients.ecsv",
+               "site": staging / "index.html"} | ({"latex": staging / "coefficients.tex"}
+                                                 if latex else {})
+    if all((out / p.name).is_file() for p in outputs.values()):
+        with xr.open_dataset(out / "loss.nc", engine="h5netcdf") as previous:
+            same = previous.attrs.get("inputs_digest") == digest
+        if same:  # nothing written: the outputs (named as if staged) stay as they are
+            from cte.analysis.model import CTEModel
+
+            logger.info("%s is up to date (the same inputs, digest %s): left untouched",
+                        out, digest[:12])
+            return RunResult(
+                photometry=photometry_summary,
+                loss=xr.load_dataset(out / "loss.nc", engine="h5netcdf"),
+                model=CTEModel.read(out / "coefficients.ecsv"), outputs=outputs,
+                seconds=time.perf_counter() - started, unchanged=True,
+            )
     stages = steps(["loss", "fit", "report"], progress=progress, desc="analysis")
     next(stages)
     loss = measure_loss(list(photometry.values()), apertures=radii, loss=config.loss)
-    outputs = {"loss": staging / "loss.nc", "coefficients": staging / "coefficients.ecsv"}
+    loss.attrs["inputs_digest"] = digest
     _atomic_to_netcdf(loss, outputs["loss"])
     next(stages)
     model = fit_model(loss, fit=config.fit)
     model.write(outputs["coefficients"])  # atomic, as are the .tex, plots and report
     if latex:
-        outputs["latex"] = staging / "coefficients.tex"
         model.write(outputs["latex"], format="latex")
     unpaired = []
     if "unpaired_image" in loss.coords:

@@ -18,8 +18,8 @@ STIS CCD: the darks of a window of the simulated mission
 WFC3/UVIS CTE: the epochs of a simulated campaign (:func:`cte.simulate_campaign`) arrive
 one at a time, each followed by the same ``cte run``.
 
-Each month prints the wall and CPU time of each step and the bytes the commands wrote.
-Sizes:
+Each month prints the wall and CPU time of each step and the bytes the commands wrote
+(also appended to ``<out>/stis-costs.csv`` as each month ends).  Sizes:
 
 - ``--size test``: 36 periods of 64 x 64 darks from 2000-10 (across the Side-2 switch)
   and 3 CTE epochs, as ``tests/test_replay.py`` runs it;
@@ -368,6 +368,24 @@ def replay_cte(work: Path, *, epochs: int, seed: int = 0,
     return rows, sim
 
 
+#: the columns of ``<out>/stis-costs.csv`` (one row per month, written as it ends;
+#: ``benchmarks/plot_replay.py`` plots it)
+COST_COLUMNS = ("period", "ingest_s", "ingest_cpu_s", "dq_s", "dq_cpu_s", "report_s",
+                "report_cpu_s", "written_bytes", "load_average")
+
+
+def _cost_writer(path: Path) -> Callable[[dict], None]:
+    """A function appending a month's row to the CSV *path* (its header written now)."""
+    path.write_text(",".join(COST_COLUMNS) + "\n")
+
+    def write(row: dict) -> None:
+        values = {**row, "load_average": os.getloadavg()[0]}
+        with path.open("a") as fh:
+            fh.write(",".join(str(values.get(c, "")) for c in COST_COLUMNS) + "\n")
+
+    return write
+
+
 def _print_stis(row: dict) -> None:
     checks = ""
     if "recall" in row:
@@ -405,7 +423,13 @@ def main(argv: list[str] | None = None) -> int:
     print("STIS: period, wall and CPU s of ingest, dq, report, MB written"
           + (", side, recall, precision, NHOT of dq superdark superdark-DQ site"
              if size.darks else ""))
-    replay_stis(args.out, size, seed=args.seed, report=_print_stis)
+    costs = _cost_writer(args.out / "stis-costs.csv")
+
+    def report(row: dict) -> None:
+        _print_stis(row)
+        costs(row)
+
+    replay_stis(args.out, size, seed=args.seed, report=report)
     if size.epochs:
         print("CTE: epoch, wall and CPU s of cte run, MB written, epochs in the loss")
         replay_cte(args.out, epochs=size.epochs, seed=args.seed, report=_print_cte)

@@ -37,6 +37,7 @@ from cte.analysis.loss import ratio_points
 from cte.analysis.model import CTEModel, FittedLoss, independent_bins
 from cte.analysis.model import epochs as epoch_of
 from cte.exceptions import ModelNotFoundError
+from stores.common.dates import mjd_to_datetime64
 from stores.presentation import style
 
 __all__ = [
@@ -81,7 +82,7 @@ def _bin_label(loss_ds, b) -> str:
 
 
 def _date(mjd: float) -> str:
-    return str(style.mjd_to_datetime(mjd).astype("datetime64[D]"))
+    return str(mjd_to_datetime64(mjd).astype("datetime64[D]"))
 
 
 def check_aperture(loss_ds: xr.Dataset, aperture: float, name: str = "loss_ds") -> float:
@@ -379,7 +380,7 @@ def plot_loss_vs_time(sub, fit, reason, title) -> Figure:
                 continue
             mjd = cells["mjd"].values[pick]
             key = f"{b}/{f:g}"
-            eb = ax.errorbar(style.mjd_to_datetime(mjd), cells["loss"].values[pick],
+            eb = ax.errorbar(mjd_to_datetime64(mjd), cells["loss"].values[pick],
                              yerr=cells["loss_err"].values[pick], fmt=_MARKERS[j % 7], ms=3.5,
                              elinewidth=0.7, color=f"C{j}", label=f"flash {f:g} e-/px",
                              mfc=None if fitted_bin[b] else "none")
@@ -399,7 +400,7 @@ def plot_loss_vs_time(sub, fit, reason, title) -> Figure:
                                cells["loss_err"].values[pick]):
                 refused.append(key)
                 continue
-            ax.plot(style.mjd_to_datetime(grid), fit.loss(flux, grid, bkg), color=f"C{j}",
+            ax.plot(mjd_to_datetime64(grid), fit.loss(flux, grid, bkg), color=f"C{j}",
                     lw=1.2, gid=f"model:{key}", label=f"model, flash {f:g} e-/px")
         note = "" if fitted_bin[b] else " (not fitted: overlaps)"
         ax.set_title(_bin_label(sub, b) + note)
@@ -410,7 +411,7 @@ def plot_loss_vs_time(sub, fit, reason, title) -> Figure:
     if bins.size and np.ptp(dates) < _MIN_DATE_SPAN_DAYS:  # one epoch: months, not hours
         centre = 0.5 * (dates.min() + dates.max())
         half = _MIN_DATE_SPAN_DAYS / 2
-        axes[0].set_xlim(*style.mjd_to_datetime(np.array([centre - half, centre + half])))
+        axes[0].set_xlim(*mjd_to_datetime64(np.array([centre - half, centre + half])))
     lines = [title + (f" — data only ({reason})" if fit is None else "")]
     if empty:
         lines.append(f"no measured loss in {', '.join(empty)}")

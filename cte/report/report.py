@@ -44,8 +44,8 @@ from cte.report.plots import (
     plot_same_chip,
 )
 from stores.common import provenance
+from stores.common.dates import mjd_to_datetime64
 from stores.common.validate import as_int
-from stores.presentation import style
 from stores.presentation.site import Metric, Page, bokeh_figure
 
 __all__ = ["headline_numbers", "write_site"]
@@ -70,7 +70,7 @@ def _fmt(value: float, error: float) -> str:
 
 
 def _date(mjd: float) -> str:
-    return str(style.mjd_to_datetime(mjd).astype("datetime64[D]"))
+    return str(mjd_to_datetime64(mjd).astype("datetime64[D]"))
 
 
 def _configurations(loss: xr.Dataset) -> list[dict[str, str]]:
@@ -299,7 +299,7 @@ def _loss_vs_time_bokeh(sub: xr.Dataset, fit: FittedLoss | None, title: str):
         mjd = cells["mjd"].values[good]
         y = cells["loss"].values[good]
         e = cells["loss_err"].values[good]
-        src = _bokeh_source(date=style.mjd_to_datetime(mjd), mjd=mjd, loss=y, err=e,
+        src = _bokeh_source(date=mjd_to_datetime64(mjd), mjd=mjd, loss=y, err=e,
                             lower=y - e, upper=y + e, pair=cells["pair"].values[good],
                             bin=np.full(good.sum(), label),
                             flash=cells["flash"].values[good].astype(float),
@@ -317,7 +317,7 @@ def _loss_vs_time_bokeh(sub: xr.Dataset, fit: FittedLoss | None, title: str):
             pick = cells["flash"].values[good] == f
             bkg = float(np.nanmedian(cells["background"].values[good][pick]))
             grid = np.linspace(lo, hi, 40)
-            fig.line(style.mjd_to_datetime(grid), fit.loss(flux, grid, bkg), color=colour,
+            fig.line(mjd_to_datetime64(grid), fit.loss(flux, grid, bkg), color=colour,
                      line_dash="dashed", legend_label=label)
     _finish_legend(fig)
     return fig

@@ -44,7 +44,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -268,9 +268,8 @@ def card_value(value: Any, name: str, kind: type[int] | type[float]) -> int | fl
         except ValueError:
             rule = "an integer" if kind is int else "a number"
             raise ValueError(f"{name} must be {rule}, got {value!r}") from None
-    if kind is int:
-        return as_int(value, name, allow_integral_float=True)
-    return as_float(value, name)
+    out = as_int(value, name, allow_integral_float=True) if kind is int else as_float(value, name)
+    return cast("int | float", out)  # never None: allow_none is off
 
 
 def as_bool(value: Any, name: str) -> bool:

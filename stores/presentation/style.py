@@ -5,7 +5,7 @@ Figures are made without pyplot (no global state, Agg canvas) and share these ha
 - no offset or scientific-notation tick labels that magnify noise (a readnoise of
   ``4.000001`` e- is labelled ``4.000001``, never ``+4`` and ``1e-6``);
 - integer quantities get integer ticks (:func:`integer_ticks`);
-- epochs are shown as calendar dates (:func:`date_axis`, :func:`mjd_to_datetime`);
+- epochs are shown as calendar dates (:func:`date_axis`);
 - a legend only where something is labelled (:func:`legend`); an empty panel says
   so (:func:`no_data`);
 - files are written atomically (:func:`save`).
@@ -42,7 +42,6 @@ __all__ = [
     "integer_ticks",
     "legend",
     "log_axis",
-    "mjd_to_datetime",
     "new_figure",
     "no_data",
     "no_offset",
@@ -72,7 +71,6 @@ RC: dict[str, object] = {
     "figure.dpi": 100,
 }
 
-_MJD_EPOCH = np.datetime64("1858-11-17T00:00:00", "ms")
 
 
 @contextlib.contextmanager
@@ -187,20 +185,6 @@ def log_axis(ax: Axes, axis: str = "x") -> None:
     a.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     a.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     a.set_minor_formatter(NullFormatter())
-
-
-def mjd_to_datetime(mjd) -> np.ndarray:
-    """Modified Julian Date (days) to ``datetime64[ms]``; NaN becomes NaT.
-
-    Parameters
-    ----------
-    mjd : array_like of float
-        MJD (UTC, days).
-    """
-    mjd = np.asarray(mjd, dtype=float)
-    ms = np.where(np.isfinite(mjd), np.rint(mjd * 86_400_000.0), 0).astype(np.int64)
-    out = _MJD_EPOCH + ms.astype("timedelta64[ms]")
-    return np.where(np.isfinite(mjd), out, np.datetime64("NaT", "ms"))
 
 
 def date_axis(ax: Axes, axis: str = "x") -> None:

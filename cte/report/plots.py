@@ -411,7 +411,7 @@ def plot_loss_vs_time(sub, fit, reason, title) -> Figure:
     if bins.size and np.ptp(dates) < _MIN_DATE_SPAN_DAYS:  # one epoch: months, not hours
         centre = 0.5 * (dates.min() + dates.max())
         half = _MIN_DATE_SPAN_DAYS / 2
-        axes[0].set_xlim(*mjd_to_datetime64(np.array([centre - half, centre + half])))
+        axes[0].set_xlim(mjd_to_datetime64(np.array([centre - half, centre + half])))
     lines = [title + (f" — data only ({reason})" if fit is None else "")]
     if empty:
         lines.append(f"no measured loss in {', '.join(empty)}")

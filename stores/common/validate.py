@@ -44,7 +44,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -119,6 +119,12 @@ def _number(
     return out
 
 
+@overload
+def as_int(value: Any, name: str, *, min: int | None = ..., max: int | None = ...,
+           allow_none: Literal[False] = ..., allow_integral_float: bool = ...) -> int: ...
+@overload
+def as_int(value: Any, name: str, *, min: int | None = ..., max: int | None = ...,
+           allow_none: bool, allow_integral_float: bool = ...) -> int | None: ...
 def as_int(
     value: Any,
     name: str,
@@ -170,9 +176,18 @@ def as_int(
             return int(v)
         return int(v) if isinstance(v, _INTEGER_TYPES) else None
 
-    return _number(value, name, convert, rule, rule, (min, max, False, False), allow_none)
+    out = _number(value, name, convert, rule, rule, (min, max, False, False), allow_none)
+    return None if out is None else int(out)
 
 
+@overload
+def as_float(value: Any, name: str, *, min: float | None = ..., max: float | None = ...,
+             strict_min: bool = ..., strict_max: bool = ..., finite: bool = ...,
+             allow_none: Literal[False] = ..., units: str | None = ...) -> float: ...
+@overload
+def as_float(value: Any, name: str, *, min: float | None = ..., max: float | None = ...,
+             strict_min: bool = ..., strict_max: bool = ..., finite: bool = ...,
+             allow_none: bool, units: str | None = ...) -> float | None: ...
 def as_float(
     value: Any,
     name: str,
@@ -237,6 +252,10 @@ def as_float(
     return _number(value, name, convert, kind, rule, (min, max, strict_min, strict_max), allow_none)
 
 
+@overload
+def card_value(value: Any, name: str, kind: type[int]) -> int: ...
+@overload
+def card_value(value: Any, name: str, kind: type[float]) -> float: ...
 def card_value(value: Any, name: str, kind: type[int] | type[float]) -> int | float:
     """A numeric FITS header card value, as the header readers of both packages take it.
 
@@ -268,8 +287,9 @@ def card_value(value: Any, name: str, kind: type[int] | type[float]) -> int | fl
         except ValueError:
             rule = "an integer" if kind is int else "a number"
             raise ValueError(f"{name} must be {rule}, got {value!r}") from None
-    out = as_int(value, name, allow_integral_float=True) if kind is int else as_float(value, name)
-    return cast("int | float", out)  # never None: allow_none is off
+    if kind is int:
+        return as_int(value, name, allow_integral_float=True)
+    return as_float(value, name)
 
 
 def as_bool(value: Any, name: str) -> bool:

@@ -51,7 +51,7 @@ DQFlag = Flag
 
 #: the STIS DQ bits, ordered by bit value: 16-bit values, ``flag_masks`` as uint16
 STIS_DQ: FlagRegistry = FlagRegistry(
-    [(bit, name, description) for bit, (name, description) in STIS_DQ_BITS.items()],
+    [Flag(bit, name, description) for bit, (name, description) in STIS_DQ_BITS.items()],
     name="STIS DQ",
     dtype=np.uint16,
     width=16,

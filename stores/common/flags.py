@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from stores.common.validate import as_int
+from stores.common.validate import as_int, instance_of
 
 __all__ = ["Flag", "FlagRegistry"]
 
@@ -60,9 +60,8 @@ class FlagRegistry:
 
     Parameters
     ----------
-    flags : iterable of Flag or (bit, name, description) tuples
-        The flags (any object with ``bit``, ``name`` and ``description`` attributes is
-        taken too); they are kept ordered by bit value.
+    flags : iterable of Flag
+        The flags; they are kept ordered by bit value (iterate the registry to get them).
     name : str
         What the registry is called in messages, e.g. ``"STIS DQ"``.
     dtype : numpy dtype, optional
@@ -76,8 +75,7 @@ class FlagRegistry:
     Raises
     ------
     TypeError
-        An entry is not a :class:`Flag` or a ``(bit, name, description)`` tuple, or a bit
-        (or *width*) is not an integer.
+        An entry is not a :class:`Flag`, or a bit (or *width*) is not an integer.
     ValueError
         A bit is not a positive power of two or is repeated, a name is empty, contains
         whitespace or is repeated, a bit does not fit in *width*/*dtype*, or *width* is
@@ -86,25 +84,14 @@ class FlagRegistry:
 
     def __init__(
         self,
-        flags: Iterable[Flag | tuple[int, str, str]],
+        flags: Iterable[Flag],
         *,
         name: str,
         dtype: Any = np.int32,
         width: int | None = None,
         value_name: str | None = None,
     ) -> None:
-        entries = []
-        for entry in flags:
-            if not isinstance(entry, Flag) and all(
-                hasattr(entry, a) for a in ("bit", "name", "description")
-            ):  # another package's flag record (e.g. stiscube.dqflags.DQFlag)
-                entry = Flag(entry.bit, entry.name, entry.description)
-            elif not isinstance(entry, Flag):
-                if not isinstance(entry, tuple) or len(entry) not in (2, 3):
-                    msg = f"{name} flags must be Flag or (bit, name, description), got {entry!r}"
-                    raise TypeError(msg)
-                entry = Flag(*entry)
-            entries.append(entry)
+        entries = [instance_of(f, f"{name} flag", Flag, what="a Flag") for f in flags]
         self.name = str(name)
         self.dtype = np.dtype(dtype)
         if self.dtype.kind not in "iu":
@@ -156,26 +143,8 @@ class FlagRegistry:
             return int(item) in self._by_bit
         return False
 
-    def __getitem__(self, bit_or_name: int | str) -> Flag:
-        return self.flag(bit_or_name)
-
     def __repr__(self) -> str:
         return f"FlagRegistry(name={self.name!r}, flags={[f.name for f in self._flags]})"
-
-    @property
-    def flags(self) -> tuple[Flag, ...]:
-        """The flags, ordered by bit value."""
-        return self._flags
-
-    @property
-    def bits(self) -> list[int]:
-        """The bit values, ascending."""
-        return [f.bit for f in self._flags]
-
-    @property
-    def names(self) -> list[str]:
-        """The flag names, in bit order."""
-        return [f.name for f in self._flags]
 
     # -- lookups ---------------------------------------------------------------------------
 

@@ -241,19 +241,6 @@ class DirectReader:
         return index
 
     # -- reading -------------------------------------------------------------------------
-    def n_chunks(self, window: Sequence[slice]) -> int:
-        """How many chunks of one slot a window touches.
-
-        Parameters
-        ----------
-        window : sequence of slice
-            One slice with step 1 per fixed dimension.
-        """
-        n = 1
-        for s, c in zip(window, self.inner[1:], strict=True):
-            n *= (s.stop - 1) // c - s.start // c + 1 if s.stop > s.start else 0
-        return n
-
     def read(
         self,
         slot: int,

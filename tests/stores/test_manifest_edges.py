@@ -11,7 +11,6 @@ import pytest
 
 from stores import CorruptStoreError, CubeStore, KeyNotFoundError
 from stores.common.testing import example_coords, example_schema, example_slice
-from stores.storage.direct import DirectReader
 
 
 @pytest.fixture
@@ -40,22 +39,6 @@ def test_damaged_pinned_version_is_refused(two_versions):
         CubeStore(two_versions, version=1)
 
 
-@pytest.mark.parametrize(
-    ("rows", "cols", "expected"),
-    [
-        ((0, 32), (0, 24), 4),  # the whole slot: 2 x 2 chunks
-        ((0, 16), (0, 12), 1),  # exactly one chunk
-        ((15, 17), (11, 13), 4),  # a 2 x 2 window across both chunk borders
-        ((16, 32), (12, 13), 1),
-        ((3, 3), (0, 24), 0),  # an empty window touches nothing
-    ],
-)
-def test_direct_reader_counts_the_chunks_a_window_touches(two_versions, rows, cols, expected):
-    store = CubeStore(two_versions)
-    reader = DirectReader(store.location, ("data", "signal"))
-    assert reader.n_chunks([slice(*rows), slice(*cols)]) == expected
-
-
 def test_version_zero_without_its_manifest_file(two_versions):
     # A store whose version-0 manifest file is absent (written before it was kept) still
     # has version 0 = the empty state, unless later versions were pruned too.
@@ -65,9 +48,3 @@ def test_version_zero_without_its_manifest_file(two_versions):
     (manifests / f"{1:012d}.json").unlink()
     with pytest.raises(KeyNotFoundError, match=r"version 0 is not in cube store"):
         CubeStore(two_versions, version=0)
-
-
-def test_direct_reader_refuses_a_window_of_the_wrong_rank(two_versions):
-    reader = DirectReader(CubeStore(two_versions).location, ("data", "signal"))
-    with pytest.raises(ValueError, match="zip"):
-        reader.n_chunks([slice(0, 32)])

@@ -72,30 +72,13 @@ from cte.analysis._linefit import (
 from cte.analysis.pairs import dataset_name, default_config, pair_images, validate_photometry
 from cte.config import LossOptions
 from cte.flags import BAD_PIXEL, COSMIC_RAY, CROWDED
-from cte.schema import LOSS_COORD_UNITS, LOSS_DIMS, LOSS_VARIABLES
+from cte.schema import LOSS_COORDS, LOSS_VARIABLES, PAIR_COORDS, build
 from stores.common.provenance import provenance, to_attrs
 from stores.common.validate import instance_of
 
 __all__ = ["measure_loss", "ratio_points"]
 
 logger = logging.getLogger(__name__)
-
-_PAIR_COORDS = (
-    "image_num",
-    "image_den",
-    "kind",
-    "proposal",
-    "visit",
-    "mjd",
-    "exptime",
-    "exptime_class",
-    "ctecorr",
-    "flash",
-    "postarg1",
-    "chip_num",
-    "chip_den",
-)
-
 
 def _as_datasets(photometry) -> list[xr.Dataset]:
     if isinstance(photometry, xr.Dataset):
@@ -303,26 +286,10 @@ def measure_loss(
         "rms": np.where(enough, fit.rms, np.nan),
         "transfers_mean": fit.x_mean,
     }
-    variables = {
-        **{name: (values[name], *LOSS_VARIABLES[name]) for name in LOSS_VARIABLES},
-        **stats,
-        **{k: (v, "1 / transfer" if k.startswith("slope") else "1", _PIVOT_DOC[k])
-           for k, v in pivot_vars.items()},
-    }
-    data_vars = {
-        name: (LOSS_DIMS, np.reshape(data, shape), {"units": units, "long_name": doc})
-        for name, (data, units, doc) in variables.items()
-    }
-    return _assemble(data_vars, datasets, pair_sets, bins, radii,
+    values.update(stats, **pivot_vars)
+    return _assemble({name: np.reshape(values[name], shape) for name in LOSS_VARIABLES},
+                     datasets, pair_sets, bins, radii,
                      dataclasses.replace(options, reject_flags=reject_flags))
-
-
-_PIVOT_DOC = {
-    "slope_fixed": "slope of the fit forced through ratio 1 at pivot_transfers (1/transfer)",
-    "loss_fixed": "loss from the fit forced through ratio 1 at pivot_transfers",
-    "loss_fixed_err": "1-sigma uncertainty of loss_fixed",
-    "loss_fixed_effect": "loss_fixed - loss: systematic uncertainty of the crossing point",
-}
 
 
 def _cell_stats(cell, flat, keep, a, n, x_mean, n_cells):
@@ -357,16 +324,9 @@ def _cell_stats(cell, flat, keep, a, n, x_mean, n_cells):
         f_min = np.where(np.isfinite(f_min), f_min, np.nan)
         f_max = np.where(np.isfinite(f_max), f_max, np.nan)
     ok = (n >= 3) & (w_sum > 0)
-    return {
-        "flux": (np.where(ok, 10.0**mean, np.nan), "electron",
-                 "leverage-weighted geometric mean unattenuated flux of the stars used"),
-        "log_flux_var": (np.where(ok, np.maximum(var, 0.0), np.nan), "dex2",
-                         "leverage-weighted variance of log10 unattenuated flux"),
-        "background": (np.where(ok, bkg, np.nan), "electron / pixel",
-                       "leverage-weighted mean local background (both images)"),
-        "flux_min": (f_min, "electron", "lowest mean observed flux (F_num + F_den) / 2 used"),
-        "flux_max": (f_max, "electron", "highest mean observed flux (F_num + F_den) / 2 used"),
-    }
+    return {"flux": np.where(ok, 10.0**mean, np.nan),
+            "log_flux_var": np.where(ok, np.maximum(var, 0.0), np.nan),
+            "background": np.where(ok, bkg, np.nan), "flux_min": f_min, "flux_max": f_max}
 
 
 def _pivot_loss(cell, flat, keep, n_cells, pivot_transfers, enough):
@@ -384,41 +344,26 @@ def _pivot_loss(cell, flat, keep, n_cells, pivot_transfers, enough):
     }
 
 
-def _assemble(data_vars, datasets, pair_sets, bins, radii, options: LossOptions) -> xr.Dataset:
-    pair_coords = {}
-    for name in ("pair", *_PAIR_COORDS):
-        pair_coords[name] = np.concatenate([p[name].values for p in pair_sets])
+def _assemble(variables, datasets, pair_sets, bins, radii, options: LossOptions) -> xr.Dataset:
+    """The loss Dataset, built from its declaration (:data:`cte.schema.LOSS_VARIABLES`)."""
+    coords = {name: np.concatenate([p[name].values for p in pair_sets])
+              for name in PAIR_COORDS}
     for name in ("target", "filter"):
-        pair_coords[name] = np.concatenate(
-            [np.full(p.sizes["pair"], str(ds.attrs.get(name, ""))) for ds, p in
-             zip(datasets, pair_sets, strict=True)]
-        ).astype(str)
-    ids, counts = np.unique(pair_coords["pair"], return_counts=True)
+        coords[name] = np.concatenate([np.full(p.sizes["pair"], str(ds.attrs.get(name, "")))
+                                       for ds, p in zip(datasets, pair_sets, strict=True)])
+    ids, counts = np.unique(coords["pair"], return_counts=True)
     if np.any(counts > 1):
         msg = f"pair ids are not unique across the Datasets given: {ids[counts > 1][:5].tolist()}"
         raise ValueError(msg)
-    units = LOSS_COORD_UNITS
-    coords: dict[str, tuple] = {
-        name: ("pair", values, {"units": units[name]} if name in units else {})
-        for name, values in pair_coords.items()
-    }
-    coords["flux_bin"] = ("flux_bin", np.arange(len(bins)))
-    coords["flux_bin_lo"] = ("flux_bin", bins[:, 0], {"units": units["flux_bin_lo"]})
-    coords["flux_bin_hi"] = ("flux_bin", bins[:, 1], {"units": units["flux_bin_hi"]})
-    coords["aperture"] = ("aperture", radii, {"units": units["aperture"]})
-    coords["unpaired_image"] = (
-        "unpaired", np.concatenate([p["unpaired_image"].values for p in pair_sets]).astype(str)
-    )
-    coords["unpaired_reason"] = (
-        "unpaired", np.concatenate([p["unpaired_reason"].values for p in pair_sets]).astype(str)
-    )
+    coords.update(flux_bin=np.arange(len(bins)), flux_bin_lo=bins[:, 0], flux_bin_hi=bins[:, 1],
+                  aperture=radii)
     attrs = {
         "title": "CTE loss per image pair, flux bin and aperture",
         **{k: "none" if v is None else v for k, v in dataclasses.asdict(options).items()
            if k not in ("flux_bins", "layout")},
         **to_attrs(provenance(libraries=("numpy", "xarray"))),
     }
-    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    return build(LOSS_VARIABLES, LOSS_COORDS, {**variables, **coords}, attrs)
 
 
 def ratio_points(photometry: xr.Dataset, loss_ds: xr.Dataset, pair: str, *,

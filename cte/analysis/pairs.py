@@ -37,7 +37,7 @@ import xarray as xr
 
 from cte.config import Config, load_config
 from cte.exceptions import InvalidPhotometryError
-from cte.schema import ALLOWED_VALUES, DIMS, IMAGE_COORDS
+from cte.schema import ALLOWED_VALUES, DIMS, IMAGE_COORDS, PAIR_COORDS, build
 from stores.common.validate import one_of
 
 __all__ = [
@@ -294,27 +294,12 @@ def _pairs_dataset(ds, table, matches, unpaired, layout) -> xr.Dataset:
     pair_ids = np.char.add(np.char.add(image_num.astype(str), "|"), image_den.astype(str))
     mjd = 0.5 * (table["mjd"][den] + table["mjd"][num])
 
-    def col(name, dtype):
-        return table[name][den].astype(dtype)
-
-    coords = {
-        "pair": ("pair", pair_ids, {"long_name": "numerator image | denominator image"}),
-        "image_num": ("pair", image_num, {"long_name": "numerator image (chip 1 if nominal)"}),
-        "image_den": ("pair", image_den, {"long_name": "denominator image (chip 2 if nominal)"}),
-        "kind": ("pair", np.full(len(den), layout if layout == "180" else "nominal")),
-        "proposal": ("pair", col("proposal", np.int64)),
-        "visit": ("pair", col("visit", str)),
-        "mjd": ("pair", mjd, {"units": "d", "long_name": "mean EXPSTART of the two images"}),
-        "exptime": ("pair", col("exptime", float), {"units": "s"}),
-        "exptime_class": ("pair", col("exptime_class", str)),
-        "ctecorr": ("pair", col("ctecorr", str)),
-        "flash": ("pair", col("flash", float), {"units": "electron / pixel"}),
-        "postarg1": ("pair", col("postarg1", float), {"units": "arcsec"}),
-        "chip_num": ("pair", table["chip"][num].astype(np.int8)),
-        "chip_den": ("pair", table["chip"][den].astype(np.int8)),
-        "unpaired_image": ("unpaired", np.array([u[0] for u in unpaired], dtype=str)),
-        "unpaired_reason": ("unpaired", np.array([u[1] for u in unpaired], dtype=str)),
-    }
-    out = xr.Dataset(coords=coords, attrs=dict(ds.attrs))
-    out.attrs["layout"] = layout
-    return out
+    columns = {name: table[name][den] for name in ("proposal", "visit", "exptime",
+                                                   "exptime_class", "ctecorr", "flash",
+                                                   "postarg1")}
+    return build({}, PAIR_COORDS, {
+        **columns, "pair": pair_ids, "image_num": image_num, "image_den": image_den,
+        "kind": np.full(len(den), layout if layout == "180" else "nominal"), "mjd": mjd,
+        "chip_num": table["chip"][num], "chip_den": table["chip"][den],
+        "unpaired_image": [u[0] for u in unpaired], "unpaired_reason": [u[1] for u in unpaired],
+    }, attrs={**ds.attrs, "layout": layout})

@@ -45,7 +45,7 @@ import xarray as xr
 from cte.analysis.lossmodel import LossModel
 from cte.datasets.simulate import true_loss
 from cte.flags import COSMIC_RAY, OFF_CHIP
-from cte.schema import VARIABLES, annotate, image_coordinates
+from cte.schema import COORDS, SYNTHETIC_TRUTH, VARIABLES, build, image_coordinates
 from stores.common.validate import as_float, as_int, as_sequence_of, instance_of, one_of, subset_of
 
 __all__ = [
@@ -248,7 +248,7 @@ def make_photometry(
     exptimes = _exptimes(_DEFAULT_EXPTIMES if exptimes is None else exptimes)
     n_stars = as_int(n_stars, "n_stars", min=1, allow_integral_float=True)
     apertures = as_sequence_of(apertures, "apertures",
-                               partial(as_float, min=0, strict_min=True, units="px"))
+                               partial(as_float, min=0, strict_min=True, units="pixel"))
     layout = one_of(layout, "layout", ("nominal", "180"))
     ctecorr = subset_of(ctecorr, "ctecorr", [k for k in ("FLT", "FLC") if k in truth])
     rng = np.random.default_rng(seed)
@@ -319,25 +319,17 @@ def make_photometry(
     ds = _assemble(img, radii, n_stars, flux, flux_masked, flux_err, background, x, y,
                    transfers, flags.astype(np.int32))
     ds.attrs.update({"target": target, "filter": filter, "flash": round(float(flash))})
-    truth_ds = xr.Dataset(
-        {
-            "true_flux": (("image", "star", "aperture"), true_flux,
-                          {"units": "electron", "long_name": "unattenuated aperture flux"}),
-            "loss": (("image", "star", "aperture"), loss,
-                     {"units": "1", "long_name": "injected fraction lost per 2048 transfers"}),
-        },
-        coords={"image": ds["image"], "star": ds["star"], "aperture": ds["aperture"]},
-    )
+    truth_ds = build(SYNTHETIC_TRUTH, COORDS, {
+        "true_flux": true_flux, "loss": loss,
+        **{name: ds[name].values for name in ("image", "star", "aperture")}})
     return SyntheticPhotometry(photometry=ds, truth=truth_ds, model=truth)
 
 
 def _assemble(img, radii, n_stars, flux, flux_masked, flux_err, background, x, y,
               transfers, flags) -> xr.Dataset:
-    """The photometry Dataset, named, typed and annotated as :mod:`cte.schema` declares."""
-    coords = {name: ("image", img[name]) for name in _IMAGE_COORDS}
-    coords["star"] = ("star", np.arange(n_stars, dtype=np.int64))
-    coords["aperture"] = ("aperture", radii)
-    values = {"flux": flux, "flux_masked": flux_masked, "flux_err": flux_err,
-              "background": background, "x": x, "y": y, "transfers": transfers, "flags": flags}
-    data = {name: (VARIABLES[name][0], values[name]) for name in VARIABLES}
-    return annotate(xr.Dataset(data, coords=coords))
+    """The photometry Dataset, built from its declaration (:mod:`cte.schema`)."""
+    return build(VARIABLES, COORDS, {
+        **{name: img[name] for name in _IMAGE_COORDS}, "star": np.arange(n_stars),
+        "aperture": radii, "flux": flux, "flux_masked": flux_masked, "flux_err": flux_err,
+        "background": background, "x": x, "y": y, "transfers": transfers, "flags": flags,
+    })

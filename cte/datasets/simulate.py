@@ -91,8 +91,8 @@ from cte._geometry import (
 from cte.analysis.lossmodel import BASIS_TERMS, FLUX_SCALE, FORMULA, MJD_ORIGIN, LossModel
 from cte.config import flux_range
 from cte.datasets._render import bin2x2, cosmic_rays, render_stars
-from cte.schema import TRUTH_DIMS, TRUTH_VARIABLES
-from stores import __version__
+from cte.schema import TRUTH_COORDS, TRUTH_VARIABLES, build
+from stores.common.provenance import provenance, software
 from stores.common.validate import (
     as_float,
     as_int,
@@ -920,9 +920,9 @@ def simulate_campaign(
                       epochs=epochs, filters=list(filters), flashes=list(flashes),
                       exptimes=list(exptimes), ctecorr=list(versions),
                       include_excluded=include_excluded, include_180=include_180,
-                      chip_dither_postarg2=phys.chip_dither_postarg2, version=__version__)
+                      chip_dither_postarg2=phys.chip_dither_postarg2)
     parameters["shape"] = [ny, nx]
-    summary = {"parameters": parameters, "bad_files": bad,
+    summary = {**provenance(), "parameters": parameters, "bad_files": bad,
                "expected_skips": {r["path"]: r["expected_skip"] for r in rows
                                   if r["expected_skip"]}}
     (root / "truth" / "campaign.json").write_text(json.dumps(summary, indent=2))
@@ -1017,20 +1017,18 @@ def _written_files(root: Path, created: Sequence[str], foreign: set[Path]
 def _write_marker(root: Path, created: Sequence[str], written: dict | None) -> None:
     """The marker file listing what this simulation wrote (``files`` None while running)."""
     root.mkdir(parents=True, exist_ok=True)
-    doc = {"writer": "cte.simulate", "version": __version__, "directories": list(created),
+    doc = {"writer": "cte.simulate", "software": software(), "directories": list(created),
            "files": None if written is None else written["files"],
            "made": [] if written is None else written["made"]}
     atomic_write(root / MARKER, json.dumps(doc, indent=1))
 
 
 def _write_truth(path: Path, target: str, catalog: Table, parts) -> None:
-    """The truth file of *target*, as :data:`cte.schema.TRUTH_VARIABLES` declares it."""
-    data = {name: (TRUTH_DIMS, np.stack([t[name] for _, t in parts]).astype(dtype),
-                   {"units": units, "long_name": long_name})
-            for name, (dtype, units, long_name) in TRUTH_VARIABLES.items()}
-    ds = xr.Dataset(data, coords={"image": np.array([name for name, _ in parts], dtype=object),
-                                  "star": np.asarray(catalog["master_id"], np.int64)})
-    ds.attrs.update(target=target, description="truth of the simulated campaign")
+    """The truth file of *target*, built from its declaration (:mod:`cte.schema`)."""
+    ds = build(TRUTH_VARIABLES, TRUTH_COORDS, {
+        **{name: np.stack([t[name] for _, t in parts]) for name in TRUTH_VARIABLES},
+        "image": [name for name, _ in parts], "star": catalog["master_id"],
+    }, attrs={"target": target, "description": "truth of the simulated campaign"})
     ds.to_netcdf(path, engine="h5netcdf")
 
 

@@ -55,8 +55,8 @@ from cte.photometry._centroid import windowed_centroid
 from cte.photometry._neighbours import crowded as find_crowded
 from cte.photometry._pam import pam_cutout
 from cte.photometry.align import Alignment, align_to_catalog
-from cte.schema import annotate, key_for
-from stores import __version__
+from cte.schema import COORDS, VARIABLES, build, image_coordinates, key_for
+from stores.common.provenance import provenance, to_attrs
 from stores.common.stats import clipped_stats
 from stores.common.validate import as_float
 
@@ -348,42 +348,16 @@ def measure_at(sci: np.ndarray, err: np.ndarray, cleaned: np.ndarray, dq: np.nda
 
 def _dataset(header: dict, star_ids, radii, alignment: Alignment, level: float,
              pam_corrected: bool, **values) -> xr.Dataset:
-    """Assemble the one-image Dataset of the photometry-store contract."""
-    data_vars = {}
-    for name, arr in values.items():
-        dims = ("image", "star", "aperture") if np.ndim(arr) == 2 else ("image", "star")
-        data_vars[name] = (dims, np.asarray(arr)[None, ...])
-
-    def image_coord(value, dtype):
-        return ("image", np.array([value], dtype=dtype))
-
-    coords = {
-        "image": np.array([header["image"]], dtype=object),
-        "star": np.asarray(star_ids, np.int64),
-        "aperture": np.asarray(radii, np.float64),
-        "rootname": image_coord(header["rootname"], object),
-        "ctecorr": image_coord(header["ctecorr"], object),
-        "proposal": image_coord(header["proposal"], np.int64),
-        "visit": image_coord(header["visit"], object),
-        "mjd": image_coord(header["mjd"], np.float64),
-        "exptime": image_coord(header["exptime"], np.float64),
-        "exptime_class": image_coord(header["exptime_class"], object),
-        "postarg1": image_coord(header["postarg1"], np.float64),
-        "postarg2": image_coord(header["postarg2"], np.float64),
-        "chip": image_coord(header["field_chip"], np.int8),
-        "flash": image_coord(header["flash"], np.float64),
-        "background_level": image_coord(level, np.float64),
-        "wcs_shift_x": image_coord(alignment.shift_x, np.float64),
-        "wcs_shift_y": image_coord(alignment.shift_y, np.float64),
-        "wcs_rotation": image_coord(alignment.rotation, np.float64),
-        "wcs_residual_rms": image_coord(alignment.residual_rms, np.float64),
-        "orientat": image_coord(header.get("orientat", np.nan), np.float64),
-        "pam_corrected": image_coord(int(pam_corrected), np.int8),
-    }
-    ds = xr.Dataset(data_vars, coords=coords)
-    ds["flags"] = ds["flags"].astype(np.int32)
-    ds.attrs.update(target=header["target"], filter=header["filter"],
-                    flash=round(float(header["flash"])),
-                    key=key_for(header["target"], header["filter"], header["flash"]),
-                    created_by=f"stiscube cte {__version__}")
-    return annotate(ds)
+    """The one-image photometry Dataset, built from its declaration (:mod:`cte.schema`)."""
+    image = {**header, "chip": header["field_chip"], "background_level": level,
+             "wcs_shift_x": alignment.shift_x, "wcs_shift_y": alignment.shift_y,
+             "wcs_rotation": alignment.rotation, "wcs_residual_rms": alignment.residual_rms,
+             "orientat": header.get("orientat", np.nan), "pam_corrected": int(pam_corrected)}
+    columns = {name: [image[name]] for name in image_coordinates()}
+    return build(VARIABLES, COORDS, {
+        **columns, "star": star_ids, "aperture": radii,
+        **{name: np.asarray(value)[None, ...] for name, value in values.items()},
+    }, attrs={"target": header["target"], "filter": header["filter"],
+              "flash": round(float(header["flash"])),
+              "key": key_for(header["target"], header["filter"], header["flash"]),
+              **to_attrs(provenance(libraries=("numpy", "astropy", "photutils")))})

@@ -23,7 +23,7 @@ import xarray as xr
 
 from cte import flags as F
 from cte.exceptions import InvalidPhotometryError
-from cte.schema import COORDS, annotate, key_for, validate
+from cte.schema import COORDS, key_for, validate
 from stores import DatasetStore
 from stores.common.validate import as_float, one_of
 from stores.storage.fs import LOCK_TIMEOUT
@@ -204,4 +204,4 @@ def _merge(existing: xr.Dataset | None, new: list[xr.Dataset]) -> xr.Dataset:
     order = np.lexsort((merged["image"].values.astype(str), merged["mjd"].values))
     merged = merged.isel(image=order).sortby("star").sortby("aperture")
     merged.attrs = dict(new[-1].attrs)
-    return annotate(merged)
+    return merged

@@ -18,8 +18,9 @@ def test_synthetic_photometry_passes_the_store_validator(layout):
     validate(ds, where="synthetic photometry")  # the PhotometryStore's own check
     validate_photometry(ds, variables=tuple(VARIABLES))  # the analysis' check
     # every declared name is there, with the declared units (written from the declaration)
-    for name, (dims, _, units, long_name) in {**VARIABLES, **COORDS}.items():
+    for name, (dims, dtype, units, long_name) in {**VARIABLES, **COORDS}.items():
         assert ds[name].dims == dims
+        assert ds[name].dtype == np.dtype(dtype)
         assert (ds[name].attrs["units"], ds[name].attrs["long_name"]) == (units, long_name)
     assert ds["flags"].attrs["flag_meanings"].split()[0] == "off_chip"
 
@@ -48,23 +49,45 @@ def test_a_synthetic_dataset_missing_a_declared_coordinate_is_refused():
 
 
 def test_loss_dataset_and_coefficient_table_follow_their_declarations(tmp_path):
+    import astropy.units as u
     from astropy.table import Table
 
     from cte.analysis.lossmodel import BASIS_TERMS
-    from cte.schema import LOSS_COORD_UNITS, LOSS_DIMS, LOSS_VARIABLES, coefficient_columns
+    from cte.schema import LOSS_COORDS, LOSS_DIMS, LOSS_VARIABLES, coefficient_columns
     from tests.cte._analysis_fixtures import campaign_loss, campaign_model
 
     loss = campaign_loss()
-    for name, (units, long_name) in LOSS_VARIABLES.items():
-        assert loss[name].dims == LOSS_DIMS
+    assert set(loss.data_vars) == set(LOSS_VARIABLES)
+    assert set(loss.coords) == set(LOSS_COORDS)
+    for name, (dims, dtype, units, long_name) in {**LOSS_VARIABLES, **LOSS_COORDS}.items():
+        assert loss[name].dims == dims and (name not in LOSS_VARIABLES or dims == LOSS_DIMS)
+        assert loss[name].dtype.kind == ("U" if dtype == "str" else np.dtype(dtype).kind)
         assert (loss[name].attrs["units"], loss[name].attrs["long_name"]) == (units, long_name)
-    for name, units in LOSS_COORD_UNITS.items():
-        assert loss[name].attrs["units"] == units
     path = tmp_path / "coefficients.ecsv"
     campaign_model().write(path)
     table = Table.read(path, format="ascii.ecsv")
     declared = coefficient_columns(BASIS_TERMS)
     assert table.colnames == list(declared)
     for name, (unit, description, _) in declared.items():
-        assert (None if table[name].unit is None else str(table[name].unit)) == unit
+        assert table[name].unit == (None if unit is None else u.Unit(unit))
         assert table[name].description == description
+
+
+def test_every_declared_unit_parses_with_astropy():
+    """Issue 25: every ``units`` attribute of every product is one astropy reads."""
+    import astropy.units as u
+
+    from cte import schema
+
+    declared = {**schema.VARIABLES, **schema.COORDS, **schema.PAIR_COORDS,
+                **schema.LOSS_VARIABLES, **schema.LOSS_COORDS, **schema.TRUTH_VARIABLES,
+                **schema.SYNTHETIC_TRUTH}
+    for field in declared.values():
+        u.Unit(field.units)  # raises ValueError for "px", "pix" or "1 / transfer"
+    for unit, _, _ in schema.coefficient_columns(("1", "x")).values():
+        if unit is not None:
+            u.Unit(unit)
+    synthetic = make_photometry(n_stars=10, seed=6)
+    for ds in (synthetic.photometry, synthetic.truth):
+        for name in ds.variables:
+            u.Unit(ds[name].attrs["units"])

@@ -13,7 +13,7 @@ from cte.analysis.lossmodel import LossModel
 from cte.datasets import FieldPhysics
 from cte.datasets._render import render_stars
 from cte.datasets.simulate import DEFAULT_LOSS_MODELS, FULL_WELL, load_campaign, simulate_campaign
-from cte.schema import TRUTH_DIMS, TRUTH_VARIABLES
+from cte.schema import TRUTH_VARIABLES
 
 
 def _open(campaign, image):
@@ -31,8 +31,8 @@ def test_files_catalogs_and_truth_are_written(campaign):
     assert set(truth["image"].values) == set(campaign.images.query("target == 'ngc104'").image)
     np.testing.assert_array_equal(truth["star"].values, cat["master_id"])
     assert list(truth.data_vars) == list(TRUTH_VARIABLES)  # the declaration in cte.schema
-    for name, (dtype, units, long_name) in TRUTH_VARIABLES.items():
-        assert truth[name].dims == TRUTH_DIMS
+    for name, (dims, dtype, units, long_name) in TRUTH_VARIABLES.items():
+        assert truth[name].dims == dims == ("image", "star")
         assert truth[name].dtype == np.dtype(dtype)
         assert truth[name].attrs == {"units": units, "long_name": long_name}
     assert set(np.unique(truth["on_image"])) == {0, 1}

@@ -10,7 +10,7 @@ from cte.datasets._synthphot import DEFAULT_TRUTH, make_photometry
     [
         ({"n_stars": 0}, ValueError, "n_stars must be an integer >= 1, got 0"),
         ({"apertures": ()}, ValueError, r"apertures must be a non-empty sequence, got \(\)"),
-        ({"apertures": (3.0, -1.0)}, ValueError, r"apertures\[1\] must be > 0 \(px\), got -1.0"),
+        ({"apertures": (3.0, -1.0)}, ValueError, r"apertures\[1\] must be > 0 \(pixel\), got -1.0"),
         ({"layout": "90"}, ValueError, r"layout must be one of \['nominal', '180'\], got '90'"),
         ({"ctecorr": ("RAW",)}, ValueError, r"ctecorr must be drawn from .*unknown \['RAW'\]"),
         ({"ctecorr": ("FLC",), "truth": {"FLT": DEFAULT_TRUTH["FLT"]}}, ValueError,

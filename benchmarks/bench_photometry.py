@@ -58,8 +58,8 @@ def full_frame(root: Path, repeat: int) -> None:
     import numpy as np
     from photutils.aperture import CircularAperture, aperture_photometry
 
-    from cte._stats import fill_masked
     from cte.io.images import read_chip
+    from cte.photometry._fill import fill_masked
     from cte.photometry._measure import measure_at, measure_image
 
     t0 = time.perf_counter()

@@ -447,7 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``cte`` program; returns the exit status."""
+    """Entry point of the ``cte`` program; returns the exit status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+    """
     return run_cli(build_parser(), argv, (CTEError, StoreError, OSError, ValueError),
                    hints=HINTS)
 

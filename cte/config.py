@@ -96,6 +96,15 @@ class Exclusion:
     """Visits of one proposal to leave out, with the reason logged when skipping them.
 
     ``visits`` empty means every visit of the proposal.
+
+    Parameters
+    ----------
+    proposal : int
+        Proposal ID.
+    visits : tuple of str
+        Two-character visits (empty: every visit).
+    reason : str
+        Why they are left out.
     """
 
     proposal: int
@@ -103,7 +112,15 @@ class Exclusion:
     reason: str
 
     def matches(self, proposal: int, visit: str) -> bool:
-        """Whether an image of *proposal* and *visit* (two characters) is excluded."""
+        """Whether an image of *proposal* and *visit* (two characters) is excluded.
+
+        Parameters
+        ----------
+        proposal : int
+            Proposal ID.
+        visit : str
+            Two-character visit.
+        """
         if int(proposal) != self.proposal:
             return False
         return not self.visits or str(visit).lower() in self.visits
@@ -487,7 +504,13 @@ class Config:
     sources: tuple[str, ...] = ()
 
     def target_for(self, targname: str) -> str | None:
-        """Config target name for a TARGNAME header value, or None if not monitored."""
+        """Config target name for a TARGNAME header value, or None if not monitored.
+
+        Parameters
+        ----------
+        targname : str
+            A TARGNAME header value.
+        """
         wanted = _norm_targname(targname)
         for target in self.targets.values():
             names = {_norm_targname(t) for t in target.targnames} | {_norm_targname(target.name)}
@@ -496,14 +519,28 @@ class Config:
         return None
 
     def exclusion_for(self, proposal: int, visit: str) -> Exclusion | None:
-        """The first exclusion matching *proposal* and *visit*, or None."""
+        """The first exclusion matching *proposal* and *visit*, or None.
+
+        Parameters
+        ----------
+        proposal : int
+            Proposal ID.
+        visit : str
+            Two-character visit.
+        """
         for exclusion in self.exclusions:
             if exclusion.matches(proposal, visit):
                 return exclusion
         return None
 
     def exptime_class(self, exptime: float) -> str:
-        """``"short"`` when ``exptime <= short_exposure_max`` (s), else ``"long"``."""
+        """``"short"`` when ``exptime <= short_exposure_max`` (s), else ``"long"``.
+
+        Parameters
+        ----------
+        exptime : float
+            Exposure time, s.
+        """
         return "short" if float(exptime) <= self.short_exposure_max else "long"
 
 

@@ -115,11 +115,23 @@ def decode(value: int, *, kind: str = "star") -> list[str]:
 
 
 def cf_flag_attrs(*, kind: str = "star") -> dict[str, object]:
-    """CF-convention attributes (``flag_masks``, ``flag_meanings``) of a registry."""
+    """CF-convention attributes (``flag_masks``, ``flag_meanings``) of a registry.
+
+    Parameters
+    ----------
+    kind : {"star", "dq"}
+        The star flags or the WFC3 DQ bits.
+    """
     return _registry(kind).cf_attrs()
 
 
 def dq_bits_mask(bits: Iterable[int]) -> int:
     """OR of DQ bit values, each validated against :data:`WFC3_DQ`
-    (:meth:`stores.common.flags.FlagRegistry.mask`: ``ValueError`` for an unknown bit)."""
+    (:meth:`stores.common.flags.FlagRegistry.mask`: ``ValueError`` for an unknown bit).
+
+    Parameters
+    ----------
+    bits : iterable of int
+        DQ bit values.
+    """
     return WFC3_DQ.mask([int(bit) for bit in bits])

@@ -147,7 +147,7 @@ def correct(
         The fitted model, a collection plus *config*, or an ECSV coefficient table.
     config : dict, optional
         Selects the configuration in a :class:`CTEModel` (keys of
-        :data:`cte.analysis.model.CONFIG_KEYS`: target, filter, exptime_class, ctecorr,
+        :data:`cte.schema.MODEL_CONFIG_KEYS`: target, filter, exptime_class, ctecorr,
         aperture).
     flux_err : array_like, optional
         1-sigma error of *flux*, e-; propagated into ``flux_err`` of the result.

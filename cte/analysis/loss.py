@@ -375,6 +375,19 @@ def ratio_points(photometry: xr.Dataset, loss_ds: xr.Dataset, pair: str, *,
     them before sigma clipping.  Returns one ``(x, ratio)`` tuple per flux bin, or
     ``(x, ratio, ratio_err)`` with *errors* (the ratio's 1-sigma photometric error,
     NaN where the photometry has no ``flux_err``).
+
+    Parameters
+    ----------
+    photometry : xarray.Dataset
+        The photometry Dataset of the pair's key.
+    loss_ds : xarray.Dataset
+        The loss Dataset the pair belongs to.
+    pair : str
+        The pair id (``pair`` coordinate).
+    aperture : float
+        Aperture radius, pixel.
+    errors : bool
+        Also return each point's ratio error.
     """
     if pair not in loss_ds["pair"].values:
         msg = f"pair {pair!r} not in loss_ds (it has {loss_ds.sizes['pair']} pairs)"

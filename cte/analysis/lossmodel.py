@@ -44,7 +44,17 @@ FORMULA: str = (
 
 
 def model_variables(flux, mjd, background) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return ``(x, t, b)`` for flux in e-, MJD in days and background in e-/px."""
+    """Return ``(x, t, b)`` for flux in e-, MJD in days and background in e-/px.
+
+    Parameters
+    ----------
+    flux : array-like
+        Flux, e-.
+    mjd : array-like
+        Exposure start, MJD.
+    background : array-like
+        Local background, e-/pixel.
+    """
     flux = np.asarray(flux, dtype=float)
     x = np.log10(flux / FLUX_SCALE)
     t = (np.asarray(mjd, dtype=float) - MJD_ORIGIN) / 365.25
@@ -53,7 +63,15 @@ def model_variables(flux, mjd, background) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def basis(x, t, b, terms: Sequence[str] = BASIS_TERMS) -> np.ndarray:
-    """Design matrix of the loss model: shape ``(*broadcast(x, t, b).shape, len(terms))``."""
+    """Design matrix of the loss model: shape ``(*broadcast(x, t, b).shape, len(terms))``.
+
+    Parameters
+    ----------
+    x, t, b : array-like
+        The model variables of :func:`model_variables`.
+    terms : sequence of str
+        Terms of :data:`BASIS_TERMS`, the columns in this order.
+    """
     x, t, b = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (x, t, b)))
     columns = {
         "1": np.ones_like(x),
@@ -94,10 +112,32 @@ class LossModel:
         return np.array([float(self.coefficients.get(t, 0.0)) for t in BASIS_TERMS])
 
     def loss(self, flux, mjd, background) -> np.ndarray:
-        """Fraction of flux lost per 2048 transfers (clipped at 0 from below)."""
+        """Fraction of flux lost per 2048 transfers (clipped at 0 from below).
+
+        Parameters
+        ----------
+        flux : array-like
+            Flux, e-.
+        mjd : array-like
+            Exposure start, MJD.
+        background : array-like
+            Local background, e-/pixel.
+        """
         design = basis(*model_variables(flux, mjd, background))
         return np.clip(design @ self.vector, 0.0, None)
 
     def surviving_fraction(self, flux, mjd, background, transfers) -> np.ndarray:
-        """Fraction of flux a star keeps after ``transfers`` parallel transfers."""
+        """Fraction of flux a star keeps after ``transfers`` parallel transfers.
+
+        Parameters
+        ----------
+        flux : array-like
+            Flux, e-.
+        mjd : array-like
+            Exposure start, MJD.
+        background : array-like
+            Local background, e-/pixel.
+        transfers : array-like
+            Parallel transfers of the star.
+        """
         return 1.0 - self.loss(flux, mjd, background) * np.asarray(transfers, float) / 2048.0

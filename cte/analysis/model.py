@@ -70,13 +70,11 @@ from cte.schema import LOSS_DIMS, MODEL_CONFIG_KEYS, coefficient_columns
 from stores.common.provenance import provenance
 from stores.common.validate import instance_of, one_of
 
-__all__ = ["CONFIG_KEYS", "EPOCH_GAP_DAYS", "CTEModel", "FittedLoss", "choose_terms",
-           "epochs", "fit_model", "independent_bins"]
+__all__ = ["EPOCH_GAP_DAYS", "CTEModel", "FittedLoss", "epochs", "fit_model",
+           "independent_bins"]
 
 logger = logging.getLogger(__name__)
 
-#: the keys of a configuration, in table order
-CONFIG_KEYS: tuple[str, ...] = MODEL_CONFIG_KEYS
 _TIME_TERMS = ("t", "xt")
 _BACKGROUND_TERMS = ("b", "bx")
 
@@ -153,17 +151,36 @@ class FittedLoss:
         """Model loss per 2048 transfers at flux (e-), MJD (d), background (e-/px).
 
         The linear formula, not clipped at zero (unlike :meth:`LossModel.loss`).
+
+        Parameters
+        ----------
+        flux : array-like
+            Flux, e-.
+        mjd : array-like
+            Exposure start, MJD.
+        background : array-like
+            Local background, e-/pixel.
         """
         return self._design(flux, mjd, background) @ self.coefficients
 
     def loss_err(self, flux, mjd, background) -> np.ndarray:
-        """1-sigma model uncertainty of :meth:`loss`: ``sqrt(a^T C a)``."""
+        """1-sigma model uncertainty of :meth:`loss`: ``sqrt(a^T C a)``.
+
+        Parameters
+        ----------
+        flux : array-like
+            Flux, e-.
+        mjd : array-like
+            Exposure start, MJD.
+        background : array-like
+            Local background, e-/pixel.
+        """
         a = self._design(flux, mjd, background)
         return np.sqrt(np.einsum("...i,ij,...j->...", a, self.covariance, a))
 
     def describe(self) -> str:
         """One line naming the configuration."""
-        return ", ".join(f"{k}={self.config[k]}" for k in CONFIG_KEYS)
+        return ", ".join(f"{k}={self.config[k]}" for k in MODEL_CONFIG_KEYS)
 
 
 @dataclass(frozen=True)
@@ -192,16 +209,22 @@ class CTEModel:
     def select(self, **config) -> FittedLoss:
         """The single fit matching the given configuration keys.
 
-        Keys are those of :data:`CONFIG_KEYS`; apertures match within 1e-6 px.
+        Keys are those of :data:`MODEL_CONFIG_KEYS`; apertures match within 1e-6 px.
+
+        Parameters
+        ----------
+        **config
+            Keys of :data:`cte.schema.MODEL_CONFIG_KEYS` (target, filter, exptime_class,
+            ctecorr, aperture) and their values.
 
         Raises
         ------
         ModelNotFoundError
             When none or several fits match (lists those available).
         """
-        unknown = [k for k in config if k not in CONFIG_KEYS]
+        unknown = [k for k in config if k not in MODEL_CONFIG_KEYS]
         if unknown:
-            msg = f"configuration keys must be drawn from {CONFIG_KEYS}, got {unknown}"
+            msg = f"configuration keys must be drawn from {MODEL_CONFIG_KEYS}, got {unknown}"
             raise ValueError(msg)
 
         def matches(fit):
@@ -231,6 +254,15 @@ class CTEModel:
         """Write the coefficient table as ECSV (``format="ecsv"``) or LaTeX (``"latex"``).
 
         The file is written atomically (a temporary sibling renamed over *path*).
+
+        Parameters
+        ----------
+        path : path-like
+            The file to write.
+        format : {"ecsv", "latex"}
+            The coefficient table, or the LaTeX table.
+        overwrite : bool
+            Replace an existing file.
         """
         from stores import atomic_write
 
@@ -248,12 +280,24 @@ class CTEModel:
         atomic_write(path, text)
 
     def to_latex(self, *, digits: int = 2) -> str:
-        """LaTeX table of the coefficients as ``value \\pm error`` (significant *digits*)."""
+        """LaTeX table of the coefficients as ``value \\pm error`` (significant *digits*).
+
+        Parameters
+        ----------
+        digits : int
+            Significant digits of the errors.
+        """
         return _to_latex(self, digits)
 
     @classmethod
     def read(cls, path: str | PathLike) -> CTEModel:
-        """Read a table written by :meth:`write` (ECSV)."""
+        """Read a table written by :meth:`write` (ECSV).
+
+        Parameters
+        ----------
+        path : path-like
+            A table written by :meth:`write`.
+        """
         return _from_table(Table.read(path, format="ascii.ecsv"), source=str(path))
 
 
@@ -263,7 +307,7 @@ def _check_loss_dataset(loss_ds, loss_var, err_var, extra_err_var) -> None:
     if extra_err_var is not None:
         needed.append(extra_err_var)
     missing = [v for v in needed if v not in loss_ds.data_vars]
-    missing += [c for c in ("mjd", "flux_bin_lo", "flux_bin_hi", *CONFIG_KEYS)
+    missing += [c for c in ("mjd", "flux_bin_lo", "flux_bin_hi", *MODEL_CONFIG_KEYS)
                 if c not in loss_ds.coords]
     if missing:
         msg = (
@@ -366,12 +410,12 @@ def fit_model(loss_ds: xr.Dataset, *, fit: FitOptions | None = None) -> CTEModel
     usable &= np.isfinite(cells["background"]) & (cells["background"] > -1)
 
     keys = np.rec.fromarrays(
-        [cells[k] for k in CONFIG_KEYS], names=list(CONFIG_KEYS)
+        [cells[k] for k in MODEL_CONFIG_KEYS], names=list(MODEL_CONFIG_KEYS)
     )
     unique, inverse = np.unique(keys, return_inverse=True)
     fits, skipped = [], []
     for g, key in enumerate(unique):  # loop over configurations (a few dozen)
-        config = {k: (float(key[k]) if k == "aperture" else str(key[k])) for k in CONFIG_KEYS}
+        config = {k: (float(key[k]) if k == "aperture" else str(key[k])) for k in MODEL_CONFIG_KEYS}
         sel = (inverse.ravel() == g) & usable
         if not sel.any():
             reason = _why_no_usable_cell(cells, inverse.ravel() == g)
@@ -407,7 +451,13 @@ def fit_model(loss_ds: xr.Dataset, *, fit: FitOptions | None = None) -> CTEModel
 
 
 def independent_bins(lo, hi) -> np.ndarray:
-    """Mask of a set of non-overlapping bins ``[lo, hi)``, chosen narrowest first."""
+    """Mask of a set of non-overlapping bins ``[lo, hi)``, chosen narrowest first.
+
+    Parameters
+    ----------
+    lo, hi : array-like
+        Lower and upper bin edges, e-.
+    """
     lo = np.asarray(lo, float)
     hi = np.asarray(hi, float)
     chosen = np.zeros(lo.size, dtype=bool)
@@ -467,6 +517,13 @@ def epochs(mjd, gap: float = EPOCH_GAP_DAYS) -> np.ndarray:
     """Epoch of each MJD: the earliest MJD of its group, groups split at gaps > *gap* d.
 
     The visits of one monitoring campaign (hours to days apart) form one epoch.
+
+    Parameters
+    ----------
+    mjd : array-like
+        Exposure dates, MJD.
+    gap : float
+        Days between dates that start a new epoch.
     """
     mjd = np.asarray(mjd, dtype=float)
     if mjd.size == 0:
@@ -574,7 +631,7 @@ def _term_column(term: str) -> str:
 def _to_table(model: CTEModel) -> Table:
     fits = model.fits
     cols: dict[str, object] = {}
-    for key in CONFIG_KEYS:
+    for key in MODEL_CONFIG_KEYS:
         values = [fit.config[key] for fit in fits]
         cols[key] = np.array(values, dtype=float if key == "aperture" else str)
     cols["terms"] = np.array([" ".join(fit.terms) for fit in fits], dtype=str)
@@ -621,7 +678,7 @@ def _from_table(table: Table, *, source: str) -> CTEModel:
         raise ValueError(msg)
     fits = []
     for row in table:  # loop over configurations
-        config = {k: (float(row[k]) if k == "aperture" else str(row[k])) for k in CONFIG_KEYS}
+        config = {k: (float(row[k]) if k == "aperture" else str(row[k])) for k in MODEL_CONFIG_KEYS}
         fits.append(
             FittedLoss(
                 config=config,
@@ -675,7 +732,7 @@ def _to_latex(model: CTEModel, digits: int) -> str:
         r"\hline",
     ]
     for fit in model.fits:
-        cells = [str(fit.config[k]).replace("_", r"\_") for k in CONFIG_KEYS[:4]]
+        cells = [str(fit.config[k]).replace("_", r"\_") for k in MODEL_CONFIG_KEYS[:4]]
         cells.append(f"{fit.config['aperture']:g}")
         cells += [_format_pm(c, e, digits) for c, e in zip(fit.coefficients, fit.errors,
                                                            strict=True)]

@@ -41,8 +41,6 @@ from cte.schema import ALLOWED_VALUES, DIMS, IMAGE_COORDS, PAIR_COORDS, build
 from stores.common.validate import one_of
 
 __all__ = [
-    "IMAGE_COORDS",
-    "dataset_name",
     "default_config",
     "pair_images",
     "validate_photometry",
@@ -85,6 +83,15 @@ def validate_photometry(
     The names, dims and allowed values come from the photometry contract of
     :mod:`cte.schema` (:data:`~cte.schema.DIMS`, :data:`~cte.schema.IMAGE_COORDS`,
     :data:`~cte.schema.ALLOWED_VALUES`); only what the analysis reads is required.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The photometry Dataset.
+    variables : sequence of str
+        Variables the caller needs.
+    image_coords : sequence of str
+        Image coordinates the caller needs.
 
     Raises
     ------

@@ -276,7 +276,7 @@ def make_photometry(
         y = np.where((slot == 0)[:, None], y_first, y_rot)
     x = np.broadcast_to(x0, (n_img, n_stars)).copy()
     chip = img["chip"].astype(float)[:, None]
-    transfers = np.where(chip == 2, y, CHIP_ROWS - y)  # independent of cte._geometry
+    transfers = np.where(chip == 2, y, CHIP_ROWS - y)  # independent of cte.io._geometry
     off_chip = (y < 0) | (y > CHIP_ROWS - 1)
 
     # --- true fluxes and injected loss -------------------------------------------

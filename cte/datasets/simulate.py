@@ -12,7 +12,7 @@
     truth/campaign.json                              parameters and expected skips
     pam/UVIS1wfc3_map.fits, UVIS2wfc3_map.fits       (with ``pam=True``) pixel-area maps
 
-The observations imitate the real monitor (see :mod:`cte._geometry` for the detector
+The observations imitate the real monitor (see :mod:`cte.io._geometry` for the detector
 layout and pointing model): for every epoch, target, filter, flash level and exposure
 time, one exposure puts the cluster on chip 2 (POSTARG2 = 0) and one on chip 1
 (POSTARG2 = one chip height plus the gap), each written as FLT and FLC.  Optional extras
@@ -42,7 +42,7 @@ Cosmic rays are flagged with DQ 4096, hot pixels with 16 and saturation with 256
 
 Independent truth: the transfer count ``n`` and the injected ``L`` are computed here by
 :func:`true_transfers` and :func:`true_loss`, written from the detector layout and the
-documented formula, not with :func:`cte._geometry.transfers` or
+documented formula, not with :func:`cte.io._geometry.transfers` or
 :func:`cte.analysis.lossmodel.basis` that the measurement, the fit and :func:`cte.correct` use,
 so tests comparing results with the truth can see an error in either.
 
@@ -78,7 +78,10 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.time import Time
 
-from cte._geometry import (
+from cte.analysis.lossmodel import BASIS_TERMS, FLUX_SCALE, FORMULA, MJD_ORIGIN, LossModel
+from cte.config import flux_range
+from cte.datasets._render import bin2x2, cosmic_rays, render_stars
+from cte.io._geometry import (
     CHIP_EXTVER,
     CHIP_GAP,
     CHIP_NX,
@@ -88,9 +91,6 @@ from cte._geometry import (
     rotation_matrix,
     tan_wcs,
 )
-from cte.analysis.lossmodel import BASIS_TERMS, FLUX_SCALE, FORMULA, MJD_ORIGIN, LossModel
-from cte.config import flux_range
-from cte.datasets._render import bin2x2, cosmic_rays, render_stars
 from cte.schema import TRUTH_COORDS, TRUTH_VARIABLES, build
 from stores.common.provenance import provenance, software
 from stores.common.validate import (
@@ -112,7 +112,6 @@ __all__ = [
     "FieldPhysics",
     "SimulatedCampaign",
     "load_campaign",
-    "make_catalog",
     "simulate_campaign",
     "true_loss",
     "true_transfers",
@@ -173,9 +172,16 @@ def true_transfers(y, chip: int) -> np.ndarray:
     """Parallel transfers of a charge packet at 0-based full-chip row *y* of *chip*.
 
     Written from the readout geometry (:data:`_AMPLIFIER_ROW`), independently of
-    :func:`cte._geometry.transfers`: the distance in rows from the packet to the
+    :func:`cte.io._geometry.transfers`: the distance in rows from the packet to the
     chip's amplifiers, ``|y - y_amp|``, i.e. ``y`` on chip 2 and ``2051 - y`` on
     chip 1.  Rows outside ``[0, 2051]`` are clipped to the chip.
+
+    Parameters
+    ----------
+    y : array-like
+        0-based full-chip row.
+    chip : int
+        1 or 2.
     """
     amplifier_row = _AMPLIFIER_ROW[one_of(chip, "chip", (1, 2))]
     rows = np.clip(np.asarray(y, dtype=float), 0.0, 2051.0)
@@ -195,6 +201,17 @@ def true_loss(coefficients: Mapping[str, float], flux, mjd, background) -> np.nd
 
     *coefficients* maps the term names ``"1"``, ``"x"``, ``"x2"``, ``"t"``, ``"xt"``,
     ``"b"``, ``"bx"`` to their values (missing terms are zero).
+
+    Parameters
+    ----------
+    coefficients : mapping of str to float
+        Coefficient per term of the loss formula.
+    flux : array-like
+        Flux, e-.
+    mjd : array-like
+        Exposure start, MJD.
+    background : array-like
+        Local background, e-/pixel.
     """
     c = {k: float(coefficients.get(k, 0.0)) for k in ("1", "x", "x2", "t", "xt", "b", "bx")}
     big_x = np.log10(np.asarray(flux, dtype=float)) - 3.0
@@ -331,12 +348,23 @@ class SimulatedCampaign:
         (e-, before loss), ``transfers``, ``loss`` (injected L, fraction per 2048
         transfers), ``flux_expected`` (e- in the image, after loss and PAM), ``on_image``
         (centre inside the written image).
+
+        Parameters
+        ----------
+        target : str
+            A simulated target.
         """
         path = self.truth_dir / f"{target}.nc"
         return _read_truth(str(path), path.stat().st_mtime_ns).copy(deep=True)
 
     def catalog(self, target: str) -> Table:
-        """The master catalog of *target*."""
+        """The master catalog of *target*.
+
+        Parameters
+        ----------
+        target : str
+            A simulated target.
+        """
         return Table.read(self.catalogs_dir / f"{target}.ecsv", format="ascii.ecsv")
 
 
@@ -1082,7 +1110,13 @@ def _write_bad_files(root: Path, plan: list[_Exposure], seed: int) -> dict[str, 
 
 
 def load_campaign(root: str | os.PathLike) -> SimulatedCampaign:
-    """Re-open a campaign written by :func:`simulate_campaign` (its truth and summary)."""
+    """Re-open a campaign written by :func:`simulate_campaign` (its truth and summary).
+
+    Parameters
+    ----------
+    root : path-like
+        The directory :func:`simulate_campaign` wrote.
+    """
     root = Path(root)
     summary_path = root / "truth" / "campaign.json"
     if not summary_path.exists():

@@ -22,6 +22,11 @@ def catalog_path(catalogs_dir: str | os.PathLike, target: str) -> Path:
 def read_catalog(path: str | os.PathLike) -> pd.DataFrame:
     """Read and validate a master catalog.
 
+    Parameters
+    ----------
+    path : path-like
+        A ``<target>.ecsv`` master catalog.
+
     Returns
     -------
     pandas.DataFrame

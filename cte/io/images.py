@@ -87,6 +87,11 @@ def find_images(paths_or_dir: str | os.PathLike | Iterable[str | os.PathLike]) -
 
     Directories are searched recursively (any layout).  Returns sorted, unique paths.
 
+    Parameters
+    ----------
+    paths_or_dir : path-like or iterable of path-like
+        Files and directories (searched recursively).
+
     Raises
     ------
     FileNotFoundError
@@ -127,6 +132,13 @@ def _field_chip(postarg2: float, config: Config) -> int:
 
 def read_header(path: str | os.PathLike, *, config: Config | None = None) -> list[dict]:
     """Header records of one file: one dict per chip (see the module docstring).
+
+    Parameters
+    ----------
+    path : path-like
+        An FLT/FLC file.
+    config : Config
+        The configuration (targets, exclusions, quality rules).
 
     Raises
     ------
@@ -341,6 +353,13 @@ def scan_images(
 
     Every skipped image is logged at INFO level with its reason, every unreadable file
     at WARNING level with its error.
+
+    Parameters
+    ----------
+    paths_or_dir : path-like or iterable of path-like
+        Files and directories (searched recursively).
+    config : Config, optional
+        Default: :func:`cte.load_config`.
     """
     config = load_config() if config is None else config
     rows, bad = [], []
@@ -371,6 +390,13 @@ def read_headers(
 
     Unreadable files are logged and listed in ``records.attrs["unreadable"]`` as
     ``{path: message}``; use :func:`scan_images` for them as a table.
+
+    Parameters
+    ----------
+    paths_or_dir : path-like or iterable of path-like
+        Files and directories (searched recursively).
+    config : Config, optional
+        Default: :func:`cte.load_config`.
     """
     scan = scan_images(paths_or_dir, config=config)
     records = scan.records
@@ -546,6 +572,13 @@ def read_chip(path: str | os.PathLike, chip: int) -> ChipImage:
 
     Safe to call from worker threads (it does not touch the warnings filters); the
     file is expected to have passed :func:`read_header`.
+
+    Parameters
+    ----------
+    path : path-like
+        An FLT/FLC file.
+    chip : int
+        1 or 2.
 
     Raises
     ------

@@ -5,7 +5,7 @@ Steps for the chip holding the cluster field (all vectorised over stars):
 1. SCI and ERR (e-) are multiplied by the pixel-area map when one is given.
 2. Pixels with a DQ bit of ``photometry.dq_mask`` are *masked*; a copy of SCI with
    masked pixels replaced by the Gaussian-weighted mean of their good neighbours
-   (:func:`cte._stats.fill_masked`) is the *cleaned* image.
+   (:func:`cte.photometry._fill.fill_masked`) is the *cleaned* image.
 3. ``background_level``: sigma-clipped median of the unmasked pixels (e-/px).
 4. The master catalog is projected through the header WCS and the positions are
    corrected by :func:`cte.photometry.align.align_to_catalog`; catalog stars whose corrected
@@ -46,12 +46,12 @@ from photutils.aperture import CircularAperture, aperture_photometry
 from photutils.centroids import centroid_com, centroid_sources
 
 from cte import flags as F
-from cte._geometry import transfers
-from cte._stats import fill_masked
 from cte.config import Config
 from cte.exceptions import AlignmentError
+from cte.io._geometry import transfers
 from cte.io.images import read_chip
 from cte.photometry._centroid import windowed_centroid
+from cte.photometry._fill import fill_masked
 from cte.photometry._neighbours import crowded as find_crowded
 from cte.photometry._pam import pam_cutout
 from cte.photometry.align import Alignment, align_to_catalog

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from cte._geometry import CHIP_NX, CHIP_NY
 from cte.exceptions import InvalidImageError
+from cte.io._geometry import CHIP_NX, CHIP_NY
 
 __all__ = ["check_pams", "pam_cutout"]
 

@@ -51,10 +51,6 @@ from stores.common.stats import clipped_stats
 __all__ = [
     "Alignment",
     "align_to_catalog",
-    "detect_stars",
-    "estimate_offset",
-    "fit_rigid",
-    "match_nearest",
 ]
 
 
@@ -85,7 +81,13 @@ class Alignment:
     n_detected: int
 
     def apply(self, x, y) -> tuple[np.ndarray, np.ndarray]:
-        """Corrected positions of header-predicted positions ``(x, y)`` (px)."""
+        """Corrected positions of header-predicted positions ``(x, y)`` (px).
+
+        Parameters
+        ----------
+        x, y : array-like
+            Header pixel positions.
+        """
         a = np.cos(np.deg2rad(self.rotation))
         b = np.sin(np.deg2rad(self.rotation))
         dx = np.asarray(x, float) - self.center[0]

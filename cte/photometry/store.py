@@ -73,7 +73,15 @@ class PhotometryStore:
     # -- keys ----------------------------------------------------------------------------
     @staticmethod
     def key(target: str, filter: str, flash: float) -> str:
-        """The key of a target, filter and flash level (e-/px): ``"ngc104/F502N/flash12"``."""
+        """The key of a target, filter and flash level (e-/px): ``"ngc104/F502N/flash12"``.
+
+        Parameters
+        ----------
+        target, filter : str
+            Target and filter.
+        flash : float
+            Post-flash level, e-/pixel.
+        """
         return key_for(target, filter, flash)
 
     def keys(self) -> list[str]:
@@ -88,11 +96,25 @@ class PhotometryStore:
 
     # -- reading -------------------------------------------------------------------------
     def read(self, key: str | tuple, *, chunks: Mapping | str | None = None) -> xr.Dataset:
-        """The Dataset of one key (loaded; lazy with *chunks*)."""
+        """The Dataset of one key (loaded; lazy with *chunks*).
+
+        Parameters
+        ----------
+        key : str
+            A store key.
+        chunks : optional
+            Dask chunks, as :func:`xarray.open_zarr` takes them.
+        """
         return self._store.read(key, chunks=chunks)
 
     def read_many(self, keys: Iterable[str | tuple]) -> dict[str, xr.Dataset]:
-        """Several keys as ``{key: Dataset}``."""
+        """Several keys as ``{key: Dataset}``.
+
+        Parameters
+        ----------
+        keys : iterable of str
+            Store keys.
+        """
         return self._store.read_many(keys)
 
     def read_all(self) -> dict[str, xr.Dataset]:
@@ -106,6 +128,11 @@ class PhotometryStore:
         (``rootname``, ``ctecorr``, ``proposal``, ``visit``, ``mjd``, ...), plus
         ``n_stars`` (stars measured with a finite flux at the smallest aperture) and
         ``apertures`` (radii with any finite flux, px).
+
+        Parameters
+        ----------
+        key : str, optional
+            One key (default: every key).
         """
         keys = self.keys() if key is None else ["/".join(_parts(key))]
         frames = []
@@ -130,6 +157,11 @@ class PhotometryStore:
 
         Images already stored under the same key are replaced.  Every Dataset is
         validated before anything is written.
+
+        Parameters
+        ----------
+        datasets : iterable of xarray.Dataset
+            One-image photometry Datasets (any keys).
 
         Returns
         -------
@@ -165,7 +197,15 @@ class PhotometryStore:
         return sorted(by_key)
 
     def delete_images(self, key: str | tuple, images: Iterable[str]) -> None:
-        """Remove images from a key (the key is deleted when none remain)."""
+        """Remove images from a key (the key is deleted when none remain).
+
+        Parameters
+        ----------
+        key : str
+            A store key.
+        images : sequence of str
+            Image ids to remove.
+        """
         key = "/".join(_parts(key))
         images = list(images)
         with self._store.location.lock(_LOCK, timeout=self.lock_timeout, purpose="photometry"):

@@ -98,7 +98,17 @@ def check_aperture(loss_ds: xr.Dataset, aperture: float, name: str = "loss_ds") 
 def select_configuration(loss_ds: xr.Dataset, *, aperture: float, **config) -> xr.Dataset:
     """Pairs of *loss_ds* matching *config* (target, filter, exptime_class, ctecorr,
     flash), one aperture; raises ValueError naming what is available when nothing
-    matches."""
+    matches.
+
+    Parameters
+    ----------
+    loss_ds : xarray.Dataset
+        The loss Dataset.
+    aperture : float
+        Aperture radius, pixel.
+    **config
+        Values of target, filter, exptime_class and ctecorr.
+    """
     unknown = [k for k in config if k not in _SELECT]
     if unknown:
         msg = f"selection keys must be drawn from {_SELECT}, got {unknown}"
@@ -136,6 +146,19 @@ def plot_ratio_vs_y(
     fit forced through ratio 1 at ``pivot_transfers`` (``"forced through 1 at y =
     pivot"``), both drawn over the stars' y range only; the grey line marks ratio 1.
     Panels without stars say so.  Titles give the loss and star count.
+
+    Parameters
+    ----------
+    photometry : xarray.Dataset
+        The photometry Dataset of the pair's key.
+    loss_ds : xarray.Dataset
+        The loss Dataset.
+    pair : str
+        The pair id.
+    aperture : float
+        Aperture radius, pixel.
+    path : path-like
+        The PNG to write.
     """
     points = ratio_points(photometry, loss_ds, pair, aperture=aperture, errors=True)
     row = loss_ds.sel(pair=pair).isel(aperture=int(np.argmin(
@@ -438,6 +461,17 @@ def plot_same_chip(
     Optionally over *nominal* loss cells (e.g. NGC 104 pairs of the same proposal).
     The two 180-degree series are shifted by ±2 % in flux so their error bars do not
     overlap.
+
+    Parameters
+    ----------
+    loss_ds : xarray.Dataset
+        The loss Dataset of the 180-degree pairs.
+    nominal : xarray.Dataset, optional
+        The loss Dataset of the nominal pairs, for comparison.
+    aperture : float
+        Aperture radius, pixel.
+    path : path-like
+        The PNG to write.
     """
     kinds = loss_ds["kind"].values.astype(str)
     if not np.any(kinds == "180"):

@@ -123,6 +123,15 @@ def headline_numbers(loss: xr.Dataset, model: CTEModel, *, aperture: float) -> l
     loss per 2048 transfers at 1000 e-, 1-sigma), ``trend``, ``trend_err`` (``c_t``
     per year, NaN when the time terms are not fitted), ``time_terms`` (bool),
     ``in_range`` (1000 e- inside the fitted flux range), ``first_mjd``, ``n_epochs``.
+
+    Parameters
+    ----------
+    loss : xarray.Dataset
+        The loss Dataset.
+    model : CTEModel
+        The fitted model.
+    aperture : float
+        Aperture radius, pixel.
     """
     out = []
     for kind, fit in _reference_fits(model, aperture).items():

@@ -12,8 +12,8 @@ import math
 import numpy as np
 import pytest
 
-from cte._geometry import transfers
 from cte.analysis.lossmodel import LossModel, model_variables
+from cte.io._geometry import transfers
 
 
 def test_transfers_of_unsigned_row_indices():
@@ -63,14 +63,14 @@ def test_surviving_fraction_by_hand():
 
 
 def test_chip_origins_by_hand():
-    from cte._geometry import chip_origin_y
+    from cte.io._geometry import chip_origin_y
 
     assert chip_origin_y(2) == 0.0
     assert chip_origin_y(1) == 2051.0 + 31.0  # chip height plus the gap
 
 
 def test_rotation_matrix_is_counter_clockwise():
-    from cte._geometry import rotation_matrix
+    from cte.io._geometry import rotation_matrix
 
     np.testing.assert_allclose(rotation_matrix(90.0) @ [1.0, 0.0], [0.0, 1.0], atol=1e-15)
     np.testing.assert_allclose(rotation_matrix(90.0) @ [0.0, 1.0], [-1.0, 0.0], atol=1e-15)
@@ -83,7 +83,7 @@ def test_tan_wcs_reference_pixel_scale_and_orientation(orientat, east, north):
     # The reference pixel (0-based crpix0) maps to crval; one pixel along +y moves the
     # position by `scale` arcsec towards the position angle orientat (east of north):
     # (east, north) offsets of (0, 1) at orientat 0 and (1, 0) at orientat 90.
-    from cte._geometry import tan_wcs
+    from cte.io._geometry import tan_wcs
 
     scale = 0.04
     ra0, dec0 = 150.0, 2.0

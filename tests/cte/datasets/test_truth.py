@@ -2,7 +2,7 @@
 
 The simulator computes the transfer count and the injected loss with its own
 :func:`cte.datasets.simulate.true_transfers` and :func:`cte.datasets.simulate.true_loss`,
-written apart from :func:`cte._geometry.transfers` and :mod:`cte.analysis.lossmodel` that the
+written apart from :func:`cte.io._geometry.transfers` and :mod:`cte.analysis.lossmodel` that the
 measurement, the fit and ``correct`` use.  Here both are pinned with values worked out by hand,
 and the library is compared with them.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cte._geometry import transfers
 from cte.analysis.lossmodel import LossModel, basis, model_variables
 from cte.datasets.simulate import true_loss, true_transfers
+from cte.io._geometry import transfers
 
 #: (chip, 0-based full-chip row, parallel transfers), by hand: chip 2 (SCI,1) reads out
 #: at y = 0, so a packet at row y travels y rows; chip 1 (SCI,2) reads out at the top

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from cte import AlignmentError
-from cte._stats import fill_masked
 from cte.datasets._render import render_stars
 from cte.io.images import read_chip, scan_images, select_images
+from cte.photometry._fill import fill_masked
 from cte.photometry.align import (
     Alignment,
     align_to_catalog,

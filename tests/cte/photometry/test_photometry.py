@@ -14,9 +14,9 @@ from scipy.spatial import cKDTree
 
 from cte import CatalogError
 from cte import flags as F
-from cte._geometry import CHIP_NX, CHIP_NY
 from cte.datasets import FieldPhysics
 from cte.io import ImageSelection
+from cte.io._geometry import CHIP_NX, CHIP_NY
 from cte.photometry._measure import annulus_background
 from cte.photometry.batch import measure_photometry
 from cte.photometry.store import PhotometryStore

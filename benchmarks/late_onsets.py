@@ -28,7 +28,7 @@ import argparse
 
 import numpy as np
 
-from stiscube.datasets.simulate import EVENT_COSMIC_RAY, simulate_stack
+from stiscube.datasets.simulate import EVENT_COSMIC_RAY, DarkPhysics, simulate_stack
 from stiscube.properties._kernels import ClipOptions, reject_cosmic_rays
 
 OPTION_SETS = {
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             n_frames=args.frames,
             shape=(args.size, args.size),
             seed=args.seed + k,
-            hot_per_day=args.hot_per_day,
+            physics=DarkPhysics(hot_per_day=args.hot_per_day),
         )
         for k in range(args.periods)
     ]

@@ -266,7 +266,7 @@ def replay_stis(work: Path, size: ReplaySize, *, seed: int = 0,
     for number in numbers:
         row = {"period": number, "darks": list(mission.files[number])}
         run_month(work, ["ingest", "dq", "report"], row, darks=row["darks"], period=number)
-        truth = xr.load_dataset(mission.outdir / "truth" / f"period_{number:04d}.nc")
+        truth = xr.load_dataset(mission.out / "truth" / f"period_{number:04d}.nc")
         true_hot = truth["mean_rate"].values > HOT_LEVEL
         found = (fits.getdata(work / PATHS["dq"], "DQ") & 16) != 0
         history.append(found)

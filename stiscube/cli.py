@@ -1,24 +1,31 @@
 """The ``stiscube`` command-line program (``stiscube --help``).
 
-Subcommands::
+Subcommands (``STORE``: the pixel database, a directory or fsspec URL)::
 
-    stiscube simulate OUTDIR [--periods N --frames F --shape R C --seed S]
-                             [--mission --start DATE --end DATE]
-    stiscube ingest DB --simulation DIR | --darks FILE... --anneal N | --csv DIR --anneal N
-    stiscube query DB pixel ROW COL (--anneal N | --date D) [--format table|csv|json]
-    stiscube query DB region ROW0 ROW1 COL0 COL1 (--anneal N | --date D)
-    stiscube query DB anneal (--anneal N | --date D)
-    stiscube query DB darks (--anneal N | --date D)
-    stiscube history DB ROW COL [--format ...]
-    stiscube dq DB [--anneal N | --date D] --out FILE.fits [rules]
-                [--dark-reference F --bpixtab F --last N --ccdamp A --ccdgain G ...]
-    stiscube report DB --out DIR [--hot-level L --map-size S --map-periods K]
-    stiscube plot DB history ROW COL | map PROPERTY | hot-count  --out FILE.png
-    stiscube index DB
-    stiscube recompute DB [--anneal N ...] [--scheduler ADDRESS | --workers N]
-    stiscube info DB [--format text|json]
-    stiscube repair|upgrade|unlock DB [--yes];  stiscube prune DB --keep-last N [--yes]
+    stiscube simulate --out DIR [--periods N --frames F --shape R C --seed S --start DATE]
+                      [--mission --end DATE] [--overwrite]
+    stiscube ingest STORE --simulation DIR | --darks FILE... --anneal N | --csv DIR --anneal N
+                    [dark selection, temperature and clipping options] [--overwrite] [--index]
+    stiscube query STORE pixel ROW COL (--anneal N | --date D) [--format table|csv|json]
+    stiscube query STORE region ROW0 ROW1 COL0 COL1 (--anneal N | --date D)
+    stiscube query STORE anneal|darks (--anneal N | --date D)
+    stiscube history STORE ROW COL [--format ...]
+    stiscube dq STORE [--anneal N | --date D] [--out FILE.fits] [--table FILE.ecsv] [rules]
+                [--dark-reference F --bpixtab F --bpixtab-persist K M --last N] [keywords]
+    stiscube report STORE --out DIR [rules] [--map-size S --map-periods K ...]
+    stiscube plot STORE history ROW COL | map PROPERTY | hot-count  --out FILE.png
+    stiscube index STORE [--rebuild]
+    stiscube recompute STORE [--anneal N ...] [--scheduler ADDRESS | --workers N] [options]
+    stiscube info STORE [--format text|json]
+    stiscube repair|upgrade|unlock STORE [--yes];  stiscube prune STORE --keep-last N [--yes]
     stiscube show-versions
+
+The option flags of the library's options dataclasses (:class:`~stiscube.io.darks.DarkSelection`,
+:class:`~stiscube.properties.ClipOptions`, :class:`~stiscube.dq.DQRules`,
+:class:`~stiscube.report.site.SiteOptions`, :class:`~stiscube.dq.reffiles.ReferenceKeywords`)
+are made from the dataclasses (:func:`stores._cli.add_options`): one ``--field-name`` per
+field, its help and default from the dataclass, so a flag not given keeps the library's
+default.
 
 Every output file of every command is replaced if it exists, atomically (written to a
 temporary sibling, then renamed over it), as ``cte`` does: a rerun of the monthly
@@ -46,7 +53,7 @@ import pandas as pd
 
 from stiscube.exceptions import StiscubeError
 from stores import StoreError
-from stores.common.cli import base_parser, run_cli
+from stores.common.cli import add_options, base_parser, options_from_args, run_cli
 
 __all__ = ["build_parser", "main"]
 
@@ -71,23 +78,29 @@ def _period_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
 
 
 def _pixel_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("row", type=int)
-    p.add_argument("col", type=int)
+    p.add_argument("row", type=int, metavar="ROW", help="pixel row (0-based)")
+    p.add_argument("col", type=int, metavar="COL", help="pixel column (0-based)")
     return p
 
 
-def _db_command(sub, name: str, help: str, func) -> argparse.ArgumentParser:
-    """A ``stiscube NAME DB ...`` command run by *func*."""
+def _format_arg(p: argparse.ArgumentParser, choices: Sequence[str]) -> None:
+    p.add_argument("--format", choices=choices, default=choices[0],
+                   help=f"output format (default: {choices[0]})")
+
+
+def _store_command(sub, name: str, help: str, func=None) -> argparse.ArgumentParser:
+    """A ``stiscube NAME STORE ...`` command run by *func*."""
     p = sub.add_parser(name, help=help)
-    p.add_argument("db")
-    p.set_defaults(func=func)
+    p.add_argument("store", metavar="STORE",
+                   help="the pixel database (a directory or fsspec URL)")
+    if func is not None:
+        p.set_defaults(func=func)
     return p
 
 
 def _kinds(sub, name: str, help: str):
-    """The KIND subparsers of a ``stiscube NAME DB KIND ...`` command."""
-    p = sub.add_parser(name, help=help)
-    p.add_argument("db")
+    """The KIND subparsers of a ``stiscube NAME STORE KIND ...`` command."""
+    p = _store_command(sub, name, help)
     return p.add_subparsers(dest="kind", metavar="KIND", required=True)
 
 
@@ -109,11 +122,12 @@ def _open(path: str, mode: str = "r"):
 # -- simulate -----------------------------------------------------------------------------
 def _add_simulate(sub) -> None:
     p = sub.add_parser("simulate", help="write seeded synthetic STIS CCD darks with truth")
-    p.add_argument("outdir", type=Path)
-    p.add_argument("--periods", type=int, default=3, help="anneal periods (default 3)")
-    p.add_argument("--frames", type=int, default=20, help="darks per period (default 20)")
-    p.add_argument("--shape", type=int, nargs=2, default=(1024, 1024), metavar=("ROWS", "COLS"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--periods", type=int, help="anneal periods (default 3)")
+    p.add_argument("--frames", type=int, help="darks per period (default 20)")
+    p.add_argument("--shape", type=int, nargs=2, metavar=("ROWS", "COLS"),
+                   help="frame shape (default 1024 1024)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--start", help="start of the first period (default 2020-01-01)")
     p.add_argument("--overwrite", action="store_true", help="replace a previous simulation")
     p.add_argument(
@@ -129,33 +143,30 @@ def _add_simulate(sub) -> None:
 def _cmd_simulate(args: argparse.Namespace) -> None:
     from stiscube.datasets import simulate_darks, simulate_mission
 
-    common = {"shape": tuple(args.shape), "seed": args.seed, "overwrite": args.overwrite}
+    given = {"shape": args.shape and tuple(args.shape), "seed": args.seed, "start": args.start}
+    given = {k: v for k, v in given.items() if v is not None}
     if args.mission:
-        result = simulate_mission(args.outdir, start=args.start, end=args.end, **common)
+        result = simulate_mission(args.out, end=args.end, overwrite=args.overwrite, **given)
     else:
         if args.end is not None:
             raise ValueError("--end needs --mission (without it, use --periods)")
-        result = simulate_darks(
-            args.outdir,
-            n_periods=args.periods,
-            frames_per_period=args.frames,
-            start=args.start or "2020-01-01",
-            **common,
-        )
+        counts = {"n_periods": args.periods, "frames_per_period": args.frames}
+        given.update({k: v for k, v in counts.items() if v is not None})
+        result = simulate_darks(args.out, overwrite=args.overwrite, **given)
     n = sum(len(v) for v in result.files.values())
     sys.stdout.write(
         f"wrote {n} darks in {len(result.files)} simulated periods "
-        f"{sorted(result.files)} to {result.outdir}\n"
+        f"{sorted(result.files)} to {result.out}\n"
     )
 
 
 # -- ingest -------------------------------------------------------------------------------
 def _add_ingest(sub) -> None:
-    p = sub.add_parser(
-        "ingest",
-        help="add periods to a database (created if absent) from darks, a seed CSV or a simulation",
+    p = _store_command(
+        sub, "ingest",
+        "add periods to a database (created if absent) from darks, a seed CSV or a simulation",
+        _cmd_ingest,
     )
-    p.add_argument("db", help="database directory (or fsspec URL)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--simulation", type=Path, help="every period of a `stiscube simulate` run")
     src.add_argument(
@@ -173,22 +184,8 @@ def _add_ingest(sub) -> None:
         help="anneal-period table (CSV/ECSV): a new db's table; with --anneal N, the table "
         "must hold period N and gives its dates",
     )
-    sel = p.add_argument_group("selection of the darks (one CCDGAIN, CCDAMP and exposure class)")
-    sel.add_argument("--gain", type=float, help="use only frames of this CCDGAIN (1, 2, 4, 8)")
-    sel.add_argument("--amp", help="use only frames read through this CCDAMP (A-D)")
-    sel.add_argument(
-        "--exptime",
-        help="use only this exposure class ('long' = 1000-1200 s) or time in seconds",
-    )
-    sel.add_argument(
-        "--min-frames", type=int, default=3, help="usable frames a period needs (default 3)"
-    )
-    sel.add_argument(
-        "--no-temperature-correction",
-        action="store_true",
-        help="do not scale Side-2 darks to 18 C with 1/(1+0.07*(OCCDHTAV-18))",
-    )
-    p.add_argument("--shape", type=int, nargs=2, metavar=("ROWS", "COLS"), help="for a new db")
+    p.add_argument("--shape", type=int, nargs=2, metavar=("ROWS", "COLS"),
+                   help="frame shape of a new database (default: the darks', else 1024 1024)")
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -199,26 +196,64 @@ def _add_ingest(sub) -> None:
         action="store_true",
         help="then bring the history index up to date (incremental; built if absent)",
     )
-    p.set_defaults(func=_cmd_ingest)
+    _dark_args(p)
+
+
+def _dark_args(p: argparse.ArgumentParser) -> None:
+    """The options of the darks' selection, temperature scaling and clipping."""
+    from stiscube.io.darks import DarkSelection
+    from stiscube.properties import ClipOptions
+
+    sel = p.add_argument_group("selection of the darks (stiscube.io.darks.DarkSelection)")
+    add_options(sel, DarkSelection, exclude=("exptime", "exposure_classes"))
+    sel.add_argument(
+        "--exptime",
+        help="use only this exposure class ('long' = 1000-1200 s) or time in seconds",
+    )
+    sel.add_argument(
+        "--no-temperature-correction",
+        action="store_true",
+        help="do not scale Side-2 darks to 18 C with 1/(1+0.07*(OCCDHTAV-18))",
+    )
+    add_options(p.add_argument_group("cosmic-ray clipping (stiscube.properties.ClipOptions)"),
+                ClipOptions)
+
+
+def _dark_options(args: argparse.Namespace) -> dict:
+    """``selection``, ``temperature`` and ``clip`` of the dark options (validated)."""
+    from stiscube.io.darks import DarkSelection, TemperatureCorrection
+    from stiscube.properties import ClipOptions
+
+    exptime = args.exptime
+    if exptime is not None:
+        try:
+            exptime = float(exptime)
+        except ValueError:
+            exptime = exptime.strip()
+    return {
+        "selection": options_from_args(args, DarkSelection, exptime=exptime),
+        "temperature": TemperatureCorrection(enabled=not args.no_temperature_correction),
+        "clip": options_from_args(args, ClipOptions),
+    }
 
 
 def _open_or_create(args: argparse.Namespace, *, periods=None, shape=None):
-    """The database of *args.db*, created if absent; returns (db, created)."""
+    """The database of *args.store*, created if absent; returns (db, created)."""
     from stiscube.cube.pixeldb import PixelDB
     from stiscube.io.anneals import AnnealTable
     from stores.storage.fs import Location
 
-    loc = Location.parse(args.db)
+    loc = Location.parse(args.store)
     if loc.exists("cube"):
-        return PixelDB(args.db, mode="r+"), None
+        return PixelDB(args.store, mode="r+"), None
     if args.periods is not None:
         periods = AnnealTable.read(args.periods)
     shape = tuple(args.shape) if args.shape else shape
     if shape is None:
         shape = (1024, 1024)
     existed = loc.exists()
-    logger.info("creating a new pixel database at %s (shape %s)", args.db, shape)
-    db = PixelDB.create(args.db, periods=periods, shape=shape)
+    logger.info("creating a new pixel database at %s (shape %s)", args.store, shape)
+    db = PixelDB.create(args.store, periods=periods, shape=shape)
     return db, "inside" if existed else "whole"
 
 
@@ -227,7 +262,7 @@ def _remove_new_db(args: argparse.Namespace, created: str) -> None:
     the whole directory, or only the cube and period table made inside an existing one."""
     from stores.storage.fs import Location
 
-    loc = Location.parse(args.db)
+    loc = Location.parse(args.store)
     logger.info("removing the database created in %s by this command before it failed", loc.url)
     if created == "whole":
         loc.fs.rm(loc.root, recursive=True)
@@ -268,31 +303,11 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
         if created is not None:
             _remove_new_db(args, created)
             if isinstance(exc, KeyboardInterrupt):
-                exc.__notes__ = [f"nothing was written: the database {args.db} this run "
+                exc.__notes__ = [f"nothing was written: the database {args.store} this run "
                                  "created was removed"]
         raise
     if args.index:
-        _update_index(db, args.db, rebuild=False)
-
-
-def _dark_options(args: argparse.Namespace) -> dict:
-    """DarkSelection and TemperatureCorrection of the ingest options (validated)."""
-    from stiscube.io.darks import DarkSelection, TemperatureCorrection
-
-    exptime = args.exptime
-    if exptime is not None:
-        try:
-            exptime = float(exptime)
-        except ValueError:
-            exptime = exptime.strip()
-    selection = DarkSelection(
-        ccdgain=args.gain,
-        ccdamp=None if args.amp is None else args.amp.strip().upper(),
-        exptime=exptime,
-        min_frames=args.min_frames,
-    )
-    temperature = TemperatureCorrection(enabled=not args.no_temperature_correction)
-    return {"selection": selection, "temperature": temperature}
+        _update_index(db, args.store, rebuild=False)
 
 
 def _period_row(args: argparse.Namespace):
@@ -344,7 +359,7 @@ def _ingest_into(db, args: argparse.Namespace, sim) -> None:
                         continue
                     if not args.overwrite:
                         msg = (
-                            f"anneal period {number} is already in {args.db} but was computed "
+                            f"anneal period {number} is already in {args.store} but was computed "
                             "from other darks (or stored without their checksums); use "
                             "--overwrite to recompute it"
                         )
@@ -353,7 +368,7 @@ def _ingest_into(db, args: argparse.Namespace, sim) -> None:
                     db.ingest_darks(files, number, overwrite=args.overwrite, **args.dark_options)
                 done.append(number)
         kept = f" ({skipped} already stored from the same darks)" if skipped else ""
-        sys.stdout.write(f"ingested periods {done} into {args.db}{kept}\n")
+        sys.stdout.write(f"ingested periods {done} into {args.store}{kept}\n")
         return
     start, end = args.start, args.end
     if start is None and end is None and args.period_row is not None:
@@ -362,7 +377,7 @@ def _ingest_into(db, args: argparse.Namespace, sim) -> None:
         if not args.overwrite and db.same_inputs(args.anneal, args.darks):
             # the monthly rerun: nothing to do, and said so (exit 0)
             sys.stdout.write(
-                f"period {args.anneal} is already in {args.db} from the same "
+                f"period {args.anneal} is already in {args.store} from the same "
                 f"{len(set(args.darks))} darks (sizes and SHA-256): nothing to do\n"
             )
             return
@@ -380,27 +395,29 @@ def _ingest_into(db, args: argparse.Namespace, sim) -> None:
         db.insert_anneal(
             args.anneal, csv_loc=args.csv, start=start, end=end, overwrite=args.overwrite
         )
-    sys.stdout.write(f"ingested period {args.anneal} into {args.db}\n")
+    sys.stdout.write(f"ingested period {args.anneal} into {args.store}\n")
 
 
 # -- recompute ---------------------------------------------------------------------------
 def _add_recompute(sub) -> None:
-    p = _db_command(sub, "recompute", "recompute stored periods from the darks they were "
-                    "computed from, on a dask.distributed cluster", _cmd_recompute)
+    p = _store_command(sub, "recompute", "recompute stored periods from the darks they were "
+                       "computed from, on a dask.distributed cluster", _cmd_recompute)
     p.add_argument("--anneal", type=int, nargs="+", help="these periods (default all)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="a running dask scheduler "
                        "(tcp://host:8786); default a LocalCluster")
-    where.add_argument("--workers", type=int, default=2,
+    where.add_argument("--workers", type=int,
                        help="LocalCluster worker processes, one thread each (default 2)")
+    _dark_args(p)
 
 
 def _cmd_recompute(args: argparse.Namespace) -> None:
     from stiscube.cube.recompute import recompute
 
-    done = recompute(_open(args.db, mode="r+"), anneals=args.anneal, scheduler=args.scheduler,
-                     n_workers=args.workers, progress=args.progress)
-    sys.stdout.write(f"recomputed periods {done} in {args.db}\n")
+    workers = {} if args.workers is None else {"n_workers": args.workers}
+    done = recompute(_open(args.store, mode="r+"), anneals=args.anneal, scheduler=args.scheduler,
+                     progress=args.progress, **workers, **_dark_options(args))
+    sys.stdout.write(f"recomputed periods {done} in {args.store}\n")
 
 
 # -- query / history ------------------------------------------------------------------------
@@ -417,12 +434,12 @@ def _add_query(sub) -> None:
     darks = kinds.add_parser("darks", help="a period's darks")
     for q in (pixel, region, anneal, darks):
         _period_args(q)
-        q.add_argument("--format", choices=["table", "csv", "json"], default="table")
+        _format_arg(q, ("table", "csv", "json"))
         q.set_defaults(func=_cmd_query)
 
 
 def _cmd_query(args: argparse.Namespace) -> None:
-    db = _open(args.db)
+    db = _open(args.store)
     when = {"anneal_num": args.anneal, "date": _date_arg(args.date)}
     if args.kind == "pixel":
         table = db.query_pixel(args.row, args.col, **when)
@@ -436,75 +453,57 @@ def _cmd_query(args: argparse.Namespace) -> None:
 
 
 def _add_history(sub) -> None:
-    p = sub.add_parser("history", help="one pixel's properties across all periods")
-    p.add_argument("db")
+    p = _store_command(sub, "history", "one pixel's properties across all periods", _cmd_history)
     _pixel_args(p)
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    p.set_defaults(func=_cmd_history)
+    _format_arg(p, ("table", "csv", "json"))
 
 
 def _cmd_history(args: argparse.Namespace) -> None:
-    db = _open(args.db)
+    db = _open(args.store)
     hist = db.history(args.row, args.col)
     table = hist.drop_vars(["row", "col"]).to_dataframe().reset_index()
     _emit(table, args.format)
 
 
 # -- dq ---------------------------------------------------------------------------------------
-def _nsigma(text: str):
-    return text if text == "auto" else float(text)
+def _number_or_word(*words: str):
+    """An argparse type: a float, or one of *words*."""
+    def parse(text: str):
+        return text.lower() if text.lower() in words else float(text)
 
-
-def _level(text: str):
-    return None if text.lower() == "none" else float(text)
+    return parse
 
 
 def _rule_args(p: argparse.ArgumentParser) -> None:
     """The options of the one DQ rule object (stiscube.dq.DQRules), shared by every
-    command that decides hot pixels, with the same defaults, so that their counts agree."""
-    from stiscube.dq.rules import DEFAULT_HOT_LEVEL
+    command that decides hot pixels, with the library's defaults, so that counts agree."""
+    from stiscube.dq.rules import DQRules
 
-    g = p.add_argument_group(
-        "hot-pixel rules (stiscube.dq.DQRules; the same in `dq` and `report`)"
-    )
-    g.add_argument(
-        "--hot-level",
-        type=_level,
-        default=DEFAULT_HOT_LEVEL,
-        help=f"hot if sci_mean > this (e-/s; default {DEFAULT_HOT_LEVEL:g}, as the STIS "
-        "superdarks' DQ 16; 'none' for no absolute level)",
-    )
-    g.add_argument(
-        "--hot-nsigma",
-        type=_nsigma,
-        default="auto",
-        help="hot if sci_mean > clipped median + N sigma ('auto': 5 with --hot-level none)",
-    )
-    g.add_argument("--hot-combine", choices=["or", "and"], default="or")
-    g.add_argument("--unstable-level", type=float, help="unstable if stability > this")
-    g.add_argument(
-        "--persist", type=int, nargs=2, metavar=("K", "M"), help="flag only if bad in K of last M"
-    )
+    g = p.add_argument_group("hot-pixel rules (stiscube.dq.DQRules; the same in `dq` and `report`)")
+    g.add_argument("--hot-level", type=_number_or_word("none"),
+                   help="hot if sci_mean > this (electron / s; default 0.1, as the STIS "
+                   "superdarks' DQ 16; 'none': no absolute level)")
+    g.add_argument("--hot-nsigma", type=_number_or_word("auto", "none"),
+                   help="hot if sci_mean > clipped median + N clipped std ('auto', the "
+                   "default: 5 with --hot-level none, else no relative rule)")
+    add_options(g, DQRules, exclude=("hot_level", "hot_nsigma"))
 
 
 def _rules(args: argparse.Namespace):
     """The DQRules of the rule options (validated)."""
-    from stiscube.dq import DQRules
+    from stiscube.dq.rules import DQRules
 
-    k, m = args.persist if args.persist else (None, None)
-    return DQRules(
-        hot_level=args.hot_level,
-        hot_nsigma=args.hot_nsigma,
-        hot_combine=args.hot_combine,
-        unstable_level=args.unstable_level,
-        persist_k=k,
-        persist_m=m,
-    )
+    given = {k: getattr(args, k) for k in ("hot_level", "hot_nsigma")}
+    words = {k: None if v == "none" else v for k, v in given.items() if v is not None}
+    return options_from_args(argparse.Namespace(**{**vars(args), **dict.fromkeys(words)}),
+                             DQRules, **words)
 
 
 def _add_dq(sub) -> None:
-    p = sub.add_parser("dq", help="write a DQ reference array (FITS) and flagged-pixel table")
-    p.add_argument("db")
+    from stiscube.dq.reffiles import ReferenceKeywords
+
+    p = _store_command(sub, "dq", "write a DQ reference array (FITS), flagged-pixel table and "
+                       "reference files", _cmd_dq)
     _period_args(p, required=False)  # default: the newest period held
     p.add_argument("--out", type=Path, help="the period's DQ array as FITS (int16)")
     p.add_argument("--table", type=Path, help="also write the flagged pixels as ECSV here")
@@ -536,16 +535,10 @@ def _add_dq(sub) -> None:
         help="the superdark averages the last N held periods up to the chosen one (default 1, "
         "one per anneal period); its DQ and USEAFTER are the chosen period's",
     )
-    ref.add_argument("--ccdamp", choices=["A", "B", "C", "D"], help="restrict CCDAMP (default ANY)")
-    ref.add_argument(
-        "--ccdgain", type=int, choices=[1, 2, 4, 8], help="restrict CCDGAIN (default -1, any)"
-    )
     ref.add_argument(
         "--useafter", help="USEAFTER date (default: the chosen period's first dark exposure)"
     )
-    ref.add_argument("--pedigree", help="PEDIGREE (default: INFLIGHT first-dark last-dark)")
-    ref.add_argument("--descrip", help="DESCRIP, at most 67 ASCII characters")
-    p.set_defaults(func=_cmd_dq)
+    add_options(ref, ReferenceKeywords, exclude=("useafter",))
 
 
 def _cmd_dq(args: argparse.Namespace) -> None:
@@ -573,18 +566,12 @@ def _cmd_dq(args: argparse.Namespace) -> None:
     if args.dark_reference is not None or args.bpixtab is not None:
         from stiscube.dq.reffiles import ReferenceKeywords
 
-        keywords = ReferenceKeywords(
-            ccdamp=args.ccdamp,
-            ccdgain=args.ccdgain,
-            useafter=args.useafter,
-            pedigree=args.pedigree,
-            descrip=args.descrip,
-        )
-    db = _open(args.db)
+        keywords = options_from_args(args, ReferenceKeywords, useafter=args.useafter)
+    db = _open(args.store)
     anneal = args.anneal
     if anneal is None and args.date is None:
         if not db.anneal_numbers:
-            msg = f"{args.db} holds no anneal periods"
+            msg = f"{args.store} holds no anneal periods"
             raise ValueError(msg)
         anneal = db.anneal_numbers[-1]  # the newest: the same command every month
     dq = dq_array(db, rules=rules, anneal_num=anneal, date=_date_arg(args.date))  # fast reads
@@ -660,26 +647,23 @@ def _write_dq_products(args, db, dq, rules, bpixtab_rules, keywords, staged) -> 
 
 # -- report -----------------------------------------------------------------------------------
 def _add_report(sub) -> None:
-    p = sub.add_parser(
-        "report", help="write the monitoring site (DIR/index.html, self-contained, offline)"
-    )
-    p.add_argument("db")
+    from stiscube.report.site import SiteOptions
+
+    p = _store_command(sub, "report", "write the monitoring site (DIR/index.html, "
+                       "self-contained, offline)", _cmd_report)
     p.add_argument("--out", type=Path, required=True, help="output directory")
     _rule_args(p)
-    p.add_argument("--map-size", type=int, default=256, help="largest side of the map (blocks)")
-    p.add_argument("--map-periods", type=int, default=6, help="newest periods in the map")
-    p.set_defaults(func=_cmd_report)
+    add_options(p.add_argument_group("the page (stiscube.report.site.SiteOptions)"),
+                SiteOptions, exclude=("rules",))
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
     from stiscube.report.site import SiteOptions, write_site
 
-    options = SiteOptions(
-        rules=_rules(args), map_size=args.map_size, map_periods=args.map_periods
-    )
+    site = options_from_args(args, SiteOptions, rules=_rules(args))
     index = args.out / "index.html"
     before = index.stat().st_mtime_ns if index.is_file() else None
-    path = write_site(_open(args.db), args.out, site=options)
+    path = write_site(_open(args.store), args.out, site=site)
     if path.stat().st_mtime_ns == before:
         sys.stdout.write(f"{path} unchanged, left untouched (the same inputs)\n")
     else:
@@ -691,13 +675,15 @@ def _add_plot(sub) -> None:
     kinds = _kinds(sub, "plot", "plots: a pixel's history, a property map, hot-pixel counts")
     hist = _pixel_args(kinds.add_parser("history", help="one pixel's properties over time"))
     pmap = kinds.add_parser("map", help="a property map of one period")
+    from stiscube.dq.rules import DEFAULT_HOT_LEVEL
     from stiscube.schema import PROPERTIES
 
     pmap.add_argument("property", choices=PROPERTIES, metavar="PROPERTY",
                       help=f"one of {', '.join(PROPERTIES)}")
     _period_args(pmap)
     hot = kinds.add_parser("hot-count", help="hot pixels per period over time")
-    hot.add_argument("--level", type=float, default=0.1, help="hot level in e-/s (0.1)")
+    hot.add_argument("--level", type=float, default=DEFAULT_HOT_LEVEL,
+                     help=f"hot level in electron / s (default: {DEFAULT_HOT_LEVEL})")
     for q in (hist, pmap, hot):
         q.add_argument("--out", type=Path, required=True, help="image file (.png, .pdf, ...)")
         q.set_defaults(func=_cmd_plot)
@@ -706,7 +692,7 @@ def _add_plot(sub) -> None:
 def _cmd_plot(args: argparse.Namespace) -> None:
     from stiscube.report import plots
 
-    ds = _open(args.db).dataset
+    ds = _open(args.store).dataset
     if args.kind == "history":
         plots.plot_pixel_history(ds, args.row, args.col, path=args.out)
     elif args.kind == "map":
@@ -720,8 +706,8 @@ def _cmd_plot(args: argparse.Namespace) -> None:
 
 # -- index ------------------------------------------------------------------------------------
 def _add_index(sub) -> None:
-    p = _db_command(sub, "index", "update (or build) the optional pixel-major copy that makes "
-                    "histories fast", _cmd_index)
+    p = _store_command(sub, "index", "update (or build) the optional pixel-major copy that "
+                       "makes histories fast", _cmd_index)
     p.add_argument("--rebuild", action="store_true", help="rebuild it from scratch")
 
 
@@ -740,21 +726,21 @@ def _update_index(db, path: str, *, rebuild: bool) -> None:
 
 
 def _cmd_index(args: argparse.Namespace) -> None:
-    _update_index(_open(args.db, mode="r+"), args.db, rebuild=args.rebuild)
+    _update_index(_open(args.store, mode="r+"), args.store, rebuild=args.rebuild)
 
 
 # -- repair / prune ---------------------------------------------------------------------------
 def _add_maintenance(sub) -> None:
-    p = _db_command(sub, "repair", "report (and with --yes repair) damage that makes the "
+    p = _store_command(sub, "repair", "report (and with --yes repair) damage that makes the "
                     "database refuse writes", _cmd_repair)
     p.add_argument("--yes", action="store_true", help="carry the repair out (default: only report)")
-    p = _db_command(sub, "upgrade", "report (and with --yes carry out) the conversion of a "
+    p = _store_command(sub, "upgrade", "report (and with --yes carry out) the conversion of a "
                     "database written in an older store format", _cmd_upgrade)
     p.add_argument("--yes", action="store_true", help="convert it (default: only report)")
-    p = _db_command(sub, "unlock", "report who holds the writer lock (and with --yes remove "
+    p = _store_command(sub, "unlock", "report who holds the writer lock (and with --yes remove "
                     "it if its holder died: not renewed for a whole lease)", _cmd_unlock)
     p.add_argument("--yes", action="store_true", help="remove a stale lock (default: report)")
-    p = _db_command(sub, "prune", "remove old versions (never done implicitly); reports what it "
+    p = _store_command(sub, "prune", "remove old versions (never done implicitly); reports what it "
                     "removes", _cmd_prune)
     p.add_argument(
         "--keep-last", type=int, required=True, metavar="N", help="newest versions to keep"
@@ -772,7 +758,7 @@ def _cube_store(path: str):
 
 
 def _cmd_repair(args: argparse.Namespace, action: str = "repair") -> None:
-    report = getattr(_cube_store(args.db), action)(dry_run=not args.yes)
+    report = getattr(_cube_store(args.store), action)(dry_run=not args.yes)
     sys.stdout.write(f"{report}\n")
     if not args.yes and report.actions:
         sys.stdout.write("run again with --yes to carry this out\n")
@@ -783,10 +769,10 @@ def _cmd_upgrade(args: argparse.Namespace) -> None:
 
 
 def _cmd_unlock(args: argparse.Namespace) -> None:
-    store = _cube_store(args.db)
+    store = _cube_store(args.store)
     holder = store.lock_holder()
     if holder is None:
-        sys.stdout.write(f"{args.db} is not locked\n")
+        sys.stdout.write(f"{args.store} is not locked\n")
         return
     sys.stdout.write(f"locked by {holder.describe()}: {'stale' if holder.stale else 'live'}\n")
     if args.yes:
@@ -797,7 +783,7 @@ def _cmd_unlock(args: argparse.Namespace) -> None:
 
 
 def _cmd_prune(args: argparse.Namespace) -> None:
-    report = _cube_store(args.db).prune(keep_last=args.keep_last, dry_run=not args.yes)
+    report = _cube_store(args.store).prune(keep_last=args.keep_last, dry_run=not args.yes)
     sys.stdout.write(f"{report}\n")
     if not args.yes:
         sys.stdout.write("run again with --yes to carry this out\n")
@@ -805,16 +791,14 @@ def _cmd_prune(args: argparse.Namespace) -> None:
 
 # -- info -------------------------------------------------------------------------------------
 def _add_info(sub) -> None:
-    p = sub.add_parser("info", help="periods held, units, size on disk")
-    p.add_argument("db")
-    p.add_argument("--format", choices=["text", "json"], default="text")
-    p.set_defaults(func=_cmd_info)
+    p = _store_command(sub, "info", "periods held, units, size on disk, versions", _cmd_info)
+    _format_arg(p, ("text", "json"))
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
     from stiscube.schema import PROPERTIES, UNIT_SYSTEMS
 
-    info = _open(args.db).info()
+    info = _open(args.store).info()
     dates = {}  # text: to the second (2020-01-29T18:16:20)
     for key in ("first_start", "last_end"):  # json: ISO 8601 without trailing nanoseconds
         if info.get(key) is not None:
@@ -839,7 +823,7 @@ def _cmd_info(args: argparse.Namespace) -> None:
     lines.append(f"  size on disk     {info['bytes_on_disk'] / 1e6:.1f} MB "
                  f"({info['bytes_apparent'] / 1e6:.1f} MB apparent: sparse files in full)")
     lines.append(f"  period table     {info['period_table'] or 'none'}")
-    index = "current" if info["history_index"] else "none or stale (`stiscube index DB`)"
+    index = "current" if info["history_index"] else "none or stale (`stiscube index STORE`)"
     lines.append(f"  history index    {index}")
     versions = info.get("versions") or []
     if versions:
@@ -890,8 +874,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: library advice -> command-line advice in error messages (see stores.common.cli.cli_message)
 HINTS = (
-    (r"create one with CubeStore\.create", "create one with `stiscube ingest DB ...`"),
-    (r"with CubeStore\.break_lock\(\)", "with `stiscube unlock DB --yes`"),
+    (r"create one with CubeStore\.create", "create one with `stiscube ingest STORE ...`"),
+    (r"with CubeStore\.break_lock\(\)", "with `stiscube unlock STORE --yes`"),
     (r"pass start= and end=", "give --start and --end"),
     (r"give both start and end", "give both --start and --end"),
     (r"anneal_num must be", "--anneal must be"),
@@ -900,7 +884,18 @@ HINTS = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``stiscube`` program; returns the exit status."""
+    """Entry point of the ``stiscube`` program.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
     return run_cli(
         build_parser(), argv, (StiscubeError, StoreError, OSError, ValueError), hints=HINTS
     )

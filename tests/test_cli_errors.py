@@ -62,7 +62,7 @@ def stis_db(stis):
 def test_query_region_help_prints_usage_not_a_traceback(tmp_path):
     proc = run("stiscube", "query", tmp_path / "db", "region", "--help")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[0].startswith("usage: stiscube query db region")
+    assert proc.stdout.splitlines()[0].startswith("usage: stiscube query STORE region")
     assert "ROW0 ROW1 COL0 COL1" in proc.stdout and "Traceback" not in proc.stderr
 
 
@@ -155,12 +155,12 @@ def test_errors_advise_cli_flags(stis, stis_db, tmp_path):
     assert proc.returncode == 1
     assert error_line(proc) == (
         f"stiscube: error: {tmp_path / 'nothing' / 'cube'} is not a cube store: it does not "
-        "exist; create one with `stiscube ingest DB ...`"
+        "exist; create one with `stiscube ingest STORE ...`"
     )
-    proc = run("stiscube", "simulate", root / "sim")
+    proc = run("stiscube", "simulate", "--out", root / "sim")
     assert proc.returncode == 1
     assert error_line(proc) == (
-        f"stiscube: error: outdir {root / 'sim'} is not empty; use --overwrite to replace a "
+        f"stiscube: error: out {root / 'sim'} is not empty; use --overwrite to replace a "
         "previous simulation"
     )
     proc = run("cte", "info", tmp_path / "nostore")
@@ -439,7 +439,7 @@ def test_a_mistyped_property_is_named_with_the_choices(stis_db, tmp_path):
                "--out", tmp_path / "m.png")
     assert proc.returncode == 2
     assert proc.stderr.splitlines()[-1] == (
-        "stiscube plot db map: error: argument PROPERTY: invalid choice: 'sci_meen' (choose "
+        "stiscube plot STORE map: error: argument PROPERTY: invalid choice: 'sci_meen' (choose "
         "from 'stability', 'sci_mean', 'err_mean', 'nan_count', 'readnoise')")
     assert not (tmp_path / "m.png").exists()
 

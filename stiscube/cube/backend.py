@@ -42,7 +42,6 @@ Examples
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 import os
 import threading
@@ -65,7 +64,6 @@ __all__ = [
     "StiscubeBackendEntrypoint",
     "cube_location",
     "open_cube",
-    "open_store",
     "snapshot",
     "source_of",
 ]
@@ -91,39 +89,22 @@ def cube_location(db: Location) -> Location:
 
     (``Location.join`` gives a path *inside* the filesystem, which is not a URL for
     fsspec locations.)
+
+    Parameters
+    ----------
+    db : stores.fs.Location
+        The database's folder.
+
+    Returns
+    -------
+    stores.fs.Location
+        Its ``cube`` folder.
     """
     return db.child(_CUBE)
 
 
-def _store_supports_version() -> bool:
-    return "version" in inspect.signature(CubeStore.__init__).parameters
-
-
 #: *version* as a committed state number (an integer >= 0) or None for the newest
 _check_version = partial(as_int, name="version", min=0, allow_none=True)
-
-
-def open_store(location: Location, version: int | None = None) -> CubeStore:
-    """The cube store at *location* opened read-only, at *version* (default newest)."""
-    version = _check_version(version)
-    if version is None:
-        return CubeStore(location, mode="r")
-    if _store_supports_version():
-        return CubeStore(location, mode="r", version=version)
-    store = CubeStore(location, mode="r")
-    current = _store_version(store)
-    if version != current:
-        msg = (
-            f"{location.url}: version {version} cannot be opened by this store "
-            f"(only the newest, {current}, is readable)"
-        )
-        raise NotImplementedError(msg)
-    return store
-
-
-def _store_version(store: CubeStore) -> int:
-    version = getattr(store, "version", None)
-    return int(store._manifest.sequence if version is None else version)
 
 
 def snapshot(store: CubeStore) -> CubeStore:
@@ -131,6 +112,16 @@ def snapshot(store: CubeStore) -> CubeStore:
 
     Committed slots are never rewritten, so reading the slots of this state stays
     consistent however the original handle is used afterwards.
+
+    Parameters
+    ----------
+    store : stores.CubeStore
+        The store.
+
+    Returns
+    -------
+    stores.CubeStore
+        A read-only copy of the handle.
     """
     view = copy.copy(store)
     view.mode = "r"
@@ -164,7 +155,7 @@ class _Source:
     def __reduce__(self):
         # to a dask worker: the location and the version, reopened there (same state)
         root = None if self.index_root is None else self.index_root.url
-        return (_reopen, (self.store.location.url, _store_version(self.store), root,
+        return (_reopen, (self.store.location.url, self.store.version, root,
                           self.names))
 
     def _index_lookup(self, where) -> tuple | None:
@@ -307,7 +298,7 @@ def _n_values(key: tuple, shape: tuple[int, ...]) -> int:
 
 
 def _reopen(url: str, version: int, index_root: str | None, names: list[str]) -> _Source:
-    store = open_store(Location.parse(url), version)
+    store = CubeStore(Location.parse(url), mode="r", version=version)
     source = _Source(store, None if index_root is None else Location.parse(index_root))
     source.names = names
     return source
@@ -381,22 +372,16 @@ class StiscubeCubeArray(BackendArray):
 # ---------------------------------------------------------------------------------------
 def _resolve(obj: Any, version: int | None) -> tuple[CubeStore, Location | None]:
     """(store at the version, database location for the history index) of *obj*."""
-    from stiscube.cube.pixeldb import PixelDB
-
-    if isinstance(obj, PixelDB):
-        if version is None or version == _store_version(obj.store):
-            return snapshot(obj.store), obj.location
-        return open_store(obj.store.location, version), obj.location
     if isinstance(obj, CubeStore):
-        if version is None or version == _store_version(obj):
+        if version is None or version == obj.version:
             return snapshot(obj), None
-        return open_store(obj.location, version), None
-    what = "a pixel database path or URL, a PixelDB or a CubeStore"
+        return CubeStore(obj.location, mode="r", version=version), None
+    what = "a pixel database path or URL, or a CubeStore"
     instance_of(obj, "source", (str, os.PathLike, Location), what=what)
     loc = Location.parse(obj)
     if loc.exists(_CUBE, _MARKER):
-        return open_store(cube_location(loc), version), loc
-    return open_store(loc, version), None
+        return CubeStore(cube_location(loc), mode="r", version=version), loc
+    return CubeStore(loc, mode="r", version=version), None
 
 
 def open_cube(
@@ -405,12 +390,13 @@ def open_cube(
     version: int | None = None,
     layout: str = "dataset",
     drop_variables: str | Iterable[str] | None = None,
+    index: Location | None = None,
 ) -> xr.Dataset:
     """The labelled cube of *source* as a lazy Dataset (no dask), see the module docs.
 
     Parameters
     ----------
-    source : path, URL, PixelDB or CubeStore
+    source : path, URL or CubeStore
         A pixel database (or a bare cube store).
     version : int, optional
         The committed state to read; the newest by default.
@@ -418,16 +404,25 @@ def open_cube(
         One variable per property, or one ``properties`` variable with a ``property`` dim.
     drop_variables : str or iterable of str, optional
         Properties not to expose.
+    index : stores.fs.Location, optional
+        The database holding *source* (a CubeStore), whose history index serves
+        histories (:attr:`stiscube.PixelDB.dataset` passes its own).
+
+    Returns
+    -------
+    xarray.Dataset
+        The cube, with attribute ``cube_version``.
     """
     one_of(layout, "layout", _LAYOUTS)
     version = _check_version(version)
     store, db_location = _resolve(source, version)
+    db_location = db_location if index is None else index
     src = _Source(store, db_location)
     schema = store.schema
     drop = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
     names = [n for n in schema.variables if n not in drop]
     src.names = names
-    coords = store._coords_for(store.labels, store._manifest)
+    coords = store.coords()
     append = store.append_dim
     chunk_of = {d: int(schema.chunks.get(d, n)) for d, n in schema.sizes.items()}
     variables = {}
@@ -453,13 +448,24 @@ def open_cube(
         )
         coords["property"] = ("property", np.asarray(names, dtype=str))
     ds = xr.Dataset(variables, coords=coords, attrs=dict(schema.attrs))
-    ds.attrs["cube_version"] = _store_version(store)
+    ds.attrs["cube_version"] = store.version
     ds.encoding["source"] = store.location.url
     return ds
 
 
 def source_of(ds: xr.Dataset) -> _Source:
-    """The reader behind a Dataset made by :func:`open_cube` (raises if there is none)."""
+    """The reader behind a Dataset made by :func:`open_cube` (TypeError if there is none).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A Dataset from :func:`open_cube`, or a selection of one.
+
+    Returns
+    -------
+    object
+        The reader of its committed state (its ``store``, ``version`` and history index).
+    """
     for var in ds.variables.values():
         data = getattr(var, "_data", None)
         array = getattr(data, "array", None)
@@ -483,10 +489,34 @@ class StiscubeBackendEntrypoint(BackendEntrypoint):
         version: int | None = None,
         layout: str = "dataset",
     ) -> xr.Dataset:
+        """The cube of a pixel database: :func:`open_cube`.
+
+        Parameters
+        ----------
+        filename_or_obj, drop_variables, version, layout
+            The source and the options of :func:`open_cube`.
+
+        Returns
+        -------
+        xarray.Dataset
+            The lazy cube.
+        """
         return open_cube(filename_or_obj, version=version, layout=layout,
                          drop_variables=drop_variables)
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
+        """Whether *filename_or_obj* is a local pixel database (holds ``cube/`` with its marker).
+
+        Parameters
+        ----------
+        filename_or_obj : object
+            What :func:`xarray.open_dataset` was given.
+
+        Returns
+        -------
+        bool
+            True for a local pixel database.
+        """
         if not isinstance(filename_or_obj, (str, os.PathLike)):
             return False
         try:

@@ -45,7 +45,7 @@ Cost: about the cube's disk again (sparse files: only written blocks are allocat
 bytes of checksum per tile and position), one block write per tile and period on an
 update.  Data blocks are not ``fsync``-ed (as for the cube's chunks); after a power
 loss, unwritten blocks fail their checksums and the reader uses the cube.  Opt-in:
-``stiscube index DB`` or ``stiscube ingest --index``.
+``stiscube index STORE`` or ``stiscube ingest --index``.
 """
 
 from __future__ import annotations
@@ -70,7 +70,6 @@ from stores.storage.fs import Location, atomic_write
 __all__ = [
     "HistoryIndex",
     "HistoryIndexError",
-    "build_history_index",
     "update_history_index",
 ]
 
@@ -278,6 +277,13 @@ def update_history_index(db, *, rebuild: bool = False) -> dict:
     Periods appended or replaced since the last update are written at fresh positions
     (no rebuild); a missing, damaged or full index, or ``rebuild=True``, is rebuilt.
 
+    Parameters
+    ----------
+    db : stiscube.PixelDB
+        The database (local).
+    rebuild : bool
+        Build it anew.
+
     Returns
     -------
     dict
@@ -350,25 +356,19 @@ def update_history_index(db, *, rebuild: bool = False) -> dict:
     return {"rebuilt": rebuilt, "written": stale, "dropped": dropped}
 
 
-def build_history_index(db) -> Path:
-    """Rebuild the history index of *db* from scratch; returns its directory."""
-    update_history_index(db, rebuild=True)
-    return Path(db.location.root) / _DIR
-
-
 # ---------------------------------------------------------------------------------------
 # reading
 # ---------------------------------------------------------------------------------------
 class HistoryIndex:
     """Reader of a database's history index (see the module docstring).
 
-    Parameters
-    ----------
-    location : stores Location or path
-        The database directory.
-
     The published state is re-checked on every call (one ``stat`` of ``index.json``), so
     a long-lived reader follows updates and rebuilds made by other processes.
+
+    Parameters
+    ----------
+    location : stores.fs.Location or path
+        The database directory.
     """
 
     def __init__(self, location) -> None:
@@ -403,7 +403,21 @@ class HistoryIndex:
         """``(state, positions)`` of the periods *labels* with slice *digests*, or None.
 
         None when there is no usable index or one of the periods is not indexed with
-        the same values.  *token* (hashable) identifies (labels, digests) for caching.
+        the same values.
+
+        Parameters
+        ----------
+        labels : sequence
+            The periods.
+        digests : sequence of str
+            Their slice digests (:func:`stores.provenance.slice_digest`).
+        token : hashable, optional
+            Identifies (labels, digests) for caching.
+
+        Returns
+        -------
+        tuple or None
+            The published state and the positions (int64), or None.
         """
         meta = self._current()
         if meta is None:
@@ -422,17 +436,24 @@ class HistoryIndex:
         positions = self._views[token]
         return None if positions is None else (meta, positions)
 
-    def positions(self, labels: Sequence, digests: Sequence[str]) -> np.ndarray | None:
-        """Index positions of the periods *labels* (see :meth:`lookup`), or None."""
-        found = self.lookup(labels, digests)
-        return None if found is None else found[1]
-
     def read(
         self, state: _Meta, name: str, positions: np.ndarray, rows: slice, cols: slice
     ) -> np.ndarray:
         """Values of *name* at *positions* over the window: array (n, n_rows, n_cols).
 
-        *state* and *positions* come from :meth:`lookup`.
+        Parameters
+        ----------
+        state, positions
+            From :meth:`lookup`.
+        name : str
+            The property.
+        rows, cols : slice
+            The window.
+
+        Returns
+        -------
+        numpy.ndarray
+            The values.
 
         Raises
         ------
@@ -477,7 +498,18 @@ class HistoryIndex:
 
     @staticmethod
     def tiles_touched(rows: slice, cols: slice) -> int:
-        """How many tiles a window touches (reads cost one per tile and property)."""
+        """How many tiles a window touches (reads cost one per tile and property).
+
+        Parameters
+        ----------
+        rows, cols : slice
+            The window.
+
+        Returns
+        -------
+        int
+            The tiles.
+        """
         if rows.stop <= rows.start or cols.stop <= cols.start:
             return 0
         return ((rows.stop - 1) // TILE - rows.start // TILE + 1) * (

@@ -33,8 +33,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from stiscube.cube import queries
-from stiscube.cube.backend import cube_location
+from stiscube.cube import _queries as queries
+from stiscube.cube.backend import cube_location, open_cube, source_of
+from stiscube.cube.history_index import update_history_index
 from stiscube.exceptions import (
     CubeQueryError,
     IncompatibleDarksError,
@@ -136,6 +137,8 @@ class PixelDB:
         Read-write (default) or read-only.
     lock_timeout : float
         Seconds a write waits for another writer before :class:`stores.StoreLockedError`.
+    version : int, optional
+        Open this committed state (read-only, ``mode="r"``); default the newest.
 
     Examples
     --------
@@ -153,17 +156,11 @@ class PixelDB:
         version: int | None = None,
     ) -> None:
         self.location = _folder(path)
-        if version is None:
-            self.store = CubeStore(
-                cube_location(self.location), mode=mode, lock_timeout=lock_timeout
-            )
-        else:  # an older committed state: read-only
-            from stiscube.cube.backend import open_store
-
-            if mode != "r":
-                msg = f"version={version} opens a committed state read-only; pass mode='r'"
-                raise ValueError(msg)
-            self.store = open_store(cube_location(self.location), version)
+        if version is not None and mode != "r":
+            msg = f"version={version} opens a committed state read-only; pass mode='r'"
+            raise ValueError(msg)
+        self.store = CubeStore(cube_location(self.location), mode=mode,
+                               lock_timeout=lock_timeout, version=version)
         self.mode = mode
         self.periods: AnnealTable | None = None
         if self.location.exists(_PERIODS):
@@ -178,6 +175,18 @@ class PixelDB:
 
         Versions are listed by ``stiscube info``; a replaced period keeps its old values
         at the versions before the replacement.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The database.
+        version : int, optional
+            The committed state.
+
+        Returns
+        -------
+        PixelDB
+            The database, read-only.
         """
         return cls(path, mode="r", version=version)
 
@@ -198,6 +207,8 @@ class PixelDB:
 
         Parameters
         ----------
+        path : str or path-like
+            A new directory (or fsspec URL), or an empty one.
         periods : AnnealTable, optional
             The anneal-period table; dates of ingested periods default to its rows.
         shape : (int, int)
@@ -206,6 +217,13 @@ class PixelDB:
             Storage layout of the cube (see :func:`stiscube.schema.cube_schema`; the
             defaults, 1 x 128 x 128 chunks without compression, and their trade-offs
             are explained in :mod:`stiscube.schema`).
+        lock_timeout : float
+            As for :class:`PixelDB`.
+
+        Returns
+        -------
+        PixelDB
+            The new database, read-write.
         """
         instance_of(periods, "periods", (AnnealTable, type(None)), what="an AnnealTable or None")
         schema = cube_schema(
@@ -257,9 +275,7 @@ class PixelDB:
         showing the state committed when it was made.
         """
         if self._dataset is None:
-            from stiscube.cube.backend import open_cube
-
-            self._dataset = open_cube(self)
+            self._dataset = open_cube(self.store, index=self.location)
         return self._dataset
 
     @property
@@ -271,9 +287,8 @@ class PixelDB:
         """
         ds = self.dataset
         if self._cube is None or self._cube_of is not ds:
-            from stiscube.cube.backend import open_cube
-
-            cube = open_cube(self, layout="cube", version=ds.attrs["cube_version"])
+            cube = open_cube(self.store, layout="cube", version=ds.attrs["cube_version"],
+                             index=self.location)
             stacked = cube["properties"]
             stacked.attrs["units_by_property_rate"] = str(UNIT_SYSTEMS["rate"])
             self._cube = stacked
@@ -415,6 +430,15 @@ class PixelDB:
         The values are counts per frame and are stored with ``unit_system="counts"``.
         Dates come from the period table the cube was created with, or from
         *start*/*end*; the darks from the period table's row.
+
+        Parameters
+        ----------
+        anneal_num : int
+            The period number.
+        csv_loc : path-like
+            The folder holding ``anneal_{anneal_num}.csv``.
+        start, end, overwrite
+            As for :meth:`ingest_properties`.
 
         Raises
         ------
@@ -781,6 +805,18 @@ class PixelDB:
         (sizes and SHA-256 checksums, in any order) as *files*; a file with several
         imsets gives several frames, each recorded with its file's fingerprint.  False
         otherwise, also for periods stored without fingerprints.
+
+        Parameters
+        ----------
+        anneal_num : int
+            The period.
+        files : iterable of path-like
+            The dark files.
+
+        Returns
+        -------
+        bool
+            Whether they are the period's files.
         """
         if anneal_num not in self.store:
             return False
@@ -797,8 +833,20 @@ class PixelDB:
     ) -> pd.DataFrame:
         """Properties of one pixel in one period (by *anneal_num* or *date*).
 
-        Returns a one-row DataFrame with the seed's columns AnnealNumber, RowNum,
-        ColumnNum, Stability, Sci_Mean, Err_Mean, NaN_Count, Readnoise.
+        Parameters
+        ----------
+        pixel_row, pixel_col : int
+            The pixel.
+        date : date-like, optional
+            A date in the period (``start <= date < end``; a string, datetime or MJD).
+        anneal_num : int, optional
+            Or the period number (exactly one of the two).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row with the seed's columns AnnealNumber, RowNum, ColumnNum, Stability,
+            Sci_Mean, Err_Mean, NaN_Count, Readnoise.
         """
         return self._region_table(
             [pixel_row, pixel_row],
@@ -817,7 +865,19 @@ class PixelDB:
     ) -> pd.DataFrame:
         """Properties of the pixels in an inclusive row and column range, in one period.
 
-        Rows are ordered by row, then column, as in the seed.
+        Parameters
+        ----------
+        pixel_row_range, pixel_col_range : (int, int)
+            First and last row, first and last column (inclusive).
+        date : date-like, optional
+            A date in the period (``start <= date < end``; a string, datetime or MJD).
+        anneal_num : int, optional
+            Or the period number (exactly one of the two).
+
+        Returns
+        -------
+        pandas.DataFrame
+            The columns of :meth:`query_pixel`, ordered by row, then column, as in the seed.
         """
         names = ("pixel_row_range", "pixel_col_range")
         return self._region_table(pixel_row_range, pixel_col_range, date, anneal_num, names)
@@ -843,7 +903,20 @@ class PixelDB:
         return pd.DataFrame(table, columns=_PIXEL_COLUMNS)
 
     def query_anneal(self, date: Any = None, anneal_num: int | None = None) -> pd.DataFrame:
-        """The period (by number or date): AnnealNumber, StartDate, EndDate, NumberOfDarks."""
+        """The period (by number or date): AnnealNumber, StartDate, EndDate, NumberOfDarks.
+
+        Parameters
+        ----------
+        date : date-like, optional
+            A date in the period (``start <= date < end``; a string, datetime or MJD).
+        anneal_num : int, optional
+            Or the period number (exactly one of the two).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row.
+        """
         ds = self.dataset
         number = queries.resolve_period(ds, date=date, anneal_num=anneal_num)
         one = ds.sel(anneal=number)
@@ -857,16 +930,38 @@ class PixelDB:
         )
 
     def query_anneal_darks(self, date: Any = None, anneal_num: int | None = None) -> pd.DataFrame:
-        """The darks of a period (by number or date): Darks (rootname), AnnealNumber."""
+        """The darks of a period (by number or date): Darks (rootname), AnnealNumber.
+
+        Parameters
+        ----------
+        date : date-like, optional
+            A date in the period (``start <= date < end``; a string, datetime or MJD).
+        anneal_num : int, optional
+            Or the period number (exactly one of the two).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per dark.
+        """
         number = queries.resolve_period(self.dataset, date=date, anneal_num=anneal_num)
         darks = self._period_darks(number)
         return pd.DataFrame({"Darks": darks["rootname"].to_numpy(), "AnnealNumber": number})
 
     # -- xarray-native conveniences ----------------------------------------------------------
     def history(self, row: int, col: int) -> xr.Dataset:
-        """All properties of one pixel across every period held, in memory (dims: anneal)."""
-        from stiscube.cube.backend import source_of
+        """All properties of one pixel across every period held, in memory (dims: anneal).
 
+        Parameters
+        ----------
+        row, col : int
+            The pixel.
+
+        Returns
+        -------
+        xarray.Dataset
+            The five properties on ``anneal``.
+        """
         arrays = self.history_values(row, col)
         source = source_of(self.dataset)  # the state the values were read from
         return source.store.assemble(source.labels, arrays, row=row, col=col)
@@ -876,31 +971,38 @@ class PixelDB:
 
         Keys are the property names, values are in the order of :attr:`anneal_numbers`;
         with a current history index this is one small read per property.
-        """
-        from stiscube.cube.backend import source_of
 
+        Parameters
+        ----------
+        row, col : int
+            The pixel.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Property name -> its values.
+        """
         ds = self.dataset
         r, c = queries.region_slices(ds, [row, row], [col, col], names=("row", "col"))
         source = source_of(ds)
         return source.read(list(source.store.schema.variables), (slice(None), r.start, c.start))
 
-    def build_history_index(self) -> None:
-        """(Re)build from scratch the optional pixel-major copy that makes histories fast.
-
-        See :mod:`stiscube.cube.history_index`; :meth:`update_history_index` keeps it current
-        after ingesting without a rebuild.
-        """
-        self.update_history_index(rebuild=True)
-
     def update_history_index(self, *, rebuild: bool = False) -> dict:
         """Write the periods committed since the last update into the history index.
 
         Incremental (the new or replaced periods only); builds the index if there is
-        none, or when ``rebuild=True``.  Returns what was done (see
-        :func:`stiscube.cube.history_index.update_history_index`).
-        """
-        from stiscube.cube.history_index import update_history_index
+        none, or when ``rebuild=True``.
 
+        Parameters
+        ----------
+        rebuild : bool
+            Build it anew.
+
+        Returns
+        -------
+        dict
+            What was done (see :func:`stiscube.cube.history_index.update_history_index`).
+        """
         if self.mode == "r":
             msg = f"{self.location.url} was opened read-only; cannot update its history index"
             raise ReadOnlyStoreError(msg)
@@ -909,8 +1011,6 @@ class PixelDB:
     @property
     def history_index_current(self) -> bool:
         """Whether the history index holds every period of this handle's state, unchanged."""
-        from stiscube.cube.backend import source_of
-
         source = source_of(self.dataset)
         return bool(source.labels) and source._index_positions(source.labels) is not None
 

@@ -112,9 +112,11 @@ def recompute(
     client : dask.distributed.Client, optional
         Run on this client.
     scheduler : str, optional
-        Else connect to this scheduler address.  Default: a ``LocalCluster`` of
-        *n_workers* single-thread processes (*cluster_options* passed to it, e.g.
-        ``{"dashboard_address": None}``).
+        Else connect to this scheduler address.  Default: a ``LocalCluster``.
+    n_workers : int
+        Single-thread worker processes of that ``LocalCluster``.
+    cluster_options : dict, optional
+        Its other options, e.g. ``{"dashboard_address": None}``.
     storage_options : dict, optional
         fsspec options for URLs among the files.
     progress : bool

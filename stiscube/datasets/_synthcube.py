@@ -22,6 +22,20 @@ def random_properties(
     ``sci_mean`` is about 0.004 e-/s with a fraction *hot_fraction* of pixels at
     0.05-5 e-/s; ``stability`` about 1 with a tail; ``nan_count`` 0-5; ``readnoise``
     about 6 e-.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Frame shape.
+    seed : int
+        The seed.
+    hot_fraction : float
+        Fraction of hot pixels.
+
+    Returns
+    -------
+    xarray.Dataset
+        The five properties on (row, col).
     """
     rng = np.random.default_rng(seed)
     rows, cols = shape

@@ -128,7 +128,7 @@ class MissionPhysics:
     Curves are ``((date, value), ...)`` knots, linear in between, constant outside;
     rates are full-frame (1024 x 1024) numbers, scaled by area for smaller frames.
 
-    Attributes
+    Parameters
     ----------
     start, end : str
         The mission's first period start and last period end (dates).
@@ -196,9 +196,19 @@ class MissionPhysics:
     def __post_init__(self) -> None:
         check_fields(self, _MISSION_RULES)
 
-    def at(self, mjd: float, n_pixels_full: float = 1.0) -> _sim.DarkPhysics:
-        """The :class:`~stiscube.datasets.simulate.DarkPhysics` of a period starting at
-        ``mjd`` (MJD)."""
+    def at(self, mjd: float) -> _sim.DarkPhysics:
+        """The :class:`~stiscube.datasets.simulate.DarkPhysics` of a period starting at *mjd*.
+
+        Parameters
+        ----------
+        mjd : float
+            The period's start (MJD).
+
+        Returns
+        -------
+        DarkPhysics
+            The physics of that period.
+        """
         side2 = mjd >= self.side2_start
         year = 2 * np.pi * (mjd - self.side2_start) / 365.25
         return dataclasses.replace(
@@ -293,8 +303,10 @@ class SimulatedMission(_sim.SimulatedDarks):
     """What :func:`simulate_mission` wrote: a :class:`~stiscube.datasets.simulate.SimulatedDarks`
     of the written periods, plus the mission's physics and per-period truth.
 
-    Attributes
+    Parameters
     ----------
+    out, periods, files, truth_paths, shape, seed, physics
+        As for :class:`~stiscube.datasets.simulate.SimulatedDarks`.
     mission : MissionPhysics
         The time-dependent physics.
     """
@@ -307,7 +319,7 @@ class SimulatedMission(_sim.SimulatedDarks):
         (:class:`astropy.table.Table`, columns :data:`ANNEAL_TRUTH_COLUMNS`)."""
         from astropy.table import Table
 
-        return Table.read(self.outdir / _sim._TRUTH_DIR / _ANNEALS, format="ascii.ecsv")
+        return Table.read(self.out / _sim._TRUTH_DIR / _ANNEALS, format="ascii.ecsv")
 
 
 def _true_mean_rate(sim: Any) -> np.ndarray:
@@ -333,7 +345,7 @@ def _period_edges(mission: MissionPhysics, seed: int) -> np.ndarray:
 
 
 def simulate_mission(
-    outdir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
     *,
     start: Any = None,
     end: Any = None,
@@ -346,7 +358,7 @@ def simulate_mission(
 
     Parameters
     ----------
-    outdir : path
+    out : path
         Output directory (empty or absent unless ``overwrite``).
     start, end : date, optional
         The window: the darks of every period overlapping ``[start, end)`` are written
@@ -363,7 +375,7 @@ def simulate_mission(
     physics : MissionPhysics, optional
         The time-dependent physics (default: the published record).
     overwrite : bool
-        Replace a previous simulation in ``outdir``.
+        Replace a previous simulation in ``out``.
 
     Returns
     -------
@@ -377,7 +389,7 @@ def simulate_mission(
     TypeError, ValueError
         For a parameter of the wrong type or value, or a window holding no period.
     FileExistsError
-        If ``outdir`` is not empty and ``overwrite`` is false.
+        If ``out`` is not empty and ``overwrite`` is false.
     """
     from astropy.table import Table
 
@@ -396,8 +408,8 @@ def simulate_mission(
         raise ValueError(msg)
     edges = _period_edges(mission, seed)
     _sim._check_fit(mission.frames_per_period[1], float(np.diff(edges).min()), mission.darks)
-    out = Path(outdir)
-    _sim._prepare_outdir(out, overwrite=overwrite)
+    out = Path(out)
+    _sim._prepare_out(out, overwrite=overwrite)
     (out / _sim._TRUTH_DIR).mkdir(exist_ok=True)
 
     area = ny * nx / _sim._FULL_PIXELS
@@ -495,7 +507,7 @@ def simulate_mission(
     anneal_table = AnnealTable(periods, meta=meta, source=str(out / _sim._TABLE))
     anneal_table.write(out / _sim._TABLE, overwrite=True)
     result = SimulatedMission(
-        outdir=out,
+        out=out,
         periods=anneal_table,
         files=files,
         truth_paths=truth_paths,

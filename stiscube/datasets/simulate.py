@@ -118,7 +118,15 @@ import xarray as xr
 
 from stiscube.io.anneals import AnnealPeriod, AnnealTable, format_exposure_mix
 from stores.common.dates import describe_mjd, mjd_to_datetime64, to_mjd
-from stores.common.validate import as_float, as_int, as_interval, as_shape2, check_fields, one_of
+from stores.common.validate import (
+    as_float,
+    as_int,
+    as_interval,
+    as_shape2,
+    check_fields,
+    instance_of,
+    one_of,
+)
 from stores.storage.fs import atomic_path, atomic_write
 
 __all__ = [
@@ -157,9 +165,49 @@ SIDE2_START = 52113.0
 
 @dataclass(frozen=True)
 class DarkPhysics:
-    """Physical parameters of the simulated darks (see the module docstring).
+    """Physical parameters of the simulated darks (the formulas: the module docstring).
 
     Rates are in e-/s, times in seconds, charges in electrons, fractions in [0, 1].
+
+    Parameters
+    ----------
+    dark_rate, dark_rate_scatter : float
+        Median normal dark rate ``D`` and its log-scatter.
+    readnoise, readnoise_scatter : float
+        Read noise (e-) and its relative per-pixel scatter.
+    ccdgain, atodgain : int, float
+        Commanded gain (1, 2, 4, 8) and the gain written as ``ATODGAIN`` (e-/count).
+    exptime, short_exptime, short_fraction : float
+        Exposure time of the darks, of the short ones, and the fraction of short ones.
+    hot_per_day, initial_hot_fraction : float
+        Hot pixels created per day per 1024 x 1024 pixels; fraction hot from the start.
+    hot_rate_range : (float, float)
+        Bounds of the log-uniform hot-pixel excess rate ``H``.
+    heal_fraction, old_heal_fraction : float
+        Probability that an anneal heals a hot pixel created in the period before it,
+        and one that survived an anneal already.
+    flicker_fraction : float
+        Fraction of flickering (two-level) pixels.
+    flicker_amplitude_range, flicker_duty_range : (float, float)
+        Bounds of their log-uniform amplitude ``F`` and uniform duty cycle ``q``.
+    cr_rate : float
+        Cosmic-ray hits per pixel per second.
+    cr_electrons_median, cr_electrons_sigma, cr_electrons_min : float
+        Log-normal charge of a hit: median, log-scatter, floor.
+    nan_fraction, fill_fraction : float
+        Fractions of NaN samples and of lost-data (fill) samples.
+    blemish_fraction : float
+        Fraction of pixels with the static DQ 1024 blemish.
+    ccdamp : str
+        ``CCDAMP`` written.
+    temperature, temperature_drift, temperature_scatter : float
+        Side-2 ``OCCDHTAV`` (deg C): mean, drift amplitude over a period, per-frame scatter.
+    temperature_coefficient : float
+        Fractional dark-rate change per deg C.
+    side2_start : float
+        MJD from which frames are Side-2.
+    imsets_per_file : int
+        Frames per FITS file (1 ... 8).
     """
 
     dark_rate: float = 0.004
@@ -265,9 +313,9 @@ _PHYSICS_RULES: dict[str, Any] = {
 class SimulatedDarks:
     """What :func:`simulate_darks` wrote.
 
-    Attributes
+    Parameters
     ----------
-    outdir : pathlib.Path
+    out : pathlib.Path
         The output directory.
     periods : AnnealTable
         The simulated anneal periods (``periods.simulated`` is True).
@@ -283,7 +331,7 @@ class SimulatedDarks:
         The physical parameters.
     """
 
-    outdir: Path
+    out: Path
     periods: AnnealTable
     files: dict[int, tuple[Path, ...]]
     truth_paths: dict[int, Path]
@@ -297,7 +345,18 @@ class SimulatedDarks:
         return [f for number in sorted(self.files) for f in self.files[number]]
 
     def truth(self, number: int) -> xr.Dataset:
-        """The truth of one period, loaded in memory (see the module docstring)."""
+        """The truth of one period, loaded in memory (see the module docstring).
+
+        Parameters
+        ----------
+        number : int
+            The period.
+
+        Returns
+        -------
+        xarray.Dataset
+            Its truth.
+        """
         if number not in self.truth_paths:
             msg = f"no simulated period {number}; periods are {sorted(self.truth_paths)}"
             raise KeyError(msg)
@@ -318,7 +377,7 @@ def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float], size: in
 
 
 def simulate_darks(
-    outdir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
     *,
     n_periods: int = 3,
     frames_per_period: int = 20,
@@ -330,13 +389,12 @@ def simulate_darks(
     first_anneal: int = 1,
     physics: DarkPhysics | None = None,
     overwrite: bool = False,
-    **physics_overrides: Any,
 ) -> SimulatedDarks:
     """Write seeded synthetic STIS CCD darks over ``n_periods`` anneal periods, with truth.
 
     Parameters
     ----------
-    outdir : path
+    out : path
         Output directory; created if needed.  It must be empty or absent unless
         ``overwrite`` is true (then files of a previous simulation are removed first).
     n_periods : int
@@ -359,7 +417,7 @@ def simulate_darks(
     first_anneal : int
         Number of the first period (0 <= first_anneal, last number <= 1295).
     physics : DarkPhysics, optional
-        Physical parameters; ``physics_overrides`` replace individual fields.
+        Physical parameters (default ``DarkPhysics()``).
     overwrite : bool
         Allow writing into a non-empty directory.
 
@@ -371,10 +429,9 @@ def simulate_darks(
     Raises
     ------
     TypeError, ValueError
-        For a parameter of the wrong type or value (the message names the parameter);
-        TypeError also for an unknown physics parameter.
+        For a parameter of the wrong type or value (the message names the parameter).
     FileExistsError
-        If ``outdir`` is not empty and ``overwrite`` is false.
+        If ``out`` is not empty and ``overwrite`` is false.
     """
     n_periods = as_int(n_periods, "n_periods", min=1)
     frames_per_period = as_int(frames_per_period, "frames_per_period", min=1, max=_MAX_FRAMES)
@@ -383,11 +440,11 @@ def simulate_darks(
     period_jitter = as_float(period_jitter, "period_jitter", min=0, max=1, strict_max=True)
     # period numbers are two base-36 digits of the rootnames: the last one <= 1295
     first_anneal = as_int(first_anneal, "first_anneal", min=0, max=36**2 - n_periods)
-    physics = _with_overrides(physics, physics_overrides)
+    physics = _physics(physics)
     _check_fit(frames_per_period, period_days * (1 - period_jitter), physics)
     start_mjd = float(to_mjd(start))
-    out = Path(outdir)
-    _prepare_outdir(out, overwrite=overwrite)
+    out = Path(out)
+    _prepare_out(out, overwrite=overwrite)
 
     rng = np.random.default_rng(seed)
     sim = _Simulator(rng, physics, (ny, nx))
@@ -435,7 +492,7 @@ def simulate_darks(
     table = AnnealTable(periods, meta=meta, source=str(out / _TABLE))
     table.write(out / _TABLE, overwrite=True)
     result = SimulatedDarks(
-        outdir=out,
+        out=out,
         periods=table,
         files=files,
         truth_paths=truth_paths,
@@ -455,12 +512,18 @@ def simulate_stack(
     start: Any = "2020-01-01",
     period_days: float = 30.0,
     physics: DarkPhysics | None = None,
-    **physics_overrides: Any,
 ) -> tuple[xr.Dataset, xr.Dataset]:
     """One simulated anneal period in memory: the stack of darks and its truth.
 
     The same physics as :func:`simulate_darks` (first period, numbered 1), without
     files; convenient for tests and for the numpy kernels.
+
+    Parameters
+    ----------
+    n_frames : int
+        Darks in the period.
+    shape, seed, start, period_days, physics
+        As for :func:`simulate_darks`.
 
     Returns
     -------
@@ -475,7 +538,7 @@ def simulate_stack(
     n_frames = as_int(n_frames, "n_frames", min=1, max=_MAX_FRAMES)
     ny, nx = as_shape2(shape, "shape", max=FULL_SHAPE)
     period_days = as_float(period_days, "period_days", min=0, strict_min=True)
-    physics = _with_overrides(physics, physics_overrides)
+    physics = _physics(physics)
     _check_fit(n_frames, period_days, physics)
     start_mjd = float(to_mjd(start))
     end_mjd = start_mjd + float(np.rint(period_days * _SECONDS_PER_DAY)) / _SECONDS_PER_DAY
@@ -525,26 +588,32 @@ def _check_fit(n: int, shortest_days: float, physics: DarkPhysics) -> None:
         raise ValueError(msg)
 
 
-def _with_overrides(physics: DarkPhysics | None, overrides: Mapping[str, Any]) -> DarkPhysics:
-    physics = physics or DarkPhysics()
-    if overrides:
-        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(DarkPhysics)})
-        if unknown:
-            msg = f"unknown physics parameter(s) {unknown}; see DarkPhysics for the list"
-            raise TypeError(msg)
-        physics = dataclasses.replace(physics, **overrides)
-    return physics
+def _physics(physics: DarkPhysics | None) -> DarkPhysics:
+    """*physics*, or ``DarkPhysics()`` for None (TypeError for anything else)."""
+    if physics is None:
+        return DarkPhysics()
+    return instance_of(physics, "physics", DarkPhysics, what="a DarkPhysics")
 
 
-def load_simulation(outdir: str | os.PathLike[str]) -> SimulatedDarks:
-    """Read back what :func:`simulate_darks` wrote into ``outdir``.
+def load_simulation(out: str | os.PathLike[str]) -> SimulatedDarks:
+    """Read back what :func:`simulate_darks` (or :func:`simulate_mission`) wrote into ``out``.
+
+    Parameters
+    ----------
+    out : path-like
+        The simulation's folder.
+
+    Returns
+    -------
+    SimulatedDarks
+        Its files and truth (a :class:`SimulatedMission` for a mission).
 
     Raises
     ------
     FileNotFoundError
-        If ``outdir`` holds no ``simulation.json``.
+        If ``out`` holds no ``simulation.json``.
     """
-    out = Path(outdir)
+    out = Path(out)
     manifest = out / _MANIFEST
     if not manifest.is_file():
         msg = f"{out} holds no simulation (no {_MANIFEST}); run simulate_darks first"
@@ -554,7 +623,7 @@ def load_simulation(outdir: str | os.PathLike[str]) -> SimulatedDarks:
         **{k: tuple(v) if isinstance(v, list) else v for k, v in record["physics"].items()}
     )
     fields = {
-        "outdir": out,
+        "out": out,
         "periods": AnnealTable.read(out / _TABLE),
         "files": {int(k): tuple(out / f for f in v) for k, v in record["files"].items()},
         "truth_paths": {int(k): out / v for k, v in record["truth"].items()},
@@ -569,13 +638,13 @@ def load_simulation(outdir: str | os.PathLike[str]) -> SimulatedDarks:
     return SimulatedDarks(**fields)
 
 
-def _prepare_outdir(out: Path, *, overwrite: bool) -> None:
+def _prepare_out(out: Path, *, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
-        msg = f"outdir {out} exists and is not a directory"
+        msg = f"out {out} exists and is not a directory"
         raise NotADirectoryError(msg)
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            msg = f"outdir {out} is not empty; pass overwrite=True to replace a previous simulation"
+            msg = f"out {out} is not empty; pass overwrite=True to replace a previous simulation"
             raise FileExistsError(msg)
         for path in out.glob("*_flt.fits"):
             path.unlink()
@@ -588,11 +657,11 @@ def _prepare_outdir(out: Path, *, overwrite: bool) -> None:
 def _write_manifest(
     result: SimulatedDarks, path: Path, *, mission: dict[str, Any] | None = None
 ) -> None:
-    from stores import __version__
+    from stores.common.provenance import provenance
 
     record = {
         "format": "stiscube.simulate",
-        "software_version": __version__,
+        **provenance(),  # software, software_versions, created
         "simulated": True,
         "seed": result.seed,
         "shape": list(result.shape),
@@ -600,7 +669,7 @@ def _write_manifest(
         **({} if mission is None else {"mission": mission}),
         "files": {str(k): [p.name for p in v] for k, v in sorted(result.files.items())},
         "truth": {
-            str(k): str(p.relative_to(result.outdir)) for k, p in sorted(result.truth_paths.items())
+            str(k): str(p.relative_to(result.out)) for k, p in sorted(result.truth_paths.items())
         },
     }
     atomic_write(path, json.dumps(record, indent=2))
@@ -966,7 +1035,7 @@ class _Simulator:
                 "occdhtav": (
                     "frame",
                     np.asarray(frames.get("occdhtav", np.full(n, -1.0)), dtype=float),
-                    {"units": "deg C", "long_name": "OCCDHTAV written (-1: Side-1)"},
+                    {"units": "deg_C", "long_name": "OCCDHTAV written (-1: Side-1)"},
                 ),
                 "dark_scale": (
                     "frame",

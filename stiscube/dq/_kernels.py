@@ -34,6 +34,18 @@ def clipped_threshold(
     every index of the other axes (e.g. each frame of a ``(period, row, col)`` stack with
     ``axis=(1, 2)``).  Where all values along *axis* are non-finite, the outputs are NaN.
 
+    Parameters
+    ----------
+    frames : numpy.ndarray
+        The values.
+    nsigma : float
+        The threshold's number of clipped standard deviations.
+    clip_sigma, maxiters
+        The clipping limit (standard deviations) and most iterations (None: until
+        convergence).
+    axis : int or tuple of int
+        The axes of one frame.
+
     Returns
     -------
     median, std, threshold : numpy.ndarray
@@ -65,6 +77,8 @@ def hot_mask(
         :func:`clipped_threshold`: ``sci > threshold``.
     combine : {"or", "and"}
         How the two tests combine when both are given.
+    axis : (int, int)
+        The frame axes of *sci*.
 
     Returns
     -------
@@ -90,5 +104,20 @@ def hot_mask(
 
 
 def persistent(masks: np.ndarray, k: int, *, axis: int = 0) -> np.ndarray:
-    """True where *masks* holds in at least *k* entries along *axis*: ``sum(masks) >= k``."""
+    """True where *masks* holds in at least *k* entries along *axis*: ``sum(masks) >= k``.
+
+    Parameters
+    ----------
+    masks : numpy.ndarray of bool
+        The masks, one per period along *axis*.
+    k : int
+        Entries needed.
+    axis : int
+        The period axis.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        *masks* reduced over *axis*.
+    """
     return np.count_nonzero(masks, axis=axis) >= k

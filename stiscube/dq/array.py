@@ -61,8 +61,8 @@ import xarray as xr
 
 from stiscube._provenance import iso
 from stiscube.cube._cubecheck import check_cube
+from stiscube.cube._queries import resolve_period
 from stiscube.cube.pixeldb import PixelDB
-from stiscube.cube.queries import resolve_period
 from stiscube.dq._kernels import clipped_threshold, hot_mask, persistent
 from stiscube.dq.flags import cf_flag_attrs
 from stiscube.dq.rules import DQRules

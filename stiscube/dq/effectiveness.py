@@ -223,7 +223,18 @@ def anneal_effectiveness(
 
 def effectiveness_by_side(table: Any) -> Any:
     """The anneals of each electronics side pooled: counts summed, fractions with binomial
-    errors (an :class:`astropy.table.Table`, one row per side present)."""
+    errors (an :class:`astropy.table.Table`, one row per side present).
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        The per-anneal table of :func:`anneal_effectiveness`.
+
+    Returns
+    -------
+    astropy.table.Table
+        One row per side.
+    """
     from astropy.table import Table
 
     rows = []
@@ -253,7 +264,20 @@ def effectiveness_by_side(table: Any) -> Any:
 
 
 def write_anneal_effectiveness(table: Any, path: str | os.PathLike[str]) -> Path:
-    """Write the per-anneal table of :func:`anneal_effectiveness` as ECSV (atomically)."""
+    """Write the per-anneal table of :func:`anneal_effectiveness` as ECSV (atomically).
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        The table.
+    path : path-like
+        The ECSV file (replaced if it exists).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+    """
     path = Path(path)
     with atomic_path(path) as tmp:
         table.write(Path(tmp), format="ascii.ecsv", overwrite=True)

@@ -69,6 +69,16 @@ BAD_REFERENCE_PIXEL: int = STIS_DQ.flag("bad_reference_pixel").bit
 def dq_flag(bit_or_name: int | str) -> DQFlag:
     """The registry entry of one bit, given its value (e.g. ``16``) or name (``"hot_pixel"``).
 
+    Parameters
+    ----------
+    bit_or_name : int or str
+        The bit.
+
+    Returns
+    -------
+    DQFlag
+        Its registry entry.
+
     Raises
     ------
     TypeError
@@ -80,7 +90,18 @@ def dq_flag(bit_or_name: int | str) -> DQFlag:
 
 
 def dq_mask(bits: Iterable[int | str]) -> int:
-    """The bitwise OR of *bits* (values or names), each checked against the registry."""
+    """The bitwise OR of *bits* (values or names), each checked against the registry.
+
+    Parameters
+    ----------
+    bits : iterable of int or str
+        Bit values or names.
+
+    Returns
+    -------
+    int
+        The mask.
+    """
     return STIS_DQ.mask(bits)
 
 
@@ -109,6 +130,13 @@ def decode_dq_names(values: np.ndarray, *, sep: str = ",") -> np.ndarray:
 
     Only the distinct values are decoded (``numpy.unique``), so the cost does not grow
     with the number of pixels beyond the unique/inverse pass.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        DQ values.
+    sep : str
+        The separator of the names.
 
     Returns
     -------

@@ -72,7 +72,6 @@ keyword (``DESCRIP must be ASCII ...``).
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import os
 import re
@@ -88,7 +87,7 @@ import xarray as xr
 
 from stiscube._provenance import iso
 from stiscube.cube.pixeldb import PixelDB
-from stiscube.dq.files import _dq_counts, _dq_extension, _target, _write_fits
+from stiscube.dq._fitsfile import dq_cards, dq_counts, dq_extension, target, write_hdus
 from stiscube.dq.flags import BAD_REFERENCE_PIXEL
 from stiscube.dq.rules import DQRules
 from stiscube.exceptions import CubeQueryError, UnitMismatchError
@@ -125,6 +124,16 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 def sybdate(value: Any) -> str:
     """A date as HST reference files write ``USEAFTER``: ``'Mon DD YYYY HH:MM:SS'``.
+
+    Parameters
+    ----------
+    value : date-like
+        The date (UTC).
+
+    Returns
+    -------
+    str
+        The date, whole seconds.
 
     Examples
     --------
@@ -269,6 +278,13 @@ def _periods(db: PixelDB, anneals: int | Sequence[int] | None) -> list[int]:
 def cube_provenance(db: PixelDB, anneals: Sequence[int]) -> dict[str, Any]:
     """Cube version and per-period checksums of the periods *anneals* of *db*.
 
+    Parameters
+    ----------
+    db : PixelDB
+        The database.
+    anneals : sequence of int
+        The periods.
+
     Returns
     -------
     dict
@@ -366,13 +382,22 @@ def _resolve(
 
 # -- the arrays ----------------------------------------------------------------------------
 def superdark(
-    db: PixelDB, rules: DQRules | None = None, *, anneals: int | Sequence[int] | None = None
+    db: PixelDB, *, rules: DQRules | None = None, anneals: int | Sequence[int] | None = None
 ) -> xr.Dataset:
     """The superdark of one or more periods: SCI, ERR (electron / s), DQ, samples.
 
     See the module docstring for the formulas: SCI and ERR over every period, DQ of the
     newest period (the one the file applies to).  Periods must be in the ``"rate"``
     unit system (electron / s) and record their number of darks.
+
+    Parameters
+    ----------
+    db : PixelDB
+        The database.
+    rules : DQRules, optional
+        The DQ rules (default ``DQRules()``).
+    anneals : int or sequence of int, optional
+        The periods (default the newest).
 
     Returns
     -------
@@ -430,7 +455,7 @@ def superdark(
     no_data = total == 0
     values = dq.values | np.where(no_data, np.uint16(NO_DATA_BIT), np.uint16(0))
     attrs = dict(dq.attrs)
-    attrs.update(_dq_counts(values, rules, int(np.count_nonzero(no_data))))
+    attrs.update(dq_counts(values, rules, int(np.count_nonzero(no_data))))
     attrs["anneals"] = np.asarray(numbers, dtype=np.int64)
     dims = ("row", "col")
     coords = {"row": dq["row"].values, "col": dq["col"].values}
@@ -446,7 +471,7 @@ def superdark(
     )
 
 
-def bad_pixel_table(db: PixelDB, rules: DQRules, *, anneal: int | None = None):
+def bad_pixel_table(db: PixelDB, *, rules: DQRules, anneal: int | None = None):
     """The persistent bad pixels of a period as a STIS BPIXTAB table (runs along rows).
 
     Parameters
@@ -569,6 +594,7 @@ def _primary(
     kind: str,
     rules: DQRules,
     counts: dict[str, int],
+    attrs: dict,
     extra_history: list[str],
 ):
     from astropy.io import fits
@@ -579,12 +605,8 @@ def _primary(
     )
     primary = fits.PrimaryHDU()
     hdr = primary.header
-    cards = [
-        ("TELESCOP", "HST", "telescope"),
-        ("INSTRUME", "STIS", "instrument"),
-        ("DETECTOR", "CCD", "detector"),
-        ("FILETYPE", FILETYPES[kind], "reference file type"),
-    ]
+    dq_cards(hdr, attrs, rules, counts, numbers)
+    cards = [("FILETYPE", FILETYPES[kind], "reference file type")]
     if kind == "dark":
         cards += [
             ("CCDAMP", keys.ccdamp, "CCD amplifier (CRDS selection; ANY = all)"),
@@ -600,14 +622,6 @@ def _primary(
         ("USEAFTER", sybdate(keys.useafter), "use after this date (UTC)"),
         ("PEDIGREE", keys.pedigree, "origin of the data"),
         ("DESCRIP", keys.descrip, ""),
-        ("PERIODS", ",".join(str(n) for n in numbers), "anneal periods used"),
-        ("APPLIES", numbers[-1], "anneal period whose flags the file holds"),
-        ("NHOT", counts["n_hot"], f"pixels with the hot bit {rules.hot_bit}"),
-        ("NUNSTAB", counts["n_unstable"], f"pixels with the unstable bit {rules.unstable_bit}"),
-        ("NBOTH", counts["n_both"], "pixels both hot and unstable"),
-        ("NNODATA", counts["n_no_data"], f"pixels without usable samples (DQ {NO_DATA_BIT})"),
-        ("NFLAGGED", counts["n_flagged"], "pixels with any DQ bit"),
-        ("RULES", json.dumps(rules.to_dict()), "DQ rules as JSON"),
     ]
     history = list(extra_history)
     if kind == "dark":
@@ -696,15 +710,15 @@ def write_reference(
         )
         raise ValueError(msg)
     keys = _resolve(db, numbers, keywords, kind)
-    path = _target(path, overwrite)
+    path = target(path, overwrite)
     if kind == "bpixtab":
-        table = bad_pixel_table(db, rules, anneal=numbers[0])
+        table = bad_pixel_table(db, rules=rules, anneal=numbers[0])
         values = np.zeros(db.shape, dtype=np.uint16)  # counts from the table's runs
         lengths = np.asarray(table["LENGTH"], dtype=np.int64)
         first = (np.asarray(table["PIX2"], np.int64) - 1) * db.shape[1] + table["PIX1"] - 1
         offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         values.ravel()[np.repeat(first, lengths) + offsets] = np.repeat(table["VALUE"], lengths)
-        counts = _dq_counts(values, rules)
+        counts = dq_counts(values, rules)
         text = [
             f"persistent bad pixels of period {numbers[0]}: flagged in >= {rules.persist_k} "
             f"of the last {rules.persist_m} periods (window "
@@ -715,11 +729,11 @@ def write_reference(
             "runs along rows (AXIS=1)",
             *_categories_text(rules),
         ]
-        primary = _primary(db, numbers, keys, kind, rules, counts, text)
+        primary = _primary(db, numbers, keys, kind, rules, counts, dict(table.meta), text)
         ext = fits.BinTableHDU(table.as_array(), name="BPIXTAB")
         hdus = [primary, ext]
     else:
-        dark = superdark(db, rules, anneals=numbers)
+        dark = superdark(db, rules=rules, anneals=numbers)
         counts = {k: int(dark.attrs[k]) for k in ("n_hot", "n_unstable", "n_both", "n_no_data")}
         counts["n_flagged"] = int(np.count_nonzero(dark["dq"].values))
         formulas = [
@@ -729,13 +743,13 @@ def write_reference(
             *_categories_text(rules),
             f"  no usable sample -> {NO_DATA_BIT} (SCI = ERR = 0)",
         ]
-        primary = _primary(db, numbers, keys, kind, rules, counts, formulas)
+        primary = _primary(db, numbers, keys, kind, rules, counts, dark.attrs, formulas)
         sci = fits.ImageHDU(data=dark["sci"].values.astype(">f4"), name="SCI", ver=1)
         err = fits.ImageHDU(data=dark["err"].values.astype(">f4"), name="ERR", ver=1)
         for hdu, what in ((sci, "dark rate"), (err, "standard error of the dark rate")):
             hdu.header["BUNIT"] = ("ELECTRONS/S", what)
-        hdus = [primary, sci, err, _dq_extension(dark["dq"].values)]
+        hdus = [primary, sci, err, dq_extension(dark["dq"].values)]
     primary.header["NEXTEND"] = (len(hdus) - 1, "number of extensions")
-    _write_fits(fits.HDUList(hdus), path)
+    write_hdus(fits.HDUList(hdus), path)
     logger.info("wrote %s reference of periods %s to %s (%s)", kind, numbers, path, counts)
     return path

@@ -177,7 +177,18 @@ class DQRules:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> DQRules:
-        """Rules from a dict such as :meth:`to_dict` made (unknown keys are an error)."""
+        """Rules from a dict such as :meth:`to_dict` made (unknown keys are an error).
+
+        Parameters
+        ----------
+        values : mapping
+            Field name -> value.
+
+        Returns
+        -------
+        DQRules
+            The rules (validated).
+        """
         known = {f.name for f in fields(cls)}
         extra = sorted(set(values) - known)
         if extra:

@@ -55,6 +55,11 @@ def parse_exposure_mix(text: str) -> dict[float, int]:
     Items are separated by ``/`` or by line breaks (``'23 x 1800 s\n2 x 1000 s'``, the
     layout of the STScI anneal page); blank lines are ignored.
 
+    Parameters
+    ----------
+    text : str
+        The cell.
+
     Returns
     -------
     dict
@@ -85,6 +90,16 @@ def format_exposure_mix(exptimes: Sequence[float]) -> str:
     """The ``exposure_time`` cell for a list of exposure times, e.g. ``'18 x 1100 s / 2 x 60 s'``.
 
     Longest exposure first; times are written as integers when they are whole seconds.
+
+    Parameters
+    ----------
+    exptimes : sequence of float
+        Exposure times, seconds.
+
+    Returns
+    -------
+    str
+        The cell.
     """
     values, counts = np.unique(np.asarray(exptimes, dtype=np.float64), return_counts=True)
     items = []
@@ -98,7 +113,7 @@ def format_exposure_mix(exptimes: Sequence[float]) -> str:
 class AnnealPeriod:
     """One anneal period (one row of an :class:`AnnealTable`).
 
-    Attributes
+    Parameters
     ----------
     number : int
         The anneal period number.
@@ -141,7 +156,18 @@ class AnnealPeriod:
         return parse_exposure_mix(self.exposure_time)
 
     def contains(self, date: Any) -> bool:
-        """Whether ``start <= date < end`` (any form of :func:`~stores.common.dates.to_mjd`)."""
+        """Whether ``start <= date < end``.
+
+        Parameters
+        ----------
+        date : date-like
+            A string, datetime, ``datetime64`` or MJD.
+
+        Returns
+        -------
+        bool
+            Whether the period holds it.
+        """
         mjd = to_mjd(date)
         return bool(self.start_mjd <= mjd < self.end_mjd)
 
@@ -217,8 +243,18 @@ class AnnealTable:
     def read(cls, path: str | os.PathLike[str], *, name: str | None = None) -> AnnealTable:
         """Read a table: ``.ecsv`` as written by :meth:`write`, otherwise the STScI CSV layout.
 
-        *name* is how messages and the table's source name the file (default: *path*),
-        e.g. the URL of a table read from a local copy.
+        Parameters
+        ----------
+        path : path-like
+            The file.
+        name : str, optional
+            How messages and the table's source name the file (default: *path*), e.g.
+            the URL of a table read from a local copy.
+
+        Returns
+        -------
+        AnnealTable
+            The table.
 
         Raises
         ------
@@ -264,6 +300,20 @@ class AnnealTable:
         ``darks`` comma-separated rootnames (may be empty).  Inconsistencies between
         ``duration`` and the dates, or between ``num`` and the exposure mix or the list
         of darks, are logged as warnings, not raised (the published table is the truth).
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            The columns :data:`COLUMNS`.
+        meta : mapping, optional
+            The table's metadata (``simulated``, source URL, ...).
+        source : str
+            How messages name the table.
+
+        Returns
+        -------
+        AnnealTable
+            The table.
         """
         missing = [c for c in COLUMNS if c not in frame.columns]
         if missing:
@@ -373,7 +423,18 @@ class AnnealTable:
         return int(numbers) if numbers.ndim == 0 else numbers
 
     def period_at(self, date: Any) -> AnnealPeriod:
-        """The :class:`AnnealPeriod` holding one date (see :meth:`lookup`)."""
+        """The :class:`AnnealPeriod` holding one date (see :meth:`lookup`).
+
+        Parameters
+        ----------
+        date : date-like
+            One date.
+
+        Returns
+        -------
+        AnnealPeriod
+            Its period.
+        """
         number = self.lookup(date)
         if not isinstance(number, int):
             msg = f"period_at takes one date, got an array of shape {np.shape(number)}"
@@ -399,7 +460,15 @@ class AnnealTable:
         )
 
     def write(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
-        """Write the table as ECSV with the STScI columns and :attr:`meta` in the header."""
+        """Write the table as ECSV with the STScI columns and :attr:`meta` in the header.
+
+        Parameters
+        ----------
+        path : path-like
+            The ECSV file.
+        overwrite : bool
+            Replace an existing file.
+        """
         from astropy.table import Table
 
         frame = self.to_pandas()

@@ -111,7 +111,7 @@ _DIMS = ("frame", "row", "col")
 SIDE2_START_MJD = 52113.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TemperatureCorrection:
     """Scaling of Side-2 dark frames to a reference CCD housing temperature.
 
@@ -119,9 +119,10 @@ class TemperatureCorrection:
     dark rate divided by ``1 + coefficient * (T - reference)`` (the STScI pipeline's
     1/(1 + 0.07 (OCCDHTAV - 18)) by default).  ``enabled=False`` switches it off.
 
-    Attributes
+    Parameters
     ----------
     enabled : bool
+        Whether Side-2 frames are scaled.
     reference : float
         Reference temperature, deg C.
     coefficient : float
@@ -144,7 +145,18 @@ class TemperatureCorrection:
         }, prefix="TemperatureCorrection.")
 
     def scale(self, occdhtav: Any, start_mjd: Any) -> np.ndarray:
-        """``1 + coefficient (T - reference)`` for Side-2 frames with a valid T, else 1."""
+        """``1 + coefficient (T - reference)`` for Side-2 frames with a valid T, else 1.
+
+        Parameters
+        ----------
+        occdhtav, start_mjd : array_like
+            Each frame's ``OCCDHTAV`` (deg C) and exposure start (MJD).
+
+        Returns
+        -------
+        numpy.ndarray
+            One value per frame.
+        """
         temp = np.asarray(occdhtav, dtype=float)
         on = self.applies(temp, start_mjd)
         out = np.ones(np.shape(temp))
@@ -152,7 +164,18 @@ class TemperatureCorrection:
         return out
 
     def applies(self, occdhtav: Any, start_mjd: Any) -> np.ndarray:
-        """Which frames are scaled (enabled, Side-2 date, valid temperature)."""
+        """Which frames are scaled (enabled, Side-2 date, valid temperature).
+
+        Parameters
+        ----------
+        occdhtav, start_mjd : array_like
+            Each frame's ``OCCDHTAV`` (deg C) and exposure start (MJD).
+
+        Returns
+        -------
+        numpy.ndarray
+            One value per frame.
+        """
         temp = np.asarray(occdhtav, dtype=float)
         side2 = np.asarray(start_mjd, dtype=float) >= self.side2_start
         return bool(self.enabled) & side2 & np.isfinite(temp)
@@ -187,7 +210,7 @@ def _exposure_class(item: Any, name: str) -> tuple[str, float, float]:
     return label, low, high
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DarkSelection:
     """Homogeneity rules of one period's frames, and an optional explicit selection.
 
@@ -196,7 +219,7 @@ class DarkSelection:
     groups.  With ``ccdgain``, ``ccdamp`` and/or ``exptime`` given, only the frames that
     match are used and the others are skipped (logged, and recorded with their reasons).
 
-    Attributes
+    Parameters
     ----------
     ccdgain : float, optional
         Keep only frames of this ``CCDGAIN`` (1, 2, 4 or 8).
@@ -248,15 +271,36 @@ class DarkSelection:
         return any(x is not None for x in (self.ccdgain, self.ccdamp, self.exptime))
 
     def exposure_class(self, exptime: float) -> str:
-        """The class name of an exposure time (s): a class of ``exposure_classes`` or
-        ``"<t> s"``."""
+        """The class name of an exposure time: a class of ``exposure_classes`` or ``"<t> s"``.
+
+        Parameters
+        ----------
+        exptime : float
+            Seconds.
+
+        Returns
+        -------
+        str
+            The class name.
+        """
         for name, low, high in self.exposure_classes:
             if low <= exptime <= high:
                 return name
         return f"{exptime:g} s"
 
     def describe_class(self, name: str) -> str:
-        """A class name with its bounds, e.g. ``long (1000-1200 s)``."""
+        """A class name with its bounds, e.g. ``long (1000-1200 s)``.
+
+        Parameters
+        ----------
+        name : str
+            A class name.
+
+        Returns
+        -------
+        str
+            The name with its bounds (itself if it is not a class of ``exposure_classes``).
+        """
         for cname, low, high in self.exposure_classes:
             if cname == name:
                 return f"{name} ({low:g}-{high:g} s)"
@@ -267,7 +311,7 @@ class DarkSelection:
 class DarkFrame:
     """Header facts of one validated dark frame (one imset of a file).
 
-    Attributes
+    Parameters
     ----------
     path : pathlib.Path or str
         The file (a :class:`~pathlib.Path`, or the URL string of a remote file).
@@ -304,6 +348,9 @@ class DarkFrame:
         ``OCCDHTAV`` (deg C), NaN when missing or invalid (-1 marks Side-1 data).
     readnse : float
         ``READNSE`` of the primary header (e-), NaN if absent.
+    layout, stamp, storage_options
+        How the reader reaches the pixels again: the file's HDU layout, its identity
+        when read (size, modification) and the fsspec options of a URL.
     """
 
     path: Path | str
@@ -517,6 +564,20 @@ def read_dark(
 ) -> DarkFrame:
     """One frame of a dark file: its only imset, or imset *imset* (EXTVER) of several.
 
+    Parameters
+    ----------
+    path : path-like or URL
+        The file.
+    imset : int, optional
+        The imset (EXTVER) of a file of several.
+    storage_options : dict, optional
+        fsspec options of a URL.
+
+    Returns
+    -------
+    DarkFrame
+        The frame's header facts.
+
     Raises
     ------
     InvalidDarkError
@@ -660,6 +721,13 @@ def select_darks(
     frames: Sequence[DarkFrame], selection: DarkSelection | None = None
 ) -> tuple[list[DarkFrame], list[tuple[DarkFrame, str]]]:
     """Apply the homogeneity rules of one period (headers only).
+
+    Parameters
+    ----------
+    frames : sequence of DarkFrame
+        The frames (:func:`check_darks`).
+    selection : DarkSelection, optional
+        The rules (default ``DarkSelection()``).
 
     Returns
     -------
@@ -848,7 +916,7 @@ def open_darks(
         "occdhtav": (
             "frame",
             occdhtav,
-            {"units": "deg C", "long_name": "CCD housing temperature OCCDHTAV (NaN: invalid)"},
+            {"units": "deg_C", "long_name": "CCD housing temperature OCCDHTAV (NaN: invalid)"},
         ),
         "dark_scale": (
             "frame",

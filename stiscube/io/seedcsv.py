@@ -39,7 +39,20 @@ _PROPERTY_COLUMNS = dict(zip(PROPERTIES, SEED_COLUMNS[2:], strict=True))
 
 
 def seed_csv_path(anneal_num: int, csv_loc: str | os.PathLike = ".") -> Path:
-    """``<csv_loc>/anneal_{anneal_num}.csv``, the seed's naming."""
+    """``<csv_loc>/anneal_{anneal_num}.csv``, the seed's naming.
+
+    Parameters
+    ----------
+    anneal_num : int
+        The period number.
+    csv_loc : path-like
+        The folder.
+
+    Returns
+    -------
+    pathlib.Path
+        The file's path.
+    """
     return Path(csv_loc) / f"anneal_{int(anneal_num)}.csv"
 
 
@@ -120,7 +133,18 @@ def read_seed_csv(path: str | os.PathLike, *, shape: tuple[int, int]) -> xr.Data
 
 
 def to_seed_table(properties: xr.Dataset) -> pd.DataFrame:
-    """The five properties on (row, col) as a DataFrame in the seed's layout (row-major)."""
+    """The five properties on (row, col) as a DataFrame in the seed's layout (row-major).
+
+    Parameters
+    ----------
+    properties : xarray.Dataset
+        The five properties on (row, col).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`SEED_COLUMNS`, one row per pixel.
+    """
     missing = [name for name in PROPERTIES if name not in properties]
     if missing:
         msg = f"properties lacks {missing}"
@@ -138,6 +162,18 @@ def write_seed_csv(properties: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write the five properties on (row, col) in the seed's CSV layout (row-major).
 
     Values are written with 9 significant digits, enough to round-trip float32.
+
+    Parameters
+    ----------
+    properties : xarray.Dataset
+        The five properties on (row, col).
+    path : path-like
+        The CSV file.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
     """
     path = Path(path)
     to_seed_table(properties).to_csv(path, index=False, float_format="%.9g")

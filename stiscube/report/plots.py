@@ -39,7 +39,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from stiscube.cube._cubecheck import check_cube
-from stiscube.cube.queries import pixel_history, select_period
+from stiscube.cube._queries import pixel_history, select_period
 from stiscube.dq.array import hot_pixel_counts
 from stiscube.exceptions import UnitMismatchError
 from stiscube.schema import PROPERTIES, PROPERTY_DTYPES, UNIT_SYSTEMS

@@ -1,6 +1,6 @@
 """The STIS CCD monitoring site: one self-contained HTML page from the pixel cube.
 
-:func:`write_site` (``stiscube report DB --out DIR``) writes ``DIR/index.html``, built
+:func:`write_site` (``stiscube report STORE --out DIR``) writes ``DIR/index.html``, built
 with :mod:`stores.presentation.site` (BokehJS inlined, works offline from a copied directory).  The
 page holds, in order:
 
@@ -139,8 +139,21 @@ def block_reduce(frame: np.ndarray, block: int, how: str) -> np.ndarray:
 
     The frame is padded with NaN to a multiple of *block*.  ``how="max"`` gives the
     largest finite value of each block, ``"mean"`` the mean of its finite values; a block
-    without any finite value gives NaN.  Output shape ``ceil(rows / block), ceil(cols /
-    block)``, float32.
+    without any finite value gives NaN.
+
+    Parameters
+    ----------
+    frame : numpy.ndarray
+        2-D values.
+    block : int
+        Block side, pixels.
+    how : {"max", "mean"}
+        The reduction.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 of shape ``ceil(rows / block), ceil(cols / block)``.
     """
     one_of(how, "how", ("max", "mean"))
     block = as_int(block, "block", min=1)
@@ -192,6 +205,13 @@ def _mid(start: np.datetime64, end: np.datetime64) -> np.datetime64:
 
 def site_summary(db: PixelDB, *, site: SiteOptions | None = None) -> dict[str, Any]:
     """The numbers and arrays the site shows (computed from the cube, one period at a time).
+
+    Parameters
+    ----------
+    db : PixelDB
+        The database.
+    site : SiteOptions, optional
+        The options (default ``SiteOptions()``).
 
     Returns
     -------

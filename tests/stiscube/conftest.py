@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from dask.callbacks import Callback
 
-from stiscube.datasets.simulate import SimulatedDarks, simulate_darks, simulate_stack
+from stiscube.datasets.simulate import DarkPhysics, SimulatedDarks, simulate_darks, simulate_stack
 from stiscube.properties.compute import compute_properties
 
 #: Frames per period of the acceptance simulation (the issue asks for >= 20).
@@ -30,8 +30,7 @@ def sim_periods(tmp_path_factory: pytest.TempPathFactory) -> SimulatedDarks:
         frames_per_period=ACCEPTANCE_FRAMES,
         shape=ACCEPTANCE_SHAPE,
         seed=20240611,
-        flicker_fraction=0.01,
-        initial_hot_fraction=0.006,
+        physics=DarkPhysics(flicker_fraction=0.01, initial_hot_fraction=0.006),
     )
 
 
@@ -64,11 +63,8 @@ def stack_and_truth() -> tuple:
         n_frames=24,
         shape=(32, 32),
         seed=77,
-        flicker_fraction=0.02,
-        initial_hot_fraction=0.02,
-        nan_fraction=2e-3,
-        fill_fraction=2e-3,
-        blemish_fraction=5e-3,
+        physics=DarkPhysics(flicker_fraction=0.02, initial_hot_fraction=0.02, nan_fraction=2e-3,
+                            fill_fraction=2e-3, blemish_fraction=5e-3),
     )
 
 

@@ -19,6 +19,7 @@ def built(tmp_path_factory):
         main(
             [
                 "simulate",
+                "--out",
                 str(root / "sim"),
                 "--periods",
                 "2",

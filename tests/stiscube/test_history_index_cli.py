@@ -13,7 +13,7 @@ from stiscube.cli import main
 def test_ingest_index_keeps_the_index_current_and_info_lists_versions(tmp_path, capsys):
     sim, db_path = tmp_path / "sim", tmp_path / "db"
     args = ["--periods", "3", "--frames", "4", "--shape", "24", "16", "--seed", "3"]
-    assert main(["simulate", str(sim), *args]) == 0
+    assert main(["simulate", "--out", str(sim), *args]) == 0
     assert main(["ingest", str(db_path), "--simulation", str(sim), "--index"]) == 0
     assert "history index of" in capsys.readouterr().out
     db = PixelDB(db_path, mode="r")

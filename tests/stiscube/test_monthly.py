@@ -36,7 +36,7 @@ def test_monthly_commands_rerun_and_no_gaps(tmp_path, capsys):
             assert main(monthly) == 0
         hdr = fits.getheader(tmp_path / "drk.fits")
         assert hdr["PERIODS"] == str(number) and hdr["APPLIES"] == number
-        assert fits.getheader(tmp_path / "dq.fits")["ANNEALNM"] == number
+        assert fits.getheader(tmp_path / "dq.fits")["APPLIES"] == number
     ds = PixelDB(db, mode="r").dataset
     starts, ends = ds["anneal_start"].values, ds["anneal_end"].values
     np.testing.assert_array_equal(starts[1:], ends[:-1])  # no gap between periods

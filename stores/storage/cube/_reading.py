@@ -145,6 +145,12 @@ class Reading:
         ds = self.to_dataset(lazy=lazy, labels=[label])
         return ds.isel({self.append_dim: 0})
 
+    def coords(self) -> dict:
+        """The coordinates of the committed slices (the labels along the append dimension,
+        the per-slice coordinates) and the schema's fixed coordinates, as the
+        ``{name: (dims, values[, attrs])}`` mapping :class:`xarray.Dataset` takes."""
+        return self._coords_for(self.labels, self._manifest)
+
     def _coords_for(self, chosen: list, manifest: State) -> dict:
         dim = self.append_dim
         label_dtype = str if self.schema.label_dtype == "str" else np.int64

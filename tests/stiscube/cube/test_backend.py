@@ -312,7 +312,7 @@ def test_engine_is_registered_and_guesses(db_path, tmp_path):
         xr.open_dataset(db_path, engine="stiscube", layout="wide")
     with pytest.raises(TypeError, match="was not opened by the stiscube backend"):
         source_of(xr.Dataset())
-    with pytest.raises(TypeError, match="source must be a pixel database path or URL, a PixelDB"):
+    with pytest.raises(TypeError, match="source must be a pixel database path or URL, or a Cube"):
         xr.open_dataset(42, engine="stiscube")
 
 

@@ -297,7 +297,7 @@ def test_index_json_is_checksummed(db):
 
 
 def test_history_index_reader_without_index(tmp_path):
-    assert HistoryIndex(tmp_path).positions([1], ["x"]) is None
+    assert HistoryIndex(tmp_path).lookup([1], ["x"]) is None
 
 
 def test_a_killed_runs_generation_is_removed_by_the_next_update(db, seeds):

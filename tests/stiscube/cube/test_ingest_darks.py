@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stiscube import IncompatibleDarksError, InvalidDarkError, PeriodExistsError, PixelDB
-from stiscube.datasets.simulate import simulate_darks
+from stiscube.datasets.simulate import DarkPhysics, simulate_darks
 from stiscube.io.darks import DarkSelection, TooFewDarksError
 from stores.common.testing import tree_digest
 
@@ -15,7 +15,8 @@ from stores.common.testing import tree_digest
 def simulation(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim")
     return simulate_darks(
-        out, n_periods=2, frames_per_period=20, shape=(48, 40), seed=3, initial_hot_fraction=0.01
+        out, n_periods=2, frames_per_period=20, shape=(48, 40), seed=3,
+        physics=DarkPhysics(initial_hot_fraction=0.01),
     )
 
 
@@ -146,7 +147,7 @@ def test_cli_refuses_an_anneal_number_the_table_lacks(tmp_path, simulation, caps
     from stiscube.cli import main
 
     number = sorted(simulation.files)[0]
-    table = simulation.outdir / "anneal_periods.ecsv"
+    table = simulation.out / "anneal_periods.ecsv"
     darks = [str(p) for p in simulation.files[number]]
     capsys.readouterr()
     code = main(["ingest", str(tmp_path / "db"), "--darks", *darks, "--anneal", "99",
@@ -165,7 +166,7 @@ def test_cli_refuses_an_anneal_number_the_table_lacks(tmp_path, simulation, caps
 
 def test_cli_gain_selection_and_mixed_error(tmp_path, simulation, capsys):
     """Half the darks relabelled CCDGAIN=4 (astropy): the default names both groups and
-    creates nothing; --gain 4 ingests only those frames and reports the others skipped."""
+    creates nothing; --ccdgain 4 ingests only those frames and reports the others skipped."""
     from astropy.io import fits
 
     from stiscube.cli import main
@@ -185,7 +186,7 @@ def test_cli_gain_selection_and_mixed_error(tmp_path, simulation, capsys):
     assert "CCDGAIN=4 CCDAMP=D bin 1x1 long (1000-1200 s): 10 frames" in err
     assert not db.exists()
     assert main(["ingest", str(db), "--darks", *map(str, files), "--anneal", "3",
-                 "--gain", "4", "--no-temperature-correction"]) == 0
+                 "--ccdgain", "4", "--no-temperature-correction"]) == 0
     pixels = PixelDB(db, mode="r")
     used = sorted(pixels.query_anneal_darks(anneal_num=3)["Darks"])
     assert used == sorted(fits.getval(files[k], "ROOTNAME") for k in range(0, 20, 2))

@@ -262,7 +262,7 @@ def test_history_index_is_used_only_while_current(db, truth):
 
     expected = db.history(7, 9)  # from the cube
     assert not db.history_index_current
-    db.build_history_index()
+    db.update_history_index(rebuild=True)
     assert db.history_index_current and db.info()["history_index"]
     xr.testing.assert_identical(db.history(7, 9), expected)
     values = db.history_values(7, 9)
@@ -281,14 +281,14 @@ def test_history_index_is_used_only_while_current(db, truth):
     assert db.history(7, 9)["sci_mean"].sel(anneal=101).item() == new["sci_mean"].values[7, 9]
     other = PixelDB(db.location.url, mode="r")
     assert not other.history_index_current
-    db.build_history_index()
+    db.update_history_index(rebuild=True)
     other.refresh()
     assert other.history_index_current
     xr.testing.assert_identical(
         other.history(7, 9), db.store.read_window(db.anneal_numbers, row=7, col=9)
     )
     with pytest.raises(ReadOnlyStoreError, match="read-only"):
-        other.build_history_index()
+        other.update_history_index(rebuild=True)
 
 
 # -- issue 14: bad input refused before anything is written, checks under the lock ---------
@@ -423,11 +423,11 @@ def test_overlap_check_runs_under_the_writer_lock(tmp_path, trial):
 
 def test_same_inputs_recognises_a_period_of_multi_imset_files(tmp_path):
     """Resume (issue 14.11) with files holding two imsets each: one fingerprint per file."""
-    from stiscube.datasets.simulate import simulate_darks
+    from stiscube.datasets.simulate import DarkPhysics, simulate_darks
 
     sim = simulate_darks(
         tmp_path / "sim", n_periods=1, frames_per_period=6, shape=(32, 32), seed=3,
-        imsets_per_file=2,
+        physics=DarkPhysics(imsets_per_file=2),
     )
     (number, files), = sim.files.items()
     assert len(files) == 3

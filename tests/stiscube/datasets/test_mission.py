@@ -190,7 +190,7 @@ def test_a_period_does_not_depend_on_the_window(tmp_path):
 
 
 def test_load_simulation_gives_the_mission_back(mission_2009):
-    back = load_simulation(mission_2009.outdir)
+    back = load_simulation(mission_2009.out)
     assert isinstance(back, SimulatedMission)
     assert back.mission == mission_2009.mission
     assert back.files == mission_2009.files
@@ -227,10 +227,11 @@ def test_cli_simulate_mission(tmp_path, capsys):
     from stiscube.cli import main
 
     out = tmp_path / "m"
-    argv = ["simulate", str(out), "--mission", "--start", "2003-01-01", "--end", "2003-01-02"]
+    argv = ["simulate", "--out", str(out), "--mission", "--start", "2003-01-01",
+            "--end", "2003-01-02"]
     assert main([*argv, "--shape", "8", "8", "--seed", "2"]) == 0
     back = load_simulation(out)
     assert isinstance(back, SimulatedMission) and len(back.files) == 1
     assert "simulated periods" in capsys.readouterr().out
-    assert main(["simulate", str(tmp_path / "d"), "--end", "2003-01-02"]) == 1
+    assert main(["simulate", "--out", str(tmp_path / "d"), "--end", "2003-01-02"]) == 1
     assert "--end needs --mission" in capsys.readouterr().err

@@ -87,7 +87,8 @@ def test_schedule_and_table(small_darks):
 
 def test_short_darks_in_the_mix(tmp_path):
     sim = simulate_darks(
-        tmp_path, n_periods=2, frames_per_period=24, shape=(8, 8), seed=4, short_fraction=0.1
+        tmp_path, n_periods=2, frames_per_period=24, shape=(8, 8), seed=4,
+        physics=DarkPhysics(short_fraction=0.1),
     )
     for number in sim.files:
         exptimes = [fits.getval(p, "TEXPTIME") for p in sim.files[number]]
@@ -114,7 +115,7 @@ def test_same_seed_same_files(tmp_path):
 
 
 def test_load_simulation_round_trip(small_darks):
-    again = load_simulation(small_darks.outdir)
+    again = load_simulation(small_darks.out)
     assert again.files == small_darks.files
     assert again.truth_paths == small_darks.truth_paths
     assert again.physics == small_darks.physics
@@ -266,13 +267,17 @@ def test_simulate_stack_matches_its_truth(stack_and_truth):
         ({"first_anneal": 1295, "n_periods": 2}, ValueError,
          r"first_anneal must be an integer in \[0, 1294\], got 1295"),
         ({"n_periods": 2.0}, TypeError, "n_periods must be an integer >= 1, got 2.0"),
-        ({"warp_drive": 1}, TypeError, r"unknown physics parameter\(s\) \['warp_drive'\]"),
+        ({"warp_drive": 1}, TypeError, "unexpected keyword argument 'warp_drive'"),
+        ({"physics": {"dark_rate": 1.0}}, TypeError, "physics must be a DarkPhysics, got dict"),
         ({"frames_per_period": 2000, "period_days": 1.0}, ValueError, "do not fit in a period"),
     ],
 )
 def test_bad_parameters_are_refused(tmp_path, kwargs, error, match):
     kwargs = {"shape": (8, 8), **kwargs}
+    physics = {k: kwargs.pop(k) for k in list(kwargs) if k in DarkPhysics.__dataclass_fields__}
     with pytest.raises(error, match=match):
+        if physics:
+            kwargs["physics"] = DarkPhysics(**physics)
         simulate_darks(tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()  # refused before anything is written
 
@@ -355,7 +360,7 @@ def test_multi_imset_files_for_early_periods(tmp_path):
 
     sim = simulate_darks(
         tmp_path, n_periods=1, frames_per_period=6, shape=(8, 8), seed=2, start="1998-02-01",
-        imsets_per_file=2,
+        physics=DarkPhysics(imsets_per_file=2),
     )
     truth = sim.truth(1)
     assert len(sim.files[1]) == 3

@@ -472,14 +472,12 @@ def test_fits_round_trip(dq7, tmp_path):
         assert data.view(np.uint16).tobytes() == dq7.values.astype("<u2").byteswap().tobytes()
         np.testing.assert_array_equal(data, dq7.values)
         hdr, ext = hdul[0].header, hdul["DQ"].header
-        assert hdr["ANNEALNM"] == 7 and ext["ANNEALNM"] == 7
+        assert hdr["APPLIES"] == 7 and "FILETYPE" not in hdr  # a product, not for CRDS
         assert hdr["ANNSTART"] == dq7.attrs["anneal_start"]
         assert hdr["ANNEND"] == dq7.attrs["anneal_end"]
-        assert hdr["UNITSYS"] == "rate" and hdr["WINDOW"] == "5,6,7"
-        assert (hdr["HOTLEVEL"], hdr["HOTNSIG"], hdr["HOTCOMB"]) == (0.1, 5.0, "or")
-        assert (hdr["CLIPSIG"], hdr["CLIPITER"], hdr["UNSTLEVL"]) == (3.0, 40, 2.0)
-        assert (hdr["PERSISTK"], hdr["PERSISTM"], hdr["HOTBIT"], hdr["UNSTBIT"]) == (2, 3, 16, 4)
+        assert hdr["UNITSYS"] == "rate" and hdr["PERIODS"] == "5,6,7"
         assert hdr["HOTTHR"] == dq7.attrs["hot_sigma_threshold"]
+        assert hdr["NNODATA"] == 0
         assert hdr["NHOT"] == np.count_nonzero(dq7.values & 16)
         assert hdr["NUNSTAB"] == np.count_nonzero(dq7.values & 4)
         assert hdr["NFLAGGED"] == np.count_nonzero(dq7.values)
@@ -499,8 +497,8 @@ def test_fits_unused_rules_absent_and_errors(cube, dq7, tmp_path):
     path = write_dq_fits(dq, tmp_path / "level.fits")
     with fits.open(path) as hdul:
         hdr = hdul[0].header
-        assert hdr["HOTLEVEL"] == 0.2
-        for key in ("HOTNSIG", "HOTCOMB", "CLIPSIG", "UNSTLEVL", "PERSISTK", "UNSTBIT", "HOTTHR"):
+        assert json.loads(hdr["RULES"])["hot_level"] == 0.2
+        for key in ("HOTMED", "HOTSTD", "HOTTHR"):  # no relative rule: no clipped statistics
             assert key not in hdr
     before = path.read_bytes()
     with pytest.raises(FileExistsError, match=r"level.fits: file exists; pass overwrite=True"):
@@ -508,7 +506,7 @@ def test_fits_unused_rules_absent_and_errors(cube, dq7, tmp_path):
     assert path.read_bytes() == before
     write_dq_fits(dq7, path, overwrite=True)
     with fits.open(path) as hdul:
-        assert hdul[0].header["ANNEALNM"] == 7
+        assert hdul[0].header["APPLIES"] == 7
     with pytest.raises(FileNotFoundError, match="does not exist"):
         write_dq_fits(dq7, tmp_path / "nowhere" / "dq.fits")
     with pytest.raises(ValueError, match=r"dq must be uint16 on dims \('row', 'col'\), got "):

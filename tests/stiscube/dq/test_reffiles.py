@@ -195,14 +195,14 @@ def test_superdark_vs_numpy(db, truth, tmp_path):
     assert hdr["NFLAGGED"] == np.count_nonzero(dq)
     assert dq[20, 5] == 4  # unstable only: bit 4, not hot
     # a single period: SCI is that period's sci_mean, ERR err_mean / sqrt(n)
-    one = superdark(db, RULES, anneals=5)
+    one = superdark(db, rules=RULES, anneals=5)
     good = n[5] > 0
     np.testing.assert_allclose(one["sci"].values[good], m[5][good], rtol=2e-7)
     np.testing.assert_allclose(
         one["err"].values[good], e[5][good] / np.sqrt(n[5][good]), rtol=2e-7
     )
     with pytest.raises(UnitMismatchError, match=r"periods \[9\] are not in electron / s"):
-        superdark(db, RULES)  # default: one period, the newest (here in counts)
+        superdark(db, rules=RULES)  # default: one period, the newest (here in counts)
 
 
 PERSIST = DQRules(hot_level=0.1, hot_nsigma=None, unstable_level=3.0, persist_k=2, persist_m=3)
@@ -326,7 +326,7 @@ def test_errors_write_nothing(db, tmp_path):
     with pytest.raises(UnitMismatchError, match=r"periods \[9\] are not in electron / s"):
         write_reference(db, out, "dark", anneals=[5, COUNTS], rules=RULES)
     with pytest.raises(ValueError, match="keeps for no-data pixels"):
-        superdark(db, DQRules(unstable_level=3.0, unstable_bit=512), anneals=3)
+        superdark(db, rules=DQRules(unstable_level=3.0, unstable_bit=512), anneals=3)
     with pytest.raises(TypeError, match="db must be a stiscube.PixelDB"):
         write_reference(db.dataset, out, "dark")
     with pytest.raises(ValueError, match="DESCRIP must be printable ASCII"):

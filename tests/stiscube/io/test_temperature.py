@@ -15,7 +15,13 @@ import pytest
 from astropy.io import fits
 
 from stiscube import PixelDB, compute_properties
-from stiscube.datasets.simulate import EVENT_COSMIC_RAY, EVENT_FILL, EVENT_NAN, simulate_darks
+from stiscube.datasets.simulate import (
+    EVENT_COSMIC_RAY,
+    EVENT_FILL,
+    EVENT_NAN,
+    DarkPhysics,
+    simulate_darks,
+)
 from stiscube.io.darks import TemperatureCorrection, read_dark
 
 ALL_EVENTS = EVENT_COSMIC_RAY | EVENT_NAN | EVENT_FILL
@@ -30,10 +36,9 @@ def _simulate(path, drift: float, mean: float):
         shape=SHAPE,
         seed=91,
         start="2012-03-01",  # Side-2
-        temperature=mean,
-        temperature_drift=drift,
-        dark_rate=0.02,  # a rate whose 7 %/C is well above the noise of the mean
-        initial_hot_fraction=0.01,
+        # a dark rate whose 7 %/C is well above the noise of the mean
+        physics=DarkPhysics(temperature=mean, temperature_drift=drift, dark_rate=0.02,
+                            initial_hot_fraction=0.01),
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stiscube.datasets.simulate import simulate_stack
+from stiscube.datasets.simulate import DarkPhysics, simulate_stack
 from stiscube.properties._compiled import band_properties
 from stiscube.properties._kernels import ClipOptions, pixel_properties, reject_cosmic_rays
 from stiscube.schema import DEFAULT_DARK_DQ_MASK
@@ -151,5 +151,6 @@ def test_bad_shapes_and_per_frame_values():
 
 
 def test_gain_four_period_in_electrons():
-    stack, _ = simulate_stack(n_frames=8, shape=(8, 16), seed=8, ccdgain=4, atodgain=4.0)
+    stack, _ = simulate_stack(n_frames=8, shape=(8, 16), seed=8,
+                              physics=DarkPhysics(ccdgain=4, atodgain=4.0))
     _assert_same(*(stack[v].values for v in ("sci", "err", "dq", "exptime", "gain")))

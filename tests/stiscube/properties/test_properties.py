@@ -241,9 +241,10 @@ def test_stack_without_the_needed_variables(stack_and_truth):
 
 def test_gain_four_darks():
     """CCDGAIN=4 frames (counts = electrons / 4): properties still in electrons."""
-    from stiscube.datasets.simulate import simulate_stack
+    from stiscube.datasets.simulate import DarkPhysics, simulate_stack
 
-    stack, truth = simulate_stack(n_frames=20, shape=(48, 48), seed=8, ccdgain=4, atodgain=4.0)
+    stack, truth = simulate_stack(n_frames=20, shape=(48, 48), seed=8,
+                                  physics=DarkPhysics(ccdgain=4, atodgain=4.0))
     # Counts, not electrons: typical |SCI| ~ 1.5 counts (6 e- read noise / 4), not ~5.
     assert float(np.nanmedian(np.abs(stack["sci"].values))) < 2.0
     props = properties_from_stack(stack)

@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 from astropy.io import fits
 
-from stiscube.datasets.simulate import simulate_stack
+from stiscube.datasets.simulate import DarkPhysics, simulate_stack
 from stiscube.properties.compute import properties_from_stack
 from stiscube.properties.readnoise import amplifier_readnoise, pair_readnoise_squared
 
@@ -18,7 +18,8 @@ SHAPE = (64, 64)
 
 def _period(readnoise, seed, start):
     stack, truth = simulate_stack(
-        n_frames=FRAMES, shape=SHAPE, seed=seed, start=start, readnoise=readnoise
+        n_frames=FRAMES, shape=SHAPE, seed=seed, start=start,
+        physics=DarkPhysics(readnoise=readnoise),
     )
     return stack, truth, properties_from_stack(stack)
 

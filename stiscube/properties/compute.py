@@ -11,29 +11,8 @@ cosmic rays, sums the statistics and counts the valid samples per frame.  Its fo
 clipping are those of the numpy reference kernels of :mod:`stiscube.properties._kernels`,
 which its tests use as the oracle.
 
-Definitions (for one pixel, sums over its *kept* samples ``i``: frames whose ``SCI`` and
-``ERR`` are finite with ``ERR > 0``, whose ``DQ`` has no bit of ``dq_mask``, and that are
-not rejected as cosmic rays; ``e_i = gain_i * SCI_i`` and ``E_i = gain_i * ERR_i`` in
-electrons, ``t_i`` the exposure time in seconds, ``r_i = e_i / t_i``):
-
-``sci_mean`` [e-/s]
-    ``sum(e_i) / sum(t_i)``: mean dark rate (exposure-weighted mean of ``r_i``).
-``err_mean`` [e-/s]
-    ``sum(E_i) / sum(t_i)``: the same mean of the ERR arrays.
-``stability`` [1]
-    ``sqrt(sum(((r_i - sci_mean) / (E_i / t_i))**2) / (m - 1))`` with ``m`` kept samples:
-    the reduced-chi spread of the rates about their mean; about 1 for a steady pixel,
-    large for a flickering pixel or one whose rate stepped during the period.
-``nan_count`` [count]
-    ``n - m``: samples excluded (NaN or non-positive ERR, DQ-masked, or cosmic ray).
-``readnoise`` [e-]
-    ``sqrt(max(s2 - max(sum(e_i), 0) / m, 0))`` with
-    ``s2 = sum((e_i - sci_mean t_i)**2) / (m - 1)``: the read noise *measured* from the
-    frames' temporal scatter (the scatter minus the Poisson variance of the mean dark
-    signal), not taken from the ERR arrays; NaN if ``m < 2``.  Its bias and error
-    (14 % per pixel for 50 frames; the median over pixels about 1 % low) are in
-    :mod:`stiscube.properties._kernels`; one number per amplifier from as few as two
-    frames: :func:`stiscube.properties.readnoise.amplifier_readnoise`.
+The properties are defined in :mod:`stiscube.schema` and their formulas, with the read
+noise's bias and error, in :mod:`stiscube.properties._kernels`.
 
 Temperature: ``t_i`` is the exposure time times the frame's ``dark_scale`` coordinate
 when the stack has one (``1 + 0.07 (OCCDHTAV - 18)`` for Side-2 frames by default, see
@@ -43,10 +22,7 @@ lazy ``valid_fraction`` coordinate (fraction of the frame's pixels with a valid 
 from the kernel's counts: no second pass over the pixels),
 which :meth:`stiscube.PixelDB.ingest_darks` uses to refuse periods of unusable frames.
 
-Cosmic rays are rejected by one-sided per-pixel sigma clipping about the median rate with
-the noise model ``sqrt(RN_i**2 + c t_i)``; a level recurring in enough frames (a
-flickering pixel's upper state, a pixel that turned hot during the period) is kept as
-a state of the pixel (details in :func:`stiscube.properties._kernels.reject_cosmic_rays`).
+Cosmic rays: :func:`stiscube.properties._kernels.reject_cosmic_rays`.
 
 Blocks: :func:`compute_properties` reads bands of rows of every frame (``(frame, row,
 col)``, one contiguous read per frame and band), one dask task per band of about 4 Mi

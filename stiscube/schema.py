@@ -43,6 +43,7 @@ __all__ = [
     "PROPERTY_DTYPES",
     "PROPERTY_SPECS",
     "STIS_DQ_BITS",
+    "TRUTH_VARIABLES",
     "UNIT_SYSTEMS",
     "PropertySpec",
     "cube_schema",
@@ -73,6 +74,26 @@ STIS_DQ_BITS: dict[int, tuple[str, str]] = {
 #: the *pixel* (hot 16, blemishes 32/1024, bad pixel 4/512) are deliberately not masked:
 #: measuring those pixels is the point of the pixel property database.
 DEFAULT_DARK_DQ_MASK: int = 1 | 2 | 256 | 8192
+
+
+#: The per-period truth the simulator writes (:mod:`stiscube.datasets.simulate`, its
+#: module docstring defines each): variable -> (dtype, units), on (row, col) but
+#: ``events`` on (frame, row, col).  The truth files carry exactly these.
+TRUTH_VARIABLES: dict[str, tuple[str, str]] = {
+    "dark_rate": ("float32", "electron / s"),
+    "readnoise": ("float32", "electron"),
+    "hot_rate": ("float32", "electron / s"),
+    "hot_onset_mjd": ("float64", "d"),
+    "flicker_amplitude": ("float32", "electron / s"),
+    "flicker_duty": ("float32", "1"),
+    "blemish": ("bool", "1"),
+    "mean_rate": ("float32", "electron / s"),
+    "mean_rate_observed": ("float32", "electron / s"),
+    "events": ("uint8", "1"),
+    "n_cosmic_rays": ("int16", "1"),
+    "n_nan": ("int16", "1"),
+    "n_fill": ("int16", "1"),
+}
 
 
 @dataclass(frozen=True)

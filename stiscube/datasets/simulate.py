@@ -117,6 +117,7 @@ import numpy as np
 import xarray as xr
 
 from stiscube.io.anneals import AnnealPeriod, AnnealTable, format_exposure_mix
+from stiscube.schema import TRUTH_VARIABLES
 from stores.common.dates import describe_mjd, mjd_to_datetime64, to_mjd
 from stores.common.validate import (
     as_float,
@@ -973,24 +974,23 @@ class _Simulator:
         duty[self.flicker_idx] = self.flicker_duty
         exptime = np.asarray(frames["exptime"], dtype=np.float64)
 
-        def img(values: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
-            return values.reshape(grid).astype(dtype)
+        def img(values: np.ndarray) -> np.ndarray:
+            return values.reshape(grid)
 
         dims = ("row", "col")
         ds = xr.Dataset(
             {
-                "dark_rate": (dims, img(self.dark), {"units": "electron / s"}),
-                "readnoise": (dims, img(self.readnoise), {"units": "electron"}),
-                "hot_rate": (dims, img(hot_rate), {"units": "electron / s"}),
-                "hot_onset_mjd": (dims, img(onset, np.float64), {"units": "d"}),
-                "flicker_amplitude": (dims, img(flick_amp), {"units": "electron / s"}),
-                "flicker_duty": (dims, img(duty), {"units": "1"}),
-                "blemish": (dims, img(self.blemish, np.bool_)),
+                "dark_rate": (dims, img(self.dark)),
+                "readnoise": (dims, img(self.readnoise)),
+                "hot_rate": (dims, img(hot_rate)),
+                "hot_onset_mjd": (dims, img(onset)),
+                "flicker_amplitude": (dims, img(flick_amp)),
+                "flicker_duty": (dims, img(duty)),
+                "blemish": (dims, img(self.blemish)),
                 "mean_rate": (
                     dims,
                     img(rate_time / exptime.sum()),
                     {
-                        "units": "electron / s",
                         "definition": (
                             "sum_i R_i t_i / sum_i t_i over all frames of the period, R_i at "
                             "the reference temperature 18 deg C"
@@ -1001,7 +1001,6 @@ class _Simulator:
                     dims,
                     img((rate_time if observed_time is None else observed_time) / exptime.sum()),
                     {
-                        "units": "electron / s",
                         "definition": (
                             "sum_i k_i R_i t_i / sum_i t_i: the mean rate at each frame's "
                             "OCCDHTAV (k_i = dark_scale; 1 for Side-1 frames)"
@@ -1019,12 +1018,9 @@ class _Simulator:
                         "flag_meanings": "cosmic_ray nan_sample lost_data flicker_high",
                     },
                 ),
-                "n_cosmic_rays": (
-                    dims,
-                    img((events & EVENT_COSMIC_RAY).astype(bool).sum(0), np.int16),
-                ),
-                "n_nan": (dims, img((events & EVENT_NAN).astype(bool).sum(0), np.int16)),
-                "n_fill": (dims, img((events & EVENT_FILL).astype(bool).sum(0), np.int16)),
+                "n_cosmic_rays": (dims, img((events & EVENT_COSMIC_RAY).astype(bool).sum(0))),
+                "n_nan": (dims, img((events & EVENT_NAN).astype(bool).sum(0))),
+                "n_fill": (dims, img((events & EVENT_FILL).astype(bool).sum(0))),
             },
             coords={
                 "rootname": ("frame", np.asarray(frames["rootname"], dtype=str)),
@@ -1056,6 +1052,8 @@ class _Simulator:
                 "end": str(mjd_to_datetime64(end)),
             },
         )
+        for name, (dtype, units) in TRUTH_VARIABLES.items():  # the one declaration
+            ds[name] = ds[name].astype(dtype).assign_attrs(units=units)
         return ds
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_CHUNKS",
     "DEFAULT_COMPRESSION",
     "DEFAULT_DARK_DQ_MASK",
+    "EFFECTIVENESS_COLUMNS",
     "PERIOD_PROVENANCE_DEFAULTS",
     "PROPERTIES",
     "PROPERTY_DTYPES",
@@ -74,6 +75,23 @@ STIS_DQ_BITS: dict[int, tuple[str, str]] = {
 #: the *pixel* (hot 16, blemishes 32/1024, bad pixel 4/512) are deliberately not masked:
 #: measuring those pixels is the point of the pixel property database.
 DEFAULT_DARK_DQ_MASK: int = 1 | 2 | 256 | 8192
+
+
+#: The columns of the per-anneal table of :func:`stiscube.dq.effectiveness.anneal_effectiveness`
+#: with their descriptions (units: counts, fractions).
+EFFECTIVENESS_COLUMNS: dict[str, str] = {
+    "anneal": "number of the period the anneal opened (k)",
+    "anneal_mjd": "date of the anneal: start of period k (MJD)",
+    "side": "electronics side at the anneal (1 or 2; Side-2 from 2001-07-23)",
+    "n_new": "hot pixels new since the previous anneal: hot, rate changed in k-1; quiet in k-2",
+    "n_repaired": "of those, not hot in k",
+    "repair_fraction": "n_repaired / n_new",
+    "repair_fraction_err": "binomial 1-sigma error of repair_fraction",
+    "n_old": "old hot pixels: hot in k-2 and k-1",
+    "n_old_still_hot": "of those, hot in k",
+    "old_still_hot_fraction": "n_old_still_hot / n_old",
+    "old_still_hot_fraction_err": "binomial 1-sigma error of old_still_hot_fraction",
+}
 
 
 #: The per-period truth the simulator writes (:mod:`stiscube.datasets.simulate`, its

@@ -57,34 +57,18 @@ from stiscube.cube.pixeldb import PixelDB
 from stiscube.dq.array import hot_pixels
 from stiscube.dq.rules import DQRules
 from stiscube.io.darks import SIDE2_START_MJD
+from stiscube.schema import EFFECTIVENESS_COLUMNS
 from stores.common.dates import datetime64_to_mjd
 from stores.common.validate import as_float, instance_of
 from stores.storage.fs import atomic_path
 
 __all__ = [
-    "EFFECTIVENESS_COLUMNS",
     "anneal_effectiveness",
     "effectiveness_by_side",
     "write_anneal_effectiveness",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: The columns of the per-anneal table, with their descriptions (units: counts, fractions).
-EFFECTIVENESS_COLUMNS: dict[str, str] = {
-    "anneal": "number of the period the anneal opened (k)",
-    "anneal_mjd": "date of the anneal: start of period k (MJD)",
-    "side": "electronics side at the anneal (1 or 2; Side-2 from 2001-07-23)",
-    "n_new": "hot pixels new since the previous anneal: hot, rate changed in k-1; quiet in k-2",
-    "n_repaired": "of those, not hot in k",
-    "repair_fraction": "n_repaired / n_new",
-    "repair_fraction_err": "binomial 1-sigma error of repair_fraction",
-    "n_old": "old hot pixels: hot in k-2 and k-1",
-    "n_old_still_hot": "of those, hot in k",
-    "old_still_hot_fraction": "n_old_still_hot / n_old",
-    "old_still_hot_fraction_err": "binomial 1-sigma error of old_still_hot_fraction",
-}
-
 
 def _fraction(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``k / n`` and its binomial error, NaN where ``n == 0``."""
@@ -122,8 +106,9 @@ def anneal_effectiveness(
     -------
     astropy.table.Table
         One row per anneal whose periods *k-2*, *k-1*, *k* are all in the cube (rate
-        periods with consecutive numbers); columns :data:`EFFECTIVENESS_COLUMNS`; ``meta``
-        holds the rules (JSON), the two levels and the definitions.
+        periods with consecutive numbers); columns
+        :data:`stiscube.schema.EFFECTIVENESS_COLUMNS`; ``meta`` holds the rules (JSON),
+        the two levels and the definitions.
 
     Raises
     ------

@@ -955,12 +955,12 @@ class PixelDB:
         Parameters
         ----------
         row, col : int
-            The pixel.
+            As for :meth:`history_values`.
 
         Returns
         -------
         xarray.Dataset
-            The five properties on ``anneal``.
+            :meth:`history_values` labelled: the five properties on ``anneal``.
         """
         arrays = self.history_values(row, col)
         source = source_of(self.dataset)  # the state the values were read from

@@ -169,12 +169,12 @@ class TemperatureCorrection:
         Parameters
         ----------
         occdhtav, start_mjd : array_like
-            Each frame's ``OCCDHTAV`` (deg C) and exposure start (MJD).
+            As for :meth:`scale`.
 
         Returns
         -------
-        numpy.ndarray
-            One value per frame.
+        numpy.ndarray of bool
+            Whether each frame is scaled.
         """
         temp = np.asarray(occdhtav, dtype=float)
         side2 = np.asarray(start_mjd, dtype=float) >= self.side2_start

@@ -275,7 +275,7 @@ def main() -> None:
         update_s = time.perf_counter() - t1
         assert done["written"] == [n] and not done["rebuilt"], done
         fdb.ingest_properties(random_properties((args.frame_size,) * 2, seed=8), n,
-                              start=t0, end=t0 + day, replace=True)
+                              start=t0, end=t0 + day, overwrite=True)
         t1 = time.perf_counter()
         fdb.update_history_index()
         replace_s = time.perf_counter() - t1

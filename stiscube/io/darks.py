@@ -232,10 +232,10 @@ class DarkSelection:
         Exposure classes, seconds inclusive; a frame in none of them is in the class
         ``"<t> s"``.  Default: the long darks, 1000-1200 s, as the STScI reference darks.
     min_frames : int
-        A period needs at least this many usable frames (>= 2; default 3).
+        A period needs at least this many usable frames (>= 2).
     min_valid_fraction : float
         A frame is usable if at least this fraction of its pixels has a valid sample
-        (finite SCI, finite ERR > 0, DQ not masked); in (0, 1], default 0.5.
+        (finite SCI, finite ERR > 0, DQ not masked); in (0, 1].
     """
 
     ccdgain: float | None = None

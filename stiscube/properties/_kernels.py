@@ -87,18 +87,21 @@ class ClipOptions:
     Parameters
     ----------
     dq_mask : int
-        DQ bits that invalidate a sample (0 ... 32767; default bits 1, 2, 256, 8192).
+        DQ bits that invalidate a sample (0 ... 32767; the default is bits 1, 2, 256, 8192).
     cr_sigma : float
         Clipping threshold in standard deviations (> 0, one-sided).
     maxiters : int
         Maximum number of clipping iterations (>= 1).
-    state_fraction, min_state, state_sigma : float, int, float
-        Recurring-level protection (``0 < state_fraction <= 1``, ``min_state >= 2``,
-        ``state_sigma > 0``), see :func:`reject_cosmic_rays`.
+    state_fraction : float
+        A level recurring in ``max(min_state, ceil(state_fraction * n))`` of the *n* valid
+        frames is a state of the pixel, kept (in (0, 1]).
+    min_state : int
+        The fewest frames of such a recurring level (>= 2).
+    state_sigma : float
+        How close, in standard deviations, the samples of a level must agree (> 0).
     min_tail : int
-        Level-to-the-end protection: a level held by at least this many frames at the end
-        of the period (frames in time order) is kept (0 = off, else >= 2; default 3), see
-        :func:`reject_cosmic_rays`.
+        A level held by at least this many frames at the end of the period (frames in
+        time order) is kept: a pixel that turned hot (0 = off, else >= 2).
 
     Raises
     ------

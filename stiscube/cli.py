@@ -48,6 +48,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -98,7 +99,7 @@ def _store_command(sub, name: str, help: str, func=None) -> argparse.ArgumentPar
     return p
 
 
-def _kinds(sub, name: str, help: str):
+def _kinds(sub, name: str, help: str) -> Any:
     """The KIND subparsers of a ``stiscube NAME STORE KIND ...`` command."""
     p = _store_command(sub, name, help)
     return p.add_subparsers(dest="kind", metavar="KIND", required=True)
@@ -142,7 +143,9 @@ def _add_simulate(sub) -> None:
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
     from stiscube.datasets import simulate_darks, simulate_mission
+    from stiscube.datasets.simulate import SimulatedDarks
 
+    result: SimulatedDarks
     given = {"shape": args.shape and tuple(args.shape), "seed": args.seed, "start": args.start}
     given = {k: v for k, v in given.items() if v is not None}
     if args.mission:
@@ -347,7 +350,8 @@ def _ingest_into(db, args: argparse.Namespace, sim) -> None:
 
     if sim is not None:
         numbers = sorted(sim.files)
-        done, skipped = [], []
+        done: list[int] = []
+        skipped: list[int] = []
         for number in steps(numbers, progress=args.progress, desc="ingest periods"):
             with _unwritten_on_interrupt(number, done):
                 files = sim.files[number]

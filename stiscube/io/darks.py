@@ -98,7 +98,6 @@ __all__ = [
     "TooFewDarksError",
     "check_darks",
     "open_darks",
-    "read_dark",
     "read_frames",
     "select_darks",
 ]
@@ -554,50 +553,6 @@ def read_frames(
             )
         )
     return frames
-
-
-def read_dark(
-    path: str | os.PathLike[str],
-    imset: int | None = None,
-    *,
-    storage_options: Mapping[str, Any] | None = None,
-) -> DarkFrame:
-    """One frame of a dark file: its only imset, or imset *imset* (EXTVER) of several.
-
-    Parameters
-    ----------
-    path : path-like or URL
-        The file.
-    imset : int, optional
-        The imset (EXTVER) of a file of several.
-    storage_options : dict, optional
-        fsspec options of a URL.
-
-    Returns
-    -------
-    DarkFrame
-        The frame's header facts.
-
-    Raises
-    ------
-    InvalidDarkError
-        As :func:`read_frames`; or the file holds several imsets and *imset* is not given,
-        or it holds no imset *imset*.
-    """
-    frames = read_frames(path, storage_options=storage_options)
-    if imset is None:
-        if len(frames) > 1:
-            msg = (
-                f"{os.fspath(path)}: holds {len(frames)} imsets (frames); pass imset= or use "
-                "read_frames for all of them"
-            )
-            raise InvalidDarkError(msg)
-        return frames[0]
-    for frame in frames:
-        if frame.imset == imset:
-            return frame
-    msg = f"{os.fspath(path)}: has no imset {imset} (imsets {[f.imset for f in frames]})"
-    raise InvalidDarkError(msg)
 
 
 def _as_frames(

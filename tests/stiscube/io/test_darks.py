@@ -13,7 +13,7 @@ from astropy.io import fits
 
 from stiscube import IncompatibleDarksError, InvalidDarkError, StiscubeError
 from stiscube.io._fitsio import RawImageStack
-from stiscube.io.darks import check_darks, open_darks, read_dark
+from stiscube.io.darks import check_darks, open_darks, read_frames
 from stiscube.properties.compute import compute_properties
 
 
@@ -72,7 +72,7 @@ def files(small_darks, tmp_path) -> list[Path]:
 def test_bad_header_values(files, tmp_path, edit, match):
     bad = _variant(files[0], tmp_path / "bad_flt.fits", edit)
     with pytest.raises(InvalidDarkError, match=match) as info:
-        read_dark(bad)
+        read_frames(bad)
     assert str(bad) in str(info.value)
     with pytest.raises(InvalidDarkError, match=match):
         compute_properties([*files[1:], bad])
@@ -89,16 +89,16 @@ def test_missing_keywords(files, tmp_path):
 
     bad = _variant(files[0], tmp_path / "a_flt.fits", drop("TEXPSTRT", "EXPSTART"))
     with pytest.raises(InvalidDarkError, match="the primary header has no TEXPSTRT keyword"):
-        read_dark(bad)
+        read_frames(bad)
     # the SCI EXPSTART is enough (the primary TEXPSTRT is optional)
     fine = _variant(files[0], tmp_path / "d_flt.fits", drop("TEXPSTRT"))
-    assert read_dark(fine).start_mjd == fits.getval(files[0], "EXPSTART", ext=1)
+    assert read_frames(fine)[0].start_mjd == fits.getval(files[0], "EXPSTART", ext=1)
     bad = _variant(files[0], tmp_path / "b_flt.fits", drop("ATODGAIN"))
     with pytest.raises(InvalidDarkError, match=r"no ATODGAIN keyword \(primary or SCI header\)"):
-        read_dark(bad)
+        read_frames(bad)
     bad = _variant(files[0], tmp_path / "c_flt.fits", drop("INSTRUME"))
     with pytest.raises(InvalidDarkError, match="INSTRUME = missing"):
-        read_dark(bad)
+        read_frames(bad)
 
 
 def test_gain_from_the_sci_header_when_not_in_the_primary(files, tmp_path):
@@ -106,7 +106,7 @@ def test_gain_from_the_sci_header_when_not_in_the_primary(files, tmp_path):
         del hdul[0].header["ATODGAIN"]
         hdul[1].header["ATODGAIN"] = 4.0
 
-    frame = read_dark(_variant(files[0], tmp_path / "g_flt.fits", edit))
+    frame = read_frames(_variant(files[0], tmp_path / "g_flt.fits", edit))[0]
     assert frame.gain == 4.0
 
 
@@ -120,7 +120,7 @@ def test_missing_extension(files, tmp_path, ext):
     with pytest.raises(
         InvalidDarkError, match=rf"missing the {ext} extension.*\(found: {others}\)"
     ):
-        read_dark(bad)
+        read_frames(bad)
 
 
 def test_incomplete_second_imset(files, tmp_path):
@@ -130,7 +130,7 @@ def test_incomplete_second_imset(files, tmp_path):
         hdul.append(extra)
 
     with pytest.raises(InvalidDarkError, match=r"missing the ERR extension of imset 2"):
-        read_dark(_variant(files[0], tmp_path / "i_flt.fits", edit))
+        read_frames(_variant(files[0], tmp_path / "i_flt.fits", edit))
 
 
 def test_unsupported_image_layouts(files, tmp_path):
@@ -138,19 +138,19 @@ def test_unsupported_image_layouts(files, tmp_path):
         hdul["SCI"].data = hdul["SCI"].data.astype(np.float64)
 
     with pytest.raises(InvalidDarkError, match=r"the SCI image has BITPIX = -64, expected -32"):
-        read_dark(_variant(files[0], tmp_path / "f_flt.fits", float64_sci))
+        read_frames(_variant(files[0], tmp_path / "f_flt.fits", float64_sci))
 
     def scaled_dq(hdul):
         hdul["DQ"].header["BZERO"] = 32768
 
     with pytest.raises(InvalidDarkError, match=r"the DQ image is scaled"):
-        read_dark(_variant(files[0], tmp_path / "s_flt.fits", scaled_dq))
+        read_frames(_variant(files[0], tmp_path / "s_flt.fits", scaled_dq))
 
     def short_err(hdul):
         hdul["ERR"].data = hdul["ERR"].data[:10]
 
     with pytest.raises(InvalidDarkError, match=r"SCI, ERR and DQ shapes differ"):
-        read_dark(_variant(files[0], tmp_path / "e_flt.fits", short_err))
+        read_frames(_variant(files[0], tmp_path / "e_flt.fits", short_err))
 
 
 def test_truncated_files(files, tmp_path):
@@ -163,32 +163,32 @@ def test_truncated_files(files, tmp_path):
         InvalidDarkError,
         match=r"truncated: the DQ data should end at byte \d+ but the file has only",
     ):
-        read_dark(cut_data)
+        read_frames(cut_data)
     cut_header = tmp_path / "cut_header_flt.fits"
     cut_header.write_bytes(data[:4000])  # inside the SCI extension's header
     with pytest.raises(
         InvalidDarkError, match=r"cut_header_flt\.fits: (not a readable FITS file|missing the)"
     ):
-        read_dark(cut_header)
+        read_frames(cut_header)
 
 
 def test_not_fits(tmp_path, files):
     text = tmp_path / "notes_flt.fits"
     text.write_text("this is not a FITS file\n")
     with pytest.raises(InvalidDarkError, match=r"notes_flt\.fits: not a FITS file$"):
-        read_dark(text)
+        read_frames(text)
     empty = tmp_path / "empty_flt.fits"
     empty.write_bytes(b"")
     with pytest.raises(InvalidDarkError, match="an empty file"):
-        read_dark(empty)
+        read_frames(empty)
     packed = tmp_path / "packed_flt.fits.gz"
     packed.write_bytes(gzip.compress(files[0].read_bytes()))
     with pytest.raises(InvalidDarkError, match="gzip-compressed: decompress it first"):
-        read_dark(packed)
+        read_frames(packed)
     with pytest.raises(InvalidDarkError, match=r"nowhere_flt\.fits: file does not exist"):
-        read_dark(tmp_path / "nowhere_flt.fits")
+        read_frames(tmp_path / "nowhere_flt.fits")
     with pytest.raises(InvalidDarkError, match="is a directory"):
-        read_dark(tmp_path)
+        read_frames(tmp_path)
 
 
 # -- set-level problems ---------------------------------------------------------------------
@@ -364,7 +364,7 @@ def _nan_card(path: Path, key: str) -> None:
 def test_bad_keywords_name_file_and_keyword(files, tmp_path, edit, match):
     bad = _variant(files[0], tmp_path / "kw_flt.fits", edit)
     with pytest.raises(InvalidDarkError, match=match) as info:
-        read_dark(bad)
+        read_frames(bad)
     assert str(bad) in str(info.value)
 
 
@@ -372,7 +372,7 @@ def test_nan_texptime_names_file_and_keyword(files, tmp_path):
     bad = Path(shutil.copy(files[0], tmp_path / "nan_flt.fits"))
     _nan_card(bad, "TEXPTIME")
     with pytest.raises(InvalidDarkError, match=r"nan_flt\.fits: primary header keyword TEXPTIME"):
-        read_dark(bad)
+        read_frames(bad)
 
 
 def test_imsets_without_their_own_times_are_refused(files, tmp_path):
@@ -390,7 +390,7 @@ def test_imsets_without_their_own_times_are_refused(files, tmp_path):
 
     bad = _variant(files[0], tmp_path / "two_flt.fits", edit)
     with pytest.raises(InvalidDarkError, match=r"has no EXPTIME; the primary TEXPSTRT/TEXPTIME"):
-        read_dark(bad, imset=2)
+        read_frames(bad)
 
 
 def test_one_imset_falls_back_to_the_primary_times(files, tmp_path):
@@ -398,7 +398,7 @@ def test_one_imset_falls_back_to_the_primary_times(files, tmp_path):
         for key in ("EXPTIME", "EXPSTART", "EXPEND"):
             del hdul[1].header[key]
 
-    frame = read_dark(_variant(files[0], tmp_path / "old_flt.fits", edit))
+    frame = read_frames(_variant(files[0], tmp_path / "old_flt.fits", edit))[0]
     primary = fits.getheader(files[0])
     assert frame.exptime == primary["TEXPTIME"] and frame.start_mjd == primary["TEXPSTRT"]
 

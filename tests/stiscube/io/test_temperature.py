@@ -22,7 +22,7 @@ from stiscube.datasets.simulate import (
     DarkPhysics,
     simulate_darks,
 )
-from stiscube.io.darks import TemperatureCorrection, read_dark
+from stiscube.io.darks import TemperatureCorrection, read_frames
 
 ALL_EVENTS = EVENT_COSMIC_RAY | EVENT_NAN | EVENT_FILL
 SHAPE = (64, 64)
@@ -135,7 +135,8 @@ def test_temperature_recorded_in_the_period_and_invalid_values_kept(drifting, tm
         del hdul["SCI", 1].header["OCCDHTAV"]
     with fits.open(files[5], mode="update") as hdul:
         hdul["SCI", 1].header["OCCDHTAV"] = -1.0
-    assert math.isnan(read_dark(files[3]).occdhtav) and math.isnan(read_dark(files[5]).occdhtav)
+    assert math.isnan(read_frames(files[3])[0].occdhtav)
+    assert math.isnan(read_frames(files[5])[0].occdhtav)
     db = PixelDB.create(tmp_path / "db", periods=drifting.periods, shape=SHAPE)
     props = db.ingest_darks(files, 1)
     text = db.dataset["temperature_correction"].sel(anneal=1).item()

@@ -284,18 +284,14 @@ _MISSION_RULES: dict[str, Any] = {
 def _mission_from_dict(values: dict[str, Any]) -> MissionPhysics:
     """The inverse of :meth:`MissionPhysics.to_dict`."""
     values = dict(values)
-    darks = values.pop("darks")
-    return MissionPhysics(
-        darks=_sim.DarkPhysics(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in darks.items()}
-        ),
-        **{
-            k: tuple(tuple(x) if isinstance(x, list) else x for x in v)
-            if isinstance(v, list)
-            else v
-            for k, v in values.items()
-        },
-    )
+    darks: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in values.pop("darks").items()
+    }
+    fields: dict[str, Any] = {
+        k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+        for k, v in values.items()
+    }
+    return MissionPhysics(darks=_sim.DarkPhysics(**darks), **fields)
 
 
 @dataclass(frozen=True)

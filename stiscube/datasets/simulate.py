@@ -620,10 +620,11 @@ def load_simulation(out: str | os.PathLike[str]) -> SimulatedDarks:
         msg = f"{out} holds no simulation (no {_MANIFEST}); run simulate_darks first"
         raise FileNotFoundError(msg)
     record = json.loads(manifest.read_text())
-    physics = DarkPhysics(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in record["physics"].items()}
-    )
-    fields = {
+    values: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in record["physics"].items()
+    }
+    physics = DarkPhysics(**values)
+    fields: dict[str, Any] = {
         "out": out,
         "periods": AnnealTable.read(out / _TABLE),
         "files": {int(k): tuple(out / f for f in v) for k, v in record["files"].items()},

@@ -95,7 +95,7 @@ def dq_cards(hdr: Any, attrs: dict, rules: DQRules, counts: dict[str, int],
     ``RULES`` (JSON of :meth:`DQRules.to_dict`) and the rules in words as ``COMMENT``.
     """
     unit = UNIT_SYSTEMS[str(attrs["unit_system"])]["sci_mean"]
-    cards = [
+    cards: list[tuple[str, Any, str]] = [
         ("TELESCOP", "HST", "telescope"),
         ("INSTRUME", "STIS", "instrument"),
         ("DETECTOR", "CCD", "detector"),

@@ -156,8 +156,8 @@ def flagged_pixels_table(dq: xr.DataArray, ds: xr.Dataset):
     check_cube(ds, PROPERTIES)
     number = resolve_period(ds, anneal_num=int(dq.attrs["anneal"]))
     if dq.shape != (ds.sizes["row"], ds.sizes["col"]):
-        frame = (ds.sizes["row"], ds.sizes["col"])
-        msg = f"dq has shape {dq.shape} but the cube's frames have shape {frame}"
+        shape = (ds.sizes["row"], ds.sizes["col"])
+        msg = f"dq has shape {dq.shape} but the cube's frames have shape {shape}"
         raise ValueError(msg)
     one = ds.sel(anneal=number)
     dates = (iso(one["anneal_start"].values), iso(one["anneal_end"].values))

@@ -606,7 +606,7 @@ def _primary(
     primary = fits.PrimaryHDU()
     hdr = primary.header
     dq_cards(hdr, attrs, rules, counts, numbers)
-    cards = [("FILETYPE", FILETYPES[kind], "reference file type")]
+    cards: list[tuple[str, Any, str]] = [("FILETYPE", FILETYPES[kind], "reference file type")]
     if kind == "dark":
         cards += [
             ("CCDAMP", keys.ccdamp, "CCD amplifier (CRDS selection; ANY = all)"),

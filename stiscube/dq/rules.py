@@ -6,7 +6,7 @@ out as formulas.  Importable as ``stiscube.dq.DQRules`` too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from functools import partial
 from typing import Any
@@ -39,7 +39,7 @@ _POSITIVE_OR_NONE = partial(as_float, allow_none=True, min=0, strict_min=True)
 _COUNT_OR_NONE = partial(as_int, allow_none=True, min=1)
 #: the rule of each DQRules field but hot_level (checked first: it decides what
 #: hot_nsigma="auto" means), in the order they are checked
-_FIELD_RULES = {
+_FIELD_RULES: dict[str, Callable[[Any, str], Any]] = {
     "hot_nsigma": _POSITIVE_OR_NONE,
     "hot_combine": partial(one_of, choices=_COMBINES),
     "clip_sigma": partial(as_float, min=0, strict_min=True),

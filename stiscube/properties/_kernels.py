@@ -61,6 +61,7 @@ sums of the statistics are float64.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, NamedTuple
@@ -132,7 +133,7 @@ def _min_tail(value: Any, name: str) -> int:
         raise ValueError(msg)
     return value
 #: ClipOptions field -> its validator (stores.common.validate)
-_CLIP_FIELDS = {
+_CLIP_FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "dq_mask": partial(as_int, min=0, max=0x7FFF),  # STIS DQ bits 1 ... 16384
     "cr_sigma": _POSITIVE,
     "maxiters": partial(as_int, min=1),

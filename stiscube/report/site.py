@@ -424,7 +424,7 @@ def _trend_figures(summary: dict[str, Any]):
         ("median_dark", "Median dark rate per period", "median sci_mean [e-/s]", "{0.00000}"),
         ("median_readnoise", "Median read noise per period", "median readnoise [e-]", "{0.000}"),
     ]
-    figures = []
+    figures: list[Any] = []
     for column_name, title, label, fmt in specs:
         fig = bokeh_figure(
             title=title, x_label="period mid-date (UTC)", y_label=label, x_axis_type="datetime",
@@ -495,7 +495,7 @@ def _effectiveness_figures(summary: dict[str, Any]):
             "old",
         ),
     ]
-    figures = []
+    figures: list[Any] = []
     for name, title, label, n_name, what in specs:
         fig = bokeh_figure(
             title=title,

@@ -23,7 +23,8 @@ import logging
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, field, fields
 from functools import partial
 from importlib import resources
@@ -69,6 +70,19 @@ def default_config_path() -> Path:
 
 
 # -- the configuration objects ------------------------------------------------------------
+_POSITIVE = partial(as_float, min=0, strict_min=True)
+_NONNEG = partial(as_float, min=0)
+_COUNT = partial(as_int, min=1, allow_integral_float=True)
+
+
+def _visit(value, name: str) -> str:
+    visit = as_str(value, name)
+    if len(visit) != 2 or not visit.isalnum():
+        msg = f"{name} must be two letters or digits, got {visit!r}"
+        raise ValueError(msg)
+    return visit.lower()
+
+
 @dataclass(frozen=True)
 class Target:
     """A monitored cluster field.
@@ -90,6 +104,14 @@ class Target:
     description: str = ""
     same_chip: bool = False
 
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z0-9_]+", str(self.name)):
+            msg = f"name must be lowercase letters, digits and '_', got {self.name!r}"
+            raise ValueError(msg)
+        check_fields(self, {"targnames": partial(as_sequence_of, item=as_str),
+                            "description": partial(as_str, non_empty=False),
+                            "same_chip": as_bool})
+
 
 @dataclass(frozen=True)
 class Exclusion:
@@ -101,15 +123,23 @@ class Exclusion:
     ----------
     proposal : int
         Proposal ID.
-    visits : tuple of str
-        Two-character visits (empty: every visit).
     reason : str
         Why they are left out.
+    visits : tuple of str
+        Two-character visits (empty: every visit).
     """
 
     proposal: int
-    visits: tuple[str, ...]
     reason: str
+    visits: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_fields(self, {"proposal": _COUNT,
+                            "visits": partial(as_sequence_of, item=_visit, min_len=0),
+                            "reason": partial(as_str, non_empty=False)})
+        if not self.reason.strip():
+            msg = "reason must say why the visits are excluded"
+            raise ValueError(msg)
 
     def matches(self, proposal: int, visit: str) -> bool:
         """Whether an image of *proposal* and *visit* (two characters) is excluded.
@@ -124,11 +154,6 @@ class Exclusion:
         if int(proposal) != self.proposal:
             return False
         return not self.visits or str(visit).lower() in self.visits
-
-
-_POSITIVE = partial(as_float, min=0, strict_min=True)
-_NONNEG = partial(as_float, min=0)
-_COUNT = partial(as_int, min=1, allow_integral_float=True)
 
 
 def _dq_bits(value, name: str) -> int:
@@ -503,6 +528,29 @@ class Config:
     fit: FitOptions = field(default_factory=FitOptions)
     sources: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        def unique(item):
+            return partial(as_sequence_of, item=item, unique=True)
+
+        check_fields(self, {
+            "programs": unique(_COUNT), "filters": unique(as_str),
+            "flash_levels": unique(partial(as_int, min=0, allow_integral_float=True)),
+            "short_exposure_max": _POSITIVE,
+            "flux_bins": partial(as_sequence_of, item=flux_range),
+            "exclude_charge_injection": as_bool, "exclude_binned": as_bool,
+            "flash_status_ok": lambda v, n: tuple(s.strip().upper() for s in as_sequence_of(
+                v, n, partial(as_str, non_empty=False))),
+            "chip_dither_postarg2": as_float, "postarg2_tolerance": _POSITIVE,
+        })
+        if not self.targets:
+            msg = "targets must define at least one target"
+            raise ValueError(msg)
+        if abs(self.chip_dither_postarg2) <= 2 * self.postarg2_tolerance:
+            msg = (f"chip_dither_postarg2 must differ from 0 by more than twice "
+                   f"postarg2_tolerance ({self.postarg2_tolerance}), got "
+                   f"{self.chip_dither_postarg2}")
+            raise ValueError(msg)
+
     def target_for(self, targname: str) -> str | None:
         """Config target name for a TARGNAME header value, or None if not monitored.
 
@@ -633,6 +681,15 @@ def load_config(
 
 
 # -- validation --------------------------------------------------------------------------
+#: the sections whose keys are fields of Config itself
+_FLAT_SECTIONS: dict[str, set[str]] = {
+    "monitor": {"programs", "filters", "flash_levels", "short_exposure_max", "flux_bins"},
+    "quality": {"exclude_charge_injection", "flash_status_ok", "exclude_binned"},
+    "geometry": {"chip_dither_postarg2", "postarg2_tolerance"},
+}
+_FIELD_SECTION = {name: section for section, names in _FLAT_SECTIONS.items() for name in names}
+
+
 class _Validator:
     """Turns the merged TOML mapping into a :class:`Config`, naming bad keys."""
 
@@ -651,23 +708,6 @@ class _Validator:
             name = "" if parent == name else parent
         return ConfigError(f"{source}: {key}: {problem}")
 
-    def table(self, name: str, known: set[str] | None) -> dict:
-        """A section: a table with only the *known* keys, all of them required."""
-        value = self.data.get(name)
-        if not isinstance(value, Mapping):
-            raise self.fail(name, f"must be a table, got {type(value).__name__}")
-        if known is not None:
-            self.keys(name, value, known, required=known, where=f" of [{name}]")
-        return dict(value)
-
-    def entry(self, key: str, spec, known: set[str], required: set[str]) -> Mapping:
-        """An element of a section (``targets.<name>``, ``exclude[i]``): a table with only
-        *known* keys and every *required* one."""
-        if not isinstance(spec, Mapping):
-            raise self.fail(key, "must be a table")
-        self.keys(key, spec, known, required=required)
-        return spec
-
     def keys(self, key: str, value: Mapping, known: set[str], *, required: set[str],
              where: str = "") -> None:
         """The first unknown key of *value*, then the first missing *required* one."""
@@ -679,43 +719,6 @@ class _Validator:
         if missing:
             raise self.fail(f"{key}.{missing[0]}", "missing required key")
 
-    # scalar checks: the shared validators, their message given to the key and its file
-    def check(self, key: str, validator: Callable, value, **rule):
-        """``validator(value, key, **rule)`` (a :mod:`stores.common.validate` function), its
-        TypeError or ValueError raised as the :class:`ConfigError` of *key*."""
-        try:
-            return validator(value, key, **rule)
-        except (TypeError, ValueError) as exc:
-            raise self.fail(key, str(exc).removeprefix(f"{key} ")) from exc
-
-    def number(self, key: str, value, *, positive=False, nonneg=False, integer=False):
-        """A finite number (> 0 if *positive*, >= 0 if *nonneg*), an ``int`` if *integer*
-        (an integral float is accepted)."""
-        lower = 0 if positive or nonneg else None
-        if integer:
-            return self.check(key, as_int, value, allow_integral_float=True,
-                              min=None if lower is None else lower + int(positive))
-        return self.check(key, as_float, value, min=lower, strict_min=positive)
-
-    def boolean(self, key: str, value) -> bool:
-        return self.check(key, as_bool, value)
-
-    def string(self, key: str, value) -> str:
-        return self.check(key, as_str, value, non_empty=False)
-
-    def array(self, key: str, value, item: Callable, *, nonempty=True) -> tuple:
-        if not isinstance(value, list):
-            raise self.fail(key, f"must be an array, got {value!r}")
-        if nonempty and not value:
-            raise self.fail(key, "must not be empty")
-        return tuple(item(f"{key}[{i}]", v) for i, v in enumerate(value))
-
-    def unique(self, key: str, values: tuple) -> tuple:
-        if len(set(values)) != len(values):
-            raise self.fail(key, f"has duplicate entries: {list(values)}")
-        return values
-
-    # sections
     def config(self, sources: tuple[str, ...]) -> Config:
         known = {
             "monitor",
@@ -737,134 +740,71 @@ class _Validator:
         if unknown:
             raise self.fail(f"analysis.{unknown[0]}", f"unknown table [analysis.{unknown[0]}]; "
                             "known tables: ['fit', 'loss']")
-        monitor = self.monitor()
-        return Config(
-            **monitor,
-            targets=self.targets(),
-            exclusions=self.exclusions(),
-            **self.quality(),
-            **self.geometry(),
-            photometry=self.options("photometry", PhotometryOptions),
-            alignment=self.options("alignment", AlignmentOptions),
-            loss=self.options("analysis.loss", LossOptions),
-            fit=self.options("analysis.fit", FitOptions),
-            sources=sources,
-        )
+        flat = {}
+        for section, names in _FLAT_SECTIONS.items():
+            flat.update(self.table(section, names))
+        targets = self.table("targets", None)
+        exclusions = self.data.get("exclude", [])
+        if not isinstance(exclusions, list):
+            raise self.fail("exclude", "must be an array of tables ([[exclude]])")
+        with self.naming("", _FIELD_SECTION):
+            return Config(
+                **flat,
+                targets={name: self.entry(f"targets.{name}", Target, spec, name=name)
+                         for name, spec in targets.items()},
+                exclusions=tuple(self.entry(f"exclude[{i}]", Exclusion, spec)
+                                 for i, spec in enumerate(exclusions)),
+                photometry=self.options("photometry", PhotometryOptions),
+                alignment=self.options("alignment", AlignmentOptions),
+                loss=self.options("analysis.loss", LossOptions),
+                fit=self.options("analysis.fit", FitOptions),
+                sources=sources,
+            )
 
-    def options(self, section: str, cls: type):
-        """The table *section* as the options dataclass *cls*, which validates it (its
-        TypeError or ValueError raised as the :class:`ConfigError` of the field)."""
+    def table(self, section: str, names: set[str] | None) -> dict:
+        """The table *section*, with only the keys *names* (all required; any if None)."""
         table: object = self.data
         for part in section.split("."):
             table = table.get(part, {}) if isinstance(table, Mapping) else table
         if not isinstance(table, Mapping):
             raise self.fail(section, f"must be a table, got {table!r}")
+        if names is not None:
+            self.keys(section, table, names, required=names, where=f" of [{section}]")
+        return dict(table)
+
+    def entry(self, key: str, cls: type, spec, **fixed):
+        """An element of ``[targets]`` or ``[[exclude]]`` as the dataclass *cls*."""
+        if not isinstance(spec, Mapping):
+            raise self.fail(key, "must be a table")
+        known = {f.name for f in fields(cls)} - set(fixed)
+        required = {f.name for f in fields(cls) if f.default is MISSING} - set(fixed)
+        self.keys(key, spec, known, required=required)
+        with self.naming(key, None):
+            return cls(**spec, **fixed)
+
+    @contextmanager
+    def naming(self, key: str, sections: Mapping[str, str] | None):
+        """TypeError or ValueError raised inside as the :class:`ConfigError` of the field
+        the message starts with (``key.field``, or ``sections[field].field``)."""
+        try:
+            yield
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            name, _, problem = str(exc).partition(" ")
+            field = re.sub(r"\[.*$", "", name)
+            where = key if sections is None else sections.get(field)
+            if where is None:
+                raise self.fail(key or field, str(exc)) from exc
+            raise self.fail(f"{where}.{name}".lstrip("."), problem) from exc
+
+    def options(self, section: str, cls: type):
+        """The table *section* as the options dataclass *cls*, which validates it (its
+        TypeError or ValueError raised as the :class:`ConfigError` of the field)."""
+        table = self.table(section, None)
         known = {f.name for f in fields(cls)}
         required = {f.name for f in fields(cls)
                     if f.default is MISSING and f.default_factory is MISSING}
         self.keys(section, table, known, required=required, where=f" of [{section}]")
-        try:
+        with self.naming(section, None):
             return cls(**table)
-        except (TypeError, ValueError) as exc:
-            name, _, problem = str(exc).partition(" ")
-            if re.sub(r"\[.*$", "", name) not in known:
-                name, problem = "", str(exc)
-            raise self.fail(f"{section}.{name}".rstrip("."), problem) from exc
-
-    def monitor(self) -> dict:
-        keys = {"programs", "filters", "flash_levels", "short_exposure_max", "flux_bins"}
-        t = self.table("monitor", keys)
-        programs = self.array(
-            "monitor.programs", t["programs"], lambda k, v: self.number(k, v, positive=True,
-                                                                        integer=True)
-        )
-        self.unique("monitor.programs", programs)
-        filters = self.array("monitor.filters", t["filters"], self.string)
-        self.unique("monitor.filters", filters)
-        flashes = self.array(
-            "monitor.flash_levels",
-            t["flash_levels"],
-            lambda k, v: self.number(k, v, nonneg=True, integer=True),
-        )
-        self.unique("monitor.flash_levels", flashes)
-        split = self.number("monitor.short_exposure_max", t["short_exposure_max"], positive=True)
-
-        bins = self.array("monitor.flux_bins", t["flux_bins"],
-                          lambda k, v: self.check(k, flux_range, v))
-        return {
-            "programs": programs,
-            "filters": filters,
-            "flash_levels": flashes,
-            "short_exposure_max": split,
-            "flux_bins": bins,
-        }
-
-    def targets(self) -> dict[str, Target]:
-        t = self.table("targets", None)
-        if not t:
-            raise self.fail("targets", "must define at least one target")
-        out = {}
-        for name, spec in t.items():
-            key = f"targets.{name}"
-            if not name or name != name.lower() or not name.replace("_", "").isalnum():
-                raise self.fail(key, "target names must be lowercase letters, digits and '_'")
-            self.entry(key, spec, {"targnames", "description", "same_chip"}, {"targnames"})
-            targnames = self.array(f"{key}.targnames", spec["targnames"], self.string)
-            out[name] = Target(
-                name=name,
-                targnames=targnames,
-                description=self.string(f"{key}.description", spec.get("description", "")),
-                same_chip=self.boolean(f"{key}.same_chip", spec.get("same_chip", False)),
-            )
-        return out
-
-    def exclusions(self) -> tuple[Exclusion, ...]:
-        raw = self.data.get("exclude", [])
-        if not isinstance(raw, list):
-            raise self.fail("exclude", "must be an array of tables ([[exclude]])")
-        out = []
-        for i, spec in enumerate(raw):
-            key = f"exclude[{i}]"
-            self.entry(key, spec, {"proposal", "visits", "reason"}, {"proposal", "reason"})
-            proposal = self.number(f"{key}.proposal", spec["proposal"], positive=True,
-                                   integer=True)
-
-            def visit(k, v):
-                v = self.string(k, v)
-                if len(v) != 2 or not v.isalnum():
-                    raise self.fail(k, f"visits are two letters or digits, got {v!r}")
-                return v.lower()
-
-            visits = self.array(f"{key}.visits", spec.get("visits", []), visit, nonempty=False)
-            reason = self.string(f"{key}.reason", spec["reason"])
-            if not reason.strip():
-                raise self.fail(f"{key}.reason", "must say why the visits are excluded")
-            out.append(Exclusion(proposal=proposal, visits=visits, reason=reason))
-        return tuple(out)
-
-    def quality(self) -> dict:
-        keys = {"exclude_charge_injection", "flash_status_ok", "exclude_binned"}
-        t = self.table("quality", keys)
-        return {
-            "exclude_charge_injection": self.boolean(
-                "quality.exclude_charge_injection", t["exclude_charge_injection"]
-            ),
-            "flash_status_ok": tuple(
-                s.strip().upper()
-                for s in self.array(
-                    "quality.flash_status_ok", t["flash_status_ok"], self.string
-                )
-            ),
-            "exclude_binned": self.boolean("quality.exclude_binned", t["exclude_binned"]),
-        }
-
-    def geometry(self) -> dict:
-        t = self.table("geometry", {"chip_dither_postarg2", "postarg2_tolerance"})
-        dither = self.number("geometry.chip_dither_postarg2", t["chip_dither_postarg2"])
-        tol = self.number("geometry.postarg2_tolerance", t["postarg2_tolerance"], positive=True)
-        if abs(dither) <= 2 * tol:
-            raise self.fail(
-                "geometry.chip_dither_postarg2",
-                f"must differ from 0 by more than twice postarg2_tolerance ({tol}), got {dither}",
-            )
-        return {"chip_dither_postarg2": dither, "postarg2_tolerance": tol}

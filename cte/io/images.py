@@ -51,23 +51,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 from astropy.io import fits
 from astropy.wcs import WCS
 
 from cte.config import Config, load_config
 from cte.exceptions import InvalidImageError
 from cte.io._fitsio import check_instrument, open_checked
-from stores.common.stats import clipped_stats
-from stores.common.validate import as_float, card_value, instance_of, subset_of
+from stores.common.validate import card_value, instance_of, subset_of
 
 __all__ = [
     "ChipImage",
     "ImageScan",
     "ImageSelection",
-    "background_levels",
     "find_images",
-    "lazy_pixels",
     "read_chip",
     "read_header",
     "read_headers",
@@ -610,86 +606,3 @@ def read_chip(path: str | os.PathLike, chip: int) -> ChipImage:
                f"ERR {err.shape}, DQ {dq.shape})")
         raise InvalidImageError(msg)
     return ChipImage(path=path, chip=chip, sci=sci, err=err, dq=dq, wcs=wcs, ltv=ltv)
-
-
-def _read_array(path: str, extname: str, extver: int, dtype) -> np.ndarray:
-    with fits.open(path, memmap=False) as hdul:
-        return np.asarray(hdul[extname, extver].data, dtype=dtype)
-
-
-def lazy_pixels(records: pd.DataFrame) -> xr.Dataset:
-    """Lazy (dask) SCI, ERR and DQ cubes of the field chips of selected images.
-
-    Parameters
-    ----------
-    records : pandas.DataFrame
-        One row per image, e.g. from :func:`select_images`; all must have one shape.
-
-    Returns
-    -------
-    xarray.Dataset
-        ``sci``, ``err`` (e-) and ``dq`` with dims ``(image, y, x)``, read from the files
-        only when computed.
-    """
-    import dask
-    import dask.array as da
-
-    rows = records.drop_duplicates("image")
-    rows = rows[rows["chip"] == rows["field_chip"]] if "field_chip" in rows else rows
-    shapes = set(zip(rows["naxis2"], rows["naxis1"], strict=True))
-    if len(shapes) != 1:
-        msg = f"records must share one image shape to stack lazily, got {sorted(shapes)}"
-        raise ValueError(msg)
-    shape = shapes.pop()
-    cubes = {}
-    for name, extname, dtype in (("sci", "SCI", np.float32), ("err", "ERR", np.float32),
-                                 ("dq", "DQ", np.int32)):
-        arrays = [
-            da.from_delayed(dask.delayed(_read_array)(p, extname, int(v), dtype), shape, dtype)
-            for p, v in zip(rows["path"], rows["extver"], strict=True)
-        ]
-        cubes[name] = (("image", "y", "x"), da.stack(arrays))
-    ds = xr.Dataset(cubes, coords={"image": rows["image"].to_numpy(dtype=object),
-                                   "chip": ("image", rows["chip"].to_numpy(np.int8))})
-    ds["sci"].attrs.update(units="electron", long_name="science array")
-    ds["err"].attrs.update(units="electron", long_name="1-sigma error")
-    ds["dq"].attrs.update(units="1", long_name="WFC3 data-quality bits")
-    return ds
-
-
-def _clipped_median_2d(block: np.ndarray, *, sigma: float, maxiters: int) -> np.ndarray:
-    """Kernel: sigma-clipped median over the last two axes."""
-    flat = block.reshape(*block.shape[:-2], -1)
-    return clipped_stats(flat, sigma=sigma, maxiters=maxiters, axis=-1)[0]
-
-
-def background_levels(pixels: xr.Dataset, *, sigma: float = 3.0, maxiters: int = 5,
-                      dq_mask: int = 0) -> xr.DataArray:
-    """Sigma-clipped median of each image's SCI pixels (e-/px), lazily.
-
-    Parameters
-    ----------
-    pixels : xarray.Dataset
-        From :func:`lazy_pixels` (``sci`` and ``dq`` with dims ``image, y, x``).
-    sigma, maxiters : float, int
-        Clipping threshold and iterations.
-    dq_mask : int
-        Pixels with any of these DQ bits are left out.
-
-    Returns
-    -------
-    xarray.DataArray
-        Dims ``image``; dask-backed when *pixels* is (computed with ``.compute()``).
-    """
-    sigma = as_float(sigma, "sigma", min=0, strict_min=True)
-    sci = pixels["sci"].astype(np.float64)
-    if dq_mask:
-        sci = sci.where((pixels["dq"] & int(dq_mask)) == 0)
-    level = xr.apply_ufunc(
-        _clipped_median_2d, sci, input_core_dims=[["y", "x"]],
-        kwargs={"sigma": sigma, "maxiters": maxiters}, dask="parallelized",
-        output_dtypes=[np.float64],
-    )
-    level.attrs.update(units="electron / pixel",
-                       long_name="sigma-clipped median of the SCI pixels")
-    return level.rename("background_level")

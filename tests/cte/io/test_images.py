@@ -11,9 +11,7 @@ from astropy.io import fits
 from cte import InvalidImageError, WrongInstrumentError
 from cte.io.images import (
     ImageSelection,
-    background_levels,
     find_images,
-    lazy_pixels,
     read_chip,
     read_header,
     read_headers,
@@ -164,7 +162,7 @@ def test_selection_errors_name_the_parameter(scan, config, kwargs, match):
         select_images(scan.records, selection=ImageSelection(**kwargs), config=config)
 
 
-def test_read_chip_and_lazy_pixels(scan, config):
+def test_read_chip(scan, config):
     chosen = select_images(
         scan.records, selection=ImageSelection(flashes=[0], ctecorr=["FLT"]), config=config
     )
@@ -174,36 +172,8 @@ def test_read_chip_and_lazy_pixels(scan, config):
         np.testing.assert_array_equal(chip.sci, hdul["SCI", int(row["extver"])].data)
         np.testing.assert_array_equal(chip.dq, hdul["DQ", int(row["extver"])].data)
     assert chip.ltv == (row["ltv1"], row["ltv2"])
-    cube = lazy_pixels(chosen)
-    assert cube["sci"].chunks is not None  # dask-backed, nothing read yet
-    assert cube.sizes["image"] == len(chosen)
-    np.testing.assert_array_equal(cube["sci"].isel(image=0).values, chip.sci)
-    assert list(cube["chip"].values) == list(chosen["chip"])
     with pytest.raises(InvalidImageError, match="no SCI extension for chip 3"):
         read_chip(row["path"], 3)
-
-
-def test_background_levels_are_lazy_and_match_astropy(scan, config):
-    from astropy.stats import sigma_clipped_stats
-
-    chosen = select_images(
-        scan.records, selection=ImageSelection(ctecorr=["FLT"], flashes=[12]), config=config
-    )
-    cube = lazy_pixels(chosen)
-    levels = background_levels(cube, dq_mask=config.photometry.dq_mask)
-    assert levels.chunks is not None  # nothing computed yet
-    values = levels.compute().values
-    for i, row in enumerate(chosen.itertuples()):
-        chip = read_chip(row.path, row.chip)
-        good = (chip.dq & config.photometry.dq_mask) == 0
-        _, median, _ = sigma_clipped_stats(chip.sci[good].astype(float), sigma=3.0, maxiters=5,
-                                           cenfunc="median", stdfunc="std")
-        assert values[i] == pytest.approx(median, rel=1e-9)
-    assert levels.attrs["units"] == "electron / pixel"
-    with pytest.raises(ValueError, match="sigma must be > 0, got 0"):
-        background_levels(cube, sigma=0)
-    with pytest.raises(TypeError, match="sigma must be a number, got '3'"):
-        background_levels(cube, sigma="3")
 
 
 def test_image_selection_is_normalised_once_and_frozen():

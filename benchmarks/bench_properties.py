@@ -27,7 +27,7 @@ from pathlib import Path
 
 from astropy.io import fits
 
-from stiscube.datasets.simulate import load_simulation, simulate_darks
+from stiscube.datasets import load_simulation, simulate_darks
 from stiscube.io.darks import check_darks
 from stiscube.properties.compute import compute_properties
 

@@ -294,7 +294,7 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
         shape = frames[0].shape
     sim = None
     if args.simulation is not None:
-        from stiscube.datasets.simulate import load_simulation
+        from stiscube.datasets import load_simulation
 
         sim = load_simulation(args.simulation)
         db, created = _open_or_create(args, periods=sim.periods, shape=sim.shape)

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -67,6 +68,7 @@ __all__ = [
     "HOT_LEVEL",
     "MissionPhysics",
     "SimulatedMission",
+    "load_simulation",
     "simulate_mission",
 ]
 
@@ -316,6 +318,49 @@ class SimulatedMission(_sim.SimulatedDarks):
         from astropy.table import Table
 
         return Table.read(self.out / _sim._TRUTH_DIR / _ANNEALS, format="ascii.ecsv")
+
+
+def load_simulation(out: str | os.PathLike[str]) -> _sim.SimulatedDarks:
+    """Read back what :func:`~stiscube.datasets.simulate.simulate_darks` (or
+    :func:`simulate_mission`) wrote into ``out``.
+
+    Parameters
+    ----------
+    out : path-like
+        The simulation's folder.
+
+    Returns
+    -------
+    ~stiscube.datasets.simulate.SimulatedDarks
+        Its files and truth (a :class:`SimulatedMission` for a mission).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``out`` holds no ``simulation.json``.
+    """
+    out = Path(out)
+    manifest = out / _sim._MANIFEST
+    if not manifest.is_file():
+        msg = f"{out} holds no simulation (no {_sim._MANIFEST}); run simulate_darks first"
+        raise FileNotFoundError(msg)
+    record = json.loads(manifest.read_text())
+    values: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in record["physics"].items()
+    }
+    physics = _sim.DarkPhysics(**values)
+    fields: dict[str, Any] = {
+        "out": out,
+        "periods": AnnealTable.read(out / _sim._TABLE),
+        "files": {int(k): tuple(out / f for f in v) for k, v in record["files"].items()},
+        "truth_paths": {int(k): out / v for k, v in record["truth"].items()},
+        "shape": tuple(record["shape"]),
+        "seed": int(record["seed"]),
+        "physics": physics,
+    }
+    if "mission" in record:  # written by simulate_mission
+        return SimulatedMission(**fields, mission=_mission_from_dict(record["mission"]))
+    return _sim.SimulatedDarks(**fields)
 
 
 def _true_mean_rate(sim: Any) -> np.ndarray:

@@ -18,7 +18,7 @@
   ``meta: simulated: true``);
 - ``truth/period_NNNN.nc`` — the truth of each period (netCDF, see below);
 - ``simulation.json`` — the parameters, the seed and the list of files, which
-  :func:`load_simulation` reads back.
+  :func:`~stiscube.datasets.mission.load_simulation` reads back.
 
 Physics (per pixel, per frame ``i`` of exposure time ``t_i`` in seconds)
 -----------------------------------------------------------------------
@@ -138,7 +138,6 @@ __all__ = [
     "FULL_SHAPE",
     "DarkPhysics",
     "SimulatedDarks",
-    "load_simulation",
     "simulate_darks",
     "simulate_stack",
 ]
@@ -594,50 +593,6 @@ def _physics(physics: DarkPhysics | None) -> DarkPhysics:
     if physics is None:
         return DarkPhysics()
     return instance_of(physics, "physics", DarkPhysics, what="a DarkPhysics")
-
-
-def load_simulation(out: str | os.PathLike[str]) -> SimulatedDarks:
-    """Read back what :func:`simulate_darks` (or :func:`simulate_mission`) wrote into ``out``.
-
-    Parameters
-    ----------
-    out : path-like
-        The simulation's folder.
-
-    Returns
-    -------
-    SimulatedDarks
-        Its files and truth (a :class:`SimulatedMission` for a mission).
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``out`` holds no ``simulation.json``.
-    """
-    out = Path(out)
-    manifest = out / _MANIFEST
-    if not manifest.is_file():
-        msg = f"{out} holds no simulation (no {_MANIFEST}); run simulate_darks first"
-        raise FileNotFoundError(msg)
-    record = json.loads(manifest.read_text())
-    values: dict[str, Any] = {
-        k: tuple(v) if isinstance(v, list) else v for k, v in record["physics"].items()
-    }
-    physics = DarkPhysics(**values)
-    fields: dict[str, Any] = {
-        "out": out,
-        "periods": AnnealTable.read(out / _TABLE),
-        "files": {int(k): tuple(out / f for f in v) for k, v in record["files"].items()},
-        "truth_paths": {int(k): out / v for k, v in record["truth"].items()},
-        "shape": tuple(record["shape"]),
-        "seed": int(record["seed"]),
-        "physics": physics,
-    }
-    if "mission" in record:  # written by simulate_mission
-        from stiscube.datasets.mission import SimulatedMission, _mission_from_dict
-
-        return SimulatedMission(**fields, mission=_mission_from_dict(record["mission"]))
-    return SimulatedDarks(**fields)
 
 
 def _prepare_out(out: Path, *, overwrite: bool) -> None:

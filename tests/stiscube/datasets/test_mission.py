@@ -15,8 +15,7 @@ from astropy.io import fits
 from astropy.time import Time
 
 from stiscube import PixelDB
-from stiscube.datasets import MissionPhysics, SimulatedMission, simulate_mission
-from stiscube.datasets.simulate import load_simulation
+from stiscube.datasets import MissionPhysics, SimulatedMission, load_simulation, simulate_mission
 
 #: STIS switched to Side-2 electronics on 2001-07-23 (published date).
 SIDE2_SWITCH_MJD = Time("2001-07-23").mjd

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from stiscube.datasets import load_simulation
 from stiscube.datasets.simulate import (
     EVENT_COSMIC_RAY,
     EVENT_FILL,
     EVENT_FLICKER_HIGH,
     EVENT_NAN,
     DarkPhysics,
-    load_simulation,
     simulate_darks,
 )
 

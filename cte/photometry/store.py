@@ -26,7 +26,7 @@ from cte.exceptions import InvalidPhotometryError
 from cte.schema import COORDS, key_for, validate
 from stores import DatasetStore
 from stores.common.validate import as_float, one_of
-from stores.storage.fs import LOCK_TIMEOUT
+from stores.storage.locks import LOCK_TIMEOUT, WriterLock
 
 __all__ = ["PhotometryStore"]
 
@@ -186,7 +186,8 @@ class PhotometryStore:
             by_key.setdefault(key, []).append(ds)
         if not by_key:
             return []
-        with self._store.location.lock(_LOCK, timeout=self.lock_timeout, purpose="photometry"):
+        with WriterLock(self._store.location, _LOCK, timeout=self.lock_timeout,
+                        purpose="photometry"):
             for key, parts in sorted(by_key.items()):  # loop over keys (files)
                 existing = self.read(key) if key in self._store else None
                 merged = _merge(existing, parts)
@@ -208,7 +209,8 @@ class PhotometryStore:
         """
         key = "/".join(_parts(key))
         images = list(images)
-        with self._store.location.lock(_LOCK, timeout=self.lock_timeout, purpose="photometry"):
+        with WriterLock(self._store.location, _LOCK, timeout=self.lock_timeout,
+                        purpose="photometry"):
             ds = self.read(key)
             unknown = sorted(set(images) - set(ds["image"].values))
             if unknown:

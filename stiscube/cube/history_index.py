@@ -66,6 +66,7 @@ import numpy as np
 
 from stores.common.provenance import slice_digest
 from stores.storage.fs import Location, atomic_write
+from stores.storage.locks import WriterLock
 
 __all__ = [
     "HistoryIndex",
@@ -304,7 +305,8 @@ def update_history_index(db, *, rebuild: bool = False) -> dict:
         raise NotImplementedError(msg)
     root = Path(loc.root)
     (root / _DIR).mkdir(exist_ok=True)
-    with loc.lock(f"{_DIR}/{_LOCK}", timeout=db.store.lock_timeout, purpose="history index"):
+    with WriterLock(loc, f"{_DIR}/{_LOCK}", timeout=db.store.lock_timeout,
+                    purpose="history index"):
         published = _load_meta(root)  # a killed run's generation is removed first
         _clean(root, keep=None if published is None else published.generation)
         store = _reader_store(db)

@@ -69,7 +69,8 @@ from stores import (
 )
 from stores.common.dates import mjd_to_datetime64, to_mjd
 from stores.common.validate import as_int, instance_of, one_of
-from stores.storage.fs import LOCK_TIMEOUT, Location
+from stores.storage.fs import Location
+from stores.storage.locks import LOCK_TIMEOUT
 
 __all__ = ["PixelDB", "PreparedDarks"]
 

@@ -1,4 +1,4 @@
-"""Filesystem plumbing shared by the stores: locations, atomic writes, locks.
+"""Filesystem plumbing shared by the stores: locations and atomic writes.
 
 A *location* is a local path or any fsspec URL (``memory://``, ``s3://``, ...).
 Local paths (plain paths, ``file://`` and ``local://`` URLs, all mapped to the same
@@ -37,7 +37,6 @@ from stores.common.validate import instance_of
 
 __all__ = [
     "LOCKABLE_PROTOCOLS",
-    "LOCK_TIMEOUT",
     "Location",
     "atomic_path",
     "atomic_write",
@@ -50,9 +49,6 @@ _memory_locks_guard = threading.Lock()
 _LOCAL_PROTOCOLS = ("file://", "local://")
 #: fsspec protocols whose writer lock is atomic (an exclusive create); others are read-only
 LOCKABLE_PROTOCOLS = ("memory", "s3", "s3a")
-#: seconds a writer waits for another writer's lock by default (every store of both
-#: packages); 0 fails at once
-LOCK_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -301,22 +297,6 @@ class Location:
             Path components below the root.
         """
         self.fs.makedirs(self.join(*parts), exist_ok=True)
-
-    def lock(self, name: str, *, timeout: float = LOCK_TIMEOUT, purpose: str = "write"):
-        """A writer lock on ``name`` here (:class:`~stores.storage.locks.WriterLock`).
-
-        Parameters
-        ----------
-        name : str
-            The lock file's name.
-        timeout : float
-            Seconds to wait for another writer.
-        purpose : str
-            What the writer does (shown to other writers).
-        """
-        from stores.storage.locks import WriterLock
-
-        return WriterLock(self, name, timeout=timeout, purpose=purpose)
 
 
 def _fsync_dir(path: str) -> None:

@@ -31,13 +31,17 @@ from stores._exceptions import StoreLockedError
 from stores.common.validate import as_float
 from stores.storage.fs import Location, _memory_locks_guard, write_errors
 
-__all__ = ["LEASE_SECONDS", "LockHolder", "WriterLock", "break_lock", "lock_holder"]
+__all__ = ["LEASE_SECONDS", "LOCK_TIMEOUT", "LockHolder", "WriterLock", "break_lock",
+           "lock_holder"]
 
 logger = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.05
 #: seconds a remote lock stays live without a heartbeat (renewed every third of it)
 LEASE_SECONDS = 60.0
+#: seconds a writer waits for another writer's lock by default (every store of both
+#: packages); 0 fails at once
+LOCK_TIMEOUT = 60.0
 _memory_locks: dict[str, threading.Lock] = {}
 
 
@@ -125,8 +129,8 @@ class WriterLock:
         Seconds after which an unrenewed remote lock is stale.
     """
 
-    def __init__(self, location: Location, name: str, *, timeout: float, purpose: str,
-                 lease: float = LEASE_SECONDS) -> None:
+    def __init__(self, location: Location, name: str, *, timeout: float = LOCK_TIMEOUT,
+                 purpose: str = "write", lease: float = LEASE_SECONDS) -> None:
         self.location = location
         self.name = name
         self.path = location.join(name)

@@ -25,6 +25,7 @@ from stores import (
 )
 from stores.common.testing import example_coords, example_schema, example_slice, tree_digest
 from stores.storage.fs import Location
+from stores.storage.locks import WriterLock
 
 
 def _no_compute(*args, **kwargs):
@@ -253,7 +254,7 @@ def test_verify_detects_changed_bytes(tmp_path, schema):
 
 def test_second_writer_in_process_is_locked_out(filled, schema):
     other = CubeStore(filled.location.url, mode="r+", lock_timeout=0)
-    with Location.parse(filled.location.url).lock(".lock"):
+    with WriterLock(Location.parse(filled.location.url), ".lock"):
         with pytest.raises(StoreLockedError, match="locked by another writer"):
             other.append(example_slice(schema, 1), 1, coords=example_coords(1))
     other.append(example_slice(schema, 1), 1, coords=example_coords(1))

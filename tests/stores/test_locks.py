@@ -92,7 +92,7 @@ def test_unlock_command_reports_the_holder(tmp_path):
                                str(tmp_path / "db"), *args], capture_output=True, text=True)
 
     assert unlock().stdout.strip() == f"{tmp_path / 'db'} is not locked"
-    with Location.parse(path).lock(".lock", purpose="ingest"):
+    with WriterLock(Location.parse(path), ".lock", purpose="ingest"):
         proc = unlock()
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.startswith(f"locked by pid {os.getpid()} on ")
@@ -105,10 +105,10 @@ def test_one_default_lock_timeout_for_every_store():
     """Issue 25: the stores of both packages wait the same time for a lock by default."""
     from cte.photometry.store import PhotometryStore
     from stiscube import PixelDB
-    from stores.storage.fs import LOCK_TIMEOUT
+    from stores.storage.locks import LOCK_TIMEOUT
 
     assert LOCK_TIMEOUT == 60.0
     for func, name in ((CubeStore, "lock_timeout"), (CubeStore.create, "lock_timeout"),
                        (PixelDB, "lock_timeout"), (PixelDB.create, "lock_timeout"),
-                       (PhotometryStore, "lock_timeout"), (Location.lock, "timeout")):
+                       (PhotometryStore, "lock_timeout"), (WriterLock, "timeout")):
         assert inspect.signature(func).parameters[name].default == LOCK_TIMEOUT, func

@@ -27,6 +27,7 @@ from stores.common.validate import as_int
 from stores.storage.cube import _log
 from stores.storage.cube._log import CHECKPOINTS, DAMAGED, MANIFESTS, Damaged, State
 from stores.storage.fs import write_errors
+from stores.storage.locks import WriterLock
 
 __all__ = ["PruneReport", "RepairReport"]
 
@@ -120,7 +121,7 @@ def repair(store, *, dry_run: bool) -> RepairReport:
     store._check_writable()
     from stores.storage.cube._writing import LOCK
 
-    lock = store.location.lock(LOCK, timeout=store.lock_timeout, purpose="repair")
+    lock = WriterLock(store.location, LOCK, timeout=store.lock_timeout, purpose="repair")
     with store._handle_lock, lock:
         store.refresh()
         problems = list(store._problems)
@@ -235,7 +236,7 @@ def upgrade(store, *, dry_run: bool) -> RepairReport:
 
     store._check_writable()
     loc, log = store.location, store._log
-    lock = loc.lock(LOCK, timeout=store.lock_timeout, purpose="upgrade")
+    lock = WriterLock(loc, LOCK, timeout=store.lock_timeout, purpose="upgrade")
     with store._handle_lock, lock:
         if store.format_version >= FORMAT_VERSION:
             return RepairReport((), (), applied=not dry_run)

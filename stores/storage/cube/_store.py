@@ -29,7 +29,8 @@ from stores.storage.cube._writing import FORMAT_VERSION, LOCK, Writing
 from stores.storage.cube.schema import (
     CubeSchema,
 )
-from stores.storage.fs import LOCK_TIMEOUT, Location, write_errors
+from stores.storage.fs import Location, write_errors
+from stores.storage.locks import LOCK_TIMEOUT, WriterLock, break_lock, lock_holder
 
 __all__ = ["CubeStore"]
 
@@ -126,7 +127,7 @@ class CubeStore(Reading, Writing):
             raise StoreExistsError(msg)
         with write_errors(f"cube store {loc.url}"):
             loc.makedirs()
-            with loc.lock(LOCK, timeout=lock_timeout, purpose="create"):
+            with WriterLock(loc, LOCK, timeout=lock_timeout, purpose="create"):
                 create_arrays(loc, schema)
                 change = {"action": "create", "label": None, "time": _log.now()}
                 VersionLog(loc, (STAGING,)).publish(
@@ -385,8 +386,6 @@ class CubeStore(Reading, Writing):
     def lock_holder(self):
         """Who holds the writer lock (a :class:`stores.storage.locks.LockHolder`: pid, host,
         since, purpose, age, stale), or None when it is free."""
-        from stores.storage.locks import lock_holder
-
         return lock_holder(self.location, LOCK)
 
     def break_lock(self, *, force: bool = False):
@@ -402,8 +401,6 @@ class CubeStore(Reading, Writing):
         force : bool
             Remove a live lock too.
         """
-        from stores.storage.locks import break_lock
-
         if self.mode == "r":
             msg = f"cube store {self.location.url} was opened read-only (mode='r'): "
             msg += "open it with mode='r+' to break its lock"

@@ -28,6 +28,7 @@ from stores.storage.cube import _log
 from stores.storage.cube._log import State
 from stores.storage.cube.schema import sha256, validate_coords, validate_slice
 from stores.storage.fs import write_errors
+from stores.storage.locks import WriterLock
 
 __all__: list[str] = []
 
@@ -39,6 +40,8 @@ FORMAT_VERSION = 2
 
 class Writing:
     """The write methods of :class:`stores.CubeStore`."""
+
+    _held: WriterLock | None  # the writer lock while this handle holds it
 
     # -- writing -------------------------------------------------------------------------
     def check_writable(self) -> None:
@@ -101,7 +104,7 @@ class Writing:
         self._check_writable()
         with self._handle_lock:
             if self._depth == 0:
-                lock = self.location.lock(LOCK, timeout=self.lock_timeout, purpose="write")
+                lock = WriterLock(self.location, LOCK, timeout=self.lock_timeout)
                 lock.acquire()
                 self._held = lock
             self._depth += 1
@@ -116,7 +119,8 @@ class Writing:
                 self._depth -= 1
                 if self._depth == 0:
                     held, self._held = self._held, None
-                    held.release()
+                    if held is not None:
+                        held.release()
 
     def commit(self, data: xr.Dataset, label, *, coords: Mapping | None = None,
                extras: Mapping | None = None, replace: bool = False) -> None:

@@ -23,7 +23,7 @@ Subcommands (``STORE``: the pixel database, a directory or fsspec URL)::
 The option flags of the library's options dataclasses (:class:`~stiscube.io.darks.DarkSelection`,
 :class:`~stiscube.properties.ClipOptions`, :class:`~stiscube.dq.DQRules`,
 :class:`~stiscube.report.site.SiteOptions`, :class:`~stiscube.dq.reffiles.ReferenceKeywords`)
-are made from the dataclasses (:func:`stores._cli.add_options`): one ``--field-name`` per
+are made from the dataclasses (:func:`stores.common.cli.add_options`): one ``--field-name`` per
 field, its help and default from the dataclass, so a flag not given keeps the library's
 default.
 

@@ -92,12 +92,12 @@ def cube_location(db: Location) -> Location:
 
     Parameters
     ----------
-    db : stores.fs.Location
+    db : stores.storage.fs.Location
         The database's folder.
 
     Returns
     -------
-    stores.fs.Location
+    stores.storage.fs.Location
         Its ``cube`` folder.
     """
     return db.child(_CUBE)
@@ -404,7 +404,7 @@ def open_cube(
         One variable per property, or one ``properties`` variable with a ``property`` dim.
     drop_variables : str or iterable of str, optional
         Properties not to expose.
-    index : stores.fs.Location, optional
+    index : stores.storage.fs.Location, optional
         The database holding *source* (a CubeStore), whose history index serves
         histories (:attr:`stiscube.PixelDB.dataset` passes its own).
 

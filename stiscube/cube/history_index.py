@@ -369,7 +369,7 @@ class HistoryIndex:
 
     Parameters
     ----------
-    location : stores.fs.Location or path
+    location : stores.storage.fs.Location or path
         The database directory.
     """
 
@@ -412,7 +412,7 @@ class HistoryIndex:
         labels : sequence
             The periods.
         digests : sequence of str
-            Their slice digests (:func:`stores.provenance.slice_digest`).
+            Their slice digests (:func:`stores.common.provenance.slice_digest`).
         token : hashable, optional
             Identifies (labels, digests) for caching.
 

@@ -36,7 +36,7 @@ def target(path: str | os.PathLike, overwrite: bool) -> Path:
 
 def write_hdus(hdul, path: Path) -> None:
     """Write *hdul* to a temporary sibling that replaces *path* on success
-    (:func:`stores.fs.atomic_path`: a failed write leaves *path* untouched)."""
+    (:func:`stores.storage.fs.atomic_path`: a failed write leaves *path* untouched)."""
     with atomic_path(path) as tmp:
         hdul.writeto(Path(tmp), overwrite=True)
 

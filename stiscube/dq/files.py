@@ -80,7 +80,7 @@ def write_dq_fits(dq: xr.DataArray, path: str | os.PathLike, *, overwrite: bool 
     :func:`stiscube.dq.reffiles.write_reference`.  The primary header holds the DQ
     keywords of every DQ file (``PERIODS`` the periods the rules looked at, ``APPLIES``,
     ``NHOT``, ``RULES``, ...; :func:`stiscube.dq._fitsfile.dq_cards`) and the provenance
-    record of :func:`stores.provenance.to_header` (``DATE``, ``SOFTWARE``, ``HISTORY``).
+    record of :func:`stores.common.provenance.to_header` (``DATE``, ``SOFTWARE``, ``HISTORY``).
 
     Parameters
     ----------

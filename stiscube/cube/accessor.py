@@ -123,22 +123,6 @@ class PixelsAccessor:
         """
         return queries.exceeded_in_consecutive_periods(self._ds, level, k, prop=prop)
 
-    def longest_run_above(self, level: float, *, prop: str = "sci_mean") -> xr.DataArray:
-        """Longest run of consecutive periods with *prop* above *level*, per pixel.
-
-        Parameters
-        ----------
-        level, prop
-            As for :meth:`hot`.
-
-        Returns
-        -------
-        xarray.DataArray
-            int on (row, col).
-        """
-        queries.require_single_unit_system(self._ds)
-        return queries.consecutive_exceedances(self._ds[prop], level)
-
     def turned_hot_after(self, date: Any, level: float, *, prop: str = "sci_mean"):
         """Mask of pixels first above *level* in a period starting on or after *date*.
 

@@ -145,32 +145,6 @@ class AnnealPeriod:
         """End of the period (exclusive), UTC ``datetime64[us]``."""
         return mjd_to_datetime64(self.end_mjd)
 
-    @property
-    def duration_days(self) -> float:
-        """Length of the period in days."""
-        return self.end_mjd - self.start_mjd
-
-    @property
-    def exposure_mix(self) -> dict[float, int]:
-        """:attr:`exposure_time` parsed by :func:`parse_exposure_mix`."""
-        return parse_exposure_mix(self.exposure_time)
-
-    def contains(self, date: Any) -> bool:
-        """Whether ``start <= date < end``.
-
-        Parameters
-        ----------
-        date : date-like
-            A string, datetime, ``datetime64`` or MJD.
-
-        Returns
-        -------
-        bool
-            Whether the period holds it.
-        """
-        mjd = to_mjd(date)
-        return bool(self.start_mjd <= mjd < self.end_mjd)
-
     def describe(self) -> str:
         """``'period 200 [2017-09-26 00:00:00 (MJD ...), 2017-10-25 ... )'`` for messages."""
         start, end = describe_mjd(self.start_mjd), describe_mjd(self.end_mjd)

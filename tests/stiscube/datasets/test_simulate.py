@@ -17,6 +17,7 @@ from stiscube.datasets.simulate import (
     DarkPhysics,
     simulate_darks,
 )
+from stiscube.io.anneals import parse_exposure_mix
 
 
 def _read(path):
@@ -82,7 +83,7 @@ def test_schedule_and_table(small_darks):
         assert period.start_mjd <= primary["TEXPSTRT"] < primary["TEXPEND"] < period.end_mjd
     assert exptimes == [1100.0] * 5  # round(0.1 * 5) = 0 short darks
     assert starts == sorted(starts)
-    assert period.exposure_mix == {1100.0: 5}
+    assert parse_exposure_mix(period.exposure_time) == {1100.0: 5}
 
 
 def test_short_darks_in_the_mix(tmp_path):

@@ -240,8 +240,8 @@ class PhotometryOptions:
 
     def __post_init__(self) -> None:
         check_fields(self, {
-            "apertures": lambda v, n: tuple(sorted(as_sequence_of(v, n, _POSITIVE,
-                                                                  unique=True))),
+            "apertures": lambda v, n: tuple(sorted(set(as_sequence_of(
+                v, n, partial(as_float, min=0, strict_min=True, units="pixel"))))),
             "annulus": partial(as_interval, min=0, units="pixel"),
             "background_sigma": _POSITIVE,
             "background_maxiters": _COUNT,

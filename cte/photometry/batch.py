@@ -14,14 +14,14 @@ skipped with its reason and does not stop the others.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,7 @@ from cte.photometry._measure import measure_image
 from cte.photometry._pam import check_pams
 from cte.photometry.store import PhotometryStore
 from cte.schema import key_for
-from stores.common.validate import as_float, as_int, as_sequence_of, one_of
+from stores.common.validate import as_int, one_of
 
 __all__ = ["PhotometrySummary", "measure_photometry"]
 
@@ -79,20 +79,6 @@ class PhotometrySummary:
         return (f"{len(self.measured)} image(s) measured, {len(self.reused)} already stored, "
                 f"skipped: {parts}; {len(self.keys)} key(s) written to {self.store} "
                 f"in {self.seconds:.1f} s")
-
-
-_RADIUS = partial(as_float, min=0, strict_min=True, units="pixel")
-
-
-def _validate_apertures(apertures, config: Config) -> tuple[float, ...]:
-    if apertures is None:
-        return config.photometry.apertures
-    radii = tuple(sorted(set(as_sequence_of(apertures, "apertures", _RADIUS))))
-    if radii[-1] > config.photometry.annulus[0]:
-        msg = (f"apertures must not exceed the background annulus inner radius "
-               f"{config.photometry.annulus[0]} px, got {radii[-1]}")
-        raise ValueError(msg)
-    return radii
 
 
 def _measure_task(path: str, header: dict, catalog: pd.DataFrame, config: Config,
@@ -169,7 +155,8 @@ def measure_photometry(
         config = load_config(config)
     selection = ImageSelection() if selection is None else selection
     selection.check(config)  # before any file is read
-    radii = _validate_apertures(apertures, config)
+    radii = config.photometry.apertures if apertures is None else dataclasses.replace(
+        config.photometry, apertures=cast(tuple, apertures)).apertures  # validated as the file's
     one_of(scheduler, "scheduler", ("threads", "processes", "synchronous"))
     as_int(num_workers, "num_workers", min=1, allow_none=True, allow_integral_float=True)
     pams = None

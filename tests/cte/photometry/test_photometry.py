@@ -363,7 +363,7 @@ def test_bad_input_fails_before_anything_is_written(campaign, tmp_path):
         measure_photometry(campaign.data_dir, cats, tmp_path / "s1")
     for kwargs, match in (({"apertures": [-3.0]},
                            r"apertures\[0\] must be > 0 \(pixel\), got -3.0"),
-                          ({"apertures": [30.0]}, "must not exceed the background annulus"),
+                          ({"apertures": [30.0]}, "must be >= the largest aperture 30.0"),
                           ({"scheduler": "gpu"}, "scheduler must be"),
                           ({"num_workers": 0}, "num_workers must be")):
         with pytest.raises(ValueError, match=match):

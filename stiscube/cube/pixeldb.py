@@ -1047,10 +1047,9 @@ class PixelDB:
                 if not path.startswith(skip + "/"):
                     allocated += size
                     apparent += size
-        versions = getattr(self.store, "versions", None)
         return {
-            "version": getattr(self.store, "version", None),
-            "versions": versions() if versions is not None else [],
+            "version": self.store.version,
+            "versions": self.store.versions(),
             "path": self.location.url,
             "shape": self.shape,
             "periods": self.anneal_numbers,

@@ -7,10 +7,11 @@ rules give the same hot pixels, and the same ``NHOT``, as :func:`stiscube.dq.dq_
 
 superdark (``kind="dark"``, ``FILETYPE = 'DARK IMAGE'``, CRDS type ``DARKFILE``)
     By default one anneal period, as the STScI basedarks (refstis) are.  The STIS
-    imset layout: primary header + ``SCI``, ``ERR`` (float32, electron / s) and ``DQ``
-    (int16) extensions with ``EXTVER=1``.  With ``n_p`` the number of usable samples of
-    a pixel in period ``p`` (``n_darks`` of the period minus the pixel's ``nan_count``),
-    ``m_p`` its ``sci_mean`` and ``e_p`` its ``err_mean`` (the mean per-frame error)::
+    imset layout: primary header + ``SCI``, ``ERR`` (float32, ``BUNIT = 'ELECTRONS/S'``)
+    and ``DQ`` (int16) extensions with ``EXTNAME`` and ``EXTVER=1``.  With ``n_p`` the
+    number of usable samples of a pixel in period ``p`` (``n_darks`` of the period minus
+    the pixel's ``nan_count``), ``m_p`` its ``sci_mean`` and ``e_p`` its ``err_mean``
+    (the mean per-frame error)::
 
         SCI = sum_p n_p m_p / N,     ERR = sqrt(sum_p n_p e_p**2) / N,     N = sum_p n_p
 
@@ -25,12 +26,10 @@ superdark (``kind="dark"``, ``FILETYPE = 'DARK IMAGE'``, CRDS type ``DARKFILE``)
 BPIXTAB (``kind="bpixtab"``, ``FILETYPE = 'BAD PIXEL TABLE'``, CRDS type ``BPIXTAB``)
     The persistent bad pixels: those the rules flag with persistence (``persist_k`` of
     the last ``persist_m`` periods up to the chosen one; rules without persistence are
-    refused), as a binary table with the STIS BPIXTAB columns ``PIX1``, ``PIX2``
-    (1-based column and row of the first pixel, in the cube's frame, the calibrated
-    1024 x 1024 image), ``LENGTH`` (pixels in the run), ``AXIS`` (1: the run is along
-    the row) and ``VALUE`` (the DQ value): one row per run of adjacent pixels of one
-    row with the same value.  No ``OPT_ELEM`` column: every row applies to every
-    optical element.
+    refused), as a binary table of the STIS BPIXTAB columns (:func:`bad_pixel_table`),
+    one row per run of adjacent pixels of one row with the same value, in the cube's
+    frame (the calibrated 1024 x 1024 image).  No ``OPT_ELEM`` column: every row
+    applies to every optical element.
 
 CRDS selection (``hst_stis_darkfile.rmap``: ``DETECTOR``, ``CCDAMP``, ``CCDGAIN`` and
 ``USEAFTER`` for ``DATE-OBS``/``TIME-OBS``; ``hst_stis_bpixtab.rmap``: ``DETECTOR`` and
@@ -59,8 +58,8 @@ their darks, exposure mix and temperature scaling.
 Provenance: the record of :mod:`stores.common.provenance`, written by
 :func:`stores.common.provenance.to_header` and read back by
 :func:`stores.common.provenance.from_header`:
-``DATE``, ``SOFTWARE``, ``CUBEVER`` (the cube version, :attr:`stores.CubeStore.version`,
-or ``unknown``), ``CUBESUM`` (SHA-256 over the periods' checksums, in period order) and
+``DATE``, ``SOFTWARE``, ``CUBEVER`` (the cube version, :attr:`stores.CubeStore.version`),
+``CUBESUM`` (SHA-256 over the periods' checksums, in period order) and
 ``HISTORY`` lines ``provenance input ...`` (the database URL), ``provenance
 software_versions ...`` and one ``provenance checksum {"<period>": "<sha256>"}`` per
 period.  ``PERIODS`` lists the period numbers.
@@ -288,16 +287,15 @@ def cube_provenance(db: PixelDB, anneals: Sequence[int]) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``version`` (str of :attr:`stores.CubeStore.version`, or ``"unknown"`` when the
-        store has none), ``checksums`` ({period: SHA-256 hex of the JSON of the store's
-        per-property checksums of that period}, :func:`stores.common.provenance.slice_checksums`)
-        and ``cubesum`` (SHA-256 hex of the periods' checksums joined in period order,
+        ``version`` (str of :attr:`stores.CubeStore.version`), ``checksums`` ({period:
+        SHA-256 hex of the JSON of the store's per-property checksums of that period},
+        :func:`stores.common.provenance.slice_checksums`) and ``cubesum`` (SHA-256 hex of
+        the periods' checksums joined in period order,
         :func:`stores.common.provenance.cube_checksum`).
     """
     sums = slice_checksums(db.store, [int(n) for n in anneals])
-    version = getattr(db.store, "version", None)
     return {
-        "version": "unknown" if version is None else str(version),
+        "version": str(db.store.version),
         "checksums": {int(n): digest for n, digest in sums.items()},
         "cubesum": cube_checksum(sums),
     }
@@ -671,10 +669,8 @@ def write_reference(
     path : path-like
         The FITS file to write.
     kind : {"dark", "bpixtab"}
-        ``"dark"``: the superdark (:func:`superdark`) in the STIS imset layout, primary
-        + ``SCI``, ``ERR`` (float32, ``BUNIT = 'ELECTRONS/S'``) and ``DQ`` (int16), each
-        with ``EXTNAME``/``EXTVER = 1``.  ``"bpixtab"``: the persistent bad pixels
-        (:func:`bad_pixel_table`) as a binary table extension.
+        The superdark (:func:`superdark`) or the persistent bad pixels
+        (:func:`bad_pixel_table`), in the layouts of the module docstring.
     rules : DQRules, optional
         The DQ rules (default ``DQRules()``; the BPIXTAB needs persistence).
     anneals : int or sequence of int, optional

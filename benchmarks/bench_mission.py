@@ -14,7 +14,7 @@ history index), one period at a time as the monthly loop does, and prints per pe
 and, at periods 1, 2, 5, 10, 20, ... and the last one (hot page cache, median of
 ``--repeat``):
 
-- ``open``: :meth:`PixelDB.open`; ``info``: :meth:`PixelDB.info` (and, with
+- ``open``: ``PixelDB(path, mode="r")``; ``info``: :meth:`PixelDB.info` (and, with
   ``--cli-info``, the ``stiscube info`` command in a subprocess);
 - ``point``: one pixel of the newest period (:meth:`PixelDB.query_pixel`);
 - ``history``: one pixel across all periods (:meth:`PixelDB.history`);
@@ -115,9 +115,9 @@ def main(argv=None) -> int:
         r = {"append": wall, "append_cpu": cpu, "bytes": written, "index": index,
              "index_cpu": index_cpu}
         if p in _samples(args.periods):
-            reader = PixelDB.open(path)
-            r["open"], r["open_cpu"] = _timed(lambda: PixelDB.open(path), args.repeat)
-            r["info"], r["info_cpu"] = _timed(lambda: PixelDB.open(path).info(), args.repeat)
+            reader = PixelDB(path, mode="r")
+            r["open"], r["open_cpu"] = _timed(lambda: PixelDB(path, mode="r"), args.repeat)
+            r["info"], r["info_cpu"] = _timed(lambda: PixelDB(path, mode="r").info(), args.repeat)
             if args.cli_info:
                 cmd = [sys.executable, "-m", "stiscube.cli", "info", str(path)]
                 r["cli_info"] = _timed(lambda cmd=cmd: subprocess.run(

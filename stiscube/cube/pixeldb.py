@@ -171,27 +171,6 @@ class PixelDB:
         self._cube_of: xr.Dataset | None = None
 
     @classmethod
-    def open(cls, path: str | os.PathLike, *, version: int | None = None) -> PixelDB:
-        """Open the database at *path* read-only, at committed state *version* (default newest).
-
-        Versions are listed by ``stiscube info``; a replaced period keeps its old values
-        at the versions before the replacement.
-
-        Parameters
-        ----------
-        path : str or path-like
-            The database.
-        version : int, optional
-            The committed state.
-
-        Returns
-        -------
-        PixelDB
-            The database, read-only.
-        """
-        return cls(path, mode="r", version=version)
-
-    @classmethod
     def create(
         cls,
         path: str | os.PathLike,

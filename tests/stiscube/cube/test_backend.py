@@ -284,13 +284,13 @@ def test_versions_keep_replaced_values(tmp_path, truth):
     old_values = truth[4]["sci_mean"].values
     for old in (
         xr.open_dataset(path, engine="stiscube", version=before),
-        PixelDB.open(path, version=before).dataset,
+        PixelDB(path, mode="r", version=before).dataset,
         held,
     ):
         np.testing.assert_array_equal(old["sci_mean"].sel(anneal=4).values, old_values)
         assert old.attrs["cube_version"] == before
     np.testing.assert_array_equal(
-        PixelDB.open(path, version=before).history_values(2, 3)["sci_mean"],
+        PixelDB(path, mode="r", version=before).history_values(2, 3)["sci_mean"],
         [truth[n]["sci_mean"].values[2, 3] for n in NUMBERS[:3]],
     )
     newest = xr.open_dataset(path, engine="stiscube")
